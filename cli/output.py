@@ -1,0 +1,99 @@
+"""Rendering: tables for people, JSON for scripts (``--format json``), Go-template-like
+``--format '{{.Field}}'`` for docker habits."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Iterable, Sequence
+
+import click
+
+FORMAT_HELP = "Output: table (default), json, or a template like '{{.ID}} {{.Name}}'"
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=False))
+
+
+def render_template(template: str, row: dict[str, Any]) -> str:
+    """A small subset of Go templates: ``{{.Field}}``, ``{{.A.B}}``, ``{{json .Field}}``."""
+
+    def lookup(path: str) -> Any:
+        value: Any = row
+        for part in path.strip(".").split("."):
+            if part:
+                value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    def repl(m: re.Match[str]) -> str:
+        expr = m.group(1).strip()
+        if expr.startswith("json "):
+            return json.dumps(lookup(expr[5:].strip()))
+        value = lookup(expr)
+        return "" if value is None else str(value)
+
+    return re.sub(r"\{\{(.*?)\}\}", repl, template).replace("\\t", "\t").replace("\\n", "\n")
+
+
+def table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """A plain, docker-like table: columns padded with three spaces, no borders."""
+    rows = [[("" if c is None else str(c)) for c in r] for r in rows]
+    widths = [len(c) for c in columns]
+    for r in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, r)]
+    for r in [list(columns), *rows]:
+        line = "   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
+        click.echo(line)
+
+
+def output(fmt: str | None, items: list[dict[str, Any]], columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    if fmt == "json":
+        emit_json(items)
+    elif fmt and fmt != "table":
+        for item in items:
+            click.echo(render_template(fmt, item))
+    else:
+        table(columns, rows)
+
+
+def human_size(n: float) -> str:
+    """Docker's decimal sizes: 1.23MB."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.3g}{unit}" if unit != "B" else f"{int(n)}B"
+        n /= 1000
+    return f"{n}TB"
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's ``About a minute``, ``2 hours`` style."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s < 60:
+        return f"{s} second{'s' if s != 1 else ''}"
+    m = s // 60
+    if m == 1:
+        return "About a minute"
+    if m < 60:
+        return f"{m} minutes"
+    h = round(s / 3600)
+    if h == 1:
+        return "About an hour"
+    if h < 48:
+        return f"{h} hours"
+    d = h // 24
+    if d < 14:
+        return f"{d} days"
+    if d < 60:
+        return f"{d // 7} weeks"
+    if d < 365 * 2:
+        return f"{d // 30} months"
+    return f"{d // 365} years"
+
+
+def err(message: str) -> None:
+    click.echo(message, err=True)
+
+

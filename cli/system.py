@@ -1,0 +1,139 @@
+"""System commands: version, info, events, plugins."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+
+from .client import Client
+from .output import FORMAT_HELP, emit_json, human_size, output, render_template
+
+
+def register(cli: click.Group) -> None:
+    for command in (version, info, events, plugins):
+        cli.add_command(command)
+
+
+@click.command()
+@click.option("-f", "--format", "fmt", help=FORMAT_HELP)
+@click.pass_obj
+def version(client: Client, fmt: str | None) -> None:
+    """Show the daemon's version."""
+    v = client.get("/version")
+    if fmt == "json":
+        return emit_json(v)
+    if fmt:
+        return click.echo(render_template(fmt, v))
+    rows = [
+        ("Server", v.get("Platform", {}).get("Name", "")),
+        ("Version", v.get("Version")),
+        ("API version", f"{v.get('ApiVersion')} (minimum version {v.get('MinAPIVersion')})"),
+        ("Runtime", v.get("GoVersion")),
+        ("OS/Arch", f"{v.get('Os')}/{v.get('Arch')}"),
+        ("Kernel", v.get("KernelVersion")),
+    ]
+    for key, value in rows:
+        click.echo(f"{key + ':':<14}{value}")
+
+
+@click.command()
+@click.option("-f", "--format", "fmt", help=FORMAT_HELP)
+@click.pass_obj
+def info(client: Client, fmt: str | None) -> None:
+    """Show system-wide information, including every loaded plugin."""
+    i = client.get("/info")
+    if fmt == "json":
+        return emit_json(i)
+    if fmt:
+        return click.echo(render_template(fmt, i))
+    lines = [
+        ("Server Version", i.get("ServerVersion")),
+        ("Containers", i.get("Containers")),
+        (" Running", i.get("ContainersRunning")),
+        (" Paused", i.get("ContainersPaused")),
+        (" Stopped", i.get("ContainersStopped")),
+        ("Images", i.get("Images")),
+        ("Storage Driver", i.get("Driver")),
+        ("Runtime", i.get("DefaultRuntime")),
+        ("Cgroup Driver", i.get("CgroupDriver")),
+        ("Cgroup Version", i.get("CgroupVersion")),
+        ("Live Restore Enabled", i.get("LiveRestoreEnabled")),
+        ("Kernel Version", i.get("KernelVersion")),
+        ("Operating System", i.get("OperatingSystem")),
+        ("Architecture", i.get("Architecture")),
+        ("CPUs", i.get("NCPU")),
+        ("Total Memory", human_size(i.get("MemTotal") or 0)),
+        ("Name", i.get("Name")),
+        ("ID", i.get("ID")),
+        ("Root Dir", i.get("DockerRootDir")),
+    ]
+    for key, value in lines:
+        click.echo(f"{key}: {value}")
+    plugins_ = i.get("DockyardPlugins") or []
+    if plugins_:
+        click.echo("Plugins:")
+        for p in plugins_:
+            click.echo(f" {p['Group']}: {p['Name']} ({p.get('Distribution') or '?'} {p.get('Version') or ''})".rstrip())
+    for w in i.get("Warnings") or []:
+        click.echo(f"WARNING: {w}", err=True)
+
+
+@click.command()
+@click.option("--since", help="Show events since this time (unix seconds or a duration like 10m)")
+@click.option("--until", help="Stop at this time (unix seconds or a duration like 10m)")
+@click.option("-f", "--filter", "filters", multiple=True, help="key=value, e.g. type=container, event=start")
+@click.option("--format", "fmt", help="json, or a template like '{{.Type}} {{.Action}}'")
+@click.pass_obj
+def events(client: Client, since: str | None, until: str | None, filters: tuple[str, ...], fmt: str | None) -> None:
+    """Stream events from the daemon."""
+    params = {"since": to_timestamp(since), "until": to_timestamp(until), "filters": filter_dict(filters) or None}
+    response = client.request("GET", "/events", params=params, stream=True)
+    try:
+        for ev in response.iter_json():
+            if fmt == "json":
+                click.echo(json.dumps(ev))
+            elif fmt:
+                click.echo(render_template(fmt, ev))
+            else:
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ev["time"]))
+                attrs = ", ".join(f"{k}={v}" for k, v in sorted(ev["Actor"]["Attributes"].items()))
+                click.echo(f"{stamp}.{ev['timeNano'] % 10**9:09d} {ev['Type']} {ev['Action']} {ev['Actor']['ID']}"
+                           + (f" ({attrs})" if attrs else ""))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        response.close()
+
+
+@click.command()
+@click.option("-f", "--format", "fmt", help=FORMAT_HELP)
+@click.pass_obj
+def plugins(client: Client, fmt: str | None) -> None:
+    """List the daemon's loaded drivers and hook modules with their distributions."""
+    items: list[dict[str, Any]] = client.get("/info").get("DockyardPlugins") or []
+    output(fmt, items, ("GROUP", "NAME", "DISTRIBUTION", "VERSION", "HOOKS"),
+           [(p["Group"], p["Name"], p.get("Distribution"), p.get("Version"), ",".join(p.get("Hooks") or []))
+            for p in items])
+
+
+def filter_dict(items: tuple[str, ...]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"filter {item!r} is not key=value")
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def to_timestamp(value: str | None) -> str | None:
+    """Unix seconds pass through; ``10m``/``2h``/``30s`` mean that long ago."""
+    if not value:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[-1] in units and value[:-1].replace(".", "", 1).isdigit():
+        return f"{time.time() - float(value[:-1]) * units[value[-1]]:.9f}"
+    return value

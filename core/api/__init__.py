@@ -1,0 +1,36 @@
+"""The HTTP API: an app factory, one route table per resource, one middleware."""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Iterable
+
+from aiohttp import web
+
+from ..plugins import call_hook
+from . import system
+from .middleware import make_middleware
+from .router import VersionedRouter
+from .util import DAEMON
+
+if TYPE_CHECKING:
+    from ..daemon import Daemon
+
+# Route tables of the built-in resources; later modules append themselves here.
+ROUTE_TABLES: list[Iterable[web.AbstractRouteDef]] = [system.routes]
+
+
+async def make_app(daemon: "Daemon") -> web.Application:
+    with warnings.catch_warnings():  # the router argument is the supported way to swap routing
+        warnings.simplefilter("ignore", DeprecationWarning)
+        app = web.Application(
+            router=VersionedRouter(),
+            middlewares=[make_middleware(daemon.plugins)],
+            client_max_size=0,  # image loads and archives stream large bodies
+        )
+    app[DAEMON] = daemon
+    for table in ROUTE_TABLES:
+        app.add_routes(table)
+    for extra in await call_hook(daemon.plugins.hook.register_routes, daemon=daemon):
+        app.add_routes(extra)
+    return app

@@ -1,0 +1,141 @@
+"""The one middleware: Docker's headers, API version checks, identity, authorization and
+errors rendered through the ``handle_exception`` hook."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import struct
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from .. import API_VERSION, MIN_API_VERSION, __version__
+from ..errors import Forbidden, InvalidArgument, NotFound, DockyardError
+from ..identity import ANONYMOUS, Peer
+from ..plugins import Plugins, call_hook, first_answer
+from .router import split_version
+
+log = logging.getLogger("dockyard.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+COMMON_HEADERS = {
+    "Api-Version": API_VERSION,
+    "Ostype": "linux",
+    "Server": f"Dockyard/{__version__} (linux)",
+    "Docker-Experimental": "false",
+}
+
+
+def _vtuple(v: str) -> tuple[int, int]:
+    major, _, minor = v.partition(".")
+    return int(major), int(minor)
+
+
+MIN_V, MAX_V = _vtuple(MIN_API_VERSION), _vtuple(API_VERSION)
+
+
+def check_version(version: str | None) -> str:
+    if version is None:
+        return API_VERSION
+    v = _vtuple(version)
+    if v < MIN_V:
+        raise InvalidArgument(
+            f"client version {version} is too old. Minimum supported API version is "
+            f"{MIN_API_VERSION}, please upgrade your client to a newer version"
+        )
+    if v > MAX_V:
+        raise InvalidArgument(
+            f"client version {version} is too new. Maximum supported API version is {API_VERSION}"
+        )
+    return version
+
+
+def peer_of(request: web.Request) -> Peer:
+    """What the connection tells about the caller; SO_PEERCRED on Unix sockets."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport else None
+    if transport is not None and transport.get_extra_info("sslcontext") is not None:
+        ssl_obj = transport.get_extra_info("ssl_object")
+        cert = ssl_obj.getpeercert() if ssl_obj is not None else None
+        return Peer("tls", address=str(transport.get_extra_info("peername")), cert=cert)
+    if sock is not None and sock.family == socket.AF_UNIX:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, uid, gid = struct.unpack("3i", creds)
+        return Peer("unix", uid=uid, gid=gid, pid=pid, address=transport.get_extra_info("sockname"))
+    peername = transport.get_extra_info("peername") if transport else None
+    return Peer("tcp", address=str(peername))
+
+
+def route_template(request: web.Request) -> str:
+    info = request.match_info
+    resource = info.route.resource if info.route is not None else None
+    return resource.canonical if resource is not None else request.path
+
+
+async def _body_json(request: web.Request) -> Any:
+    if request.content_type != "application/json" or not request.can_read_body:
+        return None
+    try:
+        return json.loads(await request.read() or b"null")
+    except ValueError:
+        return None
+
+
+def make_middleware(plugins: Plugins) -> Any:
+    hook = plugins.hook
+    # The checks below run per request; hooks with no implementation cost nothing.
+    has_auth = bool(hook.authenticate_request.get_hookimpls())
+    has_authz = bool(hook.authorize_request.get_hookimpls())
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            version, _ = split_version(request.path)
+            request["api_version"] = check_version(version)
+            request["route"] = route_template(request)
+            identity = ANONYMOUS
+            if has_auth:
+                identity = await first_answer(
+                    hook.authenticate_request, request=request, peer=peer_of(request)
+                ) or ANONYMOUS
+            request["identity"] = identity
+            if has_authz:
+                request["body_json"] = await _body_json(request)
+                for decision in await call_hook(hook.authorize_request, request=request, identity=identity):
+                    if not decision.allow:
+                        raise Forbidden(decision.message or "authorization denied by policy")
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = await render_error(plugins, request, _from_http(exc))
+        except Exception as exc:  # every error becomes a Docker-style response
+            response = await render_error(plugins, request, exc)
+        if not response.prepared:
+            response.headers.update(COMMON_HEADERS)
+        return response
+
+    return middleware
+
+
+def _from_http(exc: web.HTTPException) -> DockyardError:
+    if exc.status == 404:
+        return NotFound("page not found")
+    err = DockyardError(exc.reason)
+    err.status = exc.status
+    return err
+
+
+async def render_error(plugins: Plugins, request: web.Request, exc: Exception) -> web.StreamResponse:
+    response = await first_answer(plugins.hook.handle_exception, request=request, exception=exc)
+    if response is None:  # the built-in renderer was blocked: still answer something sane
+        response = web.json_response({"message": str(exc)}, status=getattr(exc, "status", 500))
+    return response
+
+
+def add_common_headers(response: web.StreamResponse) -> None:
+    """For streaming handlers: set Docker's headers before ``prepare()``."""
+    response.headers.update(COMMON_HEADERS)

@@ -1,0 +1,1 @@
+"""Built-in behaviour, registered through entry points exactly like third-party plugins."""

@@ -1,0 +1,172 @@
+"""Daemon configuration: a TOML file plus dockerd-style flags, decoded once into a frozen dataclass.
+
+The file uses dockerd's ``daemon.json`` key names where they mean the same thing, so
+operators carry their settings over::
+
+    hosts = ["unix:///run/dockyard.sock", "tcp://127.0.0.1:2375"]
+    data-root = "/var/lib/dockyard"
+    exec-root = "/run/dockyard"
+    group = "dockyard"
+    log-level = "info"
+    storage-driver = "overlay"
+
+    [log-opts]
+    max-size = "10m"
+
+    [plugins.overlay]          # one table per plugin, named by its entry point
+    some-option = 1
+
+Unknown keys are errors. As in dockerd, a setting given both as a flag and in the file is
+an error. Nothing else in the daemon reads the environment (except plugin switches in
+``dockyard.plugins``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_UNIX_SOCKET = "/run/dockyard.sock"
+DEFAULT_HOST = f"unix://{DEFAULT_UNIX_SOCKET}"
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    hosts: tuple[str, ...] = (DEFAULT_HOST,)
+    data_root: Path = Path("/var/lib/dockyard")
+    exec_root: Path = Path("/run/dockyard")
+    pidfile: Path | None = None  # default: <exec-root>/dockyardd.pid
+    group: str | None = None  # socket group; default "dockyard" when that group exists
+    debug: bool = False
+    log_level: str = "info"
+    log_format: str = "text"  # "text" or "json" (structured, one object per line)
+    storage_driver: str | None = None  # None: the first usable of overlay, vfs
+    runtime: str | None = None  # None: native
+    cgroups: str | None = None  # None: auto
+    insecure_tcp: bool = False  # allow plain TCP on non-loopback addresses
+    live_restore: bool = True
+    log_opts: dict[str, str] = field(default_factory=dict)
+    plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
+    config_file: Path | None = None
+
+    @property
+    def pidfile_path(self) -> Path:
+        return self.pidfile or self.exec_root / "dockyardd.pid"
+
+    def plugin_config(self, name: str) -> dict[str, Any]:
+        return dict(self.plugins.get(name, {}))
+
+
+# file key -> field name; the file uses dockerd's daemon.json spelling
+FILE_KEYS = {
+    "hosts": "hosts",
+    "data-root": "data_root",
+    "exec-root": "exec_root",
+    "pidfile": "pidfile",
+    "group": "group",
+    "debug": "debug",
+    "log-level": "log_level",
+    "log-format": "log_format",
+    "storage-driver": "storage_driver",
+    "runtime": "runtime",
+    "cgroups": "cgroups",
+    "insecure-tcp": "insecure_tcp",
+    "live-restore": "live_restore",
+    "log-opts": "log_opts",
+    "plugins": "plugins",
+}
+FIELD_TO_KEY = {v: k for k, v in FILE_KEYS.items()}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    key = FIELD_TO_KEY.get(name, name)
+    if name == "hosts":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(h, str) for h in value):
+            raise ConfigError(f"{key}: expected a list of URLs")
+        return tuple(value)
+    if name in ("data_root", "exec_root", "pidfile", "config_file"):
+        if value is None:
+            return None
+        if not isinstance(value, (str, Path)) or not str(value):
+            raise ConfigError(f"{key}: expected a path")
+        return Path(value)
+    if name in ("debug", "insecure_tcp", "live_restore"):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false")
+        return value
+    if name == "log_level":
+        if value not in LOG_LEVELS:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(LOG_LEVELS)}")
+        return value
+    if name == "log_format":
+        if value not in ("text", "json"):
+            raise ConfigError(f"{key}: {value!r} is not 'text' or 'json'")
+        return value
+    if name == "log_opts":
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table")
+        return {str(k): str(v) for k, v in value.items()}
+    if name == "plugins":
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            raise ConfigError(f"{key}: expected one table per plugin ([plugins.NAME])")
+        return {k: dict(v) for k, v in value.items()}
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a string")
+    return value
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """Parse a config file into field values; unknown keys are errors."""
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    unknown = sorted(set(raw) - set(FILE_KEYS))
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown option(s): {', '.join(unknown)}")
+    return {FILE_KEYS[k]: _coerce(FILE_KEYS[k], v) for k, v in raw.items()}
+
+
+def build(flags: dict[str, Any], config_file: Path | None = None) -> DaemonConfig:
+    """Merge flags (only those the user set) with the config file, dockerd-style."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        values = read_file(config_file)
+    known = {f.name for f in dataclasses.fields(DaemonConfig)}
+    clash = sorted(FIELD_TO_KEY.get(k, k) for k in flags if k in values)
+    if clash:
+        raise ConfigError(
+            "the following directives are specified both as a flag and in the configuration "
+            f"file: {', '.join(clash)} (from file: {config_file})"
+        )
+    for name, value in flags.items():
+        if name not in known:
+            raise ConfigError(f"unknown option {name!r}")
+        values[name] = _coerce(name, value)
+    values["config_file"] = config_file
+    if values.get("debug"):
+        values.setdefault("log_level", "debug")
+    return DaemonConfig(**values)
+
+
+def parse_size(text: str) -> int:
+    """Docker's human sizes: ``10m``, ``1g``, ``512k``, ``100`` (bytes)."""
+    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    s = text.strip().lower().removesuffix("ib").removesuffix("b") if text else ""
+    try:
+        if s and s[-1] in units:
+            return int(float(s[:-1]) * units[s[-1]])
+        return int(s)
+    except ValueError:
+        raise ConfigError(f"invalid size: {text!r}") from None

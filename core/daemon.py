@@ -1,0 +1,385 @@
+"""``dockyardd``: flags and config -> plugins and drivers -> API on every ``-H`` address.
+
+The :class:`Daemon` owns the config, the plugin manager, the event bus, the drivers and the
+services; it is what hooks receive as ``daemon``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+from aiohttp import web
+
+from . import API_VERSION, __version__
+from . import config as cfg
+from .errors import ConfigError, PluginError
+from .events import EventBus, Event
+from .host import Host
+from .plugins import GROUPS, Plugins, await_me_maybe, entry_point_names
+
+log = logging.getLogger("dockyard.daemon")
+
+DEFAULT_CONFIG_FILE = Path("/etc/dockyard/dockyardd.toml")
+
+# kind -> (config attribute, candidates tried in order when the operator named none)
+DRIVER_KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "storage": ("storage_driver", ("overlay", "vfs")),
+    "cgroups": ("cgroups", ("auto",)),
+    "runtime": ("runtime", ("native",)),
+}
+
+
+class Daemon:
+    def __init__(self, config: cfg.DaemonConfig) -> None:
+        self.config = config
+        self.host = Host()
+        self.plugins = Plugins()
+        self.events = EventBus(on_event=self._on_event)
+        self.drivers: dict[str, Any] = {}
+        self.transports: dict[str, Any] = {}
+        self.services: list[Any] = []  # objects with optional info() / close() (containers, images...)
+        self.runner: web.AppRunner | None = None
+        self.started_at = time.time()
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- start and stop ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        c = self.config
+        for d in (c.data_root, c.exec_root):
+            d.mkdir(parents=True, exist_ok=True)
+            os.chmod(d, 0o711)
+        self.plugins.load_hook_modules()
+        self._load_drivers()
+        self._load_transports()
+        from .api import make_app
+
+        app = await make_app(self)
+        for result in self.plugins.hook.startup(daemon=self):
+            await await_me_maybe(result)
+        self.runner = web.AppRunner(app, access_log=log if c.debug else None, handle_signals=False)
+        await self.runner.setup()
+        for url in c.hosts:
+            scheme = urlsplit(url).scheme or "unix"
+            await self.transports[scheme].site(self.runner, url, c)
+            log.info("API listening on %s", url)
+        self.events.emit("daemon", "start", self.id, name=os.uname().nodename)
+
+    def _load_drivers(self) -> None:
+        c = self.config
+        for kind, (attr, candidates) in DRIVER_KINDS.items():
+            name = getattr(c, attr)
+            try:
+                self.drivers[kind] = self.plugins.load_driver(
+                    kind, name, candidates=candidates, config=c.plugin_config(name or ""),
+                    root=c.data_root, state=c.exec_root,
+                )
+            except PluginError:
+                if name is not None:
+                    raise
+                log.warning("no %s driver available: features that need one are disabled", kind)
+        for kind, driver in self.drivers.items():
+            log.info("%s driver: %s", kind, type(driver).__name__)
+
+    def _load_transports(self) -> None:
+        c = self.config
+        for url in c.hosts:
+            scheme = urlsplit(url).scheme or "unix"
+            if scheme not in self.transports:
+                self.transports[scheme] = self.plugins.load_driver(
+                    "transport", scheme, config=c.plugin_config(scheme),
+                    root=c.data_root, state=c.exec_root,
+                )
+
+    async def stop(self) -> None:
+        log.info("shutting down")
+        if self.runner is not None:
+            await self.runner.cleanup()
+        for transport in self.transports.values():
+            await transport.close()
+        for result in self.plugins.hook.shutdown(daemon=self):
+            try:
+                await await_me_maybe(result)
+            except Exception:
+                log.exception("shutdown hook failed")
+        for service in reversed(self.services):
+            close = getattr(service, "close", None)
+            if close is not None:
+                await await_me_maybe(close())
+        for driver in self.drivers.values():
+            close = getattr(driver, "close", None)
+            if close is not None:
+                try:
+                    await await_me_maybe(close())
+                except Exception:
+                    log.exception("closing driver %s failed", type(driver).__name__)
+        for task in list(self._background):
+            task.cancel()
+
+    # -- events ------------------------------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        for result in self.plugins.hook.on_event(event=event):
+            if asyncio.iscoroutine(result):
+                task = asyncio.ensure_future(result)
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+                task.add_done_callback(_log_task_error)
+
+    # -- what /info says ---------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        path = self.config.data_root / "engine-id"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            import uuid
+
+            value = str(uuid.uuid4())
+            path.write_text(value)
+            return value
+
+    async def info(self) -> dict[str, Any]:
+        h, c = self.host, self.config
+        cgroups = self.drivers.get("cgroups")
+        storage = self.drivers.get("storage")
+        runtime = self.drivers.get("runtime")
+        info: dict[str, Any] = {
+            "ID": self.id,
+            "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
+            "Images": 0,
+            "Driver": getattr(storage, "name", "none"),
+            "DriverStatus": getattr(storage, "status", lambda: [])() if storage else [],
+            "Plugins": {
+                "Volume": entry_point_names(GROUPS["volume"]),
+                "Network": entry_point_names(GROUPS["network"]),
+                "Authorization": None,
+                "Log": ["dockyard"],
+            },
+            "MemoryLimit": cgroups is not None, "SwapLimit": cgroups is not None,
+            "KernelMemory": False, "KernelMemoryTCP": False,
+            "CpuCfsPeriod": cgroups is not None, "CpuCfsQuota": cgroups is not None,
+            "CPUShares": cgroups is not None, "CPUSet": cgroups is not None,
+            "PidsLimit": cgroups is not None, "OomKillDisable": False,
+            "IPv4Forwarding": h.ip_forwarding(), "BridgeNfIptables": False, "BridgeNfIp6tables": False,
+            "Debug": c.debug, "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": len(asyncio.all_tasks()),
+            "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "LoggingDriver": "dockyard",
+            "CgroupDriver": getattr(cgroups, "driver", "none"),
+            "CgroupVersion": str(getattr(cgroups, "version", "")),
+            "NEventsListener": len(self.events.subscribers),
+            "KernelVersion": h.kernel,
+            "OperatingSystem": h.os_release.get("PRETTY_NAME", "Linux"),
+            "OSVersion": h.os_release.get("VERSION_ID", ""),
+            "OSType": "linux",
+            "Architecture": os.uname().machine,
+            "IndexServerAddress": "https://index.docker.io/v1/",
+            "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"], "Mirrors": []},
+            "NCPU": h.ncpu, "MemTotal": h.mem_total,
+            "GenericResources": None,
+            "DockerRootDir": str(c.data_root),
+            "HttpProxy": "", "HttpsProxy": "", "NoProxy": "",
+            "Name": os.uname().nodename,
+            "Labels": [],
+            "ExperimentalBuild": False,
+            "ServerVersion": __version__,
+            "Runtimes": {getattr(runtime, "name", "native"): {"path": type(runtime).__module__}} if runtime else {},
+            "DefaultRuntime": getattr(runtime, "name", "none") if runtime else "none",
+            "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
+                      "Error": "", "RemoteManagers": None},
+            "LiveRestoreEnabled": c.live_restore,
+            "Isolation": "",
+            "InitBinary": "docker-init",
+            "ContainerdCommit": {"ID": "", "Expected": ""},
+            "RuncCommit": {"ID": "", "Expected": ""},
+            "InitCommit": {"ID": "", "Expected": ""},
+            "SecurityOptions": ["name=seccomp,profile=builtin", "name=no-new-privileges"]
+            if runtime else [],
+            "Warnings": None,
+            # Dockyard's own: every loaded driver and hook module with its distribution
+            "DockyardApiVersion": API_VERSION,
+            "DockyardPlugins": [p.to_json() for p in self.plugins.loaded],
+        }
+        for service in self.services:
+            extra = getattr(service, "info", None)
+            if extra is not None:
+                info.update(await await_me_maybe(extra()))
+        return info
+
+
+def _log_task_error(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("on_event hook failed", exc_info=task.exception())
+
+
+# -- process-level concerns: logging, lock, pidfile, signals ------------------------------
+
+
+class JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            out["error"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def setup_logging(config: cfg.DaemonConfig) -> None:
+    level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(config.log_level, config.log_level.upper())
+    handler = logging.StreamHandler(sys.stderr)
+    if config.log_format == "json":
+        handler.setFormatter(JSONFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+class DataRootLock:
+    """An exclusive flock on ``<data-root>/dockyardd.lock``: one daemon per data root."""
+
+    def __init__(self, data_root: Path) -> None:
+        self.path = data_root / "dockyardd.lock"
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode().strip() or "unknown"
+            os.close(fd)
+            raise PluginError(
+                f"another dockyardd (pid {holder}) is using the data root {self.path.parent}; "
+                "stop it or choose another --data-root"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            os.close(self.fd)
+            self.fd = None
+
+
+def write_pidfile(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{os.getpid()}\n")
+    os.replace(tmp, path)
+
+
+async def serve(config: cfg.DaemonConfig) -> None:
+    daemon = Daemon(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await daemon.start()
+        log.info("dockyardd %s ready (pid %d)", __version__, os.getpid())
+        await stop.wait()
+    finally:
+        await daemon.stop()
+
+
+def run(config: cfg.DaemonConfig) -> None:
+    setup_logging(config)
+    lock = DataRootLock(config.data_root)
+    lock.acquire()
+    try:
+        write_pidfile(config.pidfile_path)
+        try:
+            try:
+                import uvloop
+
+                runner = uvloop.run
+            except ImportError:
+                runner = asyncio.run
+            runner(serve(config))
+        finally:
+            config.pidfile_path.unlink(missing_ok=True)
+    finally:
+        lock.release()
+
+
+# -- the command line ----------------------------------------------------------------------
+
+FLAG_FIELDS = {
+    "host": "hosts", "data_root": "data_root", "exec_root": "exec_root", "pidfile": "pidfile",
+    "group": "group", "debug": "debug", "log_level": "log_level", "log_format": "log_format",
+    "storage_driver": "storage_driver", "runtime": "runtime", "cgroups": "cgroups",
+    "insecure_tcp": "insecure_tcp", "live_restore": "live_restore", "log_opt": "log_opts",
+}
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-H", "--host", multiple=True, metavar="URL",
+              help=f"Address to listen on: unix:///path, tcp://host:port (repeatable; default {cfg.DEFAULT_HOST})")
+@click.option("--data-root", type=click.Path(path_type=Path), help="Persistent state (default /var/lib/dockyard)")
+@click.option("--exec-root", type=click.Path(path_type=Path), help="Runtime state (default /run/dockyard)")
+@click.option("-p", "--pidfile", type=click.Path(path_type=Path), help="Pid file (default <exec-root>/dockyardd.pid)")
+@click.option("--config-file", type=click.Path(path_type=Path), help=f"TOML config (default {DEFAULT_CONFIG_FILE} if present)")
+@click.option("-G", "--group", help="Group that owns the Unix socket (default: dockyard, if it exists)")
+@click.option("-D", "--debug", is_flag=True, default=None, help="Debug logging and access log")
+@click.option("-l", "--log-level", type=click.Choice(cfg.LOG_LEVELS), help="Log level (default info)")
+@click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format (default text)")
+@click.option("-s", "--storage-driver", help="Storage driver (default: first usable of overlay, vfs)")
+@click.option("--runtime", "--default-runtime", "runtime", help="Runtime driver (default native)")
+@click.option("--cgroups", help="cgroups driver: auto, v1, v2 (default auto)")
+@click.option("--insecure-tcp", is_flag=True, default=None, help="Allow plain TCP on non-loopback addresses")
+@click.option("--live-restore/--no-live-restore", default=None, help="Keep containers running while the daemon is down (default on)")
+@click.option("--log-opt", multiple=True, metavar="KEY=VALUE", help="Default container log options (max-size, max-file)")
+@click.version_option(__version__, "-v", "--version", prog_name="dockyardd")
+@click.pass_context
+def cli(ctx: click.Context, config_file: Path | None, **params: Any) -> None:
+    """dockyardd: the Dockyard container engine daemon (Docker Engine API)."""
+    from click.core import ParameterSource
+
+    flags: dict[str, Any] = {}
+    for param, value in params.items():
+        source = ctx.get_parameter_source(param)
+        if source != ParameterSource.COMMANDLINE or value is None or value == ():
+            continue
+        if param == "log_opt":
+            value = dict(item.partition("=")[::2] for item in value)
+        flags[FLAG_FIELDS[param]] = list(value) if param == "host" else value
+    if config_file is None and DEFAULT_CONFIG_FILE.exists():
+        config_file = DEFAULT_CONFIG_FILE
+    try:
+        config = cfg.build(flags, config_file)
+        run(config)
+    except (PluginError, ConfigError) as exc:
+        click.echo(f"dockyardd: error: {exc}", err=True)
+        sys.exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    if os.geteuid() != 0:
+        click.echo("dockyardd: error: the daemon must run as root", err=True)
+        sys.exit(1)
+    cli.main(args=argv, prog_name="dockyardd")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Every Dockyard hook, declared and documented in one place.
+
+Hooks are for one-to-many points; drivers (storage, network, cgroups, runtime, transport)
+are one-to-one and are not hooks (see ``dockyard.drivers``).
+
+Rules for every hook:
+
+* An implementation may be a plain function or an ``async def``: the daemon awaits any
+  awaitable result (``dockyard.plugins.call_hook``). pluggy itself never awaits, so no hook
+  here is ``firstresult`` and none uses wrappers; "first answer wins" is written in core.
+* Implementations may accept any subset of the declared parameters, by name.
+* Hook modules come from the ``dockyard.hooks`` entry-point group; a driver object may carry
+  hook implementations too. Set ``DOCKYARD_DISABLE_PLUGINS=name1,name2`` to block modules.
+
+Each docstring says when the hook runs, what it receives, and what a return value means.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "dockyard"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# -- daemon lifecycle ------------------------------------------------------------------
+
+
+@hookspec
+def startup(daemon):
+    """Run once when the daemon has loaded its drivers, before it starts listening.
+
+    :param daemon: the :class:`dockyard.daemon.Daemon` (config, drivers, event bus, services).
+
+    All implementations run, in registration order. Raising stops the daemon: use it to
+    refuse to start when a plugin's own prerequisites are missing. May be async.
+    """
+
+
+@hookspec
+def shutdown(daemon):
+    """Run once when the daemon is stopping, after it stopped listening, before drivers close.
+
+    :param daemon: the :class:`dockyard.daemon.Daemon`.
+
+    All implementations run; an exception is logged and does not stop the others. May be async.
+    """
+
+
+# -- requests --------------------------------------------------------------------------
+
+
+@hookspec
+def register_routes(daemon):
+    """Add HTTP endpoints to the API.
+
+    Called once while the application is built, before ``startup``.
+
+    :param daemon: the :class:`dockyard.daemon.Daemon`.
+    :return: an iterable of ``aiohttp.web.RouteDef`` (e.g. a ``web.RouteTableDef``) or None.
+        The routes are served with and without the ``/vX.Y`` prefix and go through the same
+        middleware (errors, authentication, authorization) as built-in routes.
+    """
+
+
+@hookspec
+def authenticate_request(request, peer):
+    """Say who is calling.
+
+    Called for every request, before routing to the handler.
+
+    :param request: the ``aiohttp.web.Request``.
+    :param peer: a :class:`dockyard.identity.Peer` with what the transport knows about the
+        connection: ``transport`` (``unix``/``tcp``/``tls``...), and where available the
+        Unix peer credentials (``uid``, ``gid``, ``pid`` from SO_PEERCRED) and the TLS peer
+        certificate (``cert``, as returned by ``SSLSocket.getpeercert()``).
+    :return: an :class:`dockyard.identity.Identity`, or None to abstain. The first non-None
+        answer (in hook call order) becomes ``request["identity"]``; when all abstain the
+        identity is anonymous. May be async.
+    """
+
+
+@hookspec
+def authorize_request(request, identity):
+    """Allow or deny a request.
+
+    Called for every request after ``authenticate_request``, before the handler runs
+    (so a denied request changes nothing), including hijacked and streaming requests.
+
+    :param request: the ``aiohttp.web.Request``; ``request["route"]`` is the route template
+        (e.g. ``/containers/{id}/start``), ``request["body_json"]`` the parsed JSON body or None.
+    :param identity: the :class:`dockyard.identity.Identity` from ``authenticate_request``.
+    :return: a :class:`dockyard.identity.Decision` or None to abstain. Any denial wins and
+        the client gets 403 with the decision's message. May be async.
+    """
+
+
+@hookspec
+def handle_exception(request, exception):
+    """Render an exception raised while handling a request.
+
+    :param request: the ``aiohttp.web.Request``.
+    :param exception: the exception (a :class:`dockyard.errors.DockyardError` or a bug).
+    :return: an ``aiohttp.web.Response`` or None. The first non-None answer is sent. The
+        built-in renderer (Docker's ``{"message": ...}`` body) is registered like any
+        plugin and runs last. May be async.
+    """
+
+
+# -- containers and events ---------------------------------------------------------------
+
+
+@hookspec
+def container_spec(config, host_config, name):
+    """Inspect or change a container's configuration before it is created.
+
+    Called by ``POST /containers/create`` after the request is parsed and before anything is
+    created, so raising (e.g. :class:`dockyard.errors.Forbidden` or ``InvalidArgument``)
+    rejects the request with nothing left behind.
+
+    :param config: the container's ``Config`` dict (Image, Cmd, Env, Labels...); mutate in place.
+    :param host_config: the ``HostConfig`` dict; mutate in place.
+    :param name: the requested name, or None.
+
+    All implementations run. Return values are ignored. May be async.
+    """
+
+
+@hookspec
+def on_event(event):
+    """Observe an event: every container, image, network, volume and daemon transition.
+
+    :param event: a :class:`dockyard.events.Event` (Docker's ``Type``, ``Action``, ``Actor``,
+        ``time``, ``timeNano``); ``event.to_json()`` is what ``GET /events`` sends.
+
+    Called after the transition happened. All implementations run; exceptions are logged
+    and do not affect the engine. May be async (it is then awaited in the background).
+    """
+
+
+# -- the CLI ---------------------------------------------------------------------------
+
+
+@hookspec
+def register_commands(cli):
+    """Add commands to the ``dockyard`` CLI.
+
+    Called when the CLI starts, in the client process (not the daemon).
+
+    :param cli: the root ``click.Group``; call ``cli.command()`` / ``cli.add_command()``.
+
+    All implementations run. Synchronous only.
+    """

@@ -1,0 +1,228 @@
+"""Finding and loading plugins: stevedore finds, pluggy announces, drivers do.
+
+* Hook modules: every entry point in ``dockyard.hooks`` is imported and registered with
+  pluggy (a module that fails to import stops the daemon: authorization fails closed).
+  ``DOCKYARD_DISABLE_PLUGINS=a,b`` blocks modules (and drivers) by entry-point name.
+* Drivers: one per kind, chosen by name from the config, from the kind's entry-point group.
+  A driver class may define ``check()`` raising :class:`SkipPlugin`; that is fatal only when
+  the operator named the driver, otherwise the next candidate is tried.
+* :func:`call_hook` is the only bridge between pluggy and asyncio.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+import pluggy
+from stevedore import NamedExtensionManager
+
+from . import hookspecs
+from .errors import PluginError, SkipPlugin
+
+log = logging.getLogger("dockyard.plugins")
+
+GROUPS = {
+    "storage": "dockyard.storage",
+    "network": "dockyard.network",
+    "cgroups": "dockyard.cgroups",
+    "runtime": "dockyard.runtime",
+    "volume": "dockyard.volume",
+    "transport": "dockyard.transports",
+    "hooks": "dockyard.hooks",
+}
+DISABLE_ENV = "DOCKYARD_DISABLE_PLUGINS"
+
+
+@dataclass
+class PluginInfo:
+    """One loaded plugin, as ``dockyard plugins`` and ``GET /info`` show it."""
+
+    group: str
+    name: str
+    distribution: str | None
+    version: str | None
+    hooks: list[str] = field(default_factory=list)
+    object: Any = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "Group": self.group,
+            "Name": self.name,
+            "Distribution": self.distribution,
+            "Version": self.version,
+            "Hooks": self.hooks,
+        }
+
+
+def blocked_names() -> set[str]:
+    return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+
+
+def entry_point_names(group: str) -> list[str]:
+    """Installed entry-point names in a group, without importing anything."""
+    return sorted({ep.name for ep in metadata.entry_points(group=group)})
+
+
+def _distribution_of(group: str, name: str) -> tuple[str | None, str | None]:
+    for ep in metadata.entry_points(group=group, name=name):
+        dist = getattr(ep, "dist", None)
+        if dist is not None:
+            return dist.metadata["Name"], dist.version
+    return None, None
+
+
+def _load(group: str, names: list[str]) -> list[Any]:
+    """Import the named entry points; an import failure is a PluginError naming the plugin."""
+
+    def fail(_manager: Any, ep: Any, exc: Exception) -> None:
+        raise PluginError(f"plugin {ep.name!r} ({group}) failed to load: {exc}") from exc
+
+    if not names:
+        return []
+    manager = NamedExtensionManager(
+        group, names, invoke_on_load=False, on_load_failure_callback=fail, name_order=True
+    )
+    return list(manager)
+
+
+def make_plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    if os.environ.get("DOCKYARD_TRACE_HOOKS"):
+        pm.trace.root.setwriter(lambda msg: log.debug("hook %s", msg.rstrip()))
+        pm.enable_tracing()
+    return pm
+
+
+class Plugins:
+    """The daemon's plugin manager plus the list of everything loaded."""
+
+    def __init__(self) -> None:
+        self.pm = make_plugin_manager()
+        self.loaded: list[PluginInfo] = []
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+    def load_hook_modules(self) -> None:
+        """Register every module in ``dockyard.hooks`` not blocked by name, then validate."""
+        group = GROUPS["hooks"]
+        blocked = blocked_names()
+        names = [n for n in entry_point_names(group) if n not in blocked]
+        for name in blocked:
+            self.pm.set_blocked(name)
+        for ext in _load(group, names):
+            self.register(ext.plugin, group, ext.name)
+        self.check()
+
+    def register(self, obj: Any, group: str, name: str) -> None:
+        self.pm.register(obj, name=name)
+        dist, version = _distribution_of(group, name)
+        hooks = sorted(h.name for h in self.pm.get_hookcallers(obj) or ())
+        self.loaded.append(PluginInfo(group, name, dist, version, hooks, obj))
+
+    def check(self) -> None:
+        """Fail on hook implementations that match no spec (e.g. a misspelled hook name)."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(str(exc)) from exc
+
+    def load_driver(
+        self,
+        kind: str,
+        name: str | None,
+        *,
+        candidates: Iterable[str] = (),
+        config: dict[str, Any] | None = None,
+        root: Path,
+        state: Path,
+    ) -> Any:
+        """Load the ``kind`` driver called ``name``, or the first usable of ``candidates``.
+
+        ``name`` set means the operator chose it: a missing or skipping driver is fatal,
+        with a message that lists what is installed. Without a name, candidates that raise
+        :class:`SkipPlugin` are logged and the next one is tried.
+        """
+        group = GROUPS[kind]
+        installed = [n for n in entry_point_names(group) if n not in blocked_names()]
+        explicit = name is not None
+        wanted = [name] if explicit else list(candidates)
+        reasons = []
+        for choice in wanted:
+            if choice not in installed:
+                if explicit:
+                    raise PluginError(
+                        f"{kind} driver {choice!r} is not installed; installed {kind} drivers: "
+                        f"{', '.join(installed) or 'none'}"
+                    )
+                continue
+            (ext,) = _load(group, [choice])
+            cls = ext.plugin
+            try:
+                check = getattr(cls, "check", None)
+                if check is not None:
+                    check()
+            except SkipPlugin as exc:
+                if explicit:
+                    raise PluginError(f"{kind} driver {choice!r} cannot run on this host: {exc}") from exc
+                log.info("skipping %s driver %s: %s", kind, choice, exc)
+                reasons.append(f"{choice}: {exc}")
+                continue
+            section = dict(config or {})
+            driver_root, driver_state = root / kind / choice, state / kind / choice
+            driver_root.mkdir(parents=True, exist_ok=True)
+            driver_state.mkdir(parents=True, exist_ok=True)
+            try:
+                driver = cls(config=section, root=driver_root, state=driver_state)
+            except (PluginError, SkipPlugin):
+                raise
+            except Exception as exc:  # a driver that cannot start is a startup error
+                raise PluginError(f"{kind} driver {choice!r} failed to start: {exc}") from exc
+            self.register(driver, group, choice)
+            return driver
+        raise PluginError(
+            f"no usable {kind} driver among {', '.join(wanted) or 'none'}"
+            + (f" ({'; '.join(reasons)})" if reasons else "")
+            + f"; installed {kind} drivers: {', '.join(installed) or 'none'}"
+        )
+
+    def drivers(self, kind: str) -> list[PluginInfo]:
+        return [p for p in self.loaded if p.group == GROUPS[kind]]
+
+
+async def await_me_maybe(value: Any) -> Any:
+    """Await ``value`` if it is awaitable (datasette's bridge for pluggy results)."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+async def call_hook(hook: Any, **kwargs: Any) -> list[Any]:
+    """Call a pluggy hook and await every awaitable result; None results are dropped."""
+    results = []
+    for result in hook(**kwargs):
+        result = await await_me_maybe(result)
+        if result is not None:
+            results.append(result)
+    return results
+
+
+async def first_answer(hook: Any, **kwargs: Any) -> Any:
+    """The first non-None answer of a hook, awaiting each implementation in call order.
+
+    Later implementations are not called once one has answered.
+    """
+    for impl in reversed(hook.get_hookimpls()):
+        args = {k: kwargs[k] for k in impl.argnames}
+        result = await await_me_maybe(impl.function(**args))
+        if result is not None:
+            return result
+    return None

@@ -1,0 +1,115 @@
+"""Run a real ``dockyardd`` on a temporary socket, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from dockyard_cli.client import UnixHTTPConnection
+
+
+class DaemonProcess:
+    """``dockyardd`` as a subprocess with its own data root, exec root and socket.
+
+    ``args`` are extra daemon flags. The daemon's log goes to ``<base>/daemon.log``.
+    """
+
+    def __init__(self, base: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.base = Path(base)
+        self.data_root = self.base / "data"
+        self.exec_root = self.base / "exec"
+        self.socket = self.base / "dockyard.sock"
+        self.url = f"unix://{self.socket}"
+        self.log_path = self.base / "daemon.log"
+        self.args = list(args)
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "dockyard",
+            "-H", self.url, "--data-root", str(self.data_root), "--exec-root", str(self.exec_root),
+            *self.args,
+        ]
+
+    def start(self, timeout: float = 20.0) -> "DaemonProcess":
+        self.base.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, env=self.env,
+                                     start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dockyardd exited with {self.proc.returncode}:\n{self.log()}")
+            if self.ping():
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"dockyardd did not answer within {timeout}s:\n{self.log()}")
+
+    def ping(self) -> bool:
+        try:
+            conn = UnixHTTPConnection(str(self.socket), timeout=2)
+            conn.request("GET", "/_ping")
+            ok = conn.getresponse().status == 200
+            conn.close()
+            return ok
+        except (OSError, http.client.HTTPException):
+            return False
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def kill(self) -> None:
+        """``kill -9``: what live-restore must survive."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def docker_client(self, **kw: Any) -> Any:
+        import docker
+
+        return docker.DockerClient(base_url=self.url, **kw)
+
+    def cli(self, *args: str, input: bytes | None = None, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess[bytes]:
+        """Run the ``dockyard`` CLI against this daemon."""
+        return subprocess.run([sys.executable, "-m", "dockyard_cli", "-H", self.url, *args],
+                              input=input, capture_output=True, timeout=timeout, check=check, env=self.env)
+
+    def docker(self, *args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+        """Run the real ``docker`` CLI against this daemon."""
+        return subprocess.run(["docker", "-H", self.url, *args], input=input, capture_output=True,
+                              timeout=timeout, env={**self.env, "DOCKER_CONFIG": str(self.base / "docker-config")})
+
+    def __enter__(self) -> "DaemonProcess":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

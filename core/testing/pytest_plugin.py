@@ -1,0 +1,58 @@
+"""pytest fixtures for Dockyard and its plugin authors (loaded through the ``pytest11`` entry point).
+
+* ``dockyard_daemon``: one real ``dockyardd`` per test session on a temporary socket.
+* ``make_daemon``: a factory for tests that need their own daemon (flags, restarts); every
+  daemon it made is stopped at the end of the test.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from .daemon import DaemonProcess
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "privileged: needs root and real kernel features")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="needs root (privileged test)")
+    for item in items:
+        if "privileged" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def dockyard_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    daemon = DaemonProcess(tmp_path_factory.mktemp("dockyardd"))
+    daemon.start()
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture
+def make_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
+    made: list[DaemonProcess] = []
+
+    def make(*args: str, base: Path | None = None, start: bool = True, env: dict[str, str] | None = None) -> DaemonProcess:
+        d = DaemonProcess(base or tmp_path / f"d{len(made)}", *args, env=env)
+        made.append(d)
+        return d.start() if start else d
+
+    yield make
+    for d in made:
+        d.stop()
+
+
+@pytest.fixture
+def docker_client(dockyard_daemon: DaemonProcess) -> Iterator[Any]:
+    client = dockyard_daemon.docker_client()
+    yield client
+    client.close()
