@@ -1,0 +1,106 @@
+"""Storage drivers (``dockyard.storage``): read-only image layers and containers' writable layers.
+
+The image store owns content (blobs, digests, manifests); a storage driver owns the
+filesystem view. Layers are keyed by opaque ids chosen by the image store (the layer's
+*chain id* without the ``sha256:`` prefix, as Docker does), containers by container id.
+
+Methods are synchronous and may block on disk I/O; the daemon calls the slow ones
+(``create_layer``, ``export_layer``, ``export_changes``, ``remove_*``) in a worker thread.
+Every method leaves nothing half-done: on failure it removes what it created and raises a
+:class:`dockyard.errors.DockyardError` (``InvalidArgument`` for a bad tar).
+
+Drivers are constructed as ``cls(config=dict, root=Path, state=Path)`` and may define a
+classmethod ``check()`` raising :class:`dockyard.errors.SkipPlugin`.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO, Iterator, Protocol, TypedDict
+
+
+class Change(TypedDict):
+    """One entry of ``GET /containers/{id}/changes``: Kind 0 modified, 1 added, 2 deleted."""
+
+    Path: str
+    Kind: int
+
+
+class StorageDriver(Protocol):
+    name: str  # what ``docker info`` shows as "Storage Driver"
+
+    def status(self) -> list[list[str]]:
+        """``DriverStatus`` pairs for ``GET /info`` (e.g. ``[["Backing Filesystem", "extfs"]]``)."""
+        ...
+
+    # -- image layers (read-only, shared between images) --------------------------------
+
+    def create_layer(self, layer_id: str, parent: str | None, tar: BinaryIO) -> int:
+        """Unpack an *uncompressed* layer tar stream on top of ``parent``; return its size in bytes.
+
+        Hostile input is refused whole (``InvalidArgument``, nothing left behind): ``..`` or
+        absolute member names, hard links or symlinks whose targets escape the layer, device
+        nodes (except whiteouts), members under a symlinked directory. Whiteouts (``.wh.name``,
+        ``.wh..wh..opq``) become this driver's representation of deletions.
+        """
+        ...
+
+    def has_layer(self, layer_id: str) -> bool: ...
+
+    def remove_layer(self, layer_id: str) -> None:
+        """Remove a layer; missing is fine. The image store ensures no child or container uses it."""
+        ...
+
+    def export_layer(self, layer_id: str) -> Iterator[bytes]:
+        """The layer's own changes as an uncompressed tar stream, deletions as tar whiteouts.
+
+        Exporting a layer created from a tar gives a tar with the same diff id when the driver
+        kept the original (overlay and vfs both do), so ``docker save`` round-trips digests.
+        """
+        ...
+
+    def layer_size(self, layer_id: str) -> int: ...
+
+    def layers(self) -> list[str]:
+        """Ids of all layers present (for reconciliation)."""
+        ...
+
+    # -- containers' writable layers --------------------------------------------------------
+
+    def create_rw(self, cid: str, parent: str | None) -> None:
+        """Create the writable layer of container ``cid`` over image layer ``parent``."""
+        ...
+
+    def mount(self, cid: str) -> str:
+        """Mount the container's root filesystem (in the daemon's mount namespace) and return
+        its path. Idempotent: mounting a mounted container returns the same path."""
+        ...
+
+    def unmount(self, cid: str) -> None:
+        """Unmount; idempotent. Never leaves a mount behind, even if files are busy (lazy detach)."""
+        ...
+
+    def is_mounted(self, cid: str) -> bool: ...
+
+    def remove_rw(self, cid: str) -> None:
+        """Unmount if needed and delete the writable layer; missing is fine."""
+        ...
+
+    def changes(self, cid: str) -> list[Change]:
+        """What the container changed compared to its image (``docker diff``)."""
+        ...
+
+    def export_changes(self, cid: str) -> Iterator[bytes]:
+        """The writable layer as an uncompressed tar with whiteouts (``docker commit``)."""
+        ...
+
+    def rw_size(self, cid: str) -> int:
+        """Bytes used by the writable layer (``SizeRw``)."""
+        ...
+
+    def containers(self) -> list[str]:
+        """Ids of all writable layers present (for reconciliation)."""
+        ...
+
+    def close(self) -> None:
+        """Called at daemon shutdown. Mounts of running containers stay (live-restore)."""
+        ...
