@@ -1,0 +1,44 @@
+"""The ``auto`` driver: looks at the host and delegates to the v1 or the v2 backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dockyard.errors import SkipPlugin
+
+from .detect import Layout, host_layout
+from .v1 import CgroupV1
+from .v2 import CgroupV2
+
+
+def pick(layout: Layout) -> type:
+    """v1 when the memory controller is on a v1 mount (v1 and hybrid hosts), else v2."""
+    version = layout.memory_version()
+    if version == 1:
+        return CgroupV1
+    if version == 2:
+        return CgroupV2
+    raise SkipPlugin(f"no memory cgroup controller found (layout: {layout.mode})")
+
+
+class AutoCgroups:
+    """Delegates every :class:`dockyard.drivers.CgroupDriver` method to the picked backend;
+    ``name`` and ``version`` tell which one."""
+
+    driver = "cgroupfs"
+
+    @classmethod
+    def check(cls) -> None:
+        layout = host_layout()
+        pick(layout).check(layout)
+
+    def __init__(self, config: dict | None = None, root: Path | None = None, state: Path | None = None,
+                 *, layout: Layout | None = None) -> None:
+        layout = layout or host_layout()
+        self.impl = pick(layout)(config, root, state, layout=layout)
+        self.name: str = self.impl.name
+        self.version: int = self.impl.version
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.impl, attr)

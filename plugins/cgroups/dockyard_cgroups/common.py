@@ -1,0 +1,188 @@
+"""Shared pieces of the v1 and v2 backends: config, cid checks, file I/O, host counters."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dockyard.errors import ConfigError, DockyardError, InUse, InvalidArgument, NotFound, NotSupported
+
+log = logging.getLogger("dockyard.cgroups")
+
+CONFIG_KEYS = {"parent"}
+_CID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def parse_config(config: dict | None) -> str:
+    """Validate the ``[plugins.<name>]`` table; return the parent path (relative, no ``..``)."""
+    config = dict(config or {})
+    unknown = set(config) - CONFIG_KEYS
+    if unknown:
+        raise ConfigError(f"cgroups: unknown option(s): {', '.join(sorted(unknown))}")
+    parent = str(config.get("parent", "dockyard")).strip("/")
+    if not parent or any(p in ("", ".", "..") for p in parent.split("/")):
+        raise ConfigError(f"cgroups: invalid parent {config.get('parent')!r}")
+    return parent
+
+
+def check_cid(cid: str) -> str:
+    if not isinstance(cid, str) or not _CID.match(cid):
+        raise InvalidArgument(f"invalid container id for a cgroup: {cid!r}")
+    return cid
+
+
+def read(path: Path) -> str:
+    return path.read_text().strip()
+
+
+def read_int(path: Path, default: int = 0) -> int:
+    try:
+        text = read(path)
+    except OSError:
+        return default
+    return default if text in ("", "max") else int(text.split()[0])
+
+
+def read_kv(path: Path) -> dict[str, int]:
+    """A flat-keyed file (memory.stat, cpu.stat, memory.events) as ``{key: int}``."""
+    out: dict[str, int] = {}
+    try:
+        text = path.read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
+def write(path: Path, value: object) -> None:
+    """Write one value; the kernel's refusal becomes InvalidArgument with its reason."""
+    try:
+        with open(path, "w") as f:
+            f.write(str(value))
+    except OSError as e:
+        if not path.exists():  # cgroupfs answers EACCES (not ENOENT) for a missing file
+            if path.parent.is_dir():
+                raise NotSupported(f"cgroup: {path.name} is not available on this host") from e
+            raise NotFound(f"cgroup {path.parent} does not exist") from e
+        raise InvalidArgument(f"cgroup: cannot write {value!r} to {path}: {e.strerror}") from e
+
+
+def require(d: Path, cid: str) -> None:
+    if not d.is_dir():
+        raise NotFound(f"no cgroup for container {cid}")
+
+
+def procs(path: Path) -> list[int]:
+    try:
+        return sorted({int(x) for x in path.read_text().split()})
+    except FileNotFoundError:
+        return []
+
+
+def wait_for(pred: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while not pred():
+        if time.monotonic() > deadline:
+            raise DockyardError(f"cgroup: timed out waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def rmdir_all(dirs: list[Path], timeout: float, kill: Callable[[], None]) -> None:
+    """rmdir each directory (deepest first as given), retrying on EBUSY; call ``kill`` once
+    after half the timeout. Missing directories are fine."""
+    deadline = time.monotonic() + timeout
+    killed = False
+    start = time.monotonic()
+    for d in dirs:
+        delay = 0.001
+        while True:
+            try:
+                d.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError as e:
+                if e.errno not in (errno.EBUSY, errno.ENOTEMPTY, errno.EAGAIN):
+                    raise
+                now = time.monotonic()
+                if now > deadline:
+                    raise InUse(f"cgroup {d} is still busy after {timeout}s") from e
+                if not killed and now - start >= timeout / 2:
+                    killed = True
+                    try:
+                        kill()
+                    except DockyardError as ke:
+                        log.warning("kill_all before rmdir failed: %s", ke)
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
+
+def mkdirs(base: Path, rel: str, on_new: Callable[[Path], None] | None = None) -> None:
+    """mkdir -p ``base/rel``, calling ``on_new(dir)`` for each directory it had to create."""
+    d = base
+    for part in rel.split("/"):
+        d = d / part
+        try:
+            d.mkdir()
+        except FileExistsError:
+            continue
+        if on_new:
+            on_new(d)
+
+
+# -- host counters --------------------------------------------------------------------
+
+def system_cpu_usage() -> int:
+    """Host CPU time in ns from /proc/stat (user..softirq), as Docker's system_cpu_usage."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:8]
+    return sum(int(x) for x in fields) * 1_000_000_000 // _TICKS
+
+
+def online_cpus() -> int:
+    with open("/proc/stat") as f:
+        return sum(1 for line in f if line.startswith("cpu") and line[3:4].isdigit())
+
+
+def machine_memory() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def ticks_to_ns(ticks: int) -> int:
+    return ticks * 1_000_000_000 // _TICKS
+
+
+def blkio_entries(lines: list[tuple[int, int, str, int]]) -> list[dict[str, Any]] | None:
+    return [{"major": a, "minor": b, "op": op, "value": v} for a, b, op, v in lines] or None
+
+
+def empty_blkio() -> dict[str, Any]:
+    keys = ("io_service_bytes_recursive", "io_serviced_recursive", "io_queue_recursive",
+            "io_service_time_recursive", "io_wait_time_recursive", "io_merged_recursive",
+            "io_time_recursive", "sectors_recursive")
+    return {k: None for k in keys}
+

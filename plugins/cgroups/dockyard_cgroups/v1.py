@@ -1,0 +1,336 @@
+"""cgroup v1 backend: one directory per v1 hierarchy, plus the v2 tree for tracking on hybrid hosts.
+
+Each controller's mount point comes from /proc/self/mountinfo, so separate ``cpu`` and
+``cpuacct`` mounts (this kind of host) and the classic ``cpu,cpuacct`` co-mount both work.
+On a hybrid host the container also gets a leaf in the controller-less unified tree, which
+gives ``cgroup.kill`` (one-shot kill-all) and ``cgroup.events``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from dockyard.drivers.cgroups import Resources
+from dockyard.errors import Conflict, NotSupported, SkipPlugin
+
+from . import common as c
+from .detect import V1_CONTROLLERS, Layout, host_layout
+
+log = logging.getLogger("dockyard.cgroups.v1")
+REQUIRED = ("memory", "cpu", "cpuacct", "pids", "freezer")
+
+
+class CgroupV1:
+    """The ``v1`` driver (see :class:`dockyard.drivers.CgroupDriver` for the contract)."""
+
+    name = "v1"
+    version = 1
+    driver = "cgroupfs"
+
+    @classmethod
+    def check(cls, layout: Layout | None = None) -> None:
+        layout = layout or host_layout()
+        missing = [ctl for ctl in REQUIRED if ctl not in layout.v1]
+        if missing:
+            raise SkipPlugin(f"cgroup v1 controllers not mounted: {', '.join(missing)}"
+                             + (" (cgroup v2 host)" if layout.mode == "v2" else ""))
+
+    def __init__(self, config: dict | None = None, root: Path | None = None, state: Path | None = None,
+                 *, layout: Layout | None = None) -> None:
+        self.parent = c.parse_config(config)
+        self.layout = layout or host_layout()
+        self.check(self.layout)
+        # one entry per hierarchy: co-mounted controllers share a mount point
+        self.mounts = sorted({Path(m) for ctl, m in self.layout.v1.items() if ctl in V1_CONTROLLERS})
+        self.unified = Path(self.layout.unified) if self.layout.unified else None
+
+    # -- paths ----------------------------------------------------------------------
+    def _dir(self, cid: str, controller: str) -> Path | None:
+        m = self.layout.v1.get(controller)
+        return Path(m, self.parent, cid) if m else None
+
+    def _tracking(self, cid: str) -> Path | None:
+        return self.unified / self.parent / cid if self.unified else None
+
+    def _dirs(self, cid: str) -> list[Path]:
+        dirs = [m / self.parent / cid for m in self.mounts]
+        if self.unified:
+            dirs.append(self.unified / self.parent / cid)
+        return dirs
+
+    def _need(self, cid: str) -> None:
+        c.check_cid(cid)
+        c.require(self._dir(cid, "memory"), cid)
+
+    # -- lifecycle -------------------------------------------------------------------
+    def create(self, cid: str, resources: Resources) -> None:
+        c.check_cid(cid)
+        if self.exists(cid):
+            raise Conflict(f"cgroup for container {cid} already exists")
+        for m in self.mounts:
+            c.mkdirs(m, self.parent, on_new=self._inherit_cpuset)
+        if self.unified:
+            c.mkdirs(self.unified, self.parent)
+        created: list[Path] = []
+        try:
+            for d in self._dirs(cid):
+                d.mkdir()
+                created.append(d)
+                self._inherit_cpuset(d)
+            self._apply(cid, resources)
+        except BaseException:
+            for d in reversed(created):
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
+            raise
+
+    def _inherit_cpuset(self, d: Path) -> None:
+        """A new v1 cpuset cgroup starts with empty cpus/mems: copy the parent's."""
+        for f in ("cpuset.cpus", "cpuset.mems"):
+            if (d / f).exists() and not c.read(d / f):
+                c.write(d / f, c.read(d.parent / f))
+
+    def update(self, cid: str, resources: Resources) -> None:
+        self._need(cid)
+        self._apply(cid, resources)
+
+    def _apply(self, cid: str, r: Resources) -> None:
+        mem = self._dir(cid, "memory")
+        self._apply_memory(mem, r)
+        if r.memory_reservation is not None:
+            c.write(mem / "memory.soft_limit_in_bytes", r.memory_reservation)
+        cpu = self._dir(cid, "cpu")
+        if r.cpu_shares is not None:
+            c.write(cpu / "cpu.shares", r.cpu_shares)
+        quota, period = r.cfs()
+        if period is not None:
+            c.write(cpu / "cpu.cfs_period_us", period)
+        if quota is not None:
+            c.write(cpu / "cpu.cfs_quota_us", quota if quota > 0 else -1)
+        cpuset = self._dir(cid, "cpuset")
+        for value, f in ((r.cpuset_cpus, "cpuset.cpus"), (r.cpuset_mems, "cpuset.mems")):
+            if value is not None:
+                if cpuset is None:
+                    raise NotSupported("the cpuset cgroup controller is not mounted")
+                c.write(cpuset / f, value)
+        if r.pids_limit is not None:
+            c.write(self._dir(cid, "pids") / "pids.max", r.pids_limit if r.pids_limit > 0 else "max")
+        if r.blkio_weight is not None:
+            self._apply_blkio_weight(self._dir(cid, "blkio"), r.blkio_weight)
+
+    def _apply_memory(self, mem: Path, r: Resources) -> None:
+        """memory.limit_in_bytes and memory.memsw.limit_in_bytes, in the order the kernel
+        accepts (memsw must never be below the memory limit)."""
+        swap = r.memory_swap
+        memsw = mem / "memory.memsw.limit_in_bytes"
+        if swap is not None and not memsw.exists():
+            log.warning("swap accounting is off: memory limited without swap limit")
+            swap = None
+        if r.memory is None and swap is None:
+            return
+        writes = []
+        if r.memory is not None:
+            writes.append((mem / "memory.limit_in_bytes", r.memory))
+        if swap is not None:
+            new = -1 if swap == -1 else swap
+            current = c.read_int(memsw)
+            swap_first = new == -1 or new > current
+            writes.insert(0 if swap_first else len(writes), (memsw, new))
+        for path, value in writes:
+            c.write(path, value)
+
+    @staticmethod
+    def _apply_blkio_weight(blkio: Path | None, weight: int) -> None:
+        for f in ("blkio.weight", "blkio.bfq.weight"):
+            if blkio is not None and (blkio / f).exists():
+                c.write(blkio / f, weight)
+                return
+        log.warning("kernel does not support Block I/O weight: BlkioWeight %s discarded", weight)
+
+    def procs_files(self, cid: str) -> list[str]:
+        self._need(cid)
+        return [str(d / "cgroup.procs") for d in self._dirs(cid)]
+
+    def attach(self, cid: str, pid: int) -> None:
+        for f in self.procs_files(cid):
+            c.write(Path(f), pid)
+
+    def pids(self, cid: str) -> list[int]:
+        self._need(cid)
+        return c.procs(self._dir(cid, "memory") / "cgroup.procs")
+
+    # -- freeze / kill ------------------------------------------------------------------
+    def _freezer(self, cid: str) -> Path:
+        self._need(cid)
+        d = self._dir(cid, "freezer")
+        if d is None:
+            raise NotSupported("the freezer cgroup controller is not mounted")
+        return d
+
+    def freeze(self, cid: str, timeout: float = 10.0) -> None:
+        state = self._freezer(cid) / "freezer.state"
+
+        def frozen() -> bool:
+            if c.read(state) == "FROZEN":
+                return True
+            c.write(state, "FROZEN")  # re-kick: FREEZING can stall on a forking task
+            return False
+
+        c.write(state, "FROZEN")
+        c.wait_for(frozen, timeout, f"container {cid} to freeze")
+
+    def thaw(self, cid: str, timeout: float = 10.0) -> None:
+        state = self._freezer(cid) / "freezer.state"
+        c.write(state, "THAWED")
+        c.wait_for(lambda: c.read(state) == "THAWED", timeout, f"container {cid} to thaw")
+
+    def _thaw_if_frozen(self, cid: str) -> None:
+        d = self._dir(cid, "freezer")
+        if d is not None and c.read(d / "freezer.state") != "THAWED":
+            self.thaw(cid)
+
+    def kill_all(self, cid: str, sig: int = signal.SIGKILL) -> None:
+        self._need(cid)
+        leaf = self._tracking(cid)
+        if sig == signal.SIGKILL and leaf is not None and (leaf / "cgroup.kill").exists():
+            in_v2 = set(c.procs(leaf / "cgroup.procs"))
+            c.write(leaf / "cgroup.kill", 1)
+            if not set(self.pids(cid)) - in_v2:
+                self._thaw_if_frozen(cid)  # frozen v1 tasks die only once thawed
+                return
+        self.freeze(cid)
+        try:
+            c.signal_all(self.pids(cid), sig)
+        finally:
+            self.thaw(cid)
+
+    # -- accounting ---------------------------------------------------------------------
+    def oom_kills(self, cid: str) -> int:
+        self._need(cid)
+        return c.read_kv(self._dir(cid, "memory") / "memory.oom_control").get("oom_kill", 0)
+
+    def oom_fd(self, cid: str) -> int | None:
+        """An eventfd registered on memory.oom_control through cgroup.event_control."""
+        self._need(cid)
+        mem = self._dir(cid, "memory")
+        efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        cfd = os.open(mem / "memory.oom_control", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            c.write(mem / "cgroup.event_control", f"{efd} {cfd}")
+        except BaseException:
+            os.close(efd)
+            raise
+        finally:
+            os.close(cfd)
+        return efd
+
+    def stats(self, cid: str) -> dict[str, Any]:
+        self._need(cid)
+        mem = self._dir(cid, "memory")
+        limit = c.read_int(mem / "memory.limit_in_bytes")
+        host = c.machine_memory()
+        memory_stats = {
+            "usage": c.read_int(mem / "memory.usage_in_bytes"),
+            "max_usage": c.read_int(mem / "memory.max_usage_in_bytes"),
+            "failcnt": c.read_int(mem / "memory.failcnt"),
+            "limit": min(limit, host) if host else limit,
+            "stats": c.read_kv(mem / "memory.stat"),
+        }
+        acct = self._dir(cid, "cpuacct")
+        times = c.read_kv(acct / "cpuacct.stat")
+        try:
+            percpu = [int(x) for x in (acct / "cpuacct.usage_percpu").read_text().split()]
+        except OSError:
+            percpu = []
+        cpu_stat = c.read_kv(self._dir(cid, "cpu") / "cpu.stat")
+        cpu_stats = {
+            "cpu_usage": {
+                "total_usage": c.read_int(acct / "cpuacct.usage"),
+                "percpu_usage": percpu,
+                "usage_in_kernelmode": c.ticks_to_ns(times.get("system", 0)),
+                "usage_in_usermode": c.ticks_to_ns(times.get("user", 0)),
+            },
+            "system_cpu_usage": c.system_cpu_usage(),
+            "online_cpus": c.online_cpus(),
+            "throttling_data": {
+                "periods": cpu_stat.get("nr_periods", 0),
+                "throttled_periods": cpu_stat.get("nr_throttled", 0),
+                "throttled_time": cpu_stat.get("throttled_time", 0),
+            },
+        }
+        pids_dir = self._dir(cid, "pids")
+        pids_stats: dict[str, int] = {"current": c.read_int(pids_dir / "pids.current")}
+        if c.read(pids_dir / "pids.max") != "max":
+            pids_stats["limit"] = c.read_int(pids_dir / "pids.max")
+        return {"memory_stats": memory_stats, "cpu_stats": cpu_stats, "pids_stats": pids_stats,
+                "blkio_stats": self._blkio(self._dir(cid, "blkio"))}
+
+    @staticmethod
+    def _blkio(d: Path | None) -> dict[str, Any]:
+        out = c.empty_blkio()
+        if d is None:
+            return out
+        for key, names in (("io_service_bytes_recursive", ("blkio.io_service_bytes_recursive",
+                                                           "blkio.throttle.io_service_bytes_recursive")),
+                           ("io_serviced_recursive", ("blkio.io_serviced_recursive",
+                                                      "blkio.throttle.io_serviced_recursive"))):
+            for name in names:
+                rows = []
+                try:
+                    text = (d / name).read_text()
+                except OSError:
+                    continue
+                for line in text.splitlines():
+                    parts = line.split()
+                    if len(parts) == 3 and ":" in parts[0]:
+                        major, minor = parts[0].split(":")
+                        rows.append((int(major), int(minor), parts[1], int(parts[2])))
+                if rows:
+                    out[key] = c.blkio_entries(rows)
+                    break
+        return out
+
+    # -- removal and inventory ----------------------------------------------------------
+    def remove(self, cid: str, timeout: float = 5.0) -> None:
+        c.check_cid(cid)
+
+        def kill() -> None:
+            if self.exists(cid) and self._dir(cid, "memory").is_dir():
+                self.kill_all(cid)
+
+        c.rmdir_all(self._dirs(cid), timeout, kill)
+
+    def list(self) -> list[str]:
+        bases = [m / self.parent for m in self.mounts]
+        if self.unified:
+            bases.append(self.unified / self.parent)
+        ids: set[str] = set()
+        for b in bases:
+            try:
+                ids.update(p.name for p in b.iterdir() if p.is_dir())
+            except FileNotFoundError:
+                pass
+        return sorted(ids)
+
+    def exists(self, cid: str) -> bool:
+        c.check_cid(cid)
+        return any(d.is_dir() for d in self._dirs(cid))
+
+    def remove_parent(self) -> None:
+        bases = list(self.mounts) + ([self.unified] if self.unified else [])
+        parts = self.parent.split("/")
+        for b in bases:
+            for i in range(len(parts), 0, -1):
+                try:
+                    (b / "/".join(parts[:i])).rmdir()
+                except FileNotFoundError:
+                    continue
+                except OSError as e:
+                    c.log.warning("cannot remove %s: %s", b / "/".join(parts[:i]), e.strerror)
+                    break

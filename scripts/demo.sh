@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The main job: set up, start dockyardd on its own socket, load a busybox image built
+# offline from the host's busybox-static, run a container, and stop everything again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+PY=.venv/bin/python
+WORK=$(mktemp -d /tmp/dockyard-demo.XXXXXX)
+SOCK="unix://$WORK/dockyard.sock"
+cleanup() {
+    [ -n "${DAEMON_PID:-}" ] && kill -TERM "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+$PY -m dockyard -H "$SOCK" --data-root "$WORK/data" --exec-root "$WORK/exec" >"$WORK/daemon.log" 2>&1 &
+DAEMON_PID=$!
+for _ in $(seq 100); do
+    $PY -m dockyard_cli -H "$SOCK" version >/dev/null 2>&1 && break
+    kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$WORK/daemon.log"; exit 1; }
+    sleep 0.1
+done
+dy() { $PY -m dockyard_cli -H "$SOCK" "$@"; }
+
+echo "== dockyard info"
+dy info
+if dy images >/dev/null 2>&1; then
+    echo "== building busybox:latest offline from /bin/busybox and loading it"
+    $PY -m dockyard.testing.images "$WORK/busybox.tar"
+    dy load -i "$WORK/busybox.tar"
+    dy images
+fi
+if dy ps >/dev/null 2>&1; then
+    echo "== dockyard run --rm busybox"
+    dy run --rm busybox sh -c 'echo "hello from $(hostname), pid $$, in a Dockyard container"; uname -a'
+fi

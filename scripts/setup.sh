@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian 12 machine for Dockyard: system packages, a venv, every distribution.
+# Idempotent: a second run only checks. Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(busybox-static tini runc iproute2 nftables libnftables1 skopeo umoci
+              python3-venv python3-dev gcc libc6-dev curl)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# python3 on PATH may be a slow shim: always build the venv from the system interpreter.
+if [ ! -x .venv/bin/python ]; then
+    /usr/bin/python3 -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+"${PIP[@]}" -U pip setuptools wheel
+# The core distribution (editable) first: the plugins depend on it.
+"${PIP[@]}" -e '.[fast,test]'
+# Each plugin is its own distribution, installed the way users install them (non-editable).
+for plugin in plugins/*/; do
+    [ -f "$plugin/pyproject.toml" ] && "${PIP[@]}" "$plugin"
+done
+echo "setup: ready ($(.venv/bin/python --version), $(.venv/bin/pip list 2>/dev/null | grep -c -i dockyard) dockyard distributions)"

@@ -1,0 +1,119 @@
+"""A real third-party plugin: pip-installed, discovered through entry points, called by the daemon.
+
+Each ``test_hook_<name>`` proves that hook is called (tests/test_plugin_surface.py checks they exist).
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dockyard.testing.daemon import DaemonProcess
+from dockyard_cli.client import UnixHTTPConnection
+
+PLUGIN_DIR = Path(__file__).parent.parent / "example_plugin"
+
+
+@pytest.fixture(scope="module")
+def example_plugin():
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "install", "--no-build-isolation", "--no-deps", str(PLUGIN_DIR)], check=True)
+    yield
+    subprocess.run([*pip, "uninstall", "-y", "dockyard-example-audit"], check=True)
+
+
+@pytest.fixture(scope="module")
+def audited(example_plugin, tmp_path_factory):
+    base = tmp_path_factory.mktemp("audited")
+    log = base / "audit.jsonl"
+    d = DaemonProcess(base / "d", env={"DOCKYARD_EXAMPLE_AUDIT": str(log)})
+    d.start()
+    d.audit_log = log
+    yield d
+    d.stop()
+
+
+def records(d):
+    return [json.loads(line) for line in d.audit_log.read_text().splitlines()]
+
+
+def get(d, path, headers=None):
+    conn = UnixHTTPConnection(str(d.socket), timeout=10)
+    conn.request("GET", path, headers=headers or {})
+    r = conn.getresponse()
+    body = r.read()
+    conn.close()
+    return r.status, json.loads(body) if body else None
+
+
+def test_plugin_is_discovered_with_its_distribution(audited):
+    r = audited.cli("plugins", "--format", "json")
+    plugins = {p["Name"]: p for p in json.loads(r.stdout)}
+    p = plugins["example_audit"]
+    assert p["Distribution"] == "dockyard-example-audit" and p["Version"] == "1.2.3"
+    assert {"on_event", "authorize_request", "register_routes"} <= set(p["Hooks"])
+
+
+def test_hook_startup(audited):
+    assert {"hook": "startup", "data_root": str(audited.data_root)} in records(audited)
+
+
+def test_hook_on_event(audited):
+    events = [r["event"] for r in records(audited) if r["hook"] == "on_event"]
+    assert any(e["Type"] == "daemon" and e["Action"] == "start" for e in events)
+
+
+def test_hook_register_routes(audited):
+    for path in ("/example/hello", "/v1.44/example/hello"):
+        status, body = get(audited, path)
+        assert status == 200 and "hello" in body
+
+
+def test_hook_authenticate_request(audited):
+    status, body = get(audited, "/example/hello")
+    assert body == {"hello": "uid:0", "uid": 0}  # SO_PEERCRED of this (root) test process
+
+
+def test_hook_authorize_request(audited):
+    status, body = get(audited, "/version", headers={"X-Example-Deny": "not today"})
+    assert status == 403 and body == {"message": "example policy: not today"}
+    assert {"hook": "authorize_request", "denied": "/version", "who": "uid:0"} in records(audited)
+    assert get(audited, "/version")[0] == 200
+
+
+def test_hook_handle_exception(audited):
+    status, body = get(audited, "/nope", headers={"X-Example-Teapot": "1"})
+    assert status == 418 and body == {"message": "teapot: page not found"}
+    assert get(audited, "/nope")[0] == 404  # the built-in renderer answers otherwise
+
+
+def test_hook_register_commands(audited):
+    r = subprocess.run([sys.executable, "-m", "dockyard_cli", "-H", audited.url, "example-hello"],
+                       capture_output=True, env={**audited.env})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"hello": "uid:0", "uid": 0}
+
+
+def test_hook_shutdown(example_plugin, tmp_path):
+    log = tmp_path / "audit.jsonl"
+    d = DaemonProcess(tmp_path / "d", env={"DOCKYARD_EXAMPLE_AUDIT": str(log)}).start()
+    assert d.stop() == 0
+    assert json.loads(log.read_text().splitlines()[-1]) == {"hook": "shutdown"}
+
+
+def test_disable_switch_blocks_the_plugin(example_plugin, tmp_path):
+    d = DaemonProcess(tmp_path, env={"DOCKYARD_DISABLE_PLUGINS": "example_audit"}).start()
+    try:
+        names = [p["Name"] for p in json.loads(d.cli("plugins", "--format", "json").stdout)]
+        assert "example_audit" not in names and "builtin_errors" in names
+    finally:
+        d.stop()
+
+
+def test_a_plugin_that_cannot_load_stops_the_daemon(example_plugin, tmp_path):
+    d = DaemonProcess(tmp_path, env={"DOCKYARD_EXAMPLE_BREAK": "1"})
+    r = subprocess.run(d.command(), capture_output=True, env=d.env, timeout=30)
+    assert r.returncode == 1
+    assert b"plugin 'example_audit' (dockyard.hooks) failed to load: example plugin broken on purpose" in r.stderr

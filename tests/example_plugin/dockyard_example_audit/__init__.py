@@ -1,0 +1,102 @@
+"""An example third-party plugin, written the way any Dockyard plugin is written.
+
+It is inert unless ``DOCKYARD_EXAMPLE_AUDIT`` names a file in the daemon's environment:
+then it appends every event and every request's identity there, adds ``GET /example/hello``,
+denies requests that carry ``X-Example-Deny``, labels every new container, and adds a
+``dockyard example-hello`` CLI command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from aiohttp import web
+
+from dockyard import hookimpl
+from dockyard.identity import Decision, Identity
+
+if os.environ.get("DOCKYARD_EXAMPLE_BREAK"):  # lets the tests prove that a broken plugin stops the daemon
+    raise ImportError("example plugin broken on purpose")
+
+
+def _log_path() -> str | None:
+    return os.environ.get("DOCKYARD_EXAMPLE_AUDIT")
+
+
+def _write(record: dict) -> None:
+    path = _log_path()
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+@hookimpl
+def startup(daemon):
+    _write({"hook": "startup", "data_root": str(daemon.config.data_root)})
+
+
+@hookimpl
+async def shutdown(daemon):
+    _write({"hook": "shutdown"})
+
+
+@hookimpl
+def on_event(event):
+    _write({"hook": "on_event", "event": event.to_json()})
+
+
+@hookimpl
+def register_routes(daemon):
+    if not _log_path():
+        return None
+    routes = web.RouteTableDef()
+
+    @routes.get("/example/hello")
+    async def hello(request):
+        identity = request["identity"]
+        return web.json_response({"hello": identity.name, "uid": identity.uid})
+
+    return routes
+
+
+@hookimpl
+async def authenticate_request(request, peer):
+    if not _log_path() or peer.transport != "unix":
+        return None
+    return Identity(name=f"uid:{peer.uid}", kind="unix", uid=peer.uid, gid=peer.gid, pid=peer.pid)
+
+
+@hookimpl
+def authorize_request(request, identity):
+    if not _log_path():
+        return None
+    if "X-Example-Deny" in request.headers:
+        _write({"hook": "authorize_request", "denied": request["route"], "who": identity.name})
+        return Decision.deny(f"example policy: {request.headers['X-Example-Deny']}", rule="x-example-deny")
+    return None
+
+
+@hookimpl
+def handle_exception(request, exception):
+    if _log_path() and request.headers.get("X-Example-Teapot"):
+        return web.json_response({"message": f"teapot: {exception}"}, status=418)
+    return None
+
+
+@hookimpl
+def container_spec(config, host_config, name):
+    if _log_path():
+        config.setdefault("Labels", {})
+        config["Labels"] = dict(config["Labels"] or {}, **{"example.audit": "yes"})
+
+
+@hookimpl
+def register_commands(cli):
+    import click
+
+    @cli.command("example-hello")
+    @click.pass_obj
+    def example_hello(client):
+        """Say hello through the example plugin's route."""
+        click.echo(json.dumps(client.get("/example/hello")))
