@@ -38,8 +38,9 @@ class StorageDriver(Protocol):
         """Unpack an *uncompressed* layer tar stream on top of ``parent``; return its size in bytes.
 
         Hostile input is refused whole (``InvalidArgument``, nothing left behind): ``..`` or
-        absolute member names, hard links or symlinks whose targets escape the layer, device
-        nodes (except whiteouts), members under a symlinked directory. Whiteouts (``.wh.name``,
+        absolute member names, hard links whose targets escape the layer (or are not earlier
+        members), device nodes (except whiteouts), members under a symlinked directory.
+        Symlinks themselves are data and may point anywhere; extraction never follows one. Whiteouts (``.wh.name``,
         ``.wh..wh..opq``) become this driver's representation of deletions.
         """
         ...
@@ -54,7 +55,9 @@ class StorageDriver(Protocol):
         """The layer's own changes as an uncompressed tar stream, deletions as tar whiteouts.
 
         Exporting a layer created from a tar gives a tar with the same diff id when the driver
-        kept the original (overlay and vfs both do), so ``docker save`` round-trips digests.
+        kept the original (overlay and vfs both do, as tar-split metadata: headers and padding,
+        not file data), so ``docker save`` round-trips digests. Otherwise the export is
+        deterministic: the same content gives the same bytes.
         """
         ...
 

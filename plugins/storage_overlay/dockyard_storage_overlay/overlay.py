@@ -1,0 +1,316 @@
+"""OverlayDriver: Docker overlay2's layout on overlayfs.
+
+Layout under ``root``::
+
+    l/<short>            -> ../<id>/diff   (short links, as overlay2)
+    <layer>/diff         the unpacked layer (whiteouts: char dev 0/0; opaque: trusted.overlay.opaque=y)
+    <layer>/link         its short id
+    <layer>/lower        "l/<parent short>:l/<grandparent short>:..." (absent for a base layer)
+    <layer>/size         bytes of file content unpacked (layers are immutable)
+    <layer>/tar-split    the tar's headers and padding (gzip), no file data: with ``diff`` it
+                         gives back the original tar byte for byte, so diff ids round-trip
+    <cid>/diff, work, merged, lower   a container (``work`` marks it as one); ``empty`` is the
+                         lower dir of a container without an image
+
+Layers and containers are built in ``.tmp-*`` directories and renamed into place, so a
+failure or crash leaves nothing that :meth:`layers` would list (the constructor deletes
+``.tmp-*`` leftovers). ``export_layer`` replays ``tar-split``; a tar that rewrites its own
+members (duplicate names) has none and is exported as a deterministic walk of ``diff``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import stat
+import threading
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from dockyard import layers as L
+from dockyard.errors import ConfigError, Conflict, DockyardError, NotFound, SkipPlugin
+
+from . import mounts
+
+_MAGIC_NAMES = {"ext4": "extfs", "ext3": "extfs", "ext2": "extfs"}
+_NO_UPPER = {"overlay", "aufs", "nfs", "nfs4", "fuse", "ecryptfs"}  # cannot host upper dirs
+
+
+class OverlayDriver:
+    name = "overlay2"
+    options = ("allow_devices", "mount_api")
+
+    @classmethod
+    def check(cls) -> None:
+        """Skip unless running as root on a kernel with overlayfs."""
+        if os.geteuid() != 0:
+            raise SkipPlugin("overlay needs root")
+        with open("/proc/filesystems") as f:
+            if not any(line.split()[-1:] == ["overlay"] for line in f):
+                raise SkipPlugin("overlay is not in /proc/filesystems")
+
+    def __init__(self, config: dict | None = None, root: Path | None = None,
+                 state: Path | None = None) -> None:
+        config = dict(config or {})
+        unknown = set(config) - set(self.options)
+        if unknown:
+            raise ConfigError(f"storage overlay: unknown option(s): {', '.join(sorted(unknown))}")
+        if root is None:
+            raise ConfigError("storage overlay: no root directory")
+        self.allow_devices = L.bool_option(config, "allow_devices", False, "overlay")
+        self.mount_api = config.get("mount_api", "auto")
+        if self.mount_api not in ("auto", "new", "legacy"):
+            raise ConfigError(f"storage overlay: mount_api must be auto, new or legacy, not {self.mount_api!r}")
+        Path(root).mkdir(parents=True, exist_ok=True)
+        self.root = Path(os.path.realpath(root))
+        self.state = Path(state) if state else None
+        self.backing = mounts.filesystem_of(str(self.root))
+        if self.backing in _NO_UPPER:
+            raise SkipPlugin(f"overlay: {self.root} is on {self.backing}, which cannot hold upper dirs")
+        (self.root / "l").mkdir(exist_ok=True)
+        for junk in self.root.glob(".tmp-*"):
+            L.remove_tree(junk)
+        self._lock = threading.Lock()  # mount/unmount of one driver never interleave
+
+    def status(self) -> list[list[str]]:
+        return [["Backing Filesystem", _MAGIC_NAMES.get(self.backing, self.backing)],
+                ["Supports d_type", "true"], ["Using metacopy", "false"],
+                ["Native Overlay Diff", "true"]]
+
+    # -- paths -----------------------------------------------------------------------------
+    def _dir(self, ident: str) -> Path:
+        if ident == "l":
+            raise L.InvalidArgument("invalid id 'l'")
+        return self.root / L.check_id(ident)
+
+    def _is_layer(self, path: Path) -> bool:
+        return (path / "link").is_file() and not (path / "work").exists()
+
+    def _is_container(self, path: Path) -> bool:
+        return (path / "work").is_dir()
+
+    def _layer(self, layer_id: str) -> Path:
+        path = self._dir(layer_id)
+        if not self._is_layer(path):
+            raise NotFound(f"layer {layer_id} not found")
+        return path
+
+    def _container(self, cid: str) -> Path:
+        path = self._dir(cid)
+        if not self._is_container(path):
+            raise NotFound(f"container {cid} not found")
+        return path
+
+    def _lower_chain(self, parent: str | None) -> str:
+        """The ``lower`` value of a child of ``parent``: its link first, then its lowers."""
+        if parent is None:
+            return ""
+        path = self._layer(parent)
+        chain = ["l/" + (path / "link").read_text()]
+        if (path / "lower").exists():
+            chain.append((path / "lower").read_text())
+        return ":".join(chain)
+
+    def _lower_dirs(self, lower: str) -> list[Path]:
+        """The diff dirs of a ``lower`` value, top-most first."""
+        return [self.root / "l" / entry[2:] for entry in lower.split(":") if entry]
+
+    def _build(self, final: Path, parent: str | None, fill) -> int:
+        """Create ``final`` via a temp dir; ``fill(tmp)`` populates it and returns a size."""
+        if final.exists():
+            raise Conflict(f"{final.name} already exists")
+        lower = self._lower_chain(parent)
+        tmp = self.root / f".tmp-{final.name}-{secrets.token_hex(4)}"
+        link = None
+        try:
+            tmp.mkdir()
+            (tmp / "diff").mkdir(0o755)
+            if lower:
+                (tmp / "lower").write_text(lower)
+            size, link = fill(tmp)
+            try:
+                tmp.rename(final)
+            except OSError as exc:
+                raise Conflict(f"{final.name} already exists") from exc
+        except BaseException as exc:
+            if link is not None:
+                link.unlink(missing_ok=True)
+            L.remove_tree(tmp)
+            if isinstance(exc, OSError):
+                raise DockyardError(f"create {final.name}: {exc}") from exc
+            raise
+        return size
+
+    # -- layers ----------------------------------------------------------------------------
+    def create_layer(self, layer_id: str, parent: str | None, tar: BinaryIO) -> int:
+        final = self._dir(layer_id)
+
+        def fill(tmp: Path):
+            size = L.extract(tar, tmp / "diff", L.OverlayWhiteouts(), allow_devices=self.allow_devices,
+                             split=tmp / "tar-split")
+            short = base64.b32encode(secrets.token_bytes(16)).decode()[:26]
+            link = self.root / "l" / short
+            os.symlink(f"../{layer_id}/diff", link)
+            (tmp / "link").write_text(short)
+            (tmp / "size").write_text(str(size))
+            return size, link
+
+        return self._build(final, parent, fill)
+
+    def has_layer(self, layer_id: str) -> bool:
+        return self._is_layer(self._dir(layer_id))
+
+    def remove_layer(self, layer_id: str) -> None:
+        path = self._dir(layer_id)
+        if not self._is_layer(path):
+            if path.exists() and self._is_container(path):
+                raise Conflict(f"{layer_id} is a container, not a layer")
+            return
+        short = (path / "link").read_text()
+        (self.root / "l" / short).unlink(missing_ok=True)
+        L.remove_tree(path)
+
+    def export_layer(self, layer_id: str) -> Iterator[bytes]:
+        path = self._layer(layer_id)
+        if (path / "tar-split").exists():
+            return L.export_split(path / "tar-split", path / "diff")
+        return L.export_dir(path / "diff", L.overlay_whiteout)
+
+    def layer_size(self, layer_id: str) -> int:
+        return int((self._layer(layer_id) / "size").read_text())
+
+    def layers(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir()
+                      if not p.name.startswith(".") and p.name != "l" and self._is_layer(p))
+
+    # -- containers ------------------------------------------------------------------------
+    def create_rw(self, cid: str, parent: str | None) -> None:
+        def fill(tmp: Path):
+            (tmp / "work").mkdir(0o700)
+            (tmp / "merged").mkdir(0o755)
+            if parent is None:
+                (tmp / "empty").mkdir(0o755)
+            return 0, None
+
+        self._build(self._dir(cid), parent, fill)
+
+    def _lowers_of(self, path: Path) -> list[Path]:
+        lower = path / "lower"
+        return self._lower_dirs(lower.read_text()) if lower.exists() else []
+
+    def mount(self, cid: str) -> str:
+        path = self._container(cid)
+        merged = str(path / "merged")
+        with self._lock:
+            if mounts.is_mountpoint(merged):
+                return merged
+            try:
+                self._mount(path, merged)
+            except OSError as exc:
+                raise DockyardError(f"mount {cid}: {exc}") from exc
+        return merged
+
+    def _mount(self, path: Path, merged: str) -> None:
+        lower_file = path / "lower"
+        lower = lower_file.read_text().split(":") if lower_file.exists() else [f"{path.name}/empty"]
+        upper, work = f"{path.name}/diff", f"{path.name}/work"
+        if self.mount_api != "legacy":
+            try:
+                mounts.mount_overlay([str(self.root / p) for p in lower], str(self.root / upper),
+                                     str(self.root / work), merged)
+                return
+            except OSError:
+                if self.mount_api == "new":
+                    raise
+                self.mount_api = "legacy"  # this kernel has no lowerdir+: stop trying
+        mounts.mount_overlay_legacy(str(self.root), lower, upper, work, merged)
+
+    def unmount(self, cid: str) -> None:
+        merged = str(self._dir(cid) / "merged")
+        with self._lock:
+            try:
+                mounts.unmount(merged)
+            except OSError as exc:
+                raise DockyardError(f"unmount {cid}: {exc}") from exc
+
+    def is_mounted(self, cid: str) -> bool:
+        return mounts.is_mountpoint(str(self._dir(cid) / "merged"))
+
+    def remove_rw(self, cid: str) -> None:
+        path = self._dir(cid)
+        if not path.exists():
+            return
+        if not self._is_container(path):
+            raise Conflict(f"{cid} is a layer, not a container")
+        self.unmount(cid)
+        L.remove_tree(path)
+
+    def changes(self, cid: str) -> list[dict]:
+        path = self._container(cid)
+        return overlay_changes(self._lowers_of(path), path / "diff")
+
+    def export_changes(self, cid: str) -> Iterator[bytes]:
+        return L.export_dir(self._container(cid) / "diff", L.overlay_whiteout)
+
+    def rw_size(self, cid: str) -> int:
+        return L.dir_size(self._container(cid) / "diff")
+
+    def containers(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir()
+                      if not p.name.startswith(".") and p.name != "l" and self._is_container(p))
+
+    def close(self) -> None:
+        """Mounts of running containers stay (live-restore)."""
+
+
+def _exists_in(lowers: list[Path], rel: str) -> os.stat_result | None:
+    for lower in lowers:
+        try:
+            return os.lstat(lower / rel)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return None
+
+
+def overlay_changes(lowers: list[Path], upper: Path) -> list[dict]:
+    """Docker's overlay ``changes``: walk the upper dir; whiteouts and opaque dirs that hide
+    something are deletions, entries present below are modifications, others additions; the
+    parent of an addition or deletion is reported modified if not already reported."""
+    changes: list[dict] = []
+    changed_dirs: set[str] = set()
+
+    def walk(rel: str) -> None:
+        with os.scandir(upper / rel if rel else upper) as it:
+            entries = sorted(it, key=lambda d: d.name)
+        for d in entries:
+            child = f"{rel}/{d.name}" if rel else d.name
+            st = d.stat(follow_symlinks=False)
+            path = "/" + child
+            kind = L.overlay_whiteout(Path(d.path), st)
+            below = _exists_in(lowers, child)
+            record = True
+            if kind == "whiteout" or (kind == "opaque" and below is not None):
+                change = 2
+            elif below is None:
+                change = 1
+            elif (stat.S_ISDIR(st.st_mode) and stat.S_ISDIR(below.st_mode)
+                  and (st.st_mode, st.st_size, st.st_mtime_ns)
+                  == (below.st_mode, below.st_size, below.st_mtime_ns)):
+                record = False  # same directory: not a change by itself
+                change = 0
+            else:
+                change = 0
+            if record:
+                if stat.S_ISDIR(st.st_mode):
+                    changed_dirs.add(path)
+                parent = path.rsplit("/", 1)[0]
+                if change in (1, 2) and parent and parent not in changed_dirs:
+                    changes.append({"Path": parent, "Kind": 0})
+                    changed_dirs.add(parent)
+                changes.append({"Path": path, "Kind": change})
+            if stat.S_ISDIR(st.st_mode):
+                walk(child)
+
+    walk("")
+    return changes
