@@ -33,6 +33,9 @@ def load_commands() -> None:
     from . import system
 
     system.register(cli)
+    from . import images
+
+    images.register(cli)
     _plugin_commands()
 
 

@@ -18,6 +18,12 @@ if TYPE_CHECKING:
 
 # Route tables of the built-in resources; later modules append themselves here.
 ROUTE_TABLES: list[Iterable[web.AbstractRouteDef]] = [system.routes]
+from . import images as _images  # noqa: E402
+
+ROUTE_TABLES.append(_images.routes)
+from . import containers as _containers  # noqa: E402
+
+ROUTE_TABLES.append(_containers.routes)
 
 
 async def make_app(daemon: "Daemon") -> web.Application:

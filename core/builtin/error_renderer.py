@@ -6,6 +6,7 @@ Registered as the ``builtin_errors`` entry point in ``dockyard.hooks`` and marke
 
 from __future__ import annotations
 
+import json
 import logging
 
 from aiohttp import web
@@ -27,4 +28,6 @@ def handle_exception(request: web.Request, exception: BaseException) -> web.Resp
         log.error("%s %s failed", request.method, request.path, exc_info=exception)
     if status == 304:
         return web.Response(status=304)
-    return web.json_response({"message": message}, status=status)
+    # exactly "application/json": the docker CLI shows the raw body for any other content type
+    return web.Response(body=json.dumps({"message": message}).encode(), status=status,
+                        content_type="application/json")

@@ -56,3 +56,26 @@ def docker_client(dockyard_daemon: DaemonProcess) -> Iterator[Any]:
     client = dockyard_daemon.docker_client()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A docker-save tar of the offline busybox image (``busybox:latest``), built once."""
+    from .images import busybox_image_tar
+
+    return busybox_image_tar(tmp_path_factory.mktemp("images") / "busybox.tar")
+
+
+@pytest.fixture(scope="session")
+def multilayer_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A three-layer image with whiteouts (``multilayer:latest``), built once."""
+    from .images import multilayer_image_tar
+
+    return multilayer_image_tar(tmp_path_factory.mktemp("images") / "multilayer.tar")
+
+
+@pytest.fixture(scope="session")
+def busybox_daemon(dockyard_daemon: DaemonProcess, busybox_tar: Path) -> DaemonProcess:
+    """The session daemon with ``busybox:latest`` loaded."""
+    dockyard_daemon.load(busybox_tar)
+    return dockyard_daemon

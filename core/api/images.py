@@ -1,0 +1,240 @@
+"""Image routes: list, inspect, history, tag, remove, prune, load, save, import, ``/system/df``.
+
+Slow work (unpacking, exporting, removing layers) runs in a worker thread; bodies and
+archives stream in both directions in 1 MiB chunks, never whole in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from .. import filters as F
+from ..errors import DockyardError, InvalidArgument, NotSupported, Unavailable
+from ..images.service import IMAGE_LIST_FILTERS, PRUNE_FILTERS, ImageService
+from ..images.streams import BodyReader, ResponseWriter
+from ..plugins import await_me_maybe
+from .middleware import add_common_headers
+from .util import daemon_of, query_bool
+
+log = logging.getLogger("dockyard.api.images")
+
+routes = web.RouteTableDef()
+
+PULL_NOT_SUPPORTED = ("pulling from registries is not supported yet "
+                      "(dockyard: load images with `docker load`)")
+
+
+def images_of(request: web.Request) -> ImageService:
+    svc = getattr(daemon_of(request), "images", None)
+    if svc is None:
+        raise Unavailable("the image service is not running")
+    return svc
+
+
+def _json_line(value: Any) -> bytes:
+    return json.dumps(value).encode() + b"\r\n"
+
+
+async def _drain(request: web.Request) -> None:
+    """Read what is left of a body, so that a client still sending it gets our error answer."""
+    try:
+        while await request.content.readany():
+            pass
+    except Exception:
+        pass
+
+
+@routes.get("/images/json")
+async def list_images(request: web.Request) -> web.Response:
+    svc = images_of(request)
+    filters = F.parse(request.query.get("filters"), IMAGE_LIST_FILTERS)
+    if request.query.get("filter"):  # API < 1.41: ?filter=<reference>
+        filters.setdefault("reference", []).append(request.query["filter"])
+    return web.json_response(svc.list(filters, query_bool(request, "all"), query_bool(request, "shared-size")))
+
+
+@routes.post("/images/load")
+async def load(request: web.Request) -> web.StreamResponse:
+    svc = images_of(request)
+    try:
+        svc.require_driver()
+    except DockyardError:
+        await _drain(request)
+        raise
+    quiet = query_bool(request, "quiet")
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    add_common_headers(response)
+
+    def progress(msg: dict[str, Any]) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, msg)
+
+    async def write(msg: dict[str, Any]) -> None:
+        if not response.prepared:
+            await response.prepare(request)
+        await response.write(_json_line(msg))
+
+    task = asyncio.ensure_future(asyncio.to_thread(svc.load, BodyReader(request.content, loop), progress, quiet))
+    try:
+        while True:
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                await write(getter.result())
+                continue
+            getter.cancel()
+            break
+        while not queue.empty():
+            await write(queue.get_nowait())
+        lines = task.result()
+    except Exception as exc:
+        if not task.done():
+            task.cancel()
+        if not response.prepared:
+            await _drain(request)
+            raise
+        if not isinstance(exc, DockyardError):
+            log.exception("image load failed")
+        await write({"errorDetail": {"message": str(exc)}, "error": str(exc)})
+        await response.write_eof()
+        return response
+    for line in lines:
+        await write({"stream": line})
+    if not response.prepared:
+        await response.prepare(request)
+    await response.write_eof()
+    return response
+
+
+@routes.get("/images/get")
+async def save_many(request: web.Request) -> web.StreamResponse:
+    return await _save(request, list(request.query.getall("names", [])))
+
+
+async def _save(request: web.Request, names: list[str]) -> web.StreamResponse:
+    svc = images_of(request)
+    svc.require_driver()
+    if not names:
+        raise InvalidArgument("no image names given")
+    targets = svc.save_targets(names)
+    loop = asyncio.get_running_loop()
+    response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+    add_common_headers(response)
+    await response.prepare(request)
+    writer = ResponseWriter(response, loop)
+
+    def run() -> None:
+        svc.save(targets, writer)
+        writer.send()
+
+    try:
+        await asyncio.to_thread(run)
+    except Exception:
+        log.exception("image save failed; aborting the archive")
+        if request.transport is not None:
+            request.transport.close()  # a truncated archive, never a silently short one
+        return response
+    await response.write_eof()
+    return response
+
+
+@routes.post("/images/create")
+async def create(request: web.Request) -> web.StreamResponse:
+    svc = images_of(request)
+    q = request.query
+    if q.get("fromImage"):
+        await _drain(request)
+        raise NotSupported(PULL_NOT_SUPPORTED)
+    src = q.get("fromSrc")
+    if not src:
+        await _drain(request)
+        raise InvalidArgument("fromImage or fromSrc is required")
+    if src != "-":
+        await _drain(request)
+        raise NotSupported("importing from a URL is not supported: send the archive as the request body (fromSrc=-)")
+    try:
+        svc.require_driver()
+    except DockyardError:
+        await _drain(request)
+        raise
+    loop = asyncio.get_running_loop()
+    changes = [c for v in q.getall("changes", []) for c in v.splitlines()]
+    try:
+        image = await asyncio.to_thread(
+            svc.import_rootfs, BodyReader(request.content, loop), q.get("repo") or None,
+            q.get("tag") or None, q.get("message", ""), changes, q.get("platform") or None)
+    except Exception:
+        await _drain(request)
+        raise
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    add_common_headers(response)
+    await response.prepare(request)
+    await response.write(_json_line({"status": image.id}))
+    await response.write_eof()
+    return response
+
+
+@routes.post("/images/prune")
+async def prune(request: web.Request) -> web.Response:
+    svc = images_of(request)
+    filters = F.parse(request.query.get("filters"), PRUNE_FILTERS)
+    return web.json_response(await asyncio.to_thread(svc.prune, filters))
+
+
+@routes.get("/images/search")
+async def search(request: web.Request) -> web.Response:
+    raise NotSupported("searching registries is not supported yet")
+
+
+@routes.get("/images/{name:.+}/json")
+async def inspect(request: web.Request) -> web.Response:
+    return web.json_response(images_of(request).inspect(request.match_info["name"]))
+
+
+@routes.get("/images/{name:.+}/history")
+async def history(request: web.Request) -> web.Response:
+    return web.json_response(images_of(request).history(request.match_info["name"]))
+
+
+@routes.post("/images/{name:.+}/tag")
+async def tag(request: web.Request) -> web.Response:
+    svc = images_of(request)
+    await asyncio.to_thread(svc.tag, request.match_info["name"], request.query.get("repo", ""),
+                            request.query.get("tag") or None)
+    return web.Response(status=201)
+
+
+@routes.post("/images/{name:.+}/push")
+async def push(request: web.Request) -> web.Response:
+    images_of(request).resolve(request.match_info["name"])
+    raise NotSupported("pushing to registries is not supported yet (dockyard: use `docker save`)")
+
+
+@routes.get("/images/{name:.+}/get")
+async def save_one(request: web.Request) -> web.StreamResponse:
+    return await _save(request, [request.match_info["name"]])
+
+
+@routes.delete("/images/{name:.+}")
+async def delete(request: web.Request) -> web.Response:
+    svc = images_of(request)
+    records = await asyncio.to_thread(svc.delete, request.match_info["name"], query_bool(request, "force"),
+                                      not query_bool(request, "noprune"))
+    return web.json_response(records)
+
+
+@routes.get("/system/df")
+async def system_df(request: web.Request) -> web.Response:
+    """Every service with a ``df()`` adds its part (images: LayersSize and Images)."""
+    out: dict[str, Any] = {"LayersSize": 0, "Images": [], "Containers": [], "Volumes": [], "BuildCache": []}
+    for service in daemon_of(request).services:
+        part = getattr(service, "df", None)
+        if part is not None:
+            out.update(await await_me_maybe(part()))
+    return web.json_response(out)

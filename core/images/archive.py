@@ -1,0 +1,537 @@
+"""Image archives: ``docker load`` (docker-save and OCI image-layout tars, plain or compressed),
+``docker import`` (a rootfs tar) and ``docker save`` (Docker 25+ layout: ``manifest.json``,
+``repositories``, ``index.json``, ``oci-layout`` and ``blobs/sha256/<hex>``).
+
+Archives are hostile input: every member is staged under a numbered name (never its own
+path), every blob is checked against the digest that names it, every layer against the
+config's diff ids, and the commit is all or nothing (``ImageService.commit_images``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import posixpath
+import shutil
+import tarfile
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+from ..errors import InvalidArgument, NotFound
+from . import reference as R
+from .service import Image, ImageService, PendingImage, host_arch, now_rfc3339
+from .store import CHUNK, DigestMismatch, split_digest
+from .streams import HashingReader, IterReader, decompressed
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MAX_JSON = 64 << 20
+MAX_LINKS = 16
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+class BadArchive(InvalidArgument):
+    pass
+
+
+# -- reading an archive ----------------------------------------------------------------------
+
+
+class Staged:
+    """An archive's members, staged as numbered files; names resolve through archive links."""
+
+    def __init__(self, stage: Path) -> None:
+        self.stage = stage
+        self.files: dict[str, tuple[Path, str, int]] = {}  # name -> (path, sha256 hex, size)
+        self.links: dict[str, str] = {}
+
+    def lookup(self, name: str) -> tuple[Path, str, int]:
+        key = _norm(name)
+        for _ in range(MAX_LINKS):
+            if key in self.files:
+                return self.files[key]
+            if key not in self.links:
+                break
+            key = self.links[key]
+        raise BadArchive(f"invalid archive: {name} not found in the archive")
+
+    def read_json(self, name: str) -> Any:
+        path, _, size = self.lookup(name)
+        if size > MAX_JSON:
+            raise BadArchive(f"invalid archive: {name} is too large")
+        try:
+            return json.loads(path.read_bytes())
+        except ValueError as exc:
+            raise BadArchive(f"invalid archive: {name}: {exc}") from None
+
+    def blob(self, digest: str, size: int | None = None) -> tuple[Path, str, int]:
+        """An OCI blob, verified against its digest (and size when the descriptor gives one)."""
+        hexpart = split_digest(digest)
+        try:
+            path, got, n = self.lookup(f"blobs/sha256/{hexpart}")
+        except BadArchive:
+            raise BadArchive(f"invalid archive: blob {digest} not found in the archive") from None
+        if got != hexpart:
+            raise DigestMismatch(f"digest mismatch for blob {digest}: content is sha256:{got}")
+        if size is not None and size != n:
+            raise DigestMismatch(f"size mismatch for blob {digest}: descriptor says {size}, content is {n}")
+        return path, got, n
+
+
+def _norm(name: str) -> str:
+    if name.startswith("/"):
+        raise BadArchive(f"invalid archive: absolute member name {name!r}")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise BadArchive(f"invalid archive: member name {name!r} leaves the archive")
+    return "/".join(parts)
+
+
+def extract(stream: BinaryIO, stage: Path) -> Staged:
+    staged = Staged(stage)
+    if not isinstance(stream, io.BufferedReader):
+        stream = io.BufferedReader(stream, CHUNK)  # type: ignore[arg-type]
+    n = 0
+    try:
+        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+            for m in tar:
+                name = _norm(m.name)
+                if m.isreg():
+                    n += 1
+                    dest = stage / f"m{n}"
+                    h = hashlib.sha256()
+                    src = tar.extractfile(m)
+                    assert src is not None
+                    with open(dest, "wb") as f:
+                        while chunk := src.read(CHUNK):
+                            h.update(chunk)
+                            f.write(chunk)
+                    staged.files[name] = (dest, h.hexdigest(), m.size)
+                elif m.issym():
+                    staged.links[name] = _norm(posixpath.join(posixpath.dirname(name), m.linkname))
+                elif m.islnk():
+                    staged.links[name] = _norm(m.linkname)
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise BadArchive(f"invalid archive: {exc or type(exc).__name__}") from None
+    except OSError as exc:
+        if "gzip" in str(exc).lower() or "compressed" in str(exc).lower():
+            raise BadArchive(f"invalid archive: {exc}") from None
+        raise
+    if not staged.files:
+        raise BadArchive("invalid archive: empty or not a tar archive")
+    return staged
+
+
+def _digest_in_name(name: str) -> str | None:
+    """``blobs/sha256/<hex>`` and ``<hex>.json`` name their content's digest."""
+    parts = _norm(name).split("/")
+    if len(parts) == 3 and parts[:2] == ["blobs", "sha256"]:
+        return parts[2]
+    if len(parts) == 1 and parts[0].endswith(".json") and len(parts[0]) == 69:
+        return parts[0][:-5]
+    return None
+
+
+def _config(staged: Staged, name: str) -> tuple[bytes, dict[str, Any]]:
+    path, got, size = staged.lookup(name)
+    if size > MAX_JSON:
+        raise BadArchive(f"invalid archive: config {name} is too large")
+    expected = _digest_in_name(name)
+    if expected is not None and expected != got:
+        raise DigestMismatch(f"digest mismatch for image config {name}: content is sha256:{got}")
+    data = path.read_bytes()
+    try:
+        config = json.loads(data)
+    except ValueError as exc:
+        raise BadArchive(f"invalid image config {name}: {exc}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("rootfs"), dict):
+        raise BadArchive(f"invalid image config {name}: no rootfs")
+    return data, config
+
+
+def parse_docker(staged: Staged) -> list[PendingImage]:
+    manifest = staged.read_json("manifest.json")
+    if not isinstance(manifest, list):
+        raise BadArchive("invalid archive: manifest.json is not a list")
+    out = []
+    for entry in manifest:
+        if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str):
+            raise BadArchive("invalid archive: manifest.json entry without Config")
+        data, config = _config(staged, entry["Config"])
+        files, hashes = [], []
+        for layer in entry.get("Layers") or []:
+            path, got, _ = staged.lookup(layer)
+            expected = _digest_in_name(layer)
+            if expected is not None and expected != got:
+                raise DigestMismatch(f"digest mismatch for layer {layer}: content is sha256:{got}")
+            files.append(path)
+            hashes.append("sha256:" + got)
+        tags = [R.parse_tagged(t) for t in entry.get("RepoTags") or []]
+        out.append(PendingImage(data, config, files, hashes, tags))
+    return out
+
+
+def parse_oci(staged: Staged) -> list[PendingImage]:
+    index = staged.read_json("index.json")
+    out: dict[str, PendingImage] = {}
+
+    def walk(desc: dict[str, Any], name: str | None, depth: int = 0) -> None:
+        if depth > 4 or not isinstance(desc, dict):
+            raise BadArchive("invalid archive: index nesting too deep")
+        name = _name_of(desc) or name
+        mt = desc.get("mediaType", "")
+        path, _, _ = staged.blob(desc.get("digest", ""), desc.get("size"))
+        doc = json.loads(path.read_bytes())
+        mt = mt or doc.get("mediaType", "")
+        if mt in (OCI_INDEX, DOCKER_LIST) or "manifests" in doc:
+            subs = [d for d in doc.get("manifests") or [] if _platform_ok(d)]
+            for d in subs[:1] if len(subs) > 1 and all("platform" in d for d in subs) else subs:
+                walk(d, name, depth + 1)
+            return
+        cdesc = doc.get("config") or {}
+        cpath, chex, _ = staged.blob(cdesc.get("digest", ""), cdesc.get("size"))
+        data = cpath.read_bytes()
+        try:
+            config = json.loads(data)
+        except ValueError as exc:
+            raise BadArchive(f"invalid image config: {exc}") from None
+        if not isinstance(config, dict) or not isinstance(config.get("rootfs"), dict):
+            raise BadArchive("invalid image config: no rootfs")
+        files, hashes = [], []
+        for ldesc in doc.get("layers") or []:
+            lpath, lhex, _ = staged.blob(ldesc.get("digest", ""), ldesc.get("size"))
+            files.append(lpath)
+            hashes.append("sha256:" + lhex)
+        key = "sha256:" + chex
+        pending = out.setdefault(key, PendingImage(data, config, files, hashes, []))
+        if name:
+            ref = R.parse_tagged(name)
+            if str(ref) not in {str(t) for t in pending.tags}:
+                pending.tags.append(ref)
+
+    for desc in (index or {}).get("manifests") or []:
+        walk(desc, None)
+    return list(out.values())
+
+
+def _name_of(desc: dict[str, Any]) -> str | None:
+    ann = desc.get("annotations") or {}
+    name = ann.get("io.containerd.image.name")
+    if name:
+        return name
+    ref = ann.get("org.opencontainers.image.ref.name") or ""
+    if ("/" in ref or ":" in ref) and R.try_parse(ref) is not None:
+        return ref
+    return None
+
+
+def _platform_ok(desc: dict[str, Any]) -> bool:
+    p = desc.get("platform")
+    if not p:
+        return True
+    return p.get("os") in (None, "linux") and p.get("architecture") in (None, host_arch())
+
+
+def load_archive(svc: ImageService, stream: BinaryIO, progress: Progress, quiet: bool) -> list[str]:
+    svc.require_driver()
+    stage = svc.staging_dir()
+    try:
+        staged = extract(stream, stage)
+        if "manifest.json" in staged.files or "manifest.json" in staged.links:
+            pending = parse_docker(staged)
+        elif "index.json" in staged.files:
+            pending = parse_oci(staged)
+        else:
+            raise BadArchive("invalid archive: neither manifest.json nor index.json found")
+        if not pending:
+            raise BadArchive("invalid archive: no images in the archive")
+
+        def layer_progress(msg: dict[str, Any]) -> None:
+            if not quiet or "stream" in msg:
+                progress(msg)
+
+        done = svc.commit_images(pending, layer_progress, event="load")
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    lines = []
+    for image, tags in done:
+        if tags:
+            lines.extend(f"Loaded image: {t.familiar}\n" for t in tags)
+        else:
+            lines.append(f"Loaded image ID: {image.id}\n")
+    return lines
+
+
+# -- import -------------------------------------------------------------------------------
+
+CHANGE_COMMANDS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "USER", "VOLUME", "WORKDIR",
+                   "STOPSIGNAL")
+
+
+def apply_changes(changes: list[str], base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Dockerfile instructions allowed in ``docker import --change`` / ``commit --change``."""
+    cfg: dict[str, Any] = dict(base or {})
+    for line in changes:
+        line = line.strip()
+        if not line:
+            continue
+        word, _, rest = line.partition(" ")
+        cmd, rest = word.upper(), rest.strip()
+        if cmd not in CHANGE_COMMANDS:
+            raise InvalidArgument(f"{word} is not a valid change command")
+        if cmd in ("CMD", "ENTRYPOINT"):
+            try:
+                value = json.loads(rest)
+                if not isinstance(value, list):
+                    raise ValueError
+            except ValueError:
+                value = ["/bin/sh", "-c", rest]
+            cfg["Cmd" if cmd == "CMD" else "Entrypoint"] = value
+        elif cmd == "ENV":
+            env = list(cfg.get("Env") or [])
+            for key, value in _pairs(rest):
+                env = [e for e in env if e.partition("=")[0] != key] + [f"{key}={value}"]
+            cfg["Env"] = env
+        elif cmd == "LABEL":
+            labels = dict(cfg.get("Labels") or {})
+            labels.update(_pairs(rest))
+            cfg["Labels"] = labels
+        elif cmd == "EXPOSE":
+            ports = dict(cfg.get("ExposedPorts") or {})
+            for p in rest.split():
+                ports[p if "/" in p else f"{p}/tcp"] = {}
+            cfg["ExposedPorts"] = ports
+        elif cmd == "VOLUME":
+            vols = dict(cfg.get("Volumes") or {})
+            try:
+                items = json.loads(rest) if rest.startswith("[") else rest.split()
+            except ValueError:
+                items = rest.split()
+            for v in items:
+                vols[v] = {}
+            cfg["Volumes"] = vols
+        elif cmd == "ONBUILD":
+            cfg["OnBuild"] = list(cfg.get("OnBuild") or []) + [rest]
+        else:
+            cfg[{"USER": "User", "WORKDIR": "WorkingDir", "STOPSIGNAL": "StopSignal"}[cmd]] = rest
+    return cfg
+
+
+def _pairs(text: str) -> list[tuple[str, str]]:
+    import shlex
+
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid change: {exc}") from None
+    if words and "=" not in words[0]:  # legacy "ENV key value"
+        return [(words[0], " ".join(words[1:]))]
+    out = []
+    for w in words:
+        key, sep, value = w.partition("=")
+        if not sep or not key:
+            raise InvalidArgument(f"invalid change: {w!r} is not key=value")
+        out.append((key, value))
+    return out
+
+
+def import_rootfs(svc: ImageService, stream: BinaryIO, repo: str | None, tag: str | None, message: str,
+                  changes: list[str], platform_: str | None) -> Image:
+    svc.require_driver()
+    ref = None
+    if repo:
+        ref = R.parse(repo)
+        if ref.digest is not None:
+            raise InvalidArgument("cannot import digest reference")
+        ref = ref.with_tag(tag) if tag else ref.with_default_tag()
+    os_, arch = "linux", host_arch()
+    if platform_:
+        parts = platform_.split("/")
+        if parts[0] != "linux":
+            raise InvalidArgument(f"unsupported platform {platform_!r}: only linux images")
+        if len(parts) > 1 and parts[1]:
+            arch = parts[1]
+    config_cfg = apply_changes(changes)
+    stage = svc.staging_dir()
+    try:
+        layer = stage / "layer.tar"
+        if not isinstance(stream, io.BufferedReader):
+            stream = io.BufferedReader(stream, CHUNK)  # type: ignore[arg-type]
+        reader = HashingReader(decompressed(stream))
+        with open(layer, "wb") as f:
+            while chunk := reader.read(CHUNK):
+                f.write(chunk)
+        if reader.count == 0:
+            raise InvalidArgument("import: the archive is empty")
+        created = now_rfc3339()
+        comment = message or ""
+        config = {
+            "architecture": arch, "os": os_, "created": created,
+            "config": config_cfg or {},
+            "rootfs": {"type": "layers", "diff_ids": [reader.digest]},
+            "history": [{"created": created, **({"comment": comment} if comment else {}),
+                         "created_by": "" if comment else "Imported from -"}],
+        }
+        if comment:
+            config["comment"] = comment
+        data = json.dumps(config, separators=(",", ":")).encode()
+        pending = PendingImage(data, config, [layer], [reader.digest], [ref] if ref else [])
+        [(image, _)] = svc.commit_images([pending], lambda msg: None, event="import")
+        return image
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+# -- save -----------------------------------------------------------------------------------
+
+
+def save_targets(svc: ImageService, names: list[str]) -> list[tuple[Image, list[R.Reference]]]:
+    """What ``docker save NAME...`` writes: a bare repository name means all of its tags."""
+    order: list[str] = []
+    refs: dict[str, list[R.Reference]] = {}
+
+    def add(image: Image, ref: R.Reference | None) -> None:
+        if image.id not in refs:
+            order.append(image.id)
+            refs[image.id] = []
+        if ref is not None and str(ref) not in {str(r) for r in refs[image.id]}:
+            refs[image.id].append(ref)
+
+    for name in names:
+        ref = R.try_parse(name) if not name.startswith("sha256:") else None
+        if ref is not None and ref.name_only:
+            tagged = [r for k in sorted(svc.refs) if (r := R.parse(k)).name == ref.name and r.tag and not r.digest]
+            if tagged:
+                for r in tagged:
+                    add(svc.images[svc.refs[str(r)]], r)
+                continue
+        image = svc.resolve(name)
+        key = svc._ref_key(name)
+        add(image, R.parse(key) if key is not None and R.parse(key).tag else None)
+    return [(svc.images[i], refs[i]) for i in order]
+
+
+def _info(name: str, size: int, mode: int = 0o644, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.type, info.mtime = size, mode, kind, 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def _descriptor(media_type: str, data_or_digest: bytes | str, size: int | None = None) -> dict[str, Any]:
+    if isinstance(data_or_digest, bytes):
+        return {"mediaType": media_type, "digest": "sha256:" + hashlib.sha256(data_or_digest).hexdigest(),
+                "size": len(data_or_digest)}
+    return {"mediaType": media_type, "digest": data_or_digest, "size": size}
+
+
+def write_archive(svc: ImageService, targets: list[tuple[Image, list[R.Reference]]], out: BinaryIO) -> None:
+    driver = svc.require_driver()
+    written: set[str] = set()
+    manifest_json: list[dict[str, Any]] = []
+    index_manifests: list[dict[str, Any]] = []
+    repositories: dict[str, dict[str, str]] = {}
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for d in ("blobs", "blobs/sha256"):
+            tar.addfile(_info(d, 0, 0o755, tarfile.DIRTYPE))
+
+        def add_bytes(data: bytes) -> str:
+            hexpart = hashlib.sha256(data).hexdigest()
+            if hexpart not in written:
+                written.add(hexpart)
+                tar.addfile(_info(f"blobs/sha256/{hexpart}", len(data)), io.BytesIO(data))
+            return hexpart
+
+        for image, refs in targets:
+            layer_descs = []
+            for chain in image.chains:
+                layer = svc.layers.get(chain)
+                if layer is None:
+                    raise NotFound(f"layer {chain} of image {image.id} is missing")
+                layer_descs.append(_add_layer(svc, tar, driver, layer, written))
+            config_bytes = svc.blobs.read(image.id)
+            config_hex = add_bytes(config_bytes)
+            oci_manifest = json.dumps({
+                "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": _descriptor(OCI_CONFIG, config_bytes), "layers": layer_descs,
+            }, separators=(",", ":")).encode()
+            add_bytes(oci_manifest)
+            mdesc = _descriptor(OCI_MANIFEST, oci_manifest)
+            tags = [r for r in refs if r.tag]
+            if tags:
+                for r in tags:
+                    index_manifests.append({**mdesc, "annotations": {
+                        "io.containerd.image.name": str(r), "org.opencontainers.image.ref.name": r.tag}})
+                    if image.diff_ids:
+                        repositories.setdefault(r.familiar_name, {})[r.tag] = split_digest(image.diff_ids[-1])
+            else:
+                index_manifests.append(mdesc)
+            manifest_json.append({
+                "Config": f"blobs/sha256/{config_hex}",
+                "RepoTags": [r.familiar for r in tags] or None,
+                "Layers": [f"blobs/sha256/{split_digest(d['digest'])}" for d in layer_descs],
+            })
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index_manifests}
+        for name, value in (("index.json", index), ("manifest.json", manifest_json)):
+            data = json.dumps(value, separators=(",", ":")).encode()
+            tar.addfile(_info(name, len(data)), io.BytesIO(data))
+        layout = b'{"imageLayoutVersion":"1.0.0"}'
+        tar.addfile(_info("oci-layout", len(layout)), io.BytesIO(layout))
+        if repositories:
+            data = json.dumps(repositories, separators=(",", ":")).encode()
+            tar.addfile(_info("repositories", len(data)), io.BytesIO(data))
+
+
+def _add_layer(svc: ImageService, tar: tarfile.TarFile, driver: Any, layer: Any,
+               written: set[str]) -> dict[str, Any]:
+    """Write one layer blob (once per archive) and return its OCI descriptor.
+
+    The kept original blob when there is one; otherwise the driver's export, streamed when
+    its size is known and verified against the diff id on the way (a mismatch aborts).
+    """
+    if layer.blob and svc.blobs.has(layer.blob):
+        desc = _descriptor(layer.blob_media_type or OCI_LAYER, layer.blob, svc.blobs.size(layer.blob))
+        hexpart = split_digest(layer.blob)
+        if hexpart not in written:
+            with open(svc.blobs.path(layer.blob), "rb") as f:
+                tar.addfile(_info(f"blobs/sha256/{hexpart}", desc["size"]), f)
+            written.add(hexpart)
+        return desc
+    hexpart = split_digest(layer.diff_id)
+    if hexpart in written:
+        return _descriptor(OCI_LAYER, layer.diff_id, layer.tar_size)
+    chain_hex = split_digest(layer.chain_id)
+    size = layer.tar_size
+    if size is None or svc.keep_layer_blobs:  # spool: learn the size, check before sending
+        spool = tempfile.TemporaryFile(dir=svc.tmp_dir)
+        reader = HashingReader(IterReader(driver.export_layer(chain_hex)))
+        shutil.copyfileobj(reader, spool, CHUNK)
+        if reader.digest != layer.diff_id:
+            spool.close()
+            raise DigestMismatch(f"the storage driver cannot reproduce layer {layer.diff_id} "
+                                 f"(its export is {reader.digest})")
+        size = spool.tell()
+        spool.seek(0)
+        source: BinaryIO = spool
+    else:
+        source = io.BufferedReader(IterReader(driver.export_layer(chain_hex)), CHUNK)  # type: ignore[assignment]
+    try:
+        reader = HashingReader(source)
+        tar.addfile(_info(f"blobs/sha256/{hexpart}", size), reader)
+        extra = source.read(1)
+        if extra or reader.digest != layer.diff_id:
+            raise DigestMismatch(f"layer {layer.chain_id} exported by the storage driver does not match "
+                                 f"its diff id {layer.diff_id}")
+    finally:
+        source.close()
+    written.add(hexpart)
+    return _descriptor(OCI_LAYER, layer.diff_id, size)

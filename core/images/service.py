@@ -1,0 +1,936 @@
+"""The image service: images, references and layers on top of a storage driver.
+
+On disk, under ``<data-root>/image``::
+
+    blobs/sha256/<hex>        image configs (and OCI manifests written by save), content-addressed
+    images/<hex>.json         one record per image: parent, when it was loaded, last tag time
+    layers/<chain hex>.json   one record per layer: chain id, diff id, parent, sizes
+    repositories.json         references: {"refs": {"docker.io/library/busybox:latest": "sha256:..."}}
+    tmp/                      staging for loads and imports (emptied at start)
+
+Layers are keyed in the storage driver by their chain id without ``sha256:``. A layer is
+referenced by every image whose chain contains it; it is removed when no image does.
+Every mutation runs under one lock in a worker thread and rolls back whole on failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterable
+
+from .. import filters as F
+from ..errors import Conflict, InvalidArgument, NoSuchImage, NotFound, Unavailable
+from . import reference as R
+from .store import CHUNK, ContentStore, DigestMismatch, read_json, split_digest, write_json_atomic
+
+log = logging.getLogger("dockyard.images")
+
+IMAGE_LIST_FILTERS = ("dangling", "label", "label!", "before", "since", "reference", "until")
+PRUNE_FILTERS = ("dangling", "label", "label!", "until")
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+InUse = Callable[[str], list[Any]]
+
+
+def now_rfc3339() -> str:
+    t = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + f".{t % 10**9:09d}Z"
+
+
+def parse_rfc3339(text: str | None) -> float:
+    """Seconds since the epoch for Docker's RFC 3339 (nano) timestamps; 0 when absent."""
+    if not text:
+        return 0.0
+    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$", text.strip())
+    if not m:
+        return 0.0
+    base = dt.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S")
+    tz = m.group(3) or "Z"
+    offset = 0 if tz == "Z" else (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60) * (1 if tz[0] == "+" else -1)
+    seconds = base.replace(tzinfo=dt.timezone.utc).timestamp() - offset
+    return seconds + (float("0" + m.group(2)) if m.group(2) else 0.0)
+
+
+def host_arch() -> str:
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(machine, machine)
+
+
+def short_id(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
+
+
+@dataclass
+class Layer:
+    chain_id: str
+    diff_id: str
+    parent: str | None
+    size: int  # unpacked size, as the driver reports it
+    tar_size: int | None  # size of the uncompressed layer tar (the diff id's content)
+    blob: str | None = None  # the original layer blob, kept when the driver cannot reproduce it
+    blob_media_type: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ChainID": self.chain_id, "DiffID": self.diff_id, "Parent": self.parent,
+                "Size": self.size, "TarSize": self.tar_size, "Blob": self.blob,
+                "BlobMediaType": self.blob_media_type}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Layer":
+        return cls(d["ChainID"], d["DiffID"], d.get("Parent"), int(d.get("Size") or 0), d.get("TarSize"),
+                   d.get("Blob"), d.get("BlobMediaType"))
+
+
+@dataclass
+class Image:
+    id: str
+    config: dict[str, Any]
+    config_size: int
+    parent: str = ""
+    loaded_at: str = ""
+    last_tag_time: str = ""
+    chains: list[str] = field(default_factory=list)
+
+    @property
+    def diff_ids(self) -> list[str]:
+        return list((self.config.get("rootfs") or {}).get("diff_ids") or [])
+
+    @property
+    def created(self) -> str:
+        return self.config.get("created") or ""
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return (self.config.get("config") or {}).get("Labels") or {}
+
+    def record(self) -> dict[str, Any]:
+        return {"ID": self.id, "Parent": self.parent, "LoadedAt": self.loaded_at, "LastTagTime": self.last_tag_time}
+
+
+@dataclass
+class PendingImage:
+    """One image of an archive, staged and verified, not yet committed."""
+
+    config_bytes: bytes
+    config: dict[str, Any]
+    layer_files: list[Path]  # staged layer blobs (maybe compressed), one per diff id
+    layer_hashes: list[str | None]  # sha256 of each staged file as stored (None: unknown)
+    tags: list[R.Reference]
+
+
+@dataclass
+class Txn:
+    """What a mutation did so far, for rollback."""
+
+    layers: list[str] = field(default_factory=list)
+    blobs: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+    old_refs: dict[str, str] | None = None
+
+
+class ImageService:
+    """Images for the API and for the containers service (``resolve``, ``top_layer``, ``config``).
+
+    ``in_use(image_id)`` returns the containers using an image: ids (stopped) or
+    ``(id, running)`` pairs; the containers service sets it.
+    """
+
+    def __init__(self, root: Path, driver: Any, events: Any = None,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.root = Path(root)
+        self.driver = driver
+        self.events = events
+        self.loop = loop
+        self.in_use: InUse = lambda image_id: []
+        # Drivers that give back the exact layer tar (overlay2 replays its tar-split) need no
+        # copy of it; for the others (vfs, fake: their exports are regenerated from the tree)
+        # the original blob is kept, a hard link of the staged file, so that ``docker save``
+        # round-trips image IDs. A driver says so with ``reproducible_export = True``.
+        reproducible = getattr(driver, "reproducible_export", None)
+        if reproducible is None:
+            reproducible = getattr(driver, "name", "") in ("overlay2", "overlay")
+        self.keep_layer_blobs = not reproducible
+        self.lock = threading.RLock()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.blobs = ContentStore(self.root)
+        self.images_dir = self.root / "images"
+        self.layers_dir = self.root / "layers"
+        self.tmp_dir = self.root / "tmp"
+        for d in (self.images_dir, self.layers_dir, self.tmp_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.refs_path = self.root / "repositories.json"
+        self.images: dict[str, Image] = {}
+        self.layers: dict[str, Layer] = {}
+        self.refs: dict[str, str] = {}
+        self._restore()
+
+    # -- startup ---------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        for p in self.tmp_dir.iterdir():
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        for p in self.layers_dir.glob("*.json"):
+            try:
+                layer = Layer.from_json(read_json(p))
+                self.layers[layer.chain_id] = layer
+            except (ValueError, KeyError, TypeError):
+                log.warning("dropping unreadable layer record %s", p)
+                p.unlink()
+        for p in self.images_dir.glob("*.json"):
+            try:
+                rec = read_json(p)
+                image_id = rec["ID"]
+                data = self.blobs.read(image_id)
+                image = self._image_from_config(image_id, data, rec)
+            except (ValueError, KeyError, TypeError, NotFound) as exc:
+                log.warning("dropping image record %s: %s", p.name, exc)
+                p.unlink()
+                continue
+            missing = [c for c in image.chains if c not in self.layers]
+            if missing:
+                log.warning("image %s misses layers %s: dropped", short_id(image.id), missing)
+                p.unlink()
+                continue
+            self.images[image.id] = image
+        refs = (read_json(self.refs_path, {}) or {}).get("refs", {})
+        self.refs = {k: v for k, v in refs.items() if v in self.images}
+        if self.refs != refs:
+            self._save_refs()
+        self._collect_garbage()
+
+    def _collect_garbage(self) -> None:
+        """Remove what a crash left: layers no image uses, configs no image has."""
+        used = {c for img in self.images.values() for c in img.chains}
+        for chain in sorted(set(self.layers) - used, key=lambda c: -self._depth(c)):
+            log.info("removing unused layer %s", chain)
+            self._remove_layer(chain)
+        if self.driver is not None:
+            try:
+                present = set(self.driver.layers())
+            except Exception:  # a driver without listing support
+                present = set()
+            for layer_id in present - {split_digest(c) for c in self.layers}:
+                log.info("removing orphaned driver layer %s", layer_id)
+                try:
+                    self.driver.remove_layer(layer_id)
+                except Exception:
+                    log.exception("removing orphaned layer %s failed", layer_id)
+        keep = set(self.images) | {l.blob for l in self.layers.values() if l.blob}
+        for digest in list(self.blobs.digests()):
+            if digest not in keep:
+                self.blobs.delete(digest)
+
+    def _depth(self, chain: str) -> int:
+        n, cur = 0, self.layers.get(chain)
+        while cur is not None and cur.parent:
+            n += 1
+            cur = self.layers.get(cur.parent)
+        return n
+
+    def _image_from_config(self, image_id: str, data: bytes, rec: dict[str, Any]) -> Image:
+        config = json.loads(data)
+        if not isinstance(config, dict):
+            raise ValueError("image config is not a JSON object")
+        image = Image(image_id, config, len(data), parent=rec.get("Parent") or "",
+                      loaded_at=rec.get("LoadedAt") or "", last_tag_time=rec.get("LastTagTime") or "")
+        image.chains = R.chain_ids(image.diff_ids)
+        return image
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def require_driver(self) -> Any:
+        if self.driver is None:
+            raise Unavailable("no storage driver is loaded: image operations need one "
+                              "(start dockyardd with -s overlay or -s vfs)")
+        return self.driver
+
+    def emit(self, action: str, actor: str, **attrs: str) -> None:
+        if self.events is None:
+            return
+        if self.loop is not None and self.loop.is_running() and _off_loop(self.loop):
+            self.loop.call_soon_threadsafe(lambda: self.events.emit("image", action, actor, **attrs))
+        else:
+            self.events.emit("image", action, actor, **attrs)
+
+    def _save_refs(self) -> None:
+        write_json_atomic(self.refs_path, {"refs": dict(sorted(self.refs.items()))})
+
+    def _save_image(self, image: Image) -> None:
+        write_json_atomic(self.images_dir / f"{split_digest(image.id)}.json", image.record())
+
+    def refs_of(self, image_id: str) -> list[R.Reference]:
+        return [R.parse(k) for k, v in sorted(self.refs.items()) if v == image_id]
+
+    def repo_tags(self, image_id: str) -> list[str]:
+        return [r.familiar for r in self.refs_of(image_id) if r.tag and not r.digest]
+
+    def repo_digests(self, image_id: str) -> list[str]:
+        return [r.familiar for r in self.refs_of(image_id) if r.digest]
+
+    def layer_refcount(self, chain: str) -> int:
+        return sum(1 for img in self.images.values() if chain in img.chains)
+
+    def image_size(self, image: Image) -> int:
+        return sum(self.layers[c].size for c in image.chains if c in self.layers)
+
+    def children(self, image_id: str) -> list[str]:
+        return [i.id for i in self.images.values() if i.parent == image_id]
+
+    def _containers_using(self, image_id: str) -> list[tuple[str, bool]]:
+        out = []
+        for item in self.in_use(image_id) or []:
+            if isinstance(item, (tuple, list)):
+                out.append((str(item[0]), bool(item[1])))
+            else:
+                out.append((str(item), False))
+        return out
+
+    # -- lookup ----------------------------------------------------------------------------
+
+    def resolve(self, name: str) -> Image:
+        """Full id, ``sha256:`` (prefix), name[:tag], name@digest, or a unique short id prefix."""
+        if not name:
+            raise NoSuchImage(name)
+        if name.startswith("sha256:"):
+            hexpart = name[7:]
+            if re.fullmatch(r"[0-9a-f]{1,64}", hexpart):
+                return self._by_prefix(hexpart, name)
+            raise NoSuchImage(name)
+        if R.is_full_id(name):
+            image = self.images.get("sha256:" + name)
+            if image is None:
+                raise NoSuchImage(name)
+            return image
+        ref = R.try_parse(name)
+        if ref is not None:
+            if ref.digest is not None:
+                image_id = self.refs.get(str(ref))
+                if image_id is None and ref.tag is not None:  # name:tag@digest: the digest wins
+                    image_id = self.refs.get(str(R.Reference(ref.domain, ref.path, None, ref.digest)))
+                if image_id is not None:
+                    return self.images[image_id]
+            else:
+                image_id = self.refs.get(str(ref.with_default_tag()))
+                if image_id is not None:
+                    return self.images[image_id]
+        if re.fullmatch(r"[0-9a-f]{1,63}", name):
+            return self._by_prefix(name, name)
+        if ref is None and not re.fullmatch(r"[0-9a-f]+", name):
+            raise InvalidArgument("invalid reference format")
+        raise NoSuchImage(name)
+
+    def _ref_key(self, name: str) -> str | None:
+        """The reference-store key ``name`` resolves through, or None (it names an id)."""
+        if name.startswith("sha256:") or R.is_full_id(name):
+            return None
+        ref = R.try_parse(name)
+        if ref is None:
+            return None
+        keys = [str(ref)] if ref.digest else [str(ref.with_default_tag())]
+        if ref.digest and ref.tag:
+            keys.append(str(R.Reference(ref.domain, ref.path, None, ref.digest)))
+        for key in keys:
+            if key in self.refs:
+                return key
+        return None
+
+    def _by_prefix(self, prefix: str, name: str) -> Image:
+        matches = [i for i in self.images if i[7:].startswith(prefix)]
+        if not matches:
+            raise NoSuchImage(name)
+        if len(matches) > 1:
+            raise InvalidArgument(f"multiple IDs found with provided prefix: {prefix}")
+        return self.images[matches[0]]
+
+    def config(self, image_id: str) -> dict[str, Any]:
+        return self.images[image_id].config
+
+    def top_layer(self, image_id: str) -> str | None:
+        """The storage driver's layer id of an image's top layer (None for an empty image)."""
+        chains = self.images[image_id].chains
+        return split_digest(chains[-1]) if chains else None
+
+    # -- views -----------------------------------------------------------------------------
+
+    def summary(self, image: Image, *, shared: dict[str, int] | None = None) -> dict[str, Any]:
+        size = self.image_size(image)
+        out = {
+            "Id": image.id,
+            "ParentId": image.parent,
+            "RepoTags": self.repo_tags(image.id),
+            "RepoDigests": self.repo_digests(image.id),
+            "Created": int(parse_rfc3339(image.created)),
+            "Size": size,
+            "SharedSize": -1,
+            "VirtualSize": size,
+            "Labels": image.labels or {},
+            "Containers": -1,
+        }
+        if shared is not None:
+            out["SharedSize"] = sum(self.layers[c].size for c in image.chains
+                                    if c in self.layers and shared.get(c, 0) > 1)
+        return out
+
+    def list(self, filters: F.Filters, all_: bool = False, shared_size: bool = False) -> list[dict[str, Any]]:
+        images = list(self.images.values())
+        dangling = _bool_filter(filters, "dangling")
+        before = since = None
+        if "before" in filters:
+            before = min(parse_rfc3339(self.resolve(v).created) for v in filters["before"])
+        if "since" in filters:
+            since = max(parse_rfc3339(self.resolve(v).created) for v in filters["since"])
+        until = _until(filters)
+        patterns = filters.get("reference", [])
+        counts = self._chain_counts() if shared_size else None
+        out = []
+        for image in images:
+            refs = self.refs_of(image.id)
+            if dangling is not None and dangling != (not refs):
+                continue
+            if not all_ and not refs and self.children(image.id):
+                continue
+            created = parse_rfc3339(image.created)
+            if before is not None and not created < before:
+                continue
+            if since is not None and not created > since:
+                continue
+            if until is not None and not created < until:
+                continue
+            if not _labels_match(filters, image.labels):
+                continue
+            summary = self.summary(image, shared=counts)
+            if patterns:
+                matched = [r for r in refs if any(_ref_match(p, r) for p in patterns)]
+                if not matched:
+                    continue
+                summary["RepoTags"] = [r.familiar for r in matched if r.tag and not r.digest]
+                summary["RepoDigests"] = [r.familiar for r in matched if r.digest]
+            out.append(summary)
+        out.sort(key=lambda s: (-s["Created"], s["Id"]))
+        return out
+
+    def _chain_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for img in self.images.values():
+            for c in img.chains:
+                counts[c] = counts.get(c, 0) + 1
+        return counts
+
+    def inspect(self, name: str) -> dict[str, Any]:
+        image = self.resolve(name)
+        c = image.config
+        size = self.image_size(image)
+        graph: dict[str, Any] = {"Name": getattr(self.driver, "name", "none"), "Data": None}
+        layer_info = getattr(self.driver, "layer_info", None)
+        top = self.top_layer(image.id)
+        if layer_info is not None and top is not None:
+            try:
+                graph["Data"] = layer_info(top)
+            except Exception:
+                log.debug("layer_info failed", exc_info=True)
+        return {
+            "Id": image.id,
+            "RepoTags": self.repo_tags(image.id),
+            "RepoDigests": self.repo_digests(image.id),
+            "Parent": image.parent,
+            "Comment": c.get("comment", ""),
+            "Created": image.created or ZERO_TIME,
+            "Container": c.get("container", ""),
+            "ContainerConfig": c.get("container_config") or _empty_container_config(),
+            "DockerVersion": c.get("docker_version", ""),
+            "Author": c.get("author", ""),
+            "Config": c.get("config") or _empty_container_config(),
+            "Architecture": c.get("architecture", ""),
+            **({"Variant": c["variant"]} if c.get("variant") else {}),
+            "Os": c.get("os", ""),
+            **({"OsVersion": c["os.version"]} if c.get("os.version") else {}),
+            "Size": size,
+            "VirtualSize": size,
+            "GraphDriver": graph,
+            "RootFS": {"Type": (c.get("rootfs") or {}).get("type", "layers"), "Layers": image.diff_ids},
+            "Metadata": {"LastTagTime": image.last_tag_time or ZERO_TIME},
+        }
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        image = self.resolve(name)
+        c = image.config
+        entries = list(c.get("history") or [])
+        if not entries:
+            entries = [{"created": image.created, "created_by": ""} for _ in image.chains]
+        out = []
+        li = 0
+        for h in entries:
+            size = 0
+            if not h.get("empty_layer"):
+                if li < len(image.chains):
+                    layer = self.layers.get(image.chains[li])
+                    size = layer.size if layer else 0
+                li += 1
+            out.append({"Id": "<missing>", "Created": int(parse_rfc3339(h.get("created"))),
+                        "CreatedBy": h.get("created_by", ""), "Tags": None, "Size": size,
+                        "Comment": h.get("comment", "")})
+        out.reverse()
+        if out:
+            out[0]["Id"] = image.id
+            out[0]["Tags"] = self.repo_tags(image.id) or None
+        return out
+
+    def df(self) -> dict[str, Any]:
+        counts = self._chain_counts()
+        images = []
+        for image in self.images.values():
+            s = self.summary(image, shared=counts)
+            s["Containers"] = len(self._containers_using(image.id))
+            images.append(s)
+        images.sort(key=lambda s: (-s["Created"], s["Id"]))
+        return {"LayersSize": sum(l.size for l in self.layers.values()), "Images": images}
+
+    def info(self) -> dict[str, Any]:
+        return {"Images": len(self.images)}
+
+    # -- tag -------------------------------------------------------------------------------
+
+    def tag(self, name: str, repo: str, tag: str | None) -> R.Reference:
+        image = self.resolve(name)
+        if not repo:
+            raise InvalidArgument("repository name must have at least one component")
+        ref = R.parse(repo)
+        if ref.digest is not None:
+            raise InvalidArgument("refusing to create a tag with a digest reference")
+        ref = ref.with_tag(tag) if tag else ref.with_default_tag()
+        with self.lock:
+            old = dict(self.refs)
+            self.refs[str(ref)] = image.id
+            image.last_tag_time = now_rfc3339()
+            try:
+                self._save_refs()
+                self._save_image(image)
+            except BaseException:
+                self.refs = old
+                raise
+        self.emit("tag", image.id, name=ref.familiar)
+        return ref
+
+    # -- delete and prune -----------------------------------------------------------------
+
+    def delete(self, name: str, force: bool = False, prune: bool = True) -> list[dict[str, str]]:
+        self.require_driver()
+        with self.lock:
+            image = self.resolve(name)
+            records: list[dict[str, str]] = []
+            ref_key = self._ref_key(name)
+            removed_repo_ref = False
+            if ref_key is not None:
+                ref = R.parse(ref_key)
+                remaining = [r for r in self.refs_of(image.id) if str(r) != str(ref)]
+                if not remaining and not force:
+                    using = self._containers_using(image.id)
+                    if using:
+                        raise Conflict(
+                            f'conflict: unable to remove repository reference "{name}" (must force) - '
+                            f"container {using[0][0][:12]} is using its referenced image {short_id(image.id)}")
+                self._untag(str(ref), records)
+                remaining = [r for r in self.refs_of(image.id)]
+                # a removed tag leaves digest references of the same repository: clean them up too
+                if ref.tag and remaining and all(r.digest for r in remaining):
+                    for r in remaining:
+                        if r.name == ref.name:
+                            self._untag(str(r), records)
+                    remaining = self.refs_of(image.id)
+                if remaining:
+                    self._save_refs()
+                    return records
+                removed_repo_ref = True
+            else:
+                refs = self.refs_of(image.id)
+                if len({r.name for r in refs}) <= 1 and len([r for r in refs if r.tag]) <= 1:
+                    self._check_conflicts(image, hard_only=force, soft_except_refs=True)
+                    for r in refs:
+                        self._untag(str(r), records)
+            try:
+                self._delete_helper(image, records, force, prune, quiet=removed_repo_ref)
+            finally:
+                self._save_refs()
+            return records
+
+    def _untag(self, key: str, records: list[dict[str, str]]) -> None:
+        image_id = self.refs.pop(key)
+        familiar = R.familiar(key)
+        records.append({"Untagged": familiar})
+        self.emit("untag", image_id, name=familiar)
+
+    def _check_conflicts(self, image: Image, *, hard_only: bool, soft_except_refs: bool = False) -> None:
+        sid = short_id(image.id)
+        using = self._containers_using(image.id)
+        for cid, running in using:
+            if running:
+                raise Conflict(f"conflict: unable to delete {sid} (cannot be forced) - "
+                               f"image is being used by running container {cid[:12]}")
+        if self.children(image.id):
+            raise Conflict(f"conflict: unable to delete {sid} (cannot be forced) - image has dependent child images")
+        if hard_only:
+            return
+        if not soft_except_refs and len(self.refs_of(image.id)) > 1:
+            raise Conflict(f"conflict: unable to delete {sid} (must be forced) - "
+                           "image is referenced in multiple repositories")
+        for cid, running in using:
+            raise Conflict(f"conflict: unable to delete {sid} (must be forced) - "
+                           f"image is being used by stopped container {cid[:12]}")
+
+    def _delete_helper(self, image: Image, records: list[dict[str, str]], force: bool, prune: bool,
+                       quiet: bool) -> None:
+        try:
+            self._check_conflicts(image, hard_only=force)
+        except Conflict:
+            used = bool(self._containers_using(image.id))
+            if quiet and (self.refs_of(image.id) or used or self.children(image.id)):
+                return
+            raise
+        for r in self.refs_of(image.id):
+            self._untag(str(r), records)
+        self._save_refs()
+        removed = self._delete_image(image)
+        self.emit("delete", image.id)
+        records.append({"Deleted": image.id})
+        records.extend({"Deleted": c} for c in removed)
+        parent = self.images.get(image.parent) if prune and image.parent else None
+        if parent is not None and not self.refs_of(parent.id):
+            self._delete_helper(parent, records, False, prune, quiet=True)
+
+    def _delete_image(self, image: Image) -> list[str]:
+        """Drop the record, the config blob and the layers no other image uses; return those layers."""
+        self.images.pop(image.id, None)
+        (self.images_dir / f"{split_digest(image.id)}.json").unlink(missing_ok=True)
+        self.blobs.delete(image.id)
+        removed = []
+        for chain in reversed(image.chains):
+            if chain in self.layers and self.layer_refcount(chain) == 0:
+                self._remove_layer(chain)
+                removed.append(chain)
+        return removed
+
+    def _remove_layer(self, chain: str) -> None:
+        if self.driver is not None:
+            self.driver.remove_layer(split_digest(chain))
+        (self.layers_dir / f"{split_digest(chain)}.json").unlink(missing_ok=True)
+        layer = self.layers.pop(chain, None)
+        if layer is not None and layer.blob and not any(l.blob == layer.blob for l in self.layers.values()):
+            self.blobs.delete(layer.blob)
+
+    def prune(self, filters: F.Filters) -> dict[str, Any]:
+        self.require_driver()
+        dangling = _bool_filter(filters, "dangling")
+        if dangling is None:
+            dangling = True
+        until = _until(filters)
+        deleted: list[dict[str, str]] = []
+        reclaimed = 0
+        with self.lock:
+            for image in sorted(self.images.values(), key=lambda i: -len(i.chains)):
+                if image.id not in self.images:
+                    continue
+                if dangling and self.refs_of(image.id):
+                    continue
+                if self._containers_using(image.id) or self.children(image.id):
+                    continue
+                if until is not None and not parse_rfc3339(image.created) < until:
+                    continue
+                if not _labels_match(filters, image.labels):
+                    continue
+                sizes = {c: self.layers[c].size for c in image.chains if c in self.layers}
+                records: list[dict[str, str]] = []
+                for r in self.refs_of(image.id):
+                    self._untag(str(r), records)
+                self._save_refs()
+                removed = self._delete_image(image)
+                self.emit("delete", image.id)
+                records.append({"Deleted": image.id})
+                records.extend({"Deleted": c} for c in removed)
+                reclaimed += sum(sizes.get(c, 0) for c in removed)
+                deleted.extend(records)
+        self.emit("prune", "", reclaimed=str(reclaimed))
+        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    # -- commit: from staged, verified content to images --------------------------------------
+
+    def commit_images(self, pending: list[PendingImage], progress: Callable[[dict[str, Any]], None],
+                      event: str = "load") -> list[tuple[Image, list[R.Reference]]]:
+        """Create layers, configs, images and references for staged images; all or nothing."""
+        driver = self.require_driver()
+        txn = Txn()
+        out: list[tuple[Image, list[R.Reference]]] = []
+        with self.lock:
+            txn.old_refs = dict(self.refs)
+            try:
+                for p in pending:
+                    out.append((self._commit_one(driver, p, txn, progress), p.tags))
+                self._save_refs()
+            except BaseException:
+                self._rollback(txn)
+                raise
+        for image, tags in out:
+            self.emit(event, image.id, name=tags[0].familiar if tags else image.id)
+        return out
+
+    def _commit_one(self, driver: Any, p: PendingImage, txn: Txn, progress: Callable[[dict[str, Any]], None]) -> Image:
+        image_id = "sha256:" + __import__("hashlib").sha256(p.config_bytes).hexdigest()
+        diff_ids = list((p.config.get("rootfs") or {}).get("diff_ids") or [])
+        if len(diff_ids) != len(p.layer_files):
+            raise InvalidArgument(f"invalid manifest, layers length mismatch: expected {len(diff_ids)}, "
+                                  f"got {len(p.layer_files)}")
+        for d in diff_ids:
+            split_digest(d)
+        chains = R.chain_ids(diff_ids)
+        parent: str | None = None
+        for path, known, diff, chain in zip(p.layer_files, p.layer_hashes, diff_ids, chains):
+            if chain not in self.layers:
+                self._create_layer(driver, path, known, diff, chain, parent, txn, progress)
+            elif known != diff:  # already present: still make sure the archive says the truth
+                from .streams import HashingReader, decompressed
+
+                with open(path, "rb") as f:
+                    reader = HashingReader(decompressed(f))
+                    reader.drain()
+                if reader.digest != diff:
+                    raise DigestMismatch(f"layer digest mismatch: config says {diff}, content is {reader.digest}")
+            parent = chain
+        _, created = self.blobs.write(p.config_bytes, image_id)
+        if created:
+            txn.blobs.append(image_id)
+        image = self.images.get(image_id)
+        if image is None:
+            image = self._image_from_config(image_id, p.config_bytes, {"LoadedAt": now_rfc3339()})
+            self.images[image_id] = image
+            txn.images.append(image_id)
+        for ref in p.tags:
+            old = self.refs.get(str(ref))
+            if old is not None and old != image_id:
+                progress({"stream": f"The image {ref.familiar} already exists, renaming the old one with ID "
+                                    f"{old} to empty string\n"})
+            self.refs[str(ref)] = image_id
+        if p.tags:
+            image.last_tag_time = now_rfc3339()
+        self._save_image(image)
+        return image
+
+    def _create_layer(self, driver: Any, path: Path, known: str | None, diff: str, chain: str,
+                      parent: str | None, txn: Txn, progress: Callable[[dict[str, Any]], None]) -> None:
+        from .streams import HashingReader, decompressed
+
+        total = path.stat().st_size
+        sid = split_digest(diff)[:12]
+        last = [0.0]
+
+        def on_progress(n: int) -> None:
+            t = time.monotonic()
+            if t - last[0] > 0.2:
+                last[0] = t
+                progress(_progress("Loading layer", sid, min(raw.tell(), total), total))
+
+        with open(path, "rb") as raw:
+            # a staged file whose digest (taken while staging it) is the diff id needs no second hash
+            reader = HashingReader(decompressed(raw), on_progress, verified=diff if known == diff else None)
+            buffered = __import__("io").BufferedReader(reader, CHUNK)
+            size = driver.create_layer(split_digest(chain), split_digest(parent) if parent else None, buffered)
+            txn.layers.append(chain)
+            buffered.read()  # whatever the driver left (tar padding) still counts for the digest
+            reader.drain()
+        if reader.digest != diff:
+            raise DigestMismatch(f"layer digest mismatch: config says {diff}, content is {reader.digest}")
+        layer = Layer(chain, diff, parent, int(size or 0), reader.count)
+        if self.keep_layer_blobs:
+            self._keep_blob(layer, path, known or diff, txn)
+        write_json_atomic(self.layers_dir / f"{split_digest(chain)}.json", layer.to_json())
+        self.layers[chain] = layer
+        progress(_progress("Loading layer", sid, total, total))
+
+    def _keep_blob(self, layer: Layer, path: Path, digest: str, txn: Txn) -> None:
+        """Keep the staged layer file (a hard link, no copy) as the layer's blob."""
+        from .streams import sniff
+
+        with open(path, "rb") as f:
+            kind = sniff(f.read(8))
+        media = {"none": "application/vnd.oci.image.layer.v1.tar",
+                 "gzip": "application/vnd.oci.image.layer.v1.tar+gzip"}.get(kind)
+        if media is None:
+            return
+        dest = self.blobs.path(digest)
+        if not dest.exists():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+            os.link(path, dest)
+            from .store import fsync_dir
+
+            fsync_dir(dest.parent)
+            txn.blobs.append(digest)
+        layer.blob, layer.blob_media_type = digest, media
+
+    def _rollback(self, txn: Txn) -> None:
+        if txn.old_refs is not None and txn.old_refs != self.refs:
+            self.refs = txn.old_refs
+            try:
+                self._save_refs()
+            except Exception:
+                log.exception("rollback: restoring references failed")
+        for image_id in txn.images:
+            self.images.pop(image_id, None)
+            (self.images_dir / f"{split_digest(image_id)}.json").unlink(missing_ok=True)
+        for chain in reversed(txn.layers):
+            try:
+                self._remove_layer(chain)
+            except Exception:
+                log.exception("rollback: removing layer %s failed", chain)
+        for digest in txn.blobs:
+            self.blobs.delete(digest)
+
+    # -- load, import, save (implemented in archive.py) ------------------------------------
+
+    def staging_dir(self) -> Path:
+        return Path(tempfile.mkdtemp(dir=self.tmp_dir, prefix="stage-"))
+
+    def load(self, stream: BinaryIO, progress: Callable[[dict[str, Any]], None], quiet: bool = False) -> list[str]:
+        from .archive import load_archive
+
+        return load_archive(self, stream, progress, quiet)
+
+    def import_rootfs(self, stream: BinaryIO, repo: str | None, tag: str | None, message: str,
+                      changes: list[str], platform_: str | None = None) -> Image:
+        from .archive import import_rootfs
+
+        return import_rootfs(self, stream, repo, tag, message, changes, platform_)
+
+    def save_targets(self, names: Iterable[str]) -> list[tuple[Image, list[R.Reference]]]:
+        from .archive import save_targets
+
+        return save_targets(self, list(names))
+
+    def save(self, targets: list[tuple[Image, list[R.Reference]]], out: BinaryIO) -> None:
+        from .archive import write_archive
+
+        write_archive(self, targets, out)
+        for image, refs in targets:
+            self.emit("save", image.id, name=refs[0].familiar if refs else image.id)
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(status: str, sid: str, current: int, total: int) -> dict[str, Any]:
+    width = 50
+    filled = int(width * current / total) if total else width
+    bar = "[" + "=" * max(0, filled - 1) + (">" if filled < width else "=") + " " * (width - filled) + "]"
+    return {"status": status, "progressDetail": {"current": current, "total": total},
+            "progress": f"{bar} {_size(current)}/{_size(total)}", "id": sid}
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.4g}{unit}" if unit != "B" else f"{int(n)}B"
+        n /= 1000
+    return f"{n}GB"
+
+
+def _off_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is not loop
+    except RuntimeError:
+        return True
+
+
+def _bool_filter(filters: F.Filters, key: str) -> bool | None:
+    values = filters.get(key)
+    if not values:
+        return None
+    out = None
+    for v in values:
+        low = v.lower()
+        if low in ("true", "1"):
+            b = True
+        elif low in ("false", "0"):
+            b = False
+        else:
+            raise InvalidArgument(f"invalid filter '{key}={v}'")
+        if out is not None and out != b:
+            raise InvalidArgument(f"invalid filter '{key}': conflicting values")
+        out = b
+    return out
+
+
+def _until(filters: F.Filters) -> float | None:
+    values = filters.get("until")
+    if not values:
+        return None
+    v = values[0]
+    try:
+        return float(v)
+    except ValueError:
+        pass
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(s|m|h)", v)
+    if m:
+        return time.time() - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)]
+    t = parse_rfc3339(v)
+    if t:
+        return t
+    raise InvalidArgument(f"invalid filter 'until={v}'")
+
+
+def _labels_match(filters: F.Filters, labels: dict[str, str]) -> bool:
+    if "label" in filters and not F.match_labels(filters["label"], labels):
+        return False
+    for item in filters.get("label!", []):
+        key, sep, value = item.partition("=")
+        if key in labels and (not sep or labels[key] == value):
+            return False
+    return True
+
+
+def _path_match(pattern: str, text: str) -> bool:
+    """Go's ``path.Match``: ``*`` and ``?`` never match ``/``."""
+    out, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "[":
+            j = pattern.find("]", i + 1)
+            if j == -1:
+                return False
+            body = pattern[i + 1:j]
+            if body.startswith("^"):
+                body = "!" + body[1:]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body).replace("\\", "\\\\") + "]")
+            i = j
+        elif ch == "\\" and i + 1 < len(pattern):
+            i += 1
+            out.append(re.escape(pattern[i]))
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return re.fullmatch("".join(out), text) is not None
+
+
+def _ref_match(pattern: str, ref: R.Reference) -> bool:
+    """Docker's ``FamiliarMatch``: the pattern against ``name:tag``, then against the name."""
+    return _path_match(pattern, ref.familiar) or _path_match(pattern, ref.familiar_name)
+
+
+def _empty_container_config() -> dict[str, Any]:
+    return {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+            "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None,
+            "Cmd": None, "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None,
+            "OnBuild": None, "Labels": None}

@@ -1,0 +1,160 @@
+"""Byte-stream helpers: compression sniffing, hashing readers, iterator-as-file, and the
+bridges between an aiohttp request/response on the event loop and a worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import bz2
+import gzip
+import hashlib
+import io
+import lzma
+from typing import Any, BinaryIO, Callable, Iterator
+
+from ..errors import InvalidArgument, NotSupported
+
+GZIP_MAGIC = b"\x1f\x8b"
+BZIP2_MAGIC = b"BZh"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def sniff(head: bytes) -> str:
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(BZIP2_MAGIC):
+        return "bzip2"
+    if head.startswith(XZ_MAGIC):
+        return "xz"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return "none"
+
+
+def decompressed(stream: BinaryIO) -> BinaryIO:
+    """``stream`` (buffered, peekable or not) decompressed according to its magic bytes."""
+    if not isinstance(stream, io.BufferedReader):
+        stream = io.BufferedReader(stream, 1 << 20)  # type: ignore[arg-type]
+    kind = sniff(stream.peek(8)[:8])
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
+    if kind == "bzip2":
+        return bz2.BZ2File(stream, "rb")  # type: ignore[return-value]
+    if kind == "xz":
+        return lzma.LZMAFile(stream, "rb")  # type: ignore[return-value]
+    if kind == "zstd":
+        raise NotSupported("zstd-compressed layers are not supported yet")
+    return stream
+
+
+class HashingReader(io.RawIOBase):
+    """Reads through ``inner``, hashing (sha256) and counting; decompression errors are 400s."""
+
+    def __init__(self, inner: BinaryIO, on_progress: Callable[[int], None] | None = None,
+                 verified: str | None = None) -> None:
+        self.inner = inner
+        self.hash = hashlib.sha256()
+        self.count = 0
+        self.on_progress = on_progress
+        self.verified = verified  # the digest is already known: count, don't hash
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        try:
+            data = self.inner.read(len(b))
+        except (EOFError, OSError, lzma.LZMAError, ValueError) as exc:
+            raise InvalidArgument(f"invalid layer data: {exc or type(exc).__name__}") from None
+        n = len(data)
+        b[:n] = data
+        if n:
+            if self.verified is None:
+                self.hash.update(data)
+            self.count += n
+            if self.on_progress is not None:
+                self.on_progress(self.count)
+        return n
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+    @property
+    def digest(self) -> str:
+        return self.verified or "sha256:" + self.hash.hexdigest()
+
+
+class IterReader(io.RawIOBase):
+    """A file-like view of an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = iter(chunks)
+        self.buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self.buf:
+            try:
+                self.buf = next(self.chunks)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self.buf))
+        b[:n] = self.buf[:n]
+        self.buf = self.buf[n:]
+        return n
+
+    def close(self) -> None:
+        close = getattr(self.chunks, "close", None)
+        if close is not None:
+            close()
+        super().close()
+
+
+class BodyReader(io.RawIOBase):
+    """A request body read from a worker thread: each read hops to the event loop."""
+
+    def __init__(self, content: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.content, self.loop = content, loop
+        self.buf = b""
+        self.eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if not self.buf and not self.eof:
+            self.buf = asyncio.run_coroutine_threadsafe(self.content.read(1 << 20), self.loop).result()
+            if not self.buf:
+                self.eof = True
+        n = min(len(b), len(self.buf))
+        b[:n] = self.buf[:n]
+        self.buf = self.buf[n:]
+        return n
+
+
+class ResponseWriter(io.RawIOBase):
+    """A streaming response written from a worker thread, in chunks of ``size``."""
+
+    def __init__(self, response: Any, loop: asyncio.AbstractEventLoop, size: int = 1 << 20) -> None:
+        self.response, self.loop, self.size = response, loop, size
+        self.buf = bytearray()
+        self.total = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.buf += data
+        if len(self.buf) >= self.size:
+            self.send()
+        return len(data)
+
+    def send(self) -> None:
+        """Push what is buffered to the client (not ``flush``: close() must never block)."""
+        if self.buf:
+            chunk, self.buf = bytes(self.buf), bytearray()
+            self.total += len(chunk)
+            asyncio.run_coroutine_threadsafe(self.response.write(chunk), self.loop).result()
