@@ -1,0 +1,181 @@
+"""Runtime drivers (``dockyard.runtime``): start, watch and stop container processes.
+
+A runtime turns a fully resolved :class:`ContainerSpec` into a running process and keeps
+the record of its end. The daemon prepares everything first (image rootfs mounted by the
+storage driver, cgroups created by the cgroup driver, network namespace if any, the
+/etc/hosts, /etc/resolv.conf and /etc/hostname files); the runtime only executes.
+
+Per container the runtime owns a *state dir* (``<exec-root>/runtime/<name>/<id>`` by
+default) holding at least ``exit`` (``"<code> <signal> <finished_at_ns>\\n"``, written
+atomically when the container ends) and the log (binary records, read with
+:mod:`dockyard.runtime.logfile`). Exit codes follow Docker: 128+N when killed by signal N.
+
+Errors: :meth:`Runtime.start` raises :class:`ContainerStartError` (400, Docker's wording,
+with ``exit_code`` 127 for "not found" and 126 for "permission denied" that the daemon
+records as the container's exit code).
+"""
+
+from __future__ import annotations
+
+import resource
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, runtime_checkable
+
+from ..errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from ..runtime.logfile import LogReader
+
+# Docker's lists (moby oci/defaults.go).
+DEFAULT_MASKED_PATHS = [
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+    "/sys/firmware", "/sys/devices/virtual/powercap",
+]
+DEFAULT_READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+# `docker run --ulimit NAME=soft:hard` names -> RLIMIT_* numbers.
+ULIMIT_NAMES = {
+    "as": resource.RLIMIT_AS, "core": resource.RLIMIT_CORE, "cpu": resource.RLIMIT_CPU,
+    "data": resource.RLIMIT_DATA, "fsize": resource.RLIMIT_FSIZE, "locks": getattr(resource, "RLIMIT_LOCKS", 10),
+    "memlock": resource.RLIMIT_MEMLOCK, "msgqueue": resource.RLIMIT_MSGQUEUE,
+    "nice": resource.RLIMIT_NICE, "nofile": resource.RLIMIT_NOFILE, "nproc": resource.RLIMIT_NPROC,
+    "rss": resource.RLIMIT_RSS, "rtprio": resource.RLIMIT_RTPRIO, "rttime": resource.RLIMIT_RTTIME,
+    "sigpending": resource.RLIMIT_SIGPENDING, "stack": resource.RLIMIT_STACK,
+}
+
+NamespaceKind = Literal["net", "ipc", "uts", "pid"]
+
+
+@dataclass
+class Mount:
+    """An extra mount. ``type`` "bind" (``source`` is a host path) or a filesystem type
+    ("tmpfs"...). ``options``: "ro", "rbind", "nosuid", "nodev", "noexec", or for non-bind
+    types the fs data ("size=64m", "mode=755")."""
+
+    source: str
+    target: str
+    type: str = "bind"
+    options: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ContainerSpec:
+    """Everything a runtime needs to start one container. Paths are host paths except
+    ``cwd``, mount targets and masked/readonly paths, which are inside the container."""
+
+    id: str
+    rootfs: Path  # an already mounted directory (the storage driver mounts it)
+    args: list[str]
+    env: list[str] = field(default_factory=lambda: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
+    cwd: str = "/"
+    uid: int = 0
+    gid: int = 0
+    additional_gids: list[int] = field(default_factory=list)
+    hostname: str = ""
+    tty: bool = False
+    console_size: tuple[int, int] | None = None  # (height, width) for tty
+    open_stdin: bool = False
+    stdin_once: bool = False
+    mounts: list[Mount] = field(default_factory=list)
+    readonly_rootfs: bool = False
+    capabilities: list[str] | None = None  # None = Docker's default set (see capabilities.resolve)
+    privileged: bool = False
+    no_new_privileges: bool = False
+    seccomp: bool | str = "default"  # True/"default", False/"unconfined"
+    ulimits: list[tuple[str, int, int]] = field(default_factory=list)  # (name, soft, hard), -1 = unlimited
+    init: bool = False
+    # kind -> None (new namespace), "host" (share the daemon's) or a path to join (/proc/<pid>/ns/net)
+    namespaces: dict[str, str | None] = field(default_factory=lambda: {"net": None, "ipc": None, "uts": None, "pid": None})
+    cgroup_procs: list[str] = field(default_factory=list)  # cgroup.procs files the process joins before exec
+    masked_paths: list[str] = field(default_factory=lambda: list(DEFAULT_MASKED_PATHS))
+    readonly_paths: list[str] = field(default_factory=lambda: list(DEFAULT_READONLY_PATHS))
+    shm_size: int = 64 * 1024 * 1024
+    log_path: Path | None = None  # default <state_dir>/container.log
+    log_max_size: int = 10 * 1024 * 1024  # 0 = no rotation
+    log_max_files: int = 3
+    state_dir: Path | None = None  # default <runtime state>/<id>; list() only sees the default
+
+
+@dataclass
+class ExitStatus:
+    """How a container ended. ``exit_code`` is Docker's (128+signal when killed)."""
+
+    exit_code: int
+    signal: int = 0
+    finished_at_ns: int = 0
+    oom_killed: bool = False  # set by the daemon from the cgroup driver
+    error: str = ""  # e.g. "monitor died" when the exit was not recorded
+
+
+class ContainerStartError(InvalidArgument):
+    """The container process could not be started (Docker: 400 with runc's wording)."""
+
+    PREFIX = ("failed to create task for container: failed to create shim task: OCI runtime "
+              "create failed: runc create failed: unable to start container process: ")
+
+    def __init__(self, detail: str, exit_code: int = 127, errno: int = 0) -> None:
+        super().__init__(f"{self.PREFIX}{detail}: unknown")
+        self.exit_code, self.errno, self.detail = exit_code, errno, detail
+
+
+def validate_ulimits(ulimits: list[tuple[str, int, int]]) -> list[tuple[int, int, int]]:
+    """Map (name, soft, hard) to (RLIMIT_*, soft, hard); -1 means unlimited. Refuses unknown
+    names, soft > hard, and hard limits above the daemon's own hard limit (InvalidArgument)."""
+    out = []
+    for name, soft, hard in ulimits:
+        res = ULIMIT_NAMES.get(name)
+        if res is None:
+            raise InvalidArgument(f"invalid ulimit type: {name}")
+        inf = resource.RLIM_INFINITY
+        s = inf if soft < 0 else soft
+        h = inf if hard < 0 else hard
+        if h != inf and (s == inf or s > h):
+            raise InvalidArgument(f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")
+        own = resource.getrlimit(res)[1]
+        if own != inf and (h == inf or h > own):
+            raise InvalidArgument(f"ulimit {name}: hard limit {hard} exceeds the daemon's limit {own}")
+        out.append((res, soft if soft >= 0 else -1, hard if hard >= 0 else -1))
+    return out
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """The runtime contract. Construction: ``cls(config: dict, root: Path, state: Path)``.
+
+    Containers keep running and are recorded while the daemon is down (live-restore): a new
+    instance over the same ``state`` dir manages them (``list``, ``wait``, ``kill``...).
+    """
+
+    name: ClassVar[str]
+
+    @classmethod
+    def check(cls) -> None:
+        """Raise :class:`dockyard.errors.SkipPlugin` if this host cannot use the runtime."""
+
+    async def start(self, spec: ContainerSpec) -> int:
+        """Start the container; return its pid 1 as seen on the host. Raises
+        ContainerStartError (nothing is left behind: no process, no state dir)."""
+
+    async def wait(self, cid: str) -> ExitStatus:
+        """Wait for the container to end (works for containers started by an earlier daemon)."""
+
+    async def kill(self, cid: str, sig: int) -> None:
+        """Send ``sig`` to the container's pid 1. NotFound/InvalidState if not running."""
+
+    def state(self, cid: str) -> Literal["running", "exited", "unknown"]:
+        """"unknown" when there is no state dir or the monitor died without an exit record."""
+
+    def exit_status(self, cid: str) -> ExitStatus | None: ...
+
+    def pid(self, cid: str) -> int | None:
+        """Host pid of the container's pid 1 while running."""
+
+    def logs(self, cid: str) -> LogReader: ...
+
+    async def delete(self, cid: str) -> None:
+        """SIGKILL if running, wait, then remove the state dir. Idempotent."""
+
+    def list(self) -> list[str]:
+        """Ids that have a state dir (for the daemon's reconcile at startup)."""

@@ -1,0 +1,215 @@
+"""Container log files: binary records written by the shim (or :class:`LogWriter`).
+
+Record = 16-byte header + payload::
+
+    byte 0      stream (1 stdout, 2 stderr)
+    bytes 1-3   zero
+    bytes 4-7   payload length, big-endian uint32
+    bytes 8-15  timestamp, ns since the epoch, big-endian int64
+
+Bytes 0-7 are exactly Docker's multiplexed-stream frame header, so
+``LogRecord.frame()`` is cheap. Payloads are chunks as read (partial lines are fine);
+:meth:`LogReader.lines` re-splits them per stream. Rotation: ``log`` -> ``log.1`` -> ...
+``log.<max_files-1>`` (oldest); with max_files == 1 the file is truncated instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+HEADER = struct.Struct(">B3xIq")
+STDOUT, STDERR = 1, 2
+
+
+@dataclass(slots=True)
+class LogRecord:
+    stream: int
+    timestamp_ns: int
+    data: bytes
+
+    def frame(self) -> bytes:
+        """Docker's multiplexed stream frame (``application/vnd.docker.multiplexed-stream``)."""
+        return struct.pack(">B3xI", self.stream, len(self.data)) + self.data
+
+
+def _scan(f, offset: int) -> Iterator[tuple[LogRecord, int]]:
+    """Complete records of an open binary file from ``offset``, with the offset after each."""
+    f.seek(offset)
+    while True:
+        hdr = f.read(16)
+        if len(hdr) < 16:
+            return
+        stream, n, ts = HEADER.unpack(hdr)
+        data = f.read(n)
+        if len(data) < n:
+            return  # the writer is mid-record
+        offset += 16 + n
+        yield LogRecord(stream, ts, data), offset
+
+
+def split_lines(records: Iterable[LogRecord]) -> Iterator[LogRecord]:
+    """One record per line (newline kept); partial lines are joined per stream; a trailing
+    partial line is yielded at the end. The timestamp is that of the line's first chunk."""
+    carry: dict[int, tuple[bytes, int]] = {}
+    for r in records:
+        prev, ts = carry.pop(r.stream, (b"", r.timestamp_ns))
+        data = prev + r.data
+        start = 0
+        while (nl := data.find(b"\n", start)) >= 0:
+            yield LogRecord(r.stream, ts, data[start:nl + 1])
+            start, ts = nl + 1, r.timestamp_ns
+        if start < len(data):
+            carry[r.stream] = (data[start:], ts)
+    for stream, (data, ts) in carry.items():
+        yield LogRecord(stream, ts, data)
+
+
+class LogReader:
+    """Reads a container's log (current file ``path`` plus rotated ``path.N``)."""
+
+    def __init__(self, path: Path, exit_path: Path | None = None) -> None:
+        self.path = Path(path)
+        self.exit_path = Path(exit_path) if exit_path else None
+
+    def files(self) -> list[Path]:
+        """Existing log files, oldest first."""
+        rotated = []
+        for p in self.path.parent.glob(self.path.name + ".*"):
+            suffix = p.name[len(self.path.name) + 1:]
+            if suffix.isdigit():
+                rotated.append((int(suffix), p))
+        out = [p for _, p in sorted(rotated, reverse=True)]
+        if self.path.exists():
+            out.append(self.path)
+        return out
+
+    def records(self, since_ns: int = 0, until_ns: int = 0) -> Iterator[LogRecord]:
+        """All records oldest -> newest with ``since_ns <= ts`` (and ``ts <= until_ns`` if set)."""
+        for p in self.files():
+            try:
+                f = open(p, "rb", buffering=1 << 20)
+            except FileNotFoundError:
+                continue
+            with f:
+                for r, _ in _scan(f, 0):
+                    if r.timestamp_ns >= since_ns and (not until_ns or r.timestamp_ns <= until_ns):
+                        yield r
+
+    def lines(self, since_ns: int = 0, until_ns: int = 0) -> Iterator[LogRecord]:
+        return split_lines(self.records(since_ns, until_ns))
+
+    def tail(self, n: int, since_ns: int = 0, until_ns: int = 0) -> list[LogRecord]:
+        """The last ``n`` lines (all streams together, in order)."""
+        if n <= 0:
+            return []
+        return list(deque(self.lines(since_ns, until_ns), maxlen=n))
+
+    async def follow(self, since_ns: int = 0, until_ns: int = 0, tail: int | None = None,
+                     poll_interval: float = 0.05) -> AsyncIterator[LogRecord]:
+        """History (all, or the last ``tail`` lines) then new records as they are written.
+        Stops once the exit file exists and everything is read, or after ``until_ns``."""
+        cur = None
+        exit_seen = False
+        while cur is None:
+            try:
+                cur = open(self.path, "rb", buffering=1 << 20)
+            except FileNotFoundError:
+                if self._exited():
+                    return
+                await asyncio.sleep(poll_interval)
+        try:
+            ino = os.fstat(cur.fileno()).st_ino
+            history: list[LogRecord] = []
+            offset = 0
+            for p in self.files()[:-1]:
+                with open(p, "rb", buffering=1 << 20) as f:
+                    history.extend(r for r, _ in _scan(f, 0))
+            for r, offset in _scan(cur, 0):
+                history.append(r)
+            history = [r for r in history if r.timestamp_ns >= since_ns and (not until_ns or r.timestamp_ns <= until_ns)]
+            if tail is not None and tail >= 0:
+                history = list(deque(split_lines(history), maxlen=tail)) if tail else []
+            for r in history:
+                yield r
+            del history
+            while True:
+                got = False
+                for r, offset in _scan(cur, offset):
+                    got = True
+                    if until_ns and r.timestamp_ns > until_ns:
+                        return
+                    if r.timestamp_ns >= since_ns:
+                        yield r
+                if got:
+                    continue
+                if until_ns and time.time_ns() > until_ns:
+                    return
+                if os.fstat(cur.fileno()).st_size < offset:  # truncated (max_files == 1)
+                    offset = 0
+                    continue
+                try:
+                    new_ino = os.stat(self.path).st_ino
+                except FileNotFoundError:
+                    new_ino = ino
+                if new_ino != ino:  # rotated: drain what was written before the rename, switch
+                    for r, offset in _scan(cur, offset):
+                        if r.timestamp_ns >= since_ns and (not until_ns or r.timestamp_ns <= until_ns):
+                            yield r
+                    cur.close()
+                    cur = open(self.path, "rb", buffering=1 << 20)
+                    ino, offset = os.fstat(cur.fileno()).st_ino, 0
+                    continue
+                if exit_seen:
+                    return
+                exit_seen = self._exited()  # one more drain pass after the exit file shows up
+                if not exit_seen:
+                    await asyncio.sleep(poll_interval)
+        finally:
+            cur.close()
+
+    def _exited(self) -> bool:
+        """The exit file exists, or the whole state dir is gone (the container was removed)."""
+        return self.exit_path is not None and (self.exit_path.exists() or not self.exit_path.parent.exists())
+
+
+class LogWriter:
+    """Python writer of the same format (used by the fake runtime and tests)."""
+
+    def __init__(self, path: Path, max_size: int = 0, max_files: int = 1) -> None:
+        self.path, self.max_size, self.max_files = Path(path), max_size, max_files
+        self.f = open(self.path, "ab", buffering=0)
+        self.size = self.f.tell()
+
+    def write(self, stream: int, data: bytes, ts_ns: int | None = None) -> None:
+        if not data:
+            return
+        if self.max_size > 0 and self.size > 0 and self.size + 16 + len(data) > self.max_size:
+            self._rotate()
+        rec = HEADER.pack(stream, len(data), time.time_ns() if ts_ns is None else ts_ns) + data
+        self.f.write(rec)
+        self.size += len(rec)
+
+    def _rotate(self) -> None:
+        if self.max_files <= 1:
+            self.f.truncate(0)
+            self.size = 0
+            return
+        for i in range(self.max_files - 1, 0, -1):
+            src = self.path if i == 1 else self.path.with_name(f"{self.path.name}.{i - 1}")
+            try:
+                os.rename(src, self.path.with_name(f"{self.path.name}.{i}"))
+            except FileNotFoundError:
+                pass
+        self.f.close()
+        self.f = open(self.path, "ab", buffering=0)
+        self.size = 0
+
+    def close(self) -> None:
+        self.f.close()

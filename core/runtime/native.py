@@ -1,0 +1,390 @@
+"""The ``native`` runtime: each container is started and monitored by ``dockyard-shim``.
+
+The daemon never forks itself: it execs the shim (vfork+exec via
+``asyncio.create_subprocess_exec``) with a spec file precomputed by :mod:`.spec`. The shim
+forks a monitor and exits; the monitor (setsid, survives the daemon) clones the container
+into new namespaces, reports ``ok <pid> <monitor pid>`` or ``error <errno> <stage>`` on
+its stdout, logs output, and writes ``<state_dir>/exit`` when the container ends.
+
+State dir (``<state>/<id>``): ``spec``, ``pid``, ``exit``, ``runtime.json``,
+``container.log*`` (unless ``spec.log_path``), ``stdin``/``control`` fifos when asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno as E
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from ..drivers.runtime import ContainerSpec, ContainerStartError, ExitStatus
+from ..errors import ConfigError, Conflict, InvalidState, NoSuchContainer, SkipPlugin
+from . import spec as specmod
+from . import state as st
+from .logfile import LogReader
+
+log = logging.getLogger(__name__)
+
+SHIM_SOURCE = Path(__file__).with_name("shim.c")
+INIT_CANDIDATES = ["/usr/bin/tini-static", "/usr/bin/docker-init", "/usr/libexec/docker/docker-init", "/usr/bin/tini"]
+LOG_NAME = "container.log"
+
+
+def default_init() -> str:
+    for p in INIT_CANDIDATES:
+        if os.access(p, os.X_OK):
+            return p
+    return INIT_CANDIDATES[0]
+
+
+def find_cc() -> str | None:
+    return shutil.which("cc") or shutil.which("gcc")
+
+
+def shim_cache_dir() -> Path:
+    """Where compiled shims are shared between data roots (tests make many): the
+    DOCKYARD_SHIM_CACHE env var, else /var/cache/dockyard (root) or ~/.cache/dockyard."""
+    env = os.environ.get("DOCKYARD_SHIM_CACHE")
+    if env:
+        return Path(env)
+    return Path("/var/cache/dockyard") if os.geteuid() == 0 else Path.home() / ".cache" / "dockyard"
+
+
+def build_shim(root: Path, use_cache: bool = True) -> Path:
+    """Compile shim.c into ``root/dockyard-shim-<sha256[:12]>`` once (static if possible);
+    a copy already compiled into :func:`shim_cache_dir` is reused."""
+    src = SHIM_SOURCE.read_bytes()
+    name = f"dockyard-shim-{hashlib.sha256(src).hexdigest()[:12]}"
+    target = Path(root) / name
+    if os.access(target, os.X_OK):
+        return target
+    if use_cache:
+        try:
+            cached = build_shim(shim_cache_dir(), use_cache=False)
+            Path(root).mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f"{name}.{os.getpid()}.tmp")
+            shutil.copy2(cached, tmp)
+            os.rename(tmp, target)
+            return target
+        except OSError:
+            pass  # no usable cache: compile in place
+    cc = find_cc()
+    if cc is None:
+        raise SkipPlugin("native runtime: no C compiler (cc) to build dockyard-shim")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    err = ""
+    for static in (["-static"], []):
+        r = subprocess.run([cc, "-O2", *static, "-o", str(tmp), str(SHIM_SOURCE)],
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            os.rename(tmp, target)
+            return target
+        err = r.stderr
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    raise SkipPlugin(f"native runtime: cannot compile dockyard-shim: {err.strip()[:2000]}")
+
+
+def _rmdir(sd: Path) -> None:
+    """Remove a state dir (or the dir a state-dir symlink points to, and the link)."""
+    if sd.is_symlink():
+        shutil.rmtree(sd.resolve(), ignore_errors=True)
+        sd.unlink()
+    else:
+        shutil.rmtree(sd, ignore_errors=True)
+
+
+def _strerror(e: int) -> str:
+    s = os.strerror(e)
+    return s[:1].lower() + s[1:]
+
+
+def start_error(err: int, stage: str, detail: str, spec: ContainerSpec) -> ContainerStartError:
+    """Docker/runc wording for a failure reported by the shim."""
+    arg0 = spec.args[0] if spec.args else ""
+    if stage == "lookup":
+        if err == E.EACCES:
+            return ContainerStartError(f'exec: "{arg0}": permission denied', 126, err)
+        return ContainerStartError(f'exec: "{arg0}": executable file not found in $PATH', 127, err)
+    if stage in ("exec", "exec-init"):
+        name = detail if stage == "exec-init" else arg0
+        if err == E.ENOENT:
+            return ContainerStartError(f'exec: "{name}": stat {name}: no such file or directory', 127, err)
+        return ContainerStartError(f'exec: "{name}": {_strerror(err)}', 126, err)
+    if stage == "chdir":
+        return ContainerStartError(
+            f'error during container init: chdir to cwd ("{detail}") set in config.json failed: {_strerror(err)}', 128, err)
+    return ContainerStartError(f"error during container init: {stage} {detail}: {_strerror(err)}".replace("  ", " "), 128, err)
+
+
+async def _readable(fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
+    try:
+        await fut
+    finally:
+        loop.remove_reader(fd)
+
+
+async def spawn_shim(shim: Path, spec_path: Path) -> str:
+    """Run the shim and return its status line.
+
+    ``posix_spawn`` (vfork) keeps the cost flat whatever the daemon's size, and owning the
+    status pipe means nothing waits for the container: an event loop's subprocess ``wait()``
+    may wait for every holder of the child's pipes (uvloop's does), and the monitor outlives it.
+    """
+    r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        pid = os.posix_spawn(str(shim), [str(shim), str(spec_path)], {}, file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, w, 1),
+            (os.POSIX_SPAWN_OPEN, 2, "/dev/null", os.O_WRONLY, 0),
+        ])
+    except BaseException:
+        os.close(r)
+        raise
+    finally:
+        os.close(w)
+    buf = b""
+    try:
+        while b"\n" not in buf:
+            await _readable(r)
+            chunk = os.read(r, 4096)
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        os.close(r)
+        # the shim's first process exits as soon as it has forked the monitor: reap it
+        pidfd = os.pidfd_open(pid)
+        try:
+            await _readable(pidfd)
+        finally:
+            os.close(pidfd)
+        os.waitpid(pid, 0)
+    return buf.split(b"\n", 1)[0].decode(errors="replace").strip()
+
+
+class NativeRuntime:
+    """Namespaces + pivot_root + caps + seccomp, through the C shim. Needs root."""
+
+    name: ClassVar[str] = "native"
+    CONFIG_KEYS = {"init_path", "shim_path"}
+
+    def __init__(self, config: dict | None = None, root: Path | str = "/var/lib/dockyard/runtime/native",
+                 state: Path | str = "/run/dockyard/runtime/native") -> None:
+        config = dict(config or {})
+        unknown = set(config) - self.CONFIG_KEYS
+        if unknown:
+            raise ConfigError(f"runtime native: unknown option(s): {', '.join(sorted(unknown))}")
+        self.root, self.state_root = Path(root), Path(state)
+        self.init_path = config.get("init_path") or default_init()
+        if config.get("shim_path"):
+            self.shim = Path(config["shim_path"])
+            if not os.access(self.shim, os.X_OK):
+                raise ConfigError(f"runtime native: shim_path {self.shim} is not executable")
+        else:
+            self.shim = build_shim(self.root)
+        self.state_root.mkdir(parents=True, exist_ok=True, mode=0o711)
+
+    @classmethod
+    def check(cls) -> None:
+        if os.geteuid() != 0:
+            raise SkipPlugin("native runtime needs root")
+        if not os.path.exists("/proc/self/ns/pid"):
+            raise SkipPlugin("native runtime needs namespaces")
+        if find_cc() is None:
+            raise SkipPlugin("native runtime: no C compiler (cc) to build dockyard-shim")
+
+    # ------------------------------------------------------------------ paths
+    def _dir(self, cid: str) -> Path:
+        if not cid or "/" in cid or cid in (".", ".."):
+            raise NoSuchContainer(cid)
+        return self.state_root / cid
+
+    def _log_path(self, sd: Path) -> Path:
+        p = st.read_meta(sd).get("log_path")
+        return Path(p) if p else sd / LOG_NAME
+
+    def _monitor_alive(self, sd: Path, mpid: int) -> bool:
+        """The monitor process is alive and really ours (not a recycled pid)."""
+        try:
+            with open(f"/proc/{mpid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            return False
+        return (str(sd / st.SPEC).encode() in cmd or str(sd.resolve() / st.SPEC).encode() in cmd) \
+            and st.pid_alive(mpid)
+
+    # ------------------------------------------------------------------ start
+    async def start(self, spec: ContainerSpec) -> int:
+        sd = self._dir(spec.id)
+        if spec.state_dir and Path(spec.state_dir) != sd and not sd.exists():
+            Path(spec.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+            sd.symlink_to(Path(spec.state_dir).resolve())  # so list()/wait() find it
+        created = not sd.exists() or sd.is_symlink() and not any(sd.iterdir())
+        if not created:
+            pids = st.read_pids(sd)
+            if pids and st.read_exit(sd) is None and self._monitor_alive(sd, pids[1]):
+                raise Conflict(f"container {spec.id} is already running")
+            for name in (st.EXIT, st.PID, st.SPEC, st.STDIN, st.CONTROL):
+                with contextlib.suppress(FileNotFoundError):
+                    (sd / name).unlink()
+        sd.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log_path = Path(spec.log_path) if spec.log_path else sd / LOG_NAME
+        try:
+            data = specmod.build(spec, state_dir=sd, log_path=log_path, exit_path=sd / st.EXIT,
+                                 init_path=self.init_path)
+            st.write_meta(sd, id=spec.id, log_path=str(log_path))
+            st.write_atomic(sd / st.SPEC, data, sync=False)
+            line = await spawn_shim(self.shim, sd / st.SPEC)
+            parts = line.split(" ", 3)
+            if parts[0] == "ok" and len(parts) >= 3:
+                return int(parts[1])
+            if parts[0] == "error" and len(parts) >= 3:
+                raise start_error(int(parts[1]), parts[2], parts[3] if len(parts) > 3 else "", spec)
+            raise ContainerStartError(f"error during container init: shim failed: {line or 'no status'}", 128)
+        except BaseException:
+            if created:
+                _rmdir(sd)
+            else:
+                for name in (st.PID, st.SPEC, st.STDIN, st.CONTROL):
+                    with contextlib.suppress(FileNotFoundError):
+                        (sd / name).unlink()
+            raise
+
+    # ------------------------------------------------------------------ queries
+    def state(self, cid: str) -> Literal["running", "exited", "unknown"]:
+        sd = self._dir(cid)
+        if st.read_exit(sd) is not None:
+            return "exited"
+        pids = st.read_pids(sd)
+        if pids and self._monitor_alive(sd, pids[1]):
+            return "running"
+        if pids and st.read_exit(sd) is not None:  # exited between the two reads
+            return "exited"
+        return "unknown"
+
+    def exit_status(self, cid: str) -> ExitStatus | None:
+        return st.read_exit(self._dir(cid))
+
+    def pid(self, cid: str) -> int | None:
+        sd = self._dir(cid)
+        pids = st.read_pids(sd)
+        if pids and st.read_exit(sd) is None and st.pid_alive(pids[0]):
+            return pids[0]
+        return None
+
+    def logs(self, cid: str) -> LogReader:
+        sd = self._dir(cid)
+        return LogReader(self._log_path(sd), sd / st.EXIT)
+
+    def list(self) -> list[str]:
+        try:
+            return sorted(p.name for p in self.state_root.iterdir() if p.is_dir())
+        except FileNotFoundError:
+            return []
+
+    # ------------------------------------------------------------------ actions
+    async def wait(self, cid: str) -> ExitStatus:
+        sd = self._dir(cid)
+        loop = asyncio.get_running_loop()
+        while True:
+            status = st.read_exit(sd)
+            if status is not None:
+                return status
+            if not sd.exists():
+                raise NoSuchContainer(cid)
+            pids = st.read_pids(sd)
+            if pids is None:  # being started
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                pidfd = os.pidfd_open(pids[1])
+            except ProcessLookupError:
+                pidfd = None
+            except OSError:  # no pidfd support: poll
+                await asyncio.sleep(0.05)
+                if self._monitor_alive(sd, pids[1]) or st.read_exit(sd):
+                    continue
+                pidfd = None
+            if pidfd is None or not self._monitor_alive(sd, pids[1]):
+                if pidfd is not None:
+                    os.close(pidfd)
+                status = st.read_exit(sd)
+                return status or ExitStatus(exit_code=255, error="container monitor is gone")
+            fut = loop.create_future()
+            loop.add_reader(pidfd, lambda: fut.done() or fut.set_result(None))
+            try:
+                await fut
+            finally:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+
+    async def kill(self, cid: str, sig: int = signal.SIGKILL) -> None:
+        sd = self._dir(cid)
+        pids = st.read_pids(sd)
+        if not sd.exists():
+            raise NoSuchContainer(cid)
+        if pids is None or st.read_exit(sd) is not None:
+            raise InvalidState(f"Container {cid} is not running", object_id=cid, state="exited", action="kill")
+        cpid, mpid = pids
+        try:
+            fd = os.pidfd_open(cpid)
+        except ProcessLookupError:
+            raise InvalidState(f"Container {cid} is not running", object_id=cid, state="exited", action="kill") from None
+        try:
+            with open(f"/proc/{cpid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid != mpid:  # recycled pid
+                raise InvalidState(f"Container {cid} is not running", object_id=cid, state="exited", action="kill")
+            signal.pidfd_send_signal(fd, sig)
+        except (ProcessLookupError, FileNotFoundError):
+            raise InvalidState(f"Container {cid} is not running", object_id=cid, state="exited", action="kill") from None
+        finally:
+            os.close(fd)
+
+    async def delete(self, cid: str) -> None:
+        """Kill (SIGKILL) if running, wait for the monitor, remove the state dir and logs."""
+        sd = self._dir(cid)
+        if not sd.exists():
+            return
+        pids = st.read_pids(sd)
+        if pids and st.read_exit(sd) is None and self._monitor_alive(sd, pids[1]):
+            with contextlib.suppress(InvalidState):
+                await self.kill(cid, signal.SIGKILL)
+            await self.wait(cid)
+        log_path = self._log_path(sd)
+        if sd not in log_path.parents:
+            for p in LogReader(log_path).files():
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+        _rmdir(sd)
+
+    # ------------------------------------------------------------------ tty / stdin
+    def resize(self, cid: str, height: int, width: int) -> None:
+        """Set the tty size of a ``tty`` container (no-op if it has none or ended)."""
+        try:
+            fd = os.open(self._dir(cid) / st.CONTROL, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return
+        try:
+            os.write(fd, f"resize {int(height)} {int(width)}\n".encode())
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def stdin_path(self, cid: str) -> Path:
+        """FIFO feeding the container's stdin (``open_stdin``): open it for writing; closing
+        it is EOF when ``stdin_once``."""
+        return self._dir(cid) / st.STDIN

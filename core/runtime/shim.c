@@ -1,0 +1,727 @@
+/*
+ * dockyard-shim: launcher and monitor of one container (the "native" runtime).
+ *
+ * Usage: dockyard-shim <specfile>
+ *
+ * The daemon (dockyard.runtime.spec) precomputes everything; this program only executes a
+ * list of operations. Spec format: records "<key> <len>\n<len bytes>\n"; multi-field
+ * payloads separate fields with NUL bytes. See core/runtime/spec.py for the keys.
+ *
+ * Protocol on stdout (one line): "ok <container_pid> <monitor_pid>" or
+ * "error <errno> <stage> [detail]". The process started by the daemon forks the monitor
+ * and exits at once; the monitor calls setsid, survives the daemon, logs the container's
+ * output (binary records, see logfile.py), waits for it and writes the exit file
+ * "<code> <signal> <finished_at_ns>\n" atomically, then exits.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+
+/* ---------------------------------------------------------------- spec records */
+struct rec { const char *key; char *data; size_t len; };
+static struct rec *recs;
+static int nrecs;
+
+static void status_error(int err, const char *stage, const char *detail)
+{
+    printf("error %d %s %s\n", err, stage, detail ? detail : "");
+    fflush(stdout);
+}
+
+static int parse_spec(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) return -1;
+    char *buf = malloc(st.st_size + 1);
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, st.st_size - got);
+        if (n <= 0) { close(fd); errno = EIO; return -1; }
+        got += n;
+    }
+    close(fd);
+    char *p = buf, *end = buf + got;
+    int cap = 64;
+    recs = malloc(cap * sizeof *recs);
+    while (p < end) {
+        char *sp = memchr(p, ' ', end - p);
+        if (!sp) break;
+        *sp = 0;
+        char *nl;
+        size_t len = strtoul(sp + 1, &nl, 10);
+        if (*nl != '\n' || nl + 1 + len >= end + 1 || nl[1 + len] != '\n') { errno = EINVAL; return -1; }
+        if (nrecs == cap) { cap *= 2; recs = realloc(recs, cap * sizeof *recs); }
+        recs[nrecs].key = p;
+        recs[nrecs].data = nl + 1;
+        recs[nrecs].len = len;
+        nl[1 + len] = 0;
+        nrecs++;
+        p = nl + 2 + len;
+    }
+    return 0;
+}
+
+static const char *get(const char *key)
+{
+    for (int i = 0; i < nrecs; i++)
+        if (!strcmp(recs[i].key, key)) return recs[i].data;
+    return NULL;
+}
+
+static long long get_ll(const char *key, long long dflt)
+{
+    const char *v = get(key);
+    return v ? strtoll(v, NULL, 0) : dflt;
+}
+
+/* i-th NUL-separated field of a record payload */
+static char *field(struct rec *r, int i)
+{
+    char *p = r->data, *end = r->data + r->len;
+    while (i-- > 0) {
+        p += strlen(p) + 1;
+        if (p > end) return "";
+    }
+    return p;
+}
+
+static int count(const char *key)
+{
+    int n = 0;
+    for (int i = 0; i < nrecs; i++) n += !strcmp(recs[i].key, key);
+    return n;
+}
+
+/* ---------------------------------------------------------------- child (container) */
+static int errfd = -1;
+
+static void die(const char *stage, const char *detail, int err)
+{
+    char buf[1024];
+    int n = snprintf(buf, sizeof buf, "%d %s %s", err, stage, detail ? detail : "");
+    if (n > (int)sizeof buf) n = sizeof buf;
+    if (write(errfd, buf, n) < 0) { /* nothing to do */ }
+    _exit(127);
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0755) < 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, mode) < 0 && errno != EEXIST) return -1;
+    return 0;
+}
+
+static int touch_p(const char *path)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    char *slash = strrchr(tmp, '/');
+    if (slash && slash != tmp) { *slash = 0; if (mkdir_p(tmp, 0755) < 0) return -1; }
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) {
+        struct stat st;
+        if (stat(path, &st) == 0) return 0; /* exists (maybe a symlink): mount follows it */
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+static int setattr(int dfd, const char *path, unsigned flags, unsigned long long set)
+{
+    struct mount_attr a = { .attr_set = set };
+    return mount_setattr(dfd, path, flags, &a, sizeof a);
+}
+
+static const char *getenv_in(char **env, const char *name)
+{
+    size_t n = strlen(name);
+    for (; *env; env++)
+        if (!strncmp(*env, name, n) && (*env)[n] == '=') return *env + n + 1;
+    return NULL;
+}
+
+/* PATH lookup like Go's exec.LookPath: returns a path or NULL with *err set. */
+static char *lookup(const char *name, char **env, int *err)
+{
+    if (strchr(name, '/')) return (char *)name;
+    const char *path = getenv_in(env, "PATH");
+    if (!path) path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    int saw_eacces = 0;
+    static char buf[4096];
+    const char *p = path;
+    for (;;) {
+        const char *c = strchr(p, ':');
+        size_t dl = c ? (size_t)(c - p) : strlen(p);
+        if (dl == 0) snprintf(buf, sizeof buf, "./%s", name);
+        else snprintf(buf, sizeof buf, "%.*s/%s", (int)dl, p, name);
+        struct stat st;
+        if (stat(buf, &st) == 0 && S_ISREG(st.st_mode)) {
+            if (access(buf, X_OK) == 0) return buf;
+            saw_eacces = 1;
+        }
+        if (!c) break;
+        p = c + 1;
+    }
+    *err = saw_eacces ? EACCES : ENOENT;
+    return NULL;
+}
+
+static void load_seccomp(void)
+{
+    for (int i = 0; i < nrecs; i++) {
+        if (strcmp(recs[i].key, "seccomp")) continue;
+        struct sock_fprog prog = { .len = recs[i].len / 8, .filter = (struct sock_filter *)recs[i].data };
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0) die("seccomp", NULL, errno);
+    }
+}
+
+static int send_fd(int sock, int fd)
+{
+    char c = 'm';
+    struct iovec iov = { &c, 1 };
+    union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    return sendmsg(sock, &msg, 0) < 0 ? -1 : 0;
+}
+
+static int recv_fd(int sock)
+{
+    char c;
+    struct iovec iov = { &c, 1 };
+    union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+    if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) <= 0) return -1;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    if (!cm || cm->cmsg_type != SCM_RIGHTS) return -1;
+    int fd;
+    memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+    return fd;
+}
+
+struct child_io { int in, out, err, sock, tty; int cap_last; };
+
+static void child_main(struct child_io *io)
+{
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    prctl(PR_SET_PDEATHSIG, 0);
+
+    /* cgroups first, before anything can fork */
+    for (int i = 0; i < nrecs; i++) {
+        if (strcmp(recs[i].key, "cgroup")) continue;
+        int fd = open(recs[i].data, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, "0", 1) != 1) die("cgroup", recs[i].data, errno);
+        close(fd);
+    }
+    setsid();
+    if (!io->tty) {
+        if (dup2(io->in, 0) < 0 || dup2(io->out, 1) < 0 || dup2(io->err, 2) < 0) die("stdio", NULL, errno);
+    } else {
+        if (dup2(io->in, 0) < 0) die("stdio", NULL, errno); /* replaced by the pty below */
+        int nul = open("/dev/null", O_RDWR);
+        dup2(nul, 1); dup2(nul, 2);
+        if (nul > 2) close(nul);
+    }
+
+    const char *rootfs = get("rootfs");
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("mount", "make / private", errno);
+    if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) die("mount", rootfs, errno);
+
+    /* bind sources are host paths: clone them as detached trees before pivot_root */
+    int *bindfd = calloc(nrecs, sizeof(int));
+    for (int i = 0; i < nrecs; i++) {
+        if (strcmp(recs[i].key, "op") || strcmp(field(&recs[i], 0), "bind")) continue;
+        const char *src = field(&recs[i], 1);
+        unsigned long long attr = strtoull(field(&recs[i], 3), NULL, 0);
+        int rec = atoi(field(&recs[i], 4));
+        int fd = open_tree(AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (rec ? AT_RECURSIVE : 0));
+        if (fd < 0) die("bind-source", src, errno);
+        if (attr && setattr(fd, "", AT_EMPTY_PATH | (rec ? AT_RECURSIVE : 0), attr) < 0)
+            die("bind-attr", src, errno);
+        bindfd[i] = fd;
+    }
+
+    if (chdir(rootfs) < 0) die("chdir-rootfs", rootfs, errno);
+    if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root", rootfs, errno);
+    if (umount2(".", MNT_DETACH) < 0) die("umount-oldroot", NULL, errno);
+    if (chdir("/") < 0) die("chdir", "/", errno);
+
+    for (int i = 0; i < nrecs; i++) {
+        struct rec *r = &recs[i];
+        if (strcmp(r->key, "op")) continue;
+        const char *kind = field(r, 0);
+        if (!strcmp(kind, "mount")) {
+            const char *tgt = field(r, 2);
+            if (mkdir_p(tgt, 0755) < 0) die("mkdir", tgt, errno);
+            const char *data = field(r, 5);
+            if (mount(field(r, 1), tgt, field(r, 3), strtoul(field(r, 4), NULL, 0), *data ? data : NULL) < 0)
+                die("mount", tgt, errno);
+        } else if (!strcmp(kind, "bind")) {
+            const char *tgt = field(r, 2);
+            struct stat st;
+            if (fstat(bindfd[i], &st) < 0) die("bind-stat", tgt, errno);
+            if ((S_ISDIR(st.st_mode) ? mkdir_p(tgt, 0755) : touch_p(tgt)) < 0) die("mkdir", tgt, errno);
+            if (move_mount(bindfd[i], "", AT_FDCWD, tgt, MOVE_MOUNT_F_EMPTY_PATH) < 0) die("bind", tgt, errno);
+            close(bindfd[i]);
+        } else if (!strcmp(kind, "symlink")) {
+            if (symlink(field(r, 1), field(r, 2)) < 0 && errno != EEXIST) die("symlink", field(r, 2), errno);
+        } else if (!strcmp(kind, "mkdir")) {
+            if (mkdir_p(field(r, 1), strtoul(field(r, 2), NULL, 8)) < 0) die("mkdir", field(r, 1), errno);
+        } else if (!strcmp(kind, "mask")) {
+            const char *p = field(r, 1);
+            struct stat st;
+            if (stat(p, &st) < 0) continue; /* missing on this kernel: skip */
+            int rc = S_ISDIR(st.st_mode) ? mount("tmpfs", p, "tmpfs", MS_RDONLY, NULL)
+                                         : mount("/dev/null", p, NULL, MS_BIND, NULL);
+            if (rc < 0) die("mask", p, errno);
+        } else if (!strcmp(kind, "ropath")) {
+            const char *p = field(r, 1);
+            struct stat st;
+            if (stat(p, &st) < 0) continue;
+            if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0 ||
+                setattr(AT_FDCWD, p, AT_RECURSIVE, MOUNT_ATTR_RDONLY) < 0)
+                die("readonly", p, errno);
+        } else if (!strcmp(kind, "rootro")) {
+            if (setattr(AT_FDCWD, "/", 0, MOUNT_ATTR_RDONLY) < 0) die("readonly", "/", errno);
+        }
+    }
+
+    if (io->tty) {
+        int m = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+        int unlock = 0, n;
+        if (m < 0 || ioctl(m, TIOCSPTLCK, &unlock) < 0 || ioctl(m, TIOCGPTN, &n) < 0) die("pty", NULL, errno);
+        char name[64];
+        snprintf(name, sizeof name, "/dev/pts/%d", n);
+        int s = open(name, O_RDWR | O_NOCTTY);
+        if (s < 0) die("pty", name, errno);
+        const char *cs = get("console_size");
+        if (cs) {
+            struct winsize ws = {0};
+            sscanf(cs, "%hu %hu", &ws.ws_row, &ws.ws_col);
+            ioctl(m, TIOCSWINSZ, &ws);
+        }
+        if (fchown(s, (uid_t)get_ll("uid", 0), (gid_t)-1) < 0) { /* best effort */ }
+        if (ioctl(s, TIOCSCTTY, 0) < 0) die("pty-ctty", name, errno);
+        if (dup2(s, 0) < 0 || dup2(s, 1) < 0 || dup2(s, 2) < 0) die("stdio", NULL, errno);
+        if (s > 2) close(s);
+        if (send_fd(io->sock, m) < 0) die("pty-send", NULL, errno);
+        close(m);
+    }
+
+    const char *hn = get("hostname");
+    if (hn && sethostname(hn, strlen(hn)) < 0) die("sethostname", hn, errno);
+
+    for (int i = 0; i < nrecs; i++) {
+        if (strcmp(recs[i].key, "rlimit")) continue;
+        int res; long long soft, hard;
+        if (sscanf(recs[i].data, "%d %lld %lld", &res, &soft, &hard) != 3) die("rlimit", recs[i].data, EINVAL);
+        struct rlimit rl = { soft < 0 ? RLIM_INFINITY : (rlim_t)soft, hard < 0 ? RLIM_INFINITY : (rlim_t)hard };
+        if (setrlimit(res, &rl) < 0) die("rlimit", recs[i].data, errno);
+    }
+
+    const char *cwd = get("cwd");
+    if (!cwd) cwd = "/";
+    if (chdir(cwd) < 0) die("chdir", cwd, errno);
+
+    /* argv and env */
+    int nargs = count("arg"), nenv = count("env"), init = get("init") != NULL;
+    char **argv = calloc(nargs + 3, sizeof(char *)), **envp = calloc(nenv + 1, sizeof(char *));
+    int a = 0, e = 0;
+    if (init) { argv[a++] = (char *)get("init"); argv[a++] = "--"; }
+    for (int i = 0; i < nrecs; i++) {
+        if (!strcmp(recs[i].key, "arg")) argv[a++] = recs[i].data;
+        else if (!strcmp(recs[i].key, "env")) envp[e++] = recs[i].data;
+    }
+    if (nargs == 0) die("exec", "no command", EINVAL);
+
+    int nnp = get_ll("nnp", 0);
+    if (!nnp) load_seccomp(); /* needs CAP_SYS_ADMIN without no_new_privs: before dropping caps */
+
+    const char *capv = get("caps");
+    if (capv) {
+        unsigned long long caps = strtoull(capv, NULL, 16);
+        for (int c = 0; c <= io->cap_last; c++)
+            if (!(caps & (1ULL << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+                die("capbset", NULL, errno);
+    }
+
+    /* credentials */
+    uid_t uid = get_ll("uid", 0);
+    gid_t gid = get_ll("gid", 0);
+    gid_t groups[256];
+    int ng = 0;
+    const char *gs = get("groups");
+    if (gs) {
+        char *end;
+        while (*gs && ng < 256) {
+            groups[ng++] = strtoul(gs, &end, 10);
+            if (end == gs) break;
+            gs = end;
+        }
+    }
+    if (setgroups(ng, groups) < 0) die("setgroups", NULL, errno);
+    if (setresgid(gid, gid, gid) < 0) die("setgid", NULL, errno);
+    if (setresuid(uid, uid, uid) < 0) die("setuid", NULL, errno);
+
+    if (capv) {
+        unsigned long long caps = strtoull(capv, NULL, 16);
+        if (uid != 0) caps = 0; /* like Docker: non-root users get empty effective/permitted sets */
+        struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+        struct __user_cap_data_struct cur[2];
+        if (syscall(SYS_capget, &h, cur) == 0) /* cannot gain what we lack (e.g. privileged) */
+            caps &= ((unsigned long long)cur[1].permitted << 32) | cur[0].permitted;
+        struct __user_cap_data_struct d[2] = {
+            { (uint32_t)caps, (uint32_t)caps, 0 }, { (uint32_t)(caps >> 32), (uint32_t)(caps >> 32), 0 } };
+        if (syscall(SYS_capset, &h, d) < 0) die("capset", NULL, errno);
+        prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    }
+    if (nnp) {
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("no_new_privs", NULL, errno);
+        load_seccomp();
+    }
+
+    int err = 0;
+    const char *arg0 = argv[init ? 2 : 0];
+    char *exe = lookup(arg0, envp, &err);
+    if (!exe) die("lookup", arg0, err);
+    if (init) {
+        execve(argv[0], argv, envp);
+        die("exec-init", argv[0], errno);
+    }
+    execve(exe, argv, envp);
+    die("exec", exe, errno);
+}
+
+/* ---------------------------------------------------------------- monitor */
+static int logfd = -1;
+static const char *log_path;
+static long long log_max_size, log_max_files, log_size;
+
+static void log_rotate(void)
+{
+    if (log_max_files <= 1) {
+        if (ftruncate(logfd, 0) < 0) { /* ignore */ }
+        log_size = 0;
+        return;
+    }
+    char src[4096], dst[4096];
+    for (long long i = log_max_files - 1; i >= 1; i--) {
+        if (i == 1) snprintf(src, sizeof src, "%s", log_path);
+        else snprintf(src, sizeof src, "%s.%lld", log_path, i - 1);
+        snprintf(dst, sizeof dst, "%s.%lld", log_path, i);
+        rename(src, dst);
+    }
+    close(logfd);
+    logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    log_size = 0;
+}
+
+static void log_write(int stream, const char *buf, size_t n)
+{
+    if (logfd < 0) return;
+    if (log_max_size > 0 && log_size > 0 && log_size + 16 + (long long)n > log_max_size) log_rotate();
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t t = (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+    unsigned char h[16] = { (unsigned char)stream, 0, 0, 0,
+        n >> 24, n >> 16, n >> 8, n,
+        t >> 56, t >> 48, t >> 40, t >> 32, t >> 24, t >> 16, t >> 8, t };
+    struct iovec iov[2] = { { h, 16 }, { (void *)buf, n } };
+    size_t total = 16 + n, done = 0;
+    while (done < total) {
+        ssize_t w = writev(logfd, iov, 2);
+        if (w < 0) { if (errno == EINTR) continue; return; }
+        done += w;
+        /* partial write: advance the iovecs */
+        size_t k = w;
+        for (int i = 0; i < 2; i++) {
+            size_t take = k < iov[i].iov_len ? k : iov[i].iov_len;
+            iov[i].iov_base = (char *)iov[i].iov_base + take;
+            iov[i].iov_len -= take;
+            k -= take;
+        }
+    }
+    log_size += total;
+}
+
+static int write_file_atomic(const char *path, const char *content)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    size_t n = strlen(content);
+    if (write(fd, content, n) != (ssize_t)n || fsync(fd) < 0) { close(fd); return -1; }
+    close(fd);
+    return rename(tmp, path);
+}
+
+#define BUFSZ (128 * 1024)
+static char iobuf[BUFSZ];
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) { fprintf(stderr, "usage: %s SPECFILE\n", argv[0]); return 2; }
+    if (parse_spec(argv[1]) < 0) { status_error(errno, "spec", argv[1]); return 1; }
+    /* nothing the daemon had open may leak into the monitor or the container */
+    syscall(SYS_close_range, 3U, ~0U, 0U);
+
+    pid_t p = fork();
+    if (p < 0) { status_error(errno, "fork", NULL); return 1; }
+    if (p > 0) _exit(0); /* the daemon's child exits: the monitor is reparented */
+
+    setsid();
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+
+    const char *state_dir = get("state_dir"), *exit_path = get("exit_path");
+    log_path = get("log_path");
+    log_max_size = get_ll("log_max_size", 0);
+    log_max_files = get_ll("log_max_files", 1);
+    int tty = get_ll("tty", 0), open_stdin = get("stdin") != NULL, stdin_once = get_ll("stdin_once", 0);
+    if (!state_dir || !exit_path || !get("rootfs") || !log_path) { status_error(EINVAL, "spec", "missing keys"); return 1; }
+
+    logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (logfd < 0) { status_error(errno, "log", log_path); return 1; }
+    struct stat lst;
+    fstat(logfd, &lst);
+    log_size = lst.st_size;
+
+    char path[4096];
+    int stdin_fifo = -1, ctl = -1;
+    if (open_stdin) {
+        snprintf(path, sizeof path, "%s/stdin", state_dir);
+        if ((mkfifo(path, 0600) < 0 && errno != EEXIST) ||
+            (stdin_fifo = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0) { status_error(errno, "stdin", path); return 1; }
+    }
+    if (tty) {
+        snprintf(path, sizeof path, "%s/control", state_dir);
+        if ((mkfifo(path, 0600) < 0 && errno != EEXIST) ||
+            (ctl = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC)) < 0) { status_error(errno, "control", path); return 1; }
+    }
+
+    /* join namespaces: "setns" records are "<CLONE_NEW* flag>\0<path>" */
+    for (int i = 0; i < nrecs; i++) {
+        if (strcmp(recs[i].key, "setns")) continue;
+        int flag = strtol(field(&recs[i], 0), NULL, 0);
+        int fd = open(field(&recs[i], 1), O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || setns(fd, flag) < 0) { status_error(errno, "setns", field(&recs[i], 1)); return 1; }
+        close(fd);
+    }
+
+    int cap_last = 40;
+    FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
+    if (f) { if (fscanf(f, "%d", &cap_last) != 1) cap_last = 40; fclose(f); }
+
+    int errp[2], inp[2] = { -1, -1 }, outp[2] = { -1, -1 }, errs[2] = { -1, -1 }, sv[2] = { -1, -1 };
+    if (pipe2(errp, O_CLOEXEC) < 0) { status_error(errno, "pipe", NULL); return 1; }
+    if (open_stdin && !tty) { if (pipe2(inp, O_CLOEXEC) < 0) { status_error(errno, "pipe", NULL); return 1; } }
+    else if ((inp[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) { status_error(errno, "devnull", NULL); return 1; }
+    if (tty) {
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) { status_error(errno, "socketpair", NULL); return 1; }
+    } else {
+        if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errs, O_CLOEXEC) < 0) { status_error(errno, "pipe", NULL); return 1; }
+        fcntl(outp[0], F_SETPIPE_SZ, 1 << 20);
+        fcntl(errs[0], F_SETPIPE_SZ, 1 << 20);
+    }
+
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, NULL);
+    int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+
+    long flags = get_ll("clone_flags", 0);
+    fflush(stdout);
+    pid_t cpid = syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
+    if (cpid < 0) { status_error(errno, "clone", NULL); return 1; }
+    if (cpid == 0) {
+        errfd = errp[1];
+        struct child_io io = { inp[0], outp[1], errs[1], sv[1], tty, cap_last };
+        child_main(&io);
+        _exit(127);
+    }
+    close(errp[1]);
+    if (inp[0] >= 0) close(inp[0]);
+    if (outp[1] >= 0) close(outp[1]);
+    if (errs[1] >= 0) close(errs[1]);
+    if (sv[1] >= 0) close(sv[1]);
+
+    /* wait for exec (EOF on the CLOEXEC pipe) or an error report */
+    char ebuf[1100];
+    size_t elen = 0;
+    for (;;) {
+        ssize_t n = read(errp[0], ebuf + elen, sizeof ebuf - 1 - elen);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        elen += n;
+    }
+    close(errp[0]);
+    if (elen > 0) {
+        ebuf[elen] = 0;
+        waitpid(cpid, NULL, 0);
+        printf("error %s\n", ebuf);
+        fflush(stdout);
+        return 1;
+    }
+    int out_fd = outp[0], err_fd = errs[0], in_w = inp[1];
+    if (tty) {
+        out_fd = recv_fd(sv[0]);
+        close(sv[0]);
+        if (out_fd < 0) { kill(cpid, SIGKILL); waitpid(cpid, NULL, 0); status_error(EIO, "pty-recv", NULL); return 1; }
+        if (open_stdin) in_w = out_fd;
+    }
+    if (in_w >= 0) fcntl(in_w, F_SETFL, O_NONBLOCK);
+
+    char line[64];
+    snprintf(path, sizeof path, "%s/pid", state_dir);
+    snprintf(line, sizeof line, "%d %d\n", cpid, getpid());
+    write_file_atomic(path, line);
+    printf("ok %d %d\n", cpid, getpid());
+    fflush(stdout);
+    int nul = open("/dev/null", O_RDWR);
+    dup2(nul, 0); dup2(nul, 1); dup2(nul, 2);
+    if (nul > 2) close(nul);
+
+    /* monitor loop */
+    int exited = 0, status = 0;
+    struct timespec fin = {0};
+    char inbuf[16384];
+    size_t in_len = 0, in_off = 0;
+    for (;;) {
+        struct pollfd pf[6];
+        int tag[6], np = 0;
+        pf[np] = (struct pollfd){ sfd, POLLIN, 0 }; tag[np++] = 0;
+        if (out_fd >= 0) { pf[np] = (struct pollfd){ out_fd, POLLIN, 0 }; tag[np++] = 1; }
+        if (err_fd >= 0) { pf[np] = (struct pollfd){ err_fd, POLLIN, 0 }; tag[np++] = 2; }
+        if (ctl >= 0) { pf[np] = (struct pollfd){ ctl, POLLIN, 0 }; tag[np++] = 5; } /* before stdin */
+        if (stdin_fifo >= 0 && in_len == 0) { pf[np] = (struct pollfd){ stdin_fifo, POLLIN, 0 }; tag[np++] = 3; }
+        if (in_w >= 0 && in_len > 0) { pf[np] = (struct pollfd){ in_w, POLLOUT, 0 }; tag[np++] = 4; }
+        if (exited && out_fd < 0 && err_fd < 0) break;
+        int r = poll(pf, np, exited ? 2000 : -1);
+        if (r < 0) { if (errno == EINTR) continue; break; }
+        if (r == 0) break; /* exited and output is quiet (descendants outside our pid ns keep pipes) */
+        for (int i = 0; i < np; i++) {
+            if (!pf[i].revents) continue;
+            switch (tag[i]) {
+            case 0: {
+                struct signalfd_siginfo si;
+                while (read(sfd, &si, sizeof si) > 0) {}
+                int st;
+                pid_t w;
+                while ((w = waitpid(-1, &st, WNOHANG)) > 0)
+                    if (w == cpid) { exited = 1; status = st; clock_gettime(CLOCK_REALTIME, &fin); }
+                break;
+            }
+            case 1: case 2: {
+                int *fdp = tag[i] == 1 ? &out_fd : &err_fd;
+                ssize_t n = read(*fdp, iobuf, BUFSZ);
+                if (n > 0) log_write(tag[i], iobuf, n);
+                else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+                    if (*fdp == in_w) in_w = -1;
+                    close(*fdp);
+                    *fdp = -1;
+                }
+                break;
+            }
+            case 3: {
+                ssize_t n = read(stdin_fifo, inbuf, sizeof inbuf);
+                if (n > 0) { in_len = n; in_off = 0; }
+                else if (n == 0) { /* the writer closed */
+                    close(stdin_fifo);
+                    stdin_fifo = -1;
+                    if (stdin_once) {
+                        if (!tty && in_w >= 0) { close(in_w); in_w = -1; }
+                        else if (tty && in_w >= 0) { char eot = 4; if (write(in_w, &eot, 1) < 0) {} }
+                    } else {
+                        snprintf(path, sizeof path, "%s/stdin", state_dir);
+                        stdin_fifo = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+                    }
+                }
+                break;
+            }
+            case 4: {
+                ssize_t n = write(in_w, inbuf + in_off, in_len - in_off);
+                if (n > 0) { in_off += n; if (in_off == in_len) in_len = in_off = 0; }
+                else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+                    in_len = in_off = 0;
+                    if (!tty) { close(in_w); in_w = -1; }
+                }
+                break;
+            }
+            case 5: {
+                char cmd[256];
+                ssize_t n = read(ctl, cmd, sizeof cmd - 1);
+                if (n <= 0) break;
+                cmd[n] = 0;
+                struct winsize ws = {0};
+                if (sscanf(cmd, "resize %hu %hu", &ws.ws_row, &ws.ws_col) == 2 && out_fd >= 0)
+                    ioctl(out_fd, TIOCSWINSZ, &ws);
+                break;
+            }
+            }
+        }
+    }
+    /* reap anything left (grandchildren reparented to us) */
+    while (waitpid(-1, NULL, WNOHANG) > 0) {}
+
+    int code = 0, sig = 0;
+    if (WIFEXITED(status)) code = WEXITSTATUS(status);
+    else if (WIFSIGNALED(status)) { sig = WTERMSIG(status); code = 128 + sig; }
+    char ex[128];
+    snprintf(ex, sizeof ex, "%d %d %lld\n", code, sig, (long long)fin.tv_sec * 1000000000LL + fin.tv_nsec);
+    if (logfd >= 0) close(logfd);
+    write_file_atomic(exit_path, ex);
+    int dfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) { fsync(dfd); close(dfd); }
+    return 0;
+}

@@ -1,0 +1,191 @@
+"""Encode a :class:`ContainerSpec` into the shim's input file.
+
+Format: a sequence of records ``b"<key> <len>\\n" + payload + b"\\n"``; payloads with
+several fields separate them with NUL bytes. The shim (shim.c) executes them; keys:
+
+====================  =========================================================
+state_dir, log_path,  paths (host)
+exit_path
+log_max_size/files    rotation (0 = never)
+rootfs                mounted rootfs dir (host)
+clone_flags           CLONE_NEW* for clone(); CLONE_NEWNS always
+setns                 ``<CLONE_NEW* flag>\\0<path>``: joined by the monitor before clone
+cgroup                a cgroup.procs file the child writes "0" into (repeatable)
+tty, console_size,    ``1``; ``"<rows> <cols>"``; present when open_stdin; ``1``
+stdin, stdin_once
+op                    after pivot_root, in order: ``mount\\0src\\0target\\0fstype\\0flags\\0data``,
+                      ``bind\\0hostsrc\\0target\\0MOUNT_ATTR_*\\0recursive``,
+                      ``symlink\\0target\\0linkpath``, ``mkdir\\0path\\0octal mode``,
+                      ``mask\\0path``, ``ropath\\0path``, ``rootro``
+hostname, cwd         strings
+rlimit                ``"<RLIMIT_*> <soft> <hard>"`` (-1 = unlimited)
+uid, gid, groups      decimal; groups space separated
+caps                  hex bounding set (= effective/permitted for uid 0)
+nnp                   ``1`` for no_new_privs
+seccomp               raw sock_filter array
+init                  in-container path of the init (exec'd as ``init -- args``)
+arg, env              repeatable, in order
+====================  =========================================================
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..drivers.runtime import ContainerSpec, validate_ulimits
+from ..errors import InvalidArgument
+from . import capabilities, seccomp
+
+CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS = 0x00020000, 0x02000000, 0x04000000
+CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x08000000, 0x20000000, 0x40000000
+NS_FLAGS = {"net": CLONE_NEWNET, "ipc": CLONE_NEWIPC, "uts": CLONE_NEWUTS, "pid": CLONE_NEWPID,
+            "cgroup": CLONE_NEWCGROUP}
+NS_DEFAULT = {"net": None, "ipc": None, "uts": None, "pid": None, "cgroup": "host"}
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_RELATIME, MS_STRICTATIME = 1 << 21, 1 << 24
+ATTR = {"ro": 1, "nosuid": 2, "nodev": 4, "noexec": 8}
+MS_OPT = {"ro": MS_RDONLY, "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC,
+          "rw": 0, "relatime": MS_RELATIME, "strictatime": MS_STRICTATIME}
+
+DEVICES = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"]
+INIT_TARGET = "/sbin/docker-init"
+
+
+def _s(v: str | bytes | int) -> bytes:
+    b = v if isinstance(v, bytes) else str(v).encode("utf-8", "surrogateescape")
+    return b
+
+
+def _fields(*vals: str | int) -> bytes:
+    out = [_s(v) for v in vals]
+    if any(b"\0" in b for b in out):
+        raise InvalidArgument("NUL byte in container configuration")
+    return b"\0".join(out)
+
+
+def encode(records: list[tuple[str, bytes]]) -> bytes:
+    out = bytearray()
+    for key, payload in records:
+        out += b"%s %d\n" % (key.encode(), len(payload)) + payload + b"\n"
+    return bytes(out)
+
+
+def _mount_depth(target: str) -> int:
+    return len([p for p in target.split("/") if p])
+
+
+def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Path,
+          init_path: str) -> bytes:
+    """The shim input for ``spec``. Raises InvalidArgument for impossible settings."""
+    if not spec.args:
+        raise InvalidArgument("no command specified")
+    r: list[tuple[str, bytes]] = []
+
+    def add(key: str, *vals: str | int) -> None:
+        r.append((key, _fields(*vals)))
+
+    add("version", 1)
+    add("state_dir", str(state_dir))
+    add("log_path", str(log_path))
+    add("exit_path", str(exit_path))
+    add("log_max_size", max(0, spec.log_max_size))
+    add("log_max_files", max(1, spec.log_max_files))
+    add("rootfs", str(Path(spec.rootfs).resolve()))
+
+    flags = CLONE_NEWNS
+    ns = {**NS_DEFAULT, **spec.namespaces}
+    for kind, val in ns.items():
+        if kind not in NS_FLAGS:
+            raise InvalidArgument(f"unsupported namespace kind {kind!r}")
+        if val is None:
+            flags |= NS_FLAGS[kind]
+        elif val != "host":
+            add("setns", NS_FLAGS[kind], val)
+    add("clone_flags", flags)
+    for p in spec.cgroup_procs:
+        add("cgroup", p)
+    if spec.tty:
+        add("tty", 1)
+        if spec.console_size:
+            add("console_size", f"{spec.console_size[0]} {spec.console_size[1]}")
+    if spec.open_stdin:
+        add("stdin", 1)
+        add("stdin_once", int(spec.stdin_once))
+
+    # --- mounts, after pivot_root, in order
+    def op(*vals: str | int) -> None:
+        add("op", *vals)
+
+    priv = spec.privileged
+    op("mount", "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "")
+    op("mount", "tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k")
+    op("mount", "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+       "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    op("mount", "shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+       f"mode=1777,size={spec.shm_size}")
+    if ns["ipc"] is None:
+        op("mount", "mqueue", "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, "")
+    op("mount", "sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | (0 if priv else MS_RDONLY), "")
+    for dev in DEVICES:
+        op("bind", dev, dev, ATTR["nosuid"] | ATTR["noexec"], 0)
+    for target, link in [("pts/ptmx", "/dev/ptmx"), ("/proc/self/fd", "/dev/fd"),
+                         ("/proc/self/fd/0", "/dev/stdin"), ("/proc/self/fd/1", "/dev/stdout"),
+                         ("/proc/self/fd/2", "/dev/stderr"), ("/proc/kcore", "/dev/core")]:
+        op("symlink", target, link)
+    for m in sorted(spec.mounts, key=lambda m: _mount_depth(m.target)):
+        if not m.target.startswith("/"):
+            raise InvalidArgument(f"invalid mount config: mount path must be absolute: {m.target}")
+        if m.type == "bind":
+            if not Path(m.source).exists():
+                raise InvalidArgument(f'invalid mount config for type "bind": bind source path does not exist: {m.source}')
+            attr = sum(ATTR[o] for o in m.options if o in ATTR)
+            op("bind", m.source, m.target, attr, int("rbind" in m.options or "bind" not in m.options))
+        else:
+            fl = 0
+            data = []
+            for o in m.options:
+                if o in MS_OPT:
+                    fl |= MS_OPT[o]
+                else:
+                    data.append(o)
+            op("mount", m.source or m.type, m.target, m.type, fl, ",".join(data))
+    if spec.init:
+        op("bind", init_path, INIT_TARGET, ATTR["ro"], 0)
+    if not priv:
+        for p in spec.masked_paths:
+            op("mask", p)
+        for p in spec.readonly_paths:
+            op("ropath", p)
+    if spec.cwd and spec.cwd != "/":
+        if not spec.cwd.startswith("/"):
+            raise InvalidArgument(f"the working directory '{spec.cwd}' is invalid, it needs to be an absolute path")
+        op("mkdir", spec.cwd, "755")
+    if spec.readonly_rootfs:
+        op("rootro")
+
+    if spec.hostname and ns["uts"] is None:
+        add("hostname", spec.hostname)
+    add("cwd", spec.cwd or "/")
+    for res, soft, hard in validate_ulimits(spec.ulimits):
+        add("rlimit", f"{res} {soft} {hard}")
+    add("uid", spec.uid)
+    add("gid", spec.gid)
+    add("groups", " ".join(str(g) for g in spec.additional_gids))
+    caps = capabilities.resolve(privileged=True) if priv else (
+        [capabilities.normalize(c) for c in spec.capabilities] if spec.capabilities is not None
+        else list(capabilities.DOCKER_DEFAULT))
+    add("caps", "%x" % capabilities.mask(caps))
+    add("nnp", int(spec.no_new_privileges))
+    prog = seccomp.for_container(spec.seccomp, caps, priv)
+    if prog:
+        r.append(("seccomp", prog))
+    if spec.init:
+        add("init", INIT_TARGET)
+    for a in spec.args:
+        add("arg", a)
+    for e in spec.env:
+        if "=" not in e:
+            raise InvalidArgument(f"invalid environment variable: {e}")
+        add("env", e)
+    return encode(r)

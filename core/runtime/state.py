@@ -1,0 +1,82 @@
+"""Files of a container's state dir, shared by the native and fake runtimes.
+
+* ``exit``: ``"<exit_code> <signal> <finished_at_ns>\\n"``, written atomically by the monitor.
+* ``pid``: ``"<container_pid> <monitor_pid>\\n"``, written atomically once the process runs.
+* ``runtime.json``: what the Python side needs after a restart (log path).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..drivers.runtime import ExitStatus
+
+EXIT, PID, META, SPEC, STDIN, CONTROL = "exit", "pid", "runtime.json", "spec", "stdin", "control"
+
+
+def write_atomic(path: Path, data: bytes, sync: bool = True) -> None:
+    """Write tmp, (fsync), rename. ``sync=False`` for files that need no durability (the
+    state dir normally lives on tmpfs under the exec root)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
+    os.rename(tmp, path)
+
+
+def read_exit(state_dir: Path) -> ExitStatus | None:
+    try:
+        code, sig, ts = (state_dir / EXIT).read_text().split()[:3]
+    except (OSError, ValueError):
+        return None
+    return ExitStatus(exit_code=int(code), signal=int(sig), finished_at_ns=int(ts))
+
+
+def write_exit(state_dir: Path, status: ExitStatus) -> None:
+    write_atomic(state_dir / EXIT, f"{status.exit_code} {status.signal} {status.finished_at_ns}\n".encode())
+
+
+def read_pids(state_dir: Path) -> tuple[int, int] | None:
+    """(container pid, monitor pid) or None."""
+    try:
+        cpid, mpid = (state_dir / PID).read_text().split()[:2]
+        return int(cpid), int(mpid)
+    except (OSError, ValueError):
+        return None
+
+
+def write_meta(state_dir: Path, **meta: object) -> None:
+    write_atomic(state_dir / META, json.dumps(meta).encode(), sync=False)
+
+
+def read_meta(state_dir: Path) -> dict:
+    try:
+        return json.loads((state_dir / META).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def status_from_wait(status: int) -> tuple[int, int]:
+    """(docker exit code, signal) from an os.waitpid status."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return 128 + sig, sig
+    return os.WEXITSTATUS(status), 0
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -1,0 +1,219 @@
+"""``fake`` runtime: the :class:`dockyard.drivers.runtime.Runtime` contract without isolation.
+
+Runs ``spec.args`` as a plain host subprocess (host PATH lookup with the spec's env, the
+spec's cwd if it exists on the host), for API tests on any machine, root or not. Same state
+dir files (``pid``, ``exit``) and the same binary log format as the native runtime, so the
+log/attach code paths are exercised. Not live-restore capable: output is pumped by the
+daemon's event loop, and a restarted daemon only sees the pid and the exit file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from ..drivers.runtime import ContainerSpec, ContainerStartError, ExitStatus
+from ..errors import ConfigError, Conflict, InvalidState, NoSuchContainer
+from ..runtime import state as st
+from ..runtime.logfile import LogReader, LogWriter
+
+LOG_NAME = "container.log"
+
+
+class FakeRuntime:
+    name: ClassVar[str] = "fake"
+
+    def __init__(self, config: dict | None = None, root: Path | str = "/tmp/dockyard-fake/root",
+                 state: Path | str = "/tmp/dockyard-fake/state") -> None:
+        if config:
+            raise ConfigError(f"runtime fake: unknown option(s): {', '.join(sorted(config))}")
+        self.root, self.state_root = Path(root), Path(state)
+        self.state_root.mkdir(parents=True, exist_ok=True)
+        self._tasks: dict[str, asyncio.Task] = {}
+
+    @classmethod
+    def check(cls) -> None:
+        return None
+
+    def _dir(self, cid: str) -> Path:
+        if not cid or "/" in cid or cid in (".", ".."):
+            raise NoSuchContainer(cid)
+        return self.state_root / cid
+
+    async def start(self, spec: ContainerSpec) -> int:
+        sd = self._dir(spec.id)
+        if spec.id in self._tasks and not self._tasks[spec.id].done():
+            raise Conflict(f"container {spec.id} is already running")
+        created = not sd.exists()
+        sd.mkdir(parents=True, exist_ok=True)
+        for name in (st.EXIT, st.PID, st.STDIN):
+            with contextlib.suppress(FileNotFoundError):
+                (sd / name).unlink()
+        env = dict(e.split("=", 1) for e in spec.env if "=" in e)
+        arg0 = spec.args[0] if spec.args else ""
+        exe = arg0 if "/" in arg0 else shutil.which(arg0, path=env.get("PATH", os.defpath))
+        if not exe or not os.path.exists(exe):
+            if created:
+                shutil.rmtree(sd, ignore_errors=True)
+            if "/" in arg0:
+                raise ContainerStartError(f'exec: "{arg0}": stat {arg0}: no such file or directory', 127)
+            raise ContainerStartError(f'exec: "{arg0}": executable file not found in $PATH', 127)
+        if not os.access(exe, os.X_OK) or os.path.isdir(exe):
+            if created:
+                shutil.rmtree(sd, ignore_errors=True)
+            raise ContainerStartError(f'exec: "{arg0}": permission denied', 126)
+        log_path = Path(spec.log_path) if spec.log_path else sd / LOG_NAME
+        st.write_meta(sd, id=spec.id, log_path=str(log_path))
+        writer = LogWriter(log_path, spec.log_max_size, spec.log_max_files)
+        cwd = spec.cwd if spec.cwd and os.path.isdir(spec.cwd) else str(sd)
+        master = slave = None
+        if spec.tty:
+            master, slave = os.openpty()
+            stdio = dict(stdin=slave, stdout=slave, stderr=slave)
+        else:
+            stdio = dict(stdin=subprocess.PIPE if spec.open_stdin else subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = await asyncio.create_subprocess_exec(exe, *spec.args[1:], env=env, cwd=cwd,
+                                                    start_new_session=True, **stdio)
+        if slave is not None:
+            os.close(slave)
+        st.write_atomic(sd / st.PID, f"{proc.pid} {os.getpid()}\n".encode())
+        self._tasks[spec.id] = asyncio.create_task(self._monitor(sd, proc, writer, master, spec))
+        return proc.pid
+
+    async def _monitor(self, sd: Path, proc, writer: LogWriter, master: int | None, spec: ContainerSpec) -> ExitStatus:
+        loop = asyncio.get_running_loop()
+        pumps = []
+        fifo_task = None
+        if spec.open_stdin:
+            fifo_task = asyncio.create_task(self._feed_stdin(sd, proc, master, spec.stdin_once))
+        if master is not None:
+            done = loop.create_future()
+
+            def on_read() -> None:
+                try:
+                    data = os.read(master, 1 << 16)
+                except OSError:
+                    data = b""
+                if data:
+                    writer.write(1, data)
+                else:
+                    loop.remove_reader(master)
+                    if not done.done():
+                        done.set_result(None)
+            loop.add_reader(master, on_read)
+            pumps.append(done)
+        else:
+            async def pump(stream, n: int) -> None:
+                while data := await stream.read(1 << 16):
+                    writer.write(n, data)
+            pumps += [asyncio.ensure_future(pump(proc.stdout, 1)), asyncio.ensure_future(pump(proc.stderr, 2))]
+        rc = await proc.wait()
+        await asyncio.wait(pumps, timeout=2)
+        if master is not None:
+            loop.remove_reader(master)
+            os.close(master)
+        if fifo_task:
+            fifo_task.cancel()
+        writer.close()
+        code, sig = (128 - rc, -rc) if rc < 0 else (rc, 0)
+        status = ExitStatus(exit_code=code, signal=sig, finished_at_ns=time.time_ns())
+        st.write_exit(sd, status)
+        return status
+
+    async def _feed_stdin(self, sd: Path, proc, master: int | None, once: bool) -> None:
+        path = sd / st.STDIN
+        os.mkfifo(path, 0o600)
+        while True:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                while True:
+                    try:
+                        data = os.read(fd, 1 << 16)
+                    except BlockingIOError:
+                        await asyncio.sleep(0.02)
+                        continue
+                    if not data:
+                        break
+                    if master is not None:
+                        os.write(master, data)
+                    else:
+                        proc.stdin.write(data)
+                        await proc.stdin.drain()
+            finally:
+                os.close(fd)
+            if once:
+                if master is None:
+                    proc.stdin.close()
+                return
+            await asyncio.sleep(0.02)
+
+    def state(self, cid: str) -> Literal["running", "exited", "unknown"]:
+        sd = self._dir(cid)
+        if st.read_exit(sd):
+            return "exited"
+        pids = st.read_pids(sd)
+        if pids and (cid in self._tasks or st.pid_alive(pids[0])):
+            return "running"
+        return "unknown"
+
+    def exit_status(self, cid: str) -> ExitStatus | None:
+        return st.read_exit(self._dir(cid))
+
+    def pid(self, cid: str) -> int | None:
+        pids = st.read_pids(self._dir(cid))
+        return pids[0] if pids and self.state(cid) == "running" else None
+
+    def logs(self, cid: str) -> LogReader:
+        sd = self._dir(cid)
+        return LogReader(Path(st.read_meta(sd).get("log_path") or sd / LOG_NAME), sd / st.EXIT)
+
+    def list(self) -> list[str]:
+        return sorted(p.name for p in self.state_root.iterdir() if p.is_dir())
+
+    async def wait(self, cid: str) -> ExitStatus:
+        sd = self._dir(cid)
+        task = self._tasks.get(cid)
+        if task is not None:
+            return await asyncio.shield(task)
+        while True:
+            status = st.read_exit(sd)
+            if status:
+                return status
+            if not sd.exists():
+                raise NoSuchContainer(cid)
+            pids = st.read_pids(sd)
+            if pids and not st.pid_alive(pids[0]):
+                return st.read_exit(sd) or ExitStatus(exit_code=255, error="container monitor is gone")
+            await asyncio.sleep(0.05)
+
+    async def kill(self, cid: str, sig: int = signal.SIGKILL) -> None:
+        pid = self.pid(cid)
+        if pid is None:
+            if not self._dir(cid).exists():
+                raise NoSuchContainer(cid)
+            raise InvalidState(f"Container {cid} is not running", object_id=cid, state="exited", action="kill")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+    async def delete(self, cid: str) -> None:
+        sd = self._dir(cid)
+        if self.state(cid) == "running":
+            with contextlib.suppress(InvalidState):
+                await self.kill(cid, signal.SIGKILL)
+            await self.wait(cid)
+        self._tasks.pop(cid, None)
+        shutil.rmtree(sd, ignore_errors=True)
+
+    def resize(self, cid: str, height: int, width: int) -> None:
+        return None
+
+    def stdin_path(self, cid: str) -> Path:
+        return self._dir(cid) / st.STDIN
