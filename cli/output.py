@@ -9,6 +9,8 @@ from typing import Any, Iterable, Sequence
 
 import click
 
+from dockyard.util import human_duration  # noqa: F401  (re-exported for the commands)
+
 FORMAT_HELP = "Output: table (default), json, or a template like '{{.ID}} {{.Name}}'"
 
 
@@ -64,33 +66,6 @@ def human_size(n: float) -> str:
             return f"{n:.3g}{unit}" if unit != "B" else f"{int(n)}B"
         n /= 1000
     return f"{n}TB"
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's ``About a minute``, ``2 hours`` style."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s < 60:
-        return f"{s} second{'s' if s != 1 else ''}"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    d = h // 24
-    if d < 14:
-        return f"{d} days"
-    if d < 60:
-        return f"{d // 7} weeks"
-    if d < 365 * 2:
-        return f"{d // 30} months"
-    return f"{d // 365} years"
 
 
 def err(message: str) -> None:

@@ -63,12 +63,24 @@ class Daemon:
         self.plugins.load_hook_modules()
         self._load_drivers()
         self._load_transports()
+        from .images import ImageService
+
+        self.images = ImageService(c.data_root / "image", self.drivers.get("storage"), self.events,
+                                   asyncio.get_running_loop())
+        self.services.append(self.images)
+        from .containers.service import ContainerService
+
+        self.containers = ContainerService(self)
+        await self.containers.reconcile()
+        self.services.append(self.containers)
         from .api import make_app
 
         app = await make_app(self)
         for result in self.plugins.hook.startup(daemon=self):
             await await_me_maybe(result)
-        self.runner = web.AppRunner(app, access_log=log if c.debug else None, handle_signals=False)
+        # streaming and hijacked connections must not hold a shutdown for aiohttp's 60 s default
+        self.runner = web.AppRunner(app, access_log=log if c.debug else None, handle_signals=False,
+                                    shutdown_timeout=2.0)
         await self.runner.setup()
         for url in c.hosts:
             scheme = urlsplit(url).scheme or "unix"

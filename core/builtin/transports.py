@@ -31,7 +31,7 @@ class UnixTransport:
     def __init__(self, config: dict[str, Any], root: Path, state: Path) -> None:
         if config:
             raise ConfigError(f"plugins.unix: unknown option(s): {', '.join(config)}")
-        self.paths: list[Path] = []
+        self.paths: list[tuple[Path, int]] = []
 
     async def site(self, runner: web.AppRunner, url: str, daemon: DaemonConfig) -> web.BaseSite:
         path = Path(urlsplit(url).path or DEFAULT_UNIX_SOCKET)
@@ -45,7 +45,7 @@ class UnixTransport:
         await site.start()
         os.chmod(path, 0o660)
         os.chown(path, 0, gid)
-        self.paths.append(path)
+        self.paths.append((path, path.stat().st_ino))
         return site
 
     @staticmethod
@@ -61,9 +61,11 @@ class UnixTransport:
             raise ConfigError(f"group {name!r} not found (set -G/--group to an existing group)") from None
 
     async def close(self) -> None:
-        for path in self.paths:
+        """Remove our sockets, but never one a newer daemon has bound at the same path."""
+        for path, inode in self.paths:
             try:
-                path.unlink()
+                if path.stat().st_ino == inode:
+                    path.unlink()
             except FileNotFoundError:
                 pass
         self.paths.clear()

@@ -87,6 +87,17 @@ class DaemonProcess:
             self.proc.kill()
             self.proc.wait()
 
+    def load(self, tar: Path) -> None:
+        """Load a docker-save tar (e.g. the ``busybox_tar`` fixture) through the API."""
+        conn = UnixHTTPConnection(str(self.socket), timeout=120)
+        with open(tar, "rb") as f:
+            conn.request("POST", "/images/load?quiet=1", body=f, headers={"Content-Type": "application/x-tar"})
+            r = conn.getresponse()
+            body = r.read()
+        conn.close()
+        if r.status != 200 or b"errorDetail" in body:
+            raise RuntimeError(f"loading {tar} failed: {r.status} {body[:500]!r}")
+
     def docker_client(self, **kw: Any) -> Any:
         import docker
 

@@ -96,6 +96,16 @@ def test_hook_register_commands(audited):
     assert json.loads(r.stdout) == {"hello": "uid:0", "uid": 0}
 
 
+@pytest.mark.privileged
+def test_hook_container_spec(audited, busybox_tar):
+    audited.load(busybox_tar)
+    r = audited.docker("create", "--name", "labelled", "--label", "mine=1", "busybox", "true")
+    assert r.returncode == 0, r.stderr
+    labels = json.loads(audited.docker("inspect", "labelled").stdout)[0]["Config"]["Labels"]
+    assert labels == {"mine": "1", "example.audit": "yes"}
+    assert audited.docker("rm", "labelled").returncode == 0
+
+
 def test_hook_shutdown(example_plugin, tmp_path):
     log = tmp_path / "audit.jsonl"
     d = DaemonProcess(tmp_path / "d", env={"DOCKYARD_EXAMPLE_AUDIT": str(log)}).start()

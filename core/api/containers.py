@@ -1,0 +1,337 @@
+"""Container routes: create, lifecycle verbs, inspect/list, logs, attach, stats, top, changes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import InvalidArgument, NotSupported
+from ..lifecycle import State
+from ..runtime.logfile import LogRecord, split_lines
+from .hijack import hijack
+from .middleware import add_common_headers
+from .system import parse_time
+from .util import daemon_of, json_body, query_bool
+
+routes = web.RouteTableDef()
+
+
+def service(request: web.Request) -> Any:
+    svc = getattr(daemon_of(request), "containers", None)
+    if svc is None:
+        raise NotSupported("containers are not available on this daemon")
+    return svc
+
+
+def _timeout(request: web.Request) -> int | None:
+    value = request.query.get("t") or request.query.get("timeout")
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidArgument(f"invalid value for t: {value!r}") from None
+
+
+@routes.post("/containers/create")
+async def create(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    c = await service(request).create(body, request.query.get("name") or None)
+    return web.json_response({"Id": c.id, "Warnings": []}, status=201)
+
+
+@routes.get("/containers/json")
+async def list_(request: web.Request) -> web.Response:
+    q = request.query
+    try:
+        limit = int(q.get("limit") or -1)
+    except ValueError:
+        raise InvalidArgument("invalid limit") from None
+    return web.json_response(service(request).list(
+        all_=query_bool(request, "all"), limit=limit, filters=q.get("filters"), size=query_bool(request, "size")))
+
+
+@routes.get("/containers/{id}/json")
+async def inspect(request: web.Request) -> web.Response:
+    return web.json_response(service(request).inspect(request.match_info["id"], size=query_bool(request, "size")))
+
+
+@routes.post("/containers/{id}/start")
+async def start(request: web.Request) -> web.Response:
+    await service(request).start(request.match_info["id"])
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/stop")
+async def stop(request: web.Request) -> web.Response:
+    await service(request).stop(request.match_info["id"], _timeout(request), request.query.get("signal"))
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/restart")
+async def restart(request: web.Request) -> web.Response:
+    await service(request).restart(request.match_info["id"], _timeout(request), request.query.get("signal"))
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/kill")
+async def kill(request: web.Request) -> web.Response:
+    await service(request).kill(request.match_info["id"], request.query.get("signal"))
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/wait")
+async def wait(request: web.Request) -> web.StreamResponse:
+    svc = service(request)
+    c = svc.get(request.match_info["id"])  # 404 before the 200 is sent
+    condition = request.query.get("condition") or "not-running"
+    task = asyncio.ensure_future(svc.wait(c.id, condition))
+    # Docker sends the headers at once so clients know the wait is registered
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    add_common_headers(response)
+    await response.prepare(request)
+    done = await task
+    await response.write(json.dumps({"StatusCode": done.exit_code,
+                                     "Error": {"Message": done.error} if done.error else None}).encode() + b"\n")
+    await response.write_eof()
+    return response
+
+
+@routes.delete("/containers/{id}")
+async def remove(request: web.Request) -> web.Response:
+    await service(request).remove(request.match_info["id"], force=query_bool(request, "force"),
+                                  volumes=query_bool(request, "v"))
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/rename")
+async def rename(request: web.Request) -> web.Response:
+    await service(request).rename(request.match_info["id"], request.query.get("name", ""))
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/pause")
+async def pause(request: web.Request) -> web.Response:
+    await service(request).pause(request.match_info["id"])
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/unpause")
+async def unpause(request: web.Request) -> web.Response:
+    await service(request).unpause(request.match_info["id"])
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/update")
+async def update(request: web.Request) -> web.Response:
+    warnings = await service(request).update(request.match_info["id"], await json_body(request))
+    return web.json_response({"Warnings": warnings})
+
+
+@routes.post("/containers/prune")
+async def prune(request: web.Request) -> web.Response:
+    return web.json_response(await service(request).prune(request.query.get("filters")))
+
+
+@routes.post("/containers/{id}/resize")
+async def resize(request: web.Request) -> web.Response:
+    svc = service(request)
+    c = svc.get(request.match_info["id"])
+    try:
+        h, w = int(request.query.get("h", "0")), int(request.query.get("w", "0"))
+    except ValueError:
+        raise InvalidArgument("invalid resize: h and w must be integers") from None
+    if c.state != State.RUNNING:
+        raise _not_running(c.id)
+    resize_fn = getattr(svc.runtime, "resize", None)
+    if resize_fn is not None and c.config.get("Tty"):
+        resize_fn(c.id, h, w)
+    return web.Response(status=200)
+
+
+def _not_running(cid: str) -> Exception:
+    from ..errors import Conflict
+
+    return Conflict(f"Container {cid} is not running")
+
+
+# -- logs and attach -----------------------------------------------------------------------
+
+
+def _stream_content_type(tty: bool) -> str:
+    return "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
+
+
+def _rfc3339(ns: int) -> bytes:
+    return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z ").encode()
+
+
+class Framer:
+    """Turns log records into the bytes a client gets: framed (non-TTY) or raw, with timestamps."""
+
+    def __init__(self, tty: bool, streams: set[int], timestamps: bool) -> None:
+        self.tty, self.streams, self.timestamps = tty, streams, timestamps
+
+    def encode(self, r: LogRecord) -> bytes:
+        if r.stream not in self.streams:
+            return b""
+        data = _rfc3339(r.timestamp_ns) + r.data if self.timestamps else r.data
+        return data if self.tty else LogRecord(r.stream, r.timestamp_ns, data).frame()
+
+
+def _streams(request: web.Request, default: bool) -> set[int]:
+    out = set()
+    if query_bool(request, "stdout", default):
+        out.add(1)
+    if query_bool(request, "stderr", default):
+        out.add(2)
+    return out
+
+
+async def _write_records(response: Any, records: Any, framer: Framer, batch: int = 1 << 18) -> None:
+    buf = bytearray()
+    async for r in records:
+        buf += framer.encode(r)
+        if len(buf) >= batch:
+            await response.write(bytes(buf))
+            buf.clear()
+    if buf:
+        await response.write(bytes(buf))
+
+
+async def _aiter(items: Any) -> Any:
+    for item in items:
+        yield item
+
+
+def _tail(request: web.Request) -> int | None:
+    value = request.query.get("tail", "all")
+    if value in ("", "all"):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidArgument(f"invalid tail value {value!r}") from None
+
+
+@routes.get("/containers/{id}/logs")
+async def logs(request: web.Request) -> web.StreamResponse:
+    svc = service(request)
+    c = svc.get(request.match_info["id"])
+    streams = _streams(request, False)
+    if not streams:
+        raise InvalidArgument("Bad parameters: you must choose at least one stream")
+    since = parse_time(request.query.get("since"), "since") or 0
+    until = parse_time(request.query.get("until"), "until") or 0
+    tail = _tail(request)
+    tty = bool(c.config.get("Tty"))
+    framer = Framer(tty, streams, query_bool(request, "timestamps"))
+    reader = svc.logs(c)
+    response = web.StreamResponse(headers={"Content-Type": _stream_content_type(tty)})
+    add_common_headers(response)
+    await response.prepare(request)
+    if reader is not None:
+        if query_bool(request, "follow") and c.running:
+            records = reader.follow(since, until, tail)
+        elif tail is not None:
+            records = _aiter(reader.tail(tail, since, until))
+        elif framer.timestamps:
+            records = _aiter(split_lines(reader.records(since, until)))
+        else:
+            records = _aiter(reader.records(since, until))
+        await _write_records(response, records, framer)
+    await response.write_eof()
+    return response
+
+
+@routes.post("/containers/{id}/attach")
+async def attach(request: web.Request) -> web.StreamResponse:
+    """Non-interactive attach: stream the container's output until it exits, over a
+    hijacked connection (``101 UPGRADED``, raw bytes, closed at the end)."""
+    svc = service(request)
+    c = svc.get(request.match_info["id"])
+    if query_bool(request, "stdin") and c.config.get("OpenStdin"):
+        raise NotSupported("attaching stdin is not supported yet")
+    streams = _streams(request, False)
+    tty = bool(c.config.get("Tty"))
+    attached_at = time.time_ns()
+    response, conn = await hijack(request, _stream_content_type(tty))
+    framer = Framer(tty, streams, False)
+    async with svc.attachment(c):
+        try:
+            if query_bool(request, "logs"):
+                reader = svc.logs(c)
+                if reader is not None:
+                    await _write_records(conn, _aiter(reader.records()), framer)
+            if query_bool(request, "stream") and streams and await svc.wait_started(c):
+                await _write_records(conn, svc.runtime.logs(c.id).follow(attached_at), framer, batch=1)
+        except ConnectionResetError:
+            pass  # the client detached
+    return response
+
+
+# -- stats, top, changes -------------------------------------------------------------------
+
+
+@routes.get("/containers/{id}/stats")
+async def stats(request: web.Request) -> web.StreamResponse:
+    svc = service(request)
+    c = svc.get(request.match_info["id"])
+    stream = query_bool(request, "stream", True)
+    one_shot = query_bool(request, "one-shot")
+    if not stream:
+        previous = svc.stats(c, None) if not one_shot else None
+        if previous is not None:
+            await asyncio.sleep(1)
+        return web.json_response(svc.stats(c, previous))
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    add_common_headers(response)
+    await response.prepare(request)
+    previous = None
+    while True:
+        current = svc.stats(c, previous)
+        await response.write(json.dumps(current).encode() + b"\n")
+        if not c.running:
+            break
+        previous = current
+        await asyncio.sleep(1)
+    await response.write_eof()
+    return response
+
+
+@routes.get("/containers/{id}/top")
+async def top(request: web.Request) -> web.Response:
+    svc = service(request)
+    c = svc.get(request.match_info["id"])
+    if not c.running:
+        raise _not_running(c.id)
+    pids = set(svc.pids(c))
+    args = (request.query.get("ps_args") or "-ef").split()
+    proc = await asyncio.create_subprocess_exec("ps", *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise InvalidArgument(f"ps: {err.decode(errors='replace').strip()}")
+    lines = out.decode(errors="replace").splitlines()
+    titles = lines[0].split()
+    try:
+        pid_col = titles.index("PID")
+    except ValueError:
+        raise InvalidArgument("Couldn't find PID field in ps output") from None
+    processes = []
+    for line in lines[1:]:
+        fields = line.split(None, len(titles) - 1)
+        if len(fields) > pid_col and fields[pid_col].isdigit() and int(fields[pid_col]) in pids:
+            processes.append(fields)
+    return web.json_response({"Titles": titles, "Processes": processes})
+
+
+@routes.get("/containers/{id}/changes")
+async def changes(request: web.Request) -> web.Response:
+    svc = service(request)
+    c = svc.get(request.match_info["id"])
+    return web.json_response(await asyncio.to_thread(svc.storage.changes, c.id) or None)

@@ -1,0 +1,77 @@
+"""Hijacked connections: after ``101 UPGRADED`` the handler owns the raw socket.
+
+aiohttp closes a connection when the client half-closes it, but the docker CLI half-closes
+(``CloseWrite``) as soon as it has no more stdin to send, and still expects output. So after
+the 101 we put our own protocol on the transport: the client's EOF only ends the input, and
+output keeps flowing until the handler is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from .middleware import add_common_headers
+
+
+class Hijacked(asyncio.Protocol):
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.input: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.lost = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self.input.put_nowait(data)
+
+    def eof_received(self) -> bool:
+        self.input.put_nowait(None)  # stdin is done; keep the write side open
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.input.put_nowait(None)
+        self.lost.set()
+        self._writable.set()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    # -- for handlers ---------------------------------------------------------------------------
+
+    async def write(self, data: bytes) -> None:
+        if self.lost.is_set() or self.transport.is_closing():
+            raise ConnectionResetError("the client went away")
+        self.transport.write(data)
+        await self._writable.wait()
+
+    async def read(self) -> bytes | None:
+        """The next chunk the client sent (stdin), or None at its EOF."""
+        return await self.input.get()
+
+
+async def hijack(request: web.Request, content_type: str) -> tuple[web.StreamResponse, Hijacked]:
+    """Answer ``101 UPGRADED`` (or 200 for clients that did not ask to upgrade) and take over."""
+    upgrade = request.headers.get("Upgrade", "").lower() == "tcp"
+    headers = {"Content-Type": content_type}
+    if upgrade:
+        headers.update(Connection="Upgrade", Upgrade="tcp")
+    response = web.StreamResponse(status=101 if upgrade else 200, reason="UPGRADED" if upgrade else "OK",
+                                  headers=headers)
+    add_common_headers(response)
+    response.force_close()
+    await response.prepare(request)
+    transport = request.transport
+    assert transport is not None
+    conn = Hijacked(transport)
+    early = request.content.read_nowait(-1) if not request.content.at_eof() else b""
+    if early:
+        conn.input.put_nowait(early)
+    transport.set_protocol(conn)
+    return response, conn

@@ -1,0 +1,86 @@
+"""The files a container gets at ``/etc/hostname``, ``/etc/hosts`` and ``/etc/resolv.conf``.
+
+They live in the container's directory and are bind-mounted over the image's, as Docker does.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+NAMES = ("hostname", "hosts", "resolv.conf")
+FALLBACK_DNS = ["8.8.8.8", "8.8.4.4"]
+
+
+def paths(directory: Path) -> dict[str, Path]:
+    return {name: directory / name for name in NAMES}
+
+
+def _host_resolv() -> list[str]:
+    try:
+        return Path("/etc/resolv.conf").read_text().splitlines()
+    except OSError:
+        return []
+
+
+def resolv_conf(host_config: dict[str, Any]) -> str:
+    """The host's resolv.conf without loopback nameservers (unreachable from a container's
+    own network namespace), with ``--dns``, ``--dns-search`` and ``--dns-option`` applied."""
+    lines = _host_resolv()
+    servers = [s for s in host_config.get("Dns") or []]
+    search = list(host_config.get("DnsSearch") or [])
+    options = list(host_config.get("DnsOptions") or [])
+    if not servers:
+        for line in lines:
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "nameserver":
+                try:
+                    if not ipaddress.ip_address(parts[1]).is_loopback:
+                        servers.append(parts[1])
+                except ValueError:
+                    continue
+        servers = servers or FALLBACK_DNS
+    if not search:
+        search = [w for line in lines if line.startswith("search") for w in line.split()[1:]]
+    if not options:
+        options = [w for line in lines if line.startswith("options") for w in line.split()[1:]]
+    out = [f"nameserver {s}" for s in servers]
+    if search:
+        out.append("search " + " ".join(search))
+    if options:
+        out.append("options " + " ".join(options))
+    return "\n".join(out) + "\n"
+
+
+def hosts(config: dict[str, Any], host_config: dict[str, Any], address: str | None = None) -> str:
+    hostname = config.get("Hostname") or ""
+    lines = [
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+        "fe00::0\tip6-localnet",
+        "ff00::0\tip6-mcastprefix",
+        "ff02::1\tip6-allnodes",
+        "ff02::2\tip6-allrouters",
+    ]
+    for entry in host_config.get("ExtraHosts") or []:
+        name, _, ip = entry.partition(":")
+        if ip == "host-gateway":
+            continue  # needs a network; the bridge driver fills it in
+        lines.append(f"{ip}\t{name}")
+    if address:
+        lines.append(f"{address}\t{hostname}")
+    elif hostname:
+        lines[0] += f" {hostname}"
+    return "\n".join(lines) + "\n"
+
+
+def write(directory: Path, config: dict[str, Any], host_config: dict[str, Any], address: str | None = None) -> None:
+    p = paths(directory)
+    name = config.get("Hostname") or ""
+    domain = config.get("Domainname") or ""
+    p["hostname"].write_text((f"{name}.{domain}" if domain else name) + "\n")
+    p["hosts"].write_text(hosts(config, host_config, address))
+    p["resolv.conf"].write_text(resolv_conf(host_config))
+    for path in p.values():
+        path.chmod(0o644)

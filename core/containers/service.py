@@ -1,0 +1,767 @@
+"""The containers service: one method per verb, each a sequence of steps with one rollback.
+
+Drivers do the work: storage (rootfs), cgroups (limits, stats, freeze), runtime (process,
+logs, exit record). Every transition is saved to the container's record before it is
+announced as an event. A monitor task per running container records its end; after a
+daemon restart :meth:`reconcile` re-attaches monitors to containers that kept running
+(live-restore) and records what ended while the daemon was down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import shutil
+import signal as signals
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import filters as F
+from ..config import parse_size
+from ..drivers.cgroups import Resources
+from ..drivers.runtime import ExitStatus
+from ..errors import (
+    ConfigError, Conflict, DockyardError, InvalidArgument, InvalidState, NameInUse, NoSuchContainer,
+    NotModified, Unavailable,
+)
+from ..lifecycle import State, require
+from ..runtime import capabilities
+from . import configure, etcfiles
+from .record import Container
+from .spec import build_spec
+
+log = logging.getLogger("dockyard.containers")
+
+LIST_FILTERS = ("id", "name", "label", "status", "ancestor", "exited", "before", "since", "network",
+                "volume", "health", "is-task", "expose", "publish")
+STATUSES = {"created", "restarting", "running", "removing", "paused", "exited", "dead"}
+DEFAULT_STOP_TIMEOUT = 10
+
+
+def parse_signal(value: str | int | None, default: int = signals.SIGKILL) -> int:
+    """``9``, ``KILL``, ``SIGKILL`` -> 9; anything else is Docker's 400."""
+    if value in (None, ""):
+        return default
+    text = str(value).upper()
+    if text.isdigit():
+        num = int(text)
+        if 0 < num < signals.NSIG:
+            return num
+    else:
+        name = text if text.startswith("SIG") else "SIG" + text
+        sig = getattr(signals.Signals, name, None) if name in signals.Signals.__members__ else None
+        if sig is not None:
+            return int(sig)
+    raise InvalidArgument(f"Invalid signal: {value}")
+
+
+class ContainerService:
+    def __init__(self, daemon: Any) -> None:
+        self.daemon = daemon
+        self.root: Path = daemon.config.data_root / "containers"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.events = daemon.events
+        self.images = getattr(daemon, "images", None)
+        self.storage = daemon.drivers.get("storage")
+        self.cgroups = daemon.drivers.get("cgroups")
+        self.runtime = daemon.drivers.get("runtime")
+        self.containers: dict[str, Container] = {}
+        self.names: dict[str, str] = {}  # name -> id
+        self.locks: dict[str, asyncio.Lock] = {}
+        self.monitors: dict[str, asyncio.Task[None]] = {}
+        self.exit_waiters: dict[str, list[asyncio.Future[Container]]] = {}
+        self.removed_waiters: dict[str, list[asyncio.Future[Container]]] = {}
+        self.start_waiters: dict[str, list[asyncio.Future[bool]]] = {}
+        self.attached: dict[str, int] = {}  # open attach streams per container
+        self.detached = asyncio.Condition()
+        opts = daemon.config.log_opts
+        try:
+            self.log_max_size = parse_size(opts.get("max-size", "10m"))
+            self.log_max_files = int(opts.get("max-file", "3"))
+        except (ValueError, ConfigError) as exc:
+            raise ConfigError(f"log-opts: {exc}") from None
+        self.daemon_stopping = False
+        if self.images is not None:
+            self.images.in_use = self._image_users
+
+    # -- lookup ---------------------------------------------------------------------------
+
+    def get(self, ref: str) -> Container:
+        """By full id, unique id prefix, or name (with or without the leading ``/``)."""
+        if ref in self.containers:
+            return self.containers[ref]
+        name = ref.lstrip("/")
+        if name in self.names:
+            return self.containers[self.names[name]]
+        if ref and all(c in "0123456789abcdef" for c in ref):
+            found = [c for cid, c in self.containers.items() if cid.startswith(ref)]
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise InvalidArgument(f"multiple IDs found with provided prefix: {ref}")
+        raise NoSuchContainer(ref)
+
+    def dir(self, c: Container) -> Path:
+        return self.root / c.id
+
+    def lock(self, cid: str) -> asyncio.Lock:
+        return self.locks.setdefault(cid, asyncio.Lock())
+
+    def _save(self, c: Container) -> None:
+        c.save(self.dir(c))
+
+    def _require_drivers(self) -> None:
+        missing = [k for k in ("storage", "runtime") if getattr(self, k) is None] + (
+            ["images"] if self.images is None else [])
+        if missing:
+            raise Unavailable(f"containers need a {' and a '.join(missing)} driver; none is loaded on this daemon")
+
+    def _image_users(self, image_id: str) -> list[tuple[str, bool]]:
+        return [(c.id, c.running) for c in self.containers.values() if c.image_id == image_id]
+
+    @staticmethod
+    def _wake(waiters: dict[str, list[asyncio.Future[Any]]], cid: str, value: Any) -> None:
+        for fut in waiters.pop(cid, []):
+            if not fut.done():
+                fut.set_result(value)
+
+    def _emit(self, action: str, c: Container, **extra: Any) -> None:
+        attrs = {"name": c.name, "image": c.image, **c.labels, **{k: str(v) for k, v in extra.items()}}
+        self.events.emit("container", action, c.id, **attrs)
+
+    # -- create ---------------------------------------------------------------------------
+
+    async def create(self, body: dict[str, Any], name: str | None) -> Container:
+        self._require_drivers()
+        if not isinstance(body, dict):
+            raise InvalidArgument("container config must be a JSON object")
+        if name:
+            name = configure.check_name(name)
+            self._check_name_free(name)
+        image_ref = body.get("Image")
+        if not image_ref or not isinstance(image_ref, str):
+            raise InvalidArgument("Config.Image is required")
+        image = self.images.resolve(image_ref)
+        host_config = configure.normalize_host_config(body.get("HostConfig"))
+        request_config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
+        from ..plugins import call_hook
+
+        await call_hook(self.daemon.plugins.hook.container_spec, config=request_config,
+                        host_config=host_config, name=name)
+        config = configure.merge_config(request_config, (image.config or {}).get("config") or {})
+        config["Image"] = image_ref
+        capabilities.resolve(host_config.get("CapAdd"), host_config.get("CapDrop"))  # unknown names -> 400
+        Resources.from_host_config(host_config)  # limits the kernel would refuse -> 400 now
+        if name is None:
+            name = self._generate_name()
+        self._check_name_free(name)
+        cid = secrets.token_hex(32)
+        c = Container(id=cid, name=name, image=image_ref, image_id=image.id, config=config,
+                      host_config=host_config, storage_driver=getattr(self.storage, "name", ""),
+                      top_layer=self.images.top_layer(image.id))
+        config["Hostname"] = config.get("Hostname") or cid[:12]
+        directory = self.dir(c)
+        async with contextlib.AsyncExitStack() as undo:
+            directory.mkdir(mode=0o710)
+            undo.callback(shutil.rmtree, directory, True)
+            await asyncio.to_thread(self.storage.create_rw, cid, c.top_layer)
+            undo.callback(self.storage.remove_rw, cid)
+            etcfiles.write(directory, config, host_config)
+            self._save(c)
+            undo.pop_all()
+        self.containers[cid] = c
+        self.names[name] = cid
+        self._emit("create", c)
+        return c
+
+    def _check_name_free(self, name: str) -> None:
+        if name in self.names:
+            raise NameInUse(
+                f'Conflict. The container name "/{name}" is already in use by container '
+                f'"{self.names[name]}". You have to remove (or rename) that container to be able to reuse that name.'
+            )
+
+    def _generate_name(self) -> str:
+        for _ in range(100):
+            name = configure.random_name()
+            if name not in self.names:
+                return name
+        return f"{configure.random_name()}_{secrets.token_hex(3)}"
+
+    # -- start ----------------------------------------------------------------------------
+
+    async def start(self, ref: str) -> None:
+        c = self.get(ref)
+        try:
+            async with self.lock(c.id):
+                require(c.state, "start", c.id)
+                await self._start(c)
+        except DockyardError as exc:
+            if c.host_config.get("AutoRemove") and not isinstance(exc, NotModified):
+                await self.remove(c.id, force=True)  # as Docker does: `run --rm` waits for removal
+            raise
+
+    async def _start(self, c: Container) -> None:
+        self._require_drivers()
+        directory = self.dir(c)
+        cg = self.cgroups
+        async with contextlib.AsyncExitStack() as undo:
+            rootfs = Path(await asyncio.to_thread(self.storage.mount, c.id))
+            undo.callback(self.storage.unmount, c.id)
+            procs: list[str] = []
+            if cg is not None:
+                if cg.exists(c.id):
+                    cg.remove(c.id)
+                cg.create(c.id, Resources.from_host_config(c.host_config))
+                undo.callback(cg.remove, c.id)
+                procs = cg.procs_files(c.id)
+            spec = build_spec(
+                cid=c.id, config=c.config, host_config=c.host_config, rootfs=rootfs,
+                files=etcfiles.paths(directory), mounts=[], cgroup_procs=procs,
+                log_path=self.log_path(c), log_max_size=self.log_max_size, log_max_files=self.log_max_files,
+                namespaces=self._namespaces(c),
+            )
+            try:
+                pid = await self.runtime.start(spec)
+            except DockyardError as exc:
+                code = getattr(exc, "exit_code", 128)
+                c.exit_code, c.error = code, exc.message
+                self._save(c)
+                self._wake(self.start_waiters, c.id, False)
+                raise
+            undo.pop_all()
+        c.status, c.pid, c.error = State.RUNNING.value, pid, ""
+        c.started_ns, c.has_been_started, c.manually_stopped, c.oom_killed = time.time_ns(), True, False, False
+        c.exit_code = 0
+        self._save(c)
+        self._emit("start", c)
+        self._monitor(c)
+        self._wake(self.start_waiters, c.id, True)
+
+    def _namespaces(self, c: Container) -> dict[str, str | None]:
+        ns: dict[str, str | None] = {"net": None, "ipc": None, "uts": None, "pid": None}
+        mode = c.host_config.get("NetworkMode") or "default"
+        if mode == "host":
+            ns["net"] = ns["uts"] = "host"
+        elif mode.startswith("container:"):
+            other = self.get(mode.split(":", 1)[1])
+            if other.state != State.RUNNING or not other.pid:
+                raise Conflict(f"cannot join network of a non running container: {other.id}")
+            ns["net"] = f"/proc/{other.pid}/ns/net"
+        if c.host_config.get("PidMode") == "host":
+            ns["pid"] = "host"
+        if c.host_config.get("IpcMode") == "host":
+            ns["ipc"] = "host"
+        if c.host_config.get("UTSMode") == "host":
+            ns["uts"] = "host"
+        return ns
+
+    def log_path(self, c: Container) -> Path:
+        return self.dir(c) / "container.log"
+
+    # -- monitoring -----------------------------------------------------------------------
+
+    def _monitor(self, c: Container) -> None:
+        task = asyncio.ensure_future(self._watch(c))
+        self.monitors[c.id] = task
+        task.add_done_callback(lambda t, cid=c.id: self.monitors.pop(cid, None) if self.monitors.get(cid) is t else None)
+
+    async def _watch(self, c: Container) -> None:
+        try:
+            status = await self.runtime.wait(c.id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("waiting for %s failed", c.id[:12])
+            status = ExitStatus(exit_code=255, error=str(exc))
+        async with self.lock(c.id):
+            await self._record_exit(c, status)
+        await self._after_exit(c)
+
+    async def _record_exit(self, c: Container, status: ExitStatus) -> None:
+        """Save how the container ended and release its cgroup and mount."""
+        oom = False
+        if self.cgroups is not None and self.cgroups.exists(c.id):
+            with contextlib.suppress(Exception):
+                oom = self.cgroups.oom_kills(c.id) > 0
+            with contextlib.suppress(Exception):
+                self.cgroups.remove(c.id)
+        with contextlib.suppress(Exception):
+            self.storage.unmount(c.id)
+        c.status = State.EXITED.value
+        c.exit_code, c.pid, c.oom_killed = status.exit_code, 0, oom or status.oom_killed
+        c.error = status.error or ""
+        c.finished_ns = status.finished_at_ns or time.time_ns()
+        self._save(c)
+        if c.oom_killed:
+            self._emit("oom", c)
+        self._emit("die", c, exitCode=c.exit_code)
+        self._wake(self.exit_waiters, c.id, c)
+
+    async def _after_exit(self, c: Container) -> None:
+        """AutoRemove and restart policies, after the exit is recorded."""
+        if c.id not in self.containers:
+            return
+        if c.host_config.get("AutoRemove"):
+            # the output must reach attached clients before the log goes with the container
+            async with self.detached:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.detached.wait_for(lambda: not self.attached.get(c.id)), 30)
+            with contextlib.suppress(DockyardError):
+                await self.remove(c.id, force=True, volumes=True)
+            return
+        if self._should_restart(c):
+            delay = min(0.1 * (2 ** min(c.restart_count, 10)), 60.0)
+            if c.finished_ns - c.started_ns > 10 * 10**9:
+                delay = 0.1  # Docker resets the back-off after 10 s of running
+            c.status = State.RESTARTING.value
+            self._save(c)
+            await asyncio.sleep(delay)
+            async with self.lock(c.id):
+                if c.id not in self.containers or c.state != State.RESTARTING or c.manually_stopped:
+                    return
+                c.restart_count += 1
+                try:
+                    await self._start(c)
+                    self._emit("restart", c)
+                except DockyardError as exc:
+                    log.warning("restarting %s failed: %s", c.name, exc)
+                    c.status = State.EXITED.value
+                    self._save(c)
+
+    def _should_restart(self, c: Container) -> bool:
+        if c.manually_stopped or self.daemon_stopping:
+            return False
+        policy = c.host_config.get("RestartPolicy") or {}
+        name = policy.get("Name") or "no"
+        if name in ("always", "unless-stopped"):
+            return True
+        if name == "on-failure" and c.exit_code != 0:
+            limit = int(policy.get("MaximumRetryCount") or 0)
+            return not limit or c.restart_count < limit
+        return False
+
+    # -- stop, kill, restart --------------------------------------------------------------
+
+    async def stop(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
+        c = self.get(ref)
+        async with self.lock(c.id):
+            if c.state == State.RESTARTING:
+                c.manually_stopped = True
+                c.status = State.EXITED.value
+                self._save(c)
+                self._emit("stop", c)
+                return
+            require(c.state, "stop", c.id)
+            c.manually_stopped = True
+            self._save(c)
+        await self._stop(c, timeout, sig)
+        self._emit("stop", c)
+
+    async def _stop(self, c: Container, timeout: int | None, sig: str | None = None) -> None:
+        """Stop signal, wait up to ``timeout`` seconds, then SIGKILL every process."""
+        if timeout is None:
+            timeout = c.config.get("StopTimeout")
+            timeout = DEFAULT_STOP_TIMEOUT if timeout is None else int(timeout)
+        stop_signal = parse_signal(sig or c.config.get("StopSignal"), signals.SIGTERM)
+        waiter = self._exit_future(c)
+        if c.state == State.PAUSED and self.cgroups is not None:
+            self.cgroups.thaw(c.id)
+            c.status = State.RUNNING.value
+        with contextlib.suppress(InvalidState, NoSuchContainer):
+            await self.runtime.kill(c.id, stop_signal)
+            self._emit("kill", c, signal=stop_signal)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout if timeout >= 0 else None)
+            return
+        except asyncio.TimeoutError:
+            log.info("container %s did not stop after %ss, killing it", c.id[:12], timeout)
+        self._emit("kill", c, signal=int(signals.SIGKILL))
+        if self.cgroups is not None and self.cgroups.exists(c.id):
+            with contextlib.suppress(Exception):
+                self.cgroups.kill_all(c.id, signals.SIGKILL)
+        with contextlib.suppress(InvalidState, NoSuchContainer):
+            await self.runtime.kill(c.id, signals.SIGKILL)
+        await waiter
+
+    def _exit_future(self, c: Container) -> asyncio.Future[Container]:
+        fut = asyncio.get_running_loop().create_future()
+        if not c.running:
+            fut.set_result(c)
+        else:
+            self.exit_waiters.setdefault(c.id, []).append(fut)
+        return fut
+
+    async def kill(self, ref: str, sig: str | None) -> None:
+        c = self.get(ref)
+        num = parse_signal(sig)
+        async with self.lock(c.id):
+            require(c.state, "kill", c.id)
+            if num in (signals.SIGKILL, signals.SIGTERM, signals.SIGINT):
+                c.manually_stopped = True  # docker kill does not trigger restart "unless-stopped"
+                self._save(c)
+            await self.runtime.kill(c.id, num)
+        self._emit("kill", c, signal=num)
+
+    async def restart(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
+        c = self.get(ref)
+        if c.running:
+            c.manually_stopped = True
+            await self._stop(c, timeout, sig)
+        async with self.lock(c.id):
+            if c.running:  # a restart policy got there first
+                return
+            await self._start(c)
+        self._emit("restart", c)
+
+    # -- wait -----------------------------------------------------------------------------
+
+    async def wait(self, ref: str, condition: str = "not-running") -> Container:
+        c = self.get(ref)
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise InvalidArgument(f"invalid condition: {condition!r}")
+        loop = asyncio.get_running_loop()
+        if condition == "removed":
+            fut = loop.create_future()
+            self.removed_waiters.setdefault(c.id, []).append(fut)
+            return await fut
+        if condition == "not-running" and not c.running:
+            return c
+        fut = loop.create_future()
+        self.exit_waiters.setdefault(c.id, []).append(fut)
+        return await fut
+
+    # -- remove ---------------------------------------------------------------------------
+
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        c = self.get(ref)
+        if c.running:
+            if not force:
+                require(c.state, "remove", c.id)
+            c.manually_stopped = True
+            await self._stop(c, timeout=0)
+        async with self.lock(c.id):
+            if c.id not in self.containers:
+                return
+            c.status = State.REMOVING.value
+            await self._destroy(c)
+        self._emit("destroy", c)
+        self._wake(self.removed_waiters, c.id, c)
+        self._wake(self.start_waiters, c.id, False)
+
+    async def _destroy(self, c: Container) -> None:
+        """Remove everything a container owns; each step tolerates what is already gone."""
+        task = self.monitors.pop(c.id, None)
+        if task is not None and task is not asyncio.current_task():  # AutoRemove runs in the monitor
+            task.cancel()
+        await self.runtime.delete(c.id)
+        if self.cgroups is not None:
+            with contextlib.suppress(Exception):
+                self.cgroups.remove(c.id)
+        await asyncio.to_thread(self.storage.remove_rw, c.id)
+        shutil.rmtree(self.dir(c), ignore_errors=True)
+        self.containers.pop(c.id, None)
+        if self.names.get(c.name) == c.id:
+            del self.names[c.name]
+        self.locks.pop(c.id, None)
+
+    # -- rename, pause, update ------------------------------------------------------------
+
+    async def rename(self, ref: str, new: str) -> None:
+        c = self.get(ref)
+        if not new:
+            raise InvalidArgument("Neither old nor new names may be empty")
+        new = configure.check_name(new)
+        if new == c.name:
+            raise InvalidArgument(f"Renaming a container with the same name as its current name")
+        self._check_name_free(new)
+        async with self.lock(c.id):
+            old = c.name
+            c.name = new
+            self._save(c)
+            del self.names[old]
+            self.names[new] = c.id
+        self._emit("rename", c, oldName="/" + old)
+
+    async def pause(self, ref: str) -> None:
+        c = self.get(ref)
+        async with self.lock(c.id):
+            require(c.state, "pause", c.id)
+            self._need_cgroups().freeze(c.id)
+            c.status = State.PAUSED.value
+            self._save(c)
+        self._emit("pause", c)
+
+    async def unpause(self, ref: str) -> None:
+        c = self.get(ref)
+        async with self.lock(c.id):
+            require(c.state, "unpause", c.id)
+            self._need_cgroups().thaw(c.id)
+            c.status = State.RUNNING.value
+            self._save(c)
+        self._emit("unpause", c)
+
+    def _need_cgroups(self) -> Any:
+        if self.cgroups is None:
+            raise Unavailable("no cgroups driver is loaded on this daemon")
+        return self.cgroups
+
+    async def update(self, ref: str, body: dict[str, Any]) -> list[str]:
+        c = self.get(ref)
+        async with self.lock(c.id):
+            require(c.state, "update", c.id)
+            merged = {**c.host_config, **{k: v for k, v in body.items() if k != "RestartPolicy"}}
+            resources = Resources.from_host_config(merged, update=True)
+            if "RestartPolicy" in body:
+                merged["RestartPolicy"] = configure.normalize_host_config(
+                    {"RestartPolicy": body["RestartPolicy"], "AutoRemove": c.host_config.get("AutoRemove")}
+                )["RestartPolicy"]
+            if c.running and self.cgroups is not None:
+                self.cgroups.update(c.id, resources)
+            c.host_config = merged
+            self._save(c)
+        self._emit("update", c)
+        return []
+
+    # -- queries --------------------------------------------------------------------------
+
+    def list(self, all_: bool = False, limit: int = -1, filters: str | None = None,
+             size: bool = False) -> list[dict[str, Any]]:
+        f = F.parse(filters, LIST_FILTERS)
+        for s in f.get("status", []):
+            if s not in STATUSES:
+                raise InvalidArgument(f"invalid filter 'status={s}'")
+        if "status" in f or "exited" in f:
+            all_ = True
+        items = sorted(self.containers.values(), key=lambda c: c.created_ns, reverse=True)
+        if "before" in f:
+            ref = self.get(f["before"][0])
+            items = [c for c in items if c.created_ns < ref.created_ns]
+        if "since" in f:
+            ref = self.get(f["since"][0])
+            items = [c for c in items if c.created_ns > ref.created_ns]
+        out = []
+        for c in items:
+            if not all_ and not c.running:
+                continue
+            if not self._matches(c, f):
+                continue
+            sizes = None
+            if size:
+                sizes = {"SizeRw": self._rw_size(c), "SizeRootFs": 0}
+            out.append(c.list_json(c.image, sizes))
+            if 0 < limit <= len(out):
+                break
+        return out
+
+    def _rw_size(self, c: Container) -> int:
+        try:
+            return int(self.storage.rw_size(c.id))
+        except Exception:
+            return 0
+
+    def _matches(self, c: Container, f: F.Filters) -> bool:
+        def any_of(key: str, pred: Callable[[str], bool]) -> bool:
+            return key not in f or any(pred(v) for v in f[key])
+
+        image_ids: dict[str, str] = {}
+
+        def ancestor(v: str) -> bool:
+            if v not in image_ids:
+                try:
+                    image_ids[v] = self.images.resolve(v).id
+                except DockyardError:
+                    image_ids[v] = ""
+            return c.image_id == image_ids[v] or c.image == v
+
+        return (
+            any_of("id", lambda v: c.id.startswith(v))
+            and any_of("name", lambda v: v.lstrip("/") in c.name or bool(_re_search(v.lstrip("/"), c.name)))
+            and ("label" not in f or F.match_labels(f["label"], c.labels))
+            and any_of("status", lambda v: c.state.value == v)
+            and any_of("exited", lambda v: c.state == State.EXITED and c.has_been_started and str(c.exit_code) == v)
+            and any_of("ancestor", ancestor)
+            and any_of("network", lambda v: v in c.networks or c.host_config.get("NetworkMode") == v)
+        )
+
+    def logs(self, c: Container) -> Any:
+        """The runtime's log reader, or None for a container that never ran."""
+        if not c.has_been_started or self.runtime is None:
+            return None
+        return self.runtime.logs(c.id)
+
+    async def wait_started(self, c: Container) -> bool:
+        """For attach: True once the container runs; if it does not run yet, wait for its
+        next start (True) or a failed start or removal (False)."""
+        if c.state in (State.RUNNING, State.PAUSED):
+            return True
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.start_waiters.setdefault(c.id, []).append(fut)
+        return await fut
+
+    @contextlib.asynccontextmanager
+    async def attachment(self, c: Container) -> Any:
+        """Held while a client is attached, so AutoRemove waits for its output to be sent."""
+        self.attached[c.id] = self.attached.get(c.id, 0) + 1
+        try:
+            yield
+        finally:
+            self.attached[c.id] -= 1
+            if not self.attached[c.id]:
+                del self.attached[c.id]
+            async with self.detached:
+                self.detached.notify_all()
+
+    def pids(self, c: Container) -> list[int]:
+        if self.cgroups is not None and self.cgroups.exists(c.id):
+            return self.cgroups.pids(c.id)
+        pid = self.runtime.pid(c.id) if self.runtime is not None else None
+        return [pid] if pid else []
+
+    def stats(self, c: Container, previous: dict[str, Any] | None) -> dict[str, Any]:
+        """Docker's stats JSON; ``previous`` fills ``precpu_stats``."""
+        now = time.time_ns()
+        empty_cpu = {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
+                     "system_cpu_usage": 0, "online_cpus": 0, "throttling_data": {
+                         "periods": 0, "throttled_periods": 0, "throttled_time": 0}}
+        data: dict[str, Any] = {"memory_stats": {}, "cpu_stats": empty_cpu, "pids_stats": {},
+                                "blkio_stats": {"io_service_bytes_recursive": None}}
+        if c.running and self.cgroups is not None and self.cgroups.exists(c.id):
+            with contextlib.suppress(Exception):
+                data.update(self.cgroups.stats(c.id))
+        from .record import rfc3339
+
+        return {
+            "read": rfc3339(now),
+            "preread": previous["read"] if previous else rfc3339(0),
+            "pids_stats": data["pids_stats"],
+            "blkio_stats": data["blkio_stats"],
+            "num_procs": 0,
+            "storage_stats": {},
+            "cpu_stats": data["cpu_stats"],
+            "precpu_stats": previous["cpu_stats"] if previous else empty_cpu,
+            "memory_stats": data["memory_stats"],
+            "name": "/" + c.name,
+            "id": c.id,
+            "networks": {},
+        }
+
+    def inspect(self, ref: str, size: bool = False) -> dict[str, Any]:
+        c = self.get(ref)
+        graph: dict[str, Any] = {"Name": c.storage_driver, "Data": None}
+        data = c.inspect(self.dir(c), self.log_path(c), graph)
+        if size:
+            data["SizeRw"] = self._rw_size(c)
+            data["SizeRootFs"] = 0
+        return data
+
+    def counts(self) -> dict[str, int]:
+        states = [c.state for c in self.containers.values()]
+        return {
+            "Containers": len(states),
+            "ContainersRunning": sum(s in (State.RUNNING, State.RESTARTING) for s in states),
+            "ContainersPaused": sum(s == State.PAUSED for s in states),
+            "ContainersStopped": sum(s not in (State.RUNNING, State.RESTARTING, State.PAUSED) for s in states),
+        }
+
+    def info(self) -> dict[str, Any]:
+        return self.counts()
+
+    async def prune(self, filters: str | None) -> dict[str, Any]:
+        f = F.parse(filters, ("label", "label!", "until"))
+        until = None
+        if "until" in f:
+            from ..api.system import parse_time
+
+            until = parse_time(f["until"][0], "until")
+        deleted, reclaimed = [], 0
+        for c in list(self.containers.values()):
+            if c.running or c.state == State.REMOVING:
+                continue
+            if "label" in f and not F.match_labels(f["label"], c.labels):
+                continue
+            if "label!" in f and F.match_labels(f["label!"], c.labels):
+                continue
+            if until is not None and c.created_ns > until:
+                continue
+            reclaimed += self._rw_size(c)
+            await self.remove(c.id)
+            deleted.append(c.id)
+        self.events.emit("container", "prune", "", reclaimed=reclaimed)
+        return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    # -- startup and shutdown -------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """Load records and make them agree with reality; log every cleanup."""
+        for directory in sorted(self.root.iterdir()):
+            c = Container.load(directory) if directory.is_dir() else None
+            if c is None:
+                log.warning("removing container directory without a record: %s", directory.name)
+                shutil.rmtree(directory, ignore_errors=True)
+                continue
+            self.containers[c.id] = c
+            self.names[c.name] = c.id
+        known = set(self.containers)
+        if self.runtime is not None:
+            for cid in self.runtime.list():
+                if cid not in known:
+                    log.warning("removing runtime state of unknown container %s", cid[:12])
+                    await self.runtime.delete(cid)
+        if self.cgroups is not None:
+            for cid in self.cgroups.list():
+                if cid not in known:
+                    log.warning("removing stale cgroup of unknown container %s", cid[:12])
+                    with contextlib.suppress(Exception):
+                        self.cgroups.remove(cid)
+        if self.storage is not None:
+            for cid in self.storage.containers():
+                if cid not in known:
+                    log.warning("removing writable layer of unknown container %s", cid[:12])
+                    await asyncio.to_thread(self.storage.remove_rw, cid)
+        for c in list(self.containers.values()):
+            await self._reconcile_one(c)
+
+    async def _reconcile_one(self, c: Container) -> None:
+        if not c.running:
+            if self.storage is not None and self.storage.is_mounted(c.id):
+                log.info("unmounting stale rootfs of stopped container %s", c.id[:12])
+                self.storage.unmount(c.id)
+            return
+        state = self.runtime.state(c.id) if self.runtime is not None else "unknown"
+        if state == "running":
+            log.info("live-restore: container %s (%s) is still running", c.id[:12], c.name)
+            self._monitor(c)
+            return
+        status = self.runtime.exit_status(c.id) if state == "exited" else None
+        if status is None:
+            status = ExitStatus(exit_code=255, error="container vanished while the daemon was down")
+        log.info("container %s exited while the daemon was down (exit code %s)", c.id[:12], status.exit_code)
+        await self._record_exit(c, status)
+        asyncio.ensure_future(self._after_exit(c))
+
+    async def close(self) -> None:
+        """Daemon shutdown: stop watching; containers keep running (live-restore)."""
+        self.daemon_stopping = True
+        if not self.daemon.config.live_restore:
+            for c in list(self.containers.values()):
+                if c.running:
+                    await self._stop(c, None)
+        for task in list(self.monitors.values()):
+            task.cancel()
+        remove_parent = getattr(self.cgroups, "remove_parent", None)
+        if remove_parent is not None and not any(c.running for c in self.containers.values()):
+            with contextlib.suppress(Exception):
+                remove_parent()  # leaves nothing behind; fails harmlessly while others use it
+
+
+def _re_search(pattern: str, text: str) -> Any:
+    import re
+
+    try:
+        return re.search(pattern, text)
+    except re.error:
+        return None

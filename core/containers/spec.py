@@ -1,0 +1,162 @@
+"""Turn a container record into the runtime's :class:`ContainerSpec` at start time.
+
+Everything that reads the container's own filesystem (``/etc/passwd`` for ``-u name``)
+resolves paths inside the rootfs without following symlinks out of it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..drivers.runtime import ContainerSpec, Mount
+from ..errors import InvalidArgument
+from ..runtime import capabilities
+
+MAX_SYMLINKS = 40
+
+
+def resolve_in_root(root: Path, path: str) -> Path:
+    """``path`` inside ``root`` with every symlink resolved as if ``root`` were ``/``."""
+    parts = [p for p in path.split("/") if p and p != "."]
+    resolved: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = root.joinpath(*resolved, part)
+        if candidate.is_symlink():
+            hops += 1
+            if hops > MAX_SYMLINKS:
+                raise InvalidArgument(f"too many levels of symbolic links in {path}")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p and p != "."] + parts
+            continue
+        resolved.append(part)
+    return root.joinpath(*resolved)
+
+
+def _read_db(root: Path, name: str) -> list[list[str]]:
+    try:
+        text = resolve_in_root(root, f"/etc/{name}").read_text(errors="replace")
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return []
+    return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def resolve_user(root: Path, user: str, group_add: list[str] | None = None) -> tuple[int, int, list[int]]:
+    """Docker's ``-u`` rules: ``uid``, ``name``, ``uid:gid``, ``name:group``; the image's
+    /etc/passwd gives the primary group and /etc/group the supplementary ones."""
+    passwd, groups = _read_db(root, "passwd"), _read_db(root, "group")
+    name, _, group = (user or "0").partition(":")
+    uid = gid = None
+    username = None
+    for entry in passwd:
+        if len(entry) >= 4 and (entry[0] == name or (name.isdigit() and entry[2] == name)):
+            username, uid, gid = entry[0], int(entry[2]), int(entry[3])
+            break
+    if uid is None:
+        if not name.isdigit():
+            raise InvalidArgument(f"unable to find user {name}: no matching entries in passwd file")
+        uid, gid = int(name), 0
+    if group:
+        gid = None
+        for entry in groups:
+            if len(entry) >= 3 and (entry[0] == group or (group.isdigit() and entry[2] == group)):
+                gid = int(entry[2])
+                break
+        if gid is None:
+            if not group.isdigit():
+                raise InvalidArgument(f"unable to find group {group}: no matching entries in group file")
+            gid = int(group)
+    extra: list[int] = []
+    if username is not None:
+        extra = [int(e[2]) for e in groups if len(e) >= 4 and username in e[3].split(",") and int(e[2]) != gid]
+    for g in group_add or []:
+        found = [int(e[2]) for e in groups if len(e) >= 3 and e[0] == g]
+        if found:
+            extra.extend(found)
+        elif g.isdigit():
+            extra.append(int(g))
+        else:
+            raise InvalidArgument(f"unable to find group {g}: no matching entries in group file")
+    return uid, gid, sorted(set(extra))
+
+
+def _ulimits(hc: dict[str, Any]) -> list[tuple[str, int, int]]:
+    return [(u["Name"], int(u.get("Soft", -1)), int(u.get("Hard", -1))) for u in hc.get("Ulimits") or []]
+
+
+def _security_opts(hc: dict[str, Any]) -> tuple[bool, bool | str]:
+    nnp, seccomp = False, "default"
+    for opt in hc.get("SecurityOpt") or []:
+        key, sep, value = opt.replace(":", "=", 1).partition("=") if "=" in opt or ":" in opt else (opt, "", "")
+        if key == "no-new-privileges":
+            nnp = value in ("", "true")
+        elif key == "seccomp":
+            if value != "unconfined":
+                raise InvalidArgument(f"seccomp profile {value!r} is not supported: use the default or 'unconfined'")
+            seccomp = False
+        elif key in ("apparmor", "label"):
+            continue  # not available on this engine; Docker ignores them where unsupported too
+        else:
+            raise InvalidArgument(f"invalid --security-opt: {opt}")
+    return nnp, seccomp
+
+
+def build_spec(
+    *,
+    cid: str,
+    config: dict[str, Any],
+    host_config: dict[str, Any],
+    rootfs: Path,
+    files: dict[str, Path],
+    mounts: list[Mount],
+    cgroup_procs: list[str],
+    log_path: Path,
+    log_max_size: int,
+    log_max_files: int,
+    namespaces: dict[str, str | None],
+    default_init: bool = False,
+) -> ContainerSpec:
+    hc = host_config
+    uid, gid, groups = resolve_user(rootfs, config.get("User") or "", hc.get("GroupAdd"))
+    caps = capabilities.resolve(hc.get("CapAdd"), hc.get("CapDrop"), privileged=hc.get("Privileged", False))
+    nnp, seccomp = _security_opts(hc)
+    etc_mounts = [Mount(str(path), f"/etc/{name}", "bind", ["rbind", "rprivate"]) for name, path in files.items()]
+    cmd = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
+    init = hc.get("Init")
+    return ContainerSpec(
+        id=cid,
+        rootfs=rootfs,
+        args=cmd,
+        env=list(config.get("Env") or []),
+        cwd=config.get("WorkingDir") or "/",
+        uid=uid,
+        gid=gid,
+        additional_gids=groups,
+        hostname=config.get("Hostname") or cid[:12],
+        tty=bool(config.get("Tty")),
+        open_stdin=bool(config.get("OpenStdin")),
+        stdin_once=bool(config.get("StdinOnce")),
+        mounts=[*etc_mounts, *mounts],
+        readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
+        capabilities=caps,
+        privileged=bool(hc.get("Privileged")),
+        no_new_privileges=nnp,
+        seccomp=False if hc.get("Privileged") else seccomp,
+        ulimits=_ulimits(hc),
+        init=default_init if init is None else bool(init),
+        namespaces=namespaces,
+        cgroup_procs=cgroup_procs,
+        shm_size=int(hc.get("ShmSize") or 64 * 1024 * 1024),
+        log_path=log_path,
+        log_max_size=log_max_size,
+        log_max_files=log_max_files,
+    )

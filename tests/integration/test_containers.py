@@ -1,0 +1,222 @@
+"""Containers end to end: the real docker CLI and docker-py against dockyardd, real kernel."""
+
+import json
+import os
+import signal
+import time
+
+import docker
+import pytest
+
+pytestmark = pytest.mark.privileged
+
+
+def wait_for(predicate, timeout=15.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not reached")
+
+
+@pytest.fixture
+def d(busybox_daemon):
+    """The shared daemon; every container a test makes is removed afterwards."""
+    before = set(busybox_daemon.docker("ps", "-aq", "--no-trunc").stdout.split())
+    yield busybox_daemon
+    after = set(busybox_daemon.docker("ps", "-aq", "--no-trunc").stdout.split())
+    for cid in after - before:
+        busybox_daemon.docker("rm", "-f", cid.decode())
+
+
+@pytest.fixture
+def client(d):
+    c = d.docker_client()
+    yield c
+    c.close()
+
+
+def test_run_rm_prints_and_leaves_nothing(d):
+    r = d.docker("run", "--rm", "busybox", "echo", "hello")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"hello\n"
+    assert d.docker("ps", "-aq").stdout == b""
+
+
+def test_exit_codes_and_streams_propagate(d):
+    r = d.docker("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert r.returncode == 3
+    assert r.stdout == b"out\n" and r.stderr == b"err\n"
+
+
+def test_container_sees_its_own_namespaces(d):
+    r = d.docker("run", "--rm", "--hostname", "boat", "busybox", "sh", "-c",
+                 "echo $$; hostname; cat /etc/hostname; grep CapEff /proc/self/status; ls /sys/class/net")
+    assert r.returncode == 0, r.stderr
+    pid, hostname, etc_hostname, caps, nets = r.stdout.decode().splitlines()
+    assert pid == "1" and hostname == "boat" and etc_hostname == "boat"
+    assert caps.split()[1] == "00000000a80425fb"  # Docker's default capability set
+    assert nets.split() == ["lo"]
+
+
+def test_detached_ps_logs_stop_rm(d):
+    r = d.docker("run", "-d", "--name", "web", "busybox", "sh", "-c",
+                 "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.1; done")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip().decode()
+    ps = d.docker("ps", "--format", "{{.ID}} {{.Names}} {{.Status}}").stdout.decode()
+    assert f"{cid[:12]} web Up" in ps
+    wait_for(lambda: b"ready" in d.docker("logs", "web").stdout)
+    assert d.docker("stop", "web").returncode == 0
+    assert d.docker("logs", "web").stdout == b"ready\nbye\n"
+    state = json.loads(d.docker("inspect", "web").stdout)[0]["State"]
+    assert state["Status"] == "exited" and state["ExitCode"] == 0
+    assert d.docker("rm", "web").returncode == 0
+    assert d.docker("inspect", "web").returncode != 0
+
+
+def test_stop_falls_back_to_sigkill(d):
+    cid = d.docker("run", "-d", "busybox", "sleep", "60").stdout.strip().decode()
+    r = d.docker("stop", "-t", "1", cid)  # pid 1 ignores SIGTERM without an init
+    assert r.returncode == 0
+    assert json.loads(d.docker("inspect", cid).stdout)[0]["State"]["ExitCode"] == 137
+
+
+def test_init_forwards_sigterm(d):
+    cid = d.docker("run", "-d", "--init", "busybox", "sleep", "60").stdout.strip().decode()
+    assert d.docker("stop", "-t", "10", cid).returncode == 0
+    assert json.loads(d.docker("inspect", cid).stdout)[0]["State"]["ExitCode"] == 143
+
+
+def test_logs_follow_and_tail(d):
+    cid = d.docker("run", "-d", "busybox", "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; sleep 0.05; done").stdout.strip().decode()
+    r = d.docker("logs", "-f", cid, timeout=20)
+    assert r.stdout.decode().split() == [f"line{i}" for i in range(1, 6)]
+    assert d.docker("logs", "--tail", "2", cid).stdout == b"line4\nline5\n"
+    stamped = d.docker("logs", "-t", cid).stdout.decode().splitlines()
+    assert stamped[0].endswith(" line1") and stamped[0][:4].isdigit()
+
+
+def test_memory_limit_oom_kill(d):
+    r = d.docker("run", "--name", "oom", "-m", "32m", "busybox", "dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1")
+    assert r.returncode == 137
+    state = json.loads(d.docker("inspect", "oom").stdout)[0]["State"]
+    assert state["OOMKilled"] is True
+
+
+def test_pids_limit(d):
+    r = d.docker("run", "--rm", "--pids-limit", "5", "busybox", "sh", "-c",
+                 "for i in 1 2 3 4 5 6 7 8; do sleep 2 & done; wait")
+    assert b"can't fork" in r.stderr.lower() or b"resource temporarily unavailable" in r.stderr.lower()
+
+
+def test_pause_unpause(d):
+    cid = d.docker("run", "-d", "busybox", "sh", "-c", "while true; do sleep 0.1; done").stdout.strip().decode()
+    assert d.docker("pause", cid).returncode == 0
+    info = json.loads(d.docker("inspect", cid).stdout)[0]["State"]
+    assert info["Status"] == "paused" and info["Paused"] is True
+    with open(f"/proc/{info['Pid']}/stat") as f:
+        assert f.read().rsplit(")", 1)[1].split()[0] in ("D", "S")  # frozen tasks sleep in the freezer
+    assert b"(Paused)" in d.docker("ps", "--format", "{{.Status}}", "-f", f"id={cid}").stdout
+    assert d.docker("unpause", cid).returncode == 0
+    assert json.loads(d.docker("inspect", cid).stdout)[0]["State"]["Status"] == "running"
+
+
+def test_restart_policy_on_failure(d):
+    cid = d.docker("run", "-d", "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 7").stdout.strip().decode()
+    wait_for(lambda: json.loads(d.docker("inspect", cid).stdout)[0]["RestartCount"] == 2
+             and json.loads(d.docker("inspect", cid).stdout)[0]["State"]["Status"] == "exited")
+    assert json.loads(d.docker("inspect", cid).stdout)[0]["State"]["ExitCode"] == 7
+
+
+def test_rename_top_diff(d):
+    d.docker("run", "-d", "--name", "old", "busybox", "sh", "-c", "touch /made; sleep 60")
+    assert d.docker("rename", "old", "new").returncode == 0
+    top = d.docker("top", "new").stdout.decode()
+    assert "sleep 60" in top and "PID" in top
+    wait_for(lambda: b"A /made" in d.docker("diff", "new").stdout)
+
+
+def test_ps_filters_and_quiet(d):
+    d.docker("run", "-d", "--name", "lab", "--label", "team=a", "busybox", "sleep", "60")
+    d.docker("run", "--name", "done", "busybox", "sh", "-c", "exit 4")
+    assert d.docker("ps", "-q", "-f", "label=team=a").stdout.strip() != b""
+    assert d.docker("ps", "-aq", "-f", "label=team=b").stdout == b""
+    names = d.docker("ps", "-a", "--filter", "exited=4", "--format", "{{.Names}}").stdout.split()
+    assert names == [b"done"]
+    names = d.docker("ps", "-a", "--filter", "status=running", "--format", "{{.Names}}").stdout.split()
+    assert b"lab" in names and b"done" not in names
+    assert d.docker("ps", "-a", "--filter", "ancestor=busybox", "-q").stdout.count(b"\n") >= 2
+
+
+def test_bad_input_is_refused_cleanly(d):
+    r = d.docker("run", "--rm", "nosuchimage:1", "true")
+    assert r.returncode == 125 and b"nosuchimage" in r.stderr
+    r = d.docker("create", "--name", "bad name!", "busybox")
+    assert r.returncode != 0 and b"Invalid container name" in r.stderr
+    d.docker("create", "--name", "twin", "busybox")
+    r = d.docker("create", "--name", "twin", "busybox")
+    assert r.returncode != 0 and b"is already in use" in r.stderr
+    d.docker("run", "-d", "--name", "busy", "busybox", "sleep", "60")
+    r = d.docker("rm", "busy")
+    assert r.returncode != 0 and b"cannot remove a running container" in r.stderr
+    r = d.docker("run", "busybox", "nosuchbinary")
+    assert r.returncode == 127 and b"executable file not found" in r.stderr
+    r = d.docker("run", "-m", "1k", "busybox", "true")
+    assert r.returncode != 0 and b"Minimum memory limit" in r.stderr
+
+
+def test_docker_py_lifecycle(client):
+    c = client.containers.run("busybox", ["sh", "-c", "echo a; sleep 0.2; echo b"], detach=True)
+    lines = list(c.logs(stream=True, follow=True))
+    assert b"".join(lines) == b"a\nb\n"
+    assert c.wait()["StatusCode"] == 0
+    c.reload()
+    assert c.status == "exited"
+    c.remove()
+    c = client.containers.run("busybox", "sleep 60", detach=True, name="pystats", mem_limit="64m")
+    stats = c.stats(stream=False)
+    assert stats["memory_stats"]["limit"] == 64 * 1024 * 1024
+    assert stats["cpu_stats"]["cpu_usage"]["total_usage"] > 0
+    assert stats["pids_stats"]["current"] >= 1
+    r = client.api._post(client.api._url("/containers/{0}/start", c.id))
+    assert r.status_code == 304  # already started: Docker's "not modified"
+    c.remove(force=True)
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get("pystats")
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.containers.create("nosuch:tag", "true")
+
+
+def test_wait_conditions(client):
+    c = client.containers.create("busybox", ["sh", "-c", "exit 5"])
+    c.start()
+    assert c.wait(condition="not-running")["StatusCode"] == 5
+    c.remove()
+
+
+def test_user_env_workdir(d):
+    r = d.docker("run", "--rm", "-e", "A=1", "-w", "/tmp", "-u", "nobody", "busybox", "sh", "-c", "echo $A; pwd; id -u")
+    assert r.stdout.decode().split() == ["1", "/tmp", "65534"], r.stderr
+
+
+def test_live_restore_after_kill_9(make_daemon, busybox_tar):
+    d = make_daemon()
+    d.load(busybox_tar)
+    ids = [d.docker("run", "-d", "busybox", "sh", "-c", f"echo c{i}; sleep 60").stdout.strip().decode() for i in range(5)]
+    short = d.docker("run", "-d", "busybox", "sh", "-c", "sleep 1; exit 9").stdout.strip().decode()
+    d.kill()
+    time.sleep(1.5)  # the short one exits while the daemon is down
+    d.start()
+    running = d.docker("ps", "-q", "--no-trunc").stdout.decode().split()
+    assert sorted(running) == sorted(ids)
+    state = json.loads(d.docker("inspect", short).stdout)[0]["State"]
+    assert state["Status"] == "exited" and state["ExitCode"] == 9
+    assert d.docker("logs", ids[0]).stdout == b"c0\n"
+    assert d.docker("stop", "-t", "0", ids[0]).returncode == 0
+    r = d.docker("wait", ids[0])
+    assert r.stdout.strip() == b"137"
+    assert d.docker("rm", "-f", *ids, short).returncode == 0
+    assert d.docker("ps", "-aq").stdout == b""
