@@ -19,7 +19,7 @@ from pathlib import Path
 from dockyard.drivers.runtime import ContainerSpec
 from dockyard.runtime import state as st
 from dockyard.runtime.native import NativeRuntime
-from dockyard.testing.busybox_rootfs import make_rootfs
+from dockyard.testing.images import busybox_rootfs as make_rootfs
 
 
 def pss_kb(pid: int) -> int:

@@ -1,9 +1,12 @@
-"""Records on disk: one JSON file per object, written atomically (write, fsync, rename)."""
+"""Records on disk: written atomically (write, fsync, rename), so a crash leaves the old file
+or the new one, never half of either. Images, containers and the runtime all use these."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,24 +19,28 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+def write_atomic(path: Path, data: bytes, mode: int = 0o600, sync: bool = True) -> None:
+    """Replace ``path`` with ``data``. ``sync=False`` skips the fsyncs, for files on tmpfs
+    that need no durability (the runtime's state under the exec root)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
-    fsync_dir(path.parent)
+    if sync:
+        fsync_dir(path.parent)
 
 
-def write_json(path: Path, value: Any) -> None:
-    write_atomic(path, json.dumps(value, separators=(",", ":")).encode())
+def write_json(path: Path, value: Any, mode: int = 0o600) -> None:
+    write_atomic(path, json.dumps(value, separators=(",", ":"), sort_keys=True).encode(), mode)
 
 
 def read_json(path: Path, default: Any = None) -> Any:

@@ -2,19 +2,19 @@
 
 * :class:`ContentStore`: ``<root>/blobs/sha256/<hex>``; every write goes to a temp file, is
   fsynced, verified against its digest and renamed into place.
-* :func:`write_json_atomic`: write, fsync, rename (and fsync the directory).
+* :func:`write_json_atomic`: ``dockyard.store``'s atomic write, creating the directory.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 from ..errors import InvalidArgument, NotFound
+from ..store import fsync_dir, read_json, write_atomic, write_json
 
 CHUNK = 1 << 20
 
@@ -35,42 +35,14 @@ def split_digest(digest: str) -> str:
     return hexpart
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-" + path.name + "-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    fsync_dir(path.parent)
+    write_atomic(path, data, mode)
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
-    write_bytes_atomic(path, json.dumps(value, indent=1, sort_keys=True).encode())
-
-
-def read_json(path: Path, default: Any = None) -> Any:
-    try:
-        return json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return default
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, value, mode=0o644)
 
 
 class ContentStore:

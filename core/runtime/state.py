@@ -11,21 +11,14 @@ import json
 import os
 from pathlib import Path
 
+from .. import store
 from ..drivers.runtime import ExitStatus
 
 EXIT, PID, META, SPEC, STDIN, CONTROL = "exit", "pid", "runtime.json", "spec", "stdin", "control"
 
 
 def write_atomic(path: Path, data: bytes, sync: bool = True) -> None:
-    """Write tmp, (fsync), rename. ``sync=False`` for files that need no durability (the
-    state dir normally lives on tmpfs under the exec root)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if sync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.rename(tmp, path)
+    store.write_atomic(path, data, mode=0o644, sync=sync)
 
 
 def read_exit(state_dir: Path) -> ExitStatus | None:

@@ -58,8 +58,9 @@ def busybox_rootfs(dest: Path | str) -> Path:
         if not link.exists() and not link.is_symlink():
             link.symlink_to("busybox")
     (dest / "etc" / "passwd").write_text(
-        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
-    (dest / "etc" / "group").write_text("root:x:0:\nnobody:x:65534:\n")
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+        "user:x:1000:1000:user:/tmp:/bin/sh\n")
+    (dest / "etc" / "group").write_text("root:x:0:\ntty:x:5:\nuser:x:1000:\nnobody:x:65534:\n")
     for name in ("hostname", "hosts", "resolv.conf"):
         (dest / "etc" / name).write_text("")
     return dest

@@ -18,11 +18,11 @@ import pytest
 
 from dockyard.drivers.runtime import ContainerSpec, ContainerStartError, Mount
 from dockyard.errors import ConfigError, InvalidArgument
-from dockyard.testing import busybox_rootfs
+from dockyard.testing.images import BUSYBOX, busybox_rootfs
 
 pytestmark = [
     pytest.mark.privileged,
-    pytest.mark.skipif(not busybox_rootfs.available(), reason="needs /bin/busybox (busybox-static)"),
+    pytest.mark.skipif(not os.path.exists(BUSYBOX), reason="needs /bin/busybox (busybox-static)"),
 ]
 
 
@@ -31,7 +31,7 @@ def env(tmp_path_factory):
     from dockyard.runtime.native import NativeRuntime
 
     base = tmp_path_factory.mktemp("native")
-    rootfs = busybox_rootfs.make_rootfs(base / "rootfs")
+    rootfs = busybox_rootfs(base / "rootfs")
     root, state = base / "root", base / "state"
     rt = NativeRuntime({}, root, state)
     yield rt, rootfs, base

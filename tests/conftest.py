@@ -1,0 +1,39 @@
+"""Suite-wide checks. After the whole run nothing of Dockyard's may be left on the machine:
+no mount, no cgroup, no shim (container monitor) process. A leftover fails the run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def leftovers() -> list[str]:
+    found = []
+    with open("/proc/self/mounts") as f:
+        found += [f"mount: {line.split()[1]}" for line in f if "dockyard" in line]
+    for base in Path("/sys/fs/cgroup").iterdir() if Path("/sys/fs/cgroup").exists() else []:
+        found += [f"cgroup: {p}" for p in base.glob("dockyard*")]
+        found += [f"cgroup: {p}" for p in base.glob("*/dockyard*")]
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"dockyard-shim" in cmdline.split(b"\0")[0]:
+            found.append(f"process: {pid} " + cmdline.replace(b"\0", b" ").decode(errors="replace"))
+    return found
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.geteuid() != 0 or session.config.option.collectonly:
+        return
+    left = leftovers()
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        lines = "\n".join(f"  {item}" for item in left)
+        if reporter is not None:
+            reporter.write_line(f"\nDockyard left things behind after the tests:\n{lines}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
