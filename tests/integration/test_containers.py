@@ -220,3 +220,21 @@ def test_live_restore_after_kill_9(make_daemon, busybox_tar):
     assert r.stdout.strip() == b"137"
     assert d.docker("rm", "-f", *ids, short).returncode == 0
     assert d.docker("ps", "-aq").stdout == b""
+
+
+def test_image_in_use_cannot_be_removed(d, multilayer_tar):
+    d.load(multilayer_tar)
+    cid = d.docker("create", "multilayer", "true").stdout.strip().decode()
+    r = d.docker("rmi", "multilayer")
+    assert r.returncode != 0 and b"container" in r.stderr and b"is using its referenced image" in r.stderr
+    d.docker("rm", cid)
+    assert d.docker("rmi", "multilayer").returncode == 0
+
+
+def test_events_for_a_container_lifecycle(d):
+    since = f"{time.time():.3f}"
+    d.docker("run", "--rm", "--name", "evented", "busybox", "true")
+    r = d.docker("events", "--since", since, "--until", f"{time.time() + 0.5:.3f}",
+                 "--filter", "container=evented", "--format", "{{.Action}}")
+    actions = r.stdout.decode().split()
+    assert actions[:1] == ["create"] and "start" in actions and "die" in actions and actions[-1] == "destroy"
