@@ -58,6 +58,21 @@ def parse_signal(value: str | int | None, default: int = signals.SIGKILL) -> int
     raise InvalidArgument(f"Invalid signal: {value}")
 
 
+def log_limits(opts: dict[str, str], defaults: dict[str, str]) -> tuple[int, int]:
+    """(max size in bytes, max files) from Docker's log options; bad values are a 400."""
+    unknown = set(opts) - {"max-size", "max-file"}
+    if unknown:
+        raise InvalidArgument(f"unknown log opt '{sorted(unknown)[0]}' for the dockyard log driver")
+    merged = {**defaults, **opts}
+    try:
+        size, files = parse_size(merged["max-size"]), int(merged["max-file"])
+    except (ValueError, ConfigError):
+        raise InvalidArgument(f"invalid log options: {opts}") from None
+    if size < 0 or files < 1:
+        raise InvalidArgument("max-size must be >= 0 and max-file >= 1")
+    return size, files
+
+
 class ContainerService:
     def __init__(self, daemon: Any) -> None:
         self.daemon = daemon
@@ -77,11 +92,9 @@ class ContainerService:
         self.start_waiters: dict[str, list[asyncio.Future[bool]]] = {}
         self.attached: dict[str, int] = {}  # open attach streams per container
         self.detached = asyncio.Condition()
-        opts = daemon.config.log_opts
         try:
-            self.log_max_size = parse_size(opts.get("max-size", "10m"))
-            self.log_max_files = int(opts.get("max-file", "3"))
-        except (ValueError, ConfigError) as exc:
+            self.log_defaults = log_limits(daemon.config.log_opts, {"max-size": "10m", "max-file": "3"})
+        except InvalidArgument as exc:
             raise ConfigError(f"log-opts: {exc}") from None
         self.daemon_stopping = False
         if self.images is not None:
@@ -155,6 +168,7 @@ class ContainerService:
         config["Image"] = image_ref
         capabilities.resolve(host_config.get("CapAdd"), host_config.get("CapDrop"))  # unknown names -> 400
         Resources.from_host_config(host_config)  # limits the kernel would refuse -> 400 now
+        log_limits((host_config.get("LogConfig") or {}).get("Config") or {}, {"max-size": "0", "max-file": "1"})
         if name is None:
             name = self._generate_name()
         self._check_name_free(name)
@@ -218,10 +232,11 @@ class ContainerService:
                 cg.create(c.id, Resources.from_host_config(c.host_config))
                 undo.callback(cg.remove, c.id)
                 procs = cg.procs_files(c.id)
+            log_max_size, log_max_files = self._log_limits(c)
             spec = build_spec(
                 cid=c.id, config=c.config, host_config=c.host_config, rootfs=rootfs,
                 files=etcfiles.paths(directory), mounts=[], cgroup_procs=procs,
-                log_path=self.log_path(c), log_max_size=self.log_max_size, log_max_files=self.log_max_files,
+                log_path=self.log_path(c), log_max_size=log_max_size, log_max_files=log_max_files,
                 namespaces=self._namespaces(c),
             )
             try:
@@ -258,6 +273,12 @@ class ContainerService:
         if c.host_config.get("UTSMode") == "host":
             ns["uts"] = "host"
         return ns
+
+    def _log_limits(self, c: Container) -> tuple[int, int]:
+        """``--log-opt max-size/max-file`` of the container, else the daemon's ``log-opts``."""
+        opts = (c.host_config.get("LogConfig") or {}).get("Config") or {}
+        size, files = self.log_defaults
+        return log_limits(opts, {"max-size": str(size), "max-file": str(files)})
 
     def log_path(self, c: Container) -> Path:
         return self.dir(c) / "container.log"

@@ -238,3 +238,14 @@ def test_events_for_a_container_lifecycle(d):
                  "--filter", "container=evented", "--format", "{{.Action}}")
     actions = r.stdout.decode().split()
     assert actions[:1] == ["create"] and "start" in actions and "die" in actions and actions[-1] == "destroy"
+
+
+def test_log_rotation_per_container(d):
+    cid = d.docker("run", "-d", "--log-opt", "max-size=10k", "--log-opt", "max-file=2", "busybox", "sh", "-c",
+                   "i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done").stdout.strip().decode()
+    assert d.docker("wait", cid).stdout.strip() == b"0"
+    out = d.docker("logs", cid).stdout.decode().split()
+    assert out[-1] == "line-1999" and "line-0" not in out  # older lines rotated away
+    assert 0 < len(out) < 2000
+    r = d.docker("run", "--rm", "--log-opt", "colour=blue", "busybox", "true")
+    assert r.returncode == 125 and b"unknown log opt" in r.stderr
