@@ -39,8 +39,8 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600, sync: bool = True) 
         fsync_dir(path.parent)
 
 
-def write_json(path: Path, value: Any, mode: int = 0o600) -> None:
-    write_atomic(path, json.dumps(value, separators=(",", ":"), sort_keys=True).encode(), mode)
+def write_json(path: Path, value: Any, mode: int = 0o600, sync: bool = True) -> None:
+    write_atomic(path, json.dumps(value, separators=(",", ":"), sort_keys=True).encode(), mode, sync)
 
 
 def read_json(path: Path, default: Any = None) -> Any:

@@ -16,7 +16,7 @@ from ..runtime.logfile import LogRecord, split_lines
 from .hijack import hijack
 from .middleware import add_common_headers
 from .system import parse_time
-from .util import daemon_of, json_body, query_bool
+from .util import daemon_of, json_body, json_response, query_bool
 
 routes = web.RouteTableDef()
 
@@ -42,7 +42,7 @@ def _timeout(request: web.Request) -> int | None:
 async def create(request: web.Request) -> web.Response:
     body = await json_body(request)
     c = await service(request).create(body, request.query.get("name") or None)
-    return web.json_response({"Id": c.id, "Warnings": []}, status=201)
+    return json_response({"Id": c.id, "Warnings": []}, status=201)
 
 
 @routes.get("/containers/json")
@@ -52,13 +52,13 @@ async def list_(request: web.Request) -> web.Response:
         limit = int(q.get("limit") or -1)
     except ValueError:
         raise InvalidArgument("invalid limit") from None
-    return web.json_response(service(request).list(
+    return json_response(service(request).list(
         all_=query_bool(request, "all"), limit=limit, filters=q.get("filters"), size=query_bool(request, "size")))
 
 
 @routes.get("/containers/{id}/json")
 async def inspect(request: web.Request) -> web.Response:
-    return web.json_response(service(request).inspect(request.match_info["id"], size=query_bool(request, "size")))
+    return json_response(service(request).inspect(request.match_info["id"], size=query_bool(request, "size")))
 
 
 @routes.post("/containers/{id}/start")
@@ -130,12 +130,12 @@ async def unpause(request: web.Request) -> web.Response:
 @routes.post("/containers/{id}/update")
 async def update(request: web.Request) -> web.Response:
     warnings = await service(request).update(request.match_info["id"], await json_body(request))
-    return web.json_response({"Warnings": warnings})
+    return json_response({"Warnings": warnings})
 
 
 @routes.post("/containers/prune")
 async def prune(request: web.Request) -> web.Response:
-    return web.json_response(await service(request).prune(request.query.get("filters")))
+    return json_response(await service(request).prune(request.query.get("filters")))
 
 
 @routes.post("/containers/{id}/resize")
@@ -288,7 +288,7 @@ async def stats(request: web.Request) -> web.StreamResponse:
         previous = svc.stats(c, None) if not one_shot else None
         if previous is not None:
             await asyncio.sleep(1)
-        return web.json_response(svc.stats(c, previous))
+        return json_response(svc.stats(c, previous))
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     add_common_headers(response)
     await response.prepare(request)
@@ -327,11 +327,11 @@ async def top(request: web.Request) -> web.Response:
         fields = line.split(None, len(titles) - 1)
         if len(fields) > pid_col and fields[pid_col].isdigit() and int(fields[pid_col]) in pids:
             processes.append(fields)
-    return web.json_response({"Titles": titles, "Processes": processes})
+    return json_response({"Titles": titles, "Processes": processes})
 
 
 @routes.get("/containers/{id}/changes")
 async def changes(request: web.Request) -> web.Response:
     svc = service(request)
     c = svc.get(request.match_info["id"])
-    return web.json_response(await asyncio.to_thread(svc.storage.changes, c.id) or None)
+    return json_response(await asyncio.to_thread(svc.storage.changes, c.id) or None)

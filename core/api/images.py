@@ -19,7 +19,7 @@ from ..images.service import IMAGE_LIST_FILTERS, PRUNE_FILTERS, ImageService
 from ..images.streams import BodyReader, ResponseWriter
 from ..plugins import await_me_maybe
 from .middleware import add_common_headers
-from .util import daemon_of, query_bool
+from .util import daemon_of, json_response, query_bool
 
 log = logging.getLogger("dockyard.api.images")
 
@@ -55,7 +55,7 @@ async def list_images(request: web.Request) -> web.Response:
     filters = F.parse(request.query.get("filters"), IMAGE_LIST_FILTERS)
     if request.query.get("filter"):  # API < 1.41: ?filter=<reference>
         filters.setdefault("reference", []).append(request.query["filter"])
-    return web.json_response(svc.list(filters, query_bool(request, "all"), query_bool(request, "shared-size")))
+    return json_response(svc.list(filters, query_bool(request, "all"), query_bool(request, "shared-size")))
 
 
 @routes.post("/images/load")
@@ -184,7 +184,7 @@ async def create(request: web.Request) -> web.StreamResponse:
 async def prune(request: web.Request) -> web.Response:
     svc = images_of(request)
     filters = F.parse(request.query.get("filters"), PRUNE_FILTERS)
-    return web.json_response(await asyncio.to_thread(svc.prune, filters))
+    return json_response(await asyncio.to_thread(svc.prune, filters))
 
 
 @routes.get("/images/search")
@@ -194,12 +194,12 @@ async def search(request: web.Request) -> web.Response:
 
 @routes.get("/images/{name:.+}/json")
 async def inspect(request: web.Request) -> web.Response:
-    return web.json_response(images_of(request).inspect(request.match_info["name"]))
+    return json_response(images_of(request).inspect(request.match_info["name"]))
 
 
 @routes.get("/images/{name:.+}/history")
 async def history(request: web.Request) -> web.Response:
-    return web.json_response(images_of(request).history(request.match_info["name"]))
+    return json_response(images_of(request).history(request.match_info["name"]))
 
 
 @routes.post("/images/{name:.+}/tag")
@@ -226,7 +226,7 @@ async def delete(request: web.Request) -> web.Response:
     svc = images_of(request)
     records = await asyncio.to_thread(svc.delete, request.match_info["name"], query_bool(request, "force"),
                                       not query_bool(request, "noprune"))
-    return web.json_response(records)
+    return json_response(records)
 
 
 @routes.get("/system/df")
@@ -237,4 +237,4 @@ async def system_df(request: web.Request) -> web.Response:
         part = getattr(service, "df", None)
         if part is not None:
             out.update(await await_me_maybe(part()))
-    return web.json_response(out)
+    return json_response(out)

@@ -15,7 +15,7 @@ from .. import API_VERSION, MIN_API_VERSION, __version__
 from ..errors import Forbidden, InvalidArgument, NotFound, DockyardError
 from ..identity import ANONYMOUS, Peer
 from ..plugins import Plugins, call_hook, first_answer
-from .router import split_version
+from .util import json_response
 
 log = logging.getLogger("dockyard.api")
 
@@ -93,8 +93,7 @@ def make_middleware(plugins: Plugins) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            version, _ = split_version(request.path)
-            request["api_version"] = check_version(version)
+            request["api_version"] = check_version(request.get("api_version_raw"))
             request["route"] = route_template(request)
             identity = ANONYMOUS
             if has_auth:
@@ -132,7 +131,7 @@ def _from_http(exc: web.HTTPException) -> DockyardError:
 async def render_error(plugins: Plugins, request: web.Request, exc: Exception) -> web.StreamResponse:
     response = await first_answer(plugins.hook.handle_exception, request=request, exception=exc)
     if response is None:  # the built-in renderer was blocked: still answer something sane
-        response = web.json_response({"message": str(exc)}, status=getattr(exc, "status", 500))
+        response = json_response({"message": str(exc)}, status=getattr(exc, "status", 500))
     return response
 
 

@@ -10,7 +10,7 @@ from .. import filters as F
 from ..errors import InvalidArgument
 from ..events import EVENT_FILTERS
 from .middleware import add_common_headers
-from .util import daemon_of
+from .util import daemon_of, json_response
 
 routes = web.RouteTableDef()
 
@@ -30,12 +30,12 @@ async def ping(request: web.Request) -> web.Response:
 
 @routes.get("/version")
 async def version(request: web.Request) -> web.Response:
-    return web.json_response(daemon_of(request).host.version())
+    return json_response(daemon_of(request).host.version())
 
 
 @routes.get("/info")
 async def info(request: web.Request) -> web.Response:
-    return web.json_response(await daemon_of(request).info())
+    return json_response(await daemon_of(request).info())
 
 
 def parse_time(value: str | None, name: str) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiohttp import web
 
 from ..errors import InvalidArgument
@@ -13,6 +14,13 @@ if TYPE_CHECKING:
     from ..daemon import Daemon
 
 DAEMON: web.AppKey["Daemon"] = web.AppKey("daemon")
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """JSON with exactly ``application/json`` (the docker CLI shows the raw body of an error
+    for any other content type), encoded by orjson: listing 50 containers spends most of its
+    time encoding."""
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
 def daemon_of(request: web.Request) -> "Daemon":

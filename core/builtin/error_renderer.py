@@ -6,11 +6,11 @@ Registered as the ``builtin_errors`` entry point in ``dockyard.hooks`` and marke
 
 from __future__ import annotations
 
-import json
 import logging
 
 from aiohttp import web
 
+from ..api.util import json_response
 from ..errors import DockyardError
 from ..hookspecs import hookimpl
 
@@ -28,6 +28,4 @@ def handle_exception(request: web.Request, exception: BaseException) -> web.Resp
         log.error("%s %s failed", request.method, request.path, exc_info=exception)
     if status == 304:
         return web.Response(status=304)
-    # exactly "application/json": the docker CLI shows the raw body for any other content type
-    return web.Response(body=json.dumps({"message": message}).encode(), status=status,
-                        content_type="application/json")
+    return json_response({"message": message}, status=status)

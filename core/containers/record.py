@@ -9,8 +9,10 @@ from typing import Any
 
 from ..lifecycle import State
 from ..store import read_json, write_json
+from ..util import human_duration
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
+_STATES = {s.value: s for s in State}  # a dict lookup is much cheaper than State(value)
 RECORD = "config.v2.json"
 
 
@@ -57,14 +59,14 @@ class Container:
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 
-    def save(self, directory: Path) -> None:
-        write_json(directory / RECORD, asdict(self))
+    def save(self, directory: Path, sync: bool = True) -> None:
+        write_json(directory / RECORD, asdict(self), sync=sync)
 
     # -- state ---------------------------------------------------------------------------
 
     @property
     def state(self) -> State:
-        return State(self.status)
+        return _STATES[self.status]
 
     @property
     def running(self) -> bool:
@@ -79,8 +81,6 @@ class Container:
 
     def status_text(self, now_ns: int | None = None) -> str:
         """``Up 3 minutes``, ``Exited (0) 5 seconds ago``, ``Created``: what ``docker ps`` shows."""
-        from ..util import human_duration
-
         now_ns = now_ns or time.time_ns()
         s = self.state
         if s in (State.RUNNING, State.PAUSED):
