@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Iterable
 from aiohttp import web
 
 from ..plugins import call_hook
-from . import system
+from . import archive, containers, images, system
 from .middleware import make_middleware
 from .router import VersionedRouter
 from .util import DAEMON
@@ -16,18 +16,12 @@ from .util import DAEMON
 if TYPE_CHECKING:
     from ..daemon import Daemon
 
-# Route tables of the built-in resources; later modules append themselves here.
-ROUTE_TABLES: list[Iterable[web.AbstractRouteDef]] = [system.routes]
-from . import images as _images  # noqa: E402
-
-ROUTE_TABLES.append(_images.routes)
-from . import containers as _containers  # noqa: E402
-
-ROUTE_TABLES.append(_containers.routes)
+# One route table per resource.
+ROUTE_TABLES: list[Iterable[web.AbstractRouteDef]] = [system.routes, images.routes, containers.routes, archive.routes]
 
 
 async def make_app(daemon: "Daemon") -> web.Application:
-    with warnings.catch_warnings():  # the router argument is the supported way to swap routing
+    with warnings.catch_warnings():  # aiohttp deprecates router=, yet it is the one way to resolve prefixes once
         warnings.simplefilter("ignore", DeprecationWarning)
         app = web.Application(
             router=VersionedRouter(),

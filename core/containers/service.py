@@ -91,6 +91,7 @@ class ContainerService:
         self.removed_waiters: dict[str, list[asyncio.Future[Container]]] = {}
         self.start_waiters: dict[str, list[asyncio.Future[bool]]] = {}
         self.attached: dict[str, int] = {}  # open attach streams per container
+        self.fs_users: dict[str, int] = {}  # open uses of a rootfs (archive, export, commit)
         self.detached = asyncio.Condition()
         try:
             self.log_defaults = log_limits(daemon.config.log_opts, {"max-size": "10m", "max-file": "3"})
@@ -123,8 +124,10 @@ class ContainerService:
     def lock(self, cid: str) -> asyncio.Lock:
         return self.locks.setdefault(cid, asyncio.Lock())
 
-    def _save(self, c: Container) -> None:
-        c.save(self.dir(c))
+    def _save(self, c: Container, durable: bool = False) -> None:
+        """Atomic always; fsynced only for what cannot be re-derived (``durable``): after a
+        crash, reconcile rebuilds running/exited state from the runtime's own records."""
+        c.save(self.dir(c), sync=durable)
 
     def _require_drivers(self) -> None:
         missing = [k for k in ("storage", "runtime") if getattr(self, k) is None] + (
@@ -184,7 +187,7 @@ class ContainerService:
             await asyncio.to_thread(self.storage.create_rw, cid, c.top_layer)
             undo.callback(self.storage.remove_rw, cid)
             etcfiles.write(directory, config, host_config)
-            self._save(c)
+            self._save(c, durable=True)
             undo.pop_all()
         self.containers[cid] = c
         self.names[name] = cid
@@ -483,7 +486,7 @@ class ContainerService:
             with contextlib.suppress(Exception):
                 self.cgroups.remove(c.id)
         await asyncio.to_thread(self.storage.remove_rw, c.id)
-        shutil.rmtree(self.dir(c), ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, self.dir(c), True)
         self.containers.pop(c.id, None)
         if self.names.get(c.name) == c.id:
             del self.names[c.name]
@@ -502,7 +505,7 @@ class ContainerService:
         async with self.lock(c.id):
             old = c.name
             c.name = new
-            self._save(c)
+            self._save(c, durable=True)
             del self.names[old]
             self.names[new] = c.id
         self._emit("rename", c, oldName="/" + old)
@@ -525,6 +528,27 @@ class ContainerService:
             self._save(c)
         self._emit("unpause", c)
 
+    @contextlib.asynccontextmanager
+    async def mounted(self, c: Container) -> Any:
+        """The container's root filesystem for the duration: a stopped container's is mounted
+        here and unmounted when its last user is done (unless the container runs by then)."""
+        self._require_drivers()
+        async with self.lock(c.id):
+            if c.id not in self.containers:
+                raise NoSuchContainer(c.id)
+            path = await asyncio.to_thread(self.storage.mount, c.id)
+            self.fs_users[c.id] = self.fs_users.get(c.id, 0) + 1
+        try:
+            yield Path(path)
+        finally:
+            async with self.lock(c.id):
+                left = self.fs_users.pop(c.id, 1) - 1
+                if left:
+                    self.fs_users[c.id] = left
+                elif c.id in self.containers and c.state not in (State.RUNNING, State.PAUSED):
+                    with contextlib.suppress(Exception):
+                        await asyncio.to_thread(self.storage.unmount, c.id)
+
     def _need_cgroups(self) -> Any:
         if self.cgroups is None:
             raise Unavailable("no cgroups driver is loaded on this daemon")
@@ -543,7 +567,7 @@ class ContainerService:
             if c.running and self.cgroups is not None:
                 self.cgroups.update(c.id, resources)
             c.host_config = merged
-            self._save(c)
+            self._save(c, durable=True)
         self._emit("update", c)
         return []
 
@@ -557,7 +581,7 @@ class ContainerService:
                 raise InvalidArgument(f"invalid filter 'status={s}'")
         if "status" in f or "exited" in f:
             all_ = True
-        items = sorted(self.containers.values(), key=lambda c: c.created_ns, reverse=True)
+        items = list(reversed(self.containers.values()))  # dicts keep creation order: newest first
         if "before" in f:
             ref = self.get(f["before"][0])
             items = [c for c in items if c.created_ns < ref.created_ns]
@@ -718,12 +742,15 @@ class ContainerService:
 
     async def reconcile(self) -> None:
         """Load records and make them agree with reality; log every cleanup."""
+        loaded = []
         for directory in sorted(self.root.iterdir()):
             c = Container.load(directory) if directory.is_dir() else None
             if c is None:
                 log.warning("removing container directory without a record: %s", directory.name)
                 shutil.rmtree(directory, ignore_errors=True)
                 continue
+            loaded.append(c)
+        for c in sorted(loaded, key=lambda c: c.created_ns):  # the dict keeps creation order
             self.containers[c.id] = c
             self.names[c.name] = c.id
         known = set(self.containers)

@@ -40,6 +40,7 @@ log = logging.getLogger("dockyard.images")
 IMAGE_LIST_FILTERS = ("dangling", "label", "label!", "before", "since", "reference", "until")
 PRUNE_FILTERS = ("dangling", "label", "label!", "until")
 ZERO_TIME = "0001-01-01T00:00:00Z"
+EMPTY_TAR_DIGEST = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"  # 1024 zero bytes
 
 InUse = Callable[[str], list[Any]]
 
@@ -794,6 +795,70 @@ class ImageService:
                 log.exception("rollback: removing layer %s failed", chain)
         for digest in txn.blobs:
             self.blobs.delete(digest)
+
+    # -- commit: a container's changes as a new image ----------------------------------------
+
+    def commit(self, parent_id: str | None, layer: BinaryIO, container_config: dict[str, Any], *,
+               container_id: str = "", comment: str = "", author: str = "", created_by: str = "",
+               ref: R.Reference | None = None) -> Image:
+        """``docker commit``: a new image made of the parent's layers plus ``layer`` (an
+        uncompressed tar with whiteouts; an empty tar adds no layer, as Docker does), with
+        ``container_config`` as its config and one history entry appended to the parent's."""
+        from .streams import HashingReader
+
+        self.require_driver()
+        parent = self.images.get(parent_id) if parent_id else None
+        if parent_id and parent is None:
+            raise NoSuchImage(parent_id)
+        stage = self.staging_dir()
+        try:
+            path = stage / "layer.tar"
+            reader = HashingReader(layer)
+            with open(path, "wb") as f:
+                shutil.copyfileobj(reader, f, CHUNK)
+            empty = reader.count == 0 or reader.digest == EMPTY_TAR_DIGEST
+            pcfg = parent.config if parent is not None else {}
+            diff_ids = list(parent.diff_ids) if parent is not None else []
+            files = [stage / "present"] * len(diff_ids)  # existing layers: never opened
+            hashes: list[str | None] = list(diff_ids)
+            if not empty:
+                diff_ids.append(reader.digest)
+                files.append(path)
+                hashes.append(reader.digest)
+            created = now_rfc3339()
+            entry: dict[str, Any] = {"created": created}
+            if author:
+                entry["author"] = author
+            entry["created_by"] = created_by
+            if comment:
+                entry["comment"] = comment
+            if empty:
+                entry["empty_layer"] = True
+            config: dict[str, Any] = {"architecture": pcfg.get("architecture") or host_arch()}
+            if pcfg.get("variant"):
+                config["variant"] = pcfg["variant"]
+            if author:
+                config["author"] = author
+            if comment:
+                config["comment"] = comment
+            config.update({
+                "config": container_config, "container": container_id, "created": created,
+                "history": [*(pcfg.get("history") or []), entry], "os": pcfg.get("os") or "linux",
+                "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            })
+            data = json.dumps(config, separators=(",", ":")).encode()
+            with self.lock:
+                missing = [c for c in (parent.chains if parent is not None else []) if c not in self.layers]
+                if missing:
+                    raise NotFound(f"layer {missing[0]} of image {parent_id} is missing")
+                pending = PendingImage(data, config, files, hashes, [ref] if ref is not None else [])
+                [(image, _)] = self.commit_images([pending], lambda msg: None, event="commit")
+                if parent is not None and image.parent != parent.id:
+                    image.parent = parent.id
+                    self._save_image(image)
+            return image
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
 
     # -- load, import, save (implemented in archive.py) ------------------------------------
 

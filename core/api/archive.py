@@ -1,0 +1,159 @@
+"""Container filesystem routes: ``HEAD/GET/PUT /containers/{id}/archive`` (``docker cp``),
+``GET /containers/{id}/export`` and ``POST /commit``.
+
+The work is in :mod:`dockyard.containers.archive`; tars stream in both directions from a
+worker thread, never whole in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+from aiohttp import web
+
+from ..containers import archive as A
+from ..errors import InvalidArgument
+from ..images.streams import BodyReader, ResponseWriter
+from .containers import service
+from .middleware import add_common_headers
+from .util import json_body, json_response, query_bool
+
+log = logging.getLogger("dockyard.api.archive")
+
+routes = web.RouteTableDef()
+
+
+def _path(request: web.Request) -> str:
+    path = request.query.get("path", "")
+    if not path:
+        raise InvalidArgument("bad parameter: path cannot be empty")
+    return path
+
+
+async def _drain(request: web.Request) -> None:
+    """Read what is left of a body, so that a client still sending it gets our error answer."""
+    try:
+        while await request.content.readany():
+            pass
+    except Exception:
+        pass
+
+
+async def _stream_tar(request: web.Request, headers: dict[str, str], chunks: Callable[[], Any]) -> web.StreamResponse:
+    """Send the tar ``chunks()`` yields (called in a worker thread); a failure mid-way cuts
+    the connection, so the client sees a truncated archive, never a silently short one."""
+    response = web.StreamResponse(headers={"Content-Type": "application/x-tar", **headers})
+    add_common_headers(response)
+    await response.prepare(request)
+    writer = ResponseWriter(response, asyncio.get_running_loop())
+
+    def run() -> None:
+        for chunk in chunks():
+            writer.write(chunk)
+        writer.send()
+
+    try:
+        await asyncio.to_thread(run)
+    except ConnectionResetError:
+        log.info("client went away during an archive stream")
+        return response
+    except Exception:
+        log.exception("archive stream failed; aborting it")
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    try:
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # clients stop reading at the tar's end blocks, before the chunked terminator
+    return response
+
+
+@routes.head("/containers/{id}/archive")
+async def stat_path(request: web.Request) -> web.Response:
+    svc = service(request)
+    c = svc.get(request.match_info["id"])
+    path = _path(request)
+    async with svc.mounted(c) as rootfs:
+        def run() -> dict[str, Any]:
+            with A.Root(rootfs) as root:
+                return A.stat_path(root, c.id, path)[0]
+
+        info = await asyncio.to_thread(run)
+    return web.Response(status=200, headers={A.STAT_HEADER: A.encode_stat(info)})
+
+
+@routes.get("/containers/{id}/archive", allow_head=False)
+async def get_archive(request: web.Request) -> web.StreamResponse:
+    svc = service(request)
+    c = svc.get(request.match_info["id"])
+    path = _path(request)
+    async with svc.mounted(c) as rootfs:
+        root = await asyncio.to_thread(A.Root, rootfs)
+        try:
+            archive = await asyncio.to_thread(A.Archive, root, c.id, path)
+            try:
+                svc._emit("archive-path", c)
+                return await _stream_tar(request, {A.STAT_HEADER: A.encode_stat(archive.stat)}, archive.chunks)
+            finally:
+                archive.close()
+        finally:
+            root.close()
+
+
+@routes.put("/containers/{id}/archive")
+async def put_archive(request: web.Request) -> web.Response:
+    svc = service(request)
+    try:
+        c = svc.get(request.match_info["id"])
+        path = _path(request)
+        loop = asyncio.get_running_loop()
+        async with svc.mounted(c) as rootfs:
+            def run() -> None:
+                with A.Root(rootfs) as root:
+                    A.extract_to_dir(
+                        root, c, path, BodyReader(request.content, loop),
+                        no_overwrite_dir_non_dir=query_bool(request, "noOverwriteDirNonDir"),
+                        copy_uid_gid=query_bool(request, "copyUIDGID"),
+                        rootfs=Path(rootfs), spool_dir=svc.dir(c))
+
+            await asyncio.to_thread(run)
+    except Exception:
+        await _drain(request)
+        raise
+    svc._emit("extract-to-dir", c)
+    return web.Response(status=200)
+
+
+@routes.get("/containers/{id}/export")
+async def export(request: web.Request) -> web.StreamResponse:
+    svc = service(request)
+    c = svc.get(request.match_info["id"])
+    async with svc.mounted(c) as rootfs:
+        root = await asyncio.to_thread(A.Root, rootfs)
+        try:
+            svc._emit("export", c)
+            return await _stream_tar(request, {}, lambda: A.export_chunks(root))
+        finally:
+            root.close()
+
+
+@routes.post("/commit")
+async def commit(request: web.Request) -> web.Response:
+    svc = service(request)
+    q = request.query
+    body = await json_body(request, required=False)
+    if not (await request.read()).strip():
+        body = None  # no body: the container's own config (``null`` is the same)
+    if body is not None and not isinstance(body, dict):
+        raise InvalidArgument("invalid JSON: the container config must be an object")
+    changes = [line for v in q.getall("changes", []) for line in v.splitlines()]
+    image_id = await A.commit(
+        svc, q.get("container", ""), repo=q.get("repo") or None, tag=q.get("tag") or None,
+        comment=q.get("comment", ""), author=q.get("author", ""), pause=query_bool(request, "pause", True),
+        changes=changes, config=body)
+    return json_response({"Id": image_id}, status=201)
+
