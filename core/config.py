@@ -50,10 +50,21 @@ class DaemonConfig:
     runtime: str | None = None  # None: native
     cgroups: str | None = None  # None: auto
     insecure_tcp: bool = False  # allow plain TCP on non-loopback addresses
+    # dockerd's TLS flags; tcp:// URLs are served by the ``tls`` transport when either is on
+    tls: bool = False  # TLS without client verification
+    tlsverify: bool = False  # TLS and require client certificates signed by ``tlscacert`` (implies tls)
+    tlscacert: Path = Path("/etc/dockyard/ca.pem")
+    tlscert: Path = Path("/etc/dockyard/cert.pem")
+    tlskey: Path = Path("/etc/dockyard/key.pem")
     live_restore: bool = True
     log_opts: dict[str, str] = field(default_factory=dict)
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_file: Path | None = None
+
+    @property
+    def tls_enabled(self) -> bool:
+        """dockerd's rule: ``--tlsverify`` implies ``--tls``."""
+        return self.tls or self.tlsverify
 
     @property
     def pidfile_path(self) -> Path:
@@ -77,6 +88,11 @@ FILE_KEYS = {
     "runtime": "runtime",
     "cgroups": "cgroups",
     "insecure-tcp": "insecure_tcp",
+    "tls": "tls",
+    "tlsverify": "tlsverify",
+    "tlscacert": "tlscacert",
+    "tlscert": "tlscert",
+    "tlskey": "tlskey",
     "live-restore": "live_restore",
     "log-opts": "log_opts",
     "plugins": "plugins",
@@ -92,13 +108,13 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(h, str) for h in value):
             raise ConfigError(f"{key}: expected a list of URLs")
         return tuple(value)
-    if name in ("data_root", "exec_root", "pidfile", "config_file"):
+    if name in ("data_root", "exec_root", "pidfile", "config_file", "tlscacert", "tlscert", "tlskey"):
         if value is None:
             return None
         if not isinstance(value, (str, Path)) or not str(value):
             raise ConfigError(f"{key}: expected a path")
         return Path(value)
-    if name in ("debug", "insecure_tcp", "live_restore"):
+    if name in ("debug", "insecure_tcp", "live_restore", "tls", "tlsverify"):
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false")
         return value

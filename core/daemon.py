@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -83,7 +84,7 @@ class Daemon:
                                     shutdown_timeout=2.0)
         await self.runner.setup()
         for url in c.hosts:
-            scheme = urlsplit(url).scheme or "unix"
+            scheme = self._transport_scheme(url)
             await self.transports[scheme].site(self.runner, url, c)
             log.info("API listening on %s", url)
         self.events.emit("daemon", "start", self.id, name=os.uname().nodename)
@@ -94,7 +95,7 @@ class Daemon:
             name = getattr(c, attr)
             try:
                 self.drivers[kind] = self.plugins.load_driver(
-                    kind, name, candidates=candidates, config=c.plugin_config(name or ""),
+                    kind, name, candidates=candidates, config=lambda choice, kind=kind: self._driver_config(kind, choice),
                     root=c.data_root, state=c.exec_root,
                 )
             except PluginError:
@@ -104,15 +105,33 @@ class Daemon:
         for kind, driver in self.drivers.items():
             log.info("%s driver: %s", kind, type(driver).__name__)
 
+    def _driver_config(self, kind: str, name: str) -> dict[str, Any]:
+        """A driver's ``[plugins.NAME]`` table. Daemons with different data roots get their own
+        cgroup parent unless one is configured, so they never treat each other's containers'
+        cgroups as stale."""
+        section = self.config.plugin_config(name)
+        if kind == "cgroups" and self.config.data_root != cfg.DaemonConfig.data_root:
+            digest = hashlib.sha256(str(self.config.data_root.resolve()).encode()).hexdigest()[:8]
+            section.setdefault("parent", f"dockyard-{digest}")
+        return section
+
     def _load_transports(self) -> None:
         c = self.config
         for url in c.hosts:
-            scheme = urlsplit(url).scheme or "unix"
+            scheme = self._transport_scheme(url)
             if scheme not in self.transports:
                 self.transports[scheme] = self.plugins.load_driver(
                     "transport", scheme, config=c.plugin_config(scheme),
                     root=c.data_root, state=c.exec_root,
                 )
+
+    def _transport_scheme(self, url: str) -> str:
+        """The transport for a URL: its scheme, except that ``tcp://`` means TLS when
+        ``--tls``/``--tlsverify`` is on (as in dockerd)."""
+        scheme = urlsplit(url).scheme or "unix"
+        if scheme == "tcp" and self.config.tls_enabled:
+            return "tls"
+        return scheme
 
     async def stop(self) -> None:
         log.info("shutting down")
@@ -342,6 +361,8 @@ FLAG_FIELDS = {
     "group": "group", "debug": "debug", "log_level": "log_level", "log_format": "log_format",
     "storage_driver": "storage_driver", "runtime": "runtime", "cgroups": "cgroups",
     "insecure_tcp": "insecure_tcp", "live_restore": "live_restore", "log_opt": "log_opts",
+    "tls": "tls", "tlsverify": "tlsverify", "tlscacert": "tlscacert", "tlscert": "tlscert",
+    "tlskey": "tlskey",
 }
 
 
@@ -361,6 +382,11 @@ FLAG_FIELDS = {
 @click.option("--cgroups", help="cgroups driver: auto, v1, v2 (default auto)")
 @click.option("--insecure-tcp", is_flag=True, default=None, help="Allow plain TCP on non-loopback addresses")
 @click.option("--live-restore/--no-live-restore", default=None, help="Keep containers running while the daemon is down (default on)")
+@click.option("--tls", is_flag=True, default=None, help="Use TLS on tcp:// addresses; implied by --tlsverify")
+@click.option("--tlsverify", is_flag=True, default=None, help="Use TLS and verify client certificates against --tlscacert")
+@click.option("--tlscacert", type=click.Path(path_type=Path), help="Trust client certificates signed by this CA (default /etc/dockyard/ca.pem)")
+@click.option("--tlscert", type=click.Path(path_type=Path), help="Server TLS certificate (default /etc/dockyard/cert.pem)")
+@click.option("--tlskey", type=click.Path(path_type=Path), help="Server TLS key (default /etc/dockyard/key.pem)")
 @click.option("--log-opt", multiple=True, metavar="KEY=VALUE", help="Default container log options (max-size, max-file)")
 @click.version_option(__version__, "-v", "--version", prog_name="dockyardd")
 @click.pass_context

@@ -98,6 +98,28 @@ def authorize_request(request, identity):
 
 
 @hookspec
+def request_finished(request, identity, response, duration):
+    """Observe a request after it was answered: for audit trails and metrics.
+
+    Called once per request after the handler (or the error renderer) produced the
+    response, including denied, failed, streaming and hijacked requests (for those, when
+    the handler returns, i.e. when the stream ended). The middleware only calls it when
+    some plugin implements it, so it costs nothing otherwise.
+
+    :param request: the ``aiohttp.web.Request``; ``request["route"]`` is the route template,
+        ``request.match_info`` the object ids, ``request.get("body_json")`` the parsed JSON
+        body when an ``authorize_request`` hook made the middleware read it.
+    :param identity: the :class:`dockyard.identity.Identity` the request ran as (anonymous
+        when no ``authenticate_request`` hook answered).
+    :param response: the ``aiohttp.web.StreamResponse`` sent (``response.status``).
+    :param duration: seconds from the start of the middleware to the end of the handler.
+
+    All implementations run; return values are ignored; an exception is logged and does
+    not change the response. May be async (it is then awaited before the response returns).
+    """
+
+
+@hookspec
 def handle_exception(request, exception):
     """Render an exception raised while handling a request.
 

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pluggy
 from stevedore import NamedExtensionManager
@@ -123,7 +123,8 @@ class Plugins:
         self.check()
 
     def register(self, obj: Any, group: str, name: str) -> None:
-        self.pm.register(obj, name=name)
+        # drivers of different kinds may share a name (every kind has a "fake")
+        self.pm.register(obj, name=name if group == GROUPS["hooks"] else f"{group}:{name}")
         dist, version = _distribution_of(group, name)
         hooks = sorted(h.name for h in self.pm.get_hookcallers(obj) or ())
         self.loaded.append(PluginInfo(group, name, dist, version, hooks, obj))
@@ -141,13 +142,14 @@ class Plugins:
         name: str | None,
         *,
         candidates: Iterable[str] = (),
-        config: dict[str, Any] | None = None,
+        config: Callable[[str], dict[str, Any]] | dict[str, Any] | None = None,
         root: Path,
         state: Path,
     ) -> Any:
         """Load the ``kind`` driver called ``name``, or the first usable of ``candidates``.
 
-        ``name`` set means the operator chose it: a missing or skipping driver is fatal,
+        ``config`` is the driver's ``[plugins.NAME]`` table, or a function giving it for a
+        candidate's name. ``name`` set means the operator chose it: a missing or skipping driver is fatal,
         with a message that lists what is installed. Without a name, candidates that raise
         :class:`SkipPlugin` are logged and the next one is tried.
         """
@@ -176,7 +178,7 @@ class Plugins:
                 log.info("skipping %s driver %s: %s", kind, choice, exc)
                 reasons.append(f"{choice}: {exc}")
                 continue
-            section = dict(config or {})
+            section = dict((config(choice) if callable(config) else config) or {})
             driver_root, driver_state = root / kind / choice, state / kind / choice
             driver_root.mkdir(parents=True, exist_ok=True)
             driver_state.mkdir(parents=True, exist_ok=True)

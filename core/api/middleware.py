@@ -7,6 +7,7 @@ import json
 import logging
 import socket
 import struct
+import time
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
@@ -89,9 +90,23 @@ def make_middleware(plugins: Plugins) -> Any:
     # The checks below run per request; hooks with no implementation cost nothing.
     has_auth = bool(hook.authenticate_request.get_hookimpls())
     has_authz = bool(hook.authorize_request.get_hookimpls())
+    has_finished = bool(hook.request_finished.get_hookimpls())
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not has_finished:
+            return await _handle(request, handler)
+        started = time.monotonic()
+        response = await _handle(request, handler)
+        try:
+            await call_hook(hook.request_finished, request=request,
+                            identity=request.get("identity", ANONYMOUS), response=response,
+                            duration=time.monotonic() - started)
+        except Exception:
+            log.exception("request_finished hook failed")
+        return response
+
+    async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             request["api_version"] = check_version(request.get("api_version_raw"))
             request["route"] = route_template(request)

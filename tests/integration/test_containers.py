@@ -249,3 +249,11 @@ def test_log_rotation_per_container(d):
     assert 0 < len(out) < 2000
     r = d.docker("run", "--rm", "--log-opt", "colour=blue", "busybox", "true")
     assert r.returncode == 125 and b"unknown log opt" in r.stderr
+
+
+def test_two_daemons_keep_their_own_cgroups(d, make_daemon):
+    cid = d.docker("run", "-d", "busybox", "sleep", "60").stdout.strip().decode()
+    other = make_daemon()  # a second daemon (own data root) reconciles at start
+    assert other.ping()
+    assert d.docker("pause", cid).returncode == 0, "the other daemon removed this container's cgroup"
+    assert d.docker("unpause", cid).returncode == 0
