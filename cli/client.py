@@ -175,6 +175,10 @@ class Client:
     def delete(self, path: str, **kw: Any) -> Any:
         return self.request("DELETE", path, **kw).json()
 
+    def hijack(self, path: str, **kw: Any) -> "Hijacked":
+        """An upgraded (attach) connection; see :func:`hijack`."""
+        return hijack(self, path, **kw)
+
 
 def _qs(value: Any) -> str:
     if isinstance(value, bool):
@@ -187,3 +191,126 @@ def _qs(value: Any) -> str:
 def q(name: str) -> str:
     """Quote an object name for use in a path segment."""
     return quote(name, safe="")
+
+
+class Hijacked:
+    """A connection taken over after ``101 UPGRADED``: raw bytes both ways (attach)."""
+
+    def __init__(self, sock: socket.socket, early: bytes, headers: dict[str, str]) -> None:
+        self.sock, self._early, self.headers = sock, early, headers
+
+    def recv(self, size: int = 65536) -> bytes:
+        """The next bytes the daemon sent; ``b""`` once it closed the stream."""
+        if self._early:
+            data, self._early = self._early, b""
+            return data
+        try:
+            return self.sock.recv(size)
+        except ConnectionResetError:
+            return b""
+
+    def close_write(self) -> None:
+        """Tell the daemon there is no stdin to come (docker's CloseWrite)."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _raw_socket(client: "Client") -> socket.socket:
+    if client.scheme == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        target: Any = client.path
+    else:
+        sock = socket.socket(socket.AF_INET6 if ":" in client.addr[0] else socket.AF_INET, socket.SOCK_STREAM)
+        target = client.addr
+    if client.timeout is not None:
+        sock.settimeout(client.timeout)
+    try:
+        sock.connect(target)
+    except OSError as exc:
+        sock.close()
+        raise client._explain(exc) from None
+    return sock
+
+
+def hijack(client: "Client", path: str, *, params: dict[str, Any] | None = None, body: Any = None) -> Hijacked:
+    """``POST path`` with ``Connection: Upgrade``/``Upgrade: tcp``; after the daemon's ``101``
+    (or a plain ``200`` from daemons that do not upgrade) the socket carries the raw stream.
+    An error status raises :class:`APIError` with the daemon's message."""
+    url = API_PREFIX + path
+    if params:
+        clean = {k: _qs(v) for k, v in params.items() if v is not None}
+        if clean:
+            url += "?" + urlencode(clean)
+    payload = json.dumps(body).encode() if body is not None else b""
+    host = "localhost" if client.scheme == "unix" else f"{client.addr[0]}:{client.addr[1]}"
+    head = (f"POST {url} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: dockyard-cli\r\n"
+            f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {len(payload)}\r\n"
+            + ("Content-Type: application/json\r\n" if body is not None else "") + "\r\n")
+    sock = _raw_socket(client)
+    try:
+        sock.sendall(head.encode() + payload)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ClientError("the daemon closed the connection before answering the attach request")
+            buf += chunk
+            if len(buf) > 1 << 20:
+                raise ClientError("the daemon's answer to the attach request has no end of headers")
+        head_bytes, rest = buf.split(b"\r\n\r\n", 1)
+        lines = head_bytes.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        try:
+            status = int(parts[1])
+        except (IndexError, ValueError):
+            raise ClientError(f"malformed answer from the daemon: {lines[0]!r}") from None
+        headers = {}
+        for line in lines[1:]:
+            key, _, value = line.partition(":")
+            headers[key.strip().lower()] = value.strip()
+        if status >= 400:
+            length = int(headers.get("content-length") or -1)
+            while length < 0 or len(rest) < length:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                rest += chunk
+            if "chunked" in headers.get("transfer-encoding", "").lower():
+                rest = _dechunk(rest)
+            try:
+                message = (json.loads(rest) or {}).get("message") or (parts[2] if len(parts) > 2 else "")
+            except ValueError:
+                message = parts[2] if len(parts) > 2 else str(status)
+            raise APIError(status, message)
+        if status not in (101, 200):
+            raise ClientError(f"unexpected answer to the attach request: {lines[0]}")
+    except OSError as exc:
+        sock.close()
+        raise client._explain(exc) from None
+    except ClientError:
+        sock.close()
+        raise
+    sock.settimeout(None)
+    return Hijacked(sock, rest, headers)
+
+
+def _dechunk(data: bytes) -> bytes:
+    out = b""
+    while data:
+        size_line, _, data = data.partition(b"\r\n")
+        try:
+            size = int(size_line.split(b";")[0], 16)
+        except ValueError:
+            break
+        if not size:
+            break
+        out, data = out + data[:size], data[size + 2:]
+    return out

@@ -36,6 +36,9 @@ def load_commands() -> None:
     from . import images
 
     images.register(cli)
+    from . import containers
+
+    containers.register(cli)
     _plugin_commands()
 
 

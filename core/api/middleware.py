@@ -12,10 +12,11 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from .. import API_VERSION, MIN_API_VERSION, __version__
-from ..errors import Forbidden, InvalidArgument, NotFound, DockyardError
+from .. import API_VERSION, __version__
+from ..errors import DockyardError, Forbidden, NotFound
 from ..identity import ANONYMOUS, Peer
 from ..plugins import Plugins, call_hook, first_answer
+from ..versions import check_version
 from .util import json_response
 
 log = logging.getLogger("dockyard.api")
@@ -28,30 +29,6 @@ COMMON_HEADERS = {
     "Server": f"Dockyard/{__version__} (linux)",
     "Docker-Experimental": "false",
 }
-
-
-def _vtuple(v: str) -> tuple[int, int]:
-    major, _, minor = v.partition(".")
-    return int(major), int(minor)
-
-
-MIN_V, MAX_V = _vtuple(MIN_API_VERSION), _vtuple(API_VERSION)
-
-
-def check_version(version: str | None) -> str:
-    if version is None:
-        return API_VERSION
-    v = _vtuple(version)
-    if v < MIN_V:
-        raise InvalidArgument(
-            f"client version {version} is too old. Minimum supported API version is "
-            f"{MIN_API_VERSION}, please upgrade your client to a newer version"
-        )
-    if v > MAX_V:
-        raise InvalidArgument(
-            f"client version {version} is too new. Maximum supported API version is {API_VERSION}"
-        )
-    return version
 
 
 def peer_of(request: web.Request) -> Peer:

@@ -6,19 +6,11 @@ version it found is left in ``request["api_version_raw"]`` for the middleware.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from aiohttp import web
 
-VERSION_PREFIX = re.compile(r"^/v(\d+\.\d+)(?=/)")
-
-
-def split_version(path: str) -> tuple[str | None, str]:
-    m = VERSION_PREFIX.match(path)
-    if m is None:
-        return None, path
-    return m.group(1), path[m.end():]
+from ..versions import split_version
 
 
 class _Unversioned:

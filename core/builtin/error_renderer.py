@@ -7,18 +7,23 @@ Registered as the ``builtin_errors`` entry point in ``dockyard.hooks`` and marke
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-from aiohttp import web
-
-from ..api.util import json_response
 from ..errors import DockyardError
 from ..hookspecs import hookimpl
+
+if TYPE_CHECKING:  # hook modules are imported by the CLI too: keep the server out of it
+    from aiohttp import web
 
 log = logging.getLogger("dockyard.api")
 
 
 @hookimpl(trylast=True)
-def handle_exception(request: web.Request, exception: BaseException) -> web.Response:
+def handle_exception(request: "web.Request", exception: BaseException) -> "web.Response":
+    from aiohttp import web
+
+    from ..api.util import json_response
+
     if isinstance(exception, DockyardError):
         status, message = exception.status, exception.message
         if status >= 500:

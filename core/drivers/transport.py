@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from aiohttp import web
+if TYPE_CHECKING:  # the CLI imports this package too: keep aiohttp out of its start-up
+    from aiohttp import web
 
-if TYPE_CHECKING:
     from ..config import DaemonConfig
 
 
@@ -21,6 +21,6 @@ class Transport(Protocol):
     removes what ``site()`` left on disk (e.g. the socket file).
     """
 
-    async def site(self, runner: web.AppRunner, url: str, daemon: "DaemonConfig") -> web.BaseSite: ...
+    async def site(self, runner: "web.AppRunner", url: str, daemon: "DaemonConfig") -> "web.BaseSite": ...
 
     async def close(self) -> None: ...

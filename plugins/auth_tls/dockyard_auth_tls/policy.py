@@ -45,7 +45,7 @@ from typing import Any
 
 from dockyard.identity import Decision, Identity
 
-from dockyard.api.router import split_version
+from dockyard.versions import split_version
 
 RULE_KEYS = {"name", "cn", "uid", "group", "kind", "principal", "methods", "routes", "images",
              "privileged", "binds", "action", "message"}
