@@ -24,13 +24,17 @@ dy() { $PY -m dockyard_cli -H "$SOCK" "$@"; }
 
 echo "== dockyard info"
 dy info
-if dy images >/dev/null 2>&1; then
-    echo "== building busybox:latest offline from /bin/busybox and loading it"
-    $PY -m dockyard.testing.images "$WORK/busybox.tar"
-    dy load -i "$WORK/busybox.tar"
-    dy images
-fi
-if dy ps >/dev/null 2>&1; then
-    echo "== dockyard run --rm busybox"
-    dy run --rm busybox sh -c 'echo "hello from $(hostname), pid $$, in a Dockyard container"; uname -a'
-fi
+echo "== building busybox:latest offline from /bin/busybox and loading it"
+$PY -m dockyard.testing.images "$WORK/busybox.tar"
+dy load -i "$WORK/busybox.tar"
+dy images
+echo "== dockyard run --rm busybox"
+dy run --rm busybox sh -c 'echo "hello from $(hostname), pid $$, in a Dockyard container"; uname -a'
+echo "== a detached container: ps, logs, stop, rm"
+dy run -d --name demo busybox sh -c 'trap "echo bye; exit 0" TERM; echo up; while :; do sleep 0.2; done'
+sleep 0.5
+dy ps
+dy logs demo
+dy stop demo
+dy logs demo
+dy rm demo
