@@ -236,7 +236,8 @@ async def logs(request: web.Request) -> web.StreamResponse:
     add_common_headers(response)
     await response.prepare(request)
     if reader is not None:
-        if query_bool(request, "follow") and c.running:
+        follow = query_bool(request, "follow") and c.running
+        if follow:
             records = reader.follow(since, until, tail)
         elif tail is not None:
             records = _aiter(reader.tail(tail, since, until))
@@ -244,7 +245,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
             records = _aiter(split_lines(reader.records(since, until)))
         else:
             records = _aiter(reader.records(since, until))
-        await _write_records(response, records, framer)
+        await _write_records(response, records, framer, batch=1 if follow else 1 << 18)
     await response.write_eof()
     return response
 
