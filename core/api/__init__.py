@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ..plugins import call_hook
 from . import archive, containers, images, system
+from . import exec as exec_
 from .middleware import make_middleware
 from .router import VersionedRouter
 from .util import DAEMON
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from ..daemon import Daemon
 
 # One route table per resource.
-ROUTE_TABLES: list[Iterable[web.AbstractRouteDef]] = [system.routes, images.routes, containers.routes, archive.routes]
+ROUTE_TABLES: list[Iterable[web.AbstractRouteDef]] = [system.routes, images.routes, containers.routes, archive.routes, exec_.routes]
 
 
 async def make_app(daemon: "Daemon") -> web.Application:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import time
@@ -256,8 +257,9 @@ async def attach(request: web.Request) -> web.StreamResponse:
     hijacked connection (``101 UPGRADED``, raw bytes, closed at the end)."""
     svc = service(request)
     c = svc.get(request.match_info["id"])
-    if query_bool(request, "stdin") and c.config.get("OpenStdin"):
-        raise NotSupported("attaching stdin is not supported yet")
+    want_stdin = query_bool(request, "stdin") and bool(c.config.get("OpenStdin"))
+    if want_stdin and getattr(svc.runtime, "stdin_path", None) is None:
+        raise NotSupported("attaching stdin is not supported by this runtime")
     streams = _streams(request, False)
     tty = bool(c.config.get("Tty"))
     attached_at = time.time_ns()
@@ -269,8 +271,23 @@ async def attach(request: web.Request) -> web.StreamResponse:
                 reader = svc.logs(c)
                 if reader is not None:
                     await _write_records(conn, _aiter(reader.records()), framer)
-            if query_bool(request, "stream") and streams and await svc.wait_started(c):
-                await _write_records(conn, svc.runtime.logs(c.id).follow(attached_at), framer, batch=1)
+            stream = query_bool(request, "stream")
+            if stream and (streams or want_stdin) and await svc.wait_started(c):
+                from .exec import pump_stdin
+
+                stdin_task = asyncio.ensure_future(pump_stdin(conn, svc.runtime.stdin_path(c.id))) \
+                    if want_stdin else None
+                try:
+                    if streams:
+                        async with contextlib.aclosing(svc.runtime.logs(c.id).follow(attached_at)) as records:
+                            await _write_records(conn, records, framer, batch=1)
+                    else:
+                        await svc.wait(c.id)
+                finally:
+                    if stdin_task is not None:
+                        stdin_task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await stdin_task
         except ConnectionResetError:
             pass  # the client detached
     return response

@@ -98,6 +98,9 @@ class ContainerService:
         except InvalidArgument as exc:
             raise ConfigError(f"log-opts: {exc}") from None
         self.daemon_stopping = False
+        from .execs import ExecService
+
+        self.execs = ExecService(self)  # docker exec instances (in memory, like Docker)
         if self.images is not None:
             self.images.in_use = self._image_users
 
@@ -481,6 +484,7 @@ class ContainerService:
         task = self.monitors.pop(c.id, None)
         if task is not None and task is not asyncio.current_task():  # AutoRemove runs in the monitor
             task.cancel()
+        self.execs.forget(c.id)
         await self.runtime.delete(c.id)
         if self.cgroups is not None:
             with contextlib.suppress(Exception):

@@ -99,6 +99,36 @@ class ContainerSpec:
 
 
 @dataclass
+class ExecSpec:
+    """A process to run inside a running container (``docker exec``). It joins all the
+    container's namespaces, cgroups and root, with the container's capabilities (all of
+    them if ``privileged``), no-new-privileges setting and seccomp filter."""
+
+    id: str
+    args: list[str]
+    env: list[str] = field(default_factory=lambda: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
+    cwd: str = "/"
+    uid: int = 0
+    gid: int = 0
+    additional_gids: list[int] = field(default_factory=list)
+    tty: bool = False
+    console_size: tuple[int, int] | None = None
+    open_stdin: bool = False
+    privileged: bool = False
+
+
+class ExecStartError(InvalidArgument):
+    """The exec process could not be started (Docker's "OCI runtime exec failed" wording);
+    ``exit_code`` 126/127 is what the exec reports as its ExitCode."""
+
+    PREFIX = "OCI runtime exec failed: exec failed: unable to start container process: "
+
+    def __init__(self, detail: str, exit_code: int = 126, errno: int = 0) -> None:
+        super().__init__(f"{self.PREFIX}{detail}: unknown")
+        self.exit_code, self.errno, self.detail = exit_code, errno, detail
+
+
+@dataclass
 class ExitStatus:
     """How a container ended. ``exit_code`` is Docker's (128+signal when killed)."""
 
@@ -179,3 +209,12 @@ class Runtime(Protocol):
 
     def list(self) -> list[str]:
         """Ids that have a state dir (for the daemon's reconcile at startup)."""
+
+    # Optional (``docker exec``): runtimes without these methods make exec 501.
+    # async def exec(self, cid: str, spec: ExecSpec) -> int: host pid; ExecStartError
+    # async def exec_wait(self, cid: str, eid: str) -> ExitStatus
+    # async def exec_kill(self, cid: str, eid: str, sig: int) -> None
+    # def exec_logs(self, cid: str, eid: str) -> LogReader
+    # def exec_stdin_path(self, cid: str, eid: str) -> Path
+    # def exec_resize(self, cid: str, eid: str, height: int, width: int) -> None
+    # async def exec_delete(self, cid: str, eid: str) -> None

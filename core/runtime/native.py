@@ -24,7 +24,7 @@ import subprocess
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from ..drivers.runtime import ContainerSpec, ContainerStartError, ExitStatus
+from ..drivers.runtime import ContainerSpec, ContainerStartError, ExecSpec, ExecStartError, ExitStatus
 from ..errors import ConfigError, Conflict, InvalidState, NoSuchContainer, SkipPlugin
 from . import spec as specmod
 from . import state as st
@@ -244,7 +244,7 @@ class NativeRuntime:
         try:
             data = specmod.build(spec, state_dir=sd, log_path=log_path, exit_path=sd / st.EXIT,
                                  init_path=self.init_path)
-            st.write_meta(sd, id=spec.id, log_path=str(log_path))
+            st.write_meta(sd, id=spec.id, log_path=str(log_path), exec=specmod.exec_settings(spec))
             st.write_atomic(sd / st.SPEC, data, sync=False)
             line = await spawn_shim(self.shim, sd / st.SPEC)
             parts = line.split(" ", 3)
@@ -388,3 +388,118 @@ class NativeRuntime:
         """FIFO feeding the container's stdin (``open_stdin``): open it for writing; closing
         it is EOF when ``stdin_once``."""
         return self._dir(cid) / st.STDIN
+
+    # ------------------------------------------------------------------ exec
+    # Each exec is run by the shim in exec mode with its own state dir
+    # ``<state>/<cid>/exec/<eid>/`` (spec, pid, exit, exec.log, stdin/control fifos): the
+    # same files as a container, so logs, stdin and waiting work the same way.
+
+    def _exec_dir(self, cid: str, eid: str) -> Path:
+        if not eid or "/" in eid or eid in (".", ".."):
+            raise NoSuchContainer(eid)
+        return self._dir(cid) / "exec" / eid
+
+    async def exec(self, cid: str, spec: ExecSpec) -> int:
+        """Start ``spec`` in the running container ``cid``; return its host pid. Raises
+        ExecStartError (126/127, Docker's wording) when it cannot start."""
+        sd = self._dir(cid)
+        pid = self.pid(cid)
+        if pid is None:
+            raise InvalidState(f"Container {cid} is not running", object_id=cid, state="exited", action="exec")
+        settings = st.read_meta(sd).get("exec")
+        if settings is None:  # started by a runtime without exec support: defaults
+            settings = {}
+        ed = self._exec_dir(cid, spec.id)
+        ed.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            data = specmod.build_exec(spec, settings, pid, state_dir=ed, log_path=ed / "exec.log",
+                                      exit_path=ed / st.EXIT)
+            st.write_atomic(ed / st.SPEC, data, sync=False)
+            line = await spawn_shim(self.shim, ed / st.SPEC)
+            parts = line.split(" ", 3)
+            if parts[0] == "ok" and len(parts) >= 3:
+                return int(parts[1])
+            if parts[0] == "error" and len(parts) >= 3:
+                err = start_error(int(parts[1]), parts[2], parts[3] if len(parts) > 3 else "",
+                                  ContainerSpec(id=cid, rootfs=Path("/"), args=spec.args))
+                detail = err.detail.removeprefix("error during container init: ")  # runc's exec wording
+                raise ExecStartError(detail, 126 if err.exit_code == 128 else err.exit_code, err.errno)
+            raise ExecStartError(f"shim failed: {line or 'no status'}", 126)
+        except BaseException:
+            shutil.rmtree(ed, ignore_errors=True)
+            raise
+
+    def exec_logs(self, cid: str, eid: str) -> LogReader:
+        ed = self._exec_dir(cid, eid)
+        return LogReader(ed / "exec.log", ed / st.EXIT)
+
+    def exec_stdin_path(self, cid: str, eid: str) -> Path:
+        return self._exec_dir(cid, eid) / st.STDIN
+
+    def exec_exit_status(self, cid: str, eid: str) -> ExitStatus | None:
+        return st.read_exit(self._exec_dir(cid, eid))
+
+    async def exec_wait(self, cid: str, eid: str) -> ExitStatus:
+        ed = self._exec_dir(cid, eid)
+        while True:
+            status = st.read_exit(ed)
+            if status is not None:
+                return status
+            pids = st.read_pids(ed)
+            if pids is None:
+                if not ed.exists():
+                    return ExitStatus(exit_code=255, error="exec monitor is gone")
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                pidfd = os.pidfd_open(pids[1])
+            except OSError:
+                pidfd = None
+            if pidfd is None or not self._monitor_alive(ed, pids[1]):
+                if pidfd is not None:
+                    os.close(pidfd)
+                return st.read_exit(ed) or ExitStatus(exit_code=255, error="exec monitor is gone")
+            try:
+                await _readable(pidfd)
+            finally:
+                os.close(pidfd)
+
+    async def exec_kill(self, cid: str, eid: str, sig: int = signal.SIGKILL) -> None:
+        ed = self._exec_dir(cid, eid)
+        pids = st.read_pids(ed)
+        if pids is None or st.read_exit(ed) is not None:
+            return
+        try:
+            fd = os.pidfd_open(pids[0])
+        except OSError:
+            return
+        try:
+            with open(f"/proc/{pids[0]}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid == pids[1]:
+                signal.pidfd_send_signal(fd, sig)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def exec_resize(self, cid: str, eid: str, height: int, width: int) -> None:
+        try:
+            fd = os.open(self._exec_dir(cid, eid) / st.CONTROL, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return
+        try:
+            os.write(fd, f"resize {int(height)} {int(width)}\n".encode())
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    async def exec_delete(self, cid: str, eid: str) -> None:
+        ed = self._exec_dir(cid, eid)
+        if not ed.exists():
+            return
+        if st.read_exit(ed) is None and st.read_pids(ed):
+            await self.exec_kill(cid, eid, signal.SIGKILL)
+            await self.exec_wait(cid, eid)
+        shutil.rmtree(ed, ignore_errors=True)

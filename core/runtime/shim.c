@@ -3,6 +3,11 @@
  *
  * Usage: dockyard-shim <specfile>
  *
+ * Exec mode (spec has "exec_root"): the same launcher/monitor, but the child joins a running
+ * container (the monitor setns()es its pid namespace before forking so the child lands in
+ * it; the child joins the other namespaces from "exec_ns" records, then chroots into
+ * "exec_root" = /proc/<pid 1>/root) instead of building a new one.
+ *
  * The daemon (dockyard.runtime.spec) precomputes everything; this program only executes a
  * list of operations. Spec format: records "<key> <len>\n<len bytes>\n"; multi-field
  * payloads separate fields with NUL bytes. See core/runtime/spec.py for the keys.
@@ -271,6 +276,28 @@ static void child_main(struct child_io *io)
         if (nul > 2) close(nul);
     }
 
+    const char *exec_root = get("exec_root");
+    if (exec_root) {
+        /* exec mode: join the running container's namespaces and root instead of building one.
+         * Every fd is opened first: after setns(mnt) /proc is the container's. */
+        int rootfd = open(exec_root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (rootfd < 0) die("exec-root", exec_root, errno);
+        int nsfd[16], nsflag[16], nns = 0;
+        for (int i = 0; i < nrecs && nns < 16; i++) {
+            if (strcmp(recs[i].key, "exec_ns")) continue;
+            nsflag[nns] = strtol(field(&recs[i], 0), NULL, 0);
+            nsfd[nns] = open(field(&recs[i], 1), O_RDONLY | O_CLOEXEC);
+            if (nsfd[nns] < 0) die("setns", field(&recs[i], 1), errno);
+            nns++;
+        }
+        for (int i = 0; i < nns; i++) {
+            if (setns(nsfd[i], nsflag[i]) < 0) die("setns", "namespace", errno);
+            close(nsfd[i]);
+        }
+        if (fchdir(rootfd) < 0 || chroot(".") < 0) die("chroot", exec_root, errno);
+        close(rootfd);
+        if (chdir("/") < 0) die("chdir", "/", errno);
+    } else {
     const char *rootfs = get("rootfs");
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("mount", "make / private", errno);
     if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) die("mount", rootfs, errno);
@@ -333,6 +360,7 @@ static void child_main(struct child_io *io)
             if (setattr(AT_FDCWD, "/", 0, MOUNT_ATTR_RDONLY) < 0) die("readonly", "/", errno);
         }
     }
+    } /* !exec_root */
 
     if (io->tty) {
         int m = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -664,7 +692,11 @@ int main(int argc, char **argv)
             }
             case 1: case 2: {
                 int *fdp = tag[i] == 1 ? &out_fd : &err_fd;
-                ssize_t n = read(*fdp, iobuf, BUFSZ);
+                /* with rotation, keep records well under max-size so a burst still rotates */
+                size_t want = BUFSZ;
+                if (log_max_size > 0 && (long long)want > log_max_size / 4)
+                    want = log_max_size / 4 > 1024 ? (size_t)(log_max_size / 4) : 1024;
+                ssize_t n = read(*fdp, iobuf, want);
                 if (n > 0) log_write(tag[i], iobuf, n);
                 else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
                     if (*fdp == in_w) in_w = -1;

@@ -30,9 +30,10 @@ arg, env              repeatable, in order
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from ..drivers.runtime import ContainerSpec, validate_ulimits
+from ..drivers.runtime import ContainerSpec, ExecSpec, validate_ulimits
 from ..errors import InvalidArgument
 from . import capabilities, seccomp
 
@@ -182,6 +183,85 @@ def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Pa
         r.append(("seccomp", prog))
     if spec.init:
         add("init", INIT_TARGET)
+    for a in spec.args:
+        add("arg", a)
+    for e in spec.env:
+        if "=" not in e:
+            raise InvalidArgument(f"invalid environment variable: {e}")
+        add("env", e)
+    return encode(r)
+
+
+def exec_settings(spec: ContainerSpec) -> dict:
+    """What an exec into this container needs later (kept in the runtime's state dir)."""
+    priv = spec.privileged
+    caps = capabilities.resolve(privileged=True) if priv else (
+        [capabilities.normalize(c) for c in spec.capabilities] if spec.capabilities is not None
+        else list(capabilities.DOCKER_DEFAULT))
+    return {"caps": caps, "privileged": priv, "nnp": bool(spec.no_new_privileges),
+            "seccomp": spec.seccomp, "cgroup_procs": list(spec.cgroup_procs),
+            "rootfs": str(Path(spec.rootfs).resolve())}
+
+
+EXEC_NS_ORDER = ["cgroup", "ipc", "uts", "net", "mnt"]  # mnt last: /proc changes with it
+
+
+def build_exec(spec: ExecSpec, settings: dict, pid: int, *, state_dir: Path, log_path: Path,
+               exit_path: Path) -> bytes:
+    """The shim input to run ``spec`` inside the container whose pid 1 is ``pid`` (host pid)."""
+    if not spec.args:
+        raise InvalidArgument("No exec command specified")
+    r: list[tuple[str, bytes]] = []
+
+    def add(key: str, *vals: str | int) -> None:
+        r.append((key, _fields(*vals)))
+
+    add("version", 1)
+    add("state_dir", str(state_dir))
+    add("log_path", str(log_path))
+    add("exit_path", str(exit_path))
+    add("log_max_size", 0)
+    add("log_max_files", 1)
+    add("rootfs", settings.get("rootfs") or "/")
+    add("exec_root", f"/proc/{pid}/root")
+    flags = dict(NS_FLAGS, mnt=CLONE_NEWNS)
+
+    def same(kind: str) -> bool:
+        try:
+            return os.readlink(f"/proc/self/ns/{kind}") == os.readlink(f"/proc/{pid}/ns/{kind}")
+        except OSError:
+            return False
+
+    if not same("pid"):
+        add("setns", CLONE_NEWPID, f"/proc/{pid}/ns/pid")  # joined by the monitor: its child lands in it
+    for kind in EXEC_NS_ORDER:
+        if not same(kind):
+            add("exec_ns", flags[kind], f"/proc/{pid}/ns/{kind}")
+    add("clone_flags", 0)
+    for p in settings.get("cgroup_procs") or []:
+        add("cgroup", p)
+    if spec.tty:
+        add("tty", 1)
+        if spec.console_size:
+            add("console_size", f"{spec.console_size[0]} {spec.console_size[1]}")
+    if spec.open_stdin:
+        add("stdin", 1)
+        add("stdin_once", 1)
+    cwd = spec.cwd or "/"
+    if not cwd.startswith("/"):
+        raise InvalidArgument(f"the working directory '{cwd}' is invalid, it needs to be an absolute path")
+    add("cwd", cwd)
+    add("uid", spec.uid)
+    add("gid", spec.gid)
+    add("groups", " ".join(str(g) for g in spec.additional_gids))
+    priv = bool(settings.get("privileged")) or spec.privileged
+    caps = capabilities.resolve(privileged=True) if priv else list(settings.get("caps") or capabilities.DOCKER_DEFAULT)
+    add("caps", "%x" % capabilities.mask(caps))
+    add("nnp", int(bool(settings.get("nnp"))))
+    ccaps = list(settings.get("caps") or capabilities.DOCKER_DEFAULT)  # the container's own filter
+    prog = seccomp.for_container(settings.get("seccomp", "default"), ccaps, bool(settings.get("privileged")))
+    if prog:
+        r.append(("seccomp", prog))
     for a in spec.args:
         add("arg", a)
     for e in spec.env:

@@ -1,0 +1,153 @@
+"""Exec routes: ``POST /containers/{id}/exec``, ``/exec/{id}/start|resize``, ``GET /exec/{id}/json``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ..containers.execs import ExecService
+from ..drivers.runtime import ExecStartError
+from ..errors import InvalidArgument, NotSupported
+from ..runtime.logfile import LogRecord
+from .hijack import Hijacked, hijack
+from .util import daemon_of, json_body, json_response
+
+routes = web.RouteTableDef()
+
+
+def execs(request: web.Request) -> ExecService:
+    daemon = daemon_of(request)
+    svc = getattr(daemon, "execs", None)
+    if svc is None:
+        containers = getattr(daemon, "containers", None)
+        if containers is None:
+            raise NotSupported("containers are not available on this daemon")
+        svc = getattr(containers, "execs", None)
+        if svc is None:
+            svc = containers.execs = ExecService(containers)
+    return svc
+
+
+async def _open_writer(path: Path, timeout: float = 5.0) -> int | None:
+    """Open a FIFO for writing without blocking (its reader, the shim, must be there)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno not in (errno.ENXIO, errno.ENOENT) or loop.time() > deadline:
+                return None
+            await asyncio.sleep(0.02)
+
+
+async def pump_stdin(conn: Hijacked, path: Path) -> None:
+    """Copy the client's stdin into the FIFO until the client's EOF, then close it (EOF for
+    the process when the runtime closes stdin once)."""
+    fd = await _open_writer(path)
+    if fd is None:
+        return
+    try:
+        while True:
+            chunk = await conn.read()
+            if chunk is None:
+                break
+            view = memoryview(chunk)
+            while view:
+                try:
+                    n = os.write(fd, view)
+                    view = view[n:]
+                except BlockingIOError:
+                    await asyncio.sleep(0.01)
+                except OSError:  # the reader went away (process ended)
+                    return
+    finally:
+        os.close(fd)
+
+
+def _frame(tty: bool, stream: int, data: bytes) -> bytes:
+    return data if tty else LogRecord(stream, 0, data).frame()
+
+
+@routes.post("/containers/{id}/exec")
+async def create(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    e = execs(request).create(request.match_info["id"], body)
+    return json_response({"Id": e.id}, status=201)
+
+
+@routes.get("/exec/{id}/json")
+async def inspect(request: web.Request) -> web.Response:
+    svc = execs(request)
+    return json_response(svc.inspect(svc.get(request.match_info["id"])))
+
+
+@routes.post("/exec/{id}/resize")
+async def resize(request: web.Request) -> web.Response:
+    svc = execs(request)
+    e = svc.get(request.match_info["id"])
+    try:
+        h, w = int(request.query.get("h", "0")), int(request.query.get("w", "0"))
+    except ValueError:
+        raise InvalidArgument("invalid resize: h and w must be integers") from None
+    svc.resize(e, h, w)
+    return web.Response(status=200)
+
+
+@routes.post("/exec/{id}/start")
+async def start(request: web.Request) -> web.StreamResponse:
+    svc = execs(request)
+    e = svc.get(request.match_info["id"])
+    body = await json_body(request, required=False) or {}
+    if not isinstance(body, dict):
+        raise InvalidArgument("exec start config must be a JSON object")
+    if body.get("Tty") is not None:
+        e.tty = bool(body.get("Tty"))
+    size = body.get("ConsoleSize")
+    if isinstance(size, list) and len(size) == 2 and size[0]:
+        e.console_size = (int(size[0]), int(size[1]))
+    if body.get("Detach"):
+        e.attach_stdin = False
+        await svc.start(e)
+        asyncio.ensure_future(svc.cleanup(e))
+        return web.Response(status=200)
+
+    if e.started:  # 409 before the hijack
+        await svc.start(e)
+    tty = e.tty
+    content_type = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
+    response, conn = await hijack(request, content_type)
+    try:
+        await svc.start(e)
+    except ExecStartError as exc:
+        with contextlib.suppress(ConnectionResetError):
+            await conn.write(_frame(tty, 1, (exc.message + "\r\n").encode()))
+        return response
+    except Exception as exc:
+        with contextlib.suppress(ConnectionResetError):
+            await conn.write(_frame(tty, 1, (str(exc) + "\r\n").encode()))
+        return response
+    streams = {s for s, on in ((1, e.attach_stdout), (2, e.attach_stderr)) if on}
+    stdin_task = asyncio.ensure_future(pump_stdin(conn, svc.stdin_path(e))) if e.attach_stdin else None
+    try:
+        async with contextlib.aclosing(svc.logs(e).follow()) as records:
+            async for r in records:
+                if r.stream in streams:
+                    await conn.write(r.data if tty else r.frame())
+    except ConnectionResetError:
+        pass  # the client went away: the process keeps running, like Docker
+    finally:
+        if stdin_task is not None:
+            stdin_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await stdin_task
+    if not conn.lost.is_set():
+        await e.done.wait()  # the client asks for ExitCode right after the stream ends
+    asyncio.ensure_future(svc.cleanup(e))
+    return response

@@ -1,0 +1,288 @@
+"""docker exec and attach-with-stdin end to end: the real docker CLI and docker-py, real kernel."""
+
+import os
+import pty
+import select
+import struct
+import termios
+import fcntl
+import subprocess
+import time
+
+import pytest
+
+pytestmark = pytest.mark.privileged
+
+
+@pytest.fixture
+def d(busybox_daemon):
+    before = set(busybox_daemon.docker("ps", "-aq", "--no-trunc").stdout.split())
+    yield busybox_daemon
+    after = set(busybox_daemon.docker("ps", "-aq", "--no-trunc").stdout.split())
+    for cid in after - before:
+        busybox_daemon.docker("rm", "-f", cid.decode())
+
+
+@pytest.fixture
+def ctr(d):
+    r = d.docker("run", "-d", "--hostname", "exechost", "busybox", "sh", "-c",
+                 "echo made > /created; exec sleep 300")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.decode().strip()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if d.docker("exec", cid, "cat", "/created").stdout == b"made\n":
+            break
+        time.sleep(0.05)
+    return cid
+
+
+def test_exec_output_and_exit_codes(d, ctr):
+    r = d.docker("exec", ctr, "echo", "hello")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"hello\n"
+    r = d.docker("exec", ctr, "sh", "-c", "exit 4")
+    assert r.returncode == 4
+    r = d.docker("exec", ctr, "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (r.returncode, r.stdout, r.stderr) == (3, b"out\n", b"err\n")
+
+
+def test_exec_sees_container(d, ctr):
+    assert d.docker("exec", ctr, "hostname").stdout == b"exechost\n"
+    assert d.docker("exec", ctr, "cat", "/created").stdout == b"made\n"
+    ps = d.docker("exec", ctr, "ps", "-o", "pid,args").stdout.decode()
+    lines = [line.split(None, 1) for line in ps.splitlines()[1:]]
+    assert ["1", "sleep 300"] in lines, ps
+    assert d.docker("exec", ctr, "readlink", "/proc/self/ns/net").stdout == \
+        d.docker("exec", ctr, "readlink", "/proc/1/ns/net").stdout
+    r = d.docker("exec", "-w", "/tmp", "-e", "FOO=bar", "-u", "nobody", ctr, "sh", "-c", "pwd; echo $FOO; id -u")
+    assert r.stdout == b"/tmp\nbar\n65534\n", r.stderr
+
+
+def test_exec_caps_and_cgroup(d, ctr):
+    own = d.docker("exec", ctr, "grep", "CapBnd", "/proc/1/status").stdout.split()[-1]
+    assert d.docker("exec", ctr, "grep", "CapBnd", "/proc/self/status").stdout.split()[-1] == own
+    priv = d.docker("exec", "--privileged", ctr, "grep", "CapBnd", "/proc/self/status").stdout.split()[-1]
+    assert int(priv, 16) > int(own, 16)
+    assert d.docker("exec", ctr, "cat", "/proc/self/cgroup").stdout == \
+        d.docker("exec", ctr, "cat", "/proc/1/cgroup").stdout
+
+
+def test_exec_stdin(d, ctr):
+    r = d.docker("exec", "-i", ctr, "cat", input=b"piped data\n" * 1000)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"piped data\n" * 1000
+    r = d.docker("exec", "-i", ctr, "sh", "-c", "read x; exit $x", input=b"7\n")
+    assert r.returncode == 7
+
+
+def test_exec_missing_binary(d, ctr):
+    r = d.docker("exec", ctr, "nosuchbinary")
+    assert r.returncode in (126, 127)
+    out = r.stdout + r.stderr
+    assert b'exec: "nosuchbinary": executable file not found in $PATH' in out, out
+
+
+def test_exec_not_running(d):
+    cid = d.docker("create", "busybox", "true").stdout.decode().strip()
+    r = d.docker("exec", cid, "true")
+    assert r.returncode != 0
+    assert b"is not running" in r.stderr
+
+
+def test_exec_detach_and_inspect(d, ctr):
+    client = d.docker_client()
+    try:
+        api = client.api
+        eid = api.exec_create(ctr, ["sh", "-c", "sleep 0.3; exit 9"])["Id"]
+        info = api.exec_inspect(eid)
+        assert info["Running"] is False and info["ContainerID"] == client.containers.get(ctr).id
+        assert info["ProcessConfig"]["entrypoint"] == "sh"
+        assert info["ProcessConfig"]["arguments"] == ["-c", "sleep 0.3; exit 9"]
+        api.exec_start(eid, detach=True)
+        assert api.exec_inspect(eid)["Running"] is True
+        deadline = time.monotonic() + 10
+        while api.exec_inspect(eid)["Running"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert api.exec_inspect(eid)["ExitCode"] == 9
+    finally:
+        client.close()
+
+
+def test_docker_py_exec_run(d, ctr):
+    client = d.docker_client()
+    try:
+        c = client.containers.get(ctr)
+        assert c.exec_run("sh -c 'exit 3'").exit_code == 3
+        r = c.exec_run("echo hi")
+        assert (r.exit_code, r.output) == (0, b"hi\n")
+        r = c.exec_run(["sh", "-c", "echo a; echo b >&2"], demux=True)
+        assert r.output == (b"a\n", b"b\n")
+        chunks = b"".join(c.exec_run("sh -c 'for i in 1 2 3; do echo $i; done'", stream=True).output)
+        assert chunks == b"1\n2\n3\n"
+    finally:
+        client.close()
+
+
+def test_exec_events(d, ctr):
+    since = str(int(time.time()) - 1)
+    d.docker("exec", ctr, "sh", "-c", "exit 2")
+    until = str(int(time.time()) + 1)
+    ev = d.docker("events", "--since", since, "--until", until, "--format", "{{.Action}} {{.Actor.Attributes.exitCode}}").stdout.decode()
+    assert "exec_create: sh -c exit 2" in ev
+    assert "exec_start: sh -c exit 2" in ev
+    assert "exec_die 2" in ev
+
+
+def test_run_interactive_stdin(d):
+    r = d.docker("run", "-i", "--rm", "busybox", "cat", input=b"hi\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"hi\n"
+    r = d.docker("run", "-i", "--rm", "busybox", "sh", "-c", "wc -c", input=b"x" * 300000)
+    assert r.stdout.strip() == b"300000"
+
+
+def test_exec_no_fd_leak(d, ctr):
+    pid = int(d.proc.pid)
+
+    def fds():
+        return len(os.listdir(f"/proc/{pid}/fd"))
+
+    for _ in range(3):
+        d.docker("exec", ctr, "true")
+    before = fds()
+    client = d.docker_client()
+    try:
+        c = client.containers.get(ctr)
+        for i in range(50):
+            r = c.exec_run(["sh", "-c", f"echo {i}"], stdin=(i % 2 == 0))
+            assert r.output == f"{i}\n".encode()
+    finally:
+        client.close()
+    time.sleep(0.5)
+    assert fds() <= before + 5
+
+
+def _pty_run(d, *args, send=b"", timeout=20):
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ["DOCKER_CONFIG"] = str(d.base / "docker-config")
+        os.execvp("docker", ["docker", "-H", d.url, *args])
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 99, 0, 0))
+    out = b""
+    sent = False
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        if not sent and b"# " in out:
+            os.write(fd, send)
+            sent = True
+        w, st = os.waitpid(pid, os.WNOHANG)
+        if w:
+            status = st
+            break
+    if status is None:
+        _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), out
+
+
+def test_exec_tty(d, ctr):
+    code, out = _pty_run(d, "exec", "-it", ctr, "sh", send=b"stty size; tty; exit 5\n")
+    assert code == 5, out
+    assert b"/dev/pts/" in out, out
+    assert b"33 99\r\n" in out, out
+
+
+def test_run_tty(d):
+    code, out = _pty_run(d, "run", "-it", "--rm", "busybox", "sh", send=b"stty size; exit 6\n")
+    assert code == 6, out
+    assert b"33 99\r\n" in out, out
+
+
+def test_exec_tty_no_stdin(d, ctr):
+    r = d.docker("exec", "-t", ctr, "sh", "-c", "tty; exit 2")
+    assert r.returncode == 2
+    assert b"/dev/pts/" in r.stdout
+
+
+def test_exec_paused(d, ctr):
+    assert d.docker("pause", ctr).returncode == 0
+    try:
+        r = d.docker("exec", ctr, "true")
+        assert r.returncode != 0
+        assert b"paused" in r.stderr, r.stderr
+    finally:
+        d.docker("unpause", ctr)
+    assert d.docker("exec", ctr, "true").returncode == 0
+
+
+def test_exec_ends_with_container(d, ctr):
+    p = subprocess.Popen(["docker", "-H", d.url, "exec", ctr, "sleep", "100"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env={**os.environ, "DOCKER_CONFIG": str(d.base / "docker-config")})
+    time.sleep(1)
+    assert p.poll() is None
+    assert d.docker("rm", "-f", ctr).returncode == 0
+    p.communicate(timeout=15)
+    assert p.returncode != 0
+
+
+def test_exec_bad_workdir_and_user(d, ctr):
+    r = d.docker("exec", "-u", "nosuchuser", ctr, "true")
+    assert r.returncode != 0
+    assert b"nosuchuser" in r.stdout + r.stderr
+    r = d.docker("exec", "-w", "/nonexistent-dir", ctr, "true")
+    assert r.returncode != 0
+
+
+def test_exec_tty_resize_api(d, ctr):
+    client = d.docker_client()
+    try:
+        api = client.api
+        eid = api.exec_create(ctr, ["sh", "-c", "sleep 1; stty size"], tty=True)["Id"]
+        sock = api.exec_start(eid, tty=True, socket=True)
+        deadline = time.monotonic() + 5
+        while not api.exec_inspect(eid)["Running"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        api.exec_resize(eid, height=20, width=70)
+        raw = sock._sock if hasattr(sock, "_sock") else sock
+        out = b""
+        raw.settimeout(10)
+        while True:
+            chunk = raw.recv(4096)
+            if not chunk:
+                break
+            out += chunk
+        raw.close()
+        assert b"20 70" in out, out
+        info = api.exec_inspect(eid)
+        assert info["ProcessConfig"]["tty"] is True and info["ExitCode"] == 0
+    finally:
+        client.close()
+
+
+def test_docker_py_exec_run_tty(d, ctr):
+    client = d.docker_client()
+    try:
+        r = client.containers.get(ctr).exec_run("sh -c 'tty; exit 4'", tty=True)
+        assert r.exit_code == 4
+        assert r.output.startswith(b"/dev/pts/")
+    finally:
+        client.close()
+
+
+def test_start_attach_stdin(d):
+    cid = d.docker("create", "-i", "busybox", "sh", "-c", "read x; echo got $x").stdout.decode().strip()
+    r = d.docker("start", "-ai", cid, input=b"value\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"got value\n"
