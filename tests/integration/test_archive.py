@@ -13,40 +13,9 @@ import time
 import docker
 import pytest
 
+from dockyard.testing.daemon import wait_for
+
 pytestmark = pytest.mark.privileged
-
-
-def wait_for(predicate, timeout=15.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not reached")
-
-
-def _ids(d, *args):
-    return set(d.docker(*args).stdout.decode().split())
-
-
-@pytest.fixture
-def d(busybox_daemon):
-    """The shared daemon; every container and image a test makes is removed afterwards."""
-    containers = _ids(busybox_daemon, "ps", "-aq", "--no-trunc")
-    images = _ids(busybox_daemon, "images", "-aq", "--no-trunc")
-    yield busybox_daemon
-    for cid in _ids(busybox_daemon, "ps", "-aq", "--no-trunc") - containers:
-        busybox_daemon.docker("rm", "-f", cid)
-    for iid in _ids(busybox_daemon, "images", "-aq", "--no-trunc") - images:
-        busybox_daemon.docker("rmi", "-f", iid)
-
-
-@pytest.fixture
-def client(d):
-    c = d.docker_client()
-    yield c
-    c.close()
 
 
 def ok(r):

@@ -11,20 +11,12 @@ import time
 import click
 import pytest
 
+from dockyard.testing.daemon import wait_for
+
 from dockyard_cli import containers as C
 from dockyard_cli.streams import Demuxer, copy_output, demux, frame
 
 pytestmark = pytest.mark.privileged
-
-
-def wait_for(predicate, timeout=30.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not reached")
 
 
 def ids(d):

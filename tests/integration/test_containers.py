@@ -8,34 +8,9 @@ import time
 import docker
 import pytest
 
+from dockyard.testing.daemon import wait_for
+
 pytestmark = pytest.mark.privileged
-
-
-def wait_for(predicate, timeout=15.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not reached")
-
-
-@pytest.fixture
-def d(busybox_daemon):
-    """The shared daemon; every container a test makes is removed afterwards."""
-    before = set(busybox_daemon.docker("ps", "-aq", "--no-trunc").stdout.split())
-    yield busybox_daemon
-    after = set(busybox_daemon.docker("ps", "-aq", "--no-trunc").stdout.split())
-    for cid in after - before:
-        busybox_daemon.docker("rm", "-f", cid.decode())
-
-
-@pytest.fixture
-def client(d):
-    c = d.docker_client()
-    yield c
-    c.close()
 
 
 def test_run_rm_prints_and_leaves_nothing(d):

@@ -15,15 +15,6 @@ pytestmark = pytest.mark.privileged
 
 
 @pytest.fixture
-def d(busybox_daemon):
-    before = set(busybox_daemon.docker("ps", "-aq", "--no-trunc").stdout.split())
-    yield busybox_daemon
-    after = set(busybox_daemon.docker("ps", "-aq", "--no-trunc").stdout.split())
-    for cid in after - before:
-        busybox_daemon.docker("rm", "-f", cid.decode())
-
-
-@pytest.fixture
 def ctr(d):
     r = d.docker("run", "-d", "--hostname", "exechost", "busybox", "sh", "-c",
                  "echo made > /created; exec sleep 300")
