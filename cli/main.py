@@ -30,15 +30,10 @@ def cli(ctx: click.Context, host: str | None) -> None:
 
 
 def load_commands() -> None:
-    from . import system
+    from . import archive, containers, images, system
 
-    system.register(cli)
-    from . import images
-
-    images.register(cli)
-    from . import containers
-
-    containers.register(cli)
+    for module in (system, images, containers, archive):
+        module.register(cli)
     _plugin_commands()
 
 

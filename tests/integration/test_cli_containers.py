@@ -5,6 +5,7 @@ import json
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 
@@ -329,3 +330,26 @@ def test_stats_formulas_and_ps_row():
     assert C.ps_row(c, no_trunc=True, now=1005)["Command"] == json.dumps(c["Command"])
     assert C.render("{{.State.Running}} {{json .Labels}} {{.Args}}",
                     {"State": {"Running": True}, "Labels": {"a": "1"}, "Args": ["-c", "x"]}) == 'true {"a":"1"} [-c x]'
+
+
+def test_cp_export_commit(d, tmp_path):
+    ok(d, "run", "-d", "--name", "cli-files", "busybox", "sh", "-c", "mkdir /data; echo inside > /data/f; sleep 60")
+    wait_for(lambda: d.cli("cp", "cli-files:/data/f", str(tmp_path / "f")).returncode == 0)
+    assert (tmp_path / "f").read_text() == "inside\n"
+    ok(d, "cp", "cli-files:/data", str(tmp_path))  # a directory into an existing directory
+    assert (tmp_path / "data" / "f").read_text() == "inside\n"
+    (tmp_path / "up.txt").write_text("from the host\n")
+    ok(d, "cp", str(tmp_path / "up.txt"), "cli-files:/data/")
+    ok(d, "cp", str(tmp_path / "up.txt"), "cli-files:/renamed.txt")
+    ok(d, "cp", "cli-files:/renamed.txt", str(tmp_path / "back.txt"))
+    assert (tmp_path / "back.txt").read_text() == "from the host\n"
+    r = d.cli("cp", "cli-files:/nope", str(tmp_path))
+    assert r.returncode != 0 and b"Could not find the file /nope" in r.stderr
+    ok(d, "export", "-o", str(tmp_path / "fs.tar"), "cli-files")
+    with tarfile.open(tmp_path / "fs.tar") as t:
+        assert "data/up.txt" in t.getnames() and "bin/busybox" in t.getnames()
+    image_id = ok(d, "commit", "-c", 'CMD ["cat", "/data/up.txt"]', "cli-files", "cli-committed:1").strip()
+    assert image_id.startswith("sha256:")
+    assert ok(d, "run", "--rm", "cli-committed:1") == "from the host\n"
+    ok(d, "rm", "-f", "cli-files")
+    ok(d, "rmi", "cli-committed:1")
