@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import click
 
 from .client import APIError, Client, ClientError, q
+from .options import filter_dict
 from .output import human_duration, human_size, table
 from .streams import MULTIPLEXED, copy_output, socket_chunks
 
@@ -429,16 +430,6 @@ def ps_row(c: Mapping[str, Any], no_trunc: bool = False, now: float | None = Non
 
 
 # -- shared plumbing ------------------------------------------------------------------------
-
-
-def filter_dict(items: Iterable[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise click.BadParameter(f"bad format of filter (expected name=value): {item}", param_hint="--filter")
-        out.setdefault(key, []).append(value)
-    return out
 
 
 def each(names: Iterable[str], action: Callable[[str], Any], echo: bool = True,

@@ -12,6 +12,7 @@ from typing import Any, BinaryIO, Iterator
 import click
 
 from .client import APIError, Client, ClientError, q
+from .options import filter_dict
 from .output import FORMAT_HELP, emit_json, human_duration, human_size, output, render_template, table
 
 
@@ -24,16 +25,6 @@ def register(cli: click.Group) -> None:
         system = click.Group("system", help="Manage Dockyard (system df, ...).")
         cli.add_command(system)
     system.add_command(df)
-
-
-def filter_dict(items: tuple[str, ...]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise click.BadParameter(f"filter {item!r} is not key=value")
-        out.setdefault(key, []).append(value)
-    return out
 
 
 def short(image_id: str, no_trunc: bool = False) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from .client import Client
+from .options import filter_dict
 from .output import FORMAT_HELP, emit_json, human_size, output, render_template
 
 
@@ -117,16 +118,6 @@ def plugins(client: Client, fmt: str | None) -> None:
     output(fmt, items, ("GROUP", "NAME", "DISTRIBUTION", "VERSION", "HOOKS"),
            [(p["Group"], p["Name"], p.get("Distribution"), p.get("Version"), ",".join(p.get("Hooks") or []))
             for p in items])
-
-
-def filter_dict(items: tuple[str, ...]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise click.BadParameter(f"filter {item!r} is not key=value")
-        out.setdefault(key, []).append(value)
-    return out
 
 
 def to_timestamp(value: str | None) -> str | None:

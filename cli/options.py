@@ -1,0 +1,18 @@
+"""Parsing of options shared by several commands."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import click
+
+
+def filter_dict(items: Iterable[str]) -> dict[str, list[str]]:
+    """Repeated ``--filter key=value`` options as Docker's filters object."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"bad format of filter (expected name=value): {item}", param_hint="--filter")
+        out.setdefault(key, []).append(value)
+    return out
