@@ -31,6 +31,7 @@ arg, env              repeatable, in order
 from __future__ import annotations
 
 import os
+from typing import Any
 from pathlib import Path
 
 from ..drivers.runtime import ContainerSpec, ExecSpec, validate_ulimits
@@ -76,6 +77,48 @@ def _mount_depth(target: str) -> int:
     return len([p for p in target.split("/") if p])
 
 
+def _container_caps(spec: ContainerSpec) -> list[str]:
+    """The capabilities a container (and so its execs) runs with."""
+    if spec.privileged:
+        return capabilities.resolve(privileged=True)
+    if spec.capabilities is not None:
+        return [capabilities.normalize(c) for c in spec.capabilities]
+    return list(capabilities.DOCKER_DEFAULT)
+
+
+# Record blocks shared by a container's spec and an exec's.
+
+def _add_files(add: Any, state_dir: Path, log_path: Path, exit_path: Path, max_size: int, max_files: int,
+               rootfs: str) -> None:
+    add("version", 1)
+    add("state_dir", str(state_dir))
+    add("log_path", str(log_path))
+    add("exit_path", str(exit_path))
+    add("log_max_size", max_size)
+    add("log_max_files", max_files)
+    add("rootfs", rootfs)
+
+
+def _add_stdio(add: Any, tty: bool, console_size: tuple[int, int] | None, open_stdin: bool,
+               stdin_once: bool) -> None:
+    if tty:
+        add("tty", 1)
+        if console_size:
+            add("console_size", f"{console_size[0]} {console_size[1]}")
+    if open_stdin:
+        add("stdin", 1)
+        add("stdin_once", int(stdin_once))
+
+
+def _add_command(add: Any, args: list[str], env: list[str]) -> None:
+    for a in args:
+        add("arg", a)
+    for e in env:
+        if "=" not in e:
+            raise InvalidArgument(f"invalid environment variable: {e}")
+        add("env", e)
+
+
 def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Path,
           init_path: str) -> bytes:
     """The shim input for ``spec``. Raises InvalidArgument for impossible settings."""
@@ -86,13 +129,8 @@ def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Pa
     def add(key: str, *vals: str | int) -> None:
         r.append((key, _fields(*vals)))
 
-    add("version", 1)
-    add("state_dir", str(state_dir))
-    add("log_path", str(log_path))
-    add("exit_path", str(exit_path))
-    add("log_max_size", max(0, spec.log_max_size))
-    add("log_max_files", max(1, spec.log_max_files))
-    add("rootfs", str(Path(spec.rootfs).resolve()))
+    _add_files(add, state_dir, log_path, exit_path, max(0, spec.log_max_size), max(1, spec.log_max_files),
+               str(Path(spec.rootfs).resolve()))
 
     flags = CLONE_NEWNS
     ns = {**NS_DEFAULT, **spec.namespaces}
@@ -106,13 +144,7 @@ def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Pa
     add("clone_flags", flags)
     for p in spec.cgroup_procs:
         add("cgroup", p)
-    if spec.tty:
-        add("tty", 1)
-        if spec.console_size:
-            add("console_size", f"{spec.console_size[0]} {spec.console_size[1]}")
-    if spec.open_stdin:
-        add("stdin", 1)
-        add("stdin_once", int(spec.stdin_once))
+    _add_stdio(add, spec.tty, spec.console_size, spec.open_stdin, spec.stdin_once)
 
     # --- mounts, after pivot_root, in order
     def op(*vals: str | int) -> None:
@@ -173,9 +205,7 @@ def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Pa
     add("uid", spec.uid)
     add("gid", spec.gid)
     add("groups", " ".join(str(g) for g in spec.additional_gids))
-    caps = capabilities.resolve(privileged=True) if priv else (
-        [capabilities.normalize(c) for c in spec.capabilities] if spec.capabilities is not None
-        else list(capabilities.DOCKER_DEFAULT))
+    caps = _container_caps(spec)
     add("caps", "%x" % capabilities.mask(caps))
     add("nnp", int(spec.no_new_privileges))
     prog = seccomp.for_container(spec.seccomp, caps, priv)
@@ -183,22 +213,13 @@ def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Pa
         r.append(("seccomp", prog))
     if spec.init:
         add("init", INIT_TARGET)
-    for a in spec.args:
-        add("arg", a)
-    for e in spec.env:
-        if "=" not in e:
-            raise InvalidArgument(f"invalid environment variable: {e}")
-        add("env", e)
+    _add_command(add, spec.args, spec.env)
     return encode(r)
 
 
 def exec_settings(spec: ContainerSpec) -> dict:
     """What an exec into this container needs later (kept in the runtime's state dir)."""
-    priv = spec.privileged
-    caps = capabilities.resolve(privileged=True) if priv else (
-        [capabilities.normalize(c) for c in spec.capabilities] if spec.capabilities is not None
-        else list(capabilities.DOCKER_DEFAULT))
-    return {"caps": caps, "privileged": priv, "nnp": bool(spec.no_new_privileges),
+    return {"caps": _container_caps(spec), "privileged": spec.privileged, "nnp": bool(spec.no_new_privileges),
             "seccomp": spec.seccomp, "cgroup_procs": list(spec.cgroup_procs),
             "rootfs": str(Path(spec.rootfs).resolve())}
 
@@ -216,13 +237,7 @@ def build_exec(spec: ExecSpec, settings: dict, pid: int, *, state_dir: Path, log
     def add(key: str, *vals: str | int) -> None:
         r.append((key, _fields(*vals)))
 
-    add("version", 1)
-    add("state_dir", str(state_dir))
-    add("log_path", str(log_path))
-    add("exit_path", str(exit_path))
-    add("log_max_size", 0)
-    add("log_max_files", 1)
-    add("rootfs", settings.get("rootfs") or "/")
+    _add_files(add, state_dir, log_path, exit_path, 0, 1, settings.get("rootfs") or "/")
     add("exec_root", f"/proc/{pid}/root")
     flags = dict(NS_FLAGS, mnt=CLONE_NEWNS)
 
@@ -240,13 +255,7 @@ def build_exec(spec: ExecSpec, settings: dict, pid: int, *, state_dir: Path, log
     add("clone_flags", 0)
     for p in settings.get("cgroup_procs") or []:
         add("cgroup", p)
-    if spec.tty:
-        add("tty", 1)
-        if spec.console_size:
-            add("console_size", f"{spec.console_size[0]} {spec.console_size[1]}")
-    if spec.open_stdin:
-        add("stdin", 1)
-        add("stdin_once", 1)
+    _add_stdio(add, spec.tty, spec.console_size, spec.open_stdin, True)
     cwd = spec.cwd or "/"
     if not cwd.startswith("/"):
         raise InvalidArgument(f"the working directory '{cwd}' is invalid, it needs to be an absolute path")
@@ -262,10 +271,5 @@ def build_exec(spec: ExecSpec, settings: dict, pid: int, *, state_dir: Path, log
     prog = seccomp.for_container(settings.get("seccomp", "default"), ccaps, bool(settings.get("privileged")))
     if prog:
         r.append(("seccomp", prog))
-    for a in spec.args:
-        add("arg", a)
-    for e in spec.env:
-        if "=" not in e:
-            raise InvalidArgument(f"invalid environment variable: {e}")
-        add("env", e)
+    _add_command(add, spec.args, spec.env)
     return encode(r)
