@@ -174,6 +174,20 @@ async def spawn_shim(shim: Path, spec_path: Path) -> str:
     return buf.split(b"\n", 1)[0].decode(errors="replace").strip()
 
 
+def _send_resize(state_dir: Path, height: int, width: int) -> None:
+    """Ask a shim to resize its pty through the control fifo; a missing or gone shim is a no-op."""
+    try:
+        fd = os.open(state_dir / st.CONTROL, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return
+    try:
+        os.write(fd, f"resize {int(height)} {int(width)}\n".encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class NativeRuntime:
     """Namespaces + pivot_root + caps + seccomp, through the C shim. Needs root."""
 
@@ -373,16 +387,7 @@ class NativeRuntime:
     # ------------------------------------------------------------------ tty / stdin
     def resize(self, cid: str, height: int, width: int) -> None:
         """Set the tty size of a ``tty`` container (no-op if it has none or ended)."""
-        try:
-            fd = os.open(self._dir(cid) / st.CONTROL, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:
-            return
-        try:
-            os.write(fd, f"resize {int(height)} {int(width)}\n".encode())
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        _send_resize(self._dir(cid), height, width)
 
     def stdin_path(self, cid: str) -> Path:
         """FIFO feeding the container's stdin (``open_stdin``): open it for writing; closing
@@ -484,16 +489,7 @@ class NativeRuntime:
             os.close(fd)
 
     def exec_resize(self, cid: str, eid: str, height: int, width: int) -> None:
-        try:
-            fd = os.open(self._exec_dir(cid, eid) / st.CONTROL, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:
-            return
-        try:
-            os.write(fd, f"resize {int(height)} {int(width)}\n".encode())
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        _send_resize(self._exec_dir(cid, eid), height, width)
 
     async def exec_delete(self, cid: str, eid: str) -> None:
         ed = self._exec_dir(cid, eid)
