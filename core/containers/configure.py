@@ -9,6 +9,7 @@ import secrets
 from typing import Any
 
 from ..errors import InvalidArgument
+from . import health
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -85,8 +86,9 @@ def merge_config(body: dict[str, Any], image_config: dict[str, Any]) -> dict[str
     cfg["ExposedPorts"] = {**(img.get("ExposedPorts") or {}), **(cfg.get("ExposedPorts") or {})} or None
     cfg["Volumes"] = {**(img.get("Volumes") or {}), **(cfg.get("Volumes") or {})} or None
     cfg["StopSignal"] = cfg.get("StopSignal") or img.get("StopSignal") or None
-    if "Healthcheck" not in cfg and img.get("Healthcheck"):
-        cfg["Healthcheck"] = img["Healthcheck"]
+    cfg["Healthcheck"] = health.merge(cfg.get("Healthcheck"), img.get("Healthcheck"))
+    if cfg["Healthcheck"] is None:
+        del cfg["Healthcheck"]
     for key, default in (("Hostname", ""), ("Domainname", ""), ("AttachStdin", False), ("AttachStdout", False),
                          ("AttachStderr", False), ("Tty", False), ("OpenStdin", False), ("StdinOnce", False),
                          ("OnBuild", None)):

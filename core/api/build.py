@@ -1,0 +1,196 @@
+"""Build routes: the classic ``POST /build`` (a tar context in the body, the build stream as
+newline-delimited JSON), and a clear refusal of BuildKit (``version=2``, ``POST /session``).
+
+As in moby, an error before the stream has produced anything is an HTTP error (a Dockerfile
+syntax error is a 400); after that it is a final ``{"errorDetail": ...}`` line.
+
+Query parameters served: ``dockerfile``, ``t`` (repeatable), ``buildargs``, ``labels``,
+``target``, ``nocache``, ``rm``, ``forcerm``, ``pull``, ``q``, ``networkmode``, ``platform``
+(the host's only). Accepted and ignored: ``cachefrom`` (the cache is local only),
+``extrahosts``, ``shmsize``, the resource limits (``memory``, ``cpu*``) and ``squash``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .. import layers as L
+from ..build.builder import Builder, Options
+from ..build.cache import BuildCache
+from ..containers.archive import _RefuseWhiteouts
+from ..errors import DockyardError, InvalidArgument, NotSupported, Unavailable
+from ..images.service import host_arch
+from ..images.streams import BodyReader, decompressed
+from .middleware import add_common_headers
+from .util import daemon_of, query_bool
+
+log = logging.getLogger("dockyard.api.build")
+
+routes = web.RouteTableDef()
+
+BUILDKIT = ("BuildKit is not supported by dockyard: use the classic builder "
+            "(set DOCKER_BUILDKIT=0 for the docker CLI)")
+_caches: "weakref.WeakKeyDictionary[Any, BuildCache]" = weakref.WeakKeyDictionary()
+
+
+def _cache(daemon: Any) -> BuildCache:
+    cache = _caches.get(daemon)
+    if cache is None:
+        cache = _caches[daemon] = BuildCache(daemon.config.data_root / "build")
+        cache.forget_missing(lambda image_id: image_id in daemon.images.images)  # images removed since
+    return cache
+
+
+def _json_map(request: web.Request, name: str) -> dict[str, Any]:
+    raw = request.query.get(name)
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise InvalidArgument(f"invalid {name}: not JSON: {raw!r}") from None
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"invalid {name}: expected a JSON object")
+    return value
+
+
+def options(request: web.Request) -> Options:
+    q = request.query
+    if q.get("version") == "2":
+        raise NotSupported(BUILDKIT)
+    if q.get("remote"):
+        raise NotSupported("remote build contexts (git or URL) are not supported: send the context as a tar")
+    platform = q.get("platform", "")
+    if platform and platform not in ("linux", f"linux/{host_arch()}") and not platform.startswith(f"linux/{host_arch()}/"):
+        raise NotSupported(f"platform {platform} is not supported: this daemon builds for linux/{host_arch()} only")
+    from ..images import reference as R
+
+    for tag in q.getall("t", []):
+        if tag and R.parse(tag).digest is not None:  # a bad name is a 400 before anything is built
+            raise InvalidArgument(f"invalid tag {tag!r}: a digest cannot be a tag")
+    buildargs = _json_map(request, "buildargs")
+    labels = _json_map(request, "labels")
+    return Options(
+        dockerfile=q.get("dockerfile") or "Dockerfile",
+        tags=[t for t in q.getall("t", []) if t],
+        buildargs={str(k): (None if v is None else str(v)) for k, v in buildargs.items()},
+        labels={str(k): str(v) for k, v in labels.items()},
+        target=q.get("target", ""),
+        nocache=query_bool(request, "nocache"),
+        rm=query_bool(request, "rm", True),
+        forcerm=query_bool(request, "forcerm"),
+        pull=query_bool(request, "pull"),
+        quiet=query_bool(request, "q"),
+        networkmode=q.get("networkmode", "") if q.get("networkmode") != "default" else "",
+        platform=platform,
+        registry_config=_registry_config(request.headers.get("X-Registry-Config")),
+    )
+
+
+def _registry_config(header: str | None) -> dict[str, dict[str, Any]]:
+    """``X-Registry-Config``: base64url JSON, registry address -> auth config (used by pull=1)."""
+    if not header:
+        return {}
+    import base64
+
+    try:
+        data = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    except ValueError:
+        raise InvalidArgument("invalid X-Registry-Config header") from None
+    out: dict[str, dict[str, Any]] = {}
+    for server, auth in (data.items() if isinstance(data, dict) else []):
+        if isinstance(auth, dict):
+            from ..registry import registry_domain
+
+            out[registry_domain(server)] = auth
+    return out
+
+
+def _receive_context(body: Any, directory: Path) -> None:
+    """Unpack the context tar (plain or compressed) with the same checks as image layers."""
+    src = decompressed(body)
+    with tempfile.TemporaryFile(dir=directory.parent) as spool:
+        try:
+            while chunk := src.read(1 << 20):
+                spool.write(chunk)
+        except (EOFError, OSError, ValueError) as exc:
+            raise InvalidArgument(f"invalid build context: {exc or type(exc).__name__}") from None
+        if spool.tell() == 0:
+            return
+        # the docker CLI, adding a Dockerfile from outside the context, ends the tar without
+        # padding its last member or the end-of-archive blocks (Go's reader accepts that)
+        spool.write(b"\0" * (-spool.tell() % 512) + b"\0" * 1024)
+        spool.seek(0)
+        L.extract(spool, directory, _RefuseWhiteouts())  # type: ignore[arg-type]
+
+
+async def _drain(request: web.Request) -> None:
+    """Read what is left of the body, so a client still sending it gets our answer."""
+    try:
+        while await request.content.readany():
+            pass
+    except Exception:
+        pass
+
+
+@routes.post("/build")
+async def build(request: web.Request) -> web.StreamResponse:
+    daemon = daemon_of(request)
+    if getattr(daemon, "images", None) is None or getattr(daemon, "containers", None) is None:
+        raise Unavailable("building needs the image and container services")
+    try:
+        opts = options(request)
+    except DockyardError:
+        await _drain(request)
+        raise
+    tmp = Path(tempfile.mkdtemp(prefix="build-", dir=daemon.images.tmp_dir))
+    context = tmp / "context"
+    context.mkdir()
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    add_common_headers(response)
+
+    async def out(msg: dict[str, Any]) -> None:
+        if not response.prepared:
+            await response.prepare(request)
+        await response.write(json.dumps(msg).encode() + b"\r\n")
+
+    try:
+        loop = asyncio.get_running_loop()
+        await asyncio.to_thread(_receive_context, BodyReader(request.content, loop), context)
+        await Builder(daemon, context, opts, out, _cache(daemon)).run()
+    except Exception as exc:
+        if not response.prepared:
+            await _drain(request)
+            raise
+        if not isinstance(exc, DockyardError):
+            log.exception("build failed")
+        message = str(exc.message if isinstance(exc, DockyardError) else exc)
+        await response.write(json.dumps({"errorDetail": {"message": message}, "error": message}).encode() + b"\r\n")
+    finally:
+        await asyncio.to_thread(shutil.rmtree, tmp, True)
+    if not response.prepared:
+        await response.prepare(request)
+    await response.write_eof()
+    return response
+
+
+@routes.post("/session")
+async def session(request: web.Request) -> web.Response:
+    raise NotSupported(BUILDKIT)
+
+
+@routes.post("/build/prune")
+async def prune(request: web.Request) -> web.Response:
+    """The classic builder keeps no separate cache storage: its cache is the images."""
+    from .util import json_response
+
+    return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})

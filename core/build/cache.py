@@ -1,0 +1,40 @@
+"""The build cache: which image a step produced, keyed like Docker's classic builder by the
+parent image ID and the instruction (for COPY/ADD also a hash of the files copied; for RUN
+also the build args it sees). A hit is only used while the image still exists."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+from typing import Callable
+
+from ..store import read_json, write_json
+
+
+class BuildCache:
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.path = root / "cache.json"
+        self.lock = threading.Lock()
+        self.entries: dict[str, str] = read_json(self.path) or {}
+
+    @staticmethod
+    def key(parent: str | None, *parts: str) -> str:
+        h = hashlib.sha256((parent or "scratch").encode())
+        for p in parts:
+            h.update(b"\0" + p.encode("utf-8", "surrogateescape"))
+        return h.hexdigest()
+
+    def get(self, key: str) -> str | None:
+        return self.entries.get(key)
+
+    def put(self, key: str, image_id: str) -> None:
+        with self.lock:
+            self.entries[key] = image_id
+            write_json(self.path, self.entries, sync=False)
+
+    def forget_missing(self, exists: Callable[[str], bool]) -> None:
+        with self.lock:
+            self.entries = {k: v for k, v in self.entries.items() if exists(v)}
+            write_json(self.path, self.entries, sync=False)
