@@ -25,9 +25,6 @@ log = logging.getLogger("dockyard.api.images")
 
 routes = web.RouteTableDef()
 
-PULL_NOT_SUPPORTED = ("pulling from registries is not supported yet "
-                      "(dockyard: load images with `docker load`)")
-
 
 def images_of(request: web.Request) -> ImageService:
     svc = getattr(daemon_of(request), "images", None)
@@ -150,7 +147,9 @@ async def create(request: web.Request) -> web.StreamResponse:
     q = request.query
     if q.get("fromImage"):
         await _drain(request)
-        raise NotSupported(PULL_NOT_SUPPORTED)
+        from .registry import pull
+
+        return await pull(request)
     src = q.get("fromSrc")
     if not src:
         await _drain(request)
@@ -212,8 +211,9 @@ async def tag(request: web.Request) -> web.Response:
 
 @routes.post("/images/{name:.+}/push")
 async def push(request: web.Request) -> web.Response:
-    images_of(request).resolve(request.match_info["name"])
-    raise NotSupported("pushing to registries is not supported yet (dockyard: use `docker save`)")
+    from .registry import push as push_image
+
+    return await push_image(request)
 
 
 @routes.get("/images/{name:.+}/get")

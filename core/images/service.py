@@ -347,6 +347,14 @@ class ImageService:
                 return key
         return None
 
+    def add_reference(self, ref: R.Reference, image_id: str) -> None:
+        """Point ``ref`` (a tag or ``name@digest``) at an image: a pushed image's RepoDigest."""
+        with self.lock:
+            if image_id not in self.images:
+                raise NoSuchImage(image_id)
+            self.refs[str(ref)] = image_id
+            self._save_refs()
+
     def _by_prefix(self, prefix: str, name: str) -> Image:
         matches = [i for i in self.images if i[7:].startswith(prefix)]
         if not matches:

@@ -207,10 +207,14 @@ def test_import_prune_and_df(client, daemon, busybox_tar):
     assert client.images.list() == []
 
 
-def test_pull_and_push_say_not_supported(client, daemon):
+def test_pull_from_unreachable_registry_is_a_clear_error(client, daemon):
+    from dockyard.testing.daemon import free_port
+
+    port = free_port()  # nothing listens there
     with pytest.raises(docker.errors.APIError) as info:
-        client.images.pull("alpine", tag="latest")
-    assert info.value.status_code == 501 and "not supported yet" in str(info.value)
+        client.images.pull(f"127.0.0.1:{port}/alpine", tag="latest")
+    assert info.value.status_code == 503 and f"127.0.0.1:{port}/v2/" in str(info.value)
+    assert client.images.list() == []
 
 
 def test_list_filters_over_http(client, busybox_tar, daemon):
