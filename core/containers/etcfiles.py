@@ -75,6 +75,12 @@ def hosts(config: dict[str, Any], host_config: dict[str, Any], address: str | No
     return "\n".join(lines) + "\n"
 
 
+def write_hosts(directory: Path, config: dict[str, Any], host_config: dict[str, Any], address: str | None) -> None:
+    """Rewrite ``hosts`` in place (same inode: a running container's bind mount sees it)."""
+    with open(paths(directory)["hosts"], "w") as f:
+        f.write(hosts(config, host_config, address))
+
+
 def write(directory: Path, config: dict[str, Any], host_config: dict[str, Any], address: str | None = None) -> None:
     p = paths(directory)
     name = config.get("Hostname") or ""

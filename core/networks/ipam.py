@@ -1,0 +1,148 @@
+"""IP address management: default subnets and per-network address allocations.
+
+Default subnets come from Docker's pools (172.18-31.0.0/16, then 192.168.x.0/20), skipping
+every subnet that overlaps a route of the host (another engine's bridge, the LAN), the
+subnets Docker and Podman use by default (172.17/16, 10.88/16) and this daemon's own
+networks. Daemons with other data roots start at another place in the pool, and a host-wide
+lock file keeps two daemons from picking the same subnet at the same moment: the winner's
+bridge route exists before the lock is released.
+
+Allocations are part of the network's record (``ip -> owner``), saved before the address is
+used, so an address is never handed out twice, across daemon restarts too. Dynamic
+addresses are handed out round-robin after the last one given, as Docker does, so a just
+released address is not reused at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import os
+import socket
+import struct
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ..errors import Conflict, InvalidArgument, Unavailable
+
+Net = ipaddress.IPv4Network
+RESERVED = [ipaddress.ip_network("172.17.0.0/16"), ipaddress.ip_network("10.88.0.0/16")]
+LOCK_PATH = Path("/run/dockyard-subnets.lock")
+
+
+def default_pools() -> list[Net]:
+    pools = [ipaddress.ip_network(f"172.{i}.0.0/16") for i in range(18, 32)]
+    pools += [ipaddress.ip_network(f"192.168.{i}.0/20") for i in range(0, 256, 16)]
+    return pools
+
+
+def host_routes() -> list[Net]:
+    """Destinations of the host's IPv4 routes (not the default route)."""
+    out = []
+    try:
+        with open("/proc/net/route") as f:
+            next(f, None)
+            for line in f:
+                parts = line.split()
+                if len(parts) < 8:
+                    continue
+                dest, mask = (struct.pack("<I", int(parts[i], 16)) for i in (1, 7))
+                if mask == b"\0\0\0\0":
+                    continue
+                out.append(ipaddress.ip_network(f"{socket.inet_ntoa(dest)}/{socket.inet_ntoa(mask)}", strict=False))
+    except OSError:
+        pass
+    return out
+
+
+def pick_subnet(taken: Iterable[Net], start: int = 0) -> Net:
+    taken = [*taken, *RESERVED, *host_routes()]
+    pools = default_pools()
+    for i in range(len(pools)):
+        candidate = pools[(start + i) % len(pools)]
+        if not any(candidate.overlaps(t) for t in taken):
+            return candidate
+    raise Unavailable("could not find an available, non-overlapping IPv4 address pool among the defaults "
+                      "to assign to the network")
+
+
+@contextlib.contextmanager
+def host_lock() -> Iterator[None]:
+    """Serialize subnet choice + bridge creation between daemons on this host."""
+    try:
+        fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def parse_subnet(value: str) -> Net:
+    try:
+        net = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise InvalidArgument(f"invalid subnet {value!r}") from None
+    if net.version != 4:
+        raise InvalidArgument(f"IPv6 subnets are not supported: {value}")
+    if str(net) != value.strip() and "/" in value:
+        raise InvalidArgument(f"invalid subnet {value}: it has host bits set (did you mean {net}?)")
+    if net.prefixlen > 30:
+        raise InvalidArgument(f"subnet {net} is too small: at most a /30")
+    return net
+
+
+def parse_address(value: str, what: str) -> ipaddress.IPv4Address:
+    try:
+        addr = ipaddress.ip_address(value.split("/")[0])
+    except ValueError:
+        raise InvalidArgument(f"invalid {what} {value!r}") from None
+    if addr.version != 4:
+        raise InvalidArgument(f"IPv6 {what}s are not supported: {value}")
+    return addr
+
+
+class Pool:
+    """The allocations of one network (a view over its record's ``allocated`` dict)."""
+
+    def __init__(self, subnet: str, ip_range: str, allocated: dict[str, str], last: str = "") -> None:
+        self.subnet = ipaddress.ip_network(subnet)
+        self.range = ipaddress.ip_network(ip_range) if ip_range else self.subnet
+        self.allocated = allocated
+        self.last = last
+
+    def usable(self, addr: ipaddress.IPv4Address) -> bool:
+        return addr in self.subnet and addr not in (self.subnet.network_address, self.subnet.broadcast_address)
+
+    def request(self, owner: str, address: str | None = None) -> str:
+        """Allocate ``address`` (or the next free one of the range) to ``owner``."""
+        if address:
+            addr = parse_address(address, "IP address")
+            if not self.usable(addr):
+                raise InvalidArgument(f"Invalid address {addr}: it does not belong to any of this network's subnets")
+            key = str(addr)
+            if self.allocated.get(key, owner) != owner:
+                raise Conflict(f"Address already in use: {addr}")
+            self.allocated[key] = owner
+            return key
+        # integers, not a list of address objects: a /16 has 65,534 of them
+        first, last = int(self.range.network_address), int(self.range.broadcast_address)
+        size = last - first + 1
+        start = int(ipaddress.ip_address(self.last)) + 1 if self.last else first
+        if not first <= start <= last:
+            start = first
+        for i in range(size):
+            a = ipaddress.IPv4Address(first + (start - first + i) % size)
+            if str(a) not in self.allocated and self.usable(a):
+                self.allocated[str(a)] = owner
+                self.last = str(a)
+                return str(a)
+        raise Unavailable(f"no available IPv4 addresses on network range {self.range}")
+
+    def release(self, owner: str) -> None:
+        for key in [k for k, v in self.allocated.items() if v == owner]:
+            del self.allocated[key]

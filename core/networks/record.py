@@ -1,0 +1,82 @@
+"""A network's persistent record: the driver's :class:`Network`, its address allocations and
+its endpoints, in one JSON file (``<data-root>/networks/<id>.json``)."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..drivers.network import Endpoint, Network
+from ..store import read_json, write_json
+from .ipam import Pool
+
+
+def rfc3339_local(ns: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
+
+
+@dataclass
+class NetRecord:
+    net: Network
+    allocated: dict[str, str] = field(default_factory=dict)  # ip -> endpoint id ("gateway" for the gateway)
+    last: str = ""  # the last dynamic address handed out (round-robin)
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.net.id
+
+    @property
+    def name(self) -> str:
+        return self.net.name
+
+    def pool(self) -> Pool:
+        return Pool(self.net.subnet, self.net.ip_range, self.allocated, self.last)
+
+    def save(self, root: Path, sync: bool = True) -> None:
+        data = {"net": asdict(self.net), "allocated": self.allocated, "last": self.last,
+                "endpoints": {k: asdict(v) for k, v in self.endpoints.items()}}
+        write_json(root / f"{self.id}.json", data, sync=sync)
+
+    @classmethod
+    def load(cls, path: Path) -> "NetRecord | None":
+        data = read_json(path)
+        if not data:
+            return None
+        net = Network(**{k: v for k, v in data["net"].items() if k in Network.__dataclass_fields__})
+        eps = {k: Endpoint(**{f: x for f, x in v.items() if f in Endpoint.__dataclass_fields__})
+               for k, v in (data.get("endpoints") or {}).items()}
+        return cls(net, dict(data.get("allocated") or {}), data.get("last") or "", eps)
+
+    def prefixlen(self) -> int:
+        return ipaddress.ip_network(self.net.subnet).prefixlen if self.net.subnet else 0
+
+    def to_json(self, containers: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Docker's network object (``GET /networks/{id}``); ``containers`` fills ``Containers``."""
+        n = self.net
+        config = []
+        if n.subnet:
+            entry = {"Subnet": n.subnet, "Gateway": n.gateway}
+            if n.ip_range:
+                entry["IPRange"] = n.ip_range
+            config.append(entry)
+        return {
+            "Name": n.name,
+            "Id": n.id,
+            "Created": rfc3339_local(n.created_ns),
+            "Scope": "local",
+            "Driver": n.driver,
+            "EnableIPv6": False,
+            "IPAM": {"Driver": "default", "Options": {} if not n.predefined else None, "Config": config},
+            "Internal": n.internal,
+            "Attachable": n.attachable,
+            "Ingress": False,
+            "ConfigFrom": {"Network": ""},
+            "ConfigOnly": False,
+            "Containers": containers if containers is not None else {},
+            "Options": dict(n.options),
+            "Labels": dict(n.labels),
+        }
