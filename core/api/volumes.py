@@ -1,0 +1,51 @@
+"""Volume routes: create, list, inspect, remove, prune (``/system/df`` asks the service's ``df``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import InvalidArgument
+from .util import daemon_of, json_body, json_response, query_bool
+
+routes = web.RouteTableDef()
+
+
+def service(request: web.Request) -> Any:
+    return daemon_of(request).volumes
+
+
+@routes.post("/volumes/create")
+async def create(request: web.Request) -> web.Response:
+    body = await json_body(request, required=False)
+    if not isinstance(body, dict):
+        raise InvalidArgument("volume config must be a JSON object")
+    name = body.get("Name") or None
+    if name is not None and not isinstance(name, str):
+        raise InvalidArgument("Name must be a string")
+    svc = service(request)
+    record = await svc.create(name, body.get("Driver") or None, body.get("DriverOpts"), body.get("Labels"))
+    return json_response(svc.to_json(record), status=201)
+
+
+@routes.get("/volumes")
+async def list_(request: web.Request) -> web.Response:
+    return json_response(service(request).list(request.query.get("filters")))
+
+
+@routes.get("/volumes/{name}")
+async def inspect(request: web.Request) -> web.Response:
+    svc = service(request)
+    return json_response(svc.to_json(svc.get(request.match_info["name"])))
+
+
+@routes.delete("/volumes/{name}")
+async def remove(request: web.Request) -> web.Response:
+    await service(request).remove(request.match_info["name"], force=query_bool(request, "force"))
+    return web.Response(status=204)
+
+
+@routes.post("/volumes/prune")
+async def prune(request: web.Request) -> web.Response:
+    return json_response(await service(request).prune(request.query.get("filters"), request["api_version"]))
