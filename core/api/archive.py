@@ -1,6 +1,9 @@
 """Container filesystem routes: ``HEAD/GET/PUT /containers/{id}/archive`` (``docker cp``),
 ``GET /containers/{id}/export`` and ``POST /commit``.
 
+``docker cp`` sees the container with its mounts in place (:mod:`dockyard.containers.fsview`);
+export and commit see its own layer only, as in Docker.
+
 The work is in :mod:`dockyard.containers.archive`; tars stream in both directions from a
 worker thread, never whole in memory.
 """
@@ -9,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from typing import Any, Callable
 
 from aiohttp import web
 
 from ..containers import archive as A
+from ..containers import fsview
 from ..errors import InvalidArgument
 from ..images.streams import BodyReader, ResponseWriter
 from .containers import service
@@ -77,12 +80,8 @@ async def stat_path(request: web.Request) -> web.Response:
     svc = service(request)
     c = svc.get(request.match_info["id"])
     path = _path(request)
-    async with svc.mounted(c) as rootfs:
-        def run() -> dict[str, Any]:
-            with A.Root(rootfs) as root:
-                return A.stat_path(root, c.id, path)[0]
-
-        info = await asyncio.to_thread(run)
+    async with fsview.opened(svc, c) as view:
+        info = (await asyncio.to_thread(A.stat_path, view.root, c.id, path))[0]
     return web.Response(status=200, headers={A.STAT_HEADER: A.encode_stat(info)})
 
 
@@ -91,17 +90,13 @@ async def get_archive(request: web.Request) -> web.StreamResponse:
     svc = service(request)
     c = svc.get(request.match_info["id"])
     path = _path(request)
-    async with svc.mounted(c) as rootfs:
-        root = await asyncio.to_thread(A.Root, rootfs)
+    async with fsview.opened(svc, c) as view:
+        archive = await asyncio.to_thread(A.Archive, view.root, c.id, path)
         try:
-            archive = await asyncio.to_thread(A.Archive, root, c.id, path)
-            try:
-                svc._emit("archive-path", c)
-                return await _stream_tar(request, {A.STAT_HEADER: A.encode_stat(archive.stat)}, archive.chunks)
-            finally:
-                archive.close()
+            svc._emit("archive-path", c)
+            return await _stream_tar(request, {A.STAT_HEADER: A.encode_stat(archive.stat)}, archive.chunks)
         finally:
-            root.close()
+            archive.close()
 
 
 @routes.put("/containers/{id}/archive")
@@ -111,16 +106,11 @@ async def put_archive(request: web.Request) -> web.Response:
         c = svc.get(request.match_info["id"])
         path = _path(request)
         loop = asyncio.get_running_loop()
-        async with svc.mounted(c) as rootfs:
-            def run() -> None:
-                with A.Root(rootfs) as root:
-                    A.extract_to_dir(
-                        root, c, path, BodyReader(request.content, loop),
-                        no_overwrite_dir_non_dir=query_bool(request, "noOverwriteDirNonDir"),
-                        copy_uid_gid=query_bool(request, "copyUIDGID"),
-                        rootfs=Path(rootfs), spool_dir=svc.dir(c))
-
-            await asyncio.to_thread(run)
+        async with fsview.opened(svc, c) as view:
+            await asyncio.to_thread(
+                A.extract_to_dir, view.root, c, path, BodyReader(request.content, loop),
+                no_overwrite_dir_non_dir=query_bool(request, "noOverwriteDirNonDir"),
+                copy_uid_gid=query_bool(request, "copyUIDGID"), rootfs=view.user_root, spool_dir=svc.dir(c))
     except Exception:
         await _drain(request)
         raise

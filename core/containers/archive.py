@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 from .. import layers as L
-from ..errors import Conflict, Forbidden, InvalidArgument, NotFound
+from ..errors import Conflict, DockyardError, Forbidden, InvalidArgument, NotFound
 from ..images.store import CHUNK
 from ..images.streams import decompressed
 from .spec import resolve_user
@@ -114,10 +114,29 @@ def fd_path(dir_fd: int, name: str = ".") -> str:
 
 
 class Root:
-    """A container's root filesystem, held by an fd; lookups never leave it."""
+    """A container's root filesystem, held by an fd; lookups never leave it.
 
-    def __init__(self, path: Path | str) -> None:
-        self.fd = os.open(path, DIR_FLAGS)
+    ``allowed_devs``, when set, are the only filesystems (``st_dev``) whose directories a
+    lookup may enter: a running container's root seen through ``/proc/<pid>/root`` also has
+    the runtime's ``/proc``, ``/sys`` and ``/dev`` mounted, which ``docker cp`` must not read
+    or write. Only directories are checked: overlayfs may report a lower layer's ``st_dev``
+    for files, and every file of those filesystems is below one of their directories.
+    """
+
+    def __init__(self, path: Path | str, *, fd: int | None = None) -> None:
+        self.fd = os.open(path, DIR_FLAGS) if fd is None else fd
+        self.allowed_devs: set[int] | None = None
+        # mount points of the view (components below the root): in a namespace other than
+        # the daemon's, unlink(2) would not fail with EBUSY on them but silently detach them
+        self.mount_points: set[tuple[str, ...]] = set()
+
+    @classmethod
+    def from_fd(cls, fd: int) -> "Root":
+        """A root held by an already open directory fd (which the root now owns)."""
+        return cls("", fd=fd)
+
+    def allows(self, st: os.stat_result) -> bool:
+        return allowed(st, self.allowed_devs)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -132,7 +151,7 @@ class Root:
 
     def open_dir(self, parts: list[str] | tuple[str, ...]) -> int:
         """A new fd of the directory ``parts`` (no symlink followed); OSError if it is not one."""
-        return open_below(self.fd, parts)
+        return open_below(self.fd, parts, self.allowed_devs)
 
     def resolve(self, path: str, follow_last: bool = True) -> list[str]:
         """``path`` as components below the root, symlinks resolved in the root's scope
@@ -178,18 +197,30 @@ class Root:
             return os.fstat(self.fd)
         dfd = self.open_dir(parts[:-1])
         try:
-            return os.lstat(parts[-1], dir_fd=dfd)
+            st = os.lstat(parts[-1], dir_fd=dfd)
         finally:
             os.close(dfd)
+        if not self.allows(st):
+            raise FileNotFoundError(errno.ENOENT, "on a filesystem docker cp does not enter", "/".join(parts))
+        return st
 
 
-def open_below(root_fd: int, parts: list[str] | tuple[str, ...]) -> int:
+def allowed(st: os.stat_result, allowed_devs: set[int] | None) -> bool:
+    """False for a directory on a filesystem not in ``allowed_devs`` (see :class:`Root`)."""
+    return allowed_devs is None or not stat.S_ISDIR(st.st_mode) or st.st_dev in allowed_devs
+
+
+def open_below(root_fd: int, parts: list[str] | tuple[str, ...], allowed_devs: set[int] | None = None) -> int:
+    """A new fd of the directory ``parts`` below ``root_fd``, each component opened with
+    ``O_NOFOLLOW``; with ``allowed_devs``, a component on another filesystem is missing."""
     fd = os.open(".", DIR_FLAGS, dir_fd=root_fd)
     try:
         for part in parts:
             nfd = os.open(part, DIR_FLAGS, dir_fd=fd)
             os.close(fd)
             fd = nfd
+            if allowed_devs is not None and os.fstat(fd).st_dev not in allowed_devs:
+                raise FileNotFoundError(errno.ENOENT, "on a filesystem docker cp does not enter", part)
     except BaseException:
         os.close(fd)
         raise
@@ -221,11 +252,12 @@ def stat_path(root: Root, cid: str, path: str) -> tuple[dict[str, Any], list[str
     return info, parts, st
 
 
-def walk(dir_fd: int, prefix: str) -> Iterator[L.Entry]:
+def walk(dir_fd: int, prefix: str, allowed_devs: set[int] | None = None) -> Iterator[L.Entry]:
     """Entries below ``dir_fd`` (sorted, parents first), named ``prefix + relative path``.
 
     Each entry is consumed before the next one is asked for, so the directory fds its path
-    goes through are open while it is read. Sockets are skipped (tar has no type for them).
+    goes through are open while it is read. Sockets are skipped (tar has no type for them),
+    and so is whatever is on a filesystem not in ``allowed_devs`` (when given).
     """
     try:
         names = sorted(os.listdir(dir_fd))
@@ -236,7 +268,7 @@ def walk(dir_fd: int, prefix: str) -> Iterator[L.Entry]:
             st = os.lstat(name, dir_fd=dir_fd)
         except OSError:
             continue  # removed meanwhile
-        if stat.S_ISSOCK(st.st_mode):
+        if stat.S_ISSOCK(st.st_mode) or not allowed(st, allowed_devs):
             continue
         yield L.Entry(prefix + name, fd_path(dir_fd, name), st)  # type: ignore[arg-type]
         if stat.S_ISDIR(st.st_mode):
@@ -245,7 +277,7 @@ def walk(dir_fd: int, prefix: str) -> Iterator[L.Entry]:
             except OSError:
                 continue
             try:
-                yield from walk(sub, prefix + name + "/")
+                yield from walk(sub, prefix + name + "/", allowed_devs)
             finally:
                 os.close(sub)
 
@@ -272,7 +304,7 @@ class Archive:
         yield L.Entry(self.name, fd_path(self.fd, self.base), self.st)  # type: ignore[arg-type]
         if self.is_dir:
             prefix = "/" if self.name == "/" else self.name + "/"
-            yield from walk(self.fd, prefix)
+            yield from walk(self.fd, prefix, self.root.allowed_devs)
 
     def chunks(self) -> Iterator[bytes]:
         return L.tar_stream(self.entries())
@@ -303,12 +335,16 @@ def _bad(member: str, why: str) -> InvalidArgument:
     return InvalidArgument(f"invalid tar: member {member!r}: {why}")
 
 
-def check_tar(tar: BinaryIO, dest_fd: int, no_overwrite_dir_non_dir: bool) -> list[tuple[str, ...]]:
+def check_tar(tar: BinaryIO, dest_fd: int, no_overwrite_dir_non_dir: bool,
+              allowed_devs: set[int] | None = None, busy: set[tuple[str, ...]] = frozenset(),  # type: ignore[assignment]
+              dest_path: str = "/") -> list[tuple[str, ...]]:
     """Everything :func:`layers.extract` would refuse half-way, refused before anything is
     written: names leaving the destination, members under a symlink or a file (of the tar
     or already on disk), hard links to anything but an earlier file of the tar, devices,
-    whiteout names; with ``no_overwrite_dir_non_dir``, a directory replaced by a
-    non-directory or the reverse. Returns the members' paths, in order."""
+    whiteout names, paths on a filesystem not in ``allowed_devs``, replacing a mount point
+    in ``busy`` (or a directory holding one) as Docker does with EBUSY; with
+    ``no_overwrite_dir_non_dir``, a directory replaced by a non-directory or the reverse.
+    Returns the members' paths, in order."""
     kinds: dict[tuple[str, ...], bool] = {}  # path -> is a directory, as the tar leaves it
     disk: dict[tuple[str, ...], os.stat_result | None] = {}
     out: list[tuple[str, ...]] = []
@@ -337,6 +373,16 @@ def check_tar(tar: BinaryIO, dest_fd: int, no_overwrite_dir_non_dir: bool) -> li
                     raise _bad(m.name, "absolute or leaves the destination ('..')") from None
                 if not parts:
                     continue
+                if allowed_devs is not None:
+                    for i in range(1, len(parts) + 1):
+                        st = on_disk(parts[:i])
+                        if st is not None and not allowed(st, allowed_devs):
+                            raise _bad(m.name, f"{'/'.join(parts[:i])!r} is on a filesystem of the runtime "
+                                               "(/proc, /sys, /dev), which docker cp does not write")
+                if busy and (st := on_disk(parts)) is not None and not (m.isdir() and stat.S_ISDIR(st.st_mode)):
+                    n = len(parts)
+                    if parts in busy or (stat.S_ISDIR(st.st_mode) and any(b[:n] == parts for b in busy)):
+                        raise DockyardError(f"unlinkat {posixpath.join(dest_path, *parts)}: device or resource busy")
                 if parts[-1].startswith(L.WHITEOUT_PREFIX):
                     raise _bad(m.name, "whiteout names are not allowed")
                 if m.ischr() or m.isblk():
@@ -393,7 +439,10 @@ def extract_to_dir(root: Root, c: Any, path: str, body: BinaryIO, *, no_overwrit
         raise
     if not stat.S_ISDIR(st.st_mode):
         raise InvalidArgument("extraction point is not a directory")
-    if c.host_config.get("ReadonlyRootfs"):
+    point = mount_holding(c.mounts, absolute)
+    if point is not None and not point.get("RW", True):
+        raise Forbidden("mounted volume is marked read-only")
+    if point is None and c.host_config.get("ReadonlyRootfs"):
         raise Forbidden("container rootfs is marked read-only")
     owner = None
     if copy_uid_gid:
@@ -411,13 +460,29 @@ def extract_to_dir(root: Root, c: Any, path: str, body: BinaryIO, *, no_overwrit
         spool.seek(0)
         dest_fd = root.open_dir(parts)
         try:
-            members = check_tar(spool, dest_fd, no_overwrite_dir_non_dir)
+            n = len(parts)
+            busy = {mp[n:] for mp in root.mount_points if len(mp) > n and mp[:n] == tuple(parts)}
+            members = check_tar(spool, dest_fd, no_overwrite_dir_non_dir, root.allowed_devs, busy,
+                                "/" + "/".join(parts))
             spool.seek(0)
             L.extract(spool, fd_path(dest_fd), _RefuseWhiteouts())  # type: ignore[arg-type]
             if owner is not None:
                 _chown(dest_fd, members, *owner)
         finally:
             os.close(dest_fd)
+
+
+def mount_holding(mounts: list[dict[str, Any]], absolute: str) -> dict[str, Any] | None:
+    """The mount (volume, bind or tmpfs) whose destination is ``absolute`` or holds it
+    (lexically, as Docker's ``HasResource``); the deepest one."""
+    path = posixpath.normpath(absolute)
+    best = None
+    for point in mounts:
+        dest = point.get("Destination") or ""
+        if (path == dest or path.startswith(dest.rstrip("/") + "/")) and (
+                best is None or len(dest) > len(best["Destination"])):
+            best = point
+    return best
 
 
 def _chown(dest_fd: int, members: list[tuple[str, ...]], uid: int, gid: int) -> None:

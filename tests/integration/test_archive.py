@@ -294,3 +294,188 @@ def test_path_and_mode_helpers_match_docker():
     assert go_mode(0o20666) == (1 << 26) | (1 << 21) | 0o666
     assert go_time(1_700_000_000_500_000_000) == "2023-11-14T22:13:20.5Z"
     assert go_time(1_700_000_000_000_000_000) == "2023-11-14T22:13:20Z"
+
+
+# -- docker cp with the container's mounts in place (volumes, binds, tmpfs, /etc files) --------
+
+
+def _volume_data(d, name):
+    return json.loads(ok(d.docker("volume", "inspect", name)))[0]["Mountpoint"]
+
+
+@pytest.fixture
+def volume(d):
+    """A named volume holding one file (``old``), removed afterwards."""
+    name = f"cpvol-{secrets.token_hex(4)}"
+    before = set(ok(d.docker("ps", "-aq", "--no-trunc")).split())
+    ok(d.docker("volume", "create", name))
+    with open(os.path.join(_volume_data(d, name), "old"), "w") as f:
+        f.write("was here\n")
+    yield name
+    for cid in set(ok(d.docker("ps", "-aq", "--no-trunc")).split()) - before:
+        d.docker("rm", "-f", "-v", cid)  # the test's containers (and anonymous volumes) first
+    ok(d.docker("volume", "rm", name))
+
+
+def test_cp_into_a_created_container_reaches_its_volume_and_bind(d, volume, tmp_path):
+    """The reported bug: the copy went into the layer under the mounts and vanished at start."""
+    src = tmp_path / "bind"
+    src.mkdir()
+    (tmp_path / "f").write_text("copied before start\n")
+    cid = ok(d.docker("create", "-v", f"{volume}:/tmp", "-v", f"{src}:/mnt", "-v", "/data", "busybox", "sh", "-c",
+                      "cat /tmp/f /mnt/f /data/f /tmp/old")).strip()
+    try:
+        for dest in ("/tmp/f", "/mnt/f", "/data/f"):  # /data is not in the image: created like Docker
+            ok(d.docker("cp", str(tmp_path / "f"), f"{cid}:{dest}"))
+        assert ok(d.docker("start", "-a", cid)) == "copied before start\n" * 3 + "was here\n"
+        assert (src / "f").read_text() == "copied before start\n"
+        assert open(os.path.join(_volume_data(d, volume), "f")).read() == "copied before start\n"
+        # nothing went into the container's own layer under the mounts
+        changed = ok(d.docker("diff", cid)).split("\n")
+        assert not [line for line in changed if line.endswith(("/tmp/f", "/mnt/f", "/data/f"))]
+        # and out of the stopped container: the volume's content, not the layer's
+        ok(d.docker("cp", f"{cid}:/tmp/old", str(tmp_path / "old")))
+        assert (tmp_path / "old").read_text() == "was here\n"
+        wait_for(lambda: mounts_of(cid) == [])  # the copy's private mounts never reach the host
+        assert not [line for line in open("/proc/self/mountinfo") if str(src) in line]
+    finally:
+        d.docker("rm", "-f", "-v", cid)
+
+
+def test_cp_into_and_out_of_a_running_containers_mounts(d, volume, tmp_path):
+    src = tmp_path / "bind"
+    src.mkdir()
+    (tmp_path / "f").write_text("into the mount\n")
+    cid = ok(d.docker("run", "-d", "-v", f"{volume}:/vol", "-v", f"{src}:/bind", "--tmpfs", "/tt",
+                      "--mount", "type=tmpfs,destination=/t2", "busybox", "sh", "-c",
+                      "echo only in tmpfs > /tt/inside; sleep 60")).strip()
+    wait_for(lambda: d.docker("exec", cid, "test", "-f", "/tt/inside").returncode == 0)
+    for dest in ("/vol", "/bind", "/tt", "/t2"):
+        ok(d.docker("cp", str(tmp_path / "f"), f"{cid}:{dest}/g"))
+    assert ok(d.docker("exec", cid, "cat", "/vol/g", "/bind/g", "/tt/g", "/t2/g")) == "into the mount\n" * 4
+    assert (src / "g").read_text() == "into the mount\n"
+    assert open(os.path.join(_volume_data(d, volume), "g")).read() == "into the mount\n"
+    r = subprocess.run(["docker", "-H", d.url, "cp", f"{cid}:/tt/inside", "-"], capture_output=True, timeout=60,
+                       env={**d.env, "DOCKER_CONFIG": str(d.base / "docker-config")})
+    assert r.returncode == 0, r.stderr
+    assert read_tar([r.stdout])["inside"][1] == b"only in tmpfs\n"
+    changed = ok(d.docker("diff", cid))
+    assert "/vol/g" not in changed and "/tt/g" not in changed and "/bind/g" not in changed
+
+
+def test_cp_to_the_etc_files_behaves_as_docker(d, tmp_path):
+    """/etc/hosts, /etc/hostname and /etc/resolv.conf are bind mounts from the container's
+    directory once it has started: replacing one fails as in Docker (EBUSY) and leaves the
+    mount in place. Before the first start they are not mounted (Docker sets them up at
+    start), so a copy lands in the image's /etc and is covered at start."""
+    (tmp_path / "hosts").write_text("10.9.9.9 replaced\n")
+    cid = ok(d.docker("create", "busybox", "sleep", "60")).strip()
+    ok(d.docker("cp", str(tmp_path / "hosts"), f"{cid}:/etc/hosts"))
+    ok(d.docker("start", cid))
+    assert "localhost" in ok(d.docker("exec", cid, "cat", "/etc/hosts"))
+    for path in ("/etc/hosts", "/etc/resolv.conf", "/etc/hostname"):
+        r = d.docker("cp", str(tmp_path / "hosts"), f"{cid}:{path}")
+        assert r.returncode != 0
+        assert f"unlinkat {path}: device or resource busy".encode() in r.stderr
+    # the bind mounts are still in place (unlinking from another namespace would drop them)
+    assert "localhost" in ok(d.docker("exec", cid, "cat", "/etc/hosts"))
+    assert ok(d.docker("exec", cid, "cat", "/etc/hostname")) == cid[:12] + "\n"
+    ok(d.docker("stop", "-t", "0", cid))
+    r = d.docker("cp", str(tmp_path / "hosts"), f"{cid}:/etc/hosts")
+    assert b"device or resource busy" in r.stderr
+    ok(d.docker("cp", f"{cid}:/etc/hostname", str(tmp_path / "hostname")))  # the container's own file
+    assert (tmp_path / "hostname").read_text() == cid[:12] + "\n"
+
+
+def test_cp_never_enters_the_runtimes_proc_sys_dev(d, client):
+    c = client.containers.run("busybox", ["sleep", "60"], detach=True)
+    try:
+        for path in ("/proc/self/status", "/proc/1/environ", "/sys/kernel", "/proc"):
+            with pytest.raises(docker.errors.NotFound):
+                c.get_archive(path)
+        names = list(read_tar(c.get_archive("/")[0]))
+        assert not [n for n in names if n.startswith(("/proc/", "/sys/", "/dev/"))]
+        assert "/etc/hosts" in names and "/bin/busybox" in names
+        for dest, name in (("/", "proc/sys/kernel/hostname"), ("/", "sys/x"), ("/dev", "null")):
+            with pytest.raises(docker.errors.APIError) as err:
+                c.put_archive(dest, tar_of((member(name), b"x")))
+            assert err.value.status_code in (400, 404)
+        assert c.exec_run(["cat", "/proc/sys/kernel/hostname"]).output.strip() == c.id[:12].encode()
+    finally:
+        c.remove(force=True)
+
+
+def test_read_only_mounts_and_rootfs_as_docker(d, client, tmp_path):
+    src = tmp_path / "bind"
+    src.mkdir()
+    c = client.containers.create("busybox", "true", volumes={str(src): {"bind": "/ro", "mode": "ro"}})
+    with pytest.raises(docker.errors.APIError) as err:
+        c.put_archive("/ro", tar_of((member("f"), b"x")))
+    assert err.value.status_code == 403 and "mounted volume is marked read-only" in str(err.value)
+    assert os.listdir(src) == []
+    # a read-only rootfs still takes copies into a writable mount
+    c = client.containers.create("busybox", "true", read_only=True, volumes={str(src): {"bind": "/rw"}})
+    assert c.put_archive("/rw", tar_of((member("f"), b"x"))) is True
+    assert (src / "f").read_bytes() == b"x"
+
+
+def test_mount_destination_behind_a_symlink_stays_in_the_rootfs(d, client, tmp_path):
+    """The image's /evil points at a host-looking path: the copy's mount point is resolved
+    inside the container (as the runtime does), never on the host."""
+    escape = tmp_path / "escape"
+    src = tmp_path / "src"
+    src.mkdir()
+    base = client.containers.create("busybox", "true")
+    base.put_archive("/", tar_of((member("evil", tarfile.SYMTYPE, f"/../../..{escape}"), None)))
+    image = base.commit(repository=f"cpevil-{secrets.token_hex(4)}")
+    c = client.containers.create(image.id, "true", volumes={str(src): {"bind": "/evil/x"}})
+    assert c.put_archive("/evil/x", tar_of((member("f"), b"in the bind"))) is True
+    assert (src / "f").read_bytes() == b"in the bind"
+    assert not escape.exists()
+    chunks, _ = c.get_archive(f"{escape}/x/f")  # where the link leads, inside the container
+    assert read_tar(chunks)["f"][1] == b"in the bind"
+
+
+def test_export_and_commit_leave_volumes_out(d, volume):
+    cid = ok(d.docker("run", "-d", "-v", f"{volume}:/vol", "busybox", "sh", "-c",
+                      "echo in volume > /vol/v; echo in layer > /layer")).strip()
+    ok(d.docker("wait", cid))
+    r = subprocess.run(["docker", "-H", d.url, "export", cid], capture_output=True, timeout=60,
+                       env={**d.env, "DOCKER_CONFIG": str(d.base / "docker-config")})
+    names = tarfile.open(fileobj=io.BytesIO(r.stdout)).getnames()
+    assert "layer" in names and "vol/v" not in names and "vol/old" not in names
+    image_id = ok(d.docker("commit", cid)).strip()
+    assert d.docker("run", "--rm", image_id, "test", "-e", "/vol/v").returncode == 1
+
+
+# -- dockyard inspect finds every kind of object --------------------------------------------------
+
+
+def test_dockyard_inspect_finds_volumes_and_networks(d, volume):
+    net = f"cpnet-{secrets.token_hex(4)}"
+    ok(d.docker("network", "create", net))
+    try:
+        cid = ok(d.docker("create", "--name", f"insp-{secrets.token_hex(4)}", "busybox", "true")).strip()
+        out = ok(d.cli("inspect", "-f", "{{.Name}}", volume, net, cid))
+        assert out.split("\n")[:2] == [volume, net]
+        assert json.loads(ok(d.cli("inspect", volume)))[0]["Mountpoint"] == _volume_data(d, volume)
+        assert json.loads(ok(d.cli("inspect", "--type", "network", net)))[0]["Name"] == net
+        r = d.cli("inspect", "--type", "volume", "-f", "{{.Name}}", volume, net)
+        assert r.returncode == 1 and r.stdout.decode() == volume + "\n"
+        assert f"No such volume: {net}".encode() in r.stderr
+        r = d.cli("inspect", "no-such-thing-anywhere")
+        assert r.returncode == 1 and b"No such object: no-such-thing-anywhere" in r.stderr
+        assert json.loads(ok(d.cli("inspect", "--type", "image", "busybox")))[0]["Id"].startswith("sha256:")
+    finally:
+        ok(d.docker("network", "rm", net))
+
+
+def test_mount_holding_is_dockers_has_resource():
+    from dockyard.containers.archive import mount_holding
+
+    mounts = [{"Destination": "/data"}, {"Destination": "/data/sub"}, {"Destination": "/etc/x"}]
+    assert mount_holding(mounts, "/data/sub/f")["Destination"] == "/data/sub"
+    assert mount_holding(mounts, "/data")["Destination"] == "/data"
+    assert mount_holding(mounts, "/data/../data/f/.")["Destination"] == "/data"
+    assert mount_holding(mounts, "/database") is None
+    assert mount_holding(mounts, "/") is None
