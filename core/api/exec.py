@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import os
-from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
+from ..containers.detachkeys import parse_detach_keys
 from ..containers.execs import ExecService
 from ..drivers.runtime import ExecStartError
 from ..errors import InvalidArgument, NotSupported
 from ..runtime.logfile import LogRecord
-from .hijack import Hijacked, hijack
+from .hijack import hijack
+from .stdin import pump_stdin, run_streams
 from .util import daemon_of, json_body, json_response
 
 routes = web.RouteTableDef()
@@ -32,43 +30,6 @@ def execs(request: web.Request) -> ExecService:
         if svc is None:
             svc = containers.execs = ExecService(containers)
     return svc
-
-
-async def _open_writer(path: Path, timeout: float = 5.0) -> int | None:
-    """Open a FIFO for writing without blocking (its reader, the shim, must be there)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        try:
-            return os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as exc:
-            if exc.errno not in (errno.ENXIO, errno.ENOENT) or loop.time() > deadline:
-                return None
-            await asyncio.sleep(0.02)
-
-
-async def pump_stdin(conn: Hijacked, path: Path) -> None:
-    """Copy the client's stdin into the FIFO until the client's EOF, then close it (EOF for
-    the process when the runtime closes stdin once)."""
-    fd = await _open_writer(path)
-    if fd is None:
-        return
-    try:
-        while True:
-            chunk = await conn.read()
-            if chunk is None:
-                break
-            view = memoryview(chunk)
-            while view:
-                try:
-                    n = os.write(fd, view)
-                    view = view[n:]
-                except BlockingIOError:
-                    await asyncio.sleep(0.01)
-                except OSError:  # the reader went away (process ended)
-                    return
-    finally:
-        os.close(fd)
 
 
 def _frame(tty: bool, stream: int, data: bytes) -> bytes:
@@ -121,6 +82,8 @@ async def start(request: web.Request) -> web.StreamResponse:
     if e.started:  # 409 before the hijack
         await svc.start(e)
     tty = e.tty
+    # Docker takes the keys from the exec's create config; a query parameter overrides them
+    keys = parse_detach_keys(request.query.get("detachKeys") or e.detach_keys) if tty else b""
     content_type = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
     response, conn = await hijack(request, content_type)
     try:
@@ -134,19 +97,22 @@ async def start(request: web.Request) -> web.StreamResponse:
             await conn.write(_frame(tty, 1, (str(exc) + "\r\n").encode()))
         return response
     streams = {s for s, on in ((1, e.attach_stdout), (2, e.attach_stderr)) if on}
-    stdin_task = asyncio.ensure_future(pump_stdin(conn, svc.stdin_path(e))) if e.attach_stdin else None
-    try:
+
+    async def output() -> None:
         async with contextlib.aclosing(svc.logs(e).follow()) as records:
             async for r in records:
                 if r.stream in streams:
                     await conn.write(r.data if tty else r.frame())
+
+    stdin = pump_stdin(conn, svc.stdin_path(e), keys, lambda: svc.stdin_detached(e)) \
+        if e.attach_stdin else None
+    try:
+        if await run_streams(output(), stdin) == "detached":
+            svc.detached(e)
+            asyncio.ensure_future(svc.cleanup(e))
+            return response  # the process keeps running
     except ConnectionResetError:
         pass  # the client went away: the process keeps running, like Docker
-    finally:
-        if stdin_task is not None:
-            stdin_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await stdin_task
     if not conn.lost.is_set():
         await e.done.wait()  # the client asks for ExitCode right after the stream ends
     asyncio.ensure_future(svc.cleanup(e))

@@ -16,9 +16,16 @@ from .middleware import add_common_headers
 
 
 class Hijacked(asyncio.Protocol):
+    # stdin flow control: stop reading the socket while this much is queued and not yet
+    # written to the process, so a fast client cannot fill the daemon's memory
+    HIGH_WATER = 4 << 20
+    LOW_WATER = 1 << 20
+
     def __init__(self, transport: asyncio.Transport) -> None:
         self.transport = transport
         self.input: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.queued = 0
+        self._paused = False
         self.lost = asyncio.Event()
         self._writable = asyncio.Event()
         self._writable.set()
@@ -27,6 +34,10 @@ class Hijacked(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.input.put_nowait(data)
+        self.queued += len(data)
+        if self.queued > self.HIGH_WATER and not self._paused and not self.transport.is_closing():
+            self._paused = True
+            self.transport.pause_reading()
 
     def eof_received(self) -> bool:
         self.input.put_nowait(None)  # stdin is done; keep the write side open
@@ -53,7 +64,14 @@ class Hijacked(asyncio.Protocol):
 
     async def read(self) -> bytes | None:
         """The next chunk the client sent (stdin), or None at its EOF."""
-        return await self.input.get()
+        data = await self.input.get()
+        if data is not None:
+            self.queued -= len(data)
+            if self._paused and self.queued < self.LOW_WATER:
+                self._paused = False
+                if not self.transport.is_closing():
+                    self.transport.resume_reading()
+        return data
 
 
 async def hijack(request: web.Request, content_type: str) -> tuple[web.StreamResponse, Hijacked]:
@@ -72,6 +90,6 @@ async def hijack(request: web.Request, content_type: str) -> tuple[web.StreamRes
     conn = Hijacked(transport)
     early = request.content.read_nowait(-1) if not request.content.at_eof() else b""
     if early:
-        conn.input.put_nowait(early)
+        conn.data_received(early)
     transport.set_protocol(conn)
     return response, conn

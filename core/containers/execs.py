@@ -17,6 +17,7 @@ from typing import Any
 from ..drivers.runtime import ExecSpec, ExecStartError, ExitStatus
 from ..errors import Conflict, InvalidArgument, NoSuchExec, NotSupported
 from ..lifecycle import State
+from .detachkeys import parse_detach_keys
 from .spec import resolve_user
 
 
@@ -69,7 +70,8 @@ class ExecService:
         except Exception:
             return
         cmd = " ".join(e.args)
-        self.containers._emit(f"{action}: {cmd}" if action != "exec_die" else action, c, execID=e.id, **extra)
+        self.containers._emit(f"{action}: {cmd}" if action not in ("exec_die", "exec_detach") else action, c,
+                              execID=e.id, **extra)
 
     # -- create / lookup ------------------------------------------------------------------
 
@@ -87,13 +89,20 @@ class ExecService:
         if not args:
             raise InvalidArgument("No exec command specified")
         size = body.get("ConsoleSize")
+        keys = body.get("DetachKeys") or body.get("detachKeys") or ""  # docker-py's spelling
+        if not isinstance(keys, str):
+            raise InvalidArgument("DetachKeys must be a string")
+        try:
+            parse_detach_keys(keys)
+        except InvalidArgument:
+            raise InvalidArgument(f"Invalid escape keys ({keys}) provided") from None
         e = ExecInstance(
             id=secrets.token_hex(32), container_id=c.id, args=args,
             env=_strings(body.get("Env"), "Env"), user=body.get("User") or "",
             workdir=body.get("WorkingDir") or "", tty=bool(body.get("Tty")),
             privileged=bool(body.get("Privileged")), attach_stdin=bool(body.get("AttachStdin")),
             attach_stdout=bool(body.get("AttachStdout")), attach_stderr=bool(body.get("AttachStderr")),
-            detach_keys=body.get("DetachKeys") or "",
+            detach_keys=keys,
             console_size=(int(size[0]), int(size[1])) if isinstance(size, list) and len(size) == 2 and size[0] else None,
         )
         self.execs[e.id] = e
@@ -177,12 +186,23 @@ class ExecService:
     def stdin_path(self, e: ExecInstance) -> Path:
         return self.runtime.exec_stdin_path(e.container_id, e.id)
 
+    def stdin_detached(self, e: ExecInstance) -> None:
+        """The client typed the detach keys: its stdin closes, but the process's stays open."""
+        fn = getattr(self.runtime, "exec_stdin_detach", None)
+        if fn is not None:
+            fn(e.container_id, e.id)
+
+    def detached(self, e: ExecInstance) -> None:
+        self._emit("exec_detach", e)
+
     def logs(self, e: ExecInstance) -> Any:
         return self.runtime.exec_logs(e.container_id, e.id)
 
     def resize(self, e: ExecInstance, h: int, w: int) -> None:
         """Set the exec's tty size; before it runs (the CLI resizes right after the 101), the
         size is kept and applied once it starts."""
+        if not e.tty:
+            raise InvalidArgument(f"cannot resize exec {e.id}: it has no TTY (create it with Tty: true)")
         if h <= 0 or w <= 0:
             return
         e.console_size = (h, w)

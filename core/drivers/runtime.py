@@ -218,3 +218,7 @@ class Runtime(Protocol):
     # def exec_stdin_path(self, cid: str, eid: str) -> Path
     # def exec_resize(self, cid: str, eid: str, height: int, width: int) -> None
     # async def exec_delete(self, cid: str, eid: str) -> None
+    # Optional (detach keys, TTY only): the client that closes the stdin FIFO next detached,
+    # so the close is neither EOF nor a hangup for the process.
+    # def stdin_detach(self, cid: str) -> None
+    # def exec_stdin_detach(self, cid: str, eid: str) -> None

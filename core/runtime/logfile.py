@@ -15,7 +15,7 @@ Bytes 0-7 are exactly Docker's multiplexed-stream frame header, so
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import os
 import struct
 import time
@@ -23,6 +23,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from .dirwatch import DirWatcher
 
 HEADER = struct.Struct(">B3xIq")
 STDOUT, STDERR = 1, 2
@@ -114,7 +116,15 @@ class LogReader:
     async def follow(self, since_ns: int = 0, until_ns: int = 0, tail: int | None = None,
                      poll_interval: float = 0.05) -> AsyncIterator[LogRecord]:
         """History (all, or the last ``tail`` lines) then new records as they are written.
-        Stops once the exit file exists and everything is read, or after ``until_ns``."""
+        Stops once the exit file exists and everything is read, or after ``until_ns``.
+        Between records it waits for a change in the log's (or exit file's) directory."""
+        with DirWatcher(*{self.path.parent, *([self.exit_path.parent] if self.exit_path else [])}) as watch:
+            async with contextlib.aclosing(self._follow(watch, since_ns, until_ns, tail, poll_interval)) as records:
+                async for r in records:
+                    yield r
+
+    async def _follow(self, watch: DirWatcher, since_ns: int, until_ns: int, tail: int | None,
+                      poll_interval: float) -> AsyncIterator[LogRecord]:
         cur = None
         exit_seen = False
         while cur is None:
@@ -123,7 +133,7 @@ class LogReader:
             except FileNotFoundError:
                 if self._exited():
                     return
-                await asyncio.sleep(poll_interval)
+                await watch.wait(poll_interval)
         try:
             ino = os.fstat(cur.fileno()).st_ino
             history: list[LogRecord] = []
@@ -162,15 +172,20 @@ class LogReader:
                     for r, offset in _scan(cur, offset):
                         if r.timestamp_ns >= since_ns and (not until_ns or r.timestamp_ns <= until_ns):
                             yield r
+                    try:
+                        nxt = open(self.path, "rb", buffering=1 << 20)
+                    except FileNotFoundError:  # the writer is between its rename and create
+                        await watch.wait(poll_interval)
+                        continue
                     cur.close()
-                    cur = open(self.path, "rb", buffering=1 << 20)
+                    cur = nxt
                     ino, offset = os.fstat(cur.fileno()).st_ino, 0
                     continue
                 if exit_seen:
                     return
                 exit_seen = self._exited()  # one more drain pass after the exit file shows up
                 if not exit_seen:
-                    await asyncio.sleep(poll_interval)
+                    await watch.wait(poll_interval)
         finally:
             cur.close()
 

@@ -174,18 +174,23 @@ async def spawn_shim(shim: Path, spec_path: Path) -> str:
     return buf.split(b"\n", 1)[0].decode(errors="replace").strip()
 
 
-def _send_resize(state_dir: Path, height: int, width: int) -> None:
-    """Ask a shim to resize its pty through the control fifo; a missing or gone shim is a no-op."""
+def _send_control(state_dir: Path, command: str) -> None:
+    """Send one command line to a shim's control fifo (TTY only); a missing or gone shim is a no-op."""
     try:
         fd = os.open(state_dir / st.CONTROL, os.O_WRONLY | os.O_NONBLOCK)
     except OSError:
         return
     try:
-        os.write(fd, f"resize {int(height)} {int(width)}\n".encode())
+        os.write(fd, f"{command}\n".encode())
     except OSError:
         pass
     finally:
         os.close(fd)
+
+
+def _send_resize(state_dir: Path, height: int, width: int) -> None:
+    """Ask a shim to resize its pty."""
+    _send_control(state_dir, f"resize {int(height)} {int(width)}")
 
 
 class NativeRuntime:
@@ -394,6 +399,10 @@ class NativeRuntime:
         it is EOF when ``stdin_once``."""
         return self._dir(cid) / st.STDIN
 
+    def stdin_detach(self, cid: str) -> None:
+        """A client detached (detach keys): the next close of the stdin FIFO is not EOF."""
+        _send_control(self._dir(cid), "detach")
+
     # ------------------------------------------------------------------ exec
     # Each exec is run by the shim in exec mode with its own state dir
     # ``<state>/<cid>/exec/<eid>/`` (spec, pid, exit, exec.log, stdin/control fifos): the
@@ -490,6 +499,9 @@ class NativeRuntime:
 
     def exec_resize(self, cid: str, eid: str, height: int, width: int) -> None:
         _send_resize(self._exec_dir(cid, eid), height, width)
+
+    def exec_stdin_detach(self, cid: str, eid: str) -> None:
+        _send_control(self._exec_dir(cid, eid), "detach")
 
     async def exec_delete(self, cid: str, eid: str) -> None:
         ed = self._exec_dir(cid, eid)
