@@ -1,7 +1,11 @@
 """The only module of the CLI that speaks HTTP: a small synchronous Docker API client.
 
-Unix sockets and plain TCP use ``http.client``; it is fast to import, which keeps every
-command snappy.
+Unix sockets, plain TCP and TLS use ``http.client``; it is fast to import, which keeps every
+command snappy. TLS follows the docker CLI: ``--tls`` encrypts, ``--tlsverify`` (or
+``DOCKER_TLS_VERIFY``) also verifies the daemon against ``--tlscacert``; the client certificate
+and key are presented when given; files default to ``$DOCKER_CERT_PATH`` (else ``~/.docker``)
+``/ca.pem``, ``cert.pem``, ``key.pem``. ``DOCKYARD_TLS_VERIFY`` / ``DOCKYARD_CERT_PATH`` win over
+the ``DOCKER_`` ones, as ``DOCKYARD_HOST`` does over ``DOCKER_HOST``.
 """
 
 from __future__ import annotations
@@ -10,6 +14,9 @@ import http.client
 import json
 import os
 import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -35,6 +42,57 @@ class APIError(ClientError):
 
 def resolve_host(flag: str | None) -> str:
     return flag or os.environ.get("DOCKYARD_HOST") or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """TLS towards the daemon, as the docker CLI does it."""
+
+    verify: bool = False
+    cacert: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+    @classmethod
+    def resolve(cls, tls: bool = False, tlsverify: bool = False, cacert: str | None = None,
+                cert: str | None = None, key: str | None = None) -> "TLSConfig | None":
+        """Flags first, then the environment; None when TLS is off."""
+        env_verify = os.environ.get("DOCKYARD_TLS_VERIFY", os.environ.get("DOCKER_TLS_VERIFY", ""))
+        verify = tlsverify or env_verify != ""
+        if not (tls or verify or cacert or cert or key):
+            return None
+        base = Path(os.environ.get("DOCKYARD_CERT_PATH") or os.environ.get("DOCKER_CERT_PATH")
+                    or Path.home() / ".docker")
+
+        def pick(given: str | None, name: str) -> str | None:
+            default = base / name
+            return given or (str(default) if default.exists() else None)
+
+        return cls(verify, pick(cacert, "ca.pem"), pick(cert, "cert.pem"), pick(key, "key.pem"))
+
+    def context(self) -> ssl.SSLContext:
+        """The client's SSL context; a missing or bad file is a :class:`ClientError`."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.verify:
+            if self.cacert is None:
+                raise ClientError("TLS: --tlsverify needs the daemon's CA certificate: --tlscacert, "
+                                  "or ca.pem in $DOCKER_CERT_PATH or ~/.docker")
+            try:
+                ctx.load_verify_locations(cafile=self.cacert)
+            except (OSError, ssl.SSLError) as exc:
+                raise ClientError(f"TLS: cannot load CA certificate {self.cacert}: {exc}") from None
+        else:  # docker --tls: encrypted, the daemon's certificate is not checked
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if (self.cert is None) != (self.key is None):
+            raise ClientError("TLS: a client certificate needs its key (--tlscert and --tlskey)")
+        if self.cert and self.key:
+            try:
+                ctx.load_cert_chain(self.cert, self.key)
+            except (OSError, ssl.SSLError) as exc:
+                raise ClientError(f"TLS: cannot load client certificate {self.cert} / {self.key}: {exc}") from None
+        return ctx
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -92,21 +150,35 @@ class Response:
 
 
 class Client:
-    def __init__(self, host: str | None = None, timeout: float | None = None) -> None:
+    def __init__(self, host: str | None = None, timeout: float | None = None,
+                 tls: TLSConfig | None = None) -> None:
         self.host = resolve_host(host)
         self.timeout = timeout
         parts = urlsplit(self.host if "://" in self.host else f"tcp://{self.host}")
         self.scheme = parts.scheme
+        self.tls = tls if tls is not None else TLSConfig.resolve()
+        if self.scheme in ("https", "tls") and self.tls is None:
+            self.tls = TLSConfig()
+        self.ssl_context: ssl.SSLContext | None = None
         if self.scheme == "unix":
             self.path = parts.path
-        elif self.scheme in ("tcp", "http"):
-            self.addr = (parts.hostname or "127.0.0.1", parts.port or 2375)
+            self.tls = None
+        elif self.scheme in ("tcp", "http", "https", "tls"):
+            self.addr = (parts.hostname or "127.0.0.1", parts.port or (2376 if self.tls else 2375))
         else:
             raise ClientError(f"unsupported host {self.host!r}: use unix:///path or tcp://host:port")
+
+    def _ssl(self) -> ssl.SSLContext:
+        if self.ssl_context is None:
+            assert self.tls is not None
+            self.ssl_context = self.tls.context()
+        return self.ssl_context
 
     def _connection(self) -> http.client.HTTPConnection:
         if self.scheme == "unix":
             return UnixHTTPConnection(self.path, timeout=self.timeout)
+        if self.tls is not None:
+            return http.client.HTTPSConnection(*self.addr, timeout=self.timeout, context=self._ssl())
         return http.client.HTTPConnection(*self.addr, timeout=self.timeout)
 
     def _explain(self, exc: OSError) -> ConnectionFailed:
@@ -117,8 +189,12 @@ class Client:
                 why = f"permission denied on {self.path} (are you in the socket's group, or root?)"
             else:
                 why = str(exc)
+        elif isinstance(exc, ssl.SSLError):
+            why = f"TLS: {exc.reason or exc}"
         else:
             why = str(exc)
+        if isinstance(exc, ssl.SSLError):  # it is running, and the TLS setup is wrong
+            return ConnectionFailed(f"Cannot connect to dockyardd at {self.host}: {why}")
         return ConnectionFailed(f"Cannot connect to dockyardd at {self.host}: {why}. Is dockyardd running?")
 
     def request(
@@ -206,13 +282,15 @@ class Hijacked:
             return data
         try:
             return self.sock.recv(size)
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLEOFError):  # SSLEOFError: TLS ended without close_notify
             return b""
 
     def close_write(self) -> None:
-        """Tell the daemon there is no stdin to come (docker's CloseWrite)."""
+        """Tell the daemon there is no stdin to come (docker's CloseWrite). On TLS too this
+        half-closes the TCP connection itself, as docker does: ``SSLSocket.shutdown`` would
+        drop the TLS session and with it the output still to come."""
         try:
-            self.sock.shutdown(socket.SHUT_WR)
+            socket.socket.shutdown(self.sock, socket.SHUT_WR)
         except OSError:
             pass
 
@@ -234,7 +312,9 @@ def _raw_socket(client: "Client") -> socket.socket:
         sock.settimeout(client.timeout)
     try:
         sock.connect(target)
-    except OSError as exc:
+        if client.tls is not None:
+            sock = client._ssl().wrap_socket(sock, server_hostname=client.addr[0])
+    except OSError as exc:  # ssl.SSLError is an OSError
         sock.close()
         raise client._explain(exc) from None
     return sock

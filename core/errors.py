@@ -42,6 +42,12 @@ class Forbidden(DockyardError):
     status = 403
 
 
+class PayloadTooLarge(DockyardError):
+    """A request body larger than the daemon reads before authorizing it."""
+
+    status = 413
+
+
 class NotFound(DockyardError):
     """The object named in the request does not exist."""
 

@@ -108,7 +108,8 @@ def request_finished(request, identity, response, duration):
 
     :param request: the ``aiohttp.web.Request``; ``request["route"]`` is the route template,
         ``request.match_info`` the object ids, ``request.get("body_json")`` the parsed JSON
-        body when an ``authorize_request`` hook made the middleware read it.
+        body when an ``authorize_request`` hook made the middleware read it,
+        ``request.get("denied_by")`` the :class:`~dockyard.identity.Decision` that denied it.
     :param identity: the :class:`dockyard.identity.Identity` the request ran as (anonymous
         when no ``authenticate_request`` hook answered).
     :param response: the ``aiohttp.web.StreamResponse`` sent (``response.status``).

@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from .. import API_VERSION, __version__
-from ..errors import DockyardError, Forbidden, NotFound
+from ..errors import DockyardError, Forbidden, NotFound, PayloadTooLarge
 from ..identity import ANONYMOUS, Peer
 from ..plugins import Plugins, call_hook, first_answer
 from ..versions import check_version
@@ -53,12 +53,45 @@ def route_template(request: web.Request) -> str:
     return resource.canonical if resource is not None else request.path
 
 
+# What the authorization hooks see of a body. JSON bodies are read (at most this much) and
+# parsed before the handler runs; binary uploads (tar streams) are left to the handler unread,
+# marked ``body_unread`` so that ``json_body()`` refuses to act on a body no hook has seen.
+AUTHZ_BODY_LIMIT = 4 << 20
+# routes whose handlers stream the request body (tar archives) from ``request.content``
+STREAMED_BODY_ROUTES = frozenset({"/images/load", "/images/create", "/build", "/containers/{id}/archive"})
+BINARY_TYPES = frozenset({"application/x-tar", "application/tar", "application/octet-stream",
+                          "application/gzip", "application/x-gzip", "application/x-xz",
+                          "application/x-bzip2", "application/zstd"})
+
+
 async def _body_json(request: web.Request) -> Any:
-    if request.content_type != "application/json" or not request.can_read_body:
+    """The parsed JSON body for ``authorize_request`` (None when there is none).
+
+    A body that is not JSON sets ``request["body_error"]``; a binary upload, or the raw
+    stream of a hijacked request, sets ``request["body_unread"]``."""
+    if not request.can_read_body:
+        return None
+    declared = "Content-Type" in request.headers
+    is_json = request.content_type == "application/json" or request.content_type.endswith("+json")
+    upgrade = "Upgrade" in request.headers
+    if (request.get("route") in STREAMED_BODY_ROUTES or (upgrade and not is_json)
+            or (declared and request.content_type in BINARY_TYPES)):
+        request["body_unread"] = True
+        return None
+    limit = request.client_max_size
+    request._client_max_size = AUTHZ_BODY_LIMIT  # aiohttp's own bound, only for this read
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"request body larger than {AUTHZ_BODY_LIMIT} bytes") from None
+    finally:
+        request._client_max_size = limit
+    if not raw.strip():
         return None
     try:
-        return json.loads(await request.read() or b"null")
-    except ValueError:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        request["body_error"] = f"invalid JSON: {exc}"
         return None
 
 
@@ -97,6 +130,7 @@ def make_middleware(plugins: Plugins) -> Any:
                 request["body_json"] = await _body_json(request)
                 for decision in await call_hook(hook.authorize_request, request=request, identity=identity):
                     if not decision.allow:
+                        request["denied_by"] = decision  # for audit hooks: the decision that counted
                         raise Forbidden(decision.message or "authorization denied by policy")
             response = await handler(request)
         except web.HTTPException as exc:

@@ -29,6 +29,9 @@ def daemon_of(request: web.Request) -> "Daemon":
 
 async def json_body(request: web.Request, *, required: bool = True) -> Any:
     """The request's JSON body; a body that does not parse is Docker's 400."""
+    if request.get("body_unread"):  # authorization hooks never saw it: fail closed
+        raise InvalidArgument(f"unsupported Content-Type header ({request.content_type}): "
+                              "must be 'application/json'")
     raw = await request.read()
     if not raw.strip():
         if required:
@@ -36,7 +39,7 @@ async def json_body(request: web.Request, *, required: bool = True) -> Any:
         return {}
     try:
         return json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise InvalidArgument(f"invalid JSON: {exc}") from None
 
 

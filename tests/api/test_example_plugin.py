@@ -127,3 +127,32 @@ def test_a_plugin_that_cannot_load_stops_the_daemon(example_plugin, tmp_path):
     r = subprocess.run(d.command(), capture_output=True, env=d.env, timeout=30)
     assert r.returncode == 1
     assert b"plugin 'example_audit' (dockyard.hooks) failed to load: example plugin broken on purpose" in r.stderr
+
+
+def test_example_policy_next_to_auth_tls(example_plugin, tmp_path):
+    """Two authorization plugins at once: auth_tls's policy file and the example's header rule.
+    Either can deny; the audit record (auth_tls) names the decision that counted."""
+    (tmp_path / "policy.toml").write_text('[[rule]]\nname = "root reads"\nuid = 0\nmethods = ["GET"]\n'
+                                          'action = "allow"\n')
+    (tmp_path / "d.toml").write_text(f'[plugins.auth_tls]\npolicy = "{tmp_path / "policy.toml"}"\n'
+                                     f'audit_log = "{tmp_path / "audit.log"}"\n')
+    d = DaemonProcess(tmp_path / "d", "--config-file", str(tmp_path / "d.toml"),
+                      env={"DOCKYARD_EXAMPLE_AUDIT": str(tmp_path / "example.jsonl")}).start()
+    try:
+        assert get(d, "/version")[0] == 200  # both allow (the example abstains)
+        status, body = get(d, "/version", headers={"X-Example-Deny": "not now"})
+        assert status == 403 and body["message"] == "example policy: not now"  # auth_tls allowed it
+        conn = UnixHTTPConnection(str(d.socket), timeout=10)
+        conn.request("POST", "/containers/create", body=b"{}", headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        assert r.status == 403 and b"no rule allows" in r.read()  # auth_tls denies, the example abstains
+        conn.close()
+        info = get(d, "/info")[1]
+        assert {"auth_tls", "example_audit"} <= set(info["Plugins"]["Authorization"])
+    finally:
+        d.stop()
+    records = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    version = [(r["status"], r["decision"], r["rule"]) for r in records if r["route"] == "/version"]
+    assert version == [(200, "allow", "root reads"), (403, "deny", "x-example-deny")]
+    create = [r for r in records if r["route"] == "/containers/create"]
+    assert [(r["status"], r["decision"], r["rule"]) for r in create] == [(403, "deny", "default")]

@@ -19,9 +19,7 @@ Configured in the daemon's config file::
 from __future__ import annotations
 
 import grp
-import json
 import logging
-import logging.handlers
 import os
 import pwd
 import signal
@@ -30,12 +28,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from dockyard import hookimpl
 from dockyard.config import parse_size
 from dockyard.errors import ConfigError, PluginError
 from dockyard.identity import Decision, Identity
 
-from .policy import Policy, PolicyError
+from .audit import AuditFile
+from .policy import UNREADABLE, Policy, PolicyError
 
 log = logging.getLogger("dockyard.auth_tls")
 
@@ -50,8 +51,7 @@ class State:
     def __init__(self) -> None:
         self.policy_path: Path | None = None
         self.policy: Policy | None = None
-        self.audit: logging.Logger | None = None
-        self.audit_handler: logging.Handler | None = None
+        self.audit: AuditFile | None = None
 
     def reload(self) -> bool:
         """Re-read the policy file; on error keep the old policy and log why."""
@@ -69,9 +69,8 @@ class State:
         return True
 
     def close(self) -> None:
-        if self.audit is not None and self.audit_handler is not None:
-            self.audit.removeHandler(self.audit_handler)
-            self.audit_handler.close()
+        if self.audit is not None:
+            self.audit.close()
         self.__init__()
 
 
@@ -109,17 +108,9 @@ def configure(section: dict[str, Any]) -> None:
         if not isinstance(backups, int) or isinstance(backups, bool) or backups < 0:
             raise PluginError(f"plugins.{NAME}: audit_backups must be a non-negative integer")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups)
-            path.chmod(0o600)
+            STATE.audit = AuditFile(path, max_bytes, backups)
         except OSError as exc:
             raise PluginError(f"plugins.{NAME}: cannot open audit_log {path}: {exc}") from None
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        audit = logging.getLogger("dockyard.audit")
-        audit.propagate = False
-        audit.setLevel(logging.INFO)
-        audit.addHandler(handler)
-        STATE.audit, STATE.audit_handler = audit, handler
 
 
 @hookimpl
@@ -198,7 +189,12 @@ def authorize_request(request, identity):
     policy = STATE.policy
     if policy is None:
         return None
-    decision = policy.decide(request.method, request["route"], request.path, request.get("body_json"), identity)
+    body = UNREADABLE if request.get("body_error") else request.get("body_json")
+    try:
+        decision = policy.decide(request.method, request["route"], request.path, body, identity)
+    except Exception:  # a bug in the policy code must not allow anything, nor answer 500
+        log.exception("policy evaluation failed for %s %s: denying", request.method, request.path)
+        decision = Decision.deny("authorization failed: the request was denied", "error")
     request[DECISION_KEY] = decision
     if not decision.allow:
         log.info("denied %s %s for %s by %s", request.method, request["route"], identity.name, decision.rule)
@@ -209,7 +205,8 @@ def authorize_request(request, identity):
 
 
 def audit_record(request, identity, response, duration) -> dict[str, Any]:
-    decision: Decision | None = request.get(DECISION_KEY)
+    # the denial that counted (maybe another plugin's), else this plugin's own decision
+    decision: Decision | None = request.get("denied_by") or request.get(DECISION_KEY)
     body = request.get("body_json")
     now = time.time()
     record: dict[str, Any] = {
@@ -244,7 +241,8 @@ def request_finished(request, identity, response, duration):
     audit = STATE.audit
     if audit is None:
         return
-    audit.info(json.dumps(audit_record(request, identity, response, duration), default=str))
+    audit.write(orjson.dumps(audit_record(request, identity, response, duration), default=str,
+                             option=orjson.OPT_APPEND_NEWLINE))
 
 
 # -- the CLI ----------------------------------------------------------------------------

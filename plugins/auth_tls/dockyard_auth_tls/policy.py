@@ -29,8 +29,15 @@ peer uid, ``group`` any of the identity's groups, ``kind`` the identity kind (``
 templates (``/containers/{id}/start``) or globs (``/containers/*``) matched against the
 template and the unversioned path. The body conditions inspect only requests that carry
 them: ``images`` (prefixes) ``POST /containers/create``'s ``Image``; ``privileged = false``
-holds unless ``HostConfig.Privileged`` (or an exec's ``Privileged``) is true; ``binds = false``
-holds unless ``HostConfig.Binds`` or a ``HostConfig.Mounts`` entry of type ``bind`` is given.
+holds unless the request asks for host privileges: ``HostConfig.Privileged`` (or an exec's
+``Privileged``) true-ish, any ``CapAdd``, ``Devices`` or ``DeviceCgroupRules``, a ``host``
+``PidMode``/``IpcMode``/``UTSMode``/``UsernsMode``/``CgroupnsMode``/``NetworkMode``, or a
+``SecurityOpt`` that turns confinement off (``unconfined``, ``label=disable``); ``binds = false``
+holds unless ``HostConfig.Binds``, ``VolumesFrom`` (another container's mounts) or a
+``HostConfig.Mounts`` entry other than a volume or tmpfs is given. (Volumes can reach host paths
+too, through the ``local`` driver's ``o=bind`` option: restrict ``/volumes/create`` by route.) A body that is not JSON, or not shaped as the daemon expects (``HostConfig`` not an
+object...), fails closed: an ``allow`` rule with body conditions does not match it, a ``deny``
+rule with body conditions does.
 
 No rule matches: denied. A configured policy therefore denies by default.
 """
@@ -56,6 +63,14 @@ EXEC = "/containers/{id}/exec"
 
 class PolicyError(ValueError):
     pass
+
+
+class _Unreadable:
+    def __repr__(self) -> str:
+        return "UNREADABLE"
+
+
+UNREADABLE = _Unreadable()  # the body given to decide() when the request's body is not JSON
 
 
 def _strings(where: str, key: str, value: Any) -> tuple[str, ...]:
@@ -135,24 +150,65 @@ class Rule:
             r == route or fnmatch.fnmatchcase(route, r) or fnmatch.fnmatchcase(path, r) for r in self.routes
         ):
             return False
-        body = body if isinstance(body, dict) else {}
-        host_config = body.get("HostConfig") if isinstance(body.get("HostConfig"), dict) else {}
+        if self.images is None and self.privileged is None and self.binds is None:
+            return True
+        fields = _body_fields(body)
+        if fields is None:  # a body we cannot read as the handler would: fail closed
+            return not self.allow
+        body, host_config, mounts = fields
         if self.images is not None and method == "POST" and route == CREATE:
             image = body.get("Image")
             if not isinstance(image, str) or not any(image.startswith(p) for p in self.images):
                 return False
         if self.privileged is False:
-            if host_config.get("Privileged") is True:
+            if route == EXEC and body.get("Privileged"):
                 return False
-            if route == EXEC and body.get("Privileged") is True:
+            if host_privileges(host_config):
                 return False
         if self.binds is False:
-            if host_config.get("Binds"):
+            if host_config.get("Binds") or host_config.get("VolumesFrom"):
                 return False
-            mounts = host_config.get("Mounts") or []
-            if isinstance(mounts, list) and any(isinstance(m, dict) and m.get("Type") == "bind" for m in mounts):
+            if any(not isinstance(m, dict) or m.get("Type") not in ("volume", "tmpfs", "npipe") for m in mounts):
                 return False
         return True
+
+
+HOST_MODES = ("PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode", "NetworkMode")
+PRIVILEGE_KEYS = ("Privileged", "CapAdd", "Devices", "DeviceCgroupRules")
+
+
+def host_privileges(host_config: dict) -> bool:
+    """Whether a HostConfig asks for more than an unprivileged container gets. Any true-ish
+    value counts: the daemon takes ``"Privileged": 1`` as privileged, so does the policy."""
+    if any(host_config.get(key) for key in PRIVILEGE_KEYS):
+        return True
+    if any(str(host_config.get(key) or "").lower() == "host" for key in HOST_MODES):
+        return True
+    options = host_config.get("SecurityOpt") or []
+    if not isinstance(options, list):
+        return True  # not what the daemon accepts: fail closed
+    return any(not isinstance(o, str) or "unconfined" in o or o.replace(":", "=") == "label=disable"
+               for o in options)
+
+
+def _body_fields(body: Any) -> tuple[dict, dict, list] | None:
+    """(body, HostConfig, Mounts) of a request body, or None when its shape is not what the
+    daemon accepts (then a rule that looks at bodies decides against the caller)."""
+    if body is None:
+        return {}, {}, []
+    if body is UNREADABLE or not isinstance(body, dict):
+        return None
+    host_config = body.get("HostConfig")
+    if host_config is None:
+        host_config = {}
+    if not isinstance(host_config, dict):
+        return None
+    mounts = host_config.get("Mounts")
+    if mounts is None:
+        mounts = []
+    if not isinstance(mounts, list):
+        return None
+    return body, host_config, mounts
 
 
 @dataclass(frozen=True)
@@ -189,6 +245,8 @@ class Policy:
 
     def decide(self, method: str, route: str, path: str, body: Any, identity: Identity) -> Decision:
         _, path = split_version(path)
+        if any(part in ("", ".", "..") for part in path.split("/")[1:-1]) or path.endswith(("/.", "/..")):
+            path = ""  # a path with dot or empty segments matches rules by its route template only
         for rule in self.rules:
             if rule.matches(method, route, path, body, identity):
                 if rule.allow:

@@ -9,8 +9,10 @@ TLS 1.2 is the minimum. Unlike plain TCP, non-loopback addresses are allowed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
+from asyncio import sslproto
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +55,79 @@ def server_context(cert: Path, key: Path, cacert: Path | None, verify: bool) -> 
     return ctx
 
 
+class HalfCloseSSLProtocol(sslproto.SSLProtocol):
+    """asyncio's server-side TLS, except that the client may end only its own direction, as on
+    plain TCP.
+
+    The docker CLI ends the stdin of a hijacked (attach, exec) connection with a half-close and
+    keeps reading the output: a TLS close_notify (Go's ``tls.Conn.CloseWrite``) or, in older
+    clients, a ``shutdown(SHUT_WR)`` of the raw TCP connection. asyncio's SSLProtocol answers
+    both by closing the whole connection, and ignores an application protocol that asks to keep
+    it open. Here, when the application protocol's ``eof_received()`` returns true (the hijacked
+    stream does), the connection stays open for writing until the application closes it;
+    aiohttp's request handler returns None and closes as before."""
+
+    _half_open = False
+
+    def _call_eof_received(self) -> None:
+        if self._app_state != sslproto.AppProtocolState.STATE_CON_MADE:
+            return
+        self._app_state = sslproto.AppProtocolState.STATE_EOF
+        try:
+            self._half_open = bool(self._app_protocol.eof_received())
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Error calling eof_received()")
+
+    def _start_shutdown(self) -> None:
+        # after the peer's close_notify: shut down only once the application closes its side
+        closed_by_app = self._app_transport is not None and self._app_transport._closed
+        if self._half_open and not closed_by_app:
+            return
+        super()._start_shutdown()
+
+    def eof_received(self):  # type: ignore[override]
+        """TCP EOF from the peer."""
+        if self._state == sslproto.SSLProtocolState.WRAPPED:
+            if self._half_open:  # a close_notify came first; the TCP FIN adds nothing
+                self._eof_received = True
+                return True
+            if self._app_state == sslproto.AppProtocolState.STATE_CON_MADE:
+                self._eof_received = True
+                self._call_eof_received()
+                if self._half_open:
+                    return True
+        return super().eof_received()
+
+
+def _handshake_done(waiter: asyncio.Future) -> None:
+    if not waiter.cancelled() and waiter.exception() is not None:  # e.g. a client certificate refused
+        log.debug("TLS handshake failed: %s", waiter.exception())
+
+
+class TLSSite(web.TCPSite):
+    """aiohttp's TCPSite with :class:`HalfCloseSSLProtocol` wrapping each connection."""
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        loop = asyncio.get_running_loop()
+        server = self._runner.server
+        assert server is not None and self._ssl_context is not None
+        ctx = self._ssl_context
+
+        def protocol() -> HalfCloseSSLProtocol:
+            waiter = loop.create_future()
+            waiter.add_done_callback(_handshake_done)
+            return HalfCloseSSLProtocol(loop, server(), ctx, waiter, server_side=True,
+                                        ssl_handshake_timeout=60.0)
+
+        self._server = await loop.create_server(protocol, self._host, self._port, backlog=self._backlog,
+                                                reuse_address=self._reuse_address, reuse_port=self._reuse_port)
+        sockets = self._server.sockets
+        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+
+
 class TLSTransport:
     """HTTPS on TCP, with client certificate verification under ``--tlsverify``."""
 
@@ -70,7 +145,7 @@ class TLSTransport:
         if not verify:
             log.warning("serving TLS on %s:%s WITHOUT client certificate verification "
                         "(use --tlsverify): anyone who can reach it is root on this host", host, port)
-        site = web.TCPSite(runner, host, port, ssl_context=ctx, reuse_address=True)
+        site = TLSSite(runner, host, port, ssl_context=ctx, reuse_address=True)
         await site.start()
         return site
 

@@ -201,3 +201,71 @@ def test_audit_record_summarizes_and_never_copies_headers():
     assert rec["rule"] == "root reads" and rec["body_keys"] == ["Env", "Image"]
     assert rec["duration_ms"] == pytest.approx(12.3)
     assert "c2VjcmV0" not in line and "hunter2" not in line
+
+
+def test_cli_tls_config_like_docker(tmp_path, monkeypatch):
+    """`dockyard --tls...`: flags, DOCKYARD_/DOCKER_ environment, ~/.docker defaults."""
+    from dockyard_cli.client import Client, ClientError, TLSConfig
+
+    for name in ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKYARD_TLS_VERIFY", "DOCKYARD_CERT_PATH",
+                 "DOCKER_HOST", "DOCKYARD_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert TLSConfig.resolve() is None
+    assert Client("tcp://127.0.0.1").addr == ("127.0.0.1", 2375)
+    home = tmp_path / "home" / ".docker"
+    certs.init(tmp_path / "pki")
+    home.mkdir(parents=True)
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (home / name).write_bytes((tmp_path / "pki" / "client" / name).read_bytes())
+    cfg = TLSConfig.resolve(tlsverify=True)
+    assert cfg == TLSConfig(True, str(home / "ca.pem"), str(home / "cert.pem"), str(home / "key.pem"))
+    assert cfg.context().verify_mode == ssl.CERT_REQUIRED
+    c = Client("tcp://127.0.0.1", tls=cfg)
+    assert c.addr == ("127.0.0.1", 2376)  # docker's TLS port by default
+    assert Client("unix:///x.sock", tls=cfg).tls is None  # TLS never applies to the Unix socket
+    # DOCKER_CERT_PATH, overridden by DOCKYARD_CERT_PATH; DOCKER_TLS_VERIFY turns verification on
+    monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
+    monkeypatch.setenv("DOCKER_CERT_PATH", str(tmp_path / "pki" / "client"))
+    assert TLSConfig.resolve().cacert == str(tmp_path / "pki" / "client" / "ca.pem")
+    monkeypatch.setenv("DOCKYARD_CERT_PATH", str(tmp_path / "pki"))
+    assert TLSConfig.resolve().cacert == str(tmp_path / "pki" / "ca.pem")
+    # --tls alone: encrypted, the daemon is not verified
+    monkeypatch.delenv("DOCKER_TLS_VERIFY")
+    assert TLSConfig.resolve(tls=True).context().verify_mode == ssl.CERT_NONE
+    # errors are ClientErrors the CLI prints, not tracebacks
+    with pytest.raises(ClientError, match="needs the daemon's CA"):
+        TLSConfig(True).context()
+    with pytest.raises(ClientError, match="cannot load CA certificate"):
+        TLSConfig(True, str(tmp_path / "missing.pem")).context()
+    with pytest.raises(ClientError, match="needs its key"):
+        TLSConfig(False, None, str(home / "cert.pem"), None).context()
+
+
+def test_audit_file_rotates_without_splitting_lines(tmp_path):
+    from dockyard_auth_tls.audit import AuditFile
+
+    f = AuditFile(tmp_path / "audit.log", max_bytes=100, backups=2)
+    for i in range(12):
+        f.write(json.dumps({"n": i, "pad": "x" * 20}).encode() + b"\n")
+    f.close()
+    files = [tmp_path / "audit.log", tmp_path / "audit.log.1", tmp_path / "audit.log.2"]
+    assert all(p.exists() for p in files) and not (tmp_path / "audit.log.3").exists()
+    assert all(p.stat().st_size <= 100 and stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files)
+    kept = [json.loads(line)["n"] for p in reversed(files) for line in p.read_text().splitlines()]
+    assert kept == list(range(12 - len(kept), 12))  # the newest records, in order
+
+
+@pytest.mark.parametrize("host_config, privileged", [
+    ({}, False), ({"Privileged": False, "CapAdd": [], "NetworkMode": "bridge", "SecurityOpt": ["no-new-privileges"]}, False),
+    ({"Privileged": True}, True), ({"Privileged": 1}, True), ({"Privileged": "false"}, True),
+    ({"CapAdd": ["NET_RAW"]}, True), ({"CapAdd": "ALL"}, True), ({"Devices": [{"PathOnHost": "/dev/kmsg"}]}, True),
+    ({"DeviceCgroupRules": ["c *:* rwm"]}, True), ({"PidMode": "host"}, True), ({"NetworkMode": "HOST"}, True),
+    ({"UsernsMode": "host"}, True), ({"IpcMode": "host"}, True), ({"SecurityOpt": ["seccomp=unconfined"]}, True),
+    ({"SecurityOpt": ["apparmor:unconfined"]}, True), ({"SecurityOpt": ["label:disable"]}, True),
+    ({"SecurityOpt": "seccomp=unconfined"}, True), ({"SecurityOpt": [3]}, True),
+])
+def test_privileged_false_covers_host_privileges(host_config, privileged):
+    from dockyard_auth_tls.policy import host_privileges
+
+    assert host_privileges(host_config) is privileged
