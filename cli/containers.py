@@ -18,6 +18,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import click
 
+from . import health, interactive, ports
+from . import aliases
+from . import networks
 from .client import APIError, Client, ClientError, q
 from .options import filter_dict
 from .output import human_duration, human_size, table
@@ -162,10 +165,13 @@ def create_body(image: str, command: Sequence[str], opts: Mapping[str, Any], *, 
     labels = parse_labels(o.get("label") or ())
     if labels:
         body["Labels"] = labels
-    body.update({"Tty": bool(o.get("tty")), "OpenStdin": False, "StdinOnce": False, "AttachStdin": False,
-                 "AttachStdout": attach, "AttachStderr": attach})
+    stdin = bool(o.get("interactive"))
+    body.update({"Tty": bool(o.get("tty")), "OpenStdin": stdin, "StdinOnce": stdin and attach,
+                 "AttachStdin": stdin and attach, "AttachStdout": attach, "AttachStderr": attach})
 
     hc: dict[str, Any] = {}
+    if o.get("console_size"):
+        hc["ConsoleSize"] = list(o["console_size"])
     if o.get("rm"):
         hc["AutoRemove"] = True
     if o.get("memory"):
@@ -201,7 +207,14 @@ def create_body(image: str, command: Sequence[str], opts: Mapping[str, Any], *, 
             hc[key] = list(o[flag])
     if o.get("network"):
         hc["NetworkMode"] = o["network"]
+    from .volumes import apply_mount_flags
+
+    apply_mount_flags(o, body, hc)
     body["HostConfig"] = hc
+    ports.apply(body, o)
+    aliases.apply(body, o)
+    networks.apply_ip(body, o)
+    health.apply(body, o)
     return body
 
 
@@ -486,9 +499,11 @@ class SignalProxy:
         self.previous.clear()
 
 
-def attach_stream(client: Client, cid: str, logs: bool = False) -> Any:
+def attach_stream(client: Client, cid: str, logs: bool = False, stdin: bool = False,
+                  detach_keys: str | None = None) -> Any:
     return client.hijack(f"/containers/{q(cid)}/attach",
-                         params={"stream": 1, "stdout": 1, "stderr": 1, "logs": 1 if logs else None})
+                         params={"stream": 1, "stdout": 1, "stderr": 1, "logs": 1 if logs else None,
+                                 "stdin": 1 if stdin else None, "detachKeys": detach_keys or None})
 
 
 def pump(conn: Any, tty: bool | None = None) -> None:
@@ -535,7 +550,7 @@ def container_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("-l", "--label", multiple=True, help="Set meta data on a container (k=v)"),
         click.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image"),
         click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY"),
-        click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open (not supported: ignored)"),
+        click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached"),
         click.option("-m", "--memory", help="Memory limit (e.g. 32m)"),
         click.option("--memory-swap", help="Swap limit equal to memory plus swap: -1 for unlimited swap"),
         click.option("--cpus", type=float, help="Number of CPUs (e.g. 1.5)"),
@@ -554,18 +569,22 @@ def container_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--stop-timeout", type=int, help="Timeout (in seconds) to stop a container"),
         click.option("--network", "--net", "network", help="Connect a container to a network (NetworkMode)"),
         click.option("--rm", is_flag=True, help="Automatically remove the container when it exits"),
+        *ports.OPTIONS,
+        *aliases.OPTIONS,
+        *networks.IP_OPTIONS,
+        *health.OPTIONS,
     ]
     for option in reversed(options):
         f = option(f)
-    return f
+    from .volumes import mount_options
+
+    return mount_options(f)
 
 
 CREATE_SETTINGS = {"allow_interspersed_args": False, "help_option_names": ["--help"]}
 
 
 def _create(client: Client, image: str, command: Sequence[str], opts: dict[str, Any], attach: bool) -> str:
-    if opts.get("interactive"):
-        click.echo("WARNING: attaching stdin is not supported; -i is ignored", err=True)
     body = create_body(image, command, opts, attach=attach)
     try:
         result = client.post("/containers/create", params={"name": opts.get("name")}, body=body)
@@ -592,11 +611,17 @@ def create(client: Client, image: str, command: tuple[str, ...], **opts: Any) ->
 @click.option("-d", "--detach", is_flag=True, help="Run container in background and print container ID")
 @click.option("--sig-proxy", type=click.BOOL, default=True, is_flag=False, flag_value=True, show_default=True,
               help="Proxy received signals to the process (--sig-proxy=false to turn off)")
+@click.option("--detach-keys", help="Override the key sequence for detaching a container")
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
-def run(client: Client, image: str, command: tuple[str, ...], detach: bool, sig_proxy: bool, **opts: Any) -> None:
+def run(client: Client, image: str, command: tuple[str, ...], detach: bool, sig_proxy: bool,
+        detach_keys: str | None, **opts: Any) -> None:
     """Create and run a new container from an image (IMAGE [COMMAND] [ARG...])."""
+    stdin = bool(opts.get("interactive")) and not detach
+    if not detach:
+        interactive.check_terminal(bool(opts.get("tty")), stdin, detach_keys)
+        opts["console_size"] = interactive.terminal_size(sys.stdout.fileno()) if opts.get("tty") else None
     cid = _create(client, image, command, opts, attach=not detach)
     if detach:
         try:
@@ -607,10 +632,10 @@ def run(client: Client, image: str, command: tuple[str, ...], detach: bool, sig_
         click.echo(cid)
         return
     # attach and wait before the start, so no output and no exit is missed
-    conn = attach_stream(client, cid)
+    conn = attach_stream(client, cid, stdin=stdin, detach_keys=detach_keys)
     waiter = client.request("POST", f"/containers/{q(cid)}/wait",
                             params={"condition": "removed" if opts.get("rm") else "next-exit"}, stream=True)
-    with SignalProxy(client, cid, sig_proxy):
+    with SignalProxy(client, cid, sig_proxy and not opts.get("tty")):
         try:
             client.request("POST", f"/containers/{q(cid)}/start")
         except APIError as exc:
@@ -618,7 +643,9 @@ def run(client: Client, image: str, command: tuple[str, ...], detach: bool, sig_
             waiter.close()
             click.echo(str(exc), err=True)
             sys.exit(start_exit_code(exc.message))
-        pump(conn, bool(opts.get("tty")))
+        if interactive.container_session(client, cid, conn, bool(opts.get("tty")), stdin, detach_keys):
+            waiter.close()
+            return  # detached: the container keeps running
         code = wait_status(waiter)
     sys.exit(code)
 
@@ -628,15 +655,16 @@ def run(client: Client, image: str, command: tuple[str, ...], detach: bool, sig_
 
 @command("start")
 @click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals")
-@click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN (not supported)")
+@click.option("-i", "--interactive", "stdin", is_flag=True, help="Attach container's STDIN")
 @click.option("--sig-proxy", type=click.BOOL, default=True, is_flag=False, flag_value=True,
               help="Proxy received signals to the process (with -a)")
+@click.option("--detach-keys", help="Override the key sequence for detaching a container")
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_obj
-def start(client: Client, attach: bool, interactive: bool, sig_proxy: bool, containers: tuple[str, ...]) -> None:
+def start(client: Client, attach: bool, stdin: bool, sig_proxy: bool, detach_keys: str | None,
+          containers: tuple[str, ...]) -> None:
     """Start one or more stopped containers."""
-    if interactive:
-        raise ClientError("attaching stdin is not supported")
+    attach = attach or stdin  # docker: -i attaches too
     if not attach:
         each(containers, lambda n: client.request("POST", f"/containers/{q(n)}/start"),
              failure="failed to start containers")
@@ -645,9 +673,12 @@ def start(client: Client, attach: bool, interactive: bool, sig_proxy: bool, cont
         raise click.UsageError("you cannot start and attach multiple containers at once")
     info = inspect_container(client, containers[0])
     cid = info["Id"]
-    conn = attach_stream(client, cid)
+    tty = bool((info.get("Config") or {}).get("Tty"))
+    stdin = stdin and bool((info.get("Config") or {}).get("OpenStdin"))
+    interactive.check_terminal(tty, stdin, detach_keys)
+    conn = attach_stream(client, cid, stdin=stdin, detach_keys=detach_keys)
     waiter = client.request("POST", f"/containers/{q(cid)}/wait", params={"condition": "next-exit"}, stream=True)
-    with SignalProxy(client, cid, sig_proxy):
+    with SignalProxy(client, cid, sig_proxy and not tty):
         try:
             client.request("POST", f"/containers/{q(cid)}/start")
         except APIError as exc:
@@ -655,18 +686,21 @@ def start(client: Client, attach: bool, interactive: bool, sig_proxy: bool, cont
             waiter.close()
             click.echo(str(exc), err=True)
             sys.exit(start_exit_code(exc.message) if exc.status != 304 else 1)
-        pump(conn, bool((info.get("Config") or {}).get("Tty")))
+        if interactive.container_session(client, cid, conn, tty, stdin, detach_keys):
+            waiter.close()
+            return  # detached: the container keeps running
         code = wait_status(waiter)
     sys.exit(code)
 
 
 @command("attach")
-@click.option("--no-stdin", is_flag=True, help="Do not attach STDIN (always the case here)")
+@click.option("--no-stdin", is_flag=True, help="Do not attach STDIN")
 @click.option("--sig-proxy", type=click.BOOL, default=True, is_flag=False, flag_value=True,
               help="Proxy all received signals to the process")
+@click.option("--detach-keys", help="Override the key sequence for detaching a container")
 @click.argument("container")
 @click.pass_obj
-def attach(client: Client, no_stdin: bool, sig_proxy: bool, container: str) -> None:
+def attach(client: Client, no_stdin: bool, sig_proxy: bool, detach_keys: str | None, container: str) -> None:
     """Attach to a running container's output; exit with its exit code."""
     info = inspect_container(client, container)
     state = info.get("State") or {}
@@ -675,9 +709,13 @@ def attach(client: Client, no_stdin: bool, sig_proxy: bool, container: str) -> N
     if state.get("Paused"):
         raise ClientError("You cannot attach to a paused container, unpause it first")
     cid = info["Id"]
-    conn = attach_stream(client, cid)
-    with SignalProxy(client, cid, sig_proxy):
-        pump(conn, bool((info.get("Config") or {}).get("Tty")))
+    tty = bool((info.get("Config") or {}).get("Tty"))
+    stdin = not no_stdin and bool((info.get("Config") or {}).get("OpenStdin"))
+    interactive.check_terminal(tty, stdin, detach_keys)
+    conn = attach_stream(client, cid, stdin=stdin, detach_keys=detach_keys)
+    with SignalProxy(client, cid, sig_proxy and not tty):
+        if interactive.container_session(client, cid, conn, tty, stdin, detach_keys, redraw=True):
+            return  # detached: the container keeps running
     sys.exit(wait_status(client.request("POST", f"/containers/{q(cid)}/wait", stream=True)))
 
 
@@ -865,39 +903,6 @@ def container_inspect(client: Client, fmt: str | None, size: bool, containers: t
         sys.exit(1)
 
 
-@command("inspect")
-@click.option("-f", "--format", "fmt", help="Format output using a template like '{{.State.Status}}'")
-@click.option("-s", "--size", is_flag=True, help="Display total file sizes if the type is container")
-@click.option("--type", "type_", type=click.Choice(["container", "image"]), help="Only this type of object")
-@click.argument("names", nargs=-1, required=True)
-@click.pass_obj
-def inspect(client: Client, fmt: str | None, size: bool, type_: str | None, names: tuple[str, ...]) -> None:
-    """Return low-level information on containers or images."""
-    results, failed = [], False
-    for name in names:
-        found = None
-        for kind in ("container", "image"):
-            if type_ and kind != type_:
-                continue
-            path = f"/containers/{q(name)}/json" if kind == "container" else f"/images/{q(name)}/json"
-            try:
-                found = client.get(path, params={"size": size or None} if kind == "container" else None)
-                break
-            except APIError as exc:
-                if exc.status != 404:
-                    click.echo(str(exc), err=True)
-                    failed = True
-                    break
-        else:
-            click.echo(f"Error: No such {type_ or 'object'}: {name}", err=True)
-            failed = True
-        if found is not None:
-            results.append(found)
-    _emit_inspect(results, fmt)
-    if failed:
-        sys.exit(1)
-
-
 @command("top", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
 @click.argument("container")
 @click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
@@ -1066,6 +1071,4 @@ container.add_command(rm, "remove")
 def register(cli: click.Group) -> None:
     for cmd in TOP_LEVEL:
         cli.add_command(cmd)
-    if "inspect" not in cli.commands:
-        cli.add_command(inspect)
     cli.add_command(container)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .client import Client, ClientError
+from .client import Client, ClientError, TLSConfig
 
 
 class Group(click.Group):
@@ -23,17 +23,30 @@ class Group(click.Group):
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-H", "--host", envvar=None, help="Daemon address (default: $DOCKYARD_HOST, $DOCKER_HOST, unix:///run/dockyard.sock)")
+@click.option("--tls", is_flag=True, help="Use TLS; implied by --tlsverify")
+@click.option("--tlsverify", is_flag=True, help="Use TLS and verify the daemon ($DOCKER_TLS_VERIFY)")
+@click.option("--tlscacert", metavar="PATH", help="Trust certs signed only by this CA (default: $DOCKER_CERT_PATH/ca.pem, ~/.docker/ca.pem)")
+@click.option("--tlscert", metavar="PATH", help="TLS client certificate (default: $DOCKER_CERT_PATH/cert.pem)")
+@click.option("--tlskey", metavar="PATH", help="TLS client key (default: $DOCKER_CERT_PATH/key.pem)")
 @click.pass_context
-def cli(ctx: click.Context, host: str | None) -> None:
+def cli(ctx: click.Context, host: str | None, tls: bool, tlsverify: bool, tlscacert: str | None,
+        tlscert: str | None, tlskey: str | None) -> None:
     """dockyard: talk to dockyardd (or any Docker Engine API)."""
-    ctx.obj = Client(host)
+    ctx.obj = Client(host, tls=TLSConfig.resolve(tls, tlsverify, tlscacert, tlscert, tlskey))
 
 
 def load_commands() -> None:
-    from . import archive, containers, images, system
+    from . import archive, build, containers, images, registry, system, volumes
 
-    for module in (system, images, containers, archive):
+    for module in (system, images, containers, archive, volumes, build, registry):
         module.register(cli)
+    from . import inspect_all, interactive, networks, ports
+
+    networks.register(cli)
+    inspect_all.register(cli)  # `dockyard inspect`: containers, images, networks and volumes
+
+    ports.register(cli)
+    interactive.register(cli)
     _plugin_commands()
 
 

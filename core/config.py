@@ -57,6 +57,13 @@ class DaemonConfig:
     tlscert: Path = Path("/etc/dockyard/cert.pem")
     tlskey: Path = Path("/etc/dockyard/key.pem")
     live_restore: bool = True
+    # registries (dockerd's names); localhost and 127.0.0.0/8 are always insecure-allowed
+    registry_mirrors: tuple[str, ...] = ()
+    insecure_registries: tuple[str, ...] = ()
+    max_concurrent_downloads: int = 3
+    max_concurrent_uploads: int = 5
+    max_download_attempts: int = 5
+    registry_read_timeout: float = 60.0  # seconds without a byte before a registry transfer is retried
     log_opts: dict[str, str] = field(default_factory=dict)
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_file: Path | None = None
@@ -94,6 +101,12 @@ FILE_KEYS = {
     "tlscert": "tlscert",
     "tlskey": "tlskey",
     "live-restore": "live_restore",
+    "registry-mirrors": "registry_mirrors",
+    "insecure-registries": "insecure_registries",
+    "max-concurrent-downloads": "max_concurrent_downloads",
+    "max-concurrent-uploads": "max_concurrent_uploads",
+    "max-download-attempts": "max_download_attempts",
+    "registry-read-timeout": "registry_read_timeout",
     "log-opts": "log_opts",
     "plugins": "plugins",
 }
@@ -108,6 +121,14 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(h, str) for h in value):
             raise ConfigError(f"{key}: expected a list of URLs")
         return tuple(value)
+    if name in ("registry_mirrors", "insecure_registries"):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(h, str) and h for h in value):
+            raise ConfigError(f"{key}: expected a list of registries")
+        return tuple(value)
+    if name in ("max_concurrent_downloads", "max_concurrent_uploads", "max_download_attempts", "registry_read_timeout"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"{key}: expected a positive number")
+        return value
     if name in ("data_root", "exec_root", "pidfile", "config_file", "tlscacert", "tlscert", "tlskey"):
         if value is None:
             return None

@@ -69,10 +69,21 @@ class Daemon:
         self.images = ImageService(c.data_root / "image", self.drivers.get("storage"), self.events,
                                    asyncio.get_running_loop())
         self.services.append(self.images)
+        from .volumes import VolumeService
+
+        self.volumes = VolumeService(self)
+        self.services.append(self.volumes)
+        from .networks import NetworkService
+
+        self.networks = NetworkService(self)
+        self.networks.load()  # before containers reconcile: the teardown of what ended needs the records
+        self.services.append(self.networks)
         from .containers.service import ContainerService
 
         self.containers = ContainerService(self)
         await self.containers.reconcile()
+        await self.networks.reconcile({cid for cid, c in self.containers.containers.items() if c.running})
+        await self.volumes.reconcile(self.containers)
         self.services.append(self.containers)
         from .api import make_app
 
@@ -196,7 +207,8 @@ class Daemon:
             "Plugins": {
                 "Volume": entry_point_names(GROUPS["volume"]),
                 "Network": entry_point_names(GROUPS["network"]),
-                "Authorization": None,
+                "Authorization": sorted({i.plugin_name for i in self.plugins.hook.authorize_request.get_hookimpls()})
+                or None,  # hook modules that implement authorize_request
                 "Log": ["dockyard"],
             },
             "MemoryLimit": cgroups is not None, "SwapLimit": cgroups is not None,

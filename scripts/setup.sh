@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(busybox-static tini runc iproute2 nftables libnftables1 skopeo umoci
-              python3-venv python3-dev gcc libc6-dev curl)
+APT_PACKAGES=(busybox-static tini runc iproute2 nftables libnftables1 iptables skopeo umoci
+              python3-venv python3-dev gcc libc6-dev curl docker-registry apache2-utils
+              docker-compose)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -14,6 +15,13 @@ if ((${#missing[@]})); then
     echo "setup: installing ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# docker-registry's package starts a registry on :5000; tests start their own on 127.0.0.1.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
+elif [ -x /etc/init.d/docker-registry ]; then
+    /etc/init.d/docker-registry stop >/dev/null 2>&1 || true
+    update-rc.d docker-registry disable >/dev/null 2>&1 || true
 fi
 
 # python3 on PATH may be a slow shim: always build the venv from the system interpreter.

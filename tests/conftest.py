@@ -24,6 +24,31 @@ def leftovers() -> list[str]:
             continue
         if b"dockyard-shim" in cmdline.split(b"\0")[0]:
             found.append(f"process: {pid} " + cmdline.replace(b"\0", b" ").decode(errors="replace"))
+    found += network_leftovers()
+    return found
+
+
+def network_leftovers() -> list[str]:
+    """Bridges and veths (``dockyard0``, ``dy...``), nftables tables (``dockyard*``) and pinned
+    container network namespaces (nsfs mounts under an exec root's ``netns/``)."""
+    import subprocess
+
+    found = []
+    net = Path("/sys/class/net")
+    for link in sorted(os.listdir(net)) if net.exists() else []:
+        if link.startswith("dy") or link.startswith("dockyard"):
+            found.append(f"link: {link}")
+    try:
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout.split("\n")
+    except OSError:
+        tables = []
+    found += [f"nft: {t.strip()}" for t in tables if t.strip().split(" ")[-1].startswith("dockyard")]
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            fstype = parts[parts.index("-") + 1] if "-" in parts else ""
+            if fstype == "nsfs" and "/netns/" in parts[4] and "/exec" in parts[4]:
+                found.append(f"netns: {parts[4]}")
     return found
 
 

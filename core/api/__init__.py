@@ -10,6 +10,10 @@ from aiohttp import web
 from ..plugins import call_hook
 from . import archive, containers, images, system
 from . import exec as exec_
+from . import volumes
+from . import build
+from . import registry
+from . import networks
 from .middleware import make_middleware
 from .router import VersionedRouter
 from .util import DAEMON
@@ -18,7 +22,8 @@ if TYPE_CHECKING:
     from ..daemon import Daemon
 
 # One route table per resource.
-ROUTE_TABLES: list[Iterable[web.AbstractRouteDef]] = [system.routes, images.routes, containers.routes, archive.routes, exec_.routes]
+ROUTE_TABLES: list[Iterable[web.AbstractRouteDef]] = [system.routes, images.routes, containers.routes, archive.routes, exec_.routes,
+                                                     volumes.routes, build.routes, registry.routes, networks.routes]
 
 
 async def make_app(daemon: "Daemon") -> web.Application:

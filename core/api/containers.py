@@ -14,7 +14,9 @@ from aiohttp import web
 from ..errors import InvalidArgument, NotSupported
 from ..lifecycle import State
 from ..runtime.logfile import LogRecord, split_lines
+from ..containers.detachkeys import parse_detach_keys
 from .hijack import hijack
+from .stdin import pump_stdin, run_streams
 from .middleware import add_common_headers
 from .system import parse_time
 from .util import daemon_of, json_body, json_response, query_bool
@@ -97,9 +99,10 @@ async def wait(request: web.Request) -> web.StreamResponse:
     add_common_headers(response)
     await response.prepare(request)
     done = await task
-    await response.write(json.dumps({"StatusCode": done.exit_code,
-                                     "Error": {"Message": done.error} if done.error else None}).encode() + b"\n")
-    await response.write_eof()
+    with contextlib.suppress(ConnectionResetError):  # the client left (e.g. it detached)
+        await response.write(json.dumps({"StatusCode": done.exit_code,
+                                         "Error": {"Message": done.error} if done.error else None}).encode() + b"\n")
+        await response.write_eof()
     return response
 
 
@@ -149,8 +152,10 @@ async def resize(request: web.Request) -> web.Response:
         raise InvalidArgument("invalid resize: h and w must be integers") from None
     if c.state != State.RUNNING:
         raise _not_running(c.id)
+    if not c.config.get("Tty"):
+        raise InvalidArgument(f"cannot resize container {c.id}: it has no TTY (create it with Tty: true)")
     resize_fn = getattr(svc.runtime, "resize", None)
-    if resize_fn is not None and c.config.get("Tty"):
+    if resize_fn is not None:
         resize_fn(c.id, h, w)
     return web.Response(status=200)
 
@@ -262,6 +267,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
         raise NotSupported("attaching stdin is not supported by this runtime")
     streams = _streams(request, False)
     tty = bool(c.config.get("Tty"))
+    keys = parse_detach_keys(request.query.get("detachKeys")) if tty and want_stdin else b""
     attached_at = time.time_ns()
     response, conn = await hijack(request, _stream_content_type(tty))
     framer = Framer(tty, streams, False)
@@ -273,24 +279,27 @@ async def attach(request: web.Request) -> web.StreamResponse:
                     await _write_records(conn, _aiter(reader.records()), framer)
             stream = query_bool(request, "stream")
             if stream and (streams or want_stdin) and await svc.wait_started(c):
-                from .exec import pump_stdin
-
-                stdin_task = asyncio.ensure_future(pump_stdin(conn, svc.runtime.stdin_path(c.id))) \
-                    if want_stdin else None
-                try:
-                    if streams:
-                        async with contextlib.aclosing(svc.runtime.logs(c.id).follow(attached_at)) as records:
-                            await _write_records(conn, records, framer, batch=1)
-                    else:
-                        await svc.wait(c.id)
-                finally:
-                    if stdin_task is not None:
-                        stdin_task.cancel()
-                        with contextlib.suppress(asyncio.CancelledError, Exception):
-                            await stdin_task
+                await _attach_streams(svc, c, conn, framer, attached_at, want_stdin, keys)
         except ConnectionResetError:
             pass  # the client detached
     return response
+
+
+async def _attach_streams(svc: Any, c: Any, conn: Any, framer: Framer, attached_at: int, want_stdin: bool,
+                          keys: bytes) -> None:
+    """Output (from ``attached_at``) and stdin until the container ends or the client detaches."""
+    async def output() -> None:
+        if framer.streams:
+            async with contextlib.aclosing(svc.runtime.logs(c.id).follow(attached_at)) as records:
+                await _write_records(conn, records, framer, batch=1)
+        else:
+            await svc.wait(c.id)
+
+    stdin_detach = getattr(svc.runtime, "stdin_detach", None)
+    stdin = pump_stdin(conn, svc.runtime.stdin_path(c.id), keys,
+                       (lambda: stdin_detach(c.id)) if stdin_detach else None) if want_stdin else None
+    if await run_streams(output(), stdin) == "detached":
+        svc._emit("detach", c)
 
 
 # -- stats, top, changes -------------------------------------------------------------------

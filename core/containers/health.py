@@ -188,8 +188,9 @@ class HealthMonitor:
                     if self.containers.get(cid).state.value == "paused":
                         continue  # as Docker: no probe while paused
                 result = await self._probe(cid, hc, timeout)
-                if result is None:  # the container is gone or stopped
-                    return
+                c = self.containers.containers.get(cid)
+                if result is None or c is None or not c.running:
+                    return  # gone or stopped meanwhile: as moby, a probe that raced the stop is dropped
                 self._record(cid, result, retries, started_ns, start_period)
         except asyncio.CancelledError:
             raise

@@ -10,6 +10,7 @@ from typing import Any
 from ..lifecycle import State
 from ..store import read_json, write_json
 from ..util import human_duration
+from .ports import list_ports
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _STATES = {s.value: s for s in State}  # a dict lookup is much cheaper than State(value)
@@ -48,6 +49,7 @@ class Container:
     network_settings: dict[str, Any] = field(default_factory=dict)
     mounts: list[dict[str, Any]] = field(default_factory=list)  # Docker's inspect "Mounts"
     exec_ids: list[str] = field(default_factory=list)
+    health: dict[str, Any] | None = None  # State.Health, kept by containers/health.py
 
     # -- persistence -------------------------------------------------------------------
 
@@ -137,7 +139,7 @@ class Container:
             "ExecIDs": self.exec_ids or None,
             "HostConfig": self.host_config,
             "GraphDriver": graph,
-            "Mounts": self.mounts,
+            "Mounts": [{k: v for k, v in m.items() if k[0].isupper()} for m in self.mounts],  # lowercase: ours
             "Config": self.config,
             "NetworkSettings": self.network_settings_json(),
         }
@@ -163,7 +165,7 @@ class Container:
             "ImageID": self.image_id,
             "Command": " ".join(cmd),
             "Created": self.created_ns // 10**9,
-            "Ports": self.network_settings.get("PortsList", []),
+            "Ports": list_ports(self.network_settings.get("Ports") or {}),
             "Labels": self.labels,
             "State": self.state.value,
             "Status": self.status_text(),

@@ -29,7 +29,7 @@ from ..errors import (
 )
 from ..lifecycle import State, require
 from ..runtime import capabilities
-from . import configure, etcfiles
+from . import configure, etcfiles, health, mounts, ports
 from .record import Container
 from .spec import build_spec
 
@@ -83,6 +83,7 @@ class ContainerService:
         self.storage = daemon.drivers.get("storage")
         self.cgroups = daemon.drivers.get("cgroups")
         self.runtime = daemon.drivers.get("runtime")
+        self.networks = getattr(daemon, "networks", None)  # dockyard.networks.NetworkService
         self.containers: dict[str, Container] = {}
         self.names: dict[str, str] = {}  # name -> id
         self.locks: dict[str, asyncio.Lock] = {}
@@ -99,8 +100,10 @@ class ContainerService:
             raise ConfigError(f"log-opts: {exc}") from None
         self.daemon_stopping = False
         from .execs import ExecService
+        from .health import HealthMonitor
 
         self.execs = ExecService(self)  # docker exec instances (in memory, like Docker)
+        self.health = HealthMonitor(self)  # healthcheck probes of running containers (health.py)
         if self.images is not None:
             self.images.in_use = self._image_users
 
@@ -171,17 +174,22 @@ class ContainerService:
         await call_hook(self.daemon.plugins.hook.container_spec, config=request_config,
                         host_config=host_config, name=name)
         config = configure.merge_config(request_config, (image.config or {}).get("config") or {})
+        health.validate(config)
         config["Image"] = image_ref
+        ports.validate(config, host_config)  # bad port specs -> 400 now
         capabilities.resolve(host_config.get("CapAdd"), host_config.get("CapDrop"))  # unknown names -> 400
         Resources.from_host_config(host_config)  # limits the kernel would refuse -> 400 now
         log_limits((host_config.get("LogConfig") or {}).get("Config") or {}, {"max-size": "0", "max-file": "1"})
+        mount_points = mounts.plan(config, host_config, self)  # bad mounts -> 400 before anything exists
+        networks = (self.networks.container_networks(host_config, body.get("NetworkingConfig"))
+                    if self.networks is not None else {})
         if name is None:
             name = self._generate_name()
         self._check_name_free(name)
         cid = secrets.token_hex(32)
         c = Container(id=cid, name=name, image=image_ref, image_id=image.id, config=config,
                       host_config=host_config, storage_driver=getattr(self.storage, "name", ""),
-                      top_layer=self.images.top_layer(image.id))
+                      top_layer=self.images.top_layer(image.id), networks=networks)
         config["Hostname"] = config.get("Hostname") or cid[:12]
         directory = self.dir(c)
         async with contextlib.AsyncExitStack() as undo:
@@ -189,6 +197,8 @@ class ContainerService:
             undo.callback(shutil.rmtree, directory, True)
             await asyncio.to_thread(self.storage.create_rw, cid, c.top_layer)
             undo.callback(self.storage.remove_rw, cid)
+            await mounts.create_volumes(self.daemon.volumes, mount_points, undo)
+            c.mounts = mount_points
             etcfiles.write(directory, config, host_config)
             self._save(c, durable=True)
             undo.pop_all()
@@ -221,7 +231,7 @@ class ContainerService:
                 await self._start(c)
         except DockyardError as exc:
             if c.host_config.get("AutoRemove") and not isinstance(exc, NotModified):
-                await self.remove(c.id, force=True)  # as Docker does: `run --rm` waits for removal
+                await self.remove(c.id, force=True, volumes=True)  # as Docker does: `run --rm` waits for removal
             raise
 
     async def _start(self, c: Container) -> None:
@@ -239,11 +249,18 @@ class ContainerService:
                 undo.callback(cg.remove, c.id)
                 procs = cg.procs_files(c.id)
             log_max_size, log_max_files = self._log_limits(c)
+            extra_mounts = await mounts.setup(self, c, rootfs, undo)
+            namespaces = self._namespaces(c)
+            if self.networks is not None:
+                undo.push_async_callback(self.networks.teardown, c)
+                sandbox = await self.networks.setup(c, directory)
+                if sandbox:
+                    namespaces["net"] = sandbox
             spec = build_spec(
                 cid=c.id, config=c.config, host_config=c.host_config, rootfs=rootfs,
-                files=etcfiles.paths(directory), mounts=[], cgroup_procs=procs,
+                files=etcfiles.paths(directory), mounts=extra_mounts, cgroup_procs=procs,
                 log_path=self.log_path(c), log_max_size=log_max_size, log_max_files=log_max_files,
-                namespaces=self._namespaces(c),
+                namespaces=namespaces,
             )
             try:
                 pid = await self.runtime.start(spec)
@@ -293,6 +310,7 @@ class ContainerService:
 
     def _monitor(self, c: Container) -> None:
         task = asyncio.ensure_future(self._watch(c))
+        self.health.start(c)
         self.monitors[c.id] = task
         task.add_done_callback(lambda t, cid=c.id: self.monitors.pop(cid, None) if self.monitors.get(cid) is t else None)
 
@@ -318,6 +336,13 @@ class ContainerService:
                 self.cgroups.remove(c.id)
         with contextlib.suppress(Exception):
             self.storage.unmount(c.id)
+        if self.networks is not None:
+            try:
+                await self.networks.teardown(c)
+            except Exception:
+                log.exception("releasing the network of %s failed", c.id[:12])
+        mounts.release(self, c)
+        self.health.stop(c.id)
         c.status = State.EXITED.value
         c.exit_code, c.pid, c.oom_killed = status.exit_code, 0, oom or status.oom_killed
         c.error = status.error or ""
@@ -475,6 +500,8 @@ class ContainerService:
                 return
             c.status = State.REMOVING.value
             await self._destroy(c)
+        if volumes:
+            await mounts.remove_anonymous(self, c)
         self._emit("destroy", c)
         self._wake(self.removed_waiters, c.id, c)
         self._wake(self.start_waiters, c.id, False)
@@ -485,7 +512,11 @@ class ContainerService:
         if task is not None and task is not asyncio.current_task():  # AutoRemove runs in the monitor
             task.cancel()
         self.execs.forget(c.id)
+        self.health.forget(c.id)
         await self.runtime.delete(c.id)
+        if self.networks is not None:
+            with contextlib.suppress(Exception):
+                await self.networks.teardown(c)
         if self.cgroups is not None:
             with contextlib.suppress(Exception):
                 self.cgroups.remove(c.id)
@@ -602,6 +633,7 @@ class ContainerService:
             if size:
                 sizes = {"SizeRw": self._rw_size(c), "SizeRootFs": 0}
             out.append(c.list_json(c.image, sizes))
+            out[-1]["Status"] += self.health.status_suffix(c)
             if 0 < limit <= len(out):
                 break
         return out
@@ -634,6 +666,8 @@ class ContainerService:
             and any_of("exited", lambda v: c.state == State.EXITED and c.has_been_started and str(c.exit_code) == v)
             and any_of("ancestor", ancestor)
             and any_of("network", lambda v: v in c.networks or c.host_config.get("NetworkMode") == v)
+            and ports.matches(f, c.config, c.host_config, c.network_settings)
+            and any_of("health", lambda v: self.health.status(c.id) == v)
         )
 
     def logs(self, c: Container) -> Any:
@@ -702,6 +736,8 @@ class ContainerService:
         c = self.get(ref)
         graph: dict[str, Any] = {"Name": c.storage_driver, "Data": None}
         data = c.inspect(self.dir(c), self.log_path(c), graph)
+        if self.health.inspect(c.id) is not None:
+            data["State"]["Health"] = self.health.inspect(c.id)
         if size:
             data["SizeRw"] = self._rw_size(c)
             data["SizeRootFs"] = 0

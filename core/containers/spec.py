@@ -93,6 +93,13 @@ def _ulimits(hc: dict[str, Any]) -> list[tuple[str, int, int]]:
     return [(u["Name"], int(u.get("Soft", -1)), int(u.get("Hard", -1))) for u in hc.get("Ulimits") or []]
 
 
+def _console_size(value: Any) -> tuple[int, int] | None:
+    """HostConfig.ConsoleSize ``[height, width]``: the pty's size from the start (0 = unset)."""
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
+        return value[0], value[1]
+    return None
+
+
 def _security_opts(hc: dict[str, Any]) -> tuple[bool, bool | str]:
     nnp, seccomp = False, "default"
     for opt in hc.get("SecurityOpt") or []:
@@ -143,6 +150,7 @@ def build_spec(
         additional_gids=groups,
         hostname=config.get("Hostname") or cid[:12],
         tty=bool(config.get("Tty")),
+        console_size=_console_size(hc.get("ConsoleSize")),
         open_stdin=bool(config.get("OpenStdin")),
         stdin_once=bool(config.get("StdinOnce")),
         mounts=[*etc_mounts, *mounts],

@@ -9,8 +9,8 @@ group                      config key               Protocol
 ``dockyard.storage``       ``storage-driver``       :class:`StorageDriver`
 ``dockyard.cgroups``       ``cgroups``              :class:`CgroupDriver`
 ``dockyard.runtime``       ``runtime``              :class:`Runtime`
-``dockyard.network``       ``network``              (networking issue)
-``dockyard.volume``        ``volume``               (volumes issue)
+``dockyard.network``       per network (``Driver``)  :class:`NetworkDriver`
+``dockyard.volume``        per volume (``Driver``)  :class:`VolumeDriver`
 ``dockyard.transports``    scheme of ``-H`` URLs    :class:`Transport`
 =========================  =======================  ==============================
 
@@ -22,8 +22,11 @@ it with the plugin manager after loading it.
 """
 
 from .cgroups import CgroupDriver, CgroupStats, Resources
+from .network import Endpoint, Network, NetworkDriver
 from .runtime import Runtime
 from .storage import StorageDriver
 from .transport import Transport
+from .volume import VolumeDriver
 
-__all__ = ["CgroupDriver", "CgroupStats", "Resources", "Runtime", "StorageDriver", "Transport"]
+__all__ = ["CgroupDriver", "CgroupStats", "Endpoint", "Network", "NetworkDriver", "Resources", "Runtime",
+           "StorageDriver", "Transport", "VolumeDriver"]

@@ -17,6 +17,12 @@
  * and exits at once; the monitor calls setsid, survives the daemon, logs the container's
  * output (binary records, see logfile.py), waits for it and writes the exit file
  * "<code> <signal> <finished_at_ns>\n" atomically, then exits.
+ *
+ * Stdin ("stdin" key): the daemon writes into the "<state_dir>/stdin" FIFO. When its writers
+ * close it: with "stdin_once" and no TTY the process's stdin is closed (EOF); an exec's TTY is
+ * hung up (SIGHUP to its process group); else the FIFO waits for the next writer (a container's
+ * TTY outlives its clients, as in Docker). The "control" FIFO (TTY only) takes lines
+ * "resize <rows> <cols>" and "detach" (the next close is a detach: never EOF nor hangup).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -33,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/capability.h>
+#include <linux/openat2.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sys/ioctl.h>
@@ -154,26 +161,113 @@ static int mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
-static int touch_p(const char *path)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    char *slash = strrchr(tmp, '/');
-    if (slash && slash != tmp) { *slash = 0; if (mkdir_p(tmp, 0755) < 0) return -1; }
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0) {
-        struct stat st;
-        if (stat(path, &st) == 0) return 0; /* exists (maybe a symlink): mount follows it */
-        return -1;
-    }
-    close(fd);
-    return 0;
-}
-
 static int setattr(int dfd, const char *path, unsigned flags, unsigned long long set)
 {
     struct mount_attr a = { .attr_set = set };
     return mount_setattr(dfd, path, flags, &a, sizeof a);
+}
+
+/* attributes and propagation (MS_PRIVATE/MS_SLAVE/MS_SHARED) of a detached bind tree */
+static int setattr_prop(int fd, unsigned flags, unsigned long long set, unsigned long long prop)
+{
+    struct mount_attr a = { .attr_set = set, .propagation = prop };
+    return mount_setattr(fd, "", AT_EMPTY_PATH | flags, &a, sizeof a);
+}
+
+/* Mount targets are resolved inside the container's root (after pivot_root: "/") with
+ * openat2(RESOLVE_IN_ROOT): ".." and absolute symlinks stop at the root, /proc magic links are
+ * refused, so an image's symlink can never send a mount outside the rootfs. Missing
+ * directories are created on the way (following in-root symlinks, even dangling ones, as
+ * runc's securejoin does) and the last component as a directory or an empty file. Returns
+ * an O_PATH fd of the target. */
+#define IN_ROOT (RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+static int openat2_(int dfd, const char *path, uint64_t flags, uint64_t resolve)
+{
+    struct open_how how = { .flags = flags, .mode = 0, .resolve = resolve };
+    return (int)syscall(SYS_openat2, dfd, path, &how, sizeof how);
+}
+
+static int open_in_root(int rootfd, const char *path, int dir)
+{
+    char cur[4096];
+    snprintf(cur, sizeof cur, "%s", path);
+    for (int step = 0; step < 256; step++) {
+        int fd = openat2_(rootfd, cur, O_PATH | O_CLOEXEC, IN_ROOT);
+        if (fd >= 0 || errno != ENOENT) return fd;
+        /* the first missing component: create it, or follow the dangling symlink it is */
+        char prefix[4096] = "";
+        const char *s = cur;
+        for (;;) {
+            while (*s == '/') s++;
+            if (!*s) { errno = ENOENT; return -1; }
+            const char *e = strchrnul(s, '/');
+            char next[4096];
+            snprintf(next, sizeof next, "%s/%.*s", prefix, (int)(e - s), s);
+            int probe = openat2_(rootfd, next, O_PATH | O_CLOEXEC, IN_ROOT);
+            if (probe >= 0) { close(probe); snprintf(prefix, sizeof prefix, "%s", next); s = e; continue; }
+            if (errno != ENOENT) return -1;
+            int pfd = openat2_(rootfd, *prefix ? prefix : "/", O_PATH | O_DIRECTORY | O_CLOEXEC, IN_ROOT);
+            if (pfd < 0) return -1;
+            char comp[256];
+            if ((size_t)(e - s) >= sizeof comp) { close(pfd); errno = ENAMETOOLONG; return -1; }
+            memcpy(comp, s, e - s);
+            comp[e - s] = 0;
+            struct stat st;
+            int rc = 0;
+            if (fstatat(pfd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+                char link[4096];
+                ssize_t n = readlinkat(pfd, comp, link, sizeof link - 1);
+                if (n < 0) rc = -1;
+                else {
+                    link[n] = 0;
+                    char rest[4096];
+                    snprintf(rest, sizeof rest, "%s", e);
+                    int len = link[0] == '/' ? snprintf(cur, sizeof cur, "%s%s", link, rest)
+                                             : snprintf(cur, sizeof cur, "%s/%s%s", prefix, link, rest);
+                    if (len >= (int)sizeof cur) { errno = ENAMETOOLONG; rc = -1; }
+                }
+            } else if (*e || dir) {
+                rc = mkdirat(pfd, comp, 0755) < 0 && errno != EEXIST ? -1 : 0;
+            } else {
+                int f = openat(pfd, comp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+                if (f >= 0) close(f); else if (errno != EEXIST) rc = -1;
+            }
+            int saved = errno;
+            close(pfd);
+            errno = saved;
+            if (rc < 0) return -1;
+            break;
+        }
+    }
+    errno = ELOOP;
+    return -1;
+}
+
+/* "tmpfs" op: a new tmpfs (fsopen) attached on an in-root target; data "size=..,mode=.." */
+static int mount_tmpfs(int tfd, unsigned long long attr, const char *data)
+{
+    int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+    if (fs < 0) return -1;
+    if (fsconfig(fs, FSCONFIG_SET_STRING, "source", "tmpfs", 0) < 0) { int saved = errno; close(fs); errno = saved; return -1; }
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", data);
+    for (char *save = NULL, *kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        if (eq) *eq = 0;
+        if (fsconfig(fs, eq ? FSCONFIG_SET_STRING : FSCONFIG_SET_FLAG, kv, eq ? eq + 1 : NULL, 0) < 0) {
+            int saved = errno; close(fs); errno = saved; return -1;
+        }
+    }
+    if (fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) { int saved = errno; close(fs); errno = saved; return -1; }
+    int mfd = fsmount(fs, FSMOUNT_CLOEXEC, attr);
+    int saved = errno;
+    close(fs);
+    if (mfd < 0) { errno = saved; return -1; }
+    int rc = move_mount(mfd, "", tfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+    saved = errno;
+    close(mfd);
+    errno = saved;
+    return rc;
 }
 
 static const char *getenv_in(char **env, const char *name)
@@ -299,27 +393,32 @@ static void child_main(struct child_io *io)
         if (chdir("/") < 0) die("chdir", "/", errno);
     } else {
     const char *rootfs = get("rootfs");
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("mount", "make / private", errno);
-    if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) die("mount", rootfs, errno);
 
-    /* bind sources are host paths: clone them as detached trees before pivot_root */
+    /* bind sources are host paths: clone them as detached trees before pivot_root, and before
+     * / turns private so a clone of a shared mount can stay a slave or peer of the host's
+     * (bind propagation rslave/rshared); every other clone is made private. */
     int *bindfd = calloc(nrecs, sizeof(int));
     for (int i = 0; i < nrecs; i++) {
         if (strcmp(recs[i].key, "op") || strcmp(field(&recs[i], 0), "bind")) continue;
         const char *src = field(&recs[i], 1);
         unsigned long long attr = strtoull(field(&recs[i], 3), NULL, 0);
         int rec = atoi(field(&recs[i], 4));
+        unsigned long long prop = strtoull(field(&recs[i], 5), NULL, 0);
         int fd = open_tree(AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (rec ? AT_RECURSIVE : 0));
         if (fd < 0) die("bind-source", src, errno);
-        if (attr && setattr(fd, "", AT_EMPTY_PATH | (rec ? AT_RECURSIVE : 0), attr) < 0)
+        if (setattr_prop(fd, rec ? AT_RECURSIVE : 0, attr, prop ? prop : MS_PRIVATE) < 0)
             die("bind-attr", src, errno);
         bindfd[i] = fd;
     }
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("mount", "make / private", errno);
+    if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) die("mount", rootfs, errno);
 
     if (chdir(rootfs) < 0) die("chdir-rootfs", rootfs, errno);
     if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root", rootfs, errno);
     if (umount2(".", MNT_DETACH) < 0) die("umount-oldroot", NULL, errno);
     if (chdir("/") < 0) die("chdir", "/", errno);
+    int rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0) die("open-root", "/", errno);
 
     for (int i = 0; i < nrecs; i++) {
         struct rec *r = &recs[i];
@@ -335,9 +434,18 @@ static void child_main(struct child_io *io)
             const char *tgt = field(r, 2);
             struct stat st;
             if (fstat(bindfd[i], &st) < 0) die("bind-stat", tgt, errno);
-            if ((S_ISDIR(st.st_mode) ? mkdir_p(tgt, 0755) : touch_p(tgt)) < 0) die("mkdir", tgt, errno);
-            if (move_mount(bindfd[i], "", AT_FDCWD, tgt, MOVE_MOUNT_F_EMPTY_PATH) < 0) die("bind", tgt, errno);
+            int tfd = open_in_root(rootfd, tgt, S_ISDIR(st.st_mode));
+            if (tfd < 0) die("mkdir", tgt, errno);
+            if (move_mount(bindfd[i], "", tfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+                die("bind", tgt, errno);
+            close(tfd);
             close(bindfd[i]);
+        } else if (!strcmp(kind, "tmpfs")) {
+            const char *tgt = field(r, 1);
+            int tfd = open_in_root(rootfd, tgt, 1);
+            if (tfd < 0) die("mkdir", tgt, errno);
+            if (mount_tmpfs(tfd, strtoull(field(r, 2), NULL, 0), field(r, 3)) < 0) die("mount", tgt, errno);
+            close(tfd);
         } else if (!strcmp(kind, "symlink")) {
             if (symlink(field(r, 1), field(r, 2)) < 0 && errno != EEXIST) die("symlink", field(r, 2), errno);
         } else if (!strcmp(kind, "mkdir")) {
@@ -592,7 +700,10 @@ int main(int argc, char **argv)
 
     int errp[2], inp[2] = { -1, -1 }, outp[2] = { -1, -1 }, errs[2] = { -1, -1 }, sv[2] = { -1, -1 };
     if (pipe2(errp, O_CLOEXEC) < 0) { status_error(errno, "pipe", NULL); return 1; }
-    if (open_stdin && !tty) { if (pipe2(inp, O_CLOEXEC) < 0) { status_error(errno, "pipe", NULL); return 1; } }
+    if (open_stdin && !tty) {
+        if (pipe2(inp, O_CLOEXEC) < 0) { status_error(errno, "pipe", NULL); return 1; }
+        fcntl(inp[1], F_SETPIPE_SZ, 1 << 20);
+    }
     else if ((inp[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) { status_error(errno, "devnull", NULL); return 1; }
     if (tty) {
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) { status_error(errno, "socketpair", NULL); return 1; }
@@ -663,8 +774,9 @@ int main(int argc, char **argv)
     /* monitor loop */
     int exited = 0, status = 0;
     struct timespec fin = {0};
-    char inbuf[16384];
+    static char inbuf[BUFSZ];
     size_t in_len = 0, in_off = 0;
+    int stdin_detached = 0; /* the writer that closes next detached: keep stdin open */
     for (;;) {
         struct pollfd pf[6];
         int tag[6], np = 0;
@@ -711,10 +823,15 @@ int main(int argc, char **argv)
                 else if (n == 0) { /* the writer closed */
                     close(stdin_fifo);
                     stdin_fifo = -1;
-                    if (stdin_once) {
-                        if (!tty && in_w >= 0) { close(in_w); in_w = -1; }
-                        else if (tty && in_w >= 0) { char eot = 4; if (write(in_w, &eot, 1) < 0) {} }
-                    } else {
+                    if (stdin_once && !stdin_detached && !tty) { /* EOF for the process */
+                        if (in_w >= 0) { close(in_w); in_w = -1; }
+                    } else if (stdin_once && !stdin_detached && get("exec_root")) {
+                        /* the client of an exec's terminal left: hang up, as a closing terminal
+                         * does (the shell's foreground job gets SIGHUP when the shell exits) */
+                        if (!exited) kill(-cpid, SIGHUP); /* never a reaped (maybe reused) pid */
+                    } else { /* open again for the next writer (attach). A container's TTY stays
+                              * open when a client leaves or detaches, as in Docker */
+                        stdin_detached = 0;
                         snprintf(path, sizeof path, "%s/stdin", state_dir);
                         stdin_fifo = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
                     }
@@ -735,9 +852,14 @@ int main(int argc, char **argv)
                 ssize_t n = read(ctl, cmd, sizeof cmd - 1);
                 if (n <= 0) break;
                 cmd[n] = 0;
-                struct winsize ws = {0};
-                if (sscanf(cmd, "resize %hu %hu", &ws.ws_row, &ws.ws_col) == 2 && out_fd >= 0)
-                    ioctl(out_fd, TIOCSWINSZ, &ws);
+                for (char *c = cmd, *nl; *c; c = nl ? nl + 1 : c + strlen(c)) { /* one command a line */
+                    nl = strchr(c, '\n');
+                    struct winsize ws = {0};
+                    if (sscanf(c, "resize %hu %hu", &ws.ws_row, &ws.ws_col) == 2 && out_fd >= 0)
+                        ioctl(out_fd, TIOCSWINSZ, &ws);
+                    else if (!strncmp(c, "detach", 6)) /* a client typed the detach keys */
+                        stdin_detached = 1;
+                }
                 break;
             }
             }

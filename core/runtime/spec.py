@@ -14,8 +14,9 @@ cgroup                a cgroup.procs file the child writes "0" into (repeatable)
 tty, console_size,    ``1``; ``"<rows> <cols>"``; present when open_stdin; ``1``
 stdin, stdin_once
 op                    after pivot_root, in order: ``mount\\0src\\0target\\0fstype\\0flags\\0data``,
-                      ``bind\\0hostsrc\\0target\\0MOUNT_ATTR_*\\0recursive``,
-                      ``symlink\\0target\\0linkpath``, ``mkdir\\0path\\0octal mode``,
+                      ``bind\\0hostsrc\\0target\\0MOUNT_ATTR_*\\0recursive\\0MS_<propagation>``,
+                      ``tmpfs\\0target\\0MOUNT_ATTR_*\\0data`` (targets of bind and tmpfs resolved
+                      in the root, missing ones created), ``symlink\\0target\\0linkpath``, ``mkdir\\0path\\0octal mode``,
                       ``mask\\0path``, ``ropath\\0path``, ``rootro``
 hostname, cwd         strings
 rlimit                ``"<RLIMIT_*> <soft> <hard>"`` (-1 = unlimited)
@@ -47,6 +48,10 @@ NS_DEFAULT = {"net": None, "ipc": None, "uts": None, "pid": None, "cgroup": "hos
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_RELATIME, MS_STRICTATIME = 1 << 21, 1 << 24
 ATTR = {"ro": 1, "nosuid": 2, "nodev": 4, "noexec": 8}
+TMPFS_ATTR = {**ATTR, "noatime": 0x10, "strictatime": 0x20, "nodiratime": 0x80}  # MOUNT_ATTR_* for fsmount
+MS_PRIVATE, MS_SLAVE, MS_SHARED = 1 << 18, 1 << 19, 1 << 20
+PROPAGATION = {"private": MS_PRIVATE, "rprivate": MS_PRIVATE, "slave": MS_SLAVE, "rslave": MS_SLAVE,
+               "shared": MS_SHARED, "rshared": MS_SHARED}  # r*: with the bind's AT_RECURSIVE
 MS_OPT = {"ro": MS_RDONLY, "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC,
           "rw": 0, "relatime": MS_RELATIME, "strictatime": MS_STRICTATIME}
 
@@ -173,7 +178,16 @@ def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Pa
             if not Path(m.source).exists():
                 raise InvalidArgument(f'invalid mount config for type "bind": bind source path does not exist: {m.source}')
             attr = sum(ATTR[o] for o in m.options if o in ATTR)
-            op("bind", m.source, m.target, attr, int("rbind" in m.options or "bind" not in m.options))
+            prop = next((PROPAGATION[o] for o in m.options if o in PROPAGATION), 0)  # 0: private
+            op("bind", m.source, m.target, attr, int("rbind" in m.options or "bind" not in m.options), prop)
+        elif m.type == "tmpfs":
+            attr, data = 0, []
+            for o in m.options:
+                if o in TMPFS_ATTR:
+                    attr |= TMPFS_ATTR[o]
+                elif o not in ("rw", "relatime", "exec", "suid", "dev", "atime", "diratime"):
+                    data.append(o)  # size=, mode=, ... and superblock flags (sync, dirsync)
+            op("tmpfs", m.target, attr, ",".join(data))
         else:
             fl = 0
             data = []

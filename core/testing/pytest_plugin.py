@@ -34,7 +34,7 @@ def dockyard_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon
     daemon = DaemonProcess(tmp_path_factory.mktemp("dockyardd"))
     daemon.start()
     yield daemon
-    daemon.stop()
+    daemon.finish()
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
 
     yield make
     for d in made:
-        d.stop()
+        d.finish()
 
 
 @pytest.fixture
@@ -79,3 +79,25 @@ def busybox_daemon(dockyard_daemon: DaemonProcess, busybox_tar: Path) -> DaemonP
     """The session daemon with ``busybox:latest`` loaded."""
     dockyard_daemon.load(busybox_tar)
     return dockyard_daemon
+
+
+@pytest.fixture
+def local_registry(tmp_path: Path) -> Iterator[Any]:
+    """A real ``docker-registry`` on 127.0.0.1 (plain HTTP), its storage under ``tmp_path``."""
+    from .registry import LocalRegistry, registry_available
+
+    if not registry_available():
+        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+    with LocalRegistry(tmp_path / "registry") as reg:
+        yield reg
+
+
+@pytest.fixture
+def auth_registry(tmp_path: Path) -> Iterator[Any]:
+    """A real ``docker-registry`` with htpasswd basic auth; user ``alice``, password ``s3cret-pass``."""
+    from .registry import LocalRegistry, registry_available
+
+    if not registry_available():
+        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+    with LocalRegistry(tmp_path / "auth-registry", users={"alice": "s3cret-pass"}) as reg:
+        yield reg

@@ -10,14 +10,17 @@ def _ids(daemon, *args):
 
 @pytest.fixture
 def d(busybox_daemon):
-    """The shared daemon; every container and image a test makes is removed afterwards."""
-    containers = _ids(busybox_daemon, "ps", "-aq", "--no-trunc")
-    images = _ids(busybox_daemon, "images", "-aq", "--no-trunc")
+    """The shared daemon; every container, image, network and volume a test makes is removed
+    afterwards (also when the test failed half-way)."""
+    listings = {"container": ("ps", "-aq", "--no-trunc"), "image": ("images", "-aq", "--no-trunc"),
+                "network": ("network", "ls", "-q", "--no-trunc"), "volume": ("volume", "ls", "-q")}
+    removals = {"container": ("rm", "-fv"), "image": ("rmi", "-f"), "network": ("network", "rm"),
+                "volume": ("volume", "rm", "-f")}
+    before = {kind: _ids(busybox_daemon, *cmd) for kind, cmd in listings.items()}
     yield busybox_daemon
-    for cid in _ids(busybox_daemon, "ps", "-aq", "--no-trunc") - containers:
-        busybox_daemon.docker("rm", "-f", cid)
-    for iid in _ids(busybox_daemon, "images", "-aq", "--no-trunc") - images:
-        busybox_daemon.docker("rmi", "-f", iid)
+    for kind, cmd in listings.items():  # containers first: they hold the rest
+        for obj in _ids(busybox_daemon, *cmd) - before[kind]:
+            busybox_daemon.docker(*removals[kind], obj)
 
 
 @pytest.fixture

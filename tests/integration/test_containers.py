@@ -28,12 +28,12 @@ def test_exit_codes_and_streams_propagate(d):
 
 def test_container_sees_its_own_namespaces(d):
     r = d.docker("run", "--rm", "--hostname", "boat", "busybox", "sh", "-c",
-                 "echo $$; hostname; cat /etc/hostname; grep CapEff /proc/self/status; ls /sys/class/net")
+                 "echo $$; hostname; cat /etc/hostname; grep CapEff /proc/self/status; echo $(ls /sys/class/net)")
     assert r.returncode == 0, r.stderr
     pid, hostname, etc_hostname, caps, nets = r.stdout.decode().splitlines()
     assert pid == "1" and hostname == "boat" and etc_hostname == "boat"
     assert caps.split()[1] == "00000000a80425fb"  # Docker's default capability set
-    assert nets.split() == ["lo"]
+    assert nets.split() == ["eth0", "lo"]  # the default bridge network
 
 
 def test_detached_ps_logs_stop_rm(d):
