@@ -81,12 +81,31 @@ def write_hosts(directory: Path, config: dict[str, Any], host_config: dict[str, 
         f.write(hosts(config, host_config, address))
 
 
+def host_network_files(host_config: dict[str, Any]) -> tuple[str, str]:
+    """``hosts`` and ``resolv.conf`` for ``--network host``, as Docker: copies of the host's
+    (its loopback resolvers are reachable there) plus ``--add-host``; ``--dns*`` still apply."""
+    try:
+        text = Path("/etc/hosts").read_text()
+    except OSError:
+        text = hosts({}, {})
+    extra = [f"{ip}\t{name}" for name, _, ip in (e.partition(":") for e in host_config.get("ExtraHosts") or [])
+             if ip != "host-gateway"]
+    text = text + ("" if text.endswith("\n") or not text else "\n") + "".join(f"{e}\n" for e in extra)
+    if any(host_config.get(k) for k in ("Dns", "DnsSearch", "DnsOptions")):
+        return text, resolv_conf(host_config)
+    return text, "\n".join(_host_resolv()) + "\n"
+
+
 def write(directory: Path, config: dict[str, Any], host_config: dict[str, Any], address: str | None = None) -> None:
     p = paths(directory)
     name = config.get("Hostname") or ""
     domain = config.get("Domainname") or ""
     p["hostname"].write_text((f"{name}.{domain}" if domain else name) + "\n")
-    p["hosts"].write_text(hosts(config, host_config, address))
-    p["resolv.conf"].write_text(resolv_conf(host_config))
+    if host_config.get("NetworkMode") == "host":
+        hosts_text, resolv_text = host_network_files(host_config)
+    else:
+        hosts_text, resolv_text = hosts(config, host_config, address), resolv_conf(host_config)
+    p["hosts"].write_text(hosts_text)
+    p["resolv.conf"].write_text(resolv_text)
     for path in p.values():
         path.chmod(0o644)

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import secrets
 import shutil
+import socket
 import signal as signals
 import time
 from pathlib import Path
@@ -190,7 +191,8 @@ class ContainerService:
         c = Container(id=cid, name=name, image=image_ref, image_id=image.id, config=config,
                       host_config=host_config, storage_driver=getattr(self.storage, "name", ""),
                       top_layer=self.images.top_layer(image.id), networks=networks)
-        config["Hostname"] = config.get("Hostname") or cid[:12]
+        if not config.get("Hostname"):  # as Docker: a host-network container has the host's name
+            config["Hostname"] = socket.gethostname() if host_config.get("NetworkMode") == "host" else cid[:12]
         directory = self.dir(c)
         async with contextlib.AsyncExitStack() as undo:
             directory.mkdir(mode=0o710)
@@ -729,7 +731,7 @@ class ContainerService:
             "memory_stats": data["memory_stats"],
             "name": "/" + c.name,
             "id": c.id,
-            "networks": {},
+            "networks": _net_stats(c.pid) if c.running and c.pid and c.host_config.get("NetworkMode") != "host" else {},
         }
 
     def inspect(self, ref: str, size: bool = False) -> dict[str, Any]:
@@ -853,3 +855,24 @@ def _re_search(pattern: str, text: str) -> Any:
         return re.search(pattern, text)
     except re.error:
         return None
+
+
+NET_DEV_FIELDS = ("rx_bytes", "rx_packets", "rx_errors", "rx_dropped", "tx_bytes", "tx_packets", "tx_errors",
+                  "tx_dropped")
+
+
+def _net_stats(pid: int) -> dict[str, dict[str, int]]:
+    """Docker's stats ``networks``: the counters of every interface but ``lo`` in the
+    container's network namespace, from ``/proc/<pid>/net/dev``."""
+    try:
+        lines = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]
+    except OSError:
+        return {}
+    out = {}
+    for line in lines:
+        name, _, counters = line.partition(":")
+        name, values = name.strip(), counters.split()
+        if name != "lo" and len(values) >= 12:
+            rx, tx = values[0:4], values[8:12]  # bytes packets errs drop, for each direction
+            out[name] = dict(zip(NET_DEV_FIELDS, map(int, rx + tx)))
+    return out

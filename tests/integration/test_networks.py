@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import time
 import uuid
@@ -99,6 +100,13 @@ def test_containers_on_a_user_network_reach_each_other(d, net):
             break
         time.sleep(0.1)
     assert r.stdout.strip() == b"hello"
+    # docker stats' NET I/O: eth0's counters from inside the container's namespace, no lo
+    stats = json.loads(run(d, "stats", "--no-stream", "--format", "{{json .}}", b))
+    assert stats["NetIO"].split(" / ")[0] not in ("0B", "--")
+    client = d.docker_client()
+    r = client.api.stats(b, stream=False)
+    client.close()
+    assert set(r["networks"]) == {"eth0"} and r["networks"]["eth0"]["tx_packets"] > 0
 
 
 def test_containers_on_different_networks_cannot_reach_each_other(d, net):
@@ -126,6 +134,15 @@ def test_network_host_sees_the_hosts_links(d):
     if "dev" in default_dev:
         assert default_dev[default_dev.index("dev") + 1] in names
     assert len(names & links()) >= 2  # the host's own links, not a namespace with lo only
+    # as Docker: the host's name, and copies of its /etc/hosts (plus --add-host) and resolv.conf
+    out = run(d, "run", "--rm", "--network", "host", "--add-host", "extra.test:10.1.2.3", "busybox",
+              "sh", "-c", "hostname; cat /etc/hostname; cat /etc/hosts; echo ==; cat /etc/resolv.conf")
+    name, file_name, rest = out.split("\n", 2)
+    hosts_text, resolv_text = rest.split("==\n")
+    assert name == file_name == socket.gethostname()
+    assert hosts_text.startswith(Path("/etc/hosts").read_text().rstrip("\n"))
+    assert "10.1.2.3\textra.test" in hosts_text
+    assert resolv_text.split() == Path("/etc/resolv.conf").read_text().split()
 
 
 def test_default_bridge_settings_for_docker_py(client, d):
