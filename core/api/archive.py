@@ -22,7 +22,7 @@ from ..errors import InvalidArgument
 from ..images.streams import BodyReader, ResponseWriter
 from .containers import service
 from .middleware import add_common_headers
-from .util import json_body, json_response, query_bool
+from .util import drain_body, json_body, json_response, query_bool
 
 log = logging.getLogger("dockyard.api.archive")
 
@@ -34,15 +34,6 @@ def _path(request: web.Request) -> str:
     if not path:
         raise InvalidArgument("bad parameter: path cannot be empty")
     return path
-
-
-async def _drain(request: web.Request) -> None:
-    """Read what is left of a body, so that a client still sending it gets our error answer."""
-    try:
-        while await request.content.readany():
-            pass
-    except Exception:
-        pass
 
 
 async def _stream_tar(request: web.Request, headers: dict[str, str], chunks: Callable[[], Any]) -> web.StreamResponse:
@@ -112,7 +103,7 @@ async def put_archive(request: web.Request) -> web.Response:
                 no_overwrite_dir_non_dir=query_bool(request, "noOverwriteDirNonDir"),
                 copy_uid_gid=query_bool(request, "copyUIDGID"), rootfs=view.user_root, spool_dir=svc.dir(c))
     except Exception:
-        await _drain(request)
+        await drain_body(request)
         raise
     svc._emit("extract-to-dir", c)
     return web.Response(status=200)

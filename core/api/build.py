@@ -31,7 +31,7 @@ from ..errors import DockyardError, InvalidArgument, NotSupported, Unavailable
 from ..images.service import host_arch
 from ..images.streams import BodyReader, decompressed
 from .middleware import add_common_headers
-from .util import daemon_of, query_bool
+from .util import daemon_of, drain_body, query_bool
 
 log = logging.getLogger("dockyard.api.build")
 
@@ -133,15 +133,6 @@ def _receive_context(body: Any, directory: Path) -> None:
         L.extract(spool, directory, _RefuseWhiteouts())  # type: ignore[arg-type]
 
 
-async def _drain(request: web.Request) -> None:
-    """Read what is left of the body, so a client still sending it gets our answer."""
-    try:
-        while await request.content.readany():
-            pass
-    except Exception:
-        pass
-
-
 @routes.post("/build")
 async def build(request: web.Request) -> web.StreamResponse:
     daemon = daemon_of(request)
@@ -150,7 +141,7 @@ async def build(request: web.Request) -> web.StreamResponse:
     try:
         opts = options(request)
     except DockyardError:
-        await _drain(request)
+        await drain_body(request)
         raise
     tmp = Path(tempfile.mkdtemp(prefix="build-", dir=daemon.images.tmp_dir))
     context = tmp / "context"
@@ -169,7 +160,7 @@ async def build(request: web.Request) -> web.StreamResponse:
         await Builder(daemon, context, opts, out, _cache(daemon)).run()
     except Exception as exc:
         if not response.prepared:
-            await _drain(request)
+            await drain_body(request)
             raise
         if not isinstance(exc, DockyardError):
             log.exception("build failed")

@@ -7,7 +7,6 @@ archives stream in both directions in 1 MiB chunks, never whole in memory.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -19,7 +18,7 @@ from ..images.service import IMAGE_LIST_FILTERS, PRUNE_FILTERS, ImageService
 from ..images.streams import BodyReader, ResponseWriter
 from ..plugins import await_me_maybe
 from .middleware import add_common_headers
-from .util import daemon_of, json_response, query_bool
+from .util import daemon_of, drain_body, json_line, json_response, query_bool, stream_progress
 
 log = logging.getLogger("dockyard.api.images")
 
@@ -31,19 +30,6 @@ def images_of(request: web.Request) -> ImageService:
     if svc is None:
         raise Unavailable("the image service is not running")
     return svc
-
-
-def _json_line(value: Any) -> bytes:
-    return json.dumps(value).encode() + b"\r\n"
-
-
-async def _drain(request: web.Request) -> None:
-    """Read what is left of a body, so that a client still sending it gets our error answer."""
-    try:
-        while await request.content.readany():
-            pass
-    except Exception:
-        pass
 
 
 @routes.get("/images/json")
@@ -61,52 +47,13 @@ async def load(request: web.Request) -> web.StreamResponse:
     try:
         svc.require_driver()
     except DockyardError:
-        await _drain(request)
+        await drain_body(request)
         raise
     quiet = query_bool(request, "quiet")
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    response = web.StreamResponse(headers={"Content-Type": "application/json"})
-    add_common_headers(response)
-
-    def progress(msg: dict[str, Any]) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, msg)
-
-    async def write(msg: dict[str, Any]) -> None:
-        if not response.prepared:
-            await response.prepare(request)
-        await response.write(_json_line(msg))
-
-    task = asyncio.ensure_future(asyncio.to_thread(svc.load, BodyReader(request.content, loop), progress, quiet))
-    try:
-        while True:
-            getter = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-            if getter in done:
-                await write(getter.result())
-                continue
-            getter.cancel()
-            break
-        while not queue.empty():
-            await write(queue.get_nowait())
-        lines = task.result()
-    except Exception as exc:
-        if not task.done():
-            task.cancel()
-        if not response.prepared:
-            await _drain(request)
-            raise
-        if not isinstance(exc, DockyardError):
-            log.exception("image load failed")
-        await write({"errorDetail": {"message": str(exc)}, "error": str(exc)})
-        await response.write_eof()
-        return response
-    for line in lines:
-        await write({"stream": line})
-    if not response.prepared:
-        await response.prepare(request)
-    await response.write_eof()
-    return response
+    return await stream_progress(
+        request, lambda progress: asyncio.to_thread(svc.load, BodyReader(request.content, loop), progress, quiet),
+        what="image load", finish=lambda lines: [{"stream": line} for line in lines])
 
 
 @routes.get("/images/get")
@@ -146,21 +93,21 @@ async def create(request: web.Request) -> web.StreamResponse:
     svc = images_of(request)
     q = request.query
     if q.get("fromImage"):
-        await _drain(request)
+        await drain_body(request)
         from .registry import pull
 
         return await pull(request)
     src = q.get("fromSrc")
     if not src:
-        await _drain(request)
+        await drain_body(request)
         raise InvalidArgument("fromImage or fromSrc is required")
     if src != "-":
-        await _drain(request)
+        await drain_body(request)
         raise NotSupported("importing from a URL is not supported: send the archive as the request body (fromSrc=-)")
     try:
         svc.require_driver()
     except DockyardError:
-        await _drain(request)
+        await drain_body(request)
         raise
     loop = asyncio.get_running_loop()
     changes = [c for v in q.getall("changes", []) for c in v.splitlines()]
@@ -169,12 +116,12 @@ async def create(request: web.Request) -> web.StreamResponse:
             svc.import_rootfs, BodyReader(request.content, loop), q.get("repo") or None,
             q.get("tag") or None, q.get("message", ""), changes, q.get("platform") or None)
     except Exception:
-        await _drain(request)
+        await drain_body(request)
         raise
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     add_common_headers(response)
     await response.prepare(request)
-    await response.write(_json_line({"status": image.id}))
+    await response.write(json_line({"status": image.id}))
     await response.write_eof()
     return response
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import TYPE_CHECKING, Any
+import logging
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import orjson
 from aiohttp import web
 
-from ..errors import InvalidArgument
+from ..errors import DockyardError, InvalidArgument
 
 if TYPE_CHECKING:
     from ..daemon import Daemon
@@ -49,3 +51,71 @@ def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
     if value is None:
         return default
     return value.strip().lower() not in ("", "0", "false", "no")
+
+
+async def drain_body(request: web.Request) -> None:
+    """Read what is left of a body, so that a client still sending it gets our error answer."""
+    try:
+        while await request.content.readany():
+            pass
+    except Exception:
+        pass
+
+
+def json_line(value: Any) -> bytes:
+    """One message of Docker's progress stream (``docker pull``/``load``/``build``)."""
+    return json.dumps(value).encode() + b"\r\n"
+
+
+async def stream_progress(request: web.Request, run: Callable[[Callable[[dict[str, Any]], None]], Awaitable[Any]],
+                          *, what: str, finish: Callable[[Any], list[dict[str, Any]]] | None = None,
+                          ) -> web.StreamResponse:
+    """Run ``run(progress)`` and stream the messages it reports (``progress`` may be called
+    from any thread), then ``finish(result)``'s. A failure before the first message is a plain
+    HTTP error (after draining the request body); after it, Docker's ``errorDetail`` line."""
+    from .middleware import add_common_headers
+
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    add_common_headers(response)
+
+    def progress(msg: dict[str, Any]) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, msg)
+
+    async def write(msg: dict[str, Any]) -> None:
+        if not response.prepared:
+            await response.prepare(request)
+        await response.write(json_line(msg))
+
+    task = asyncio.ensure_future(run(progress))
+    try:
+        while True:
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                await write(getter.result())
+                continue
+            getter.cancel()
+            break
+        await asyncio.sleep(0)  # messages sent from a worker thread just before it finished
+        while not queue.empty():
+            await write(queue.get_nowait())
+        result = task.result()
+    except Exception as exc:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if not response.prepared:
+            await drain_body(request)
+            raise
+        if not isinstance(exc, DockyardError):
+            logging.getLogger("dockyard.api").exception("%s failed", what)
+        await write({"errorDetail": {"message": str(exc)}, "error": str(exc)})
+    else:
+        for msg in finish(result) if finish is not None else []:
+            await write(msg)
+    if not response.prepared:
+        await response.prepare(request)
+    await response.write_eof()
+    return response
