@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import DockyardError, InvalidArgument
+from ..errors import Conflict, DockyardError, InvalidArgument
 from .record import rfc3339
 
 log = logging.getLogger("dockyard.health")
@@ -243,6 +243,8 @@ class HealthMonitor:
         try:
             try:
                 await execs.start(e)
+            except Conflict:
+                return None  # the container stopped under the probe: not a health result
             except DockyardError as exc:
                 return Result(start, time.time_ns(), -1, exc.message[:MAX_OUTPUT])
             try:

@@ -135,6 +135,13 @@ async def _readable(fd: int) -> None:
         loop.remove_reader(fd)
 
 
+async def _read_to_eof(fd: int) -> None:
+    while True:
+        await _readable(fd)
+        if not os.read(fd, 4096):
+            return
+
+
 async def spawn_shim(shim: Path, spec_path: Path) -> str:
     """Run the shim and return its status line.
 
@@ -162,6 +169,11 @@ async def spawn_shim(shim: Path, spec_path: Path) -> str:
             if not chunk:
                 break
             buf += chunk
+        if buf.startswith(b"error"):
+            # a failed start: the monitor exits right after reporting; its end of the pipe
+            # closes then, so the caller never sees a half-gone container (bounded wait)
+            with contextlib.suppress(asyncio.TimeoutError, OSError):
+                await asyncio.wait_for(_read_to_eof(r), 5)
     finally:
         os.close(r)
         # the shim's first process exits as soon as it has forked the monitor: reap it
