@@ -51,6 +51,7 @@ READ_SIZE = 256 << 10  # tarfile's stream reads (its default 10 KiB makes big fi
 TRAILING_LIMIT = 16 << 20  # bytes accepted after the end-of-archive blocks
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # errnos meaning "a parent component is not a real directory": refuse, do not follow
 _NOT_A_DIR = {errno.ELOOP, errno.ENOTDIR, errno.EMLINK}
 # errnos a tar's content can cause (names, types, links): reported as a bad tar
@@ -132,6 +133,12 @@ class _Extractor:
         self.size = 0
         self.members: set[tuple[str, ...]] = set()
         self.reproducible = True  # False once the stream rewrites or deletes its own members
+        self.umask = _umask()
+        self.uid, self.gid = os.geteuid(), os.getegid()
+        # An empty, non-setgid ``dest``: every directory below is made here (mode 0o755/0o700
+        # until finish()), so a new file is owned by our euid/egid and needs no fchown to them.
+        st = os.fstat(self.root_fd)
+        self.fresh = not st.st_mode & stat.S_ISGID and not os.listdir(self.root_fd)
 
     def close(self) -> None:
         self._drop_cache()
@@ -223,6 +230,14 @@ class _Extractor:
                 tfd: int | None, link_base: str) -> None:
         pfd = self.parent_fd(parts[:-1], m.name)
         base = parts[-1]
+        if m.isreg():  # the common case first: O_EXCL create, no lstat unless the name exists
+            try:
+                fd = os.open(base, _FILE_FLAGS, self._open_mode(m), dir_fd=pfd)
+            except FileExistsError:
+                pass
+            else:
+                self.regular(tf, m, fd)
+                return
         existing = _lstat_at(pfd, base)
         keep_dir = m.isdir() and existing is not None and stat.S_ISDIR(existing.st_mode)
         if existing is not None and not keep_dir:
@@ -231,7 +246,7 @@ class _Extractor:
                 pfd = self.parent_fd(parts[:-1], m.name)
             remove_at(pfd, base)
         if m.isreg():
-            self.regular(tf, m, pfd, base)
+            self.regular(tf, m, os.open(base, _FILE_FLAGS, self._open_mode(m), dir_fd=pfd))
         elif m.isdir():
             if not keep_dir:
                 os.mkdir(base, 0o700, dir_fd=pfd)
@@ -274,12 +289,20 @@ class _Extractor:
         self._invalidate(dirparts + (name,))
         self.strategy.whiteout(pfd, name)
 
-    def regular(self, tf: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, base: str) -> None:
-        fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=pfd)
+    def _open_mode(self, m: tarfile.TarInfo) -> int:
+        """The mode to create a file with: its final mode when ``open`` can give it exactly
+        (no set-id/sticky bits, nothing masked by the umask), else 0o600 and a fchmod later."""
+        mode = m.mode & 0o7777
+        return mode if not mode & (0o7000 | self.umask) else 0o600
+
+    def regular(self, tf: tarfile.TarFile, m: tarfile.TarInfo, fd: int) -> None:
+        """Fill the new file ``fd`` (created by :meth:`_create`, closed here) from the stream."""
         try:
-            src = tf.extractfile(m)
             left = m.size
+            # A member's data is next in the stream: read it there, not through the file object
+            # tf.extractfile makes per member (tarfile skips what is left of it afterwards).
+            # Sparse members need tarfile's mapping.
+            src = tf.extractfile(m) if m.issparse() else tf.fileobj
             while left > 0:
                 chunk = src.read(min(CHUNK, left)) if src is not None else b""
                 if not chunk:
@@ -287,10 +310,13 @@ class _Extractor:
                 _write_all(fd, chunk)
                 left -= len(chunk)
             self.size += m.size
-            if self.chown:
-                os.fchown(fd, m.uid, m.gid)
-            os.fchmod(fd, m.mode & 0o7777)
-            _set_xattrs(fd, m)
+            mode = m.mode & 0o7777
+            if self.chown and not (self.fresh and m.uid == self.uid and m.gid == self.gid):
+                os.fchown(fd, m.uid, m.gid)  # clears set-id bits: the fchmod comes after
+            if self._open_mode(m) != mode:
+                os.fchmod(fd, mode)
+            if m.pax_headers:
+                _set_xattrs(fd, m)
             os.utime(fd, ns=(_ns(m.mtime), _ns(m.mtime)))
         finally:
             os.close(fd)
@@ -318,6 +344,18 @@ class _Extractor:
                 continue
             os.fchmod(fd, m.mode & 0o7777)
             os.utime(fd, ns=(_ns(m.mtime), _ns(m.mtime)))
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (``os.umask`` would race other threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o777  # unknown: always fchmod
 
 
 def _write_all(fd: int, data: bytes) -> None:

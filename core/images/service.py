@@ -129,6 +129,18 @@ class PendingImage:
     layer_files: list[Path]  # staged layer blobs (maybe compressed), one per diff id
     layer_hashes: list[str | None]  # sha256 of each staged file as stored (None: unknown)
     tags: list[R.Reference]
+    staged: dict[int, "StagedLayer"] = field(default_factory=dict)  # layers already unpacked, by index
+
+
+@dataclass
+class StagedLayer:
+    """A layer the driver unpacked (``stage_layer``) and that matched its diff id; it becomes
+    a layer in :meth:`ImageService.commit_images`, or is dropped by ``discard_staged``."""
+
+    handle: Any
+    diff_id: str
+    count: int  # bytes of the uncompressed tar
+    committed: bool = False
 
 
 @dataclass
@@ -703,8 +715,11 @@ class ImageService:
             split_digest(d)
         chains = R.chain_ids(diff_ids)
         parent: str | None = None
-        for path, known, diff, chain in zip(p.layer_files, p.layer_hashes, diff_ids, chains):
-            if chain not in self.layers:
+        for i, (path, known, diff, chain) in enumerate(zip(p.layer_files, p.layer_hashes, diff_ids, chains)):
+            staged = p.staged.get(i)
+            if chain not in self.layers and staged is not None and staged.diff_id == diff:
+                self._commit_staged(driver, staged, chain, parent, txn, progress)
+            elif chain not in self.layers:
                 self._create_layer(driver, path, known, diff, chain, parent, txn, progress)
             elif known != diff:  # already present: still make sure the archive says the truth
                 from .streams import HashingReader, decompressed
@@ -764,6 +779,48 @@ class ImageService:
         write_json_atomic(self.layers_dir / f"{split_digest(chain)}.json", layer.to_json())
         self.layers[chain] = layer
         progress(_progress("Loading layer", sid, total, total))
+
+    # -- staged layers: unpacked in parallel, before their parents exist ----------------------
+
+    def can_stage(self) -> bool:
+        """Whether layers can be unpacked ahead of the commit (the driver has ``stage_layer``
+        and no original blob needs keeping, since there is no staged file to keep)."""
+        return hasattr(self.driver, "stage_layer") and not self.keep_layer_blobs
+
+    def stage_layer(self, stream: BinaryIO, diff_id: str) -> StagedLayer:
+        """Decompress, hash and unpack ``stream`` in one pass (call from a worker thread).
+        The content is checked against ``diff_id`` before anything can be committed; on a
+        mismatch or any error the driver's staging directory is discarded."""
+        from .streams import HashingReader, decompressed
+
+        driver = self.require_driver()
+        reader = HashingReader(decompressed(stream))
+        buffered = __import__("io").BufferedReader(reader, CHUNK)
+        handle = driver.stage_layer(buffered)
+        try:
+            buffered.read()  # tar padding still counts for the digest
+            reader.drain()
+            if reader.digest != diff_id:
+                raise DigestMismatch(f"layer digest mismatch: config says {diff_id}, content is {reader.digest}")
+        except BaseException:
+            driver.discard_staged(handle)
+            raise
+        return StagedLayer(handle, diff_id, reader.count)
+
+    def discard_staged(self, staged: StagedLayer) -> None:
+        if not staged.committed:
+            self.require_driver().discard_staged(staged.handle)
+
+    def _commit_staged(self, driver: Any, staged: StagedLayer, chain: str, parent: str | None, txn: Txn,
+                       progress: Callable[[dict[str, Any]], None]) -> None:
+        size = driver.commit_staged(split_digest(chain), split_digest(parent) if parent else None, staged.handle)
+        staged.committed = True
+        txn.layers.append(chain)
+        layer = Layer(chain, staged.diff_id, parent, int(size or 0), staged.count)
+        write_json_atomic(self.layers_dir / f"{split_digest(chain)}.json", layer.to_json())
+        self.layers[chain] = layer
+        sid = split_digest(staged.diff_id)[:12]
+        progress(_progress("Loading layer", sid, staged.count, staged.count))
 
     def _keep_blob(self, layer: Layer, path: Path, digest: str, txn: Txn) -> None:
         """Keep the staged layer file (a hard link, no copy) as the layer's blob."""

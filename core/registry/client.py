@@ -19,7 +19,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from yarl import URL
@@ -335,44 +335,59 @@ class RegistryClient:
 
     async def download_blob(self, digest: str, size: int | None, dest: Path,
                             on_progress: Callable[[int], None]) -> None:
-        """Stream a blob into ``dest``, hashing as it comes; on a broken or stalled transfer
-        retry, resuming with ``Range`` when the registry allows it."""
+        """Stream a blob into ``dest`` (see :meth:`stream_blob`)."""
+        with open(dest, "wb") as f:
+            async def sink(chunk: bytes) -> None:
+                f.write(chunk)
+
+            await self.stream_blob(digest, size, sink, on_progress)
+
+    async def stream_blob(self, digest: str, size: int | None, sink: Callable[[bytes], Awaitable[None]],
+                          on_progress: Callable[[int], None]) -> None:
+        """Hand a blob to ``sink`` chunk by chunk, hashing as it comes; raises DigestMismatch
+        at the end if the content is not ``digest`` (the sink must not commit before this
+        returns). On a broken or stalled transfer retry, resuming with ``Range``; a registry
+        that ignores ``Range`` sends it all again and the part already handed on is skipped
+        (the blob is content-addressed: the same bytes, checked by the final digest)."""
         h = hashlib.sha256()
         written = 0
         attempts = max(1, self.settings.max_download_attempts)
-        with open(dest, "wb") as f:
-            for attempt in range(attempts):
-                try:
-                    headers = {"Range": f"bytes={written}-"} if written else {}
-                    async with self.request("GET", self.repo_url("blobs", digest), headers) as resp:
-                        if resp.status == 200 and written:  # no ranges: start over
-                            f.seek(0)
-                            f.truncate()
-                            h, written = hashlib.sha256(), 0
-                        elif resp.status not in (200, 206):
-                            if resp.status >= 500:
-                                raise ShortRead(f"received unexpected HTTP status: {resp.status} {resp.reason}")
-                            await raise_for(resp, f"fetching blob {digest}: ")
-                        async for chunk in resp.content.iter_chunked(CHUNK):
-                            h.update(chunk)
-                            f.write(chunk)
-                            written += len(chunk)
-                            if size is not None and written > size:
-                                raise DigestMismatch(f"filesystem layer verification failed for digest {digest}: "
-                                                     f"more than the {size} bytes the manifest declares")
-                            on_progress(written)
-                    if size is not None and written < size:
-                        raise ShortRead(f"unexpected EOF after {written} of {size} bytes")
-                    break
-                except (aiohttp.ClientError, asyncio.TimeoutError, ShortRead, OSError) as exc:
-                    reason = str(exc) or type(exc).__name__
-                    if isinstance(exc, asyncio.TimeoutError):
-                        reason = f"no data for {self.settings.read_timeout:g}s"
-                    if attempt + 1 >= attempts:
-                        raise RegistryUnavailable(f"failed to download blob {digest} from {self.display} after "
-                                                  f"{attempts} attempt(s): {reason}") from None
-                    log.info("blob %s: attempt %d failed (%s); retrying", digest, attempt + 1, reason)
-                    await asyncio.sleep(min(0.2 * 2 ** attempt, 5.0))
+        for attempt in range(attempts):
+            try:
+                headers = {"Range": f"bytes={written}-"} if written else {}
+                async with self.request("GET", self.repo_url("blobs", digest), headers) as resp:
+                    skip = 0
+                    if resp.status == 200 and written:  # no ranges: skip what the sink already has
+                        skip = written
+                    elif resp.status not in (200, 206):
+                        if resp.status >= 500:
+                            raise ShortRead(f"received unexpected HTTP status: {resp.status} {resp.reason}")
+                        await raise_for(resp, f"fetching blob {digest}: ")
+                    async for chunk in resp.content.iter_chunked(CHUNK):
+                        if skip:
+                            if len(chunk) <= skip:
+                                skip -= len(chunk)
+                                continue
+                            chunk, skip = chunk[skip:], 0
+                        h.update(chunk)
+                        written += len(chunk)
+                        if size is not None and written > size:
+                            raise DigestMismatch(f"filesystem layer verification failed for digest {digest}: "
+                                                 f"more than the {size} bytes the manifest declares")
+                        await sink(chunk)
+                        on_progress(written)
+                if size is not None and written < size:
+                    raise ShortRead(f"unexpected EOF after {written} of {size} bytes")
+                break
+            except (aiohttp.ClientError, asyncio.TimeoutError, ShortRead, OSError) as exc:
+                reason = str(exc) or type(exc).__name__
+                if isinstance(exc, asyncio.TimeoutError):
+                    reason = f"no data for {self.settings.read_timeout:g}s"
+                if attempt + 1 >= attempts:
+                    raise RegistryUnavailable(f"failed to download blob {digest} from {self.display} after "
+                                              f"{attempts} attempt(s): {reason}") from None
+                log.info("blob %s: attempt %d failed (%s); retrying", digest, attempt + 1, reason)
+                await asyncio.sleep(min(0.2 * 2 ** attempt, 5.0))
         got = "sha256:" + h.hexdigest()
         if got != digest:
             raise DigestMismatch(f"filesystem layer verification failed for digest {digest}: the content is {got}")
@@ -431,6 +446,44 @@ class RegistryClient:
                         location = self._location(resp)
                     sent += len(chunk)
                     on_progress(sent)
+            await self._finish(location, digest, b"")
+        except BaseException:
+            await self.cancel_upload(location)
+            raise
+
+    async def upload_stream(self, location: URL, chunks: AsyncIterator[bytes],
+                            on_progress: Callable[[int], None]) -> tuple[URL, str, int]:
+        """``PATCH`` the bytes of ``chunks`` (regrouped into ``chunk_size`` requests) as they
+        come, hashing them. Returns (location, digest, size); the caller checks what it sent,
+        then ends the upload with :meth:`finish_upload` (or :meth:`cancel_upload`)."""
+        h = hashlib.sha256()
+        sent = 0
+        buf = bytearray()
+
+        async def patch(data: bytes) -> None:
+            nonlocal location, sent
+            headers = {"Content-Type": "application/octet-stream",
+                       "Content-Range": f"{sent}-{sent + len(data) - 1}"}
+            async with self.request("PATCH", location, headers, data=data) as resp:
+                await resp.read()
+                if resp.status != 202:
+                    await raise_for(resp, "uploading a blob: ")
+                location = self._location(resp)
+            sent += len(data)
+            on_progress(sent)
+
+        async for chunk in chunks:
+            h.update(chunk)
+            buf += chunk
+            if len(buf) >= self.settings.chunk_size:
+                data, buf = bytes(buf), bytearray()
+                await patch(data)
+        if buf:
+            await patch(bytes(buf))
+        return location, "sha256:" + h.hexdigest(), sent
+
+    async def finish_upload(self, location: URL, digest: str) -> None:
+        try:
             await self._finish(location, digest, b"")
         except BaseException:
             await self.cancel_upload(location)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import platform as _platform
 import shutil
 import time
@@ -20,12 +21,14 @@ from typing import Any, Callable
 
 from ..errors import Forbidden, InvalidArgument, NotFound, Unauthorized
 from ..images import reference as R
-from ..images.service import ImageService, PendingImage, _progress, host_arch
+from ..images.service import ImageService, PendingImage, StagedLayer, _progress, host_arch
 from .auth import Credentials
+from .blobpipe import BlobPipe
 from .client import (DOCKER_LAYER, DOCKER_LAYER_GZIP, LIST_TYPES, MANIFEST_TYPES, MAX_CONFIG, BadManifest,
                      RegistryClient, RegistryUnavailable, Settings, endpoints)
 from .metadata import BlobSource, DistributionMetadata
 
+log = logging.getLogger(__name__)
 Progress = Callable[[dict[str, Any]], None]
 LAYER_TYPES = (DOCKER_LAYER_GZIP, DOCKER_LAYER, "application/vnd.oci.image.layer.v1.tar",
                "application/vnd.oci.image.layer.v1.tar+gzip")
@@ -162,10 +165,12 @@ class Puller:
                       and self.images.refs.get(str(tag_ref)) == image_id)
 
         stage = self.images.staging_dir()
+        staged: dict[int, StagedLayer] = {}
         try:
             files: list[Path] = []
             hashes: list[str | None] = []
             todo = []
+            streaming = self.images.can_stage()
             for i, (desc, chain, diff) in enumerate(zip(layers, chains, diff_ids)):
                 sid = _digest_of(desc)[7:19]
                 if chain in self.images.layers:
@@ -176,15 +181,26 @@ class Puller:
                     self.progress({"status": "Pulling fs layer", "progressDetail": {}, "id": sid})
                     path = stage / f"layer-{i}"
                     files.append(path)
-                    hashes.append(_digest_of(desc))
-                    todo.append((desc, path, sid))
-            await self._download_all(client, todo)
+                    hashes.append(diff if streaming else _digest_of(desc))
+                    todo.append((i, desc, path, sid, diff))
+            if streaming:
+                await self._stream_all(client, todo, staged)
+            else:
+                await self._download_all(client, [(desc, path, sid) for _, desc, path, sid, _ in todo])
             pending = PendingImage(config_bytes, config, files, hashes,
-                                   [r for r in (tag_ref, digest_ref) if r is not None])
+                                   [r for r in (tag_ref, digest_ref) if r is not None], staged)
             sids = {d: _digest_of(desc)[7:19] for desc, d in zip(layers, diff_ids)}
             await asyncio.to_thread(self.images.commit_images, [pending], self._extracting(sids), "pull")
         finally:
-            await asyncio.to_thread(shutil.rmtree, stage, True)
+            def cleanup() -> None:
+                for s in staged.values():
+                    try:
+                        self.images.discard_staged(s)
+                    except Exception:
+                        log.exception("pull: discarding a staged layer failed")
+                shutil.rmtree(stage, True)
+
+            await asyncio.to_thread(cleanup)
         domain = ref.domain
         for desc, diff in zip(layers, diff_ids):
             self.metadata.add(diff, BlobSource(_digest_of(desc), desc["mediaType"], int(desc.get("size") or 0),
@@ -218,6 +234,68 @@ class Puller:
                 self.progress({"status": "Download complete", "progressDetail": {}, "id": sid})
 
         tasks = [asyncio.ensure_future(one(*item)) for item in todo]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    async def _stream_all(self, client: RegistryClient, todo: list[tuple[int, dict[str, Any], Path, str, str]],
+                          staged: dict[int, StagedLayer]) -> None:
+        """Download the layers concurrently, each unpacked by a worker thread as it streams in
+        (decompress, hash, extract in one pass, no temp file). A layer is staged only once
+        both its blob digest (checked at the end of the download, before the unpacking thread
+        sees the end of the stream) and its diff id match; the commit comes after all of them."""
+        sem = asyncio.Semaphore(max(1, self.settings.max_concurrent_downloads))
+        loop = asyncio.get_running_loop()
+
+        async def one(i: int, desc: dict[str, Any], sid: str, diff: str) -> None:
+            if sem.locked():
+                self.progress({"status": "Waiting", "progressDetail": {}, "id": sid})
+            async with sem:
+                size = int(desc["size"]) if isinstance(desc.get("size"), int) else None
+                last = [0.0]
+
+                def on_progress(n: int) -> None:
+                    t = time.monotonic()
+                    if t - last[0] >= 0.1:
+                        last[0] = t
+                        self.progress(_progress("Downloading", sid, n, size or n))
+
+                pipe = BlobPipe(loop)
+
+                def unpack() -> StagedLayer:
+                    try:
+                        return self.images.stage_layer(pipe, diff)
+                    finally:
+                        pipe.close()
+
+                unpacking = asyncio.ensure_future(asyncio.to_thread(unpack))
+                download = asyncio.ensure_future(client.stream_blob(_digest_of(desc), size, pipe.feed, on_progress))
+                try:
+                    await asyncio.wait({unpacking, download}, return_when=asyncio.FIRST_COMPLETED)
+                    if unpacking.done() and unpacking.exception() is not None:
+                        download.cancel()  # a bad tar: its error is the one to report
+                        await asyncio.gather(download, return_exceptions=True)
+                        unpacking.result()
+                    await download  # raises a download or digest error (the except fails the pipe)
+                    self.progress({"status": "Verifying Checksum", "progressDetail": {}, "id": sid})
+                    self.progress({"status": "Download complete", "progressDetail": {}, "id": sid})
+                    pipe.finish()
+                    staged[i] = await asyncio.shield(unpacking)
+                except BaseException as exc:
+                    pipe.fail(exc)
+                    download.cancel()
+                    await asyncio.gather(download, return_exceptions=True)
+                    # the thread stops at its next read; what it staged is discarded
+                    done = await asyncio.gather(asyncio.shield(unpacking), return_exceptions=True)
+                    if isinstance(done[0], StagedLayer):
+                        staged[i] = done[0]  # the caller's cleanup discards it
+                    raise
+
+        tasks = [asyncio.ensure_future(one(i, desc, sid, diff)) for i, desc, _, sid, diff in todo]
         try:
             await asyncio.gather(*tasks)
         except BaseException:

@@ -225,6 +225,42 @@ class StorageDriverSuite:
             assert (st.st_uid, st.st_gid) == (1234, 4321)
         assert os.getxattr(path / "d/f", "user.note") == b"hello"
 
+    def test_modes_exact_whatever_the_umask(self, drv):
+        """Files are created with their final mode when the umask allows it, else chmod'ed:
+        either way the mode is the tar's (group/other write bits, none at all, set-id bits)."""
+        old = os.umask(0o022)
+        try:
+            drv.create_layer("modes", None, make_tar(
+                F("rw", b"1", 0o666), F("all", b"2", 0o777), F("none", b"3", 0o000), F("ro", b"4", 0o444),
+                F("sgid", b"5", 0o2755), F("sticky", b"6", 0o1644), F("owned", b"7", 0o4750, uid=5, gid=6)))
+        finally:
+            os.umask(old)
+        v = self.view(drv, "modes")
+        assert {k: m[1] for k, m in v.items()} == {"rw": 0o666, "all": 0o777, "none": 0, "ro": 0o444,
+                                                  "sgid": 0o2755, "sticky": 0o1644, "owned": 0o4750}
+        if os.geteuid() == 0:
+            assert v["owned"][4:] == (5, 6) and v["rw"][4:] == (0, 0)
+
+    def test_staged_layers_commit_in_order(self, drv):
+        """Drivers with ``stage_layer`` unpack layers before their parents exist (in any
+        order, in parallel); ``commit_staged`` links them into the chain."""
+        if not hasattr(drv, "stage_layer"):
+            pytest.skip("the driver has no staging")
+        child = drv.stage_layer(make_tar(D("etc"), F("etc/hosts", b"::1 localhost\n"), W("etc/passwd")))
+        base = drv.stage_layer(make_tar(*BASE))
+        dropped = drv.stage_layer(make_tar(F("never", b"x")))
+        drv.discard_staged(dropped)
+        assert drv.commit_staged("base", None, base) == drv.layer_size("base")
+        drv.commit_staged("child", "base", child)
+        with pytest.raises(Conflict):
+            drv.commit_staged("child", "base", drv.stage_layer(make_tar(F("y"))))
+        v = self.view(drv, "child")
+        assert v["etc/hosts"][3] == hashlib.sha256(b"::1 localhost\n").hexdigest()
+        assert "etc/passwd" not in v and "bin/sh" in v and "never" not in v
+        assert sorted(drv.layers()) == ["base", "child"]
+        assert b"".join(drv.export_layer("child")) == make_tar(
+            D("etc"), F("etc/hosts", b"::1 localhost\n"), W("etc/passwd")).getvalue()
+
     def test_hard_link(self, drv):
         drv.create_layer("h", None, make_tar(F("a", b"same"), H("b", "a"), D("d"), H("d/c", "a")))
         drv.create_rw("c", "h")

@@ -5,6 +5,7 @@ fault-injecting registry (aiohttp, in a thread) for what a real one does not do 
 import base64
 import gzip
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -120,7 +121,10 @@ def test_cross_repository_mount(docker, local_registry, multilayer_tar):
 class FaultRegistry:
     """An aiohttp Distribution API server in a thread, serving one image (``repo:tag``) built
     from a docker-save tar, with a fault: ``close`` or ``stall`` mid-blob (``times`` attempts,
-    then it behaves; Range requests are honoured), ``mismatch`` (a blob that is not its digest),
+    then it behaves; Range requests are honoured), ``close-norange`` (as ``close``, but Range is
+    ignored: a retry gets the whole blob again), ``mismatch`` (a blob that is not its digest),
+    ``bad-diff-id`` (the config names a wrong diff id for the last layer; every blob is its
+    digest), ``hostile-layer`` (an extra last layer with a member ``../escape``),
     ``huge-manifest``; and optionally a bearer-token challenge (user alice, password pw)."""
 
     def __init__(self, image_tar, fault=None, times=1000, bearer=False, repo="fault/image", tag="v1"):
@@ -140,12 +144,24 @@ class FaultRegistry:
             [entry] = json.load(tar.extractfile("manifest.json"))
             config = tar.extractfile(entry["Config"]).read()
             blobs, layers = {}, []
-            for name in entry["Layers"]:
-                data = gzip.compress(tar.extractfile(name).read(), mtime=0)
-                digest = "sha256:" + hashlib.sha256(data).hexdigest()
-                blobs[digest] = data
-                layers.append({"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                               "size": len(data), "digest": digest})
+            raw_layers = [tar.extractfile(name).read() for name in entry["Layers"]]
+        if self.fault in ("bad-diff-id", "hostile-layer"):
+            cfg = json.loads(config)
+            if self.fault == "hostile-layer":
+                buf = io.BytesIO()
+                with tarfile.open(fileobj=buf, mode="w") as t:
+                    t.addfile(tarfile.TarInfo("../escape"), io.BytesIO(b""))
+                raw_layers.append(buf.getvalue())
+                cfg["rootfs"]["diff_ids"].append("sha256:" + hashlib.sha256(buf.getvalue()).hexdigest())
+            else:
+                cfg["rootfs"]["diff_ids"][-1] = "sha256:" + "0" * 64
+            config = json.dumps(cfg).encode()
+        for data in raw_layers:
+            data = gzip.compress(data, mtime=0)
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            blobs[digest] = data
+            layers.append({"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                           "size": len(data), "digest": digest})
         config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
         blobs[config_digest] = config
         manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
@@ -201,10 +217,10 @@ class FaultRegistry:
             if data is None:
                 return web.json_response({"errors": [{"code": "BLOB_UNKNOWN", "message": "blob unknown"}]}, status=404)
             start = 0
-            if request.headers.get("Range", "").startswith("bytes="):
+            if request.headers.get("Range", "").startswith("bytes=") and self.fault != "close-norange":
                 start = int(request.headers["Range"][6:].split("-")[0])
                 self.ranges.append(start)
-            faulty = digest == self.faulty and self.fault in ("close", "stall", "mismatch")
+            faulty = digest == self.faulty and self.fault in ("close", "close-norange", "stall", "mismatch")
             if faulty and self.fault == "mismatch":
                 data = data[:-1] + bytes([data[-1] ^ 1])
             resp = web.StreamResponse(status=206 if start else 200,
@@ -212,7 +228,7 @@ class FaultRegistry:
                                                "Content-Type": "application/octet-stream"})
             await resp.prepare(request)
             body = data[start:]
-            if faulty and self.fault in ("close", "stall") and self.attempts < self.times:
+            if faulty and self.fault in ("close", "close-norange", "stall") and self.attempts < self.times:
                 self.attempts += 1
                 await resp.write(body[: len(body) // 2])
                 if self.fault == "stall":
@@ -265,12 +281,16 @@ def assert_nothing_left(docker, daemon):
     assert data_root_leftovers(daemon) == ([], [])
     layers = daemon.data_root / "image" / "layers"
     assert sorted(os.listdir(layers)) == []
+    # nothing staged by the storage driver either (overlay unpacks into .tmp-* dirs)
+    assert list(daemon.data_root.glob("storage/*/.tmp-*")) == []
 
 
 @pytest.mark.parametrize("fault,message", [
     ("close", "failed to download blob"),
     ("stall", "no data for 2s"),
     ("mismatch", "filesystem layer verification failed for digest"),
+    ("bad-diff-id", "layer digest mismatch"),
+    ("hostile-layer", "contains '..'"),
     ("huge-manifest", "too large"),
 ])
 def test_registry_faults_are_clear_errors_and_leave_nothing(docker, daemon, multilayer_tar, fault, message):
@@ -286,6 +306,18 @@ def test_a_blob_broken_off_once_is_resumed(docker, daemon, multilayer_tar):
         assert reg.attempts == 1
         assert len(reg.ranges) == 1 and reg.ranges[0] > 0  # resumed where it broke off, not restarted
     assert image_id(docker, reg.ref) == image_id_of(multilayer_tar)
+
+
+def test_a_blob_broken_off_is_resumed_without_ranges(docker, daemon, multilayer_tar):
+    """A registry that ignores ``Range`` sends the whole blob again: the part already
+    unpacked is skipped, not unpacked twice, and the image is intact."""
+    docker("rmi", "-f", image_id_of(multilayer_tar), ok=False)  # every layer downloaded
+    with FaultRegistry(multilayer_tar, "close-norange", times=1) as reg:
+        out = docker("pull", reg.ref).stdout.decode()
+        assert reg.attempts == 1 and reg.ranges == []
+    assert "Already exists" not in out
+    assert image_id(docker, reg.ref) == image_id_of(multilayer_tar)
+    docker("rmi", reg.ref)
 
 
 def test_missing_tag_says_manifest_unknown(docker, daemon, local_registry):

@@ -113,3 +113,43 @@ def test_cli_credentials_like_docker(tmp_path, monkeypatch):
     assert decode_registry_auth(cli.registry_auth_header("other:1")).anonymous
     assert cli._split("localhost:5000/x") == ("localhost:5000/x", "latest")
     assert cli._split("localhost:5000/x:v2") == ("localhost:5000/x", "v2")
+
+
+def test_blob_pipe_streams_to_a_thread_with_backpressure():
+    """The pull's download -> unpack pipe: bytes arrive in order; a full pipe makes the
+    download wait; a failed download fails the reader; a reader that quit fails the feed."""
+    import asyncio
+
+    from dockyard.registry.blobpipe import BlobPipe, PipeAborted
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        pipe = BlobPipe(loop, limit=10)
+        data = [bytes([i]) * 7 for i in range(20)]
+        reader = asyncio.ensure_future(asyncio.to_thread(lambda: __import__("io").BufferedReader(pipe, 3).read()))
+        for chunk in data:
+            await pipe.feed(chunk)
+            assert pipe.queued <= 10 + 7  # never more than the limit plus one chunk
+        pipe.finish()
+        assert await reader == b"".join(data)
+
+        pipe = BlobPipe(loop, limit=10)
+        await pipe.feed(b"x" * 10)
+        blocked = asyncio.ensure_future(pipe.feed(b"y"))
+        await asyncio.sleep(0.05)
+        assert not blocked.done()  # full: waits for the reader
+        assert await asyncio.to_thread(pipe.read, 4) == b"xxxx"
+        await asyncio.wait_for(blocked, 5)
+        pipe.fail(RuntimeError("connection reset"))
+        with pytest.raises(PipeAborted, match="connection reset"):
+            await asyncio.to_thread(pipe.read, 100)
+
+        pipe = BlobPipe(loop, limit=10)
+        await pipe.feed(b"x" * 10)
+        blocked = asyncio.ensure_future(pipe.feed(b"y"))
+        await asyncio.sleep(0.05)
+        await asyncio.to_thread(pipe.close)  # the unpacking gave up (a bad tar)
+        with pytest.raises(PipeAborted):
+            await asyncio.wait_for(blocked, 5)
+
+    asyncio.run(main())

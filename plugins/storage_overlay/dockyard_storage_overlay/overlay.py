@@ -158,6 +158,47 @@ class OverlayDriver:
 
         return self._build(final, parent, fill)
 
+    # Staging splits create_layer in two, so that layers can be unpacked in parallel (and while
+    # they download) before their parents exist: stage_layer unpacks into a ``.tmp-stage-*``
+    # directory, commit_staged gives it its id, parent chain and link. discard_staged drops it.
+    def stage_layer(self, tar: BinaryIO) -> Path:
+        tmp = self.root / f".tmp-stage-{secrets.token_hex(8)}"
+        try:
+            tmp.mkdir()
+            (tmp / "diff").mkdir(0o755)
+            size = L.extract(tar, tmp / "diff", L.OverlayWhiteouts(), allow_devices=self.allow_devices,
+                             split=tmp / "tar-split")
+            (tmp / "size").write_text(str(size))
+        except BaseException as exc:
+            L.remove_tree(tmp)
+            if isinstance(exc, OSError):
+                raise DockyardError(f"unpack layer: {exc}") from exc
+            raise
+        return tmp
+
+    def commit_staged(self, layer_id: str, parent: str | None, staged: Path) -> int:
+        final = self._dir(layer_id)
+        if final.exists():
+            raise Conflict(f"{layer_id} already exists")
+        lower = self._lower_chain(parent)
+        if lower:
+            (staged / "lower").write_text(lower)
+        short = base64.b32encode(secrets.token_bytes(16)).decode()[:26]
+        link = self.root / "l" / short
+        os.symlink(f"../{layer_id}/diff", link)
+        try:
+            (staged / "link").write_text(short)
+            staged.rename(final)
+        except BaseException as exc:
+            link.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise DockyardError(f"create {layer_id}: {exc}") from exc
+            raise
+        return int((final / "size").read_text())
+
+    def discard_staged(self, staged: Path) -> None:
+        L.remove_tree(staged)
+
     def has_layer(self, layer_id: str) -> bool:
         return self._is_layer(self._dir(layer_id))
 
