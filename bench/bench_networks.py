@@ -1,6 +1,6 @@
 """Networks: what the bridge costs a container, and network create+rm (needs root, /bin/busybox).
 
-    /work/main/.venv/bin/python bench/bench_networks.py [-n 30]
+    /work/main/.venv/bin/python bench/bench_networks.py [-n 30] [--baseline-pythonpath DIR]
 
 1. API cycle create+start+wait+delete of ``true`` on the default bridge and with
    ``NetworkMode: none``, alternating, against a private dockyardd; the difference is what
@@ -13,6 +13,9 @@
 3. ``POST /networks/create`` + ``DELETE /networks/{id}`` of a bridge network (bridge device,
    subnet choice, nftables table rewrite), over the API.
 
+``--baseline-pythonpath DIR`` also starts a daemon with ``PYTHONPATH=DIR`` (a copy of older
+``dockyard`` and ``dockyard_net_bridge`` packages) and interleaves its API cycles with ours.
+
 Issue goals: setup+teardown under 5 ms (measured here before: 4 ms with ``ip -batch``, 6 ms with
 pyroute2 and setns, 12 ms with pyroute2's NetNS); API cycle on the default bridge under 30 ms
 (dockerd 231 ms, Podman 400+ ms). dockerd is not installed here: no side-by-side run.
@@ -21,6 +24,8 @@ pyroute2 and setns, 12 ms with pyroute2's NetNS); API cycle on the default bridg
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import secrets
 import shutil
 import statistics
@@ -99,6 +104,7 @@ def wiring(n: int) -> tuple[list[float], list[float], list[float]]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=30, help="samples of each kind (>= 30)")
+    ap.add_argument("--baseline-pythonpath", default="", help="a second daemon on older code, interleaved")
     args = ap.parse_args()
     setup, teardown, explicit = wiring(args.n)
     print("network wiring per container (driver level, no daemon):")
@@ -107,21 +113,30 @@ def main() -> None:
     report("explicit veth delete (disconnect)", fmt(explicit), {})
     report("setup + teardown", fmt([a + b for a, b in zip(setup, teardown)]), {"ip -batch": "4 ms",
            "pyroute2 setns": "6 ms", "pyroute2 NetNS": "12 ms"}, "< 5 ms")
-    with engine() as eng:
-        api = eng.api()
-        for mode in ("bridge", "none"):
-            api_cycle(api, mode)  # warm-up
-        bridge, none = [], []
+    with contextlib.ExitStack() as stack:
+        apis = {}
+        if args.baseline_pythonpath:
+            os.environ["PYTHONPATH"] = args.baseline_pythonpath  # the daemon copies the environment
+            apis["baseline "] = stack.enter_context(engine()).api()
+            del os.environ["PYTHONPATH"]
+        api = apis[""] = stack.enter_context(engine()).api()
+        runs = [(tag, mode) for tag in apis for mode in ("bridge", "none")]
+        for tag, mode in runs:
+            api_cycle(apis[tag], mode)  # warm-up
+        cycles: dict[tuple[str, str], list[float]] = {r: [] for r in runs}
         for i in range(args.n):
-            for mode, out in (("bridge", bridge), ("none", none)) if i % 2 else (("none", none), ("bridge", bridge)):
-                out.append(api_cycle(api, mode))
+            for tag, mode in runs[i % len(runs):] + runs[:i % len(runs)]:  # rotating order
+                cycles[(tag, mode)].append(api_cycle(apis[tag], mode))
         nets = [network_cycle(api, i) for i in range(args.n)]
-        api.close()
+        for a in apis.values():
+            a.close()
     print("API create+start+wait+delete of `true`:")
-    report("default bridge", fmt(bridge), {"dockerd": "231 ms", "Podman": "400+ ms"}, "< 30 ms")
-    report("--network none", fmt(none), {})
-    print(f"  added by the bridge (difference of medians): "
-          f"{(statistics.median(bridge) - statistics.median(none)) * 1000:.1f} ms")
+    for tag in apis:
+        bridge, none = cycles[(tag, "bridge")], cycles[(tag, "none")]
+        report(f"{tag}default bridge", fmt(bridge), {"dockerd": "231 ms", "Podman": "400+ ms"}, "< 30 ms")
+        report(f"{tag}--network none", fmt(none), {})
+        print(f"  {tag}added by the bridge (difference of medians): "
+              f"{(statistics.median(bridge) - statistics.median(none)) * 1000:.1f} ms")
     print("network create + rm over the API:")
     report("bridge network", fmt(nets), {})
     print(f"\n{command_line()}")

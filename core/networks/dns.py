@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import socket
@@ -218,10 +219,17 @@ class DNSServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        udp = _socket(socket.SOCK_DGRAM, self.address, self.port)
-        if self.port == 0:
-            self.port = udp.getsockname()[1]
-        tcp = _socket(socket.SOCK_STREAM, self.address, self.port)
+        for attempt in range(20 if self.port == 0 else 1):  # port 0 (tests): one number free for both
+            udp = _socket(socket.SOCK_DGRAM, self.address, self.port)
+            port = udp.getsockname()[1]
+            try:
+                tcp = _socket(socket.SOCK_STREAM, self.address, port)
+                break
+            except OSError as exc:
+                udp.close()
+                if self.port != 0 or exc.errno != errno.EADDRINUSE or attempt == 19:
+                    raise
+        self.port = port
         try:
             self._udp, _ = await loop.create_datagram_endpoint(lambda: _UDPServer(self.resolver), sock=udp)
             tcp.listen(64)

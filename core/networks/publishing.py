@@ -43,7 +43,12 @@ async def publish(service: Any, c: Any) -> None:
 
 
 async def unpublish(service: Any, c: Any, rec: NetRecord, ep: Endpoint) -> None:
-    """Idempotent: a driver without ports, or an endpoint without any, is fine."""
+    """Idempotent: a driver without ports, or an endpoint without any, is fine. A container
+    whose ``Ports`` show no binding published nothing: no driver call (a worker-thread hop)."""
+    shown = c.network_settings.get("Ports")
+    if isinstance(shown, dict) and not any(shown.values()):
+        c.network_settings.pop("Ports", None)
+        return
     if getattr(service.driver(rec.net.driver), "unpublish", None) is not None:
         await service._call(rec.net, "unpublish", rec.net, ep)
     c.network_settings.pop("Ports", None)

@@ -125,8 +125,10 @@ class NetworkService:
         return next((r for r in self.records.values() if r.name == name), None)
 
     def _save(self, rec: NetRecord, durable: bool = True) -> None:
-        """Allocations are saved durably before use; what reconcile re-derives (a release, a
-        driver's endpoint state) need not wait for the disk."""
+        """Durable (fsynced) for what defines a network (create, reconcile). Endpoints and
+        allocations are saved before use but not fsynced (see ``_join``): they only matter
+        while their containers run, which no power loss survives. The file is replaced by
+        rename, so a crash leaves the old or the new record, never a mix."""
         rec.save(self.root, sync=durable)
 
     def _emit(self, action: str, actor_id: str, *, driver: str = "", **attrs: str) -> None:
@@ -514,7 +516,11 @@ class NetworkService:
                           default_route=not net.internal and not any(e.default_route for e in mine))
             rec.endpoints[epid] = ep
             try:
-                self._save(rec)
+                # Written (atomically) before the address is used, but not fsynced: an allocation
+                # matters only while its container runs. A daemon crash loses no written file
+                # (the page cache survives the process), and after a power loss no container
+                # runs, so reconcile releases every allocation anyway. (~2 fsyncs per start.)
+                self._save(rec, durable=False)
             except BaseException:
                 rec.endpoints.pop(epid, None)
                 pool.release(epid)
@@ -527,7 +533,8 @@ class NetworkService:
                 rec.pool().release(epid)
                 self._save(rec)
             raise
-        self._save(rec, durable=False)  # the driver's state of the endpoint
+        if ep.driver_state:
+            self._save(rec, durable=False)  # the driver's state of the endpoint
         settings.update({"NetworkID": rec.id, "EndpointID": epid, "Gateway": "" if net.internal else net.gateway,
                          "IPAddress": ip, "IPPrefixLen": rec.prefixlen(),
                          "MacAddress": ep.mac})
@@ -563,7 +570,10 @@ class NetworkService:
         async with self.lock:
             rec.endpoints.pop(ep.id, None)
             rec.pool().release(ep.id)
-            self._save(rec, durable=False)  # after a crash, reconcile drops endpoints of stopped containers
+            if not namespace_going:  # a disconnect: the container runs on, so the record must say so
+                self._save(rec, durable=False)
+            # else the container is not running: the next save of this record writes the release,
+            # and after a crash reconcile drops the endpoints of containers that do not run
         self._emit("disconnect", rec.id, container=c.id, name=rec.name, driver=rec.net.driver)
 
     # -- connect and disconnect ----------------------------------------------------------

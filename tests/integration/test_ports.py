@@ -232,6 +232,8 @@ def test_published_ports_survive_daemon_kill(make_daemon, busybox_tar):
         assert wait_for(lambda: http_get("127.0.0.1", port))
         d.kill()  # SIGKILL: the proxies die with the daemon, the rules stay
         assert http_get(gateway, dnat_port) == f"hello-{cid[:12]}"
+        # 127.0.0.1 is DNATed in the kernel too (route_localnet on our bridges): no proxy needed
+        assert http_get("127.0.0.1", port) == f"hello-{cid[:12]}"
         d.start()
         assert wait_for(lambda: http_get("127.0.0.1", port)) == f"hello-{cid[:12]}"
         assert http_get(gateway, dnat_port) == f"hello-{cid[:12]}"

@@ -28,7 +28,7 @@ from dockyard.errors import Conflict, DockyardError, InvalidArgument, SkipPlugin
 from dockyard.networks import netns
 from dockyard.store import read_json, write_json
 
-from . import firewall
+from . import firewall, rtnl
 from .nft import Nft
 from .ports import PortPublisher
 
@@ -105,7 +105,7 @@ class BridgeDriver:
         self.bridge_index: dict[str, int] = {}  # saves a netlink request per join
         # published ports: a table of their own; traffic from our bridges goes to the proxy
         self.ports = PortPublisher(root / "published-ports.json", f"{self.table}_ports", ["dy*", "dockyard*"],
-                                   nft=self.nft)
+                                   nft=self.nft, loopback_dnat=True)
         enable_ip_forward()
 
     # -- names and options ----------------------------------------------------------------
@@ -131,6 +131,10 @@ class BridgeDriver:
         nets = sorted(self.nets.values(), key=lambda n: n.created_ns)
         firewall.apply(self.nft, self.table, [self._rules(n) for n in nets])
         self.accepts.sync([self.bridge_name(n) for n in nets])
+        # after the table (it drops 127/8 from the bridges): published ports DNAT 127.0.0.1 too
+        for n in nets:
+            if not route_localnet(self.bridge_name(n)):
+                self.ports.no_loopback_dnat()
 
     def _known(self) -> set[str]:
         return set(read_json(self.known_path, []))
@@ -204,42 +208,45 @@ class BridgeDriver:
             raise InvalidArgument("a bridge endpoint needs an address")
         iface = ipaddress.ip_interface(ep.address)
         veth = host_ifname(ep)
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        with _ipr() as ipr:
-            name = self.bridge_name(net)
-            peer: dict[str, Any] = {"ifname": ep.ifname, "net_ns_fd": ep.netns, "mtu": ep.mtu}
-            if ep.mac:
-                peer["address"] = ep.mac
-            for cached in (True, False):  # a cached bridge index may be stale (bridge re-made outside)
-                bridge = self.bridge_index.get(name) if cached else _index(ipr, name)
-                if bridge is None:
-                    if cached:
-                        continue
-                    raise DockyardError(f"bridge {name} of network {net.name} is missing")
-                try:
-                    # one request: the pair, the peer already in the namespace, the host end on the bridge, up
-                    ipr.link("add", ifname=veth, kind="veth", mtu=ep.mtu, master=bridge, state="up", peer=peer)
-                    self.bridge_index[name] = bridge
-                    break
-                except NetlinkError as exc:
-                    if not cached or exc.code != errno.ENODEV:
-                        raise
-                    self.bridge_index.pop(name, None)
+        name = self.bridge_name(net)
+        # raw netlink batches (rtnl.py): one request for the pair, one for the inside
+        for cached in (True, False):  # a cached bridge index may be stale (bridge re-made outside)
+            if cached:
+                bridge = self.bridge_index.get(name)
+            else:
+                with _ipr() as ipr:
+                    bridge = _index(ipr, name)
+            if bridge is None:
+                if cached:
+                    continue
+                raise DockyardError(f"bridge {name} of network {net.name} is missing")
             try:
-                fd = netns.run_in(ep.netns, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0).detach())
-                from pyroute2 import IPRoute
+                rtnl.add_veth(veth, ep.mtu, bridge, ep.ifname, ep.netns, ep.mac)
+                self.bridge_index[name] = bridge
+                break
+            except rtnl.RtnlError as exc:
+                if not cached or exc.errno != errno.ENODEV:
+                    raise DockyardError(f"creating the veth pair of {ep.container_id[:12]} on {name}: "
+                                        f"{exc.strerror}") from None
+                self.bridge_index.pop(name, None)
+        gateway = ep.gateway if ep.default_route and ep.gateway else None
 
-                with IPRoute(fileno=fd) as inner:
-                    pidx = _index(inner, ep.ifname)
-                    inner.addr("add", index=pidx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-                    inner.link("set", index=pidx, state="up")
-                    if ep.default_route and ep.gateway:
-                        inner.route("add", dst="0.0.0.0/0", gateway=ep.gateway)
-            except BaseException:
+        def inside() -> None:  # in a thread in the container's namespace
+            sock = rtnl.Socket()
+            try:
+                rtnl.configure(sock, socket.if_nametoindex(ep.ifname), str(iface.ip), iface.network.prefixlen, gateway)
+            finally:
+                sock.close()
+
+        try:
+            netns.run_in(ep.netns, inside)
+        except BaseException as exc:
+            with _ipr() as ipr:
                 self._del_link(ipr, veth)
-                raise
-        ep.driver_state["host_ifname"] = veth
+            if isinstance(exc, OSError):
+                raise DockyardError(f"configuring {ep.ifname} of {ep.container_id[:12]}: {exc.strerror}") from None
+            raise
+        # no ep.driver_state: the host end's name is host_ifname(ep), so the service need not save it
 
     @staticmethod
     def _del_link(ipr: Any, name: str) -> None:
@@ -313,6 +320,21 @@ class BridgeDriver:
             self.accepts.sync([])
             for name in self._known() | {self.bridge_name(n) for n in nets}:
                 self._delete_bridge(ipr, name)
+
+
+def route_localnet(bridge: str) -> bool:
+    """Let 127/8 be routed out of ``bridge`` (this bridge only, never ``all``), so a published
+    port DNATs traffic to 127.0.0.1 in the kernel instead of the userland proxy. Safe because
+    the firewall table drops 127/8 arriving from the bridge (dockerd does the same when its
+    userland proxy is off). The setting goes away with the bridge."""
+    path = Path(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet")
+    try:
+        if path.read_text().strip() != "1":
+            path.write_text("1\n")
+        return True
+    except OSError as exc:
+        log.warning("cannot set route_localnet on %s (127.0.0.1 goes through the proxy): %s", bridge, exc)
+        return False
 
 
 def enable_ip_forward() -> None:

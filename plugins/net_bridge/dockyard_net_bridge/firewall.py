@@ -6,6 +6,9 @@ exactly the rules the records call for: nothing stale, nothing missing.
 
 * ``postrouting`` (nat): masquerade what leaves a network's subnet through another
   interface, unless the network is ``Internal`` or its masquerade option is off.
+* ``prerouting`` (filter, raw priority): nothing to or from 127/8 arrives from a bridge. The
+  bridges have ``route_localnet`` (published ports DNAT loopback traffic to containers,
+  ports.py), which would otherwise let a container reach the host's loopback services.
 * ``forward`` (filter): per network, replies and DNAT'd traffic (published ports) in,
   traffic inside the bridge, no traffic between networks (isolation), nothing in or out of
   an ``Internal`` network, everything else out, nothing else in. The policy stays ``accept``
@@ -49,9 +52,11 @@ def _q(name: str) -> str:
 def render(table: str, nets: list[NetRules]) -> str:
     forward: list[str] = []
     nat: list[str] = []
+    raw: list[str] = []
     bridges = [n.bridge for n in nets]
     for n in nets:
         b = _q(n.bridge)
+        raw += [f"iifname {b} ip daddr 127.0.0.0/8 drop", f"iifname {b} ip saddr 127.0.0.0/8 drop"]
         others = [_q(o) for o in bridges if o != n.bridge]
         forward.append(f"oifname {b} ct state established,related accept")
         if not n.internal:
@@ -68,6 +73,8 @@ def render(table: str, nets: list[NetRules]) -> str:
             nat.append(f"ip saddr {n.subnet} oifname != {b} masquerade")
     body = "\n".join(
         [f"table ip {table} {{",
+         "  chain prerouting {", "    type filter hook prerouting priority raw; policy accept;",
+         *[f"    {r}" for r in raw], "  }",
          "  chain forward {", "    type filter hook forward priority filter; policy accept;",
          *[f"    {r}" for r in forward], "  }",
          "  chain postrouting {", "    type nat hook postrouting priority srcnat; policy accept;",

@@ -2,14 +2,18 @@
 userland proxy), plus DNAT rules in the engine's own nftables table for what the kernel can
 forward by itself.
 
-Why both (host-facts.md §4): DNAT is the fast path, but a packet to 127.0.0.1 cannot be DNATed
-to a container without ``route_localnet``, which we do not flip host-wide. So:
+Why both (host-facts.md §4): DNAT is the fast path (kernel only; the proxy reaches ~60 % of
+it), but a packet from 127.0.0.1 can only be DNATed out to a container when the outgoing
+interface has ``route_localnet``. The bridge driver turns that on for its own bridges only
+(never host-wide), together with a drop of 127/8 arriving from them (firewall.py), as dockerd
+does without its userland proxy; it then makes the publisher with ``loopback_dnat``. So:
 
-- traffic from other hosts (prerouting) and from the host to one of its own non-loopback
-  addresses (output) is DNATed straight to the container;
-- traffic to 127.0.0.1, and from containers on the engine's own bridges (no hairpin or
-  inter-network forwarding to reason about), reaches the listening socket and is proxied by
-  one asyncio server per port in the daemon process.
+- traffic from other hosts (prerouting) and from the host to one of its own addresses
+  (output; 127.0.0.1 too with ``loopback_dnat``, masqueraded to the bridge's address on the
+  way out) is DNATed straight to the container;
+- traffic from containers on the engine's own bridges (no hairpin or inter-network
+  forwarding to reason about), and to 127.0.0.1 without ``loopback_dnat``, reaches the
+  listening socket and is proxied by one asyncio server per port in the daemon process.
 
 The listening socket is opened first: a port in use fails there, before any rule exists.
 State (which container has which ports, to which address) is kept in one JSON file so a
@@ -43,9 +47,10 @@ UDP_IDLE_SECONDS = 60.0
 # -- nftables ---------------------------------------------------------------------------------
 
 
-def ruleset(table: str, entries: Iterable["Published"], skip_ifnames: Iterable[str]) -> str:
+def ruleset(table: str, entries: Iterable["Published"], skip_ifnames: Iterable[str], loopback: bool = False) -> str:
     """The whole port table, written in one atomic batch (``add`` then ``delete`` makes the
-    batch work whether or not the table exists)."""
+    batch work whether or not the table exists). ``loopback``: DNAT 127/8 too (the bridges
+    have ``route_localnet``), with a masquerade so replies come back to the bridge address."""
     lines = [f"add table ip {table}", f"delete table ip {table}"]
     rules = []
     for p in entries:
@@ -53,7 +58,10 @@ def ruleset(table: str, entries: Iterable["Published"], skip_ifnames: Iterable[s
         rules.append(f"{match}{p.proto} dport {p.host_port} dnat to {p.target_ip}:{p.port}")
     if not rules:
         return "\n".join(lines) + "\n"
+    skip_ifnames = list(skip_ifnames)
     skip = "".join(f'iifname != "{name}" ' for name in skip_ifnames)
+    local = "" if loopback else "ip daddr != 127.0.0.0/8 "
+    masquerade = [f'    ip saddr 127.0.0.0/8 oifname "{name}" masquerade' for name in skip_ifnames] if loopback else []
     lines += [
         f"table ip {table} {{",
         "  chain ports {",
@@ -65,8 +73,10 @@ def ruleset(table: str, entries: Iterable["Published"], skip_ifnames: Iterable[s
         "  }",
         "  chain output {",
         "    type nat hook output priority -100; policy accept;",  # nft 1.0.6 rejects dstnat here
-        "    ip daddr != 127.0.0.0/8 fib daddr type local jump ports",
+        f"    {local}fib daddr type local jump ports",
         "  }",
+        *(["  chain postrouting {", "    type nat hook postrouting priority srcnat; policy accept;", *masquerade,
+            "  }"] if masquerade else []),
         "}",
     ]
     return "\n".join(lines) + "\n"
@@ -333,13 +343,16 @@ class PortPublisher:
 
     ``table`` must be this daemon's own (several daemons may share a host); ``skip_ifnames``
     are the engine's bridge interfaces (nft wildcards allowed): their traffic goes through
-    the proxy rather than DNAT."""
+    the proxy rather than DNAT. ``loopback_dnat``: those bridges have ``route_localnet`` and
+    drop 127/8 from containers, so traffic to 127.0.0.1 is DNATed too (the proxy then only
+    holds the port)."""
 
     def __init__(self, state_file: Path, table: str, skip_ifnames: Iterable[str] = (), nft: Any = None,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 loop: asyncio.AbstractEventLoop | None = None, loopback_dnat: bool = False) -> None:
         self.state_file = state_file
         self.table = table
         self.skip_ifnames = list(skip_ifnames)
+        self.loopback_dnat = loopback_dnat
         self.nft = nft if nft is not None else Nft()
         if loop is None:
             with contextlib.suppress(RuntimeError):
@@ -353,9 +366,16 @@ class PortPublisher:
         return [p for ports in self.published.values() for p in ports]
 
     def _sync(self) -> None:
-        self.nft.run(ruleset(self.table, self._all(), self.skip_ifnames))
+        self.nft.run(ruleset(self.table, self._all(), self.skip_ifnames, self.loopback_dnat))
         write_json(self.state_file, {cid: [vars(p) for p in ports] for cid, ports in self.published.items()},
                    sync=False)
+
+    def no_loopback_dnat(self) -> None:
+        """A bridge could not get ``route_localnet``: 127.0.0.1 goes through the proxy again."""
+        with self.lock:
+            if self.loopback_dnat:
+                self.loopback_dnat = False
+                self._sync()
 
     def _on_loop(self, fn: Callable[[], Any]) -> None:
         """Run ``fn`` on the event loop and wait for it (or right here on the loop's thread)."""
