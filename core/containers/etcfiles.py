@@ -29,8 +29,6 @@ def resolv_conf(host_config: dict[str, Any]) -> str:
     own network namespace), with ``--dns``, ``--dns-search`` and ``--dns-option`` applied."""
     lines = _host_resolv()
     servers = [s for s in host_config.get("Dns") or []]
-    search = list(host_config.get("DnsSearch") or [])
-    options = list(host_config.get("DnsOptions") or [])
     if not servers:
         for line in lines:
             parts = line.split()
@@ -41,10 +39,16 @@ def resolv_conf(host_config: dict[str, Any]) -> str:
                 except ValueError:
                     continue
         servers = servers or FALLBACK_DNS
-    if not search:
-        search = [w for line in lines if line.startswith("search") for w in line.split()[1:]]
-    if not options:
-        options = [w for line in lines if line.startswith("options") for w in line.split()[1:]]
+    return format_resolv_conf(servers, host_config, lines)
+
+
+def format_resolv_conf(servers: list[str], host_config: dict[str, Any], host_lines: list[str]) -> str:
+    """``nameserver`` lines for ``servers``, then ``--dns-search``/``--dns-option`` or else
+    the host's ``search`` and ``options`` lines."""
+    search = list(host_config.get("DnsSearch") or []) or [
+        w for line in host_lines if line.startswith("search") for w in line.split()[1:]]
+    options = list(host_config.get("DnsOptions") or []) or [
+        w for line in host_lines if line.startswith("options") for w in line.split()[1:]]
     out = [f"nameserver {s}" for s in servers]
     if search:
         out.append("search " + " ".join(search))

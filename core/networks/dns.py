@@ -26,6 +26,8 @@ from typing import Any, Callable, Iterable
 
 from dnslib import PTR, QTYPE, RCODE, RR, A, DNSError, DNSRecord
 
+from ..containers import etcfiles
+
 log = logging.getLogger("dockyard.dns")
 
 TTL = 600  # Docker's embedded DNS answers with 600 s
@@ -55,23 +57,11 @@ def container_resolv_conf(gateway: str, host_config: dict[str, Any], path: str =
     """A user-network container's resolv.conf: the embedded server (which forwards to the
     container's ``--dns`` servers, as Docker's does), plus the host's or the container's
     search and options lines."""
-    servers = [gateway]
-    search = list(host_config.get("DnsSearch") or [])
-    options = list(host_config.get("DnsOptions") or [])
     try:
         lines = Path(path).read_text().splitlines()
     except OSError:
         lines = []
-    if not search:
-        search = [w for line in lines if line.startswith("search") for w in line.split()[1:]]
-    if not options:
-        options = [w for line in lines if line.startswith("options") for w in line.split()[1:]]
-    out = [f"nameserver {s}" for s in servers]
-    if search:
-        out.append("search " + " ".join(search))
-    if options:
-        out.append("options " + " ".join(options))
-    return "\n".join(out) + "\n"
+    return etcfiles.format_resolv_conf([gateway], host_config, lines)
 
 
 class Resolver:

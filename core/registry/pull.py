@@ -213,6 +213,17 @@ class Puller:
             self.progress({"status": f"Status: Downloaded newer image for {shown}"})
         return image_id
 
+    def _downloading(self, sid: str, size: int | None) -> Callable[[int], None]:
+        """Docker's per-layer "Downloading" progress, at most every 0.1 s."""
+        last = [0.0]
+
+        def on_progress(n: int) -> None:
+            t = time.monotonic()
+            if t - last[0] >= 0.1:
+                last[0] = t
+                self.progress(_progress("Downloading", sid, n, size or n))
+        return on_progress
+
     async def _download_all(self, client: RegistryClient, todo: list[tuple[dict[str, Any], Path, str]]) -> None:
         sem = asyncio.Semaphore(max(1, self.settings.max_concurrent_downloads))
 
@@ -221,13 +232,7 @@ class Puller:
                 self.progress({"status": "Waiting", "progressDetail": {}, "id": sid})
             async with sem:
                 size = int(desc["size"]) if isinstance(desc.get("size"), int) else None
-                last = [0.0]
-
-                def on_progress(n: int) -> None:
-                    t = time.monotonic()
-                    if t - last[0] >= 0.1:
-                        last[0] = t
-                        self.progress(_progress("Downloading", sid, n, size or n))
+                on_progress = self._downloading(sid, size)
 
                 await client.download_blob(_digest_of(desc), size, path, on_progress)
                 self.progress({"status": "Verifying Checksum", "progressDetail": {}, "id": sid})
@@ -256,13 +261,7 @@ class Puller:
                 self.progress({"status": "Waiting", "progressDetail": {}, "id": sid})
             async with sem:
                 size = int(desc["size"]) if isinstance(desc.get("size"), int) else None
-                last = [0.0]
-
-                def on_progress(n: int) -> None:
-                    t = time.monotonic()
-                    if t - last[0] >= 0.1:
-                        last[0] = t
-                        self.progress(_progress("Downloading", sid, n, size or n))
+                on_progress = self._downloading(sid, size)
 
                 pipe = BlobPipe(loop)
 
