@@ -13,7 +13,9 @@ import pytest
 def leftovers() -> list[str]:
     found = []
     with open("/proc/self/mounts") as f:
-        found += [f"mount: {line.split()[1]}" for line in f if "dockyard" in line]
+        # test daemons' data roots are pytest temp dirs: look for the storage drivers' layout too
+        found += [f"mount: {line.split()[1]}" for line in f
+                  if "dockyard" in line or "/storage/overlay/" in line or "/storage/vfs/" in line]
     for base in Path("/sys/fs/cgroup").iterdir() if Path("/sys/fs/cgroup").exists() else []:
         found += [f"cgroup: {p}" for p in base.glob("dockyard*")]
         found += [f"cgroup: {p}" for p in base.glob("*/dockyard*")]
