@@ -397,6 +397,12 @@ class NetworkService:
                 name = containers.containers[ep.container_id].name
             out[ep.container_id] = {"Name": name, "EndpointID": ep.id, "MacAddress": ep.mac,
                                     "IPv4Address": ep.address, "IPv6Address": ""}
+        if rec.net.driver in ("host", "null") and containers is not None:
+            # no endpoints to wire there: as Docker, list the running containers that use the mode
+            for c in containers.containers.values():
+                if c.running and rec.name in c.networks:
+                    out[c.id] = {"Name": c.name, "EndpointID": c.networks[rec.name].get("EndpointID") or "",
+                                 "MacAddress": "", "IPv4Address": "", "IPv6Address": ""}
         return out
 
     def endpoints_of(self, container_id: str) -> list[tuple[NetRecord, Endpoint]]:

@@ -126,6 +126,17 @@ def test_network_none_has_only_lo(d):
     assert "UP" in out.splitlines()[0]
 
 
+def test_host_and_none_networks_list_their_running_containers(d):
+    on_host = run(d, "run", "-d", "--network", "host", "busybox", "sleep", "60")
+    on_none = run(d, "run", "-d", "--network", "none", "busybox", "sleep", "60")
+    for network, cid, other in (("host", on_host, on_none), ("none", on_none, on_host)):
+        listed = json.loads(run(d, "network", "inspect", network))[0]["Containers"]
+        assert cid in listed and other not in listed
+        assert listed[cid]["Name"] == json.loads(run(d, "inspect", cid))[0]["Name"].lstrip("/")
+    run(d, "stop", "-t", "0", on_host)
+    assert on_host not in json.loads(run(d, "network", "inspect", "host"))[0]["Containers"]
+
+
 def test_network_host_sees_the_hosts_links(d):
     out = run(d, "run", "--rm", "--network", "host", "busybox", "ip", "-o", "link")
     names = {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
