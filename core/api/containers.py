@@ -19,16 +19,13 @@ from .hijack import hijack
 from .stdin import pump_stdin, run_streams
 from .middleware import add_common_headers
 from .system import parse_time
-from .util import daemon_of, json_body, json_response, query_bool
+from .util import json_body, json_response, query_bool, resize_size, service_of
 
 routes = web.RouteTableDef()
 
 
 def service(request: web.Request) -> Any:
-    svc = getattr(daemon_of(request), "containers", None)
-    if svc is None:
-        raise NotSupported("containers are not available on this daemon")
-    return svc
+    return service_of(request, "containers")
 
 
 def _timeout(request: web.Request) -> int | None:
@@ -146,10 +143,7 @@ async def prune(request: web.Request) -> web.Response:
 async def resize(request: web.Request) -> web.Response:
     svc = service(request)
     c = svc.get(request.match_info["id"])
-    try:
-        h, w = int(request.query.get("h", "0")), int(request.query.get("w", "0"))
-    except ValueError:
-        raise InvalidArgument("invalid resize: h and w must be integers") from None
+    h, w = resize_size(request)
     if c.state != State.RUNNING:
         raise _not_running(c.id)
     if not c.config.get("Tty"):

@@ -14,7 +14,7 @@ from ..errors import InvalidArgument, NotSupported
 from ..runtime.logfile import LogRecord
 from .hijack import hijack
 from .stdin import pump_stdin, run_streams
-from .util import daemon_of, json_body, json_response
+from .util import daemon_of, json_body, json_response, resize_size
 
 routes = web.RouteTableDef()
 
@@ -53,11 +53,7 @@ async def inspect(request: web.Request) -> web.Response:
 async def resize(request: web.Request) -> web.Response:
     svc = execs(request)
     e = svc.get(request.match_info["id"])
-    try:
-        h, w = int(request.query.get("h", "0")), int(request.query.get("w", "0"))
-    except ValueError:
-        raise InvalidArgument("invalid resize: h and w must be integers") from None
-    svc.resize(e, h, w)
+    svc.resize(e, *resize_size(request))
     return web.Response(status=200)
 
 

@@ -6,17 +6,14 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import InvalidArgument, NotSupported
-from .util import daemon_of, json_body, json_response
+from ..errors import InvalidArgument
+from .util import json_body, json_response, service_of
 
 routes = web.RouteTableDef()
 
 
 def service(request: web.Request) -> Any:
-    svc = getattr(daemon_of(request), "networks", None)
-    if svc is None:
-        raise NotSupported("networks are not available on this daemon")
-    return svc
+    return service_of(request, "networks")
 
 
 @routes.get("/networks")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from ..errors import DockyardError, InvalidArgument
+from ..errors import DockyardError, InvalidArgument, NotSupported
 
 if TYPE_CHECKING:
     from ..daemon import Daemon
@@ -27,6 +27,22 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 
 def daemon_of(request: web.Request) -> "Daemon":
     return request.app[DAEMON]
+
+
+def service_of(request: web.Request, name: str) -> Any:
+    """The daemon's ``name`` service (``containers``, ``networks``, ``volumes``)."""
+    svc = getattr(daemon_of(request), name, None)
+    if svc is None:
+        raise NotSupported(f"{name} are not available on this daemon")
+    return svc
+
+
+def resize_size(request: web.Request) -> tuple[int, int]:
+    """``h`` and ``w`` of a resize request (container or exec)."""
+    try:
+        return int(request.query.get("h", "0")), int(request.query.get("w", "0"))
+    except ValueError:
+        raise InvalidArgument("invalid resize: h and w must be integers") from None
 
 
 async def json_body(request: web.Request, *, required: bool = True) -> Any:

@@ -7,13 +7,13 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import InvalidArgument
-from .util import daemon_of, json_body, json_response, query_bool
+from .util import json_body, json_response, query_bool, service_of
 
 routes = web.RouteTableDef()
 
 
 def service(request: web.Request) -> Any:
-    return daemon_of(request).volumes
+    return service_of(request, "volumes")
 
 
 @routes.post("/volumes/create")

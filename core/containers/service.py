@@ -537,7 +537,7 @@ class ContainerService:
             raise InvalidArgument("Neither old nor new names may be empty")
         new = configure.check_name(new)
         if new == c.name:
-            raise InvalidArgument(f"Renaming a container with the same name as its current name")
+            raise InvalidArgument("Renaming a container with the same name as its current name")
         self._check_name_free(new)
         async with self.lock(c.id):
             old = c.name
@@ -738,8 +738,8 @@ class ContainerService:
         c = self.get(ref)
         graph: dict[str, Any] = {"Name": c.storage_driver, "Data": None}
         data = c.inspect(self.dir(c), self.log_path(c), graph)
-        if self.health.inspect(c.id) is not None:
-            data["State"]["Health"] = self.health.inspect(c.id)
+        if (health := self.health.inspect(c.id)) is not None:
+            data["State"]["Health"] = health
         if size:
             data["SizeRw"] = self._rw_size(c)
             data["SizeRootFs"] = 0
