@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import Conflict, DockyardError, InvalidArgument
+from ..runtime.state import pid_alive
 from .record import rfc3339
 
 log = logging.getLogger("dockyard.health")
@@ -189,8 +190,10 @@ class HealthMonitor:
                         continue  # as Docker: no probe while paused
                 result = await self._probe(cid, hc, timeout)
                 c = self.containers.containers.get(cid)
-                if result is None or c is None or not c.running:
-                    return  # gone or stopped meanwhile: as moby, a probe that raced the stop is dropped
+                if result is None or c is None or not c.running or not pid_alive(c.pid, exiting_is_dead=True):
+                    # gone or stopped meanwhile: as moby, a probe that raced the stop is dropped. The
+                    # probe can end (killed with the pid namespace) before the daemon hears of the exit.
+                    return
                 self._record(cid, result, retries, started_ns, start_period)
         except asyncio.CancelledError:
             raise

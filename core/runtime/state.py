@@ -61,15 +61,21 @@ def status_from_wait(status: int) -> tuple[int, int]:
     return os.WEXITSTATUS(status), 0
 
 
-def pid_alive(pid: int) -> bool:
+PF_EXITING = 0x4  # include/linux/sched.h: set as a task enters do_exit()
+
+
+def pid_alive(pid: int, exiting_is_dead: bool = False) -> bool:
+    """Whether ``pid`` exists and is not a zombie; with ``exiting_is_dead``, a task already in
+    ``do_exit`` (an init killing the rest of its pid namespace) counts as dead too."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    try:  # a zombie is not alive
+    try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+            fields = f.read().rsplit(")", 1)[1].split()  # fields[0] is state, fields[6] flags
     except OSError:
         return False
+    return fields[0] != "Z" and not (exiting_is_dead and int(fields[6]) & PF_EXITING)

@@ -130,6 +130,22 @@ def test_bad_interval_is_refused(d):
     assert "Interval in Healthcheck cannot be less than 1ms" in r.stderr.decode()
 
 
+def test_probe_killed_with_the_container_is_not_a_result(d):
+    """A probe still running when the container dies is killed with its pid namespace, often
+    before the daemon hears of the exit: it must not be logged as a failed check."""
+    cid = run(d, "--health-cmd", "echo fine; sleep 1", "--health-interval", "10ms", "--health-retries", "1",
+              "busybox", "sleep", "60")
+    wait_for(lambda: status(d, cid) == "healthy", timeout=20)
+    for _ in range(3):  # a probe starts every 10 ms and runs for a second: one is always in flight
+        assert d.docker("kill", cid).returncode == 0
+        h = health(d, cid)
+        assert h["Status"] == "healthy", h
+        assert all(r["ExitCode"] == 0 and r["Output"] == "fine\n" for r in h["Log"]), h["Log"]
+        assert d.docker("start", cid).returncode == 0
+        wait_for(lambda: health(d, cid)["Log"] and status(d, cid) == "healthy", timeout=20)
+    d.docker("rm", "-f", cid)
+
+
 def test_health_survives_a_daemon_restart(make_daemon, busybox_tar, tmp_path):
     """State.Health is in the container record: a stopped container shows its last state after
     a restart; a running one (live-restore) keeps its log and is probed again."""
