@@ -18,6 +18,7 @@ import pytest
 
 from dockyard.drivers.runtime import ContainerSpec, ContainerStartError, Mount
 from dockyard.errors import ConfigError, InvalidArgument
+from dockyard.runtime.state import pid_alive
 from dockyard.testing.images import BUSYBOX, busybox_rootfs
 
 pytestmark = [
@@ -48,11 +49,12 @@ async def _delete_all(rt) -> None:
 
 
 def _procs_mentioning(text: str) -> list[int]:
+    """Live processes whose command line mentions ``text`` (one already in exit() is not a leak)."""
     out = []
     for p in Path("/proc").iterdir():
         if p.name.isdigit() and int(p.name) != os.getpid():
             try:
-                if text.encode() in (p / "cmdline").read_bytes():
+                if text.encode() in (p / "cmdline").read_bytes() and pid_alive(int(p.name), exiting_is_dead=True):
                     out.append(int(p.name))
             except OSError:
                 pass
