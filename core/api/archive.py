@@ -17,6 +17,7 @@ from typing import Any, Callable
 from aiohttp import web
 
 from ..containers import archive as A
+from ..containers import inroot as R
 from ..containers import fsview
 from ..errors import InvalidArgument
 from ..images.streams import BodyReader, ResponseWriter
@@ -114,7 +115,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     svc = service(request)
     c = svc.get(request.match_info["id"])
     async with svc.mounted(c) as rootfs:
-        root = await asyncio.to_thread(A.Root, rootfs)
+        root = await asyncio.to_thread(R.Root, rootfs)
         try:
             svc._emit("export", c)
             return await _stream_tar(request, {}, lambda: A.export_chunks(root))

@@ -1,7 +1,7 @@
 """COPY and ADD: which files a step copies (from the context or from another stage's
 filesystem), a hash of them for the cache, and writing them into a root filesystem.
 
-Sources are looked up below a :class:`~dockyard.containers.archive.Root`, so a symlink in the
+Sources are looked up below a :class:`~dockyard.containers.inroot.Root`, so a symlink in the
 context (or in an image) is followed only inside it, like Docker's ``FollowSymlinkInScope``;
 a source path that leaves the context with ``..`` is refused. The files reach the target
 as a tar checked by the same code as ``docker cp`` (``check_tar``, ``layers.extract``).
@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, Iterator
 
 from .. import layers as L
 from ..containers import archive as A
+from ..containers import inroot as R
 from ..errors import InvalidArgument
 from ..images.streams import decompressed, sniff
 from .ignore import Matcher
@@ -44,7 +45,7 @@ def _has_glob(path: str) -> bool:
     return any(ch in path for ch in "*?[")
 
 
-def resolve_sources(root: A.Root, patterns: list[str], what: str, ignore: Matcher | None) -> list[Source]:
+def resolve_sources(root: R.Root, patterns: list[str], what: str, ignore: Matcher | None) -> list[Source]:
     """The sources a COPY names, globs expanded (Go's ``filepath.Match`` per component)."""
     out: list[Source] = []
     for written in patterns:
@@ -73,7 +74,7 @@ def resolve_sources(root: A.Root, patterns: list[str], what: str, ignore: Matche
     return out
 
 
-def _glob(root: A.Root, pattern: str) -> list[str]:
+def _glob(root: R.Root, pattern: str) -> list[str]:
     matches = [""]
     for comp in pattern.split("/"):
         nxt = []
@@ -94,7 +95,7 @@ def _glob(root: A.Root, pattern: str) -> list[str]:
     return matches
 
 
-def entries(root: A.Root, sources: list[Source], dest: str, dest_is_dir: bool, ignore: Matcher | None,
+def entries(root: R.Root, sources: list[Source], dest: str, dest_is_dir: bool, ignore: Matcher | None,
             fds: contextlib.ExitStack) -> Iterator[L.Entry]:
     """Tar entries named relative to the destination directory: a directory source's
     contents, a file under its own name (or, for a file destination, under ``dest``)."""
@@ -111,7 +112,7 @@ def entries(root: A.Root, sources: list[Source], dest: str, dest_is_dir: bool, i
         fd = root.open_dir(src.parts[:-1])
         fds.callback(os.close, fd)
         name = src.parts[-1] if dest_is_dir else posixpath.basename(dest.rstrip("/"))
-        yield L.Entry(name, A.fd_path(fd, src.parts[-1]), src.st)  # type: ignore[arg-type]
+        yield L.Entry(name, R.fd_path(fd, src.parts[-1]), src.st)  # type: ignore[arg-type]
 
 
 def _hashed(items: Iterator[L.Entry], h: Any) -> Iterator[L.Entry]:
@@ -164,10 +165,10 @@ def is_archive(path: str) -> bool:
             return False
 
 
-def mkdir_p(root: A.Root, path: str, uid: int, gid: int) -> list[str]:
+def mkdir_p(root: R.Root, path: str, uid: int, gid: int) -> list[str]:
     """Create ``path`` (symlinks followed inside the root) and return its components."""
     parts = root.resolve(path, follow_last=True)
-    fd = os.open(".", A.DIR_FLAGS, dir_fd=root.fd)
+    fd = os.open(".", R.DIR_FLAGS, dir_fd=root.fd)
     try:
         for part in parts:
             try:
@@ -176,7 +177,7 @@ def mkdir_p(root: A.Root, path: str, uid: int, gid: int) -> list[str]:
             except FileExistsError:
                 pass
             try:
-                nfd = os.open(part, A.DIR_FLAGS, dir_fd=fd)
+                nfd = os.open(part, R.DIR_FLAGS, dir_fd=fd)
             except OSError:
                 raise CopyError(f"cannot copy to {path}: {part} is not a directory") from None
             os.close(fd)
@@ -186,7 +187,7 @@ def mkdir_p(root: A.Root, path: str, uid: int, gid: int) -> list[str]:
     return parts
 
 
-def extract(root: A.Root, dest_parts: list[str], tar: BinaryIO, uid: int | None, gid: int | None) -> None:
+def extract(root: R.Root, dest_parts: list[str], tar: BinaryIO, uid: int | None, gid: int | None) -> None:
     """Unpack ``tar`` (maybe compressed) into the directory ``dest_parts``; with ``uid``,
     everything it wrote is owned by ``uid:gid``."""
     dest_fd = root.open_dir(dest_parts)
@@ -203,7 +204,7 @@ def extract(root: A.Root, dest_parts: list[str], tar: BinaryIO, uid: int | None,
             plain.seek(0)
             members = A.check_tar(plain, dest_fd, False)
             plain.seek(0)
-            L.extract(plain, A.fd_path(dest_fd), A._RefuseWhiteouts())  # type: ignore[arg-type]
+            L.extract(plain, R.fd_path(dest_fd), A._RefuseWhiteouts())  # type: ignore[arg-type]
             if uid is not None:
                 A._chown(dest_fd, members, uid, gid if gid is not None else uid)
     finally:

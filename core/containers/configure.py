@@ -106,7 +106,7 @@ def normalize_host_config(hc: dict[str, Any] | None) -> dict[str, Any]:
         raise InvalidArgument(f"invalid restart policy '{name}'")
     retries = int(policy.get("MaximumRetryCount") or 0)
     if retries and name != "on-failure":
-        raise InvalidArgument(f"invalid restart policy: maximum retry count can only be used with 'on-failure'")
+        raise InvalidArgument("invalid restart policy: maximum retry count can only be used with 'on-failure'")
     if retries < 0:
         raise InvalidArgument("invalid restart policy: maximum retry count cannot be negative")
     if hc.get("AutoRemove") and name not in ("no", ""):

@@ -16,7 +16,7 @@ the container's own layer only.
   keeps it alive for the copy; closing it takes every one of those mounts away, so nothing
   is ever mounted on the host.
 
-In both cases paths are then walked with :class:`~dockyard.containers.archive.Root`'s
+In both cases paths are then walked with :class:`~dockyard.containers.inroot.Root`'s
 fd-based, no-escape lookups.
 """
 
@@ -36,7 +36,7 @@ from typing import Any, AsyncIterator, Callable
 
 from ..lifecycle import State
 from . import etcfiles
-from .archive import DIR_FLAGS, Root, open_below
+from .inroot import DIR_FLAGS, Root, open_below
 
 log = logging.getLogger("dockyard.containers.fsview")
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..drivers.runtime import Mount
 from ..errors import DockyardError, InvalidArgument, NoSuchContainer
-from .spec import resolve_in_root
+from .inroot import resolve_in_root
 
 PROPAGATIONS = {"private", "rprivate", "shared", "rshared", "slave", "rslave"}
 CONSISTENCY = {"consistent", "cached", "delegated", "default"}

@@ -6,40 +6,13 @@ resolves paths inside the rootfs without following symlinks out of it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from ..drivers.runtime import ContainerSpec, Mount
 from ..errors import InvalidArgument
 from ..runtime import capabilities
-
-MAX_SYMLINKS = 40
-
-
-def resolve_in_root(root: Path, path: str) -> Path:
-    """``path`` inside ``root`` with every symlink resolved as if ``root`` were ``/``."""
-    parts = [p for p in path.split("/") if p and p != "."]
-    resolved: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = root.joinpath(*resolved, part)
-        if candidate.is_symlink():
-            hops += 1
-            if hops > MAX_SYMLINKS:
-                raise InvalidArgument(f"too many levels of symbolic links in {path}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p and p != "."] + parts
-            continue
-        resolved.append(part)
-    return root.joinpath(*resolved)
+from .inroot import resolve_in_root
 
 
 def _read_db(root: Path, name: str) -> list[list[str]]:
