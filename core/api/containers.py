@@ -18,7 +18,7 @@ from ..containers.detachkeys import parse_detach_keys
 from .hijack import hijack
 from .stdin import pump_stdin, run_streams
 from .middleware import add_common_headers
-from .system import parse_time
+from ..timestamps import parse_timestamp
 from .util import json_body, json_response, query_bool, resize_size, service_of
 
 routes = web.RouteTableDef()
@@ -226,8 +226,8 @@ async def logs(request: web.Request) -> web.StreamResponse:
     streams = _streams(request, False)
     if not streams:
         raise InvalidArgument("Bad parameters: you must choose at least one stream")
-    since = parse_time(request.query.get("since"), "since") or 0
-    until = parse_time(request.query.get("until"), "until") or 0
+    since = parse_timestamp(request.query.get("since"), "since") or 0
+    until = parse_timestamp(request.query.get("until"), "until") or 0
     tail = _tail(request)
     tty = bool(c.config.get("Tty"))
     framer = Framer(tty, streams, query_bool(request, "timestamps"))

@@ -9,6 +9,7 @@ from aiohttp import web
 from .. import filters as F
 from ..errors import InvalidArgument
 from ..events import EVENT_FILTERS
+from ..timestamps import parse_timestamp
 from .middleware import add_common_headers
 from .util import daemon_of, json_response
 
@@ -38,22 +39,11 @@ async def info(request: web.Request) -> web.Response:
     return json_response(await daemon_of(request).info())
 
 
-def parse_time(value: str | None, name: str) -> int | None:
-    """Docker's ``since``/``until``: unix seconds with optional fraction (``1700000000.5``)."""
-    if not value:
-        return None
-    try:
-        seconds, _, frac = value.partition(".")
-        return int(seconds) * 1_000_000_000 + int((frac + "000000000")[:9])
-    except ValueError:
-        raise InvalidArgument(f"invalid value for {name}: {value!r}") from None
-
-
 @routes.get("/events")
 async def events(request: web.Request) -> web.StreamResponse:
     q = request.query
-    since = parse_time(q.get("since"), "since")
-    until = parse_time(q.get("until"), "until")
+    since = parse_timestamp(q.get("since"), "since")
+    until = parse_timestamp(q.get("until"), "until")
     if since is not None and until is not None and until < since:
         raise InvalidArgument("`since` time must be before `until` time")
     filters = F.parse(q.get("filters"), EVENT_FILTERS)

@@ -30,6 +30,7 @@ from ..errors import (
 )
 from ..lifecycle import State, require
 from ..runtime import capabilities
+from ..timestamps import parse_timestamp
 from . import configure, etcfiles, health, mounts, ports
 from .record import Container
 from .spec import build_spec
@@ -761,9 +762,7 @@ class ContainerService:
         f = F.parse(filters, ("label", "label!", "until"))
         until = None
         if "until" in f:
-            from ..api.system import parse_time
-
-            until = parse_time(f["until"][0], "until")
+            until = parse_timestamp(f["until"][0], "until")
         deleted, reclaimed = [], 0
         for c in list(self.containers.values()):
             if c.running or c.state == State.REMOVING:

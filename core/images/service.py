@@ -16,7 +16,6 @@ Every mutation runs under one lock in a worker thread and rolls back whole on fa
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ from typing import Any, BinaryIO, Callable, Iterable
 
 from .. import filters as F
 from ..errors import Conflict, InvalidArgument, NoSuchImage, NotFound, Unavailable
+from ..timestamps import parse_rfc3339, parse_timestamp
 from . import reference as R
 from .store import CHUNK, ContentStore, DigestMismatch, read_json, split_digest, write_json_atomic
 
@@ -48,20 +48,6 @@ InUse = Callable[[str], list[Any]]
 def now_rfc3339() -> str:
     t = time.time_ns()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + f".{t % 10**9:09d}Z"
-
-
-def parse_rfc3339(text: str | None) -> float:
-    """Seconds since the epoch for Docker's RFC 3339 (nano) timestamps; 0 when absent."""
-    if not text:
-        return 0.0
-    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$", text.strip())
-    if not m:
-        return 0.0
-    base = dt.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S")
-    tz = m.group(3) or "Z"
-    offset = 0 if tz == "Z" else (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60) * (1 if tz[0] == "+" else -1)
-    seconds = base.replace(tzinfo=dt.timezone.utc).timestamp() - offset
-    return seconds + (float("0" + m.group(2)) if m.group(2) else 0.0)
 
 
 def host_arch() -> str:
@@ -1000,21 +986,8 @@ def _bool_filter(filters: F.Filters, key: str) -> bool | None:
 
 
 def _until(filters: F.Filters) -> float | None:
-    values = filters.get("until")
-    if not values:
-        return None
-    v = values[0]
-    try:
-        return float(v)
-    except ValueError:
-        pass
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(s|m|h)", v)
-    if m:
-        return time.time() - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)]
-    t = parse_rfc3339(v)
-    if t:
-        return t
-    raise InvalidArgument(f"invalid filter 'until={v}'")
+    ns = parse_timestamp(filters["until"][0], "until") if filters.get("until") else None
+    return None if ns is None else ns / 1e9
 
 
 def _labels_match(filters: F.Filters, labels: dict[str, str]) -> bool:

@@ -29,6 +29,7 @@ from ..drivers.network import Endpoint, Network
 from ..errors import (
     Conflict, DockyardError, Forbidden, InvalidArgument, NoSuchNetwork, NotFound, PluginError,
 )
+from ..timestamps import parse_timestamp
 from . import dns, ipam, netns, publishing
 from .record import NetRecord
 
@@ -336,9 +337,7 @@ class NetworkService:
         f = F.parse(filters, PRUNE_FILTERS)
         until = None
         if "until" in f:
-            from ..api.system import parse_time
-
-            until = parse_time(f["until"][0], "until")
+            until = parse_timestamp(f["until"][0], "until")
         deleted = []
         for rec in list(self.records.values()):
             n = rec.net

@@ -126,6 +126,21 @@ def test_ps_filters_and_quiet(d):
     assert d.docker("ps", "-a", "--filter", "ancestor=busybox", "-q").stdout.count(b"\n") >= 2
 
 
+def test_prune_until_takes_durations_and_times(d):
+    """``until`` as the docker CLI passes it: a Go duration, an RFC 3339 time or unix seconds."""
+    old = d.docker("create", "busybox", "true").stdout.decode().strip()
+    for until in ("1h", "2026-01-01T00:00:00Z", "1000000000"):  # all before the container was made
+        for what in ("container", "network", "image"):
+            r = d.docker(what, "prune", "-f", "--filter", f"until={until}")
+            assert r.returncode == 0, r.stderr
+        assert d.docker("inspect", old).returncode == 0
+    r = d.docker("container", "prune", "-f", "--filter", "until=soon")
+    assert r.returncode != 0 and b"invalid value for until: 'soon'" in r.stderr
+    assert d.docker("inspect", old).returncode == 0
+    assert old in d.docker("container", "prune", "-f", "--filter", "until=0s").stdout.decode()
+    assert d.docker("inspect", old).returncode != 0
+
+
 def test_bad_input_is_refused_cleanly(d):
     r = d.docker("run", "--rm", "nosuchimage:1", "true")
     assert r.returncode == 125 and b"nosuchimage" in r.stderr

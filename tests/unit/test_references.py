@@ -6,7 +6,8 @@ import pytest
 
 from dockyard.errors import InvalidArgument
 from dockyard.images import reference as R
-from dockyard.images.service import _path_match, _ref_match, parse_rfc3339
+from dockyard.images.service import _path_match, _ref_match
+from dockyard.timestamps import parse_rfc3339
 
 HEX = "a" * 64
 
