@@ -1,4 +1,4 @@
-"""Registry routes: ``POST /auth`` here; pull (``POST /images/create?fromImage=``) and push
+"""Registry routes: ``POST /auth`` and ``GET /distribution/{name}/json`` here; pull (``POST /images/create?fromImage=``) and push
 (``POST /images/{name}/push``) live in the images route table and call :func:`pull` and
 :func:`push`.
 
@@ -46,6 +46,11 @@ async def push(request: web.Request) -> web.StreamResponse:
     creds = credentials(request)
     name, tag = request.match_info["name"], request.query.get("tag") or None
     return await stream_progress(request, lambda progress: svc.push(name, tag, creds, progress), what="push")
+
+
+@routes.get("/distribution/{name:.+}/json")
+async def distribution_inspect(request: web.Request) -> web.Response:
+    return json_response(await registry_of(request).inspect(request.match_info["name"], credentials(request)))
 
 
 @routes.post("/auth")

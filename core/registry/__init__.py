@@ -34,6 +34,12 @@ class RegistryService:
                    progress: Callable[[dict[str, Any]], None]) -> None:
         await Pusher(self.images, self.settings, self.metadata, progress).push(name, tag, creds)
 
+    async def inspect(self, name: str, creds: Credentials) -> dict[str, Any]:
+        """``GET /distribution/{name}/json``: the manifest's descriptor and platforms."""
+        from .inspect import inspect
+
+        return await inspect(pull_reference(name, None), creds, self.settings)
+
     async def login(self, creds: Credentials, server: str) -> dict[str, str]:
         """``docker login``: the registry must accept the credentials at ``/v2/``."""
         domain = registry_domain(server)

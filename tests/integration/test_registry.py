@@ -13,6 +13,7 @@ import subprocess
 import tarfile
 
 import pytest
+from docker.errors import NotFound as DockerNotFound
 
 from dockyard.testing.daemon import DaemonProcess
 from dockyard.testing.images import image_id_of
@@ -547,5 +548,30 @@ def test_docker_py_push_and_pull(docker, daemon, auth_registry, multilayer_tar):
         pulled = client.images.pull(repo, tag="v2", auth_config=auth)
         assert pulled.id == image_id_of(multilayer_tar)
         assert pulled.attrs["RepoDigests"] == [f"{repo}@{aux[0]['Digest']}"]
+    finally:
+        client.close()
+
+
+def test_distribution_inspect(docker, daemon, local_registry, multilayer_tar):
+    """``GET /distribution/{name}/json`` (docker-py ``get_registry_data``): the manifest's
+    descriptor and platform, from the registry, without pulling."""
+    repo = f"{local_registry.host}/dist/inspect"
+    docker("load", "-i", str(multilayer_tar))
+    docker("tag", "multilayer:latest", f"{repo}:v1")
+    out = docker("push", f"{repo}:v1").stdout.decode()
+    digest, _, size = out.split("v1: digest: ")[1].split()[:3]
+    docker("rmi", f"{repo}:v1")
+    client = daemon.docker_client()
+    try:
+        before = client.images.list(all=True)
+        data = client.images.get_registry_data(f"{repo}:v1")
+        assert data.id == digest
+        assert data.attrs["Descriptor"] == {"mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                                            "digest": digest, "size": int(size)}
+        assert data.attrs["Platforms"] == [{"architecture": "amd64", "os": "linux"}]
+        assert data.has_platform("linux/amd64") and not data.has_platform("linux/arm64")
+        assert client.images.list(all=True) == before  # nothing was pulled
+        with pytest.raises(DockerNotFound, match="manifest for .* not found"):
+            client.images.get_registry_data(f"{repo}:nosuchtag")
     finally:
         client.close()
