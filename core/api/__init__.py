@@ -14,6 +14,7 @@ from . import volumes
 from . import build
 from . import registry
 from . import networks
+from . import swarm
 from .middleware import make_middleware
 from .router import VersionedRouter
 from .util import DAEMON
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
 
 # One route table per resource.
 ROUTE_TABLES: list[Iterable[web.AbstractRouteDef]] = [system.routes, images.routes, containers.routes, archive.routes, exec_.routes,
-                                                     volumes.routes, build.routes, registry.routes, networks.routes]
+                                                     volumes.routes, build.routes, registry.routes, networks.routes,
+                                                     swarm.routes]
 
 
 async def make_app(daemon: "Daemon") -> web.Application:

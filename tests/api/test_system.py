@@ -225,3 +225,23 @@ def test_json_logs(make_daemon):
     lines = [json.loads(line) for line in d.log().splitlines() if line.startswith("{")]
     assert any(line["msg"].startswith("API listening on") for line in lines)
     assert {"time", "level", "logger", "msg"} <= set(lines[0])
+
+
+def test_swarm_and_managed_plugins_answer_as_an_inactive_dockerd(dockyard_daemon):
+    for method, path in (("GET", "/v1.44/nodes"), ("GET", "/services"), ("GET", "/secrets/abc"),
+                         ("POST", "/configs/create"), ("GET", "/swarm"), ("DELETE", "/tasks/x")):
+        status, _, body = raw(dockyard_daemon, method, path)
+        assert status == 503 and json.loads(body)["message"].startswith("This node is not a swarm manager."), path
+    status, _, body = raw(dockyard_daemon, "POST", "/swarm/init", {"Content-Type": "application/json"}, b"{}")
+    assert status == 501 and "swarm mode is not supported" in json.loads(body)["message"]
+    status, _, body = raw(dockyard_daemon, "POST", "/swarm/leave")
+    assert status == 503 and json.loads(body)["message"] == "This node is not part of a swarm"
+    client = docker.DockerClient(base_url=dockyard_daemon.url)
+    try:
+        assert client.plugins.list() == []
+        with pytest.raises(docker.errors.NotFound, match='plugin "vieux/sshfs:latest" not found'):
+            client.plugins.get("vieux/sshfs:latest")
+        with pytest.raises(docker.errors.APIError, match="managed plugins are not supported"):
+            client.plugins.install("vieux/sshfs")
+    finally:
+        client.close()
