@@ -1,12 +1,14 @@
 """The embedded DNS server of user-defined networks, with Docker's semantics.
 
 One server per user network listens on UDP and TCP port 53 of the network's gateway address
-(the host's end of the bridge) and containers on that network get ``nameserver <gateway>`` in
-their resolv.conf. It answers the names of the network's containers (container name, network
-aliases, short id) from a lookup function the network service gives it, and forwards every
-other question to the host's resolvers from /etc/resolv.conf. Forwarding happens from the host
-side, so a resolver on the host's loopback (systemd-resolved's 127.0.0.53) works too; with no
-resolver at all the answer is a quick SERVFAIL.
+(the host's end of the bridge); a container on user networks gets ``nameserver <gateway>`` of
+the first of them in its resolv.conf (rewritten in place when its networks change:
+:func:`write_resolv_conf`). A server answers by who asks: the asking container (known by its
+address) sees the names (container name, network aliases, short id) of the containers on every
+user network it is attached to, as Docker's resolver does (:func:`scope`); an unknown address
+sees the server's own network. Every other question is forwarded to the host's resolvers from
+/etc/resolv.conf. Forwarding happens from the host side, so a resolver on the host's loopback
+(systemd-resolved's 127.0.0.53) works too; with no resolver at all the answer is a quick SERVFAIL.
 
 The default bridge has no embedded DNS, as in Docker: its containers get a copy of the host's
 resolv.conf without loopback entries.
@@ -34,8 +36,10 @@ TTL = 600  # Docker's embedded DNS answers with 600 s
 FORWARD_TIMEOUT = 2.0
 DNS_PORT = 53
 
-#: name (lower case, no trailing dot) -> IPv4 addresses on this network, or None if unknown
-Lookup = Callable[[str], "list[str] | None"]
+#: (name in lower case without trailing dot, address of the client asking) -> IPv4 addresses,
+#: or None if the name is unknown to that client. Reverse lookups (PTR) have the same shape:
+#: (IPv4 address, client address) -> names.
+Lookup = Callable[[str, str], "list[str] | None"]
 
 
 def host_resolvers(path: str = "/etc/resolv.conf") -> list[str]:
@@ -69,11 +73,11 @@ class Resolver:
 
     def __init__(self, lookup: Lookup, upstreams: Callable[[], list[str]] = host_resolvers,
                  client_upstreams: "Callable[[str], list[str] | None] | None" = None,
-                 reverse: "Callable[[str], list[str] | None] | None" = None) -> None:
+                 reverse: "Lookup | None" = None) -> None:
         self.lookup = lookup
         self.upstreams = upstreams
         self.client_upstreams = client_upstreams  # a container's own --dns servers, by its address
-        self.reverse = reverse  # address -> names, for PTR questions about the network's addresses
+        self.reverse = reverse  # (address, client) -> names, for PTR questions about containers' addresses
 
     async def answer(self, data: bytes, client: str = "") -> bytes | None:
         try:
@@ -87,13 +91,13 @@ class Resolver:
         q = query.questions[0]
         name = str(q.qname).rstrip(".").lower()
         if q.qtype == QTYPE.PTR and name.endswith(".in-addr.arpa") and self.reverse is not None:
-            names = self.reverse(".".join(reversed(name[: -len(".in-addr.arpa")].split("."))))
+            names = self.reverse(".".join(reversed(name[: -len(".in-addr.arpa")].split("."))), client)
             if names:
                 reply = query.reply()
                 for n in names:
                     reply.add_answer(RR(q.qname, QTYPE.PTR, rdata=PTR(n + "."), ttl=TTL))
                 return reply.pack()
-        addresses = self.lookup(name) if name else None
+        addresses = self.lookup(name, client) if name else None
         if addresses is not None:
             reply = query.reply()
             if q.qtype in (QTYPE.A, QTYPE.ANY):
@@ -201,7 +205,7 @@ class DNSServer:
 
     def __init__(self, address: str, lookup: Lookup, upstreams: Callable[[], list[str]] = host_resolvers,
                  port: int = DNS_PORT, client_upstreams: "Callable[[str], list[str] | None] | None" = None,
-                 reverse: "Callable[[str], list[str] | None] | None" = None) -> None:
+                 reverse: "Lookup | None" = None) -> None:
         self.address, self.port = address, port
         self.resolver = Resolver(lookup, upstreams, client_upstreams, reverse)
         self._udp: Any = None
@@ -249,7 +253,7 @@ class DNSServers:
 
     async def ensure(self, network_id: str, gateway: str, lookup: Lookup,
                      client_upstreams: "Callable[[str], list[str] | None] | None" = None,
-                     reverse: "Callable[[str], list[str] | None] | None" = None) -> None:
+                     reverse: "Lookup | None" = None) -> None:
         if network_id in self.servers:
             return
         server = DNSServer(gateway, lookup, self.upstreams, client_upstreams=client_upstreams, reverse=reverse)
@@ -282,60 +286,99 @@ def is_user_network(net: Any) -> bool:
     return not net.predefined and bool(net.gateway)
 
 
-def lookup_for(service: Any, network_id: str) -> Lookup:
-    """Names of the containers on one network, read from the service's records at query time
-    (so connects, disconnects and renames need no bookkeeping here)."""
+def _containers(service: Any) -> dict[str, Any]:
+    return getattr(getattr(service.daemon, "containers", None), "containers", {})
 
-    def lookup(name: str) -> list[str] | None:
-        rec = service.records.get(network_id)
-        if rec is None:
-            return None
-        containers = getattr(getattr(service.daemon, "containers", None), "containers", {})
-        found = []
+
+def _ip(ep: Any) -> str:
+    return ep.address.split("/")[0] if ep.address else ""
+
+
+def asker(service: Any, client_ip: str) -> str | None:
+    """The id of the container whose endpoint has ``client_ip``, on any network (the subnets of
+    a daemon's networks do not overlap, so there is at most one), or None."""
+    if not client_ip:
+        return None
+    for rec in service.records.values():
         for ep in rec.endpoints.values():
-            c = containers.get(ep.container_id)
-            if ep.address and name in names_for(ep.container_id, c.name if c is not None else "", ep.aliases):
-                found.append(ep.address.split("/")[0])
-        return found or None
+            if _ip(ep) == client_ip:
+                return ep.container_id
+    return None
+
+
+def scope(service: Any, network_id: str, client_ip: str) -> list[Any]:
+    """The network records whose names ``client_ip`` sees, in the order they are searched.
+
+    A known container sees every user network it is attached to: the network whose server it
+    asked first, then the others in the order it joined them (Docker's sandbox resolves over
+    all of its endpoints, its own network first). An address that is no container's sees only
+    the server's network. Read from the records at query time: connects, disconnects and
+    renames need no bookkeeping here."""
+    cid = asker(service, client_ip)
+    if cid is None:
+        rec = service.records.get(network_id)
+        return [rec] if rec is not None else []
+    joined = [s.get("NetworkID") for s in getattr(_containers(service).get(cid), "networks", {}).values()]
+    ids = [network_id] + [i for i in joined if i and i != network_id]
+    ids += [r.id for r in service.records.values() if r.id not in ids]  # joined, not yet listed (connect)
+    out = []
+    for nid in ids:
+        rec = service.records.get(nid)
+        if rec is not None and is_user_network(rec.net) and any(
+                e.container_id == cid for e in rec.endpoints.values()):
+            out.append(rec)
+    return out
+
+
+def lookup_for(service: Any, network_id: str) -> Lookup:
+    """Names as the asking client sees them (:func:`scope`): the addresses on the first of its
+    networks where the name is known, i.e. an address the two containers share a network on."""
+
+    def lookup(name: str, client: str = "") -> list[str] | None:
+        containers = _containers(service)
+        for rec in scope(service, network_id, client):
+            found = []
+            for ep in rec.endpoints.values():
+                c = containers.get(ep.container_id)
+                if ep.address and name in names_for(ep.container_id, c.name if c is not None else "", ep.aliases):
+                    found.append(_ip(ep))
+            if found:
+                return found
+        return None
 
     return lookup
 
 
-def reverse_for(service: Any, network_id: str) -> Callable[[str], "list[str] | None"]:
-    """PTR answers as Docker gives them: ``<container name>.<network name>``."""
+def reverse_for(service: Any, network_id: str) -> Lookup:
+    """PTR answers as Docker gives them, ``<container name>.<network name>``, for the addresses
+    on the networks the client sees (:func:`scope`)."""
 
-    def reverse(ip: str) -> list[str] | None:
-        rec = service.records.get(network_id)
-        containers = getattr(getattr(service.daemon, "containers", None), "containers", {})
-        for ep in (rec.endpoints.values() if rec is not None else ()):
-            if ep.address.split("/")[0] == ip and ep.container_id in containers:
-                return [f"{containers[ep.container_id].name}.{rec.name}"]
+    def reverse(ip: str, client: str = "") -> list[str] | None:
+        containers = _containers(service)
+        for rec in scope(service, network_id, client):
+            for ep in rec.endpoints.values():
+                if _ip(ep) == ip and ep.container_id in containers:
+                    return [f"{containers[ep.container_id].name}.{rec.name}"]
         return None
 
     return reverse
 
 
 def client_upstreams_for(service: Any, network_id: str) -> Callable[[str], "list[str] | None"]:
-    """The ``--dns`` servers of the container asking (known by its address on the network)."""
+    """The ``--dns`` servers of the container asking (known by its address on any network)."""
 
     def upstreams(client_ip: str) -> list[str] | None:
-        rec = service.records.get(network_id)
-        containers = getattr(getattr(service.daemon, "containers", None), "containers", {})
-        for ep in (rec.endpoints.values() if rec is not None else ()):
-            if ep.address.split("/")[0] == client_ip and ep.container_id in containers:
-                return list(containers[ep.container_id].host_config.get("Dns") or []) or None
-        return None
+        c = _containers(service).get(asker(service, client_ip) or "")
+        if c is None:
+            return None
+        return list(c.host_config.get("Dns") or []) or None
 
     return upstreams
 
 
 async def setup_container(service: Any, c: Any, directory: Path) -> None:
-    """At container start, after its endpoints exist: the embedded server of each of its user
-    networks runs, and its resolv.conf points at the first one's (else: the host's servers
-    without loopback ones, as Docker does on the default bridge)."""
-    from ..containers import etcfiles
-
-    first = None
+    """At container start and network connect, after its endpoints exist: the embedded server
+    of each of its user networks runs, and its resolv.conf points at the first one's."""
     for name in c.networks:
         rec = service.records.get(c.networks[name].get("NetworkID") or "")
         if rec is None or not is_user_network(rec.net):
@@ -345,11 +388,34 @@ async def setup_container(service: Any, c: Any, directory: Path) -> None:
                                      client_upstreams_for(service, rec.id), reverse_for(service, rec.id))
         except OSError as exc:  # e.g. a host resolver bound to *:53 without SO_REUSEADDR
             log.warning("no embedded DNS on network %s (%s:53): %s", rec.name, rec.net.gateway, exc)
-        first = first or rec
+    write_resolv_conf(service, c, directory)
+
+
+def write_resolv_conf(service: Any, c: Any, directory: Path) -> None:
+    """The container's resolv.conf for its networks now: ``nameserver`` the gateway of its first
+    user network, else (none left, or only the default bridge) the host's servers without
+    loopback ones, as Docker does on the default bridge; ``--dns-search``/``--dns-option`` kept
+    either way. Called at start, connect and disconnect.
+
+    The file is bind-mounted into a running container, so it is rewritten in place (same inode:
+    a new file renamed over it would stay invisible to the container), and only when its
+    content changes."""
+    from ..containers import etcfiles
+
+    first = None
+    for settings in c.networks.values():
+        rec = service.records.get(settings.get("NetworkID") or "")
+        if rec is not None and is_user_network(rec.net):
+            first = rec
+            break
     text = (container_resolv_conf(first.net.gateway, c.host_config) if first is not None
             else etcfiles.resolv_conf(c.host_config))
     path = directory / "resolv.conf"
-    path.write_text(text)
+    with contextlib.suppress(OSError):
+        if path.read_text() == text:
+            return
+    with open(path, "w") as f:  # truncates: the same inode
+        f.write(text)
     path.chmod(0o644)
 
 

@@ -637,6 +637,8 @@ class NetworkService:
             if c.network_settings.get("EndpointID") == settings.get("EndpointID"):
                 for key in ("Bridge", "EndpointID", "Gateway", "IPAddress", "IPPrefixLen", "MacAddress"):
                     c.network_settings.pop(key, None)
+            if c.running:
+                dns.write_resolv_conf(self, c, svc.dir(c))  # another network's server, or the host's
             svc._save(c)
 
     # -- shutdown ----------------------------------------------------------------------------

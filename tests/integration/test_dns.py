@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import socket
 import struct
+import subprocess
 import uuid
 
 import pytest
@@ -105,7 +108,7 @@ def test_server_udp_tcp_and_forwarding():
         up, _ = await loop.create_datagram_endpoint(_Upstream, local_addr=("127.0.0.1", 0))
         upstream = ("127.0.0.1", up.get_extra_info("sockname")[1])
         names = {"web": ["10.9.0.2"]}
-        server = dns.DNSServer("127.0.0.1", names.get, upstreams=lambda: [upstream], port=0)
+        server = dns.DNSServer("127.0.0.1", lambda n, client: names.get(n), upstreams=lambda: [upstream], port=0)
         await server.start()
         try:
             async def udp(name: str) -> DNSRecord:
@@ -214,3 +217,149 @@ def test_names_resolve_on_an_internal_network(d):
         for cid in d.docker("ps", "-aq", "--filter", f"network={name}").stdout.decode().split():
             d.docker("rm", "-f", cid)
         d.docker("network", "rm", name)
+
+
+# -- containers on several user networks ---------------------------------------------------------
+# Askers get ``--dns 127.0.0.1``: a name unknown to them is forwarded to the host's loopback,
+# where nothing answers (or a test resolver does), so negative checks are quick and stay local.
+
+
+@pytest.fixture
+def net2(d):
+    name = f"dnstest-{uuid.uuid4().hex[:8]}"
+    ok(d, "network", "create", name)
+    yield name
+    for cid in d.docker("ps", "-aq", "--filter", f"network={name}").stdout.decode().split():
+        d.docker("rm", "-f", cid)
+    d.docker("network", "rm", name)
+
+
+def _ip(d, container: str, network: str) -> str:
+    return json.loads(ok(d, "inspect", container))[0]["NetworkSettings"]["Networks"][network]["IPAddress"]
+
+
+def _gateway(d, network: str) -> str:
+    return json.loads(ok(d, "network", "inspect", network))[0]["IPAM"]["Config"][0]["Gateway"]
+
+
+def _resolves(d, asker: str, name: str, ip: str) -> None:
+    out = ok(d, "exec", asker, "nslookup", name)
+    assert ip in out.split("Name:", 1)[1], out
+
+
+def _nameserver(d, container: str) -> str:
+    return ok(d, "exec", container, "cat", "/etc/resolv.conf").splitlines()[0]
+
+
+def test_container_on_two_networks_resolves_names_on_both(d, net, net2):
+    a = ok(d, "run", "-d", "--name", f"{net}-only", "--network", net, "busybox", "sleep", "300")
+    b = ok(d, "run", "-d", "--name", f"{net2}-only", "--network", net2, "--network-alias", "bee",
+           "busybox", "sleep", "300")
+    # created on net, connected to net2 before it starts: both networks from the first start
+    both = ok(d, "create", "--name", f"{net}-both", "--network", net, "--dns", "127.0.0.1",
+              "busybox", "sleep", "300")
+    ok(d, "network", "connect", "--alias", "twofold", net2, both)
+    ok(d, "start", both)
+    assert _nameserver(d, both) == f"nameserver {_gateway(d, net)}"
+    _resolves(d, both, f"{net2}-only", _ip(d, b, net2))
+    _resolves(d, both, "bee", _ip(d, b, net2))
+    _resolves(d, both, b[:12], _ip(d, b, net2))
+    _resolves(d, both, f"{net}-only", _ip(d, a, net))
+    assert ok(d, "exec", both, "ping", "-c1", "-W2", f"{net2}-only")
+    # PTR of an address on the second network
+    assert f"{net2}-only.{net2}" in ok(d, "exec", both, "nslookup", _ip(d, b, net2))
+    # the others see it at its address on the network they share (its alias on net2 included)
+    _resolves(d, b, f"{net}-both", _ip(d, both, net2))
+    _resolves(d, b, "twofold", _ip(d, both, net2))
+    _resolves(d, a, f"{net}-both", _ip(d, both, net))
+    # a container on net only does not see net2's containers through its server
+    lonely = ok(d, "run", "-d", "--network", net, "--dns", "127.0.0.1", "busybox", "sleep", "300")
+    assert d.docker("exec", lonely, "nslookup", f"{net2}-only").returncode != 0
+
+
+def test_network_connect_at_runtime_then_disconnect_from_the_first(d, net, net2):
+    from dockyard.containers import etcfiles
+
+    a = ok(d, "run", "-d", "--name", f"{net}-only", "--network", net, "busybox", "sleep", "300")
+    b = ok(d, "run", "-d", "--name", f"{net2}-only", "--network", net2, "busybox", "sleep", "300")
+    c = ok(d, "run", "-d", "--network", net, "--dns", "127.0.0.1", "--dns-option", "attempts:2",
+           "busybox", "sleep", "300")
+    _resolves(d, c, f"{net}-only", _ip(d, a, net))
+    ok(d, "network", "connect", net2, c)  # at runtime: net2's names resolve at once
+    _resolves(d, c, f"{net2}-only", _ip(d, b, net2))
+    # disconnected from the network its resolv.conf named: it now asks net2's server
+    ok(d, "network", "disconnect", net, c)
+    assert _nameserver(d, c) == f"nameserver {_gateway(d, net2)}"
+    assert "options attempts:2" in ok(d, "exec", c, "cat", "/etc/resolv.conf")
+    _resolves(d, c, f"{net2}-only", _ip(d, b, net2))
+    assert ok(d, "exec", c, "ping", "-c1", "-W2", f"{net2}-only")
+    assert d.docker("exec", c, "nslookup", f"{net}-only").returncode != 0
+    # no user network left: the host-style file with its --dns servers, as on the default bridge
+    ok(d, "network", "disconnect", net2, c)
+    conf = ok(d, "exec", c, "cat", "/etc/resolv.conf") + "\n"
+    assert conf == etcfiles.resolv_conf({"Dns": ["127.0.0.1"], "DnsOptions": ["attempts:2"]})
+
+
+def test_default_bridge_container_connected_to_two_user_networks(d, net, net2):
+    b = ok(d, "run", "-d", "--name", f"{net2}-only", "--network", net2, "busybox", "sleep", "300")
+    c = ok(d, "run", "-d", "--name", f"{net}-roamer", "busybox", "sleep", "300")  # default bridge
+    ok(d, "network", "connect", net, c)
+    assert _nameserver(d, c) == f"nameserver {_gateway(d, net)}"
+    ok(d, "network", "connect", net2, c)
+    assert _nameserver(d, c) == f"nameserver {_gateway(d, net)}"
+    _resolves(d, c, f"{net2}-only", _ip(d, b, net2))
+    _resolves(d, b, f"{net}-roamer", _ip(d, c, net2))
+
+
+COMPOSE_TWO_NETWORKS = """\
+version: "3.8"
+services:
+  front:
+    image: busybox
+    command: sleep 300
+    networks: [edge]
+  back:
+    image: busybox
+    command: sleep 300
+    networks:
+      inner:
+        aliases: [database]
+  proxy:
+    image: busybox
+    command: sleep 300
+    dns: 127.0.0.1
+    networks: [edge, inner]
+networks:
+  edge:
+  inner:
+"""
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")
+def test_compose_service_on_two_networks_resolves_both(d, tmp_path):
+    project = f"dy{uuid.uuid4().hex[:6]}"
+    (tmp_path / "docker-compose.yml").write_text(COMPOSE_TWO_NETWORKS)
+    env = {**os.environ, "DOCKER_HOST": d.url, "DOCKER_CONFIG": str(d.base / "docker-config"),
+           "COMPOSE_INTERACTIVE_NO_CLI": "1"}
+
+    def compose(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(["docker-compose", "-p", project, *args], cwd=tmp_path, env=env,
+                              capture_output=True, timeout=180)
+
+    try:
+        r = compose("up", "-d")
+        assert r.returncode == 0, r.stderr.decode()
+
+        def cid(service: str) -> str:
+            return ok(d, "ps", "-q", "--filter", f"label=com.docker.compose.project={project}",
+                      "--filter", f"label=com.docker.compose.service={service}")
+
+        proxy, front, back = cid("proxy"), cid("front"), cid("back")
+        for name, target, network in (("front", front, "edge"), ("back", back, "inner"),
+                                      ("database", back, "inner")):
+            _resolves(d, proxy, name, _ip(d, target, f"{project}_{network}"))
+        _resolves(d, front, "proxy", _ip(d, proxy, f"{project}_edge"))
+        _resolves(d, back, "proxy", _ip(d, proxy, f"{project}_inner"))
+    finally:
+        r = compose("down")
+    assert r.returncode == 0, r.stderr.decode()
