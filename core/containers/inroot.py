@@ -40,7 +40,9 @@ class Root:
     """
 
     def __init__(self, path: Path | str, *, fd: int | None = None) -> None:
-        self.fd = os.open(path, DIR_FLAGS) if fd is None else fd
+        # the root itself may be a (magic) link such as /proc/<pid>/root: only what is below it is
+        # looked up without following links
+        self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if fd is None else fd
         self.allowed_devs: set[int] | None = None
         # mount points of the view (components below the root): in a namespace other than
         # the daemon's, unlink(2) would not fail with EBUSY on them but silently detach them
