@@ -209,7 +209,7 @@ class Daemon:
                 "Network": entry_point_names(GROUPS["network"]),
                 "Authorization": sorted({i.plugin_name for i in self.plugins.hook.authorize_request.get_hookimpls()})
                 or None,  # hook modules that implement authorize_request
-                "Log": ["dockyard"],
+                "Log": ["json-file", "local"],  # both served by the engine's own log store
             },
             "MemoryLimit": cgroups is not None, "SwapLimit": cgroups is not None,
             "KernelMemory": False, "KernelMemoryTCP": False,
@@ -219,7 +219,7 @@ class Daemon:
             "IPv4Forwarding": h.ip_forwarding(), "BridgeNfIptables": False, "BridgeNfIp6tables": False,
             "Debug": c.debug, "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": len(asyncio.all_tasks()),
             "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "LoggingDriver": "dockyard",
+            "LoggingDriver": "json-file",
             "CgroupDriver": getattr(cgroups, "driver", "none"),
             "CgroupVersion": str(getattr(cgroups, "version", "")),
             "NEventsListener": len(self.events.subscribers),

@@ -113,7 +113,11 @@ def normalize_host_config(hc: dict[str, Any] | None) -> dict[str, Any]:
         raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
     hc["RestartPolicy"] = {"Name": name, "MaximumRetryCount": retries}
     hc.setdefault("NetworkMode", "default")
-    hc.setdefault("LogConfig", {"Type": "dockyard", "Config": {}})
+    # Docker's default driver name: the engine's log store serves json-file's options and reading
+    # (docker-py's containers.run returns the output only for json-file or journald)
+    log_config = hc["LogConfig"] = dict(hc.get("LogConfig") or {})
+    log_config["Type"] = log_config.get("Type") or "json-file"
+    log_config["Config"] = log_config.get("Config") or {}
     for key in ("Privileged", "ReadonlyRootfs", "AutoRemove", "PublishAllPorts"):
         hc[key] = bool(hc.get(key))
     for key in ("CapAdd", "CapDrop", "SecurityOpt", "Binds", "Dns", "DnsOptions", "DnsSearch", "ExtraHosts",

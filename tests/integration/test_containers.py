@@ -158,6 +158,19 @@ def test_bad_input_is_refused_cleanly(d):
     assert r.returncode != 0 and b"Minimum memory limit" in r.stderr
 
 
+def test_docker_py_run_returns_the_output(client, d):
+    """docker-py's foreground ``containers.run`` reads the output only when
+    ``HostConfig.LogConfig.Type`` is json-file (Docker's default), as dockerd reports it."""
+    assert client.containers.run("busybox", "echo hi", remove=True) == b"hi\n"
+    out = client.containers.run("busybox", ["sh", "-c", "echo out; echo err >&2"], stderr=True, remove=True)
+    assert sorted(out.splitlines()) == [b"err", b"out"]
+    assert client.info()["LoggingDriver"] == "json-file"
+    cid = d.docker("create", "busybox", "true").stdout.decode().strip()  # the CLI sends Type ""
+    assert d.docker("inspect", "-f", "{{json .HostConfig.LogConfig}}", cid).stdout.strip() == \
+        b'{"Type":"json-file","Config":{}}'
+    d.docker("rm", cid)
+
+
 def test_docker_py_lifecycle(client):
     c = client.containers.run("busybox", ["sh", "-c", "echo a; sleep 0.2; echo b"], detach=True)
     lines = list(c.logs(stream=True, follow=True))
