@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from dockyard import layers as L
-from dockyard.errors import ConfigError, Conflict, DockyardError, NotFound, SkipPlugin
+from dockyard.errors import ConfigError, Conflict, DockyardError, InvalidArgument, NotFound, SkipPlugin
 
 from . import mounts
 
@@ -52,12 +52,7 @@ class OverlayDriver:
 
     def __init__(self, config: dict | None = None, root: Path | None = None,
                  state: Path | None = None) -> None:
-        config = dict(config or {})
-        unknown = set(config) - set(self.options)
-        if unknown:
-            raise ConfigError(f"storage overlay: unknown option(s): {', '.join(sorted(unknown))}")
-        if root is None:
-            raise ConfigError("storage overlay: no root directory")
+        config = L.check_config("overlay", self.options, config, root)
         self.allow_devices = L.bool_option(config, "allow_devices", False, "overlay")
         self.mount_api = config.get("mount_api", "auto")
         if self.mount_api not in ("auto", "new", "legacy"):
@@ -81,7 +76,7 @@ class OverlayDriver:
     # -- paths -----------------------------------------------------------------------------
     def _dir(self, ident: str) -> Path:
         if ident == "l":
-            raise L.InvalidArgument("invalid id 'l'")
+            raise InvalidArgument("invalid id 'l'")
         return self.root / L.check_id(ident)
 
     def _is_layer(self, path: Path) -> bool:
