@@ -1,19 +1,19 @@
-"""What a query to the embedded DNS costs in the daemon since names are scoped by the asker.
+"""The embedded DNS at 127.0.0.11: what it adds to a container start, and what a query costs.
 
-    /work/main/.venv/bin/python bench/bench_dns.py [-n 30] [--networks 20] [--per-network 10]
+    /work/main/.venv/bin/python bench/bench_dns.py [-n 30] [--baseline-pythonpath DIR]
 
-No daemon, no sockets: ``Resolver.answer`` on wire-format queries with the daemon's own
-``lookup_for``/``reverse_for`` over real ``NetRecord`` objects (``--networks`` user networks of
-``--per-network`` containers each, plus an asker attached to three of them). Cases:
+1. The resolver of one container on its own, in this process (root): in a fresh pinned
+   namespace, ``ContainerDNS.start`` (a thread that setns-es, binds UDP and TCP on 127.0.0.11,
+   writes the DNAT table) and ``close``. Two ways of writing the table are compared: libnftables
+   in that thread (what the daemon does) and ``nsenter --net=PATH nft -f -``.
+2. API cycle create+start+wait+delete of ``true`` on a user network and with ``NetworkMode:
+   none``, alternating, against a private dockyardd; the difference is what the user network
+   (veth, address, DNS) costs a container. ``--baseline-pythonpath DIR`` also runs a daemon on
+   older code (e.g. the per-network gateway servers) interleaved with ours: before/after.
+3. One query answered in-process (``Resolver.answer``, wire in, wire out) by the resolver of a
+   container on 3 of 20 user networks of 10 containers: a name on its third network, a PTR on
+   its second, a name nobody has (SERVFAIL, no upstream). Each sample the mean of 2,000 queries.
 
-* an address that is no container's asks a name on the server's network (one network searched:
-  the behaviour before the scoping, still used for unknown addresses);
-* a container on three networks asks a name on its third one (finding the asker, then three
-  networks searched);
-* the same asker, a PTR for an address on its second network;
-* the same asker, a name nobody has (all three searched; no upstream, so SERVFAIL at once).
-
-Each sample is the mean of a batch of 2,000 queries; the median of n samples is reported.
 dockerd is not installed here, so there is no side-by-side number.
 """
 
@@ -21,20 +21,122 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import shutil
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import command_line, fmt, report  # noqa: E402
+from common import command_line, create_body, engine, fmt, report  # noqa: E402
 
 from dnslib import DNSRecord  # noqa: E402
 
 from dockyard.drivers.network import Endpoint, Network  # noqa: E402
-from dockyard.networks import dns  # noqa: E402
+from dockyard.networks import dns, netns  # noqa: E402
 from dockyard.networks.record import NetRecord  # noqa: E402
 
+
+# -- 1. the resolver's start and stop in a namespace ---------------------------------------------
+
+def resolver_start_stop(n: int) -> dict[str, list[float]]:
+    tmp = Path(tempfile.mkdtemp(prefix="dockyard-bench-dns-"))
+    out: dict[str, list[float]] = {"start (libnftables)": [], "close": [], "start (nsenter nft)": []}
+
+    def nsenter_bind(path: Path) -> None:
+        def bind() -> tuple:
+            import socket
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            u.bind((dns.ADDRESS, 0))
+            t.bind((dns.ADDRESS, 0))
+            t.listen(64)
+            return u, t
+
+        u, t = netns.run_in(path, bind)
+        subprocess.run(["nsenter", f"--net={path}", "nft", "-f", "-"], check=True,
+                       input=dns.redirect_rules(u.getsockname()[1], t.getsockname()[1]).encode())
+        u.close()
+        t.close()
+
+    async def run() -> None:
+        resolver = dns.Resolver(lambda name: None, upstreams=lambda: [])
+        for i in range(n + 3):
+            path = tmp / f"ns{i}"
+            netns.create(path)
+            try:
+                server = dns.ContainerDNS(resolver)
+                t0 = time.perf_counter()
+                await server.start(path)
+                t1 = time.perf_counter()
+                server.close()
+                t2 = time.perf_counter()
+            finally:
+                netns.remove(path)
+            netns.create(path)
+            try:
+                t3 = time.perf_counter()
+                if shutil.which("nsenter"):
+                    await asyncio.to_thread(nsenter_bind, path)
+                t4 = time.perf_counter()
+            finally:
+                netns.remove(path)
+            if i >= 3:  # warm-up
+                out["start (libnftables)"].append(t1 - t0)
+                out["close"].append(t2 - t1)
+                out["start (nsenter nft)"].append(t4 - t3)
+
+    try:
+        asyncio.run(run())
+    finally:
+        for path in netns.mounted_under(tmp):
+            netns.remove(path)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+# -- 2. API cycles -----------------------------------------------------------------------------
+
+def api_cycle(api, network_mode: str) -> float:
+    body = create_body("true")
+    body["HostConfig"]["NetworkMode"] = network_mode
+    t = time.perf_counter()
+    cid = api.json("POST", "/containers/create", body)["Id"]
+    api.json("POST", f"/containers/{cid}/start")
+    api.json("POST", f"/containers/{cid}/wait")
+    api.json("DELETE", f"/containers/{cid}")
+    return time.perf_counter() - t
+
+
+def api_cycles(n: int, baseline: str) -> dict[tuple[str, str], list[float]]:
+    with contextlib.ExitStack() as stack:
+        apis = {}
+        if baseline:
+            os.environ["PYTHONPATH"] = baseline  # the daemon copies the environment
+            apis["baseline"] = stack.enter_context(engine()).api()
+            del os.environ["PYTHONPATH"]
+        apis["this tree"] = stack.enter_context(engine()).api()
+        for a in apis.values():
+            a.json("POST", "/networks/create", {"Name": "benchdns"})
+        runs = [(tag, mode) for tag in apis for mode in ("benchdns", "none")]
+        for tag, mode in runs:
+            api_cycle(apis[tag], mode)  # warm-up
+        cycles: dict[tuple[str, str], list[float]] = {r: [] for r in runs}
+        for i in range(n):
+            for tag, mode in runs[i % len(runs):] + runs[:i % len(runs)]:  # rotating order
+                cycles[(tag, mode)].append(api_cycle(apis[tag], mode))
+        for a in apis.values():
+            a.json("DELETE", "/networks/benchdns")
+            a.close()
+    return cycles
+
+
+# -- 3. queries --------------------------------------------------------------------------------
 
 def service(networks: int, per_network: int) -> SimpleNamespace:
     records, containers = {}, {}
@@ -58,43 +160,59 @@ def service(networks: int, per_network: int) -> SimpleNamespace:
     return SimpleNamespace(records=records, daemon=SimpleNamespace(containers=SimpleNamespace(containers=containers)))
 
 
-def per_query(resolver: dns.Resolver, data: bytes, client: str, batch: int = 2000) -> float:
+def per_query(resolver: dns.Resolver, data: bytes, batch: int = 2000) -> float:
     async def run() -> float:
         t = time.perf_counter()
         for _ in range(batch):
-            await resolver.answer(data, client)
+            await resolver.answer(data)
         return (time.perf_counter() - t) / batch
 
     return asyncio.run(run())
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("-n", type=int, default=30)
-    p.add_argument("--networks", type=int, default=20)
-    p.add_argument("--per-network", type=int, default=10)
-    a = p.parse_args()
-    print(command_line())
-    svc = service(a.networks, a.per_network)
-    first = f"{0:064x}"
-    r = dns.Resolver(dns.lookup_for(svc, first), upstreams=lambda: [], reverse=dns.reverse_for(svc, first))
-    last, mid = a.networks - 1, a.networks // 2
+def queries(n: int, networks: int = 20, per_network: int = 10) -> None:
+    svc = service(networks, per_network)
+    r = dns.resolver_for(svc, "f" * 64)
+    r.upstreams = lambda: []
+    last, mid = networks - 1, networks // 2
     cases = [
-        ("unknown address, name on the server's network", "c0-3", "10.0.0.200", "A"),
-        ("asker on 3 networks, name on its third", f"alias{last}-3", "10.0.0.250", "A"),
-        ("asker on 3 networks, PTR on its second", f"3.0.{mid}.10.in-addr.arpa", "10.0.0.250", "PTR"),
-        ("asker on 3 networks, unknown name (SERVFAIL)", "nobody", "10.0.0.250", "A"),
+        ("name on its third network", f"alias{last}-3", "A"),
+        ("PTR on its second network", f"3.0.{mid}.10.in-addr.arpa", "PTR"),
+        ("unknown name (SERVFAIL, no upstream)", "nobody", "A"),
     ]
     samples: dict[str, list[float]] = {c[0]: [] for c in cases}
     for case in cases:  # every case answers as described before anything is timed
-        reply = DNSRecord.parse(asyncio.run(r.answer(DNSRecord.question(case[1], case[3]).pack(), case[2])))
+        reply = DNSRecord.parse(asyncio.run(r.answer(DNSRecord.question(case[1], case[2]).pack())))
         assert bool(reply.rr) == (case[1] != "nobody"), (case, reply)
-    for _ in range(a.n):  # interleaved so every case sees the same noise
-        for title, name, client, qtype in cases:
-            samples[title].append(per_query(r, DNSRecord.question(name, qtype).pack(), client))
+    for _ in range(n):  # interleaved so every case sees the same noise
+        for title, name, qtype in cases:
+            samples[title].append(per_query(r, DNSRecord.question(name, qtype).pack()))
     endpoints = sum(len(rec.endpoints) for rec in svc.records.values())
+    print(f"one query, a container on 3 of {networks} networks ({endpoints} endpoints):")
     for title, *_ in cases:
-        report(f"{title} ({a.networks} networks, {endpoints} endpoints)", fmt(samples[title], "µs", 1e6), {})
+        report(title, fmt(samples[title], "µs", 1e6), {})
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("-n", type=int, default=30)
+    p.add_argument("--baseline-pythonpath", default="", help="a second daemon on older code, interleaved")
+    p.add_argument("--skip-api", action="store_true")
+    a = p.parse_args()
+    print("a container's resolver in a fresh namespace, in-process:")
+    for title, xs in resolver_start_stop(a.n).items():
+        report(title, fmt(xs, "ms", 1000.0, 2), {})
+    if not a.skip_api:
+        cycles = api_cycles(a.n, a.baseline_pythonpath)
+        print("API create+start+wait+delete of `true`:")
+        for tag in dict.fromkeys(t for t, _ in cycles):
+            user, none = cycles[(tag, "benchdns")], cycles[(tag, "none")]
+            report(f"{tag}: user network", fmt(user), {})
+            report(f"{tag}: --network none", fmt(none), {})
+            print(f"  {tag}: added by the user network (difference of medians): "
+                  f"{(statistics.median(user) - statistics.median(none)) * 1000:.1f} ms")
+    queries(a.n)
+    print(f"\n{command_line()}")
 
 
 if __name__ == "__main__":

@@ -1,45 +1,69 @@
-"""The embedded DNS server of user-defined networks, with Docker's semantics.
+"""The embedded DNS at 127.0.0.11 inside each container on a user-defined network, as Docker's.
 
-One server per user network listens on UDP and TCP port 53 of the network's gateway address
-(the host's end of the bridge); a container on user networks gets ``nameserver <gateway>`` of
-the first of them in its resolv.conf (rewritten in place when its networks change:
-:func:`write_resolv_conf`). A server answers by who asks: the asking container (known by its
-address) sees the names (container name, network aliases, short id) of the containers on every
-user network it is attached to, as Docker's resolver does (:func:`scope`); an unknown address
-sees the server's own network. Every other question is forwarded to the host's resolvers from
-/etc/resolv.conf. Forwarding happens from the host side, so a resolver on the host's loopback
-(systemd-resolved's 127.0.0.53) works too; with no resolver at all the answer is a quick SERVFAIL.
+A container with at least one user-defined network gets, inside its own network namespace
+(:class:`ContainerDNS`):
 
-The default bridge has no embedded DNS, as in Docker: its containers get a copy of the host's
-resolv.conf without loopback entries.
+* a UDP and a TCP socket bound to ``127.0.0.11`` on random ports, served by the daemon's asyncio
+  loop. They are made in a short-lived thread that ``setns``-es into the container's pinned
+  namespace (:func:`netns.run_in`): a socket stays in the namespace it was created in, and no
+  thread of a pool is ever moved to another namespace;
+* an nftables table ``dockyard_dns`` (same thread, libnftables, else ``nft -f -``) that DNATs
+  ``127.0.0.11:53`` to those ports, so the container's own processes may still bind
+  ``0.0.0.0:53`` (a dnsmasq or coredns container), as Docker does with iptables.
+
+Its resolv.conf says ``nameserver 127.0.0.11``, the ``--dns-search`` (else the host's) search
+domains, the ``--dns-option`` (else the host's) options plus ``ndots:0`` unless an ``ndots`` is
+set (:func:`internal_resolv_conf`, moby's ``TransformForIntNS``). Its ``--dns`` servers (else the
+host's) are the resolver's upstreams, asked from the host's namespace, so a resolver on the
+host's loopback (systemd-resolved's 127.0.0.53, ``--dns 127.0.0.1``) works too; with no
+answer the reply is SERVFAIL.
+
+The sockets know their container, so a question needs no search by source address: the
+container sees the names (container name, network aliases, short id) on every user network
+it is attached to, first-joined first (:func:`scope`), read from the records at query time,
+so connect, disconnect and rename need no bookkeeping here.
+
+Lifetime, as Docker's sandbox resolver: started at container start, or when a running
+container (say a default-bridge one) joins its first user network, which also rewrites its
+resolv.conf then; kept until the container stops (a disconnect changes neither the sockets
+nor the file); the sockets are closed when the container's network goes (the namespace and
+its rules go with it); re-created for running containers when the daemon restarts
+(:func:`restore`). Containers only on the default bridge have no embedded DNS and keep the
+host-style resolv.conf (``etcfiles.resolv_conf``), as in Docker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
+import ctypes
+import ctypes.util
 import ipaddress
 import logging
+import shutil
 import socket
 import struct
+import subprocess
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from dnslib import PTR, QTYPE, RCODE, RR, A, DNSError, DNSRecord
 
 from ..containers import etcfiles
+from ..errors import DockyardError
+from . import netns
 
 log = logging.getLogger("dockyard.dns")
 
+ADDRESS = "127.0.0.11"  # Docker's: in every container's own loopback range
+TABLE = "dockyard_dns"  # the nftables table in the container's namespace
 TTL = 600  # Docker's embedded DNS answers with 600 s
 FORWARD_TIMEOUT = 2.0
 DNS_PORT = 53
 
-#: (name in lower case without trailing dot, address of the client asking) -> IPv4 addresses,
-#: or None if the name is unknown to that client. Reverse lookups (PTR) have the same shape:
-#: (IPv4 address, client address) -> names.
-Lookup = Callable[[str, str], "list[str] | None"]
+#: a name in lower case without trailing dot -> IPv4 addresses, or None if unknown. Reverse
+#: lookups (PTR) have the same shape: an IPv4 address -> names.
+Lookup = Callable[[str], "list[str] | None"]
 
 
 def host_resolvers(path: str = "/etc/resolv.conf") -> list[str]:
@@ -57,29 +81,31 @@ def host_resolvers(path: str = "/etc/resolv.conf") -> list[str]:
     return servers
 
 
-def container_resolv_conf(gateway: str, host_config: dict[str, Any], path: str = "/etc/resolv.conf") -> str:
-    """A user-network container's resolv.conf: the embedded server (which forwards to the
-    container's ``--dns`` servers, as Docker's does), plus the host's or the container's
-    search and options lines."""
+def internal_resolv_conf(host_config: dict[str, Any], path: str = "/etc/resolv.conf") -> str:
+    """The resolv.conf of a container with the embedded DNS: ``nameserver 127.0.0.11`` only
+    (its ``--dns`` servers are the resolver's upstreams, not entries), the user's or the host's
+    search domains and options, and ``ndots:0`` unless an ``ndots`` option is there (moby)."""
     try:
         lines = Path(path).read_text().splitlines()
     except OSError:
         lines = []
-    return etcfiles.format_resolv_conf([gateway], host_config, lines)
+    options = list(host_config.get("DnsOptions") or []) or [
+        w for line in lines if line.startswith("options") for w in line.split()[1:]]
+    if not any(o.split(":")[0] == "ndots" for o in options):
+        options.append("ndots:0")
+    return etcfiles.format_resolv_conf([ADDRESS], {**host_config, "DnsOptions": options}, lines)
 
 
 class Resolver:
     """Answers one query (wire format in, wire format out); shared by the UDP and TCP sides."""
 
-    def __init__(self, lookup: Lookup, upstreams: Callable[[], list[str]] = host_resolvers,
-                 client_upstreams: "Callable[[str], list[str] | None] | None" = None,
-                 reverse: "Lookup | None" = None) -> None:
+    def __init__(self, lookup: Lookup, upstreams: Callable[[], list[Any]] = host_resolvers,
+                 reverse: Lookup | None = None) -> None:
         self.lookup = lookup
-        self.upstreams = upstreams
-        self.client_upstreams = client_upstreams  # a container's own --dns servers, by its address
-        self.reverse = reverse  # (address, client) -> names, for PTR questions about containers' addresses
+        self.upstreams = upstreams  # the container's --dns servers, else the host's
+        self.reverse = reverse  # address -> names, for PTR questions about containers' addresses
 
-    async def answer(self, data: bytes, client: str = "") -> bytes | None:
+    async def answer(self, data: bytes) -> bytes | None:
         try:
             query = DNSRecord.parse(data)
         except (DNSError, Exception):
@@ -91,13 +117,13 @@ class Resolver:
         q = query.questions[0]
         name = str(q.qname).rstrip(".").lower()
         if q.qtype == QTYPE.PTR and name.endswith(".in-addr.arpa") and self.reverse is not None:
-            names = self.reverse(".".join(reversed(name[: -len(".in-addr.arpa")].split("."))), client)
+            names = self.reverse(".".join(reversed(name[: -len(".in-addr.arpa")].split("."))))
             if names:
                 reply = query.reply()
                 for n in names:
                     reply.add_answer(RR(q.qname, QTYPE.PTR, rdata=PTR(n + "."), ttl=TTL))
                 return reply.pack()
-        addresses = self.lookup(name, client) if name else None
+        addresses = self.lookup(name) if name else None
         if addresses is not None:
             reply = query.reply()
             if q.qtype in (QTYPE.A, QTYPE.ANY):
@@ -105,11 +131,10 @@ class Resolver:
                     reply.add_answer(RR(q.qname, QTYPE.A, rdata=A(ip), ttl=TTL))
             # AAAA and others for a known name: an empty NOERROR answer (IPv4-only networks)
             return reply.pack()
-        return await self.forward(query, data, client)
+        return await self.forward(query, data)
 
-    async def forward(self, query: DNSRecord, data: bytes, client: str = "") -> bytes:
-        servers = (self.client_upstreams(client) if self.client_upstreams and client else None) or self.upstreams()
-        for server in servers:
+    async def forward(self, query: DNSRecord, data: bytes) -> bytes:
+        for server in self.upstreams():
             with contextlib.suppress(OSError, asyncio.TimeoutError):
                 return await asyncio.wait_for(_udp_query(server, data, query.header.id), FORWARD_TIMEOUT)
         reply = query.reply()
@@ -165,110 +190,165 @@ class _UDPServer(asyncio.DatagramProtocol):
         _spawn(self._reply(data, addr))
 
     async def _reply(self, data: bytes, addr: Any) -> None:
-        out = await self.resolver.answer(data, addr[0])
+        out = await self.resolver.answer(data)
         if out is not None and not self.transport.is_closing():
             self.transport.sendto(out, addr)
 
 
-async def _tcp_client(resolver: Resolver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    client = (writer.get_extra_info("peername") or ("",))[0]
-    try:
-        while True:
-            size = struct.unpack("!H", await reader.readexactly(2))[0]
-            out = await resolver.answer(await reader.readexactly(size), client)
-            if out is None:
-                break
-            writer.write(struct.pack("!H", len(out)) + out)
-            await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass
-    finally:
-        writer.close()
+# -- sockets and rules inside a container's namespace ---------------------------------------------
+
+_nft_lib: Any = None
 
 
-def _socket(kind: int, address: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, kind)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # IP_FREEBIND: the gateway address may be added to the bridge just after us
-    sock.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_FREEBIND", 15), 1)
+def _libnftables() -> Any:
+    """libnftables through ctypes, or None (then the ``nft`` command)."""
+    global _nft_lib
+    if _nft_lib is None:
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("nftables") or "libnftables.so.1")
+        except OSError:
+            lib = False
+        else:
+            lib.nft_ctx_new.restype = ctypes.c_void_p
+            lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+            lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
+            lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+            lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
+            lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
+            lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
+        _nft_lib = lib
+    return _nft_lib or None
+
+
+def nft_in_this_namespace(script: str) -> None:
+    """Run an nft script in the calling thread's network namespace (a libnftables context made
+    here talks netlink from here; a forked ``nft`` inherits this thread's namespace)."""
+    lib = _libnftables()
+    if lib is not None:
+        ctx = lib.nft_ctx_new(0)
+        try:
+            lib.nft_ctx_buffer_error(ctx)
+            rc = lib.nft_run_cmd_from_buffer(ctx, script.encode())
+            err = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode()
+        finally:
+            lib.nft_ctx_free(ctx)
+    elif shutil.which("nft"):
+        proc = subprocess.run(["nft", "-f", "-"], input=script.encode(), capture_output=True)
+        rc, err = proc.returncode, proc.stderr.decode()
+    else:
+        raise DockyardError("embedded DNS: neither libnftables nor the nft command is installed")
+    if rc != 0:
+        raise DockyardError(f"embedded DNS: nftables: {err.strip() or 'failed'}")
+
+
+def redirect_rules(udp_port: int, tcp_port: int) -> str:
+    """The container-namespace table sending ``127.0.0.11:53`` to the resolver's ports. The same
+    transaction works on a fresh namespace and replaces the rules of an older resolver (daemon
+    restart: new ports); flushing the chain is cheap, deleting the table would wait ~10 ms for
+    the kernel to unregister its hook."""
+    rule = f"add rule ip {TABLE} output ip daddr {ADDRESS}"
+    return (f"table ip {TABLE} {{\n"
+            f"\tchain output {{\n\t\ttype nat hook output priority -100; policy accept;\n\t}}\n}}\n"
+            f"flush chain ip {TABLE} output\n"
+            f"{rule} udp dport {DNS_PORT} dnat to {ADDRESS}:{udp_port}\n"
+            f"{rule} tcp dport {DNS_PORT} dnat to {ADDRESS}:{tcp_port}\n")
+
+
+def _bind_and_redirect() -> tuple[socket.socket, socket.socket]:
+    """In the container's namespace (see :func:`netns.run_in`): the two sockets and the rules."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        sock.bind((address, port))
-    except OSError:
-        sock.close()
+        udp.bind((ADDRESS, 0))
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        tcp.bind((ADDRESS, 0))
+        tcp.listen(64)
+        udp.setblocking(False)
+        tcp.setblocking(False)
+        nft_in_this_namespace(redirect_rules(udp.getsockname()[1], tcp.getsockname()[1]))
+    except BaseException:
+        udp.close()
+        tcp.close()
         raise
-    sock.setblocking(False)
-    return sock
+    return udp, tcp
 
 
-class DNSServer:
-    """UDP and TCP on ``address:port`` answering with :class:`Resolver`."""
+class ContainerDNS:
+    """One container's resolver: UDP and TCP on 127.0.0.11 in its namespace, in the daemon's loop."""
 
-    def __init__(self, address: str, lookup: Lookup, upstreams: Callable[[], list[str]] = host_resolvers,
-                 port: int = DNS_PORT, client_upstreams: "Callable[[str], list[str] | None] | None" = None,
-                 reverse: "Lookup | None" = None) -> None:
-        self.address, self.port = address, port
-        self.resolver = Resolver(lookup, upstreams, client_upstreams, reverse)
+    def __init__(self, resolver: Resolver) -> None:
+        self.resolver = resolver
+        self.ports = (0, 0)  # (udp, tcp) behind 127.0.0.11:53
         self._udp: Any = None
         self._tcp: asyncio.AbstractServer | None = None
+        self._clients: set[asyncio.StreamWriter] = set()
 
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        for attempt in range(20 if self.port == 0 else 1):  # port 0 (tests): one number free for both
-            udp = _socket(socket.SOCK_DGRAM, self.address, self.port)
-            port = udp.getsockname()[1]
-            try:
-                tcp = _socket(socket.SOCK_STREAM, self.address, port)
-                break
-            except OSError as exc:
-                udp.close()
-                if self.port != 0 or exc.errno != errno.EADDRINUSE or attempt == 19:
-                    raise
-        self.port = port
+    async def start(self, namespace: "str | Path") -> None:
+        # a pool thread only waits here: the setns happens in a thread of its own that then exits
+        udp, tcp = await asyncio.to_thread(netns.run_in, namespace, _bind_and_redirect)
+        self.ports = (udp.getsockname()[1], tcp.getsockname()[1])
         try:
+            loop = asyncio.get_running_loop()
             self._udp, _ = await loop.create_datagram_endpoint(lambda: _UDPServer(self.resolver), sock=udp)
-            tcp.listen(64)
-            self._tcp = await asyncio.start_server(lambda r, w: _tcp_client(self.resolver, r, w), sock=tcp)
+            self._tcp = await asyncio.start_server(self._client, sock=tcp)
         except BaseException:
+            self.close()
             udp.close()
             tcp.close()
-            if self._udp is not None:
-                self._udp.close()
             raise
 
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._clients.add(writer)
+        try:
+            while True:
+                size = struct.unpack("!H", await reader.readexactly(2))[0]
+                out = await self.resolver.answer(await reader.readexactly(size))
+                if out is None:
+                    break
+                writer.write(struct.pack("!H", len(out)) + out)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._clients.discard(writer)
+            writer.close()
+
     def close(self) -> None:
+        """Close every socket (the rules go with the namespace, or are replaced at the next start)."""
         if self._udp is not None:
             self._udp.close()
             self._udp = None
         if self._tcp is not None:
             self._tcp.close()
             self._tcp = None
+        for writer in list(self._clients):
+            writer.close()
+        self._clients.clear()
 
 
-class DNSServers:
-    """The daemon's embedded servers, one per user network (by network id)."""
+class EmbeddedDNS:
+    """The daemon's resolvers, one per container that has one (by container id)."""
 
-    def __init__(self, upstreams: Callable[[], list[str]] = host_resolvers) -> None:
-        self.upstreams = upstreams
-        self.servers: dict[str, DNSServer] = {}
+    def __init__(self, service: Any) -> None:
+        self.service = service  # the NetworkService: names are read from its records at query time
+        self.servers: dict[str, ContainerDNS] = {}
 
-    async def ensure(self, network_id: str, gateway: str, lookup: Lookup,
-                     client_upstreams: "Callable[[str], list[str] | None] | None" = None,
-                     reverse: "Lookup | None" = None) -> None:
-        if network_id in self.servers:
+    async def start(self, container_id: str, namespace: "str | Path") -> None:
+        if container_id in self.servers:
             return
-        server = DNSServer(gateway, lookup, self.upstreams, client_upstreams=client_upstreams, reverse=reverse)
-        await server.start()
-        self.servers[network_id] = server
-        log.debug("embedded DNS for network %s on %s:53", network_id[:12], gateway)
+        server = ContainerDNS(resolver_for(self.service, container_id))
+        await server.start(namespace)
+        self.servers[container_id] = server
+        log.debug("embedded DNS of %s on %s:53 (ports %s)", container_id[:12], ADDRESS, server.ports)
 
-    def remove(self, network_id: str) -> None:
-        server = self.servers.pop(network_id, None)
+    def stop(self, container_id: str) -> None:
+        server = self.servers.pop(container_id, None)
         if server is not None:
             server.close()
 
     def close(self) -> None:
-        for nid in list(self.servers):
-            self.remove(nid)
+        for cid in list(self.servers):
+            self.stop(cid)
 
 
 def names_for(container_id: str, name: str, aliases: Iterable[str] | None) -> set[str]:
@@ -294,122 +374,81 @@ def _ip(ep: Any) -> str:
     return ep.address.split("/")[0] if ep.address else ""
 
 
-def asker(service: Any, client_ip: str) -> str | None:
-    """The id of the container whose endpoint has ``client_ip``, on any network (the subnets of
-    a daemon's networks do not overlap, so there is at most one), or None."""
-    if not client_ip:
-        return None
-    for rec in service.records.values():
-        for ep in rec.endpoints.values():
-            if _ip(ep) == client_ip:
-                return ep.container_id
-    return None
-
-
-def scope(service: Any, network_id: str, client_ip: str) -> list[Any]:
-    """The network records whose names ``client_ip`` sees, in the order they are searched.
-
-    A known container sees every user network it is attached to: the network whose server it
-    asked first, then the others in the order it joined them (Docker's sandbox resolves over
-    all of its endpoints, its own network first). An address that is no container's sees only
-    the server's network. Read from the records at query time: connects, disconnects and
-    renames need no bookkeeping here."""
-    cid = asker(service, client_ip)
-    if cid is None:
-        rec = service.records.get(network_id)
-        return [rec] if rec is not None else []
-    joined = [s.get("NetworkID") for s in getattr(_containers(service).get(cid), "networks", {}).values()]
-    ids = [network_id] + [i for i in joined if i and i != network_id]
-    ids += [r.id for r in service.records.values() if r.id not in ids]  # joined, not yet listed (connect)
+def scope(service: Any, container_id: str) -> list[Any]:
+    """The user-network records whose names the container sees, in the order they are searched:
+    every user network it has an endpoint on, first-joined first (Docker's sandbox resolves over
+    all of its endpoints). A network being connected (endpoint made, not yet listed) comes last."""
+    c = _containers(service).get(container_id)
+    joined = [s.get("NetworkID") for s in getattr(c, "networks", {}).values()]
+    ids = [i for i in joined if i] + [r.id for r in service.records.values() if r.id not in joined]
     out = []
     for nid in ids:
         rec = service.records.get(nid)
         if rec is not None and is_user_network(rec.net) and any(
-                e.container_id == cid for e in rec.endpoints.values()):
+                e.container_id == container_id for e in rec.endpoints.values()):
             out.append(rec)
     return out
 
 
-def lookup_for(service: Any, network_id: str) -> Lookup:
-    """Names as the asking client sees them (:func:`scope`): the addresses on the first of its
+def lookup(service: Any, container_id: str, name: str) -> list[str] | None:
+    """A name as the container sees it (:func:`scope`): the addresses on the first of its
     networks where the name is known, i.e. an address the two containers share a network on."""
-
-    def lookup(name: str, client: str = "") -> list[str] | None:
-        containers = _containers(service)
-        for rec in scope(service, network_id, client):
-            found = []
-            for ep in rec.endpoints.values():
-                c = containers.get(ep.container_id)
-                if ep.address and name in names_for(ep.container_id, c.name if c is not None else "", ep.aliases):
-                    found.append(_ip(ep))
-            if found:
-                return found
-        return None
-
-    return lookup
+    containers = _containers(service)
+    for rec in scope(service, container_id):
+        found = []
+        for ep in rec.endpoints.values():
+            c = containers.get(ep.container_id)
+            if ep.address and name in names_for(ep.container_id, c.name if c is not None else "", ep.aliases):
+                found.append(_ip(ep))
+        if found:
+            return found
+    return None
 
 
-def reverse_for(service: Any, network_id: str) -> Lookup:
+def reverse(service: Any, container_id: str, ip: str) -> list[str] | None:
     """PTR answers as Docker gives them, ``<container name>.<network name>``, for the addresses
-    on the networks the client sees (:func:`scope`)."""
-
-    def reverse(ip: str, client: str = "") -> list[str] | None:
-        containers = _containers(service)
-        for rec in scope(service, network_id, client):
-            for ep in rec.endpoints.values():
-                if _ip(ep) == ip and ep.container_id in containers:
-                    return [f"{containers[ep.container_id].name}.{rec.name}"]
-        return None
-
-    return reverse
+    on the container's networks (:func:`scope`)."""
+    containers = _containers(service)
+    for rec in scope(service, container_id):
+        for ep in rec.endpoints.values():
+            if _ip(ep) == ip and ep.container_id in containers:
+                return [f"{containers[ep.container_id].name}.{rec.name}"]
+    return None
 
 
-def client_upstreams_for(service: Any, network_id: str) -> Callable[[str], "list[str] | None"]:
-    """The ``--dns`` servers of the container asking (known by its address on any network)."""
-
-    def upstreams(client_ip: str) -> list[str] | None:
-        c = _containers(service).get(asker(service, client_ip) or "")
-        if c is None:
-            return None
-        return list(c.host_config.get("Dns") or []) or None
-
-    return upstreams
+def upstreams(service: Any, container_id: str) -> list[str]:
+    """Where names unknown to the container are forwarded: its ``--dns`` servers, else the host's."""
+    c = _containers(service).get(container_id)
+    return list((c.host_config.get("Dns") if c is not None else None) or []) or host_resolvers()
 
 
-async def setup_container(service: Any, c: Any, directory: Path) -> None:
-    """At container start and network connect, after its endpoints exist: the embedded server
-    of each of its user networks runs, and its resolv.conf points at the first one's."""
-    for name in c.networks:
-        rec = service.records.get(c.networks[name].get("NetworkID") or "")
-        if rec is None or not is_user_network(rec.net):
-            continue
-        try:
-            await service.dns.ensure(rec.id, rec.net.gateway, lookup_for(service, rec.id),
-                                     client_upstreams_for(service, rec.id), reverse_for(service, rec.id))
-        except OSError as exc:  # e.g. a host resolver bound to *:53 without SO_REUSEADDR
-            log.warning("no embedded DNS on network %s (%s:53): %s", rec.name, rec.net.gateway, exc)
-    write_resolv_conf(service, c, directory)
+def resolver_for(service: Any, container_id: str) -> Resolver:
+    return Resolver(lambda name: lookup(service, container_id, name),
+                    lambda: upstreams(service, container_id),
+                    lambda ip: reverse(service, container_id, ip))
 
 
-def write_resolv_conf(service: Any, c: Any, directory: Path) -> None:
-    """The container's resolv.conf for its networks now: ``nameserver`` the gateway of its first
-    user network, else (none left, or only the default bridge) the host's servers without
-    loopback ones, as Docker does on the default bridge; ``--dns-search``/``--dns-option`` kept
-    either way. Called at start, connect and disconnect.
+async def setup_container(service: Any, c: Any, directory: Path, connect: bool = False) -> None:
+    """After a container's endpoints exist, at start or at ``network connect`` of a running one:
+    with a user network (and no resolver yet) its resolver starts and its resolv.conf names
+    127.0.0.11. At start without one, the host-style file (as a restarted container that had
+    the resolver must get again); at connect without one, nothing changes."""
+    if c.id in service.dns.servers:
+        return
+    if scope(service, c.id):
+        await service.dns.start(c.id, service.netns_path(c.id))
+        text = internal_resolv_conf(c.host_config)
+    elif connect:
+        return
+    else:
+        text = etcfiles.resolv_conf(c.host_config)
+    write_resolv_conf(directory, text)
 
-    The file is bind-mounted into a running container, so it is rewritten in place (same inode:
-    a new file renamed over it would stay invisible to the container), and only when its
-    content changes."""
-    from ..containers import etcfiles
 
-    first = None
-    for settings in c.networks.values():
-        rec = service.records.get(settings.get("NetworkID") or "")
-        if rec is not None and is_user_network(rec.net):
-            first = rec
-            break
-    text = (container_resolv_conf(first.net.gateway, c.host_config) if first is not None
-            else etcfiles.resolv_conf(c.host_config))
+def write_resolv_conf(directory: Path, text: str) -> None:
+    """The file is bind-mounted into a running container, so it is rewritten in place (same
+    inode: a new file renamed over it would stay invisible to the container), and only when
+    its content changes."""
     path = directory / "resolv.conf"
     with contextlib.suppress(OSError):
         if path.read_text() == text:
@@ -419,12 +458,23 @@ def write_resolv_conf(service: Any, c: Any, directory: Path) -> None:
     path.chmod(0o644)
 
 
+def _uses_internal(directory: Path) -> bool:
+    with contextlib.suppress(OSError):
+        return f"nameserver {ADDRESS}" in (directory / "resolv.conf").read_text().splitlines()
+    return False
+
+
 async def restore(service: Any) -> None:
-    """Daemon start: servers for the user networks that have endpoints (running containers)."""
-    for rec in list(service.records.values()):
-        if rec.endpoints and is_user_network(rec.net):
-            try:
-                await service.dns.ensure(rec.id, rec.net.gateway, lookup_for(service, rec.id),
-                                     client_upstreams_for(service, rec.id), reverse_for(service, rec.id))
-            except OSError as exc:
-                log.warning("embedded DNS for network %s: %s", rec.name, exc)
+    """Daemon start (live-restore): a resolver again for each running container that had one
+    (its sockets died with the old daemon; its rules are replaced with the new ports)."""
+    svc = service.daemon.containers
+    pinned = {p.name for p in netns.mounted_under(service.netns_dir)}
+    for cid, c in list(_containers(service).items()):
+        if not c.running or cid not in pinned:
+            continue
+        if not scope(service, cid) and not _uses_internal(svc.dir(c)):
+            continue
+        try:
+            await service.dns.start(cid, service.netns_path(cid))
+        except (OSError, DockyardError) as exc:
+            log.warning("no embedded DNS for container %s: %s", cid[:12], exc)

@@ -88,7 +88,7 @@ class NetworkService:
         self.records: dict[str, NetRecord] = {}
         self.drivers: dict[str, Any] = {}
         self.lock = asyncio.Lock()  # IPAM and records
-        self.dns = dns.DNSServers()  # embedded DNS of user networks (dns.py)
+        self.dns = dns.EmbeddedDNS(self)  # 127.0.0.11 in containers on user networks (dns.py)
 
     # -- drivers ----------------------------------------------------------------------------
 
@@ -327,7 +327,6 @@ class NetworkService:
         async with self.lock:
             if rec.endpoints:
                 raise Conflict(f"error while removing network: network {rec.name} id {rec.id} has active endpoints")
-            self.dns.remove(rec.id)
             await self._call(rec.net, "delete", rec.net)
             (self.root / f"{rec.id}.json").unlink(missing_ok=True)
             self.records.pop(rec.id, None)
@@ -489,7 +488,7 @@ class NetworkService:
             from ..containers import etcfiles
 
             etcfiles.write_hosts(directory, c.config, c.host_config, address)
-            await dns.setup_container(self, c, directory)  # resolv.conf; user networks' DNS
+            await dns.setup_container(self, c, directory)  # resolv.conf; 127.0.0.11 on user networks
             await publishing.publish(self, c)  # HostConfig.PortBindings, after the endpoints exist
         except BaseException:
             await self.teardown(c)
@@ -555,6 +554,7 @@ class NetworkService:
         Only for a container that does not run: its namespace goes, and its links with it."""
         for rec, ep in self.endpoints_of(c.id):
             await self._leave(c, rec, ep, namespace_going=True)
+        self.dns.stop(c.id)  # its sockets hold the namespace
         await asyncio.to_thread(netns.remove, self.netns_path(c.id))
         for settings in c.networks.values():
             settings.update({"EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""})
@@ -607,7 +607,7 @@ class NetworkService:
                 await self._join(c, rec, settings, path)
             c.networks[rec.name] = settings
             if c.running:
-                await dns.setup_container(self, c, svc.dir(c))  # the network's DNS; resolv.conf
+                await dns.setup_container(self, c, svc.dir(c), connect=True)  # a first user network: 127.0.0.11
             svc._save(c)
 
     async def disconnect(self, ref: str, container_ref: str, force: bool = False) -> None:
@@ -637,8 +637,6 @@ class NetworkService:
             if c.network_settings.get("EndpointID") == settings.get("EndpointID"):
                 for key in ("Bridge", "EndpointID", "Gateway", "IPAddress", "IPPrefixLen", "MacAddress"):
                     c.network_settings.pop(key, None)
-            if c.running:
-                dns.write_resolv_conf(self, c, svc.dir(c))  # another network's server, or the host's
             svc._save(c)
 
     # -- shutdown ----------------------------------------------------------------------------

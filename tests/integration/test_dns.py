@@ -1,7 +1,9 @@
-"""Name resolution on user-defined networks (the embedded DNS server) with the real docker CLI,
-and the server itself on loopback: UDP and TCP, forwarding to an upstream, SERVFAIL.
+"""Name resolution on user-defined networks (the embedded DNS at 127.0.0.11 inside each
+container) with the real docker CLI, and one container's resolver on its own in a namespace the
+test made: UDP and TCP through the DNAT of 127.0.0.11:53, forwarding, port 53 left free.
 
-Traffic goes only to loopback and to addresses on networks the tests created."""
+Traffic goes only to loopback, to namespaces the tests created and to addresses on networks
+the tests created."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ import uuid
 import pytest
 from dnslib import RCODE, RR, DNSRecord
 
-from dockyard.networks import dns
+from dockyard.networks import dns, netns
+from dockyard.testing.daemon import wait_for
 
 pytestmark = pytest.mark.privileged
 
@@ -43,8 +46,9 @@ def test_containers_resolve_each_other_by_name_alias_and_id(d, net):
            "busybox", "sleep", "300")
     b = ok(d, "run", "-d", "--name", f"{net}-b", "--network", net, "busybox", "sleep", "300")
     a_ip = json.loads(ok(d, "inspect", a))[0]["NetworkSettings"]["Networks"][net]["IPAddress"]
-    gateway = json.loads(ok(d, "inspect", a))[0]["NetworkSettings"]["Networks"][net]["Gateway"]
-    assert ok(d, "exec", b, "cat", "/etc/resolv.conf").splitlines()[0] == f"nameserver {gateway}"
+    # Docker's file: the embedded resolver only, ndots:0, the host's search and options
+    assert ok(d, "exec", b, "cat", "/etc/resolv.conf") + "\n" == dns.internal_resolv_conf({})
+    assert a_ip in ok(d, "exec", b, "nslookup", f"{net}-a", "127.0.0.11").split("Name:", 1)[1]
     for name in (f"{net}-a", "alpha", a[:12], f"{net}-A".upper()):
         out = ok(d, "exec", b, "ping", "-c1", "-W2", name)
         assert f"({a_ip})" in out, out
@@ -55,24 +59,38 @@ def test_containers_resolve_each_other_by_name_alias_and_id(d, net):
     assert ok(d, "exec", a, "ping", "-c1", "-W2", f"{net}-b")
 
 
+def _no_dns_at(address: str, namespace: str | None = None) -> None:
+    """Nothing answers DNS at ``address:53`` (port unreachable, or silence), asked from the
+    host or from inside ``namespace``."""
+    def make() -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(2)
+        s.connect((address, 53))
+        return s
+
+    with (netns.run_in(namespace, make) if namespace else make()) as s:
+        s.send(DNSRecord.question("anything").pack())
+        with pytest.raises(OSError):
+            s.recv(512)
+
+
 def test_default_bridge_has_no_embedded_dns(d, net):
-    """As in Docker: the host's resolv.conf without loopback servers, and nothing listening on
-    the default bridge's gateway (no name is asked: that would leave the host)."""
+    """As in Docker: the host's resolv.conf without loopback servers, nothing at 127.0.0.11 in
+    the container, nothing on the gateways (no name is asked upstream: that would leave the host).
+    Since the resolver lives in the containers, a user network's gateway serves no DNS either."""
     from dockyard.containers import etcfiles
 
     a = ok(d, "run", "-d", "--name", f"{net}-plain", "busybox", "sleep", "300")
+    user = ok(d, "run", "-d", "--network", net, "busybox", "sleep", "300")
     try:
         assert ok(d, "exec", a, "cat", "/etc/resolv.conf") + "\n" == etcfiles.resolv_conf({})
-        gateway = json.loads(ok(d, "inspect", a))[0]["NetworkSettings"]["Gateway"]
-        assert gateway
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.settimeout(2)
-            s.connect((gateway, 53))
-            s.send(DNSRecord.question(f"{net}-plain").pack())
-            with pytest.raises(OSError):  # port unreachable (or silence)
-                s.recv(512)
+        info = json.loads(ok(d, "inspect", a))[0]["NetworkSettings"]
+        assert info["Gateway"]
+        _no_dns_at(info["Gateway"])
+        _no_dns_at(dns.ADDRESS, info["SandboxKey"])
+        _no_dns_at(_gateway(d, net))
     finally:
-        d.docker("rm", "-f", a)
+        d.docker("rm", "-f", a, user)
 
 
 def test_disconnected_container_is_no_longer_resolved(d, net):
@@ -102,47 +120,80 @@ class _Upstream(asyncio.DatagramProtocol):
         self.transport.sendto(reply.pack(), addr)
 
 
-def test_server_udp_tcp_and_forwarding():
+def _udp_ask(s: socket.socket, name: str, qtype: str = "A") -> DNSRecord:
+    s.send(DNSRecord.question(name, qtype).pack())
+    return DNSRecord.parse(s.recv(4096))
+
+
+def _tcp_ask(s: socket.socket, name: str) -> DNSRecord:
+    q = DNSRecord.question(name).pack()
+    s.sendall(struct.pack("!H", len(q)) + q)
+    f = s.makefile("rb")
+    size = struct.unpack("!H", f.read(2))[0]
+    return DNSRecord.parse(f.read(size))
+
+
+def test_resolver_in_a_namespace_udp_tcp_forwarding_and_port_53_free(tmp_path):
+    """One container's resolver in a namespace made here: UDP and TCP to 127.0.0.11:53 reach it
+    through the DNAT rules, unknown names go upstream (from the host side: the upstream is on
+    the host's loopback), and port 53 itself stays free for the container's own server."""
+    path = tmp_path / "ns"
+    netns.create(path)
+
+    def client(kind: int, address: str = dns.ADDRESS, port: int = 53) -> socket.socket:
+        s = socket.socket(socket.AF_INET, kind)
+        s.settimeout(10)
+        s.connect((address, port))
+        return s
+
     async def main() -> None:
         loop = asyncio.get_running_loop()
         up, _ = await loop.create_datagram_endpoint(_Upstream, local_addr=("127.0.0.1", 0))
         upstream = ("127.0.0.1", up.get_extra_info("sockname")[1])
-        names = {"web": ["10.9.0.2"]}
-        server = dns.DNSServer("127.0.0.1", lambda n, client: names.get(n), upstreams=lambda: [upstream], port=0)
-        await server.start()
+        server = dns.ContainerDNS(dns.Resolver({"web": ["10.9.0.2"]}.get, upstreams=lambda: [upstream]))
+        await server.start(path)
         try:
-            async def udp(name: str) -> DNSRecord:
-                fut = loop.create_future()
-
-                class C(asyncio.DatagramProtocol):
-                    def datagram_received(self, data, addr):  # noqa: ANN001
-                        fut.set_result(data)
-
-                t, _ = await loop.create_datagram_endpoint(C, remote_addr=("127.0.0.1", server.port))
-                t.sendto(DNSRecord.question(name).pack())
-                try:
-                    return DNSRecord.parse(await asyncio.wait_for(fut, 10))
-                finally:
-                    t.close()
-
-            async def tcp(name: str) -> DNSRecord:
-                r, w = await asyncio.open_connection("127.0.0.1", server.port)
-                q = DNSRecord.question(name).pack()
-                w.write(struct.pack("!H", len(q)) + q)
-                size = struct.unpack("!H", await r.readexactly(2))[0]
-                data = await r.readexactly(size)
-                w.close()
-                return DNSRecord.parse(data)
-
-            for ask in (udp, tcp):
-                assert [str(x.rdata) for x in (await ask("web")).rr] == ["10.9.0.2"]
-                assert [str(x.rdata) for x in (await ask("outside.example")).rr] == ["192.0.2.44"]
-                assert (await ask("nothing.example")).header.rcode == RCODE.NXDOMAIN
+            # a process of the container binds 0.0.0.0:53 (UDP and TCP) beside the resolver
+            own_udp = netns.run_in(path, lambda: _bound(socket.SOCK_DGRAM))
+            own_tcp = netns.run_in(path, lambda: _bound(socket.SOCK_STREAM))
+            try:
+                udp = await asyncio.to_thread(netns.run_in, path, lambda: client(socket.SOCK_DGRAM))
+                tcp = await asyncio.to_thread(netns.run_in, path, lambda: client(socket.SOCK_STREAM))
+                with udp, tcp:
+                    for ask in (_udp_ask, _tcp_ask):
+                        r = await asyncio.to_thread(ask, udp if ask is _udp_ask else tcp, "web")
+                        assert [str(x.rdata) for x in r.rr] == ["10.9.0.2"]
+                        r = await asyncio.to_thread(ask, udp if ask is _udp_ask else tcp, "outside.example")
+                        assert [str(x.rdata) for x in r.rr] == ["192.0.2.44"]
+                        r = await asyncio.to_thread(ask, udp if ask is _udp_ask else tcp, "nothing.example")
+                        assert r.header.rcode == RCODE.NXDOMAIN
+                # the container's own server gets what is not 127.0.0.11:53
+                probe = netns.run_in(path, lambda: client(socket.SOCK_DGRAM, "127.0.0.1"))
+                with probe:
+                    probe.send(b"ping")
+                    own_udp.settimeout(10)
+                    assert own_udp.recv(16) == b"ping"
+            finally:
+                own_udp.close()
+                own_tcp.close()
         finally:
             server.close()
             up.close()
+        # closed: nothing answers at 127.0.0.11 any more (the rules still point at the old ports)
+        _no_dns_at(dns.ADDRESS, str(path))
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        netns.remove(path)
+
+
+def _bound(kind: int) -> socket.socket:
+    s = socket.socket(socket.AF_INET, kind)
+    s.bind(("0.0.0.0", 53))
+    if kind == socket.SOCK_STREAM:
+        s.listen(1)
+    return s
 
 
 def test_dockyard_cli_network_alias(d, net):
@@ -196,8 +247,13 @@ def test_outside_names_are_forwarded_from_the_host_side(d, net):
 
 
 def test_connected_container_is_resolved_and_resolves(d, net):
+    from dockyard.containers import etcfiles
+
     a = ok(d, "run", "-d", "--name", f"{net}-late", "busybox", "sleep", "300")  # default bridge
+    assert _nameserver(d, a) == etcfiles.resolv_conf({}).splitlines()[0]
     ok(d, "network", "connect", "--alias", "latecomer", net, a)
+    # its first user network: the resolver starts in its namespace and the file names it (Docker)
+    assert ok(d, "exec", a, "cat", "/etc/resolv.conf") + "\n" == dns.internal_resolv_conf({})
     b = ok(d, "run", "-d", "--name", f"{net}-peer", "--network", net, "busybox", "sleep", "300")
     a_ip = json.loads(ok(d, "inspect", a))[0]["NetworkSettings"]["Networks"][net]["IPAddress"]
     for name in (f"{net}-late", "latecomer"):
@@ -260,7 +316,7 @@ def test_container_on_two_networks_resolves_names_on_both(d, net, net2):
               "busybox", "sleep", "300")
     ok(d, "network", "connect", "--alias", "twofold", net2, both)
     ok(d, "start", both)
-    assert _nameserver(d, both) == f"nameserver {_gateway(d, net)}"
+    assert _nameserver(d, both) == "nameserver 127.0.0.11"
     _resolves(d, both, f"{net2}-only", _ip(d, b, net2))
     _resolves(d, both, "bee", _ip(d, b, net2))
     _resolves(d, both, b[:12], _ip(d, b, net2))
@@ -287,15 +343,21 @@ def test_network_connect_at_runtime_then_disconnect_from_the_first(d, net, net2)
     _resolves(d, c, f"{net}-only", _ip(d, a, net))
     ok(d, "network", "connect", net2, c)  # at runtime: net2's names resolve at once
     _resolves(d, c, f"{net2}-only", _ip(d, b, net2))
-    # disconnected from the network its resolv.conf named: it now asks net2's server
+    conf = dns.internal_resolv_conf({"DnsOptions": ["attempts:2"]})
+    assert ok(d, "exec", c, "cat", "/etc/resolv.conf") + "\n" == conf
+    # disconnected from its first network: the same file, the same resolver, net's names gone
     ok(d, "network", "disconnect", net, c)
-    assert _nameserver(d, c) == f"nameserver {_gateway(d, net2)}"
-    assert "options attempts:2" in ok(d, "exec", c, "cat", "/etc/resolv.conf")
+    assert ok(d, "exec", c, "cat", "/etc/resolv.conf") + "\n" == conf
     _resolves(d, c, f"{net2}-only", _ip(d, b, net2))
     assert ok(d, "exec", c, "ping", "-c1", "-W2", f"{net2}-only")
     assert d.docker("exec", c, "nslookup", f"{net}-only").returncode != 0
-    # no user network left: the host-style file with its --dns servers, as on the default bridge
+    # no user network left: as in Docker, the resolver stays until the container stops (it
+    # forwards only now) and the file is left as it is ...
     ok(d, "network", "disconnect", net2, c)
+    assert ok(d, "exec", c, "cat", "/etc/resolv.conf") + "\n" == conf
+    assert d.docker("exec", c, "nslookup", f"{net2}-only").returncode != 0
+    # ... and a restart without a user network gives the host-style file with its --dns servers
+    ok(d, "restart", "-t", "0", c)
     conf = ok(d, "exec", c, "cat", "/etc/resolv.conf") + "\n"
     assert conf == etcfiles.resolv_conf({"Dns": ["127.0.0.1"], "DnsOptions": ["attempts:2"]})
 
@@ -304,9 +366,9 @@ def test_default_bridge_container_connected_to_two_user_networks(d, net, net2):
     b = ok(d, "run", "-d", "--name", f"{net2}-only", "--network", net2, "busybox", "sleep", "300")
     c = ok(d, "run", "-d", "--name", f"{net}-roamer", "busybox", "sleep", "300")  # default bridge
     ok(d, "network", "connect", net, c)
-    assert _nameserver(d, c) == f"nameserver {_gateway(d, net)}"
+    assert _nameserver(d, c) == "nameserver 127.0.0.11"
     ok(d, "network", "connect", net2, c)
-    assert _nameserver(d, c) == f"nameserver {_gateway(d, net)}"
+    assert _nameserver(d, c) == "nameserver 127.0.0.11"
     _resolves(d, c, f"{net2}-only", _ip(d, b, net2))
     _resolves(d, b, f"{net}-roamer", _ip(d, c, net2))
 
@@ -363,3 +425,95 @@ def test_compose_service_on_two_networks_resolves_both(d, tmp_path):
     finally:
         r = compose("down")
     assert r.returncode == 0, r.stderr.decode()
+
+
+# -- the resolver inside the container: its own port 53, fds, live-restore -------------------------
+
+
+def _sandbox(d, container: str) -> str:
+    return json.loads(ok(d, "inspect", container))[0]["NetworkSettings"]["SandboxKey"]
+
+
+OWN_DNS_PORT_HTTPD = "mkdir -p /www && echo own-53 > /www/index.html && exec httpd -f -p 53 -h /www"
+
+
+def test_container_with_its_own_server_on_port_53(d, net):
+    """A container listening on 0.0.0.0:53 itself (TCP: busybox httpd; UDP: a socket bound in
+    its namespace by the test, as a dnsmasq would) starts, its listeners get what is sent to
+    port 53 of its other addresses, and 127.0.0.11:53 (UDP and TCP) is still the resolver."""
+    peer = ok(d, "run", "-d", "--name", f"{net}-peer", "--network", net, "busybox", "sleep", "300")
+    c = ok(d, "run", "-d", "--name", f"{net}-own", "--network", net, "busybox", "sh", "-c", OWN_DNS_PORT_HTTPD)
+    own_ip = _ip(d, c, net)
+
+    def http() -> str:
+        r = d.docker("exec", c, "sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 53")
+        return r.stdout.decode() if r.returncode == 0 else ""
+
+    assert "own-53" in wait_for(http, timeout=60)
+    _resolves(d, c, f"{net}-peer", _ip(d, peer, net))
+    assert _ip(d, peer, net) in ok(d, "exec", c, "nslookup", f"{net}-peer", "127.0.0.11").split("Name:", 1)[1]
+    ns = _sandbox(d, c)
+    own_udp = netns.run_in(ns, lambda: _bound(socket.SOCK_DGRAM))  # the container's UDP port 53
+
+    def client(kind: int, address: str) -> socket.socket:
+        s = socket.socket(socket.AF_INET, kind)
+        s.settimeout(10)
+        s.connect((address, 53))
+        return s
+
+    with own_udp, netns.run_in(ns, lambda: client(socket.SOCK_DGRAM, own_ip)) as probe:
+        probe.send(b"to-the-container")
+        own_udp.settimeout(10)
+        assert own_udp.recv(64) == b"to-the-container"
+        with netns.run_in(ns, lambda: client(socket.SOCK_DGRAM, dns.ADDRESS)) as udp:
+            assert [str(x.rdata) for x in _udp_ask(udp, f"{net}-peer").rr] == [_ip(d, peer, net)]
+        with netns.run_in(ns, lambda: client(socket.SOCK_STREAM, dns.ADDRESS)) as tcp:
+            assert [str(x.rdata) for x in _tcp_ask(tcp, f"{net}-peer").rr] == [_ip(d, peer, net)]
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_no_fd_leak_over_50_start_stop_cycles(d, client, net):
+    """Each start opens the resolver's sockets in the container's namespace; each stop must close
+    them (else the namespace lives on too). The daemon's fd count comes back to where it was."""
+    pid = d.proc.pid
+    container = client.containers.create("busybox", ["true"], network=net)
+    try:
+        def cycle() -> None:
+            container.start()
+            assert container.wait()["StatusCode"] == 0
+
+        cycle()  # warm: lazily opened things of the daemon and of the client's connection
+        before = _fds(pid)
+        for _ in range(50):
+            cycle()
+        # the last stop is recorded (wait returned); fds of requests in flight settle
+        wait_for(lambda: _fds(pid) <= before, timeout=60)
+    finally:
+        container.remove(force=True)
+
+
+def test_resolution_survives_daemon_kill(make_daemon, busybox_tar):
+    """Live-restore: after kill -9 of the daemon the containers run on; the new daemon opens
+    their resolvers again (new ports, rules replaced) and names resolve as before."""
+    d = make_daemon()
+    d.load(busybox_tar)
+    name = f"dnskill-{uuid.uuid4().hex[:6]}"
+    try:
+        ok(d, "network", "create", name)
+        a = ok(d, "run", "-d", "--name", f"{name}-a", "--network", name, "busybox", "sleep", "300")
+        b = ok(d, "run", "-d", "--network", name, "--dns", "127.0.0.1", "busybox", "sleep", "300")
+        _resolves(d, b, f"{name}-a", _ip(d, a, name))
+        d.kill()
+        d.start()
+        assert ok(d, "inspect", "-f", "{{.State.Running}}", b) == "true"
+        _resolves(d, b, f"{name}-a", _ip(d, a, name))
+        _resolves(d, a, b[:12], _ip(d, b, name))
+        assert ok(d, "exec", b, "cat", "/etc/resolv.conf").splitlines()[0] == "nameserver 127.0.0.11"
+    finally:
+        if d.ping():
+            for c in d.docker("ps", "-aq").stdout.decode().split():
+                d.docker("rm", "-f", c)
+            d.docker("network", "rm", name)
