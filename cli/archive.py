@@ -5,16 +5,16 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 
 import click
 
 from .client import APIError, Client, ClientError, q
+
+if TYPE_CHECKING:
+    import tarfile
 
 
 class CopyError(ClientError):
@@ -67,6 +67,10 @@ def copy_from(client: Client, container: str, src: str, dest: str) -> None:
         parent = target if into_dir else target.parent
         if not parent.is_dir():
             raise CopyError(f"no such directory: {parent}")
+        import shutil  # here, not at the top, like every import only one command needs: start-up
+        import tarfile
+        import tempfile
+
         with tempfile.TemporaryDirectory(dir=parent, prefix=".dockyard-cp-") as tmp:
             with tarfile.open(fileobj=response.raw, mode="r|") as tar:
                 for member in _safe_members(tar):
@@ -85,6 +89,8 @@ def copy_from(client: Client, container: str, src: str, dest: str) -> None:
 
 def _tar_stream(src: Path, arcname: str) -> Iterator[bytes]:
     """A tar of ``src`` named ``arcname``, produced in chunks while it is sent."""
+    import tarfile
+
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # a small child writes the tar; the CLI process stays single-threaded

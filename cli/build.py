@@ -4,9 +4,6 @@ print the step output as it streams."""
 from __future__ import annotations
 
 import os
-import secrets
-import tarfile
-import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 from urllib.parse import urlencode
@@ -36,6 +33,9 @@ def _key_values(items: tuple[str, ...], what: str) -> dict[str, str | None]:
 
 def context_tar(context: Path, dockerfile: Path | None, out: BinaryIO) -> str:
     """Write the context as a tar to ``out``; returns the Dockerfile's name inside it."""
+    import secrets  # here, not at the top, like every import only one command needs: start-up
+    import tarfile
+
     from dockyard.build.ignore import Matcher
 
     ignore_file = context / ".dockerignore"
@@ -104,6 +104,8 @@ def build(client: Client, path: str, tags: tuple[str, ...], dockerfile: str | No
         "target": target or None, "nocache": no_cache, "pull": pull, "q": quiet, "rm": rm,
         "forcerm": force_rm, "networkmode": network or None,
     }
+    import tempfile
+
     with tempfile.TemporaryFile() as tar:
         params["dockerfile"] = context_tar(context, Path(dockerfile) if dockerfile else None, tar)
         size = tar.tell()

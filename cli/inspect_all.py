@@ -7,7 +7,6 @@ volume (the docker CLI's order); the first match wins. A name found nowhere is
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
@@ -44,7 +43,7 @@ def find(client: Client, name: str, kinds: list[str], size: bool) -> dict[str, A
 @click.pass_obj
 def inspect(client: Client, fmt: str | None, size: bool, type_: str | None, names: tuple[str, ...]) -> None:
     """Return low-level information on containers, images, networks or volumes."""
-    from .containers import render
+    from .inspection import emit_inspect
 
     kinds = [type_] if type_ else list(KINDS)
     results, failed = [], False
@@ -60,11 +59,7 @@ def inspect(client: Client, fmt: str | None, size: bool, type_: str | None, name
             failed = True
         else:
             results.append(found)
-    if fmt and fmt != "json":
-        for r in results:
-            click.echo(render(fmt, r))
-    else:
-        click.echo(json.dumps(results, indent=4))
+    emit_inspect(results, fmt)
     if failed:
         sys.exit(1)
 

@@ -264,7 +264,7 @@ def exec_(client: Client, interactive: bool, tty: bool, detach: bool, env: tuple
           env_file: tuple[str, ...], user: str | None, workdir: str | None, privileged: bool,
           detach_keys: str | None, container: str, command: tuple[str, ...]) -> None:
     """Execute a command in a running container; exit with the command's exit code."""
-    from .containers import parse_env
+    from .create_flags import parse_env
 
     if not detach:
         check_terminal(tty, interactive, detach_keys)

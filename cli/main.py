@@ -11,7 +11,30 @@ from .client import Client, ClientError, TLSConfig
 
 
 class Group(click.Group):
-    """Turns client errors into a message and an exit code instead of a traceback."""
+    """Turns client errors into a message and an exit code instead of a traceback.
+
+    Plugin commands (``register_commands``) are added the first time a name is not a built-in
+    command, or the whole list is needed (``--help``): loading the hook modules imports the
+    daemon package and the plugins (about half of start-up), which ``dockyard ps`` does not use.
+    """
+
+    plugins_loaded = False
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and not self.plugins_loaded:
+            self.load_plugins()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        if not self.plugins_loaded:
+            self.load_plugins()
+        return super().list_commands(ctx)
+
+    def load_plugins(self) -> None:
+        self.plugins_loaded = True
+        _plugin_commands(self)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -47,10 +70,9 @@ def load_commands() -> None:
 
     ports.register(cli)
     interactive.register(cli)
-    _plugin_commands()
 
 
-def _plugin_commands() -> None:
+def _plugin_commands(cli: click.Group) -> None:
     """Let hook modules add commands (``register_commands``); a broken one only warns."""
     from importlib import metadata
 

@@ -9,8 +9,6 @@ from typing import Any, Iterable, Sequence
 
 import click
 
-from dockyard.util import human_duration  # noqa: F401  (re-exported for the commands)
-
 FORMAT_HELP = "Output: table (default), json, or a template like '{{.ID}} {{.Name}}'"
 
 
@@ -59,6 +57,14 @@ def output(fmt: str | None, items: list[dict[str, Any]], columns: Sequence[str],
         table(columns, rows)
 
 
+def human_duration(seconds: float) -> str:
+    """The daemon's ``2 hours`` style; imported here, not at the top, because importing the
+    ``dockyard`` package (drivers, pluggy) costs every command's start-up."""
+    from dockyard.util import human_duration as daemons
+
+    return daemons(seconds)
+
+
 def human_size(n: float) -> str:
     """Docker's decimal sizes: 1.23MB."""
     for unit in ("B", "kB", "MB", "GB", "TB"):
@@ -66,6 +72,17 @@ def human_size(n: float) -> str:
             return f"{n:.3g}{unit}" if unit != "B" else f"{int(n)}B"
         n /= 1000
     return f"{n}TB"
+
+
+def prune_report(kind: str, deleted: list[str], space_reclaimed: int) -> None:
+    """What docker prints after a container or volume prune: ``Deleted <kind>:`` and one id
+    or name a line (when any), then the space reclaimed."""
+    if deleted:
+        click.echo(f"Deleted {kind}:")
+        for item in deleted:
+            click.echo(item)
+        click.echo()
+    click.echo(f"Total reclaimed space: {human_size(space_reclaimed)}")
 
 
 def err(message: str) -> None:

@@ -12,7 +12,6 @@ import base64
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,8 @@ def read_config() -> dict[str, Any]:
 
 
 def write_config(value: dict[str, Any]) -> None:
+    import tempfile  # here, not at the top: only login/logout write (start-up of every command)
+
     d = config_dir()
     d.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(d, 0o700)

@@ -12,7 +12,7 @@ import click
 
 from .client import APIError, Client, q
 from .options import filter_dict
-from .output import human_size, output, render_template
+from .output import output, prune_report, render_template
 
 # -- run/create flags ---------------------------------------------------------------------------
 
@@ -40,7 +40,7 @@ def _bool(value: str, key: str) -> bool:
 
 
 def _size(text: str) -> int:
-    from .containers import parse_size
+    from .create_flags import parse_size
 
     return parse_size(text, "--mount tmpfs-size")
 
@@ -227,13 +227,7 @@ def prune(client: Client, all_: bool, filters: tuple[str, ...], force: bool) -> 
     if all_:
         f["all"] = ["true"]
     result = client.post("/volumes/prune", params={"filters": json.dumps(f)} if f else None)
-    deleted = result.get("VolumesDeleted") or []
-    if deleted:
-        click.echo("Deleted Volumes:")
-        for name in deleted:
-            click.echo(name)
-        click.echo()
-    click.echo(f"Total reclaimed space: {human_size(result.get('SpaceReclaimed') or 0)}")
+    prune_report("Volumes", result.get("VolumesDeleted") or [], result.get("SpaceReclaimed") or 0)
 
 
 volume.add_command(ls, "list")

@@ -170,7 +170,10 @@ def on_event(event):
 def register_commands(cli):
     """Add commands to the ``dockyard`` CLI.
 
-    Called when the CLI starts, in the client process (not the daemon).
+    Called in the client process (not the daemon), once, the first time the CLI needs a command
+    that is not built in or the list of all commands (``--help``); a built-in command such as
+    ``dockyard ps`` runs without loading hook modules. So add new names: a plugin cannot
+    replace a built-in command or add to a built-in group.
 
     :param cli: the root ``click.Group``; call ``cli.command()`` / ``cli.add_command()``.
 
