@@ -14,6 +14,7 @@ from aiohttp import web
 from ..errors import InvalidArgument, NotSupported
 from ..lifecycle import State
 from ..runtime.logfile import LogRecord, split_lines
+from ..containers import options
 from ..containers.detachkeys import parse_detach_keys
 from .hijack import hijack
 from .stdin import pump_stdin, run_streams
@@ -41,6 +42,10 @@ def _timeout(request: web.Request) -> int | None:
 @routes.post("/containers/create")
 async def create(request: web.Request) -> web.Response:
     body = await json_body(request)
+    platform = request.query.get("platform")
+    images = service(request).images
+    if platform and images is not None and isinstance(body, dict) and isinstance(body.get("Image"), str):
+        options.check_platform(images.resolve(body["Image"]).config or {}, platform)  # --platform
     c = await service(request).create(body, request.query.get("name") or None)
     return json_response({"Id": c.id, "Warnings": []}, status=201)
 

@@ -72,10 +72,12 @@ def hosts(config: dict[str, Any], host_config: dict[str, Any], address: str | No
         if ip == "host-gateway":
             continue  # needs a network; the bridge driver fills it in
         lines.append(f"{ip}\t{name}")
+    domain = config.get("Domainname") or ""
+    names = f"{hostname}.{domain} {hostname}" if hostname and domain else hostname  # as Docker
     if address:
-        lines.append(f"{address}\t{hostname}")
+        lines.append(f"{address}\t{names}")
     elif hostname:
-        lines[0] += f" {hostname}"
+        lines[0] += f" {names}"
     return "\n".join(lines) + "\n"
 
 
@@ -102,9 +104,7 @@ def host_network_files(host_config: dict[str, Any]) -> tuple[str, str]:
 
 def write(directory: Path, config: dict[str, Any], host_config: dict[str, Any], address: str | None = None) -> None:
     p = paths(directory)
-    name = config.get("Hostname") or ""
-    domain = config.get("Domainname") or ""
-    p["hostname"].write_text((f"{name}.{domain}" if domain else name) + "\n")
+    p["hostname"].write_text((config.get("Hostname") or "") + "\n")  # Docker: without the domain
     if host_config.get("NetworkMode") == "host":
         hosts_text, resolv_text = host_network_files(host_config)
     else:

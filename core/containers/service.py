@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import shutil
@@ -31,7 +32,8 @@ from ..errors import (
 from ..lifecycle import State, require
 from ..runtime import capabilities
 from ..timestamps import parse_timestamp
-from . import configure, etcfiles, health, mounts, ports
+from . import configure, etcfiles, health, mounts, options, ports, startopts
+from . import devices, runtime_opts
 from .record import Container
 from .spec import build_spec
 
@@ -181,10 +183,15 @@ class ContainerService:
         ports.validate(config, host_config)  # bad port specs -> 400 now
         capabilities.resolve(host_config.get("CapAdd"), host_config.get("CapDrop"))  # unknown names -> 400
         Resources.from_host_config(host_config)  # limits the kernel would refuse -> 400 now
+        runtime_opts.validate(host_config, getattr(self.cgroups, "version", 1))  # devices, cgroupns, oom score
         log_limits((host_config.get("LogConfig") or {}).get("Config") or {}, {"max-size": "0", "max-file": "1"})
         mount_points = mounts.plan(config, host_config, self)  # bad mounts -> 400 before anything exists
         networks = (self.networks.container_networks(host_config, body.get("NetworkingConfig"))
                     if self.networks is not None else {})
+        options.check(config, host_config, runtime=self.runtime, storage=self.storage,
+                      networking=body.get("NetworkingConfig"))  # refused options -> 400
+        startopts.check_links(self, host_config, networks)
+        options.settle_mac(config, host_config, networks)
         if name is None:
             name = self._generate_name()
         self._check_name_free(name)
@@ -245,10 +252,12 @@ class ContainerService:
             rootfs = Path(await asyncio.to_thread(self.storage.mount, c.id))
             undo.callback(self.storage.unmount, c.id)
             procs: list[str] = []
+            device_plan = devices.plan(c.host_config)
             if cg is not None:
                 if cg.exists(c.id):
                     cg.remove(c.id)
-                cg.create(c.id, Resources.from_host_config(c.host_config))
+                cg.create(c.id, dataclasses.replace(Resources.from_host_config(c.host_config),
+                                                    devices=device_plan.rules))
                 undo.callback(cg.remove, c.id)
                 procs = cg.procs_files(c.id)
             log_max_size, log_max_files = self._log_limits(c)
@@ -259,11 +268,13 @@ class ContainerService:
                 sandbox = await self.networks.setup(c, directory)
                 if sandbox:
                     namespaces["net"] = sandbox
+            undo.callback(startopts.release, self, c)
+            config = await startopts.prepare(self, c, directory, namespaces)  # links, sysctls, domainname
             spec = build_spec(
-                cid=c.id, config=c.config, host_config=c.host_config, rootfs=rootfs,
+                cid=c.id, config=config, host_config=c.host_config, rootfs=rootfs,
                 files=etcfiles.paths(directory), mounts=extra_mounts, cgroup_procs=procs,
                 log_path=self.log_path(c), log_max_size=log_max_size, log_max_files=log_max_files,
-                namespaces=namespaces,
+                namespaces=namespaces, devices=device_plan.nodes,
             )
             try:
                 pid = await self.runtime.start(spec)
@@ -274,6 +285,7 @@ class ContainerService:
                 self._wake(self.start_waiters, c.id, False)
                 raise
             undo.pop_all()
+        startopts.release(self, c)  # the container's processes hold its UTS namespace now
         c.status, c.pid, c.error = State.RUNNING.value, pid, ""
         c.started_ns, c.has_been_started, c.manually_stopped, c.oom_killed = time.time_ns(), True, False, False
         c.exit_code = 0
@@ -286,16 +298,18 @@ class ContainerService:
         ns: dict[str, str | None] = {"net": None, "ipc": None, "uts": None, "pid": None}
         mode = c.host_config.get("NetworkMode") or "default"
         if mode == "host":
-            ns["net"] = ns["uts"] = "host"
+            ns["net"] = "host"  # as Docker: its own UTS namespace, named after the host unless -h
         elif mode.startswith("container:"):
             other = self.get(mode.split(":", 1)[1])
             if other.state != State.RUNNING or not other.pid:
                 raise Conflict(f"cannot join network of a non running container: {other.id}")
             ns["net"] = f"/proc/{other.pid}/ns/net"
-        if c.host_config.get("PidMode") == "host":
-            ns["pid"] = "host"
-        if c.host_config.get("IpcMode") == "host":
-            ns["ipc"] = "host"
+        for kind, key in (("pid", "PidMode"), ("ipc", "IpcMode")):
+            join = c.host_config.get(key) or ""
+            if join == "host":
+                ns[kind] = "host"
+            elif join.startswith("container:"):
+                ns[kind] = startopts.joined_namespace(self, join, kind)
         if c.host_config.get("UTSMode") == "host":
             ns["uts"] = "host"
         return ns
@@ -783,6 +797,7 @@ class ContainerService:
 
     async def reconcile(self) -> None:
         """Load records and make them agree with reality; log every cleanup."""
+        startopts.remove_stale_pins(self)
         loaded = []
         for directory in sorted(self.root.iterdir()):
             c = Container.load(directory) if directory.is_dir() else None

@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..drivers.runtime import ContainerSpec, Mount
+from ..drivers.runtime import ContainerSpec, DeviceNode, Mount
 from ..errors import InvalidArgument
 from ..runtime import capabilities
+from . import runtime_opts
 from .inroot import resolve_in_root
 
 
@@ -104,6 +105,7 @@ def build_spec(
     log_max_files: int,
     namespaces: dict[str, str | None],
     default_init: bool = False,
+    devices: list[DeviceNode] | None = None,
 ) -> ContainerSpec:
     hc = host_config
     uid, gid, groups = resolve_user(rootfs, config.get("User") or "", hc.get("GroupAdd"))
@@ -112,7 +114,12 @@ def build_spec(
     etc_mounts = [Mount(str(path), f"/etc/{name}", "bind", ["rbind", "rprivate"]) for name, path in files.items()]
     cmd = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
     init = hc.get("Init")
+    # --security-opt systempaths=unconfined: the CLI sends empty MaskedPaths and ReadonlyPaths
+    paths = {k: list(hc[f]) for k, f in (("masked_paths", "MaskedPaths"), ("readonly_paths", "ReadonlyPaths"))
+             if hc.get(f) is not None}
     return ContainerSpec(
+        **paths,
+        **runtime_opts.spec_fields(hc, cgroup_procs, devices or []),  # devices, cgroup view, oom score
         id=cid,
         rootfs=rootfs,
         args=cmd,
@@ -134,7 +141,7 @@ def build_spec(
         seccomp=False if hc.get("Privileged") else seccomp,
         ulimits=_ulimits(hc),
         init=default_init if init is None else bool(init),
-        namespaces=namespaces,
+        namespaces={**namespaces, "cgroup": runtime_opts.cgroupns(hc)},
         cgroup_procs=cgroup_procs,
         shm_size=int(hc.get("ShmSize") or 64 * 1024 * 1024),
         log_path=log_path,

@@ -53,6 +53,46 @@ def online_cpus() -> int:
         return os.cpu_count() or 1
 
 
+@dataclass(frozen=True)
+class DeviceRule:
+    """One devices-cgroup rule, as in the kernel's cgroup-v1 devices.allow/devices.deny:
+    ``type`` "a" (all), "c" or "b"; ``major``/``minor`` None for ``*``; ``access`` a subset
+    of "rwm". Rules apply in order, the last match wins (runc's semantics)."""
+
+    allow: bool
+    type: str = "a"
+    major: int | None = None
+    minor: int | None = None
+    access: str = "rwm"
+
+    def __str__(self) -> str:
+        if self.type == "a":
+            return "a"
+        num = lambda n: "*" if n is None else str(n)  # noqa: E731
+        return f"{self.type} {num(self.major)}:{num(self.minor)} {self.access}"
+
+
+def _c(major: int | None, minor: int | None, access: str = "rwm", allow: bool = True) -> DeviceRule:
+    return DeviceRule(allow, "c", major, minor, access)
+
+
+#: What every non-privileged container may use: moby's oci/defaults.go list followed by
+#: runc's AllowedDevices (which runc appends after the user's rules). /dev/net/tun (10:200)
+#: is not there: runc 1.2 dropped it. The user's --device and --device-cgroup-rule rules go
+#: between DEFAULT_DEVICE_RULES_HEAD and DEFAULT_DEVICE_RULES_TAIL.
+DEFAULT_DEVICE_RULES_HEAD: tuple[DeviceRule, ...] = (
+    DeviceRule(False, "a"),
+    _c(1, 5), _c(1, 3), _c(1, 9), _c(1, 8), _c(5, 0), _c(5, 1),  # zero null urandom random tty console
+    _c(10, 229, allow=False),  # fuse
+)
+DEFAULT_DEVICE_RULES_TAIL: tuple[DeviceRule, ...] = (
+    _c(None, None, "m"), DeviceRule(True, "b", None, None, "m"),  # mknod of anything (opening is denied)
+    _c(1, 3), _c(1, 8), _c(1, 7), _c(5, 0), _c(1, 5), _c(1, 9),  # null random full tty zero urandom
+    _c(136, None), _c(5, 2),  # /dev/pts/*, /dev/ptmx
+)
+ALLOW_ALL_DEVICES: tuple[DeviceRule, ...] = (DeviceRule(True, "a"),)
+
+
 @dataclass
 class Resources:
     """Resource limits for one container. ``None`` everywhere means "leave the default".
@@ -73,6 +113,9 @@ class Resources:
     cpuset_mems: str | None = None
     pids_limit: int | None = None
     blkio_weight: int | None = None
+    #: device access rules, in order; None leaves the cgroup's (inherited) rules. Set at
+    #: create only, by the daemon (dockyard.containers.devices): never from HostConfig keys
+    devices: list[DeviceRule] | None = None
 
     _KEYS: ClassVar[dict[str, str]] = {
         "Memory": "memory", "MemorySwap": "memory_swap", "MemoryReservation": "memory_reservation",

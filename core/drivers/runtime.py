@@ -60,6 +60,34 @@ class Mount:
     options: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class DeviceNode:
+    """A device node made (mknod) at ``path`` inside the container, like the host's node
+    (``type`` "c" or "b", numbers, permission bits, owner)."""
+
+    path: str
+    type: str
+    major: int
+    minor: int
+    mode: int = 0o666
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass(frozen=True)
+class CgroupMount:
+    """One cgroup hierarchy the container sees at /sys/fs/cgroup/``name`` (``name`` "" is
+    /sys/fs/cgroup itself: a cgroup-v2-only host). With a private cgroup namespace it is a
+    fresh mount (``fstype`` "cgroup" with the v1 ``options`` such as "cpu,cpuacct", or
+    "cgroup2"); with the host's namespace, a bind of ``host_dir``, the container's own
+    cgroup directory, as runc does."""
+
+    name: str
+    fstype: str
+    options: str
+    host_dir: str
+
+
 @dataclass
 class ContainerSpec:
     """Everything a runtime needs to start one container. Paths are host paths except
@@ -96,6 +124,12 @@ class ContainerSpec:
     log_max_size: int = 10 * 1024 * 1024  # 0 = no rotation
     log_max_files: int = 3
     state_dir: Path | None = None  # default <runtime state>/<id>; list() only sees the default
+    devices: list[DeviceNode] = field(default_factory=list)  # besides the default null, zero, ... nodes
+    oom_score_adj: int | None = None  # written to /proc/self/oom_score_adj before exec
+    # /sys/fs/cgroup: hierarchies, plus (target, link name) symlinks such as ("cpu,cpuacct", "cpu");
+    # namespaces["cgroup"] None (private) mounts them, "host" binds the container's directories
+    cgroup_mounts: list[CgroupMount] = field(default_factory=list)
+    cgroup_links: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass

@@ -62,7 +62,7 @@ def endpoint_settings(net: Network, cfg: dict[str, Any] | None = None) -> dict[s
         "IPAMConfig": cfg.get("IPAMConfig") or None,
         "Links": cfg.get("Links") or None,
         "Aliases": cfg.get("Aliases") or None,
-        "MacAddress": "",
+        "MacAddress": cfg.get("MacAddress") or "",  # the requested one (containers/options.py checks it)
         "DriverOpts": cfg.get("DriverOpts") or None,
         "NetworkID": net.id,
         "EndpointID": "",
@@ -514,8 +514,11 @@ class NetworkService:
             ip = pool.request(epid, fixed)
             rec.last = pool.last
             mtu = int(net.options.get("com.docker.network.driver.mtu") or 1500)
+            # --mac-address: kept in Config.MacAddress for the first network (the settings' copy
+            # is cleared when the container stops), else Docker's 02:42:<ip> scheme
+            mac = settings.get("MacAddress") or (c.config.get("MacAddress") if not mine else "") or mac_for(ip)
             ep = Endpoint(id=epid, network_id=rec.id, container_id=c.id, netns=str(path), ifname=ifname,
-                          address=f"{ip}/{rec.prefixlen()}", gateway=net.gateway, mac=mac_for(ip), mtu=mtu,
+                          address=f"{ip}/{rec.prefixlen()}", gateway=net.gateway, mac=mac, mtu=mtu,
                           aliases=list(settings.get("Aliases") or []),
                           default_route=not net.internal and not any(e.default_route for e in mine))
             rec.endpoints[epid] = ep
@@ -598,6 +601,9 @@ class NetworkService:
             raise InvalidArgument("container sharing network namespace with another container or host cannot be "
                                   "connected to any other network")
         self._check_endpoint_config(rec, cfg)
+        if cfg.get("MacAddress"):
+            raise InvalidArgument("--mac-address is supported only for a container's first network on this engine "
+                                  "(set it at create)")
         async with svc.lock(c.id):
             if rec.name in c.networks:
                 raise Conflict(f"endpoint with name {c.name} already exists in network {rec.name}")

@@ -50,6 +50,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -360,6 +361,15 @@ static void child_main(struct child_io *io)
         if (fd < 0 || write(fd, "0", 1) != 1) die("cgroup", recs[i].data, errno);
         close(fd);
     }
+    /* before caps are dropped: lowering the score needs CAP_SYS_RESOURCE */
+    const char *oom = get("oom_score_adj");
+    if (oom) {
+        int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, oom, strlen(oom)) < 0) die("oom_score_adj", oom, errno);
+        close(fd);
+    }
+    /* a cgroup namespace made now is rooted at the container's cgroups, not the monitor's */
+    if (get("cgroupns") && unshare(CLONE_NEWCGROUP) < 0) die("unshare", "cgroup namespace", errno);
     setsid();
     if (!io->tty) {
         if (dup2(io->in, 0) < 0 || dup2(io->out, 1) < 0 || dup2(io->err, 2) < 0) die("stdio", NULL, errno);
@@ -464,6 +474,28 @@ static void child_main(struct child_io *io)
             if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0 ||
                 setattr(AT_FDCWD, p, AT_RECURSIVE, MOUNT_ATTR_RDONLY) < 0)
                 die("readonly", p, errno);
+        } else if (!strcmp(kind, "mknod")) {
+            /* mknod\0path\0c|b\0major\0minor\0mode\0uid\0gid, the parent resolved in the root */
+            char dir[4096];
+            snprintf(dir, sizeof dir, "%s", field(r, 1));
+            char *slash = strrchr(dir, '/');
+            if (!slash || !slash[1]) die("mknod", field(r, 1), EINVAL);
+            *slash = 0;
+            const char *base = slash + 1;
+            int dfd = open_in_root(rootfd, *dir ? dir : "/", 1);
+            if (dfd < 0) die("mkdir", dir, errno);
+            mode_t perm = strtoul(field(r, 5), NULL, 8) & 07777;
+            dev_t dev = makedev(strtoul(field(r, 3), NULL, 10), strtoul(field(r, 4), NULL, 10));
+            if (mknodat(dfd, base, (field(r, 2)[0] == 'b' ? S_IFBLK : S_IFCHR) | perm, dev) == 0) {
+                if (fchownat(dfd, base, strtoul(field(r, 6), NULL, 10), strtoul(field(r, 7), NULL, 10),
+                             AT_SYMLINK_NOFOLLOW) < 0 || fchmodat(dfd, base, perm, 0) < 0) /* no umask */
+                    die("mknod", field(r, 1), errno);
+            } else if (errno != EEXIST) {
+                die("mknod", field(r, 1), errno);
+            }
+            close(dfd);
+        } else if (!strcmp(kind, "setro")) {
+            if (setattr(AT_FDCWD, field(r, 1), 0, MOUNT_ATTR_RDONLY) < 0) die("readonly", field(r, 1), errno);
         } else if (!strcmp(kind, "rootro")) {
             if (setattr(AT_FDCWD, "/", 0, MOUNT_ATTR_RDONLY) < 0) die("readonly", "/", errno);
         }

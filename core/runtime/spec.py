@@ -17,7 +17,11 @@ op                    after pivot_root, in order: ``mount\\0src\\0target\\0fstyp
                       ``bind\\0hostsrc\\0target\\0MOUNT_ATTR_*\\0recursive\\0MS_<propagation>``,
                       ``tmpfs\\0target\\0MOUNT_ATTR_*\\0data`` (targets of bind and tmpfs resolved
                       in the root, missing ones created), ``symlink\\0target\\0linkpath``, ``mkdir\\0path\\0octal mode``,
-                      ``mask\\0path``, ``ropath\\0path``, ``rootro``
+                      ``mask\\0path``, ``ropath\\0path``, ``rootro``, ``setro\\0path`` (one mount),
+                      ``mknod\\0path\\0c|b\\0major\\0minor\\0octal mode\\0uid\\0gid`` (parent dirs
+                      resolved in the root; an existing file is kept)
+cgroupns              ``1``: unshare the cgroup namespace after joining the cgroups
+oom_score_adj         decimal, written to /proc/self/oom_score_adj before anything else
 hostname, cwd         strings
 rlimit                ``"<RLIMIT_*> <soft> <hard>"`` (-1 = unlimited)
 uid, gid, groups      decimal; groups space separated
@@ -35,7 +39,7 @@ import os
 from typing import Any
 from pathlib import Path
 
-from ..drivers.runtime import ContainerSpec, ExecSpec, validate_ulimits
+from ..drivers.runtime import ContainerSpec, DeviceNode, ExecSpec, validate_ulimits
 from ..errors import InvalidArgument
 from . import capabilities, seccomp
 
@@ -55,7 +59,11 @@ PROPAGATION = {"private": MS_PRIVATE, "rprivate": MS_PRIVATE, "slave": MS_SLAVE,
 MS_OPT = {"ro": MS_RDONLY, "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC,
           "rw": 0, "relatime": MS_RELATIME, "strictatime": MS_STRICTATIME}
 
-DEVICES = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"]
+# made with mknod, as runc does outside user namespaces: a bind of the host's node would let a
+# container chmod/chown the host's /dev/null
+DEVICES = [DeviceNode("/dev/null", "c", 1, 3), DeviceNode("/dev/zero", "c", 1, 5), DeviceNode("/dev/full", "c", 1, 7),
+           DeviceNode("/dev/random", "c", 1, 8), DeviceNode("/dev/urandom", "c", 1, 9), DeviceNode("/dev/tty", "c", 5, 0)]
+CGROUP_ROOT = "/sys/fs/cgroup"
 INIT_TARGET = "/sbin/docker-init"
 
 
@@ -89,6 +97,37 @@ def _container_caps(spec: ContainerSpec) -> list[str]:
     if spec.capabilities is not None:
         return [capabilities.normalize(c) for c in spec.capabilities]
     return list(capabilities.DOCKER_DEFAULT)
+
+
+def _mknod(op: Any, dev: DeviceNode) -> None:
+    if not dev.path.startswith("/") or dev.type not in ("c", "b"):
+        raise InvalidArgument(f"invalid device {dev.path}")
+    op("mknod", dev.path, dev.type, dev.major, dev.minor, "%o" % (dev.mode & 0o7777), dev.uid, dev.gid)
+
+
+def _cgroup_ops(op: Any, spec: ContainerSpec, private: bool) -> None:
+    """/sys/fs/cgroup as Docker shows it: a tmpfs holding one mount per hierarchy (or the
+    cgroup2 mount itself on a v2-only host), read-only unless privileged. A private cgroup
+    namespace mounts each hierarchy (its root is the container's cgroup); the host's namespace
+    gets binds of the container's own directories (runc's cgroupns=host behaviour)."""
+    if not spec.cgroup_mounts:
+        return
+    ro = not spec.privileged
+    on_tmpfs = any(m.name for m in spec.cgroup_mounts)
+    if on_tmpfs:
+        op("tmpfs", CGROUP_ROOT, ATTR["nosuid"] | ATTR["nodev"] | ATTR["noexec"], "mode=755")
+    for m in spec.cgroup_mounts:
+        target = f"{CGROUP_ROOT}/{m.name}" if m.name else CGROUP_ROOT
+        if private:
+            op("mount", "cgroup", target, m.fstype, MS_NOSUID | MS_NODEV | MS_NOEXEC | (MS_RDONLY if ro else 0),
+               m.options if m.fstype == "cgroup" else "")
+        else:
+            op("bind", m.host_dir, target, ATTR["nosuid"] | ATTR["nodev"] | ATTR["noexec"] | (ATTR["ro"] if ro else 0), 0)
+    if on_tmpfs:
+        for target, link in spec.cgroup_links:
+            op("symlink", target, f"{CGROUP_ROOT}/{link}")
+        if ro:
+            op("setro", CGROUP_ROOT)
 
 
 # Record blocks shared by a container's spec and an exec's.
@@ -142,13 +181,17 @@ def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Pa
     for kind, val in ns.items():
         if kind not in NS_FLAGS:
             raise InvalidArgument(f"unsupported namespace kind {kind!r}")
-        if val is None:
+        if val is None and kind == "cgroup":
+            add("cgroupns", 1)  # unshared once in its cgroups: the namespace's root is the container's cgroup
+        elif val is None:
             flags |= NS_FLAGS[kind]
         elif val != "host":
             add("setns", NS_FLAGS[kind], val)
     add("clone_flags", flags)
     for p in spec.cgroup_procs:
         add("cgroup", p)
+    if spec.oom_score_adj is not None:
+        add("oom_score_adj", int(spec.oom_score_adj))
     _add_stdio(add, spec.tty, spec.console_size, spec.open_stdin, spec.stdin_once)
 
     # --- mounts, after pivot_root, in order
@@ -165,8 +208,9 @@ def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Pa
     if ns["ipc"] is None:
         op("mount", "mqueue", "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, "")
     op("mount", "sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | (0 if priv else MS_RDONLY), "")
+    _cgroup_ops(op, spec, private=ns["cgroup"] is None)
     for dev in DEVICES:
-        op("bind", dev, dev, ATTR["nosuid"] | ATTR["noexec"], 0)
+        _mknod(op, dev)
     for target, link in [("pts/ptmx", "/dev/ptmx"), ("/proc/self/fd", "/dev/fd"),
                          ("/proc/self/fd/0", "/dev/stdin"), ("/proc/self/fd/1", "/dev/stdout"),
                          ("/proc/self/fd/2", "/dev/stderr"), ("/proc/kcore", "/dev/core")]:
@@ -197,6 +241,8 @@ def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Pa
                 else:
                     data.append(o)
             op("mount", m.source or m.type, m.target, m.type, fl, ",".join(data))
+    for dev in spec.devices:
+        _mknod(op, dev)
     if spec.init:
         op("bind", init_path, INIT_TARGET, ATTR["ro"], 0)
     if not priv:
@@ -234,7 +280,7 @@ def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Pa
 def exec_settings(spec: ContainerSpec) -> dict:
     """What an exec into this container needs later (kept in the runtime's state dir)."""
     return {"caps": _container_caps(spec), "privileged": spec.privileged, "nnp": bool(spec.no_new_privileges),
-            "seccomp": spec.seccomp, "cgroup_procs": list(spec.cgroup_procs),
+            "seccomp": spec.seccomp, "cgroup_procs": list(spec.cgroup_procs), "oom_score_adj": spec.oom_score_adj,
             "rootfs": str(Path(spec.rootfs).resolve())}
 
 
@@ -269,6 +315,8 @@ def build_exec(spec: ExecSpec, settings: dict, pid: int, *, state_dir: Path, log
     add("clone_flags", 0)
     for p in settings.get("cgroup_procs") or []:
         add("cgroup", p)
+    if settings.get("oom_score_adj") is not None:
+        add("oom_score_adj", int(settings["oom_score_adj"]))
     _add_stdio(add, spec.tty, spec.console_size, spec.open_stdin, True)
     cwd = spec.cwd or "/"
     if not cwd.startswith("/"):

@@ -415,3 +415,33 @@ def test_join_network_namespace_of_another_container(env):
 
     got, expected = asyncio.run(go())
     assert got == expected and got != os.readlink("/proc/self/ns/net")
+
+
+# --------------------------------------------------------------------------- device nodes
+
+def test_device_nodes_are_made_inside_the_root(env):
+    """mknod'ed nodes get the asked numbers, mode and owner, and a symlink in the image cannot
+    send one outside the rootfs (the parent is resolved with RESOLVE_IN_ROOT)."""
+    import secrets
+    import shutil
+
+    from dockyard.drivers.runtime import DeviceNode
+
+    rt, rootfs, _ = env
+    name = f"escape-{secrets.token_hex(4)}"
+    link = rootfs / f"link-{name}"
+    link.symlink_to(f"../../../{name}")
+    outside, inside = (rootfs / f"../../../{name}").resolve(), rootfs / name
+    try:
+        status, out, err = sh(env, f"stat -c '%F %t:%T %a %u:%g' /dev/xnull /dev/snd/x /link-{name}/n",
+                              devices=[DeviceNode("/dev/xnull", "c", 1, 3, 0o640, 0, 5),
+                                       DeviceNode("/dev/snd/x", "b", 7, 9, 0o600, 3, 4),
+                                       DeviceNode(f"/link-{name}/n", "c", 1, 3)])
+        assert status.exit_code == 0, err
+        assert out.decode().splitlines() == ["character special file 1:3 640 0:5",
+                                             "block special file 7:9 600 3:4",
+                                             "character special file 1:3 666 0:0"]
+        assert not outside.exists() and (inside / "n").exists()
+    finally:
+        link.unlink()
+        shutil.rmtree(inside, ignore_errors=True)

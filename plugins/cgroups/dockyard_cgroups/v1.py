@@ -14,7 +14,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from dockyard.drivers.cgroups import Resources
+from dockyard.drivers.cgroups import DeviceRule, Resources
 from dockyard.errors import Conflict, NotSupported, SkipPlugin
 
 from . import common as c
@@ -123,6 +123,17 @@ class CgroupV1:
             c.write(self._dir(cid, "pids") / "pids.max", r.pids_limit if r.pids_limit > 0 else "max")
         if r.blkio_weight is not None:
             self._apply_blkio_weight(self._dir(cid, "blkio"), r.blkio_weight)
+        if r.devices is not None:
+            self._apply_devices(self._dir(cid, "devices"), r.devices)
+
+    @staticmethod
+    def _apply_devices(d: Path | None, rules: list[DeviceRule]) -> None:
+        """Write the rules in order (the container's cgroup is new and empty: "a" in
+        devices.deny resets it to deny-all, which needs a cgroup without children)."""
+        if d is None:
+            raise NotSupported("the devices cgroup controller is not mounted")
+        for rule in rules:
+            c.write(d / ("devices.allow" if rule.allow else "devices.deny"), str(rule))
 
     def _apply_memory(self, mem: Path, r: Resources) -> None:
         """memory.limit_in_bytes and memory.memsw.limit_in_bytes, in the order the kernel

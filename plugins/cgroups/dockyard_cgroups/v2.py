@@ -12,10 +12,11 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from dockyard.drivers.cgroups import Resources
+from dockyard.drivers.cgroups import ALLOW_ALL_DEVICES, DeviceRule, Resources
 from dockyard.errors import Conflict, SkipPlugin
 
 from . import common as c
+from . import devicefilter
 from .detect import Layout, host_layout
 
 log = logging.getLogger("dockyard.cgroups.v2")
@@ -100,6 +101,8 @@ class CgroupV2:
         self._apply(self._need(cid), resources)
 
     def _apply(self, d: Path, r: Resources) -> None:
+        if r.devices is not None:
+            self._apply_devices(d, r.devices)
         if r.memory is not None:
             c.write(d / "memory.max", r.memory if r.memory > 0 else "max")
         if r.memory_swap is not None:
@@ -134,6 +137,13 @@ class CgroupV2:
                 c.write(d / "io.weight", f"default {blkio_to_io_weight(r.blkio_weight)}")
             else:
                 log.warning("kernel does not support Block I/O weight: BlkioWeight discarded")
+
+    @staticmethod
+    def _apply_devices(d: Path, rules: list[DeviceRule]) -> None:
+        """cgroup v2 filters devices with an eBPF program (see devicefilter); "allow all"
+        (privileged) needs none."""
+        if tuple(rules) != ALLOW_ALL_DEVICES:
+            devicefilter.attach(str(d), rules)
 
     def procs_files(self, cid: str) -> list[str]:
         return [str(self._need(cid) / "cgroup.procs")]
