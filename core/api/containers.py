@@ -228,6 +228,8 @@ def _tail(request: web.Request) -> int | None:
 async def logs(request: web.Request) -> web.StreamResponse:
     svc = service(request)
     c = svc.get(request.match_info["id"])
+    if options.log_driver(c.host_config) == "none":
+        raise NotSupported("configured logging driver does not support reading")
     streams = _streams(request, False)
     if not streams:
         raise InvalidArgument("Bad parameters: you must choose at least one stream")

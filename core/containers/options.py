@@ -15,7 +15,7 @@ from ..errors import InvalidArgument
 
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
 #: ``LogConfig.Type`` values served by the one log store (``docker logs`` reads them all).
-LOG_DRIVERS = ("", "dockyard", "json-file", "local")
+LOG_DRIVERS = ("", "dockyard", "json-file", "local", "none")
 #: Alias accepted for the default runtime: compose files and tools pass it.
 RUNTIME_ALIASES = ("runc",)
 #: Sysctls of the IPC namespace (allowed by Docker, not settable by this engine's runtime).
@@ -88,6 +88,11 @@ def _check_storage_opt(hc: dict[str, Any], storage: Any) -> None:
         if key == "size":
             raise InvalidArgument(f"--storage-opt size is not supported by the {name} storage driver")
         raise InvalidArgument(f"Unknown option {key}")
+
+
+def log_driver(hc: dict[str, Any]) -> str:
+    """The container's ``--log-driver``; every name but "none" is the engine's log store."""
+    return (hc.get("LogConfig") or {}).get("Type") or "json-file"
 
 
 def _check_log_driver(hc: dict[str, Any]) -> None:

@@ -317,6 +317,8 @@ class ContainerService:
     def _log_limits(self, c: Container) -> tuple[int, int]:
         """``--log-opt max-size/max-file`` of the container, else the daemon's ``log-opts``."""
         opts = (c.host_config.get("LogConfig") or {}).get("Config") or {}
+        if options.log_driver(c.host_config) == "none":  # nothing kept for docker logs: a small buffer that attach reads
+            return log_limits(opts, {"max-size": "1m", "max-file": "1"})
         size, files = self.log_defaults
         return log_limits(opts, {"max-size": str(size), "max-file": str(files)})
 

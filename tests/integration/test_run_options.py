@@ -209,6 +209,18 @@ def test_compose_style_json_file_logging_is_accepted(d):
     assert run(d, "--log-driver", "json-file", "--log-opt", "max-size=1m", "busybox", "echo", "hi") == "hi\n"
 
 
+def test_log_driver_none_keeps_nothing_to_read(d):
+    assert run(d, "--log-driver", "none", "busybox", "echo", "attached") == "attached\n"  # attach still works
+    r = d.docker("run", "-d", "--log-driver", "none", "busybox", "sh", "-c", "echo hidden")
+    assert r.returncode == 0, r.stderr.decode()
+    cid = r.stdout.decode().strip()
+    assert d.docker("wait", cid).stdout.strip() == b"0"
+    r = d.docker("logs", cid)
+    assert r.returncode != 0 and "configured logging driver does not support reading" in r.stderr.decode()
+    assert d.docker("inspect", "-f", "{{.HostConfig.LogConfig.Type}}", cid).stdout.strip() == b"none"
+    d.docker("rm", cid)
+
+
 def test_link_on_a_user_network_is_a_name_without_variables(d):
     assert d.docker("network", "create", "linknet").returncode == 0
     r = d.docker("run", "-d", "--network", "linknet", "--name", "userweb", "busybox", "sleep", "60")
