@@ -99,7 +99,7 @@ def internal_resolv_conf(host_config: dict[str, Any], path: str = "/etc/resolv.c
 class Resolver:
     """Answers one query (wire format in, wire format out); shared by the UDP and TCP sides."""
 
-    def __init__(self, lookup: Lookup, upstreams: Callable[[], list[Any]] = host_resolvers,
+    def __init__(self, lookup: Lookup, upstreams: Callable[[], list[Any] | None] = host_resolvers,
                  reverse: Lookup | None = None) -> None:
         self.lookup = lookup
         self.upstreams = upstreams  # the container's --dns servers, else the host's
@@ -134,11 +134,16 @@ class Resolver:
         return await self.forward(query, data)
 
     async def forward(self, query: DNSRecord, data: bytes) -> bytes:
-        for server in self.upstreams():
+        servers = self.upstreams()
+        for server in servers or ():
             with contextlib.suppress(OSError, asyncio.TimeoutError):
                 return await asyncio.wait_for(_udp_query(server, data, query.header.id), FORWARD_TIMEOUT)
         reply = query.reply()
-        reply.header.rcode = RCODE.SERVFAIL
+        if servers is not None:
+            reply.header.rcode = RCODE.SERVFAIL
+        else:  # forwarding is off (internal networks only): REFUSED, recursion not available, as moby
+            reply.header.rcode = RCODE.REFUSED
+            reply.header.ra = 0
         return reply.pack()
 
 
@@ -416,10 +421,18 @@ def reverse(service: Any, container_id: str, ip: str) -> list[str] | None:
     return None
 
 
-def upstreams(service: Any, container_id: str) -> list[str]:
-    """Where names unknown to the container are forwarded: its ``--dns`` servers, else the host's."""
+def upstreams(service: Any, container_id: str) -> list[str] | None:
+    """Where names unknown to the container are forwarded: its ``--dns`` servers, else the host's;
+    None (forwarding off) for a container whose every network is ``--internal`` (it happens from the
+    host's namespace, so it would leak names out of a network that must not reach out: moby's
+    fix for CVE-2024-29018)."""
     c = _containers(service).get(container_id)
-    return list((c.host_config.get("Dns") if c is not None else None) or []) or host_resolvers()
+    if c is None:
+        return host_resolvers()
+    records = [service.records.get(s.get("NetworkID") or "") for s in getattr(c, "networks", {}).values()]
+    if records and all(r is not None and r.net.internal for r in records):
+        return None
+    return list(c.host_config.get("Dns") or []) or host_resolvers()
 
 
 def resolver_for(service: Any, container_id: str) -> Resolver:

@@ -14,6 +14,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import threading
 import uuid
 
 import pytest
@@ -270,6 +271,59 @@ def test_names_resolve_on_an_internal_network(d):
         b = ok(d, "run", "-d", "--network", name, "busybox", "sleep", "300")
         assert ok(d, "exec", b, "ping", "-c1", "-W2", f"{name}-a")
     finally:
+        for cid in d.docker("ps", "-aq", "--filter", f"network={name}").stdout.decode().split():
+            d.docker("rm", "-f", cid)
+        d.docker("network", "rm", name)
+
+
+class _CountingUpstream:
+    """A resolver on 127.0.0.153:53 (loopback) in a thread that knows outside.example and
+    counts the questions it gets."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.153", 53))
+        self.sock.settimeout(0.2)
+        self.asked: list[str] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except OSError:  # the timeout: look at the stop flag
+                continue
+            q = DNSRecord.parse(data)
+            self.asked.append(str(q.q.qname))
+            reply = q.reply()
+            reply.add_answer(*RR.fromZone(f"{q.q.qname} 60 A 192.0.2.44"))
+            self.sock.sendto(reply.pack(), addr)
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+def test_nothing_is_forwarded_from_internal_networks(d):
+    """CVE-2024-29018, as moby fixed it: the daemon forwards from the host's namespace, so a
+    container only on --internal networks gets REFUSED for outside names, even with --dns."""
+    name = f"dnsint-{uuid.uuid4().hex[:8]}"
+    upstream = _CountingUpstream()
+    ok(d, "network", "create", "--internal", name)
+    try:
+        inside = ok(d, "run", "-d", "--network", name, "--dns", "127.0.0.153", "busybox", "sleep", "300")
+        r = d.docker("exec", inside, "nslookup", "outside.example")
+        assert r.returncode != 0 and "192.0.2.44" not in r.stdout.decode(), r.stdout.decode()
+        assert upstream.asked == []
+        # the same container with a network that reaches out: forwarded to its --dns server
+        ok(d, "network", "connect", "bridge", inside)
+        assert "192.0.2.44" in ok(d, "exec", inside, "nslookup", "outside.example")
+        assert upstream.asked
+    finally:
+        upstream.close()
         for cid in d.docker("ps", "-aq", "--filter", f"network={name}").stdout.decode().split():
             d.docker("rm", "-f", cid)
         d.docker("network", "rm", name)

@@ -41,6 +41,13 @@ def test_unknown_names_without_upstream_are_servfail():
     assert _ask(r, "example.org").header.rcode == RCODE.SERVFAIL
 
 
+def test_forwarding_off_is_refused_without_recursion():
+    r = dns.Resolver(NAMES.get, upstreams=lambda: None)  # a container on internal networks only
+    reply = _ask(r, "example.org")
+    assert reply.header.rcode == RCODE.REFUSED and reply.header.ra == 0
+    assert [str(rr.rdata) for rr in _ask(r, "web").rr] == ["10.5.0.2"]  # its networks' names still answer
+
+
 def test_unknown_names_are_forwarded(monkeypatch):
     asked = []
 
@@ -197,6 +204,17 @@ def test_upstreams_are_the_containers_dns_servers_else_the_hosts(monkeypatch):
     monkeypatch.setattr(dns, "host_resolvers", lambda: ["10.0.0.1"])
     assert dns.upstreams(svc, _id("c")) == ["192.0.2.53"]
     assert dns.upstreams(svc, _id("other")) == ["10.0.0.1"]
+
+
+def test_nothing_is_forwarded_for_a_container_only_on_internal_networks(monkeypatch):
+    """CVE-2024-29018: forwarding happens from the host's namespace, so a container whose
+    networks are all --internal must not get names resolved outside (its --dns included)."""
+    svc = _service(c=[("front", "10.1.0.2", [])], both=[("front", "10.1.0.3", []), ("back", "10.2.0.3", [])])
+    monkeypatch.setattr(dns, "host_resolvers", lambda: ["10.0.0.1"])
+    svc.records["front" * 4].net.internal = True
+    svc.daemon.containers.containers[_id("c")].host_config["Dns"] = ["192.0.2.53"]
+    assert dns.upstreams(svc, _id("c")) is None
+    assert dns.upstreams(svc, _id("both")) == ["10.0.0.1"]  # back reaches out: forwarding stays on
 
 
 class _FakeDNS:
