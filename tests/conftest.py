@@ -5,6 +5,7 @@ no mount, no cgroup, no shim (container monitor) process. A leftover fails the r
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.geteuid() != 0 or session.config.option.collectonly or os.environ.get("DOCKYARD_SKIP_LEAK_CHECK"):
         return
     left = leftovers()
+    deadline = time.monotonic() + 30
+    while left and time.monotonic() < deadline:
+        # the kernel deletes a released network namespace (and the veths in it) in the
+        # background, and a shim may still be exiting: wait for what goes away by itself
+        time.sleep(0.2)
+        left = leftovers()
     if left:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         lines = "\n".join(f"  {item}" for item in left)

@@ -40,7 +40,7 @@ class DaemonProcess:
             *self.args,
         ]
 
-    def start(self, timeout: float = 20.0) -> "DaemonProcess":
+    def start(self, timeout: float = 60.0) -> "DaemonProcess":
         self.base.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, env=self.env,
@@ -50,7 +50,7 @@ class DaemonProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"dockyardd exited with {self.proc.returncode}:\n{self.log()}")
-            if self.ping():
+            if self.ping() and self.tcp_listening():
                 return self
             time.sleep(0.02)
         self.stop()
@@ -65,6 +65,21 @@ class DaemonProcess:
             return ok
         except (OSError, http.client.HTTPException):
             return False
+
+    def tcp_listening(self) -> bool:
+        """Every ``-H tcp://`` or ``tls://`` listener accepts connections: the daemon opens its
+        listeners one after another, so the Unix socket can answer before a TCP port does."""
+        for flag, value in zip(self.args, self.args[1:]):
+            if flag == "-H" and value.startswith(("tcp://", "tls://")):
+                host, _, port = value.split("://", 1)[1].rstrip("/").rpartition(":")
+                if not port.isdigit():
+                    continue  # the daemon's default port: not ours to guess
+                host = "127.0.0.1" if host in ("", "0.0.0.0") else host.strip("[]")
+                try:
+                    socket.create_connection((host, int(port)), timeout=2).close()
+                except OSError:
+                    return False
+        return True
 
     def log(self) -> str:
         try:
@@ -155,8 +170,11 @@ class DaemonProcess:
         self.stop()
 
 
-def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns something true; fail the test after ``timeout``."""
+def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something true; fail the test after ``timeout``.
+
+    The timeout bounds a wait on a loaded CI machine (2 cores at load 6); it is not an
+    expectation: a condition that holds returns at once, so only a failing test pays for it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

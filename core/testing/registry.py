@@ -55,7 +55,7 @@ class LocalRegistry:
             lines += ["auth:", "  htpasswd:", "    realm: dockyard-test", f"    path: {self.base / 'htpasswd'}"]
         return "\n".join(lines) + "\n"
 
-    def start(self, timeout: float = 20.0) -> "LocalRegistry":
+    def start(self, timeout: float = 60.0) -> "LocalRegistry":
         self.base.mkdir(parents=True, exist_ok=True)
         self.storage.mkdir(exist_ok=True)
         if self.users:

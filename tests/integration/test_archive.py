@@ -156,7 +156,7 @@ def test_commit_of_an_unchanged_container_adds_no_layer(d):
 def test_commit_pauses_a_running_container(d):
     since = str(time.time() - 1)
     cid = ok(d.docker("run", "-d", "busybox", "sh", "-c", "echo running > /state; sleep 60")).strip()
-    wait_for(lambda: d.docker("cp", f"{cid}:/state", "-").returncode == 0)
+    wait_for(lambda: b"running\n" in d.docker("cp", f"{cid}:/state", "-").stdout)  # written, not just created
     image_id = ok(d.docker("commit", cid)).strip()
     state = json.loads(ok(d.docker("inspect", cid)))[0]["State"]
     assert state["Status"] == "running"
@@ -349,7 +349,7 @@ def test_cp_into_and_out_of_a_running_containers_mounts(d, volume, tmp_path):
     cid = ok(d.docker("run", "-d", "-v", f"{volume}:/vol", "-v", f"{src}:/bind", "--tmpfs", "/tt",
                       "--mount", "type=tmpfs,destination=/t2", "busybox", "sh", "-c",
                       "echo only in tmpfs > /tt/inside; sleep 60")).strip()
-    wait_for(lambda: d.docker("exec", cid, "test", "-f", "/tt/inside").returncode == 0)
+    wait_for(lambda: d.docker("exec", cid, "cat", "/tt/inside").stdout == b"only in tmpfs\n")
     for dest in ("/vol", "/bind", "/tt", "/t2"):
         ok(d.docker("cp", str(tmp_path / "f"), f"{cid}:{dest}/g"))
     assert ok(d.docker("exec", cid, "cat", "/vol/g", "/bind/g", "/tt/g", "/t2/g")) == "into the mount\n" * 4

@@ -127,7 +127,7 @@ def test_logs_follow_streams_live(d):
     first = []
     reader = threading.Thread(target=lambda: first.append(follower.stdout.readline()), daemon=True)
     reader.start()
-    reader.join(10)  # the first line must come while the container still runs
+    reader.join(60)  # the first line must come while the container still runs (a bound, not a timing)
     live = list(first)
     ok(d, "stop", "cli-live")
     follower.wait(timeout=30)
@@ -334,8 +334,9 @@ def test_stats_formulas_and_ps_row():
 
 def test_cp_export_commit(d, tmp_path):
     ok(d, "run", "-d", "--name", "cli-files", "busybox", "sh", "-c", "mkdir /data; echo inside > /data/f; sleep 60")
-    wait_for(lambda: d.cli("cp", "cli-files:/data/f", str(tmp_path / "f")).returncode == 0)
-    assert (tmp_path / "f").read_text() == "inside\n"
+    # the file may exist before the echo has written it: wait for its content
+    wait_for(lambda: d.cli("cp", "cli-files:/data/f", str(tmp_path / "f")).returncode == 0
+             and (tmp_path / "f").read_text() == "inside\n")
     ok(d, "cp", "cli-files:/data", str(tmp_path))  # a directory into an existing directory
     assert (tmp_path / "data" / "f").read_text() == "inside\n"
     (tmp_path / "up.txt").write_text("from the host\n")

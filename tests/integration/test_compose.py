@@ -75,4 +75,5 @@ def test_compose_up_ps_logs_exec_down(d, tmp_path):
     assert d.docker("ps", "-aq", "--filter", label).stdout == b""
     assert d.docker("volume", "ls", "-q", "--filter", label).stdout == b""
     assert d.docker("network", "ls", "-q", "--filter", label).stdout == b""
-    assert not ours & set(os.listdir("/sys/class/net"))  # no bridge or veth left
+    # no bridge or veth left (the kernel deletes a veth with its namespace, in the background)
+    wait_for(lambda: not ours & set(os.listdir("/sys/class/net")))

@@ -3,6 +3,7 @@
 import os
 import pty
 import select
+import signal
 import struct
 import termios
 import fcntl
@@ -10,6 +11,8 @@ import subprocess
 import time
 
 import pytest
+
+from dockyard.testing.daemon import wait_for
 
 pytestmark = pytest.mark.privileged
 
@@ -20,11 +23,8 @@ def ctr(d):
                  "echo made > /created; exec sleep 300")
     assert r.returncode == 0, r.stderr
     cid = r.stdout.decode().strip()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if d.docker("exec", cid, "cat", "/created").stdout == b"made\n":
-            break
-        time.sleep(0.05)
+    # ready when /created is written and the shell has exec'd sleep (tests look for PID 1)
+    wait_for(lambda: d.docker("exec", cid, "cat", "/created", "/proc/1/cmdline").stdout == b"made\nsleep\x00300\x00")
     return cid
 
 
@@ -85,16 +85,17 @@ def test_exec_detach_and_inspect(d, ctr):
     client = d.docker_client()
     try:
         api = client.api
-        eid = api.exec_create(ctr, ["sh", "-c", "sleep 0.3; exit 9"])["Id"]
+        # runs until the test creates /go: "Running" is true however slow the machine is
+        script = "while [ ! -e /go ]; do sleep 0.05; done; exit 9"
+        eid = api.exec_create(ctr, ["sh", "-c", script])["Id"]
         info = api.exec_inspect(eid)
         assert info["Running"] is False and info["ContainerID"] == client.containers.get(ctr).id
         assert info["ProcessConfig"]["entrypoint"] == "sh"
-        assert info["ProcessConfig"]["arguments"] == ["-c", "sleep 0.3; exit 9"]
+        assert info["ProcessConfig"]["arguments"] == ["-c", script]
         api.exec_start(eid, detach=True)
         assert api.exec_inspect(eid)["Running"] is True
-        deadline = time.monotonic() + 10
-        while api.exec_inspect(eid)["Running"] and time.monotonic() < deadline:
-            time.sleep(0.05)
+        assert d.docker("exec", ctr, "touch", "/go").returncode == 0
+        wait_for(lambda: not api.exec_inspect(eid)["Running"])
         assert api.exec_inspect(eid)["ExitCode"] == 9
     finally:
         client.close()
@@ -150,11 +151,10 @@ def test_exec_no_fd_leak(d, ctr):
             assert r.output == f"{i}\n".encode()
     finally:
         client.close()
-    time.sleep(0.5)
-    assert fds() <= before + 5
+    wait_for(lambda: fds() <= before + 5)  # the execs' cleanup may still be closing descriptors
 
 
-def _pty_run(d, *args, send=b"", timeout=20):
+def _pty_run(d, *args, send=b"", timeout=60):
     pid, fd = pty.fork()
     if pid == 0:
         os.environ["DOCKER_CONFIG"] = str(d.base / "docker-config")
@@ -181,7 +181,9 @@ def _pty_run(d, *args, send=b"", timeout=20):
         if w:
             status = st
             break
-    if status is None:
+    if status is None:  # the terminal closed (the CLI is exiting), or out of time
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)  # do not hang on a CLI still waiting for input
         _, status = os.waitpid(pid, 0)
     os.close(fd)
     return os.waitstatus_to_exitcode(status), out
@@ -221,10 +223,10 @@ def test_exec_ends_with_container(d, ctr):
     p = subprocess.Popen(["docker", "-H", d.url, "exec", ctr, "sleep", "100"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          env={**os.environ, "DOCKER_CONFIG": str(d.base / "docker-config")})
-    time.sleep(1)
+    wait_for(lambda: "sleep 100" in d.docker("top", ctr).stdout.decode())  # the exec runs
     assert p.poll() is None
     assert d.docker("rm", "-f", ctr).returncode == 0
-    p.communicate(timeout=15)
+    p.communicate(timeout=60)
     assert p.returncode != 0
 
 
@@ -240,15 +242,15 @@ def test_exec_tty_resize_api(d, ctr):
     client = d.docker_client()
     try:
         api = client.api
-        eid = api.exec_create(ctr, ["sh", "-c", "sleep 1; stty size"], tty=True)["Id"]
+        # prints the size once the resize has reached the terminal (not after a fixed delay)
+        eid = api.exec_create(ctr, ["sh", "-c", 'while [ "$(stty size)" != "20 70" ]; do sleep 0.05; done; stty size'],
+                              tty=True)["Id"]
         sock = api.exec_start(eid, tty=True, socket=True)
-        deadline = time.monotonic() + 5
-        while not api.exec_inspect(eid)["Running"] and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: api.exec_inspect(eid)["Running"])
         api.exec_resize(eid, height=20, width=70)
         raw = sock._sock if hasattr(sock, "_sock") else sock
         out = b""
-        raw.settimeout(10)
+        raw.settimeout(30)
         while True:
             chunk = raw.recv(4096)
             if not chunk:
@@ -277,3 +279,40 @@ def test_start_attach_stdin(d):
     r = d.docker("start", "-ai", cid, input=b"value\n")
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"got value\n"
+
+
+def test_output_waits_until_the_client_has_read_the_headers(d, ctr):
+    """docker-py reads a hijacked stream from the raw socket, under the buffered reader that
+    parsed the 101: output that arrived together with the headers was lost (exec_run gave b""
+    now and then on a loaded machine). On a Unix socket the daemon starts the exec only once
+    the client has read the headers."""
+    import http.client
+    import json
+    import socket
+
+    client = d.docker_client()
+    try:
+        eid = client.api.exec_create(ctr, ["echo", "hi"])["Id"]
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(str(d.socket))
+        sock.settimeout(60)
+        body = json.dumps({"Detach": False, "Tty": False}).encode()
+        sock.sendall(f"POST /exec/{eid}/start HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n"
+                     f"Upgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                     .encode() + body)
+        wait_for(lambda: b"\r\n\r\n" in sock.recv(65536, socket.MSG_PEEK))  # the 101, not read yet
+        watch_until = time.monotonic() + 1  # a window to look in (the daemon holds back for 10 s)
+        while time.monotonic() < watch_until:
+            info = client.api.exec_inspect(eid)
+            assert not info["Running"] and info["ExitCode"] is None, "started before the headers were read"
+        response = http.client.HTTPResponse(sock)  # as docker-py: headers through a buffered reader ...
+        response.begin()
+        assert response.status == 101
+        data = b""
+        while chunk := sock.recv(65536):  # ... then the raw socket
+            data += chunk
+        sock.close()
+        assert data == b"\x01\x00\x00\x00\x00\x00\x00\x03hi\n"
+        assert client.api.exec_inspect(eid)["ExitCode"] == 0
+    finally:
+        client.close()

@@ -261,7 +261,7 @@ class FaultRegistry:
 
     def __enter__(self):
         self.thread.start()
-        self.ready.wait(10)
+        assert self.ready.wait(60), "the fault registry did not start"
         return self
 
     def __exit__(self, *exc):

@@ -56,12 +56,13 @@ def test_stream_replays_history_then_live_and_stops_at_until():
 
         async def consume():
             got = []
-            async for e in bus.stream(start, time.time_ns() + 300_000_000, {"type": ["container"]}):
+            async for e in bus.stream(start, time.time_ns() + 1_000_000_000, {"type": ["container"]}):
                 got.append(e.action)
             return got
 
         task = asyncio.ensure_future(consume())
-        await asyncio.sleep(0.05)
+        while not bus.subscribers:  # subscribed: "start" is a live event, not history
+            await asyncio.sleep(0)
         bus.emit("container", "start", "a")
         got = await asyncio.wait_for(task, 5)
         assert got == ["create", "start"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from dockyard.drivers.network import Endpoint, Network
@@ -25,7 +26,19 @@ def links() -> set[str]:
 
 
 def ping(ns: Path, ip: str) -> bool:
+    """One echo request, one second for the answer: for what must NOT get through."""
     return sh("nsenter", f"--net={ns}", "busybox", "ping", "-c", "1", "-W", "1", ip, check=False).returncode == 0
+
+
+def reaches(ns: Path, ip: str, timeout: float = 30.0) -> bool:
+    """For what must get through: pinged until it answers, within ``timeout``. A link just
+    made may lose the first ARP request on a loaded machine; the kernel retries only after
+    a second, when one ping has already given up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ping(ns, ip):
+            return True
+    return False
 
 
 class World:
@@ -64,7 +77,7 @@ def scenario_wiring_isolation_and_teardown(w: World) -> None:
     assert "default via 10.50.1.1" in route, route
     link = sh("nsenter", f"--net={a.netns}", "ip", "-o", "link", "show", "eth0").stdout
     assert "link/ether 02:42:0a:32:00:02" in link and "mtu 1500" in link, link
-    assert ping(Path(a.netns), "10.50.1.3"), "same network"
+    assert reaches(Path(a.netns), "10.50.1.3"), "same network"
     assert not ping(Path(c.netns), "10.50.1.2"), "isolation between networks"
     assert not ping(Path(a.netns), "10.50.2.2"), "isolation, the other way"
     rules = table()
@@ -133,11 +146,11 @@ def scenario_forward_policy_drop(w: World) -> None:
     d.join(n2, c)
     rules = sh("iptables", "-S", "FORWARD").stdout
     assert rules.count("dockyard:dockyard_t") == 4, rules
-    assert ping(Path(a.netns), "10.60.0.2"), "routed and masqueraded despite FORWARD DROP"
+    assert reaches(Path(a.netns), "10.60.0.2"), "routed and masqueraded despite FORWARD DROP"
     d.accepts.sync([])
     assert not ping(Path(a.netns), "10.60.0.2"), "without the accepts the DROP policy wins"
     d.reconcile([n1, n2], [a, c])
-    assert ping(Path(a.netns), "10.60.0.2")
+    assert reaches(Path(a.netns), "10.60.0.2")
     assert not ping(Path(c.netns), "10.50.1.2"), "isolation still holds"
     d.leave(n2, c)
     d.delete(n2)
