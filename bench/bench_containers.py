@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (Api, Engine, command_line, create_body, engine, fmt, pids_named, pss_kb,  # noqa: E402
-                    ratio, report, stats)
+                    ratio, report)
 
 ALL = ("api", "cli", "concurrent", "memory", "logs", "restart")
 REF = {  # (dockerd, Podman, goal) from the issues; seconds or MB

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import command_line, create_body, engine, fmt, report  # noqa: E402
+from common import api_cycle, command_line, engines, fmt, report  # noqa: E402
 
 VARIANTS = {"default": [], "--cgroupns private": ["--cgroupns", "private"], "--privileged": ["--privileged"]}
 API_HOST_CONFIG = {"default": {}, "--cgroupns private": {"CgroupnsMode": "private"}, "--privileged": {"Privileged": True}}
@@ -41,46 +41,25 @@ def cli_run(eng, flags: list[str]) -> float:
     return dt
 
 
-def api_cycle(api, host_config: dict) -> float:
-    body = create_body("true")
-    body["HostConfig"] = {**body.get("HostConfig", {}), **host_config}
-    t = time.perf_counter()
-    status, out = api.call("POST", "/containers/create", body)
-    assert status == 201, out
-    cid = __import__("json").loads(out)["Id"]
-    status, out = api.call("POST", f"/containers/{cid}/start")
-    assert status == 204, out
-    status, out = api.call("POST", f"/containers/{cid}/wait")
-    assert status == 200, out
-    status, out = api.call("DELETE", f"/containers/{cid}")
-    assert status == 204, out
-    return time.perf_counter() - t
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=30, help="samples of each kind (>= 30)")
     ap.add_argument("--baseline-pythonpath", default="", help="a second daemon on older code, interleaved")
     args = ap.parse_args()
     with contextlib.ExitStack() as stack:
-        engines = {}
-        if args.baseline_pythonpath:
-            os.environ["PYTHONPATH"] = args.baseline_pythonpath  # the daemon copies the environment
-            engines["baseline"] = stack.enter_context(engine())
-            del os.environ["PYTHONPATH"]
-        engines["now"] = stack.enter_context(engine())
+        engs = engines(stack, args.baseline_pythonpath)
         runs = [("now", v) for v in VARIANTS]
-        if "baseline" in engines:
+        if "baseline" in engs:
             runs.insert(0, ("baseline", "default"))
-        apis = {tag: eng.api() for tag, eng in engines.items()}
+        apis = {tag: eng.api() for tag, eng in engs.items()}
         for tag, v in runs:  # warm-up
-            cli_run(engines[tag], VARIANTS[v])
+            cli_run(engs[tag], VARIANTS[v])
             api_cycle(apis[tag], API_HOST_CONFIG[v])
         cli: dict = {r: [] for r in runs}
         cyc: dict = {r: [] for r in runs}
         for i in range(args.n):
             for tag, v in runs[i % len(runs):] + runs[:i % len(runs)]:  # rotating order
-                cli[(tag, v)].append(cli_run(engines[tag], VARIANTS[v]))
+                cli[(tag, v)].append(cli_run(engs[tag], VARIANTS[v]))
                 cyc[(tag, v)].append(api_cycle(apis[tag], API_HOST_CONFIG[v]))
         for a in apis.values():
             a.close()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import shutil
 import statistics
 import subprocess
@@ -33,7 +32,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import command_line, create_body, engine, fmt, report  # noqa: E402
+from common import api_cycle, command_line, engines, fmt, report  # noqa: E402
 
 from dnslib import DNSRecord  # noqa: E402
 
@@ -102,34 +101,18 @@ def resolver_start_stop(n: int) -> dict[str, list[float]]:
 
 # -- 2. API cycles -----------------------------------------------------------------------------
 
-def api_cycle(api, network_mode: str) -> float:
-    body = create_body("true")
-    body["HostConfig"]["NetworkMode"] = network_mode
-    t = time.perf_counter()
-    cid = api.json("POST", "/containers/create", body)["Id"]
-    api.json("POST", f"/containers/{cid}/start")
-    api.json("POST", f"/containers/{cid}/wait")
-    api.json("DELETE", f"/containers/{cid}")
-    return time.perf_counter() - t
-
-
 def api_cycles(n: int, baseline: str) -> dict[tuple[str, str], list[float]]:
     with contextlib.ExitStack() as stack:
-        apis = {}
-        if baseline:
-            os.environ["PYTHONPATH"] = baseline  # the daemon copies the environment
-            apis["baseline"] = stack.enter_context(engine()).api()
-            del os.environ["PYTHONPATH"]
-        apis["this tree"] = stack.enter_context(engine()).api()
+        apis = {tag: eng.api() for tag, eng in engines(stack, baseline, ("baseline", "this tree")).items()}
         for a in apis.values():
             a.json("POST", "/networks/create", {"Name": "benchdns"})
         runs = [(tag, mode) for tag in apis for mode in ("benchdns", "none")]
         for tag, mode in runs:
-            api_cycle(apis[tag], mode)  # warm-up
+            api_cycle(apis[tag], {"NetworkMode": mode})  # warm-up
         cycles: dict[tuple[str, str], list[float]] = {r: [] for r in runs}
         for i in range(n):
             for tag, mode in runs[i % len(runs):] + runs[:i % len(runs)]:  # rotating order
-                cycles[(tag, mode)].append(api_cycle(apis[tag], mode))
+                cycles[(tag, mode)].append(api_cycle(apis[tag], {"NetworkMode": mode}))
         for a in apis.values():
             a.json("DELETE", "/networks/benchdns")
             a.close()

@@ -18,7 +18,6 @@ busybox ``sleep`` container, it measures:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import statistics

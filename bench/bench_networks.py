@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import secrets
 import shutil
 import statistics
@@ -35,18 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import command_line, create_body, engine, fmt, report  # noqa: E402
-
-
-def api_cycle(api, network_mode: str) -> float:
-    body = create_body("true")
-    body["HostConfig"]["NetworkMode"] = network_mode
-    t = time.perf_counter()
-    cid = api.json("POST", "/containers/create", body)["Id"]
-    api.json("POST", f"/containers/{cid}/start")
-    api.json("POST", f"/containers/{cid}/wait")
-    api.json("DELETE", f"/containers/{cid}")
-    return time.perf_counter() - t
+from common import api_cycle, command_line, engines, fmt, report  # noqa: E402
 
 
 def network_cycle(api, i: int) -> float:
@@ -114,19 +102,15 @@ def main() -> None:
     report("setup + teardown", fmt([a + b for a, b in zip(setup, teardown)]), {"ip -batch": "4 ms",
            "pyroute2 setns": "6 ms", "pyroute2 NetNS": "12 ms"}, "< 5 ms")
     with contextlib.ExitStack() as stack:
-        apis = {}
-        if args.baseline_pythonpath:
-            os.environ["PYTHONPATH"] = args.baseline_pythonpath  # the daemon copies the environment
-            apis["baseline "] = stack.enter_context(engine()).api()
-            del os.environ["PYTHONPATH"]
-        api = apis[""] = stack.enter_context(engine()).api()
+        apis = {tag: eng.api() for tag, eng in engines(stack, args.baseline_pythonpath, ("baseline ", "")).items()}
+        api = apis[""]
         runs = [(tag, mode) for tag in apis for mode in ("bridge", "none")]
         for tag, mode in runs:
-            api_cycle(apis[tag], mode)  # warm-up
+            api_cycle(apis[tag], {"NetworkMode": mode})  # warm-up
         cycles: dict[tuple[str, str], list[float]] = {r: [] for r in runs}
         for i in range(args.n):
             for tag, mode in runs[i % len(runs):] + runs[:i % len(runs)]:  # rotating order
-                cycles[(tag, mode)].append(api_cycle(apis[tag], mode))
+                cycles[(tag, mode)].append(api_cycle(apis[tag], {"NetworkMode": mode}))
         nets = [network_cycle(api, i) for i in range(args.n)]
         for a in apis.values():
             a.close()

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import re
 import shutil
 import socket
@@ -46,7 +45,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import command_line, cpu_seconds, create_body, engine, fmt, stats, wait_until  # noqa: E402
+from common import command_line, cpu_seconds, create_body, engines, fmt, stats, wait_until  # noqa: E402
 
 HTTPD = "mkdir -p /www && echo hello > /www/index.html && exec httpd -f -p 80 -h /www"
 REQUEST = b"GET / HTTP/1.0\r\nHost: x\r\n\r\n"
@@ -164,14 +163,9 @@ def main() -> None:
     ap.add_argument("--baseline-pythonpath", default="", help="a second daemon on older code, interleaved")
     args = ap.parse_args()
     with contextlib.ExitStack() as stack:
-        engines = {}
-        if args.baseline_pythonpath:
-            os.environ["PYTHONPATH"] = args.baseline_pythonpath  # the daemon copies the environment
-            engines["before"] = stack.enter_context(engine())
-            del os.environ["PYTHONPATH"]
-        engines["now" if args.baseline_pythonpath else ""] = stack.enter_context(engine())
         paths, pids = {}, {}
-        for tag, eng in engines.items():
+        for tag, eng in engines(stack, args.baseline_pythonpath,
+                                ("before", "now" if args.baseline_pythonpath else "")).items():
             p, api = start_httpd(eng)
             stack.callback(api.close)
             for name, addr in p.items():

@@ -16,35 +16,18 @@ dockerd is not installed here: no side-by-side run.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import command_line, create_body, engine, fmt, report  # noqa: E402
+from common import api_cycle, command_line, create_body, engine, fmt, report  # noqa: E402
 
 VARIANTS = {
     "default": ({}, {}),
     "Domainname": ({"Hostname": "boat", "Domainname": "sea.example"}, {}),
     "Sysctls net.ipv4.ip_unprivileged_port_start": ({}, {"Sysctls": {"net.ipv4.ip_unprivileged_port_start": "53"}}),
 }
-
-
-def api_cycle(api, config: dict, host_config: dict) -> float:
-    body = create_body("true", **host_config)
-    body.update(config)
-    t = time.perf_counter()
-    status, out = api.call("POST", "/containers/create", body)
-    assert status == 201, out
-    cid = json.loads(out)["Id"]
-    status, out = api.call("POST", f"/containers/{cid}/start")
-    assert status == 204, out
-    status, out = api.call("POST", f"/containers/{cid}/wait")
-    assert status == 200, out
-    status, out = api.call("DELETE", f"/containers/{cid}")
-    assert status == 204, out
-    return time.perf_counter() - t
 
 
 def refused(api) -> float:
@@ -86,12 +69,12 @@ def main() -> None:
         api = eng.api()
         names = list(VARIANTS)
         for v in names:  # warm-up
-            api_cycle(api, *VARIANTS[v])
+            api_cycle(api, VARIANTS[v][1], **VARIANTS[v][0])
         cyc: dict = {v: [] for v in names}
         ref: list[float] = []
         for i in range(args.n):
             for v in names[i % len(names):] + names[:i % len(names)]:  # rotating order
-                cyc[v].append(api_cycle(api, *VARIANTS[v]))
+                cyc[v].append(api_cycle(api, VARIANTS[v][1], **VARIANTS[v][0]))
             ref.append(refused(api))
         api.close()
     print("API create+start+wait+delete of `true` (--network none):")

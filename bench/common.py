@@ -139,6 +139,19 @@ def create_body(*cmd: str, **host_config: Any) -> dict[str, Any]:
             "HostConfig": {"NetworkMode": "none", **host_config}}
 
 
+def api_cycle(api: "Api", host_config: dict[str, Any] | None = None, **config: Any) -> float:
+    """Seconds for create + start + wait + delete of a container running ``true``
+    (``NetworkMode`` none unless ``host_config`` says otherwise)."""
+    body = create_body("true", **(host_config or {}))
+    body.update(config)
+    t = time.perf_counter()
+    cid = api.json("POST", "/containers/create", body)["Id"]
+    api.json("POST", f"/containers/{cid}/start")
+    api.json("POST", f"/containers/{cid}/wait")
+    api.json("DELETE", f"/containers/{cid}")
+    return time.perf_counter() - t
+
+
 # -- a private daemon --------------------------------------------------------------------
 
 class Engine:
@@ -202,6 +215,21 @@ def engine(load_busybox: bool = True) -> Iterator[Engine]:
         eng.daemon.stop()
         cleanup(eng)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def engines(stack: contextlib.ExitStack, baseline_pythonpath: str,
+            names: tuple[str, str] = ("baseline", "now")) -> dict[str, Engine]:
+    """This tree's daemon (``names[1]``) and, with ``baseline_pythonpath``, first a second one
+    running older code from there (``names[0]``), for benchmarks that interleave the two."""
+    out = {}
+    if baseline_pythonpath:
+        os.environ["PYTHONPATH"] = baseline_pythonpath  # the daemon copies the environment
+        try:
+            out[names[0]] = stack.enter_context(engine())
+        finally:
+            del os.environ["PYTHONPATH"]
+    out[names[1]] = stack.enter_context(engine())
+    return out
 
 
 def cleanup(eng: Engine) -> None:
