@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import command_line, engine, fmt, ratio, report  # noqa: E402
 
-COMMANDS = (("version",), ("ps",), ("ps", "-a"), ("--help",))
+COMMANDS = (("version",), ("ps",), ("ps", "-a"), ("--help",), ("run", "--help"))
 DOCKER = "/usr/local/bin/docker"
 
 

@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 OPTIONS = [
-    click.option("--network-alias", multiple=True, help="Add network-scoped alias for the container"),
+    click.option("--network-alias", "--net-alias", "network_alias", multiple=True,
+                 help="Add network-scoped alias for the container"),
 ]
 
 

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import click
 
-from . import aliases, health, networks, ports
+from . import aliases, health, networks, ports, run_flags
 
 
 def parse_size(text: str, what: str) -> int:
@@ -118,12 +118,14 @@ def create_body(image: str, command: Sequence[str], opts: Mapping[str, Any], *, 
             body[key] = o[flag]
     if o.get("stop_timeout") is not None:
         body["StopTimeout"] = int(o["stop_timeout"])
-    labels = parse_labels(o.get("label") or ())
+    labels = parse_labels(run_flags.labels(o))
     if labels:
         body["Labels"] = labels
     stdin = bool(o.get("interactive"))
-    body.update({"Tty": bool(o.get("tty")), "OpenStdin": stdin, "StdinOnce": stdin and attach,
-                 "AttachStdin": stdin and attach, "AttachStdout": attach, "AttachStderr": attach})
+    # attach: not detached (run without -d, create); -a picks the streams, as docker does
+    a_in, a_out, a_err = run_flags.attach_streams(o) if attach else (False, False, False)
+    body.update({"Tty": bool(o.get("tty")), "OpenStdin": stdin, "StdinOnce": stdin and a_in,
+                 "AttachStdin": a_in, "AttachStdout": a_out, "AttachStderr": a_err})
 
     hc: dict[str, Any] = {}
     if o.get("console_size"):
@@ -158,15 +160,18 @@ def create_body(image: str, command: Sequence[str], opts: Mapping[str, Any], *, 
     ulimits = [parse_ulimit(u) for u in o.get("ulimit") or ()]
     if ulimits:
         hc["Ulimits"] = ulimits
-    for flag, key in (("cap_add", "CapAdd"), ("cap_drop", "CapDrop"), ("security_opt", "SecurityOpt")):
-        if o.get(flag):
-            hc[key] = list(o[flag])
+    for key, value in (("CapAdd", run_flags.capabilities(o.get("cap_add") or ())),
+                       ("CapDrop", run_flags.capabilities(o.get("cap_drop") or ())),
+                       ("SecurityOpt", list(o.get("security_opt") or ()))):
+        if value:
+            hc[key] = value
     if o.get("network"):
         hc["NetworkMode"] = o["network"]
     from .volumes import apply_mount_flags
 
     apply_mount_flags(o, body, hc)
     body["HostConfig"] = hc
+    run_flags.apply(body, o)
     ports.apply(body, o)
     aliases.apply(body, o)
     networks.apply_ip(body, o)
@@ -208,6 +213,7 @@ def container_options(f: Callable[..., Any]) -> Callable[..., Any]:
         *aliases.OPTIONS,
         *networks.IP_OPTIONS,
         *health.OPTIONS,
+        *run_flags.OPTIONS,
     ]
     for option in reversed(options):
         f = option(f)

@@ -28,13 +28,14 @@ OPTIONS = [
     click.option("--health-timeout", help="Maximum time to allow one check to run (ms|s|m|h)"),
     click.option("--health-retries", type=int, help="Consecutive failures needed to report unhealthy"),
     click.option("--health-start-period", help="Start period for the container to initialize (ms|s|m|h)"),
+    click.option("--health-start-interval", help="Time between running the check during the start period (ms|s|m|h)"),
     click.option("--no-healthcheck", is_flag=True, help="Disable any container-specified HEALTHCHECK"),
 ]
 
 
 def apply(body: dict[str, Any], o: dict[str, Any]) -> None:
     given = any(o.get(k) is not None for k in ("health_cmd", "health_interval", "health_timeout",
-                                                "health_retries", "health_start_period"))
+                                                "health_retries", "health_start_period", "health_start_interval"))
     if o.get("no_healthcheck"):
         if given:
             raise click.UsageError("--no-healthcheck conflicts with --health-* options")
@@ -44,7 +45,7 @@ def apply(body: dict[str, Any], o: dict[str, Any]) -> None:
         return
     hc: dict[str, Any] = {"Test": ["CMD-SHELL", o["health_cmd"]] if o.get("health_cmd") else []}
     for flag, key in (("health_interval", "Interval"), ("health_timeout", "Timeout"),
-                      ("health_start_period", "StartPeriod")):
+                      ("health_start_period", "StartPeriod"), ("health_start_interval", "StartInterval")):
         if o.get(flag):
             hc[key] = duration(o[flag], "--" + flag.replace("_", "-"))
     if o.get("health_retries") is not None:

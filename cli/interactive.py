@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator
 import click
 
 from .client import APIError, Client, ClientError, q
+from .docker_command import command
 from .streams import MULTIPLEXED, Demuxer
 
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
@@ -232,7 +233,7 @@ def exec_body(command: tuple[str, ...], *, interactive: bool, tty: bool, detach:
               console_size: tuple[int, int] | None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "Cmd": list(command), "Tty": tty, "AttachStdin": interactive and not detach,
-        "AttachStdout": not detach, "AttachStderr": not detach, "Privileged": privileged,
+        "AttachStdout": not detach, "AttachStderr": not detach, "Privileged": privileged, "Detach": detach,
     }
     if env:
         body["Env"] = env
@@ -247,7 +248,7 @@ def exec_body(command: tuple[str, ...], *, interactive: bool, tty: bool, detach:
     return body
 
 
-@click.command("exec", context_settings={"allow_interspersed_args": False, "help_option_names": ["--help"]})
+@command("exec", context_settings={"allow_interspersed_args": False, "help_option_names": ["--help"]})
 @click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached")
 @click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY")
 @click.option("-d", "--detach", is_flag=True, help="Detached mode: run command in the background")

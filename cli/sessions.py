@@ -60,9 +60,9 @@ class SignalProxy:
 
 
 def attach_stream(client: Client, cid: str, logs: bool = False, stdin: bool = False,
-                  detach_keys: str | None = None) -> Any:
+                  detach_keys: str | None = None, stdout: bool = True, stderr: bool = True) -> Any:
     return client.hijack(f"/containers/{q(cid)}/attach",
-                         params={"stream": 1, "stdout": 1, "stderr": 1, "logs": 1 if logs else None,
+                         params={"stream": 1, "stdout": int(stdout), "stderr": int(stderr), "logs": 1 if logs else None,
                                  "stdin": 1 if stdin else None, "detachKeys": detach_keys or None})
 
 
@@ -86,12 +86,13 @@ def inspect_container(client: Client, name: str) -> dict[str, Any]:
 
 
 def start_attached(client: Client, cid: str, *, tty: bool, stdin: bool, detach_keys: str | None,
-                   sig_proxy: bool, condition: str, running_exit: int | None = None) -> None:
+                   sig_proxy: bool, condition: str, running_exit: int | None = None, stdout: bool = True,
+                   stderr: bool = True) -> None:
     """``run`` and ``start -a``: attach and wait before the start, so no output and no exit is
     missed; start; then copy the streams. Exits with the container's exit code (with docker
     run's codes when the start fails; ``running_exit``, when given, if it was already running)
     and returns only when the user detached: the container keeps running."""
-    conn = attach_stream(client, cid, stdin=stdin, detach_keys=detach_keys)
+    conn = attach_stream(client, cid, stdin=stdin, detach_keys=detach_keys, stdout=stdout, stderr=stderr)
     waiter = client.request("POST", f"/containers/{q(cid)}/wait", params={"condition": condition}, stream=True)
     with SignalProxy(client, cid, sig_proxy and not tty):
         try:

@@ -124,7 +124,7 @@ def normalize_host_config(hc: dict[str, Any] | None) -> dict[str, Any]:
                 "Ulimits", "Tmpfs", "VolumesFrom", "Links"):
         hc.setdefault(key, None)
     hc.setdefault("Init", None)
-    hc.setdefault("ShmSize", 64 * 1024 * 1024)
+    hc["ShmSize"] = hc.get("ShmSize") or 64 * 1024 * 1024  # 0 (the docker CLI's "unset") too, as Docker
     for ul in hc.get("Ulimits") or []:
         if not isinstance(ul, dict) or "Name" not in ul:
             raise InvalidArgument("invalid ulimit: expected {Name, Soft, Hard}")

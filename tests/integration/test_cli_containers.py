@@ -204,7 +204,7 @@ def test_wait_kill_restart_prune(d):
 
 
 def test_errors_and_exit_codes(d):
-    r = d.cli("run", "--rm", "no-such-image-here")
+    r = d.cli("run", "--rm", "--pull", "never", "no-such-image-here")  # never: no pull from the Hub
     assert r.returncode == 125 and b"No such image" in r.stderr
 
     before = ids(d)
@@ -275,7 +275,7 @@ def test_create_body_translates_flags():
             "CpusetCpus": "0-1", "PidsLimit": 100, "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3},
             "Init": True, "ReadonlyRootfs": True,
             "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}, {"Name": "nproc", "Soft": 64, "Hard": 64}],
-            "CapAdd": ["NET_ADMIN"], "CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges"], "NetworkMode": "none",
+            "CapAdd": ["CAP_NET_ADMIN"], "CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges"], "NetworkMode": "none",
         },
     }
     minimal = C.create_body("busybox", [], {"rm": True, "entrypoint": ""})

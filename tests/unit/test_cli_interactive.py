@@ -91,9 +91,9 @@ def test_exec_body():
     body = exec_body(("sh", "-c", "x"), interactive=True, tty=True, detach=False, env=["A=1"], user="u",
                      workdir="/w", privileged=False, detach_keys="ctrl-a,x", console_size=(10, 20))
     assert body == {"Cmd": ["sh", "-c", "x"], "Tty": True, "AttachStdin": True, "AttachStdout": True,
-                    "AttachStderr": True, "Privileged": False, "Env": ["A=1"], "User": "u",
+                    "AttachStderr": True, "Privileged": False, "Detach": False, "Env": ["A=1"], "User": "u",
                     "WorkingDir": "/w", "DetachKeys": "ctrl-a,x", "ConsoleSize": [10, 20]}
     body = exec_body(("true",), interactive=True, tty=False, detach=True, env=[], user=None, workdir=None,
                      privileged=True, detach_keys=None, console_size=(10, 20))
     assert body == {"Cmd": ["true"], "Tty": False, "AttachStdin": False, "AttachStdout": False,
-                    "AttachStderr": False, "Privileged": True}
+                    "AttachStderr": False, "Privileged": True, "Detach": True}
