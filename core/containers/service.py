@@ -268,8 +268,7 @@ class ContainerService:
                 sandbox = await self.networks.setup(c, directory)
                 if sandbox:
                     namespaces["net"] = sandbox
-            undo.callback(startopts.release, self, c)
-            config = await startopts.prepare(self, c, directory, namespaces)  # links, sysctls, domainname
+            config = await startopts.prepare(self, c, directory, namespaces)  # links, sysctls
             spec = build_spec(
                 cid=c.id, config=config, host_config=c.host_config, rootfs=rootfs,
                 files=etcfiles.paths(directory), mounts=extra_mounts, cgroup_procs=procs,
@@ -285,7 +284,6 @@ class ContainerService:
                 self._wake(self.start_waiters, c.id, False)
                 raise
             undo.pop_all()
-        startopts.release(self, c)  # the container's processes hold its UTS namespace now
         c.status, c.pid, c.error = State.RUNNING.value, pid, ""
         c.started_ns, c.has_been_started, c.manually_stopped, c.oom_killed = time.time_ns(), True, False, False
         c.exit_code = 0
@@ -799,7 +797,6 @@ class ContainerService:
 
     async def reconcile(self) -> None:
         """Load records and make them agree with reality; log every cleanup."""
-        startopts.remove_stale_pins(self)
         loaded = []
         for directory in sorted(self.root.iterdir()):
             c = Container.load(directory) if directory.is_dir() else None

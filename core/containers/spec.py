@@ -129,6 +129,7 @@ def build_spec(
         gid=gid,
         additional_gids=groups,
         hostname=config.get("Hostname") or cid[:12],
+        domainname=config.get("Domainname") or "",
         tty=bool(config.get("Tty")),
         console_size=_console_size(hc.get("ConsoleSize")),
         open_stdin=bool(config.get("OpenStdin")),

@@ -1,18 +1,10 @@
 """Start-time parts of ``docker run`` options that the runtime's spec has no field for:
-``--domainname`` (a UTS namespace prepared here), ``--sysctl net.*`` (written in the
-container's network namespace), ``--link`` (``/etc/hosts`` entries and ``ALIAS_*``
-variables), ``--pid container:`` and ``--ipc container:``.
-
-The runtime joins a namespace given as a path, so ``--domainname`` works without runtime
-support: a thread unshares a UTS namespace, sets the host and domain names, and pins it
-with a bind mount under ``<exec-root>/uts``; the pin is dropped as soon as the container's
-process holds the namespace (:func:`release`), so nothing outlives the start.
+``--sysctl net.*`` (written in the container's network namespace), ``--link`` (``/etc/hosts``
+entries and ``ALIAS_*`` variables), ``--pid container:`` and ``--ipc container:``.
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,54 +12,6 @@ from ..errors import Conflict, InvalidArgument, NotFound
 from ..lifecycle import State
 from ..networks import netns
 from . import configure
-
-CLONE_NEWUTS = 0x04000000
-MS_BIND = 4096
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-# -- --domainname ---------------------------------------------------------------------------
-
-def _pin_uts(path: Path, hostname: str, domainname: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    netns.remove(path)
-
-    def make() -> None:
-        netns._check(_libc.unshare(CLONE_NEWUTS), "unshare(CLONE_NEWUTS)")
-        for fn, value in ((_libc.sethostname, hostname), (_libc.setdomainname, domainname)):
-            raw = value.encode()
-            netns._check(fn(raw, len(raw)), f"{fn.__name__}({value})")
-        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
-        try:
-            netns._check(_libc.mount(b"/proc/thread-self/ns/uts", str(path).encode(), None, MS_BIND, None),
-                         f"bind mount of a UTS namespace on {path}")
-        except BaseException:
-            os.unlink(path)
-            raise
-
-    netns._in_thread(make)
-
-
-def uts_path(svc: Any, c: Any) -> Path:
-    return Path(svc.daemon.config.exec_root) / "uts" / c.id
-
-
-def release(svc: Any, c: Any) -> None:
-    """Drop the UTS pin of ``c`` (after its start, or when the start failed)."""
-    path = uts_path(svc, c)
-    if path.exists():
-        netns.remove(path)
-
-
-def remove_stale_pins(svc: Any) -> None:
-    """Daemon start: a pin exists only during a start, so any left is from a crash."""
-    directory = Path(svc.daemon.config.exec_root) / "uts"
-    for path in netns.mounted_under(directory):
-        netns.remove(path)
-    if directory.is_dir():
-        for path in directory.iterdir():
-            path.unlink(missing_ok=True)
-
 
 # -- --link -----------------------------------------------------------------------------------
 
@@ -222,8 +166,7 @@ def joined_namespace(svc: Any, mode: str, kind: str) -> str:
 
 async def prepare(svc: Any, c: Any, directory: Path, namespaces: dict[str, str | None]) -> dict[str, Any]:
     """After the network is set up, before the runtime starts: returns the ``Config`` to start
-    with (link variables under the container's own env). May leave a UTS pin: the caller
-    calls :func:`release` once the runtime started (or failed)."""
+    with (link variables under the container's own env)."""
     import asyncio
 
     config = c.config
@@ -231,10 +174,5 @@ async def prepare(svc: Any, c: Any, directory: Path, namespaces: dict[str, str |
     if env:
         config = {**config, "Env": configure.merge_env(env, list(config.get("Env") or []))}
     await asyncio.to_thread(_sysctls, c, namespaces.get("net"))
-    domain = config.get("Domainname") or ""
-    if domain and namespaces.get("uts") is None:
-        path = uts_path(svc, c)
-        await asyncio.to_thread(_pin_uts, path, config.get("Hostname") or c.id[:12], domain)
-        namespaces["uts"] = str(path)
     return config
 

@@ -102,6 +102,7 @@ class ContainerSpec:
     gid: int = 0
     additional_gids: list[int] = field(default_factory=list)
     hostname: str = ""
+    domainname: str = ""  # --domainname: the UTS namespace's NIS domain name
     tty: bool = False
     console_size: tuple[int, int] | None = None  # (height, width) for tty
     open_stdin: bool = False

@@ -524,8 +524,9 @@ static void child_main(struct child_io *io)
         close(m);
     }
 
-    const char *hn = get("hostname");
+    const char *hn = get("hostname"), *dn = get("domainname");
     if (hn && sethostname(hn, strlen(hn)) < 0) die("sethostname", hn, errno);
+    if (dn && setdomainname(dn, strlen(dn)) < 0) die("setdomainname", dn, errno);
 
     for (int i = 0; i < nrecs; i++) {
         if (strcmp(recs[i].key, "rlimit")) continue;

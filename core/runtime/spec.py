@@ -257,8 +257,11 @@ def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Pa
     if spec.readonly_rootfs:
         op("rootro")
 
-    if spec.hostname and ns["uts"] is None:
-        add("hostname", spec.hostname)
+    if ns["uts"] is None:
+        if spec.hostname:
+            add("hostname", spec.hostname)
+        if spec.domainname:
+            add("domainname", spec.domainname)
     add("cwd", spec.cwd or "/")
     for res, soft, hard in validate_ulimits(spec.ulimits):
         add("rlimit", f"{res} {soft} {hard}")

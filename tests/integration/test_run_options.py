@@ -143,12 +143,11 @@ def test_host_network_has_its_own_names(d):
     assert socket.gethostname() == host and "sea.example" not in open("/proc/sys/kernel/domainname").read()
 
 
-def test_domainname_is_seen_by_exec_and_leaves_no_pin(d):
+def test_domainname_is_seen_by_exec(d):
     r = d.docker("run", "-d", "--domainname", "sea.example", "busybox", "sleep", "60")
     assert r.returncode == 0, r.stderr.decode()
     cid = r.stdout.decode().strip()
     assert d.docker("exec", cid, "cat", "/proc/sys/kernel/domainname").stdout.decode() == "sea.example\n"
-    assert not (d.exec_root / "uts" / cid).exists()
     assert "sea.example" not in open("/proc/sys/kernel/domainname").read()
 
 
@@ -236,24 +235,6 @@ def test_link_on_a_user_network_is_a_name_without_variables(d):
 def test_matching_platform_is_accepted(d):
     arch = d.docker("image", "inspect", "-f", "{{.Os}}/{{.Architecture}}", "busybox").stdout.decode().strip()
     assert run(d, "--platform", arch, "busybox", "echo", "ok") == "ok\n"
-
-
-def test_stale_uts_pins_are_removed_at_daemon_start(tmp_path):
-    from types import SimpleNamespace
-
-    from dockyard.containers import startopts
-    from dockyard.networks import netns
-
-    svc = SimpleNamespace(daemon=SimpleNamespace(config=SimpleNamespace(exec_root=tmp_path)))
-    c = SimpleNamespace(id="f" * 64)
-    path = startopts.uts_path(svc, c)
-    startopts._pin_uts(path, "boat", "sea.example")  # as a start interrupted by a crash leaves it
-    try:
-        assert netns.is_mounted(path)
-        startopts.remove_stale_pins(svc)
-        assert not netns.is_mounted(path) and not path.exists()
-    finally:
-        netns.remove(path)
 
 
 def test_mac_address_from_docker_py_config(client):
