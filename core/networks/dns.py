@@ -36,14 +36,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import ipaddress
 import logging
-import shutil
 import socket
 import struct
-import subprocess
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -51,6 +47,7 @@ from dnslib import PTR, QTYPE, RCODE, RR, A, DNSError, DNSRecord
 
 from ..containers import etcfiles
 from ..errors import DockyardError
+from ..nftables import Nft
 from . import netns
 
 log = logging.getLogger("dockyard.dns")
@@ -202,48 +199,13 @@ class _UDPServer(asyncio.DatagramProtocol):
 
 # -- sockets and rules inside a container's namespace ---------------------------------------------
 
-_nft_lib: Any = None
-
-
-def _libnftables() -> Any:
-    """libnftables through ctypes, or None (then the ``nft`` command)."""
-    global _nft_lib
-    if _nft_lib is None:
-        try:
-            lib = ctypes.CDLL(ctypes.util.find_library("nftables") or "libnftables.so.1")
-        except OSError:
-            lib = False
-        else:
-            lib.nft_ctx_new.restype = ctypes.c_void_p
-            lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
-            lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
-            lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-            lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
-            lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
-            lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
-        _nft_lib = lib
-    return _nft_lib or None
-
-
 def nft_in_this_namespace(script: str) -> None:
-    """Run an nft script in the calling thread's network namespace (a libnftables context made
-    here talks netlink from here; a forked ``nft`` inherits this thread's namespace)."""
-    lib = _libnftables()
-    if lib is not None:
-        ctx = lib.nft_ctx_new(0)
-        try:
-            lib.nft_ctx_buffer_error(ctx)
-            rc = lib.nft_run_cmd_from_buffer(ctx, script.encode())
-            err = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode()
-        finally:
-            lib.nft_ctx_free(ctx)
-    elif shutil.which("nft"):
-        proc = subprocess.run(["nft", "-f", "-"], input=script.encode(), capture_output=True)
-        rc, err = proc.returncode, proc.stderr.decode()
-    else:
-        raise DockyardError("embedded DNS: neither libnftables nor the nft command is installed")
-    if rc != 0:
-        raise DockyardError(f"embedded DNS: nftables: {err.strip() or 'failed'}")
+    """Run an nft script in the calling thread's network namespace."""
+    nft = Nft()
+    try:
+        nft.run(script)
+    finally:
+        nft.close()
 
 
 def redirect_rules(udp_port: int, tcp_port: int) -> str:

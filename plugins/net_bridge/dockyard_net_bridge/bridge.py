@@ -29,7 +29,7 @@ from dockyard.networks import netns
 from dockyard.store import read_json, write_json
 
 from . import firewall, rtnl
-from .nft import Nft
+from dockyard.nftables import Nft
 from .ports import PortPublisher
 
 log = logging.getLogger("dockyard.net_bridge")

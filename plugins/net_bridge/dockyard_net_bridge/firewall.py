@@ -32,7 +32,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from .nft import Nft
+from dockyard.nftables import Nft
 
 log = logging.getLogger("dockyard.net_bridge.firewall")
 

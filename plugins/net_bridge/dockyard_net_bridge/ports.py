@@ -37,7 +37,7 @@ from dockyard.drivers.network import PortBinding
 from dockyard.errors import Conflict, DockyardError
 from dockyard.store import read_json, write_json
 
-from .nft import Nft
+from dockyard.nftables import Nft
 
 log = logging.getLogger("dockyard.net_bridge.ports")
 

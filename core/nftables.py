@@ -1,6 +1,7 @@
 """nftables from Python: libnftables through ctypes (0.2 ms a batch), ``nft -f -`` otherwise.
 
-A batch is one transaction: it applies whole or not at all.
+A batch is one transaction: it applies whole or not at all. A context talks netlink in the
+network namespace of the thread that made it (the embedded DNS makes one inside a container's).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import shutil
 import subprocess
 import threading
 
-from dockyard.errors import DockyardError
+from .errors import DockyardError
 
 
 class NftError(DockyardError):
