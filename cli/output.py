@@ -16,12 +16,25 @@ def emit_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=False))
 
 
-def render_template(template: str, row: dict[str, Any]) -> str:
-    """A small subset of Go templates: ``{{.Field}}``, ``{{.A.B}}``, ``{{json .Field}}``."""
+def go_str(value: Any) -> str:
+    """A value as Go's text/template prints it: true/false, [a b], map[k:v]."""
+    if value is None:
+        return "<no value>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + " ".join(go_str(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{go_str(v)}" for k, v in sorted(value.items())) + "]"
+    return str(value)
+
+
+def render_template(template: str, row: Any) -> str:
+    """``{{.A.B}}``, ``{{json .A}}``, ``{{.}}``, with Go's printing of values."""
 
     def lookup(path: str) -> Any:
-        value: Any = row
-        for part in path.strip(".").split("."):
+        value = row
+        for part in path.strip().strip(".").split("."):
             if part:
                 value = value.get(part) if isinstance(value, dict) else None
         return value
@@ -29,11 +42,11 @@ def render_template(template: str, row: dict[str, Any]) -> str:
     def repl(m: re.Match[str]) -> str:
         expr = m.group(1).strip()
         if expr.startswith("json "):
-            return json.dumps(lookup(expr[5:].strip()))
+            return json.dumps(lookup(expr[5:]), separators=(",", ":"))
         value = lookup(expr)
-        return "" if value is None else str(value)
+        return "" if value is None and expr != "." else go_str(value)
 
-    return re.sub(r"\{\{(.*?)\}\}", repl, template).replace("\\t", "\t").replace("\\n", "\n")
+    return re.sub(r"\{\{-?(.*?)-?\}\}", repl, template).replace("\\t", "\t").replace("\\n", "\n")
 
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

@@ -1,52 +1,18 @@
-"""docker's ``--format``: Go-template-like rendering (``{{.A.B}}``, ``{{json .A}}``) with Go's
-printing of values, and the ``table``/``json``/template choice of ``ps`` and ``stats``."""
+"""docker's ``--format`` for ps and stats: the ``table``/``json``/template choice (the rendering
+is :func:`.output.render_template`)."""
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import click
 
-from .output import table
+from .output import render_template as render, table
 
 
 def ellipsis(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def go_str(value: Any) -> str:
-    """A value as Go's text/template prints it: true/false, [a b], map[k:v]."""
-    if value is None:
-        return "<no value>"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + " ".join(go_str(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "map[" + " ".join(f"{k}:{go_str(v)}" for k, v in sorted(value.items())) + "]"
-    return str(value)
-
-
-def render(template: str, row: Any) -> str:
-    """``{{.A.B}}``, ``{{json .A}}``, ``{{.}}``, with Go's printing of values."""
-
-    def lookup(path: str) -> Any:
-        value = row
-        for part in path.strip().strip(".").split("."):
-            if part:
-                value = value.get(part) if isinstance(value, dict) else None
-        return value
-
-    def repl(m: re.Match[str]) -> str:
-        expr = m.group(1).strip()
-        if expr.startswith("json "):
-            return json.dumps(lookup(expr[5:]), separators=(",", ":"))
-        value = lookup(expr)
-        return "" if value is None and expr != "." else go_str(value)
-
-    return re.sub(r"\{\{-?(.*?)-?\}\}", repl, template).replace("\\t", "\t").replace("\\n", "\n")
 
 
 def print_rows(fmt: str | None, rows: list[dict[str, Any]], headers: dict[str, str], default: str) -> None:

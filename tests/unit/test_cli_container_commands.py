@@ -39,3 +39,17 @@ def test_prune_report(capsys):
     prune_report("Containers", ["a1", "b2"], 2_500_000)
     prune_report("Volumes", [], 0)
     assert capsys.readouterr().out == "Deleted Containers:\na1\nb2\n\nTotal reclaimed space: 2.5MB\nTotal reclaimed space: 0B\n"
+
+
+def test_one_go_template_renderer_for_every_format_option():
+    """images, volumes, system and ps/stats share one renderer that prints values as Go's
+    text/template does (docker's --format), e.g. for ``dockyard images --format``."""
+    from dockyard_cli.output import render_template
+    from dockyard_cli.templates import render
+
+    assert render is render_template
+    row = {"Name": "v", "Dangling": True, "Labels": {"b": "2", "a": "1"}, "Tags": ["x", "y"], "Size": None}
+    assert render_template("{{.Name}}\\t{{.Dangling}}", row) == "v\ttrue"
+    assert render_template("{{.Labels}} {{.Tags}}", row) == "map[a:1 b:2] [x y]"
+    assert render_template("{{json .Labels}}", row) == '{"b":"2","a":"1"}'
+    assert render_template("{{.Size}}|{{.Nope.Deeper}}", row) == "|"
