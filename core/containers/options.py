@@ -227,6 +227,8 @@ def check(config: dict[str, Any], hc: dict[str, Any], *, runtime: Any = None, st
         raise _refuse("NetworkDisabled", "is not supported by this engine: use NetworkMode none (--network none)")
     if config.get("MacAddress"):
         normalize_mac(config["MacAddress"])
+    if str(hc.get("NetworkMode") or "").startswith("container:") and config.get("Hostname"):
+        raise InvalidArgument("conflicting options: hostname and the network mode")  # it takes the other's
     if hc.get("UTSMode") == "host":  # the host's UTS namespace: its names cannot be the container's
         for key, option in (("Hostname", "--hostname"), ("Domainname", "--domainname")):
             if config.get(key):

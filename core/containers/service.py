@@ -268,10 +268,11 @@ class ContainerService:
                 sandbox = await self.networks.setup(c, directory)
                 if sandbox:
                     namespaces["net"] = sandbox
+            files = self._etc_files(c, directory)
             config = await startopts.prepare(self, c, directory, namespaces)  # links, sysctls
             spec = build_spec(
                 cid=c.id, config=config, host_config=c.host_config, rootfs=rootfs,
-                files=etcfiles.paths(directory), mounts=extra_mounts, cgroup_procs=procs,
+                files=files, mounts=extra_mounts, cgroup_procs=procs,
                 log_path=self.log_path(c), log_max_size=log_max_size, log_max_files=log_max_files,
                 namespaces=namespaces, devices=device_plan.nodes,
             )
@@ -291,6 +292,18 @@ class ContainerService:
         self._emit("start", c)
         self._monitor(c)
         self._wake(self.start_waiters, c.id, True)
+
+    def _etc_files(self, c: Container, directory: Path) -> dict[str, Path]:
+        """The /etc/hostname, hosts and resolv.conf bound into the container: its own, or with
+        ``--network container:X`` X's files and names, as Docker (they share X's network
+        namespace, so X's resolver at 127.0.0.11 answers for both)."""
+        mode = c.host_config.get("NetworkMode") or ""
+        if not mode.startswith("container:"):
+            return etcfiles.paths(directory)
+        other = self.get(mode.split(":", 1)[1])
+        for key in ("Hostname", "Domainname"):
+            c.config[key] = other.config.get(key) or ""
+        return etcfiles.paths(self.dir(other))
 
     def _namespaces(self, c: Container) -> dict[str, str | None]:
         ns: dict[str, str | None] = {"net": None, "ipc": None, "uts": None, "pid": None}

@@ -309,6 +309,14 @@ def test_container_network_mode_shares_the_namespace(d, net):
     a = sleeper(d, n)
     out = run(d, "run", "--rm", "--network", f"container:{a}", "busybox", "ip", "-o", "addr", "show", "eth0")
     assert ip_of(d, a, n) in out
+    # as Docker: the other's hostname, hosts and resolv.conf, so its resolver answers names here too
+    peer = run(d, "run", "-d", "--network", n, "--name", f"{n}-peer", "busybox", "sleep", "60").strip()
+    out = run(d, "run", "--rm", "--network", f"container:{a}", "busybox", "sh", "-c",
+              f"hostname; cat /etc/resolv.conf; nslookup {n}-peer")
+    assert out.splitlines()[0] == run(d, "exec", a, "hostname").strip()
+    assert "nameserver 127.0.0.11" in out and ip_of(d, peer, n) in out.split("Name:", 1)[1]
+    r = d.docker("run", "--rm", "--network", f"container:{a}", "-h", "other", "busybox", "true")
+    assert r.returncode != 0 and "conflicting options: hostname and the network mode" in r.stderr.decode()
 
 
 def test_daemon_restart_keeps_networks_and_reconciles(make_daemon, busybox_tar):
