@@ -24,6 +24,7 @@ from aiohttp import web
 
 from . import API_VERSION, __version__
 from . import config as cfg
+from .containers.options import runtime_names
 from .errors import ConfigError, PluginError
 from .events import EventBus, Event
 from .host import Host
@@ -238,7 +239,9 @@ class Daemon:
             "Labels": [],
             "ExperimentalBuild": False,
             "ServerVersion": __version__,
-            "Runtimes": {getattr(runtime, "name", "native"): {"path": type(runtime).__module__}} if runtime else {},
+            # the loaded runtime, and the names create accepts for it (runc: compose files pass it)
+            "Runtimes": {name: {"path": type(runtime).__module__} for name in sorted(runtime_names(runtime))}
+            if runtime else {},
             "DefaultRuntime": getattr(runtime, "name", "none") if runtime else "none",
             "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                       "Error": "", "RemoteManagers": None},

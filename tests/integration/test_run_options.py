@@ -88,7 +88,9 @@ def test_refusals_reach_docker_py_as_api_errors(d, client):
 
 def test_runtime_names_of_this_daemon_are_accepted(d):
     default = d.docker("info", "--format", "{{.DefaultRuntime}}").stdout.decode().strip()
+    listed = d.docker("info", "--format", "{{json .Runtimes}}").stdout.decode()
     for name in (default, "runc"):
+        assert f'"{name}"' in listed  # docker info lists what --runtime accepts
         assert run(d, "--runtime", name, "busybox", "echo", "ok") == "ok\n"
 
 
