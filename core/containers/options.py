@@ -103,9 +103,7 @@ def _check_log_driver(hc: dict[str, Any]) -> None:
 
 def _check_modes(hc: dict[str, Any]) -> None:
     ipc = hc.get("IpcMode") or ""
-    if ipc not in ("", "private", "shareable", "host") and not ipc.startswith("container:"):
-        if ipc == "none":
-            raise _refuse("--ipc none", "is not supported by this engine (use private)")
+    if ipc not in ("", "none", "private", "shareable", "host") and not ipc.startswith("container:"):
         raise InvalidArgument(f"invalid IPC mode: {ipc}")
     pid = hc.get("PidMode") or ""
     if pid not in ("", "host") and not pid.startswith("container:"):

@@ -272,7 +272,7 @@ class ContainerService:
             config = await startopts.prepare(self, c, directory, namespaces)  # links, sysctls
             spec = build_spec(
                 cid=c.id, config=config, host_config=c.host_config, rootfs=rootfs,
-                files=files, mounts=extra_mounts, cgroup_procs=procs,
+                files=files, mounts=[*extra_mounts, *startopts.shm_mounts(c)], cgroup_procs=procs,
                 log_path=self.log_path(c), log_max_size=log_max_size, log_max_files=log_max_files,
                 namespaces=namespaces, devices=device_plan.nodes,
             )

@@ -144,7 +144,7 @@ def build_spec(
         init=default_init if init is None else bool(init),
         namespaces={**namespaces, "cgroup": runtime_opts.cgroupns(hc)},
         cgroup_procs=cgroup_procs,
-        shm_size=int(hc.get("ShmSize") or 64 * 1024 * 1024),
+        shm_size=None if hc.get("IpcMode") == "none" else int(hc.get("ShmSize") or 64 * 1024 * 1024),
         log_path=log_path,
         log_max_size=log_max_size,
         log_max_files=log_max_files,

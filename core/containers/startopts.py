@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..drivers.runtime import Mount
 from ..errors import Conflict, InvalidArgument, NotFound
 from ..lifecycle import State
 from ..networks import netns
@@ -160,6 +161,17 @@ def joined_namespace(svc: Any, mode: str, kind: str) -> str:
     if kind == "ipc" and (other.host_config.get("IpcMode") or "private") not in ("shareable", "host"):
         raise Conflict("non-shareable IPC (hint: use IpcMode:shareable for the donor container)")
     return f"/proc/{other.pid}/ns/{kind}"
+
+
+def shm_mounts(c: Any) -> list[Mount]:
+    """``--ipc host``: the host's ``/dev/shm`` bound over the container's, as Docker does (POSIX
+    shared memory lives there, not in the IPC namespace). Otherwise a tmpfs of its own, or nothing
+    for ``--ipc none``. ``--ipc container:X`` shares X's namespace (SysV IPC) but not yet X's
+    ``/dev/shm``: that mount is in X's mount namespace, which a bind cannot reach; Docker keeps a
+    shareable container's shm on the host for this."""
+    if (c.host_config.get("IpcMode") or "") == "host":
+        return [Mount("/dev/shm", "/dev/shm", "bind", ["rbind", "rprivate"])]
+    return []
 
 
 # -- the step ---------------------------------------------------------------------------------

@@ -120,7 +120,7 @@ class ContainerSpec:
     cgroup_procs: list[str] = field(default_factory=list)  # cgroup.procs files the process joins before exec
     masked_paths: list[str] = field(default_factory=lambda: list(DEFAULT_MASKED_PATHS))
     readonly_paths: list[str] = field(default_factory=lambda: list(DEFAULT_READONLY_PATHS))
-    shm_size: int = 64 * 1024 * 1024
+    shm_size: int | None = 64 * 1024 * 1024  # None: no /dev/shm (--ipc none)
     log_path: Path | None = None  # default <state_dir>/container.log
     log_max_size: int = 10 * 1024 * 1024  # 0 = no rotation
     log_max_files: int = 3

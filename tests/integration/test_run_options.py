@@ -4,6 +4,7 @@ and leave no container behind."""
 
 import os
 import socket
+from pathlib import Path
 
 import docker
 import pytest
@@ -204,6 +205,17 @@ def test_pid_and_ipc_of_another_container(d):
     assert r.returncode == 0
     r = d.docker("run", "--rm", "--ipc", "container:nsprivate", "busybox", "true")
     assert r.returncode != 0 and "non-shareable IPC" in r.stderr.decode()
+
+
+def test_ipc_none_has_no_dev_shm_and_host_shares_the_hosts(d, tmp_path):
+    out = run(d, "--ipc", "none", "busybox", "sh", "-c", "grep -c ' /dev/shm ' /proc/mounts; test -e /dev/shm || echo absent")
+    assert out.split() == ["0", "absent"]  # nothing mounted, as Docker
+    name = f"dockyard-test-{os.getpid()}"
+    Path("/dev/shm", name).write_text("from the host\n")
+    try:
+        assert run(d, "--ipc", "host", "busybox", "cat", f"/dev/shm/{name}") == "from the host\n"
+    finally:
+        Path("/dev/shm", name).unlink()
 
 
 def test_compose_style_json_file_logging_is_accepted(d):
