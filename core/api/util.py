@@ -21,8 +21,13 @@ DAEMON: web.AppKey["Daemon"] = web.AppKey("daemon")
 def json_response(data: Any, status: int = 200) -> web.Response:
     """JSON with exactly ``application/json`` (the docker CLI shows the raw body of an error
     for any other content type), encoded by orjson: listing 50 containers spends most of its
-    time encoding."""
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+    time encoding. orjson refuses integers beyond 64 bits, which a loaded image's config may
+    hold: the standard encoder takes those."""
+    try:
+        body = orjson.dumps(data)
+    except TypeError:
+        body = json.dumps(data).encode()
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 def daemon_of(request: web.Request) -> "Daemon":
@@ -56,9 +61,18 @@ async def json_body(request: web.Request, *, required: bool = True) -> Any:
             raise InvalidArgument("request body is empty; expected JSON")
         return {}
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_int=_int64)
     except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise InvalidArgument(f"invalid JSON: {exc}") from None
+
+
+def _int64(text: str) -> int:
+    """JSON integers as Go decodes them into the API's int64 fields: larger ones are a 400, not
+    a value stored and then failing every later response."""
+    value = int(text)
+    if not -(1 << 63) <= value < (1 << 63):
+        raise ValueError(f"number {text} overflows a 64-bit integer")
+    return value
 
 
 def query_bool(request: web.Request, name: str, default: bool = False) -> bool:

@@ -124,7 +124,8 @@ def _check_modes(hc: dict[str, Any]) -> None:
         raise InvalidArgument(f"Invalid isolation: {isolation!r} - linux only supports 'default'")
 
 
-def _check_resources(hc: dict[str, Any]) -> None:
+def check_resources(hc: dict[str, Any]) -> None:
+    """Resource fields no cgroups driver here applies: Docker-style 400s (create and update)."""
     for key, option in UNSUPPORTED_RESOURCES:
         if hc.get(key):
             raise _refuse(option)
@@ -218,7 +219,7 @@ def check(config: dict[str, Any], hc: dict[str, Any], *, runtime: Any = None, st
     _check_storage_opt(hc, storage)
     _check_log_driver(hc)
     _check_modes(hc)
-    _check_resources(hc)
+    check_resources(hc)
     _check_sysctls(hc)
     _check_security(hc)
     if config.get("NetworkDisabled"):

@@ -77,6 +77,15 @@ def log_limits(opts: dict[str, str], defaults: dict[str, str]) -> tuple[int, int
     return size, files
 
 
+#: ``POST /containers/{id}/update``: the resource fields moby's UpdateContainer applies
+#: (besides RestartPolicy).
+UPDATE_FIELDS = frozenset({
+    "CpuShares", "Memory", "NanoCpus", "BlkioWeight", "CpuPeriod", "CpuQuota", "CpuRealtimePeriod",
+    "CpuRealtimeRuntime", "CpusetCpus", "CpusetMems", "MemoryReservation", "MemorySwap", "KernelMemory",
+    "KernelMemoryTCP", "PidsLimit",
+})
+
+
 class ContainerService:
     def __init__(self, daemon: Any) -> None:
         self.daemon = daemon
@@ -623,7 +632,10 @@ class ContainerService:
         c = self.get(ref)
         async with self.lock(c.id):
             require(c.state, "update", c.id)
-            merged = {**c.host_config, **{k: v for k, v in body.items() if k != "RestartPolicy"}}
+            # only what moby's update changes: other HostConfig fields in the body are ignored,
+            # never stored (Privileged, CapAdd, Mounts... are fixed at create)
+            merged = {**c.host_config, **{k: v for k, v in body.items() if k in UPDATE_FIELDS}}
+            options.check_resources(merged)
             resources = Resources.from_host_config(merged, update=True)
             if "RestartPolicy" in body:
                 merged["RestartPolicy"] = configure.normalize_host_config(

@@ -263,3 +263,37 @@ def test_two_daemons_keep_their_own_cgroups(d, make_daemon):
     assert other.ping()
     assert d.docker("pause", cid).returncode == 0, "the other daemon removed this container's cgroup"
     assert d.docker("unpause", cid).returncode == 0
+
+
+def test_update_changes_resources_and_nothing_else(client):
+    """``POST /containers/{id}/update`` applies what moby's does (resources, restart policy);
+    any other HostConfig field in the body is ignored and never stored, so an unprivileged
+    container cannot be updated into a privileged one."""
+    c = client.containers.run("busybox", "sleep 60", detach=True, mem_limit="64m")
+    url = client.api._url("/containers/{0}/update", c.id)
+    try:
+        r = client.api._post_json(url, data={
+            "Memory": 128 << 20, "MemorySwap": 256 << 20, "PidsLimit": 50,
+            "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 2},
+            "Privileged": True, "CapAdd": ["ALL"], "PidMode": "host", "Binds": ["/:/host"], "Mounts": ["x"]})
+        assert r.status_code == 200, r.text
+        c.reload()
+        hc = c.attrs["HostConfig"]
+        assert hc["Memory"] == 128 << 20 and hc["PidsLimit"] == 50
+        assert hc["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}
+        assert not hc["Privileged"] and not hc.get("CapAdd") and not hc.get("PidMode")
+        assert not hc.get("Binds") and not hc.get("Mounts")
+        limit = c.exec_run(["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || "
+                                        "cat /sys/fs/cgroup/memory.max"]).output.strip()
+        assert limit == str(128 << 20).encode()  # applied to the running container's cgroup
+        c.restart(timeout=0)
+        caps = c.exec_run(["grep", "CapEff", "/proc/self/status"]).output.split()[-1]
+        assert caps != b"000001ffffffffff" and int(caps, 16) != (1 << 41) - 1  # still Docker's default set
+        r = client.api._post_json(url, data={"CpuRealtimeRuntime": 1000})
+        assert r.status_code == 400 and "--cpu-rt-runtime is not supported" in r.text
+        r = client.api._post_json(url, data={"Memory": 1 << 70})
+        assert r.status_code == 400 and "overflows a 64-bit integer" in r.text
+        c.reload()
+        assert c.attrs["HostConfig"]["Memory"] == 128 << 20
+    finally:
+        c.remove(force=True)
