@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from .client import APIError, Client, q
-from .options import filter_dict
+from .options import filter_dict, key_values
 from .output import emit_json, output, render_template
 
 IP_OPTIONS = [
@@ -33,16 +33,6 @@ def register(cli: click.Group) -> None:
 @click.group("network")
 def network() -> None:
     """Manage networks."""
-
-
-def _kv(items: tuple[str, ...], flag: str) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if not key:
-            raise click.BadParameter(f"invalid value {item!r}", param_hint=flag)
-        out[key] = value
-    return out
 
 
 @network.command("ls")
@@ -106,7 +96,7 @@ def create(client: Client, name: str, driver: str, subnet: str | None, gateway: 
         raise click.UsageError("--gateway and --ip-range need --subnet")
     config = {k: v for k, v in (("Subnet", subnet), ("Gateway", gateway), ("IPRange", ip_range)) if v}
     body = {"Name": name, "Driver": driver, "CheckDuplicate": True, "Internal": internal, "Attachable": attachable,
-            "EnableIPv6": ipv6, "Labels": _kv(label, "--label"), "Options": _kv(opt, "--opt"),
+            "EnableIPv6": ipv6, "Labels": key_values(label, "--label"), "Options": key_values(opt, "--opt"),
             "IPAM": {"Driver": "default", "Config": [config] if config else []}}
     result = client.post("/networks/create", body=body)
     if result.get("Warning"):

@@ -7,6 +7,17 @@ from typing import Iterable
 import click
 
 
+def key_values(items: Iterable[str], flag: str) -> dict[str, str]:
+    """Repeated ``key=value`` options (``--label``, ``--opt``): a bare key maps to ""."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key:
+            raise click.BadParameter(f"invalid value {item!r}", param_hint=flag)
+        out[key] = value
+    return out
+
+
 def filter_dict(items: Iterable[str]) -> dict[str, list[str]]:
     """Repeated ``--filter key=value`` options as Docker's filters object."""
     out: dict[str, list[str]] = {}

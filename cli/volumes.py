@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 import click
 
 from .client import APIError, Client, q
-from .options import filter_dict
+from .options import filter_dict, key_values
 from .output import output, prune_report, render_template
 
 # -- run/create flags ---------------------------------------------------------------------------
@@ -132,16 +132,6 @@ def volume() -> None:
     """Manage volumes."""
 
 
-def _pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not key:
-            raise click.BadParameter(f"invalid value: {item}", param_hint=flag)
-        out[key] = value
-    return out
-
-
 @volume.command("create")
 @click.option("-d", "--driver", default="local", show_default=True, help="Volume driver name")
 @click.option("-o", "--opt", multiple=True, help="Driver specific options (k=v)")
@@ -150,8 +140,8 @@ def _pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
 @click.pass_obj
 def create(client: Client, driver: str, opt: tuple[str, ...], label: tuple[str, ...], name: str | None) -> None:
     """Create a volume (a generated name when NAME is not given) and print its name."""
-    body = {"Name": name or "", "Driver": driver, "DriverOpts": _pairs(opt, "--opt"),
-            "Labels": _pairs(label, "--label")}
+    body = {"Name": name or "", "Driver": driver, "DriverOpts": key_values(opt, "--opt"),
+            "Labels": key_values(label, "--label")}
     click.echo(client.post("/volumes/create", body=body)["Name"])
 
 

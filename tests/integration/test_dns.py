@@ -32,14 +32,19 @@ def ok(d, *args: str) -> str:
     return r.stdout.decode().strip()
 
 
-@pytest.fixture
-def net(d):
+def _user_network(d):
+    """A user network for one test; its containers and it are removed afterwards."""
     name = f"dnstest-{uuid.uuid4().hex[:8]}"
     ok(d, "network", "create", name)
     yield name
     for cid in d.docker("ps", "-aq", "--filter", f"network={name}").stdout.decode().split():
         d.docker("rm", "-f", cid)
     d.docker("network", "rm", name)
+
+
+@pytest.fixture
+def net(d):
+    yield from _user_network(d)
 
 
 def test_containers_resolve_each_other_by_name_alias_and_id(d, net):
@@ -336,12 +341,7 @@ def test_nothing_is_forwarded_from_internal_networks(d):
 
 @pytest.fixture
 def net2(d):
-    name = f"dnstest-{uuid.uuid4().hex[:8]}"
-    ok(d, "network", "create", name)
-    yield name
-    for cid in d.docker("ps", "-aq", "--filter", f"network={name}").stdout.decode().split():
-        d.docker("rm", "-f", cid)
-    d.docker("network", "rm", name)
+    yield from _user_network(d)
 
 
 def _ip(d, container: str, network: str) -> str:
