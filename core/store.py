@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -49,3 +50,30 @@ def read_json(path: Path, default: Any = None) -> Any:
             return json.load(f)
     except FileNotFoundError:
         return default
+
+
+# ``write_atomic`` names its temp file ``.<name>.tmp-`` + 8 characters of ``mkstemp``
+_TEMP = re.compile(r"^\.(?P<name>.+)\.tmp-[A-Za-z0-9_]{8}$")
+
+
+def remove_stale_temps(directory: Path, names: "set[str] | None" = None) -> list[Path]:
+    """Remove the temp files :func:`write_atomic` left in ``directory`` (not below it) when its
+    process was killed between ``mkstemp`` and the rename; only those of records called
+    ``names`` if given. For start-up, under the data-root lock, before anything writes there
+    (a temp file of a write in progress looks the same). Returns what was removed."""
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for entry in entries:
+        m = _TEMP.match(entry.name)
+        if m is None or (names is not None and m["name"] not in names):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except FileNotFoundError:
+            pass
+    return removed
