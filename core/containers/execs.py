@@ -19,6 +19,7 @@ from ..errors import Conflict, InvalidArgument, NoSuchExec, NotSupported
 from ..lifecycle import State
 from .detachkeys import parse_detach_keys
 from .spec import resolve_user
+from ..tasks import spawn
 
 
 @dataclass
@@ -167,7 +168,7 @@ class ExecService:
         if e.tty and e.console_size and e.console_size != spec.console_size:  # resized while starting
             self.runtime.exec_resize(c.id, e.id, *e.console_size)
         self._emit("exec_start", e)
-        e.waiter = asyncio.ensure_future(self._wait(e))
+        e.waiter = spawn(self._wait(e), f"exec {e.id[:12]} waiter")
 
     async def _wait(self, e: ExecInstance) -> None:
         try:

@@ -24,6 +24,7 @@ from typing import Any
 from ..errors import Conflict, DockyardError, InvalidArgument
 from ..runtime.state import pid_alive
 from .record import rfc3339
+from ..tasks import spawn
 
 log = logging.getLogger("dockyard.health")
 
@@ -128,7 +129,8 @@ class HealthMonitor:
             return
         h = self.state[c.id] = Health.restarted(c.health)
         self._persist(c, h)
-        self.tasks[c.id] = asyncio.ensure_future(self._loop(c.id, hc, c.started_ns or time.time_ns()))
+        self.tasks[c.id] = spawn(self._loop(c.id, hc, c.started_ns or time.time_ns()),
+                                 f"healthcheck of container {c.id[:12]}")
 
     def _persist(self, c: Any, h: Health) -> None:
         c.health = h.to_json()

@@ -50,6 +50,9 @@ class Container:
     mounts: list[dict[str, Any]] = field(default_factory=list)  # Docker's inspect "Mounts"
     exec_ids: list[str] = field(default_factory=list)
     health: dict[str, Any] | None = None  # State.Health, kept by containers/health.py
+    # intents, for start-up reconciliation after a crash (service.reconcile)
+    starting: bool = False  # saved before the runtime launches the process, cleared with its pid
+    remove_volumes: bool = False  # `rm -v` under way (state "removing"): anonymous volumes go too
 
     # -- persistence -------------------------------------------------------------------
 

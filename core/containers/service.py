@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import logging
+import os
 import secrets
 import shutil
 import socket
@@ -29,8 +31,10 @@ from ..errors import (
     ConfigError, Conflict, DockyardError, InvalidArgument, InvalidState, NameInUse, NoSuchContainer,
     NotModified, Unavailable,
 )
+from ..crashpoints import crashpoint
 from ..lifecycle import State, require
 from ..runtime import capabilities
+from ..tasks import spawn
 from ..timestamps import parse_timestamp
 from . import configure, etcfiles, health, mounts, options, ports, startopts
 from . import devices, runtime_opts
@@ -99,6 +103,11 @@ class ContainerService:
         self.networks = getattr(daemon, "networks", None)  # dockyard.networks.NetworkService
         self.containers: dict[str, Container] = {}
         self.names: dict[str, str] = {}  # name -> id
+        # names taken by a create or rename still under way (name -> id): reserved before the
+        # first await, so two requests can never both pass the check (released when done)
+        self.reserved: dict[str, str] = {}
+        self.unsaved: set[str] = set()  # records a full disk kept from being written (retried)
+        self._resaver: asyncio.Future[None] | None = None
         self.locks: dict[str, asyncio.Lock] = {}
         self.monitors: dict[str, asyncio.Task[None]] = {}
         self.exit_waiters: dict[str, list[asyncio.Future[Container]]] = {}
@@ -145,8 +154,43 @@ class ContainerService:
 
     def _save(self, c: Container, durable: bool = False) -> None:
         """Atomic always; fsynced only for what cannot be re-derived (``durable``): after a
-        crash, reconcile rebuilds running/exited state from the runtime's own records."""
-        c.save(self.dir(c), sync=durable)
+        crash, reconcile rebuilds running/exited state from the runtime's own records.
+        A failed write (a full disk) is a clear error naming the cause."""
+        try:
+            c.save(self.dir(c), sync=durable)
+        except OSError as exc:
+            raise DockyardError(f"cannot write the record of container {c.id[:12]}: {_os_reason(exc)}") from exc
+        self.unsaved.discard(c.id)
+
+    def _save_soft(self, c: Container, durable: bool = False) -> bool:
+        """For transitions that must happen even when nothing can be written (stop, kill, rm,
+        an exit): the state changes in memory, the record is written when space returns (a
+        retry every second) or rebuilt at the next start. False if it was not written."""
+        try:
+            self._save(c, durable)
+            return True
+        except DockyardError as exc:
+            if c.id not in self.containers:
+                return False
+            log.warning("%s; kept in memory, written when possible", exc)
+            self.unsaved.add(c.id)
+            if self._resaver is None or self._resaver.done():
+                self._resaver = spawn(self._resave(), "writing records kept back by a full disk")
+            return False
+
+    async def _resave(self) -> None:
+        while self.unsaved and not self.daemon_stopping:
+            await asyncio.sleep(1)
+            for cid in list(self.unsaved):
+                c = self.containers.get(cid)
+                if c is None or not self.dir(c).is_dir():
+                    self.unsaved.discard(cid)
+                    continue
+                try:
+                    self._save(c, durable=True)
+                except DockyardError:
+                    break  # still full: try again later
+                log.info("record of container %s written", cid[:12])
 
     def _require_drivers(self) -> None:
         missing = [k for k in ("storage", "runtime") if getattr(self, k) is None] + (
@@ -173,9 +217,15 @@ class ContainerService:
         self._require_drivers()
         if not isinstance(body, dict):
             raise InvalidArgument("container config must be a JSON object")
+        cid = secrets.token_hex(32)
         if name:
-            name = configure.check_name(name)
-            self._check_name_free(name)
+            self._reserve(configure.check_name(name), cid)  # before the first await
+        try:
+            return await self._create(body, name.lstrip("/") if name else None, cid)
+        finally:
+            self._release(cid)
+
+    async def _create(self, body: dict[str, Any], name: str | None, cid: str) -> Container:
         image_ref = body.get("Image")
         if not image_ref or not isinstance(image_ref, str):
             raise InvalidArgument("Config.Image is required")
@@ -203,8 +253,7 @@ class ContainerService:
         options.settle_mac(config, host_config, networks)
         if name is None:
             name = self._generate_name()
-        self._check_name_free(name)
-        cid = secrets.token_hex(32)
+            self._reserve(name, cid)
         c = Container(id=cid, name=name, image=image_ref, image_id=image.id, config=config,
                       host_config=host_config, storage_driver=getattr(self.storage, "name", ""),
                       top_layer=self.images.top_layer(image.id), networks=networks)
@@ -227,16 +276,27 @@ class ContainerService:
         return c
 
     def _check_name_free(self, name: str) -> None:
-        if name in self.names:
+        owner = self.names.get(name) or self.reserved.get(name)
+        if owner:
             raise NameInUse(
                 f'Conflict. The container name "/{name}" is already in use by container '
-                f'"{self.names[name]}". You have to remove (or rename) that container to be able to reuse that name.'
+                f'"{owner}". You have to remove (or rename) that container to be able to reuse that name.'
             )
+
+    def _reserve(self, name: str, cid: str) -> None:
+        """Take ``name`` for ``cid`` now (synchronously: no other request can slip in between
+        the check and the reservation), or raise NameInUse (409)."""
+        self._check_name_free(name)
+        self.reserved[name] = cid
+
+    def _release(self, cid: str) -> None:
+        for name in [n for n, owner in self.reserved.items() if owner == cid]:
+            del self.reserved[name]
 
     def _generate_name(self) -> str:
         for _ in range(100):
             name = configure.random_name()
-            if name not in self.names:
+            if name not in self.names and name not in self.reserved:
                 return name
         return f"{configure.random_name()}_{secrets.token_hex(3)}"
 
@@ -285,19 +345,29 @@ class ContainerService:
                 log_path=self.log_path(c), log_max_size=log_max_size, log_max_files=log_max_files,
                 namespaces=namespaces, devices=device_plan.nodes,
             )
+            # the intent: a daemon killed from here on leaves a process the record does not
+            # name yet; reconcile adopts it (or kills it) because the record says "starting"
+            c.starting = True
             try:
+                self._save(c)
+                crashpoint("container.start.after_intent")
                 pid = await self.runtime.start(spec)
             except DockyardError as exc:
+                c.starting = False
                 code = getattr(exc, "exit_code", 128)
                 c.exit_code, c.error = code, exc.message
-                self._save(c)
+                self._save_soft(c)
                 self._wake(self.start_waiters, c.id, False)
                 raise
+            except BaseException:
+                c.starting = False
+                raise
+            crashpoint("container.start.after_launch")
             undo.pop_all()
-        c.status, c.pid, c.error = State.RUNNING.value, pid, ""
+        c.status, c.pid, c.error, c.starting = State.RUNNING.value, pid, "", False
         c.started_ns, c.has_been_started, c.manually_stopped, c.oom_killed = time.time_ns(), True, False, False
         c.exit_code = 0
-        self._save(c)
+        self._save_soft(c)  # it runs and is watched whatever the disk says
         self._emit("start", c)
         self._monitor(c)
         self._wake(self.start_waiters, c.id, True)
@@ -348,7 +418,7 @@ class ContainerService:
     # -- monitoring -----------------------------------------------------------------------
 
     def _monitor(self, c: Container) -> None:
-        task = asyncio.ensure_future(self._watch(c))
+        task = spawn(self._watch(c), f"monitor of container {c.id[:12]}")
         self.health.start(c)
         self.monitors[c.id] = task
         task.add_done_callback(lambda t, cid=c.id: self.monitors.pop(cid, None) if self.monitors.get(cid) is t else None)
@@ -366,27 +436,31 @@ class ContainerService:
         await self._after_exit(c)
 
     async def _record_exit(self, c: Container, status: ExitStatus) -> None:
-        """Save how the container ended and release its cgroup and mount."""
+        """Save how the container ended and release its cgroup and mount. The state changes
+        and waiters are woken whatever fails here (a release step, a full disk)."""
         oom = False
-        if self.cgroups is not None and self.cgroups.exists(c.id):
+        try:
+            if self.cgroups is not None and self.cgroups.exists(c.id):
+                with contextlib.suppress(Exception):
+                    oom = self.cgroups.oom_kills(c.id) > 0
+                with contextlib.suppress(Exception):
+                    self.cgroups.remove(c.id)
             with contextlib.suppress(Exception):
-                oom = self.cgroups.oom_kills(c.id) > 0
-            with contextlib.suppress(Exception):
-                self.cgroups.remove(c.id)
-        with contextlib.suppress(Exception):
-            self.storage.unmount(c.id)
-        if self.networks is not None:
-            try:
-                await self.networks.teardown(c)
-            except Exception:
-                log.exception("releasing the network of %s failed", c.id[:12])
-        mounts.release(self, c)
-        self.health.stop(c.id)
+                self.storage.unmount(c.id)
+            if self.networks is not None:
+                try:
+                    await self.networks.teardown(c)
+                except Exception:
+                    log.exception("releasing the network of %s failed", c.id[:12])
+            mounts.release(self, c)
+            self.health.stop(c.id)
+        except Exception:
+            log.exception("releasing what container %s held failed", c.id[:12])
         c.status = State.EXITED.value
         c.exit_code, c.pid, c.oom_killed = status.exit_code, 0, oom or status.oom_killed
         c.error = status.error or ""
         c.finished_ns = status.finished_at_ns or time.time_ns()
-        self._save(c)
+        self._save_soft(c)
         if c.oom_killed:
             self._emit("oom", c)
         self._emit("die", c, exitCode=c.exit_code)
@@ -409,7 +483,8 @@ class ContainerService:
             if c.finished_ns - c.started_ns > 10 * 10**9:
                 delay = 0.1  # Docker resets the back-off after 10 s of running
             c.status = State.RESTARTING.value
-            self._save(c)
+            self._save_soft(c)
+            # stop, kill, rm and restart end this wait through _cancel_restart (under the lock)
             await asyncio.sleep(delay)
             async with self.lock(c.id):
                 if c.id not in self.containers or c.state != State.RESTARTING or c.manually_stopped:
@@ -418,10 +493,17 @@ class ContainerService:
                 try:
                     await self._start(c)
                     self._emit("restart", c)
-                except DockyardError as exc:
+                except Exception as exc:
                     log.warning("restarting %s failed: %s", c.name, exc)
-                    c.status = State.EXITED.value
-                    self._save(c)
+                    self._cancel_restart(c)
+
+    def _cancel_restart(self, c: Container) -> None:
+        """A restarting container (between an exit and its restart, no process) becomes
+        exited; whoever waits for it to stop is answered. Called with the lock held."""
+        c.status = State.EXITED.value
+        c.pid = 0
+        self._save_soft(c)
+        self._wake(self.exit_waiters, c.id, c)
 
     def _should_restart(self, c: Container) -> bool:
         if c.manually_stopped or self.daemon_stopping:
@@ -442,18 +524,25 @@ class ContainerService:
         async with self.lock(c.id):
             if c.state == State.RESTARTING:
                 c.manually_stopped = True
-                c.status = State.EXITED.value
-                self._save(c)
+                self._cancel_restart(c)
                 self._emit("stop", c)
                 return
             require(c.state, "stop", c.id)
             c.manually_stopped = True
-            self._save(c)
+            self._save_soft(c)
         await self._stop(c, timeout, sig)
         self._emit("stop", c)
 
     async def _stop(self, c: Container, timeout: int | None, sig: str | None = None) -> None:
-        """Stop signal, wait up to ``timeout`` seconds, then SIGKILL every process."""
+        """Stop signal, wait up to ``timeout`` seconds, then SIGKILL every process. A
+        restarting container has no process: its pending restart is cancelled. Never called
+        with the container's lock held."""
+        if c.state == State.RESTARTING:
+            async with self.lock(c.id):
+                if c.state == State.RESTARTING:
+                    c.manually_stopped = True
+                    self._cancel_restart(c)
+                    return
         if timeout is None:
             timeout = c.config.get("StopTimeout")
             timeout = DEFAULT_STOP_TIMEOUT if timeout is None else int(timeout)
@@ -476,7 +565,11 @@ class ContainerService:
                 self.cgroups.kill_all(c.id, signals.SIGKILL)
         with contextlib.suppress(InvalidState, NoSuchContainer):
             await self.runtime.kill(c.id, signals.SIGKILL)
-        await waiter
+        while not waiter.done():
+            await asyncio.wait({waiter}, timeout=5)
+            if not waiter.done() and c.running and c.id not in self.monitors:
+                log.warning("container %s has no monitor: watching it again", c.id[:12])
+                self._monitor(c)  # its exit is recorded (and the waiter answered) by the monitor
 
     def _exit_future(self, c: Container) -> asyncio.Future[Container]:
         fut = asyncio.get_running_loop().create_future()
@@ -493,7 +586,11 @@ class ContainerService:
             require(c.state, "kill", c.id)
             if num in (signals.SIGKILL, signals.SIGTERM, signals.SIGINT):
                 c.manually_stopped = True  # docker kill does not trigger restart "unless-stopped"
-                self._save(c)
+                if c.state == State.RESTARTING:  # no process: the pending restart is what goes
+                    self._cancel_restart(c)
+                    self._emit("kill", c, signal=num)
+                    return
+                self._save_soft(c)
             await self.runtime.kill(c.id, num)
         self._emit("kill", c, signal=num)
 
@@ -537,29 +634,37 @@ class ContainerService:
         async with self.lock(c.id):
             if c.id not in self.containers:
                 return
+            # the intent first: a daemon killed during the removal finishes it at its next
+            # start (reconcile); a container in "removing" is removed by any later rm too
             c.status = State.REMOVING.value
+            c.remove_volumes = c.remove_volumes or volumes
+            self._save_soft(c, durable=True)  # a full disk still removes (and frees space)
+            crashpoint("container.rm.after_intent")
             await self._destroy(c)
-        if volumes:
+        if c.remove_volumes:
             await mounts.remove_anonymous(self, c)
         self._emit("destroy", c)
         self._wake(self.removed_waiters, c.id, c)
         self._wake(self.start_waiters, c.id, False)
 
     async def _destroy(self, c: Container) -> None:
-        """Remove everything a container owns; each step tolerates what is already gone."""
+        """Remove everything a container owns; each step tolerates what is already gone (also
+        what a removal interrupted by a crash left half done)."""
         task = self.monitors.pop(c.id, None)
         if task is not None and task is not asyncio.current_task():  # AutoRemove runs in the monitor
             task.cancel()
         self.execs.forget(c.id)
         self.health.forget(c.id)
         await self.runtime.delete(c.id)
+        crashpoint("container.rm.after_runtime")
         if self.networks is not None:
             with contextlib.suppress(Exception):
                 await self.networks.teardown(c)
         if self.cgroups is not None:
             with contextlib.suppress(Exception):
-                self.cgroups.remove(c.id)
+                self.cgroups.remove(c.id)  # kills anything left in it first
         await asyncio.to_thread(self.storage.remove_rw, c.id)
+        crashpoint("container.rm.after_layer")
         await asyncio.to_thread(shutil.rmtree, self.dir(c), True)
         self.containers.pop(c.id, None)
         if self.names.get(c.name) == c.id:
@@ -575,13 +680,24 @@ class ContainerService:
         new = configure.check_name(new)
         if new == c.name:
             raise InvalidArgument("Renaming a container with the same name as its current name")
-        self._check_name_free(new)
-        async with self.lock(c.id):
-            old = c.name
-            c.name = new
-            self._save(c, durable=True)
-            del self.names[old]
-            self.names[new] = c.id
+        self._reserve(new, c.id)  # as create does: before the first await
+        try:
+            async with self.lock(c.id):
+                if c.id not in self.containers:
+                    raise NoSuchContainer(ref)
+                old = c.name
+                c.name = new
+                try:
+                    self._save(c, durable=True)
+                except DockyardError:
+                    c.name = old
+                    raise
+                if self.names.get(old) == c.id:
+                    del self.names[old]
+                self.names[new] = c.id
+        finally:
+            if self.reserved.get(new) == c.id:
+                del self.reserved[new]
         self._emit("rename", c, oldName="/" + old)
 
     async def pause(self, ref: str) -> None:
@@ -830,8 +946,10 @@ class ContainerService:
                 shutil.rmtree(directory, ignore_errors=True)
                 continue
             loaded.append(c)
-        for c in sorted(loaded, key=lambda c: c.created_ns):  # the dict keeps creation order
+        for c in sorted(loaded, key=lambda c: (c.created_ns, c.id)):  # the dict keeps creation order
             self.containers[c.id] = c
+            if c.name in self.names:  # written by a version that did not reserve names
+                self._rename_duplicate(c)
             self.names[c.name] = c.id
         known = set(self.containers)
         if self.runtime is not None:
@@ -853,7 +971,24 @@ class ContainerService:
         for c in list(self.containers.values()):
             await self._reconcile_one(c)
 
+    def _rename_duplicate(self, c: Container) -> None:
+        """Two records with one name: the oldest keeps it (the caller goes by creation time),
+        this one gets ``<name>_<id[:12]>``, deterministically, and a log line says so."""
+        new = f"{c.name}_{c.id[:12]}"
+        while new in self.names:
+            new += "_"
+        log.warning("container %s has the name %r of the older container %s: renamed to %r",
+                    c.id[:12], c.name, self.names[c.name][:12], new)
+        c.name = new
+        self._save_soft(c, durable=True)
+
     async def _reconcile_one(self, c: Container) -> None:
+        if c.state == State.REMOVING:
+            await self._finish_removal(c)
+            return
+        if c.starting and not c.running:
+            await self._reconcile_start(c)
+            return
         if not c.running:
             if self.storage is not None and self.storage.is_mounted(c.id):
                 log.info("unmounting stale rootfs of stopped container %s", c.id[:12])
@@ -869,7 +1004,57 @@ class ContainerService:
             status = ExitStatus(exit_code=255, error="container vanished while the daemon was down")
         log.info("container %s exited while the daemon was down (exit code %s)", c.id[:12], status.exit_code)
         await self._record_exit(c, status)
-        asyncio.ensure_future(self._after_exit(c))
+        spawn(self._after_exit(c), f"restart policy of container {c.id[:12]}")
+
+    async def _finish_removal(self, c: Container) -> None:
+        """The daemon died during ``rm``: the record says "removing", so finish it."""
+        log.warning("finishing the removal of container %s (%s), interrupted by a daemon stop", c.id[:12], c.name)
+        try:
+            await self._destroy(c)
+        except Exception:
+            log.exception("removing container %s failed; `docker rm -f` retries it", c.id[:12])
+            return
+        if c.remove_volumes:
+            await mounts.remove_anonymous(self, c)
+        self._emit("destroy", c)
+
+    async def _reconcile_start(self, c: Container) -> None:
+        """The daemon died during ``start``, between the intent and the saved pid: adopt the
+        process if it runs under its monitor, record its exit if it already ended, else kill
+        whatever the launch left in the container's cgroup. Never a process the API does not know."""
+        state = self.runtime.state(c.id) if self.runtime is not None else "unknown"
+        pid = self.runtime.pid(c.id) if state == "running" else None
+        c.starting = False
+        if pid:
+            log.warning("adopting container %s (%s): started when the daemon stopped, pid %d", c.id[:12], c.name, pid)
+            c.status, c.pid, c.error, c.exit_code = State.RUNNING.value, pid, "", 0
+            c.started_ns, c.has_been_started, c.manually_stopped, c.oom_killed = time.time_ns(), True, False, False
+            self._save_soft(c)
+            self._monitor(c)
+            return
+        status = self.runtime.exit_status(c.id) if state == "exited" and self.runtime is not None else None
+        if status is not None:
+            log.warning("container %s started and ended while the daemon was down (exit code %s)",
+                        c.id[:12], status.exit_code)
+            c.has_been_started, c.started_ns = True, c.started_ns or time.time_ns()
+            await self._record_exit(c, status)
+            spawn(self._after_exit(c), f"restart policy of container {c.id[:12]}")
+            return
+        log.warning("container %s: its start was interrupted by a daemon stop; removing what it launched", c.id[:12])
+        if self.cgroups is not None and self.cgroups.exists(c.id):
+            with contextlib.suppress(Exception):
+                self.cgroups.remove(c.id)  # kills every process in it first
+        if self.runtime is not None:
+            with contextlib.suppress(Exception):
+                await self.runtime.delete(c.id)
+        with contextlib.suppress(Exception):
+            self.storage.unmount(c.id)
+        if self.networks is not None:
+            with contextlib.suppress(Exception):
+                await self.networks.teardown(c)
+        mounts.release(self, c)
+        c.error = "the daemon stopped while the container was starting"
+        self._save_soft(c)
 
     async def close(self) -> None:
         """Daemon shutdown: stop watching; containers keep running (live-restore)."""
@@ -884,6 +1069,14 @@ class ContainerService:
         if remove_parent is not None and not any(c.running for c in self.containers.values()):
             with contextlib.suppress(Exception):
                 remove_parent()  # leaves nothing behind; fails harmlessly while others use it
+
+
+def _os_reason(exc: OSError) -> str:
+    """``no space left on device (ENOSPC)``: the cause of a failed write, for an error message."""
+    if exc.errno is None:
+        return str(exc)
+    text = os.strerror(exc.errno)
+    return f"{text[:1].lower()}{text[1:]} ({errno.errorcode.get(exc.errno, exc.errno)})"
 
 
 def _re_search(pattern: str, text: str) -> Any:

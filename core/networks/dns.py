@@ -49,6 +49,7 @@ from ..containers import etcfiles
 from ..errors import DockyardError
 from ..nftables import Nft
 from . import netns
+from ..tasks import spawn
 
 log = logging.getLogger("dockyard.dns")
 
@@ -175,7 +176,7 @@ _tasks: set[asyncio.Future[Any]] = set()
 
 def _spawn(coro: Any) -> None:
     """A task that is kept referenced until done (the loop only keeps weak references)."""
-    task = asyncio.ensure_future(coro)
+    task = spawn(coro, "embedded DNS")  # logs its exception
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
 

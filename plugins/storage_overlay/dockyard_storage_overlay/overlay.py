@@ -274,13 +274,22 @@ class OverlayDriver:
         return mounts.is_mountpoint(str(self._dir(cid) / "merged"))
 
     def remove_rw(self, cid: str) -> None:
+        """Unmount, then rename the directory to ``.tmp-rm-*`` (atomic) and delete that: a
+        crash leaves the container whole or a ``.tmp-*`` the constructor deletes. What an
+        interrupted removal of an older version left (no ``work``, no ``merged``, maybe no
+        ``diff``) is removed too: only a real layer (with a ``link``) is refused."""
         path = self._dir(cid)
         if not path.exists():
             return
-        if not self._is_container(path):
+        if self._is_layer(path):
             raise Conflict(f"{cid} is a layer, not a container")
         self.unmount(cid)
-        L.remove_tree(path)
+        trash = self.root / f".tmp-rm-{cid}-{secrets.token_hex(4)}"
+        try:
+            path.rename(trash)
+        except FileNotFoundError:
+            return
+        L.remove_tree(trash)
 
     def changes(self, cid: str) -> list[dict]:
         path = self._container(cid)
@@ -293,8 +302,10 @@ class OverlayDriver:
         return L.dir_size(self._container(cid) / "diff")
 
     def containers(self) -> list[str]:
+        """Every directory that is not a layer: containers, and what an interrupted removal
+        left of one (start-up reconciliation removes those it has no record of)."""
         return sorted(p.name for p in self.root.iterdir()
-                      if not p.name.startswith(".") and p.name != "l" and self._is_container(p))
+                      if not p.name.startswith(".") and p.name != "l" and p.is_dir() and not self._is_layer(p))
 
     def close(self) -> None:
         """Mounts of running containers stay (live-restore)."""
