@@ -152,6 +152,45 @@ def container_spec(config, host_config, name):
 
 
 @hookspec
+def authorize_container(request, identity, action, privileges, target):
+    """Allow or deny what a container will really get: the effective privileges.
+
+    ``authorize_request`` sees a request's fields; this hook sees their result, after every
+    default and reference is resolved (:mod:`dockyard.containers.effective`): a ``local``
+    volume with ``o=bind`` is a host path, ``--network container:X`` is the host's network
+    when X has it (followed transitively, and checked against the kernel when X runs), empty
+    ``MaskedPaths`` are unmasked system paths, a build's ``networkmode`` is its RUN
+    containers'. Called by core, while serving the request, before anything is created or
+    started, for each ``action``:
+
+    * ``create``: ``POST /containers/create`` (also each RUN step container of a build);
+    * ``start``: ``POST /containers/{id}/start`` and ``/restart`` (the container may have been
+      created by someone else; a ``container:X`` namespace is resolved again);
+    * ``exec``: ``POST /containers/{id}/exec`` and ``POST /exec/{id}/start``: the container's
+      privileges, and all of them for a ``Privileged`` exec;
+    * ``build``: ``POST /build`` before the context is read (its RUN containers' privileges);
+    * ``volume``: ``POST /volumes/create`` (a volume binding a host path is that host path).
+
+    Not called for what the daemon does by itself (restart policies, live-restore), nor when
+    no module implements it (nothing is computed then).
+
+    :param request: the ``aiohttp.web.Request`` being served (``request["route"]``,
+        ``request.get("body_json")``): for a build step, the ``/build`` request.
+    :param identity: the :class:`dockyard.identity.Identity` of the request.
+    :param action: one of the strings above.
+    :param privileges: a :class:`dockyard.containers.effective.Privileges`: ``privileged``,
+        ``host_namespaces``, ``host_paths`` (host realpaths), ``capabilities`` (beyond Docker's
+        default set), ``devices``, ``unconfined``.
+    :param target: a dict naming the object: ``container`` (id or name), ``image``, ``exec``,
+        ``volume``, when known.
+    :return: a :class:`dockyard.identity.Decision` or None to abstain. Any denial wins: the
+        client gets 403 with its message and nothing is created or started. Fails closed: an
+        exception in an implementation, or an answer that is not a Decision, denies.
+        May be async.
+    """
+
+
+@hookspec
 def on_event(event):
     """Observe an event: every container, image, network, volume and daemon transition.
 

@@ -6,7 +6,9 @@ syntax error is a 400); after that it is a final ``{"errorDetail": ...}`` line.
 
 Query parameters served: ``dockerfile``, ``t`` (repeatable), ``buildargs``, ``labels``,
 ``target``, ``nocache``, ``rm``, ``forcerm``, ``pull``, ``q``, ``networkmode``, ``platform``
-(the host's only). Accepted and ignored: ``cachefrom`` (the cache is local only),
+(the host's only). The ``authorize_container`` hooks see the build's RUN containers
+(``networkmode``) before the context is read, and each RUN container as it is created and
+started. Accepted and ignored: ``cachefrom`` (the cache is local only),
 ``extrahosts``, ``shmsize``, the resource limits (``memory``, ``cpu*``) and ``squash``.
 """
 
@@ -26,6 +28,7 @@ from aiohttp import web
 from .. import layers as L
 from ..build.builder import Builder, Options
 from ..build.cache import BuildCache
+from ..containers import effective
 from ..containers.archive import _RefuseWhiteouts
 from ..errors import DockyardError, InvalidArgument, NotSupported, Unavailable
 from ..images.service import host_arch
@@ -140,6 +143,9 @@ async def build(request: web.Request) -> web.StreamResponse:
         raise Unavailable("building needs the image and container services")
     try:
         opts = options(request)
+        # the RUN containers' privileges (networkmode host, or container:X that has the host's):
+        # a 403 before the context is read; each RUN container is checked again as it is made
+        await effective.authorize(daemon, "build", lambda: effective.of_build(daemon.containers, opts.networkmode))
     except DockyardError:
         await drain_body(request)
         raise

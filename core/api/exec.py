@@ -7,6 +7,7 @@ import contextlib
 
 from aiohttp import web
 
+from ..containers import effective
 from ..containers.detachkeys import parse_detach_keys
 from ..containers.execs import ExecService
 from ..drivers.runtime import ExecStartError
@@ -39,6 +40,7 @@ def _frame(tty: bool, stream: int, data: bytes) -> bytes:
 @routes.post("/containers/{id}/exec")
 async def create(request: web.Request) -> web.Response:
     body = await json_body(request)
+    await effective.authorize_exec(request, execs(request).containers, request.match_info["id"])
     e = execs(request).create(request.match_info["id"], body)
     return json_response({"Id": e.id}, status=201)
 
@@ -61,6 +63,7 @@ async def resize(request: web.Request) -> web.Response:
 async def start(request: web.Request) -> web.StreamResponse:
     svc = execs(request)
     e = svc.get(request.match_info["id"])
+    await effective.authorize_exec(request, svc.containers, e.container_id, e.id)  # whoever created it
     body = await json_body(request, required=False) or {}
     if not isinstance(body, dict):
         raise InvalidArgument("exec start config must be a JSON object")

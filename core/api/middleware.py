@@ -13,6 +13,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from .. import API_VERSION, __version__
+from ..containers.effective import REQUEST
 from ..errors import DockyardError, Forbidden, NotFound, PayloadTooLarge
 from ..identity import ANONYMOUS, Peer
 from ..plugins import Plugins, call_hook, first_answer
@@ -132,7 +133,11 @@ def make_middleware(plugins: Plugins) -> Any:
                     if not decision.allow:
                         request["denied_by"] = decision  # for audit hooks: the decision that counted
                         raise Forbidden(decision.message or "authorization denied by policy")
-            response = await handler(request)
+            token = REQUEST.set(request)  # for authorize_container (dockyard.containers.effective)
+            try:
+                response = await handler(request)
+            finally:
+                REQUEST.reset(token)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

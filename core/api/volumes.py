@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..containers import effective
 from ..errors import InvalidArgument
 from .util import json_body, json_response, query_bool, service_of
 
@@ -25,6 +26,7 @@ async def create(request: web.Request) -> web.Response:
     if name is not None and not isinstance(name, str):
         raise InvalidArgument("Name must be a string")
     svc = service(request)
+    await effective.authorize_volume(request, svc)  # a bind of a host path is that path
     record = await svc.create(name, body.get("Driver") or None, body.get("DriverOpts"), body.get("Labels"))
     return json_response(svc.to_json(record), status=201)
 

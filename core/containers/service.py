@@ -40,6 +40,7 @@ from . import configure, etcfiles, health, mounts, options, ports, startopts
 from . import devices, runtime_opts
 from .record import Container
 from .spec import build_spec
+from . import effective
 
 log = logging.getLogger("dockyard.containers")
 
@@ -251,6 +252,8 @@ class ContainerService:
                       networking=body.get("NetworkingConfig"))  # refused options -> 400
         startopts.check_links(self, host_config, networks)
         options.settle_mac(config, host_config, networks)
+        await effective.authorize(self.daemon, "create", lambda: effective.of_container(self, host_config, mount_points),
+                                  image=image_ref, name=name)  # the effective container: 403 before anything exists
         if name is None:
             name = self._generate_name()
             self._reserve(name, cid)
@@ -307,6 +310,7 @@ class ContainerService:
         try:
             async with self.lock(c.id):
                 require(c.state, "start", c.id)
+                await effective.authorize(self.daemon, "start", lambda: effective.of_record(self, c), container=c.id)
                 await self._start(c)
         except DockyardError as exc:
             if c.host_config.get("AutoRemove") and not isinstance(exc, NotModified):
@@ -596,6 +600,7 @@ class ContainerService:
 
     async def restart(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
         c = self.get(ref)
+        await effective.authorize(self.daemon, "start", lambda: effective.of_record(self, c), container=c.id)
         if c.running:
             c.manually_stopped = True
             await self._stop(c, timeout, sig)

@@ -12,6 +12,8 @@ Configured in the daemon's config file::
   names; TLS with a verified client certificate -> the subject's common name.
 * ``authorize_request``: the policy (``dockyard_auth_tls.policy``); a policy that does not
   load stops the daemon at start; SIGHUP reloads it (a bad new file keeps the old policy).
+* ``authorize_container``: the same policy on the effective container's privileges, before
+  core creates or starts anything (create, start, exec, build, volume create).
 * ``request_finished``: the audit record.
 * ``register_commands``: ``dockyard tls init``.
 """
@@ -191,13 +193,36 @@ def authorize_request(request, identity):
         return None
     body = UNREADABLE if request.get("body_error") else request.get("body_json")
     try:
-        decision = policy.decide(request.method, request["route"], request.path, body, identity)
+        decision = policy.decide(request.method, request["route"], request.path, body, identity,
+                                 query=request.query)
     except Exception:  # a bug in the policy code must not allow anything, nor answer 500
         log.exception("policy evaluation failed for %s %s: denying", request.method, request.path)
         decision = Decision.deny("authorization failed: the request was denied", "error")
     request[DECISION_KEY] = decision
     if not decision.allow:
         log.info("denied %s %s for %s by %s", request.method, request["route"], identity.name, decision.rule)
+    return decision
+
+
+@hookimpl
+def authorize_container(request, identity, action, privileges, target):
+    """The same rules again, on the effective container (``privileges``): what a request's
+    fields did not show (``container:X`` with the host's network, a volume binding ``/``,
+    empty MaskedPaths, a build's network mode...) meets the same privilege conditions."""
+    policy = STATE.policy
+    if policy is None:
+        return None
+    body = UNREADABLE if request.get("body_error") else request.get("body_json")
+    try:
+        decision = policy.decide(request.method, request["route"], request.path, body, identity,
+                                 privileges=privileges, query=request.query)
+    except Exception:  # fail closed
+        log.exception("policy evaluation failed for %s on %s %s: denying", action, request.method, request.path)
+        decision = Decision.deny("authorization failed: the request was denied", "error")
+    if not decision.allow:
+        request[DECISION_KEY] = decision
+        log.info("denied %s (%s %s) for %s by %s: %s", action, request.method, request["route"], identity.name,
+                 decision.rule, privileges.to_json() if hasattr(privileges, "to_json") else privileges)
     return decision
 
 

@@ -27,15 +27,30 @@ list matches when any element does. ``cn`` is the TLS subject common name, ``uid
 peer uid, ``group`` any of the identity's groups, ``kind`` the identity kind (``unix``,
 ``tls``, ``anonymous``), ``principal`` a glob on the identity name. ``routes`` are route
 templates (``/containers/{id}/start``) or globs (``/containers/*``) matched against the
-template and the unversioned path. The body conditions inspect only requests that carry
-them: ``images`` (prefixes) ``POST /containers/create``'s ``Image``; ``privileged = false``
-holds unless the request asks for host privileges: ``HostConfig.Privileged`` (or an exec's
-``Privileged``) true-ish, any ``CapAdd``, ``Devices`` or ``DeviceCgroupRules``, a ``host``
-``PidMode``/``IpcMode``/``UTSMode``/``UsernsMode``/``CgroupnsMode``/``NetworkMode``, or a
-``SecurityOpt`` that turns confinement off (``unconfined``, ``label=disable``); ``binds = false``
-holds unless ``HostConfig.Binds``, ``VolumesFrom`` (another container's mounts) or a
-``HostConfig.Mounts`` entry other than a volume or tmpfs is given. (Volumes can reach host paths
-too, through the ``local`` driver's ``o=bind`` option: restrict ``/volumes/create`` by route.) A body that is not JSON, or not shaped as the daemon expects (``HostConfig`` not an
+template and the unversioned path. ``images`` (prefixes) matches ``POST /containers/create``'s ``Image``.
+
+Privilege conditions name privileges, not request fields. They are checked twice: when the
+request arrives, against what its body asks for by itself (``dockyard.containers.effective.
+requested``), and again by core, before anything is created or started, against the
+**effective** container (the ``authorize_container`` hook: every default, ``container:X``
+namespace, volume driver option and build option resolved). Both must allow. They apply to
+container create/start/restart, exec create/start, ``/build`` (its RUN containers) and
+``/volumes/create`` (a volume binding a host path is that path)::
+
+    privileged = false                  # no --privileged, and by default none of the below
+    host_namespaces = ["net"]           # host namespaces allowed: net pid ipc uts user cgroup
+    host_paths = ["/srv/data"]          # host path prefixes allowed (binds, bind volumes...)
+    capabilities = ["NET_ADMIN"]        # capabilities beyond Docker's default set
+    devices = ["/dev/fuse"]             # host devices (globs); "rule:c 10:229 rwm" for cgroup rules
+    unconfined = ["seccomp"]            # off allowed: seccomp apparmor label systempaths (or false)
+    binds = false                       # = host_paths = [] (and no VolumesFrom)
+
+A list allows exactly what it names (``[]`` or ``false``: nothing); a missing key allows
+anything, except that ``privileged = false`` makes every missing one of ``host_namespaces``,
+``capabilities``, ``devices`` and ``unconfined`` mean nothing, and ``binds = false`` makes a
+missing ``host_paths`` mean nothing. Host paths are compared after ``realpath`` on the host
+(``/etc/../``, ``//``, symlinks, trailing slashes resolved), by whole path components.
+A body that is not JSON, or not shaped as the daemon expects (``HostConfig`` not an
 object...), fails closed: an ``allow`` rule with body conditions does not match it, a ``deny``
 rule with body conditions does.
 
@@ -45,17 +60,24 @@ No rule matches: denied. A configured policy therefore denies by default.
 from __future__ import annotations
 
 import fnmatch
+import os
+import posixpath
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dockyard.containers import effective
+from dockyard.containers.effective import Privileges
 from dockyard.identity import Decision, Identity
 
 from dockyard.versions import split_version
 
+PRIVILEGE_LISTS = ("host_namespaces", "host_paths", "capabilities", "devices", "unconfined")
 RULE_KEYS = {"name", "cn", "uid", "group", "kind", "principal", "methods", "routes", "images",
-             "privileged", "binds", "action", "message"}
+             "privileged", "binds", "action", "message", *PRIVILEGE_LISTS}
+NAMESPACES = frozenset(effective.NAMESPACE_FIELDS)
+UNCONFINED = frozenset(effective.UNCONFINED)
 TOP_KEYS = {"rule", "default-message"}
 CREATE = "/containers/create"
 EXEC = "/containers/{id}/exec"
@@ -96,6 +118,16 @@ class Rule:
     images: tuple[str, ...] | None = None
     privileged: bool | None = None
     binds: bool | None = None
+    host_namespaces: frozenset[str] | None = None
+    host_paths: tuple[str, ...] | None = None
+    capabilities: frozenset[str] | None = None
+    devices: tuple[str, ...] | None = None
+    unconfined: frozenset[str] | None = None
+
+    @property
+    def has_privilege_conditions(self) -> bool:
+        return self.privileged is not None or self.binds is not None or any(
+            getattr(self, k) is not None for k in PRIVILEGE_LISTS)
 
     @classmethod
     def parse(cls, index: int, raw: Any) -> "Rule":
@@ -131,9 +163,43 @@ class Rule:
                 if raw[key] is not False:
                     raise PolicyError(f"{where}: {key} may only be false (\"not {key}\")")
                 kw[key] = False
+        for key in PRIVILEGE_LISTS:
+            if key in raw:
+                value = [] if raw[key] is False else raw[key]
+                kw[key] = _privilege_list(where, key, _strings(where, key, value))
+        if "binds" in kw and "host_paths" in kw and kw["host_paths"]:
+            raise PolicyError(f"{where}: binds = false and host_paths conflict (use host_paths alone)")
         return cls(name=name, allow=action == "allow", message=message, **kw)
 
-    def matches(self, method: str, route: str, path: str, body: Any, identity: Identity) -> bool:
+    def allowances(self) -> dict[str, Any]:
+        """What each privilege class may hold (None: anything), defaults applied."""
+        none_if_unprivileged = frozenset() if self.privileged is False else None
+        return {
+            "host_namespaces": self.host_namespaces if self.host_namespaces is not None else none_if_unprivileged,
+            "capabilities": self.capabilities if self.capabilities is not None else none_if_unprivileged,
+            "devices": self.devices if self.devices is not None else (() if self.privileged is False else None),
+            "unconfined": self.unconfined if self.unconfined is not None else none_if_unprivileged,
+            "host_paths": self.host_paths if self.host_paths is not None else (() if self.binds is False else None),
+        }
+
+    def permits(self, p: Privileges) -> bool:
+        """Whether every privilege of ``p`` is within what this rule allows."""
+        if self.privileged is False and p.privileged:
+            return False
+        allow = self.allowances()
+        for key in ("host_namespaces", "capabilities", "unconfined"):
+            if allow[key] is not None and not getattr(p, key) <= allow[key]:
+                return False
+        if allow["devices"] is not None and not all(
+                any(fnmatch.fnmatchcase(d, g) for g in allow["devices"]) for d in p.devices):
+            return False
+        if allow["host_paths"] is not None and not all(
+                any(_under(path, prefix) for prefix in allow["host_paths"]) for path in p.host_paths):
+            return False
+        return True
+
+    def matches(self, method: str, route: str, path: str, body: Any, identity: Identity,
+                privileges: Privileges | None = None) -> bool:
         if self.kind is not None and identity.kind not in self.kind:
             return False
         if self.cn is not None and (identity.kind != "tls" or identity.name not in self.cn):
@@ -150,7 +216,7 @@ class Rule:
             r == route or fnmatch.fnmatchcase(route, r) or fnmatch.fnmatchcase(path, r) for r in self.routes
         ):
             return False
-        if self.images is None and self.privileged is None and self.binds is None:
+        if self.images is None and not self.has_privilege_conditions:
             return True
         fields = _body_fields(body)
         if fields is None:  # a body we cannot read as the handler would: fail closed
@@ -160,35 +226,62 @@ class Rule:
             image = body.get("Image")
             if not isinstance(image, str) or not any(image.startswith(p) for p in self.images):
                 return False
-        if self.privileged is False:
-            if route == EXEC and body.get("Privileged"):
-                return False
-            if host_privileges(host_config):
-                return False
-        if self.binds is False:
-            if host_config.get("Binds") or host_config.get("VolumesFrom"):
-                return False
-            if any(not isinstance(m, dict) or m.get("Type") not in ("volume", "tmpfs", "npipe") for m in mounts):
-                return False
+        if not self.has_privilege_conditions:
+            return True
+        if privileges is None:  # the privileges could not be worked out: fail closed
+            return not self.allow
+        if self.binds is False and host_config.get("VolumesFrom"):
+            return False  # binds = false has always refused other containers' mounts
+        return self.permits(privileges)
+
+
+def _under(path: str, prefix: str) -> bool:
+    return prefix == "/" or path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
+def _privilege_list(where: str, key: str, values: tuple[str, ...]) -> Any:
+    if key == "host_namespaces":
+        bad = sorted(set(values) - NAMESPACES)
+        if bad:
+            raise PolicyError(f"{where}: host_namespaces: unknown namespace(s) {', '.join(bad)} "
+                              f"(known: {', '.join(sorted(NAMESPACES))})")
+        return frozenset(values)
+    if key == "unconfined":
+        bad = sorted(set(values) - UNCONFINED)
+        if bad:
+            raise PolicyError(f"{where}: unconfined: unknown kind(s) {', '.join(bad)} "
+                              f"(known: {', '.join(sorted(UNCONFINED))})")
+        return frozenset(values)
+    if key == "capabilities":
+        return frozenset(v.upper() if v.upper().startswith("CAP_") else "CAP_" + v.upper() for v in values)
+    if key == "host_paths":
+        for v in values:
+            if not v.startswith("/"):
+                raise PolicyError(f"{where}: host_paths: {v!r} is not an absolute path")
+        # compared with realpath'd host paths: resolve the allowed prefixes the same way
+        return tuple(os.path.realpath(posixpath.normpath(v)) for v in values)
+    return tuple(values)
+
+
+def host_privileges(host_config: Any) -> bool:
+    """Whether a HostConfig, read alone, asks for more than a default container gets (what
+    ``privileged = false`` refuses at the request). Any true-ish ``Privileged`` counts: the
+    daemon takes ``"Privileged": 1`` as privileged; a shape the daemon refuses counts too."""
+    try:
+        p = effective.requested(CREATE, {"HostConfig": host_config})
+    except ValueError:
         return True
+    return bool(p.privileged or p.host_namespaces or p.capabilities or p.devices or p.unconfined)
 
 
-HOST_MODES = ("PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode", "NetworkMode")
-PRIVILEGE_KEYS = ("Privileged", "CapAdd", "Devices", "DeviceCgroupRules")
-
-
-def host_privileges(host_config: dict) -> bool:
-    """Whether a HostConfig asks for more than an unprivileged container gets. Any true-ish
-    value counts: the daemon takes ``"Privileged": 1`` as privileged, so does the policy."""
-    if any(host_config.get(key) for key in PRIVILEGE_KEYS):
-        return True
-    if any(str(host_config.get(key) or "").lower() == "host" for key in HOST_MODES):
-        return True
-    options = host_config.get("SecurityOpt") or []
-    if not isinstance(options, list):
-        return True  # not what the daemon accepts: fail closed
-    return any(not isinstance(o, str) or "unconfined" in o or o.replace(":", "=") == "label=disable"
-               for o in options)
+def requested_privileges(route: str, body: Any, query: Any = None) -> Privileges | None:
+    """What the request asks for by itself; None when its body cannot be read (fail closed)."""
+    if body is UNREADABLE:
+        return None
+    try:
+        return effective.requested(route, body, query)
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 def _body_fields(body: Any) -> tuple[dict, dict, list] | None:
@@ -243,12 +336,17 @@ class Policy:
         except PolicyError as exc:
             raise PolicyError(f"policy file {path}: {exc}") from None
 
-    def decide(self, method: str, route: str, path: str, body: Any, identity: Identity) -> Decision:
+    def decide(self, method: str, route: str, path: str, body: Any, identity: Identity,
+               privileges: Privileges | None | _Unreadable = UNREADABLE, query: Any = None) -> Decision:
+        """The first matching rule's answer. ``privileges``: the effective ones (from the
+        ``authorize_container`` hook); by default what the request asks for by itself."""
+        if privileges is UNREADABLE:
+            privileges = requested_privileges(route, body, query)
         _, path = split_version(path)
         if any(part in ("", ".", "..") for part in path.split("/")[1:-1]) or path.endswith(("/.", "/..")):
             path = ""  # a path with dot or empty segments matches rules by its route template only
         for rule in self.rules:
-            if rule.matches(method, route, path, body, identity):
+            if rule.matches(method, route, path, body, identity, privileges):
                 if rule.allow:
                     return Decision.permit(rule.name)
                 return Decision.deny(rule.message or f"denied by policy rule {rule.name!r}", rule.name)

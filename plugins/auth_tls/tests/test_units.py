@@ -259,7 +259,9 @@ def test_audit_file_rotates_without_splitting_lines(tmp_path):
 @pytest.mark.parametrize("host_config, privileged", [
     ({}, False), ({"Privileged": False, "CapAdd": [], "NetworkMode": "bridge", "SecurityOpt": ["no-new-privileges"]}, False),
     ({"Privileged": True}, True), ({"Privileged": 1}, True), ({"Privileged": "false"}, True),
-    ({"CapAdd": ["NET_RAW"]}, True), ({"CapAdd": "ALL"}, True), ({"Devices": [{"PathOnHost": "/dev/kmsg"}]}, True),
+    ({"CapAdd": ["NET_RAW"]}, False),  # in Docker's default set: no privilege beyond a default container
+    ({"CapAdd": ["NET_ADMIN"]}, True), ({"CapAdd": "ALL"}, True), ({"MaskedPaths": []}, True),
+    ({"ReadonlyPaths": ["/proc/sys"]}, True), ({"Devices": [{"PathOnHost": "/dev/kmsg"}]}, True),
     ({"DeviceCgroupRules": ["c *:* rwm"]}, True), ({"PidMode": "host"}, True), ({"NetworkMode": "HOST"}, True),
     ({"UsernsMode": "host"}, True), ({"IpcMode": "host"}, True), ({"SecurityOpt": ["seccomp=unconfined"]}, True),
     ({"SecurityOpt": ["apparmor:unconfined"]}, True), ({"SecurityOpt": ["label:disable"]}, True),
@@ -269,3 +271,41 @@ def test_privileged_false_covers_host_privileges(host_config, privileged):
     from dockyard_auth_tls.policy import host_privileges
 
     assert host_privileges(host_config) is privileged
+
+
+def test_privilege_keys_name_privileges(tmp_path):
+    """The rule keys name privileges; legacy keys map onto them; paths compare after realpath."""
+    from dockyard.containers.effective import Privileges
+
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "link").symlink_to("/")
+    p = _policy(tmp_path, f'''
+[[rule]]
+name = "ci"
+cn = "alice"
+privileged = false
+capabilities = ["net_admin"]
+host_paths = ["{tmp_path}/srv"]
+action = "allow"
+''')
+    route, path = "/containers/{id}/start", "/containers/x/start"
+
+    def ok(**kw):
+        return p.decide("POST", route, path, None, ALICE, privileges=Privileges(**kw)).allow
+
+    assert ok() and ok(capabilities=frozenset({"CAP_NET_ADMIN"}))
+    assert ok(host_paths=(str(tmp_path / "srv"),), ) and ok(host_paths=(str(tmp_path / "srv" / "a"),))
+    assert not ok(host_paths=(str(tmp_path / "srvx"),)) and not ok(host_paths=("/",))
+    assert not ok(capabilities=frozenset({"CAP_SYS_ADMIN"})) and not ok(privileged=True)
+    assert not ok(host_namespaces=frozenset({"net"})) and not ok(unconfined=frozenset({"systempaths"}))
+    assert not ok(devices=("/dev/kmsg",))
+    create = "/containers/create"
+    for bind in ("/etc/../:/h", "//:/h", f"{tmp_path}/link:/h", f"{tmp_path}/srv/../..:/h", "/etc/:/h"):
+        body = {"Image": "busybox", "HostConfig": {"Binds": [bind]}}
+        assert not p.decide("POST", create, create, body, ALICE).allow, bind
+    body = {"Image": "busybox", "HostConfig": {"Binds": [f"{tmp_path}//srv/./:/h"], "CapAdd": ["NET_ADMIN"]}}
+    assert p.decide("POST", create, create, body, ALICE).allow
+    with pytest.raises(PolicyError, match="unknown namespace"):
+        _policy(tmp_path, "[[rule]]\naction = 'allow'\nhost_namespaces = ['network']")
+    with pytest.raises(PolicyError, match="conflict"):
+        _policy(tmp_path, "[[rule]]\naction = 'allow'\nbinds = false\nhost_paths = ['/srv']")
