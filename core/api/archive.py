@@ -19,6 +19,7 @@ from aiohttp import web
 from ..containers import archive as A
 from ..containers import inroot as R
 from ..containers import fsview
+from ..containers.fsworkers import WORKERS
 from ..errors import InvalidArgument
 from ..images.streams import BodyReader, ResponseWriter
 from .containers import service
@@ -38,8 +39,9 @@ def _path(request: web.Request) -> str:
 
 
 async def _stream_tar(request: web.Request, headers: dict[str, str], chunks: Callable[[], Any]) -> web.StreamResponse:
-    """Send the tar ``chunks()`` yields (called in a worker thread); a failure mid-way cuts
-    the connection, so the client sees a truncated archive, never a silently short one."""
+    """Send the tar ``chunks()`` yields (called in a filesystem worker thread, the caller
+    holding the container's slot); a failure mid-way cuts the connection, so the client sees
+    a truncated archive, never a silently short one."""
     response = web.StreamResponse(headers={"Content-Type": "application/x-tar", **headers})
     add_common_headers(response)
     await response.prepare(request)
@@ -51,7 +53,7 @@ async def _stream_tar(request: web.Request, headers: dict[str, str], chunks: Cal
         writer.send()
 
     try:
-        await asyncio.to_thread(run)
+        await WORKERS.run(run)
     except ConnectionResetError:
         log.info("client went away during an archive stream")
         return response
@@ -72,8 +74,8 @@ async def stat_path(request: web.Request) -> web.Response:
     svc = service(request)
     c = svc.get(request.match_info["id"])
     path = _path(request)
-    async with fsview.opened(svc, c) as view:
-        info = (await asyncio.to_thread(A.stat_path, view.root, c.id, path))[0]
+    async with WORKERS.slot(c.id), fsview.opened(svc, c) as view:
+        info = (await WORKERS.run(A.stat_path, view.root, c.id, path))[0]
     return web.Response(status=200, headers={A.STAT_HEADER: A.encode_stat(info)})
 
 
@@ -82,8 +84,8 @@ async def get_archive(request: web.Request) -> web.StreamResponse:
     svc = service(request)
     c = svc.get(request.match_info["id"])
     path = _path(request)
-    async with fsview.opened(svc, c) as view:
-        archive = await asyncio.to_thread(A.Archive, view.root, c.id, path)
+    async with WORKERS.slot(c.id), fsview.opened(svc, c) as view:
+        archive = await WORKERS.run(A.Archive, view.root, c.id, path)
         try:
             svc._emit("archive-path", c)
             return await _stream_tar(request, {A.STAT_HEADER: A.encode_stat(archive.stat)}, archive.chunks)
@@ -98,8 +100,8 @@ async def put_archive(request: web.Request) -> web.Response:
         c = svc.get(request.match_info["id"])
         path = _path(request)
         loop = asyncio.get_running_loop()
-        async with fsview.opened(svc, c) as view:
-            await asyncio.to_thread(
+        async with WORKERS.slot(c.id), fsview.opened(svc, c) as view:
+            await WORKERS.run(
                 A.extract_to_dir, view.root, c, path, BodyReader(request.content, loop),
                 no_overwrite_dir_non_dir=query_bool(request, "noOverwriteDirNonDir"),
                 copy_uid_gid=query_bool(request, "copyUIDGID"), rootfs=view.user_root, spool_dir=svc.dir(c))
@@ -114,8 +116,8 @@ async def put_archive(request: web.Request) -> web.Response:
 async def export(request: web.Request) -> web.StreamResponse:
     svc = service(request)
     c = svc.get(request.match_info["id"])
-    async with svc.mounted(c) as rootfs:
-        root = await asyncio.to_thread(R.Root, rootfs)
+    async with WORKERS.slot(c.id), svc.mounted(c) as rootfs:
+        root = await WORKERS.run(R.Root, rootfs)
         try:
             svc._emit("export", c)
             return await _stream_tar(request, {}, lambda: A.export_chunks(root))

@@ -25,6 +25,7 @@ from ..containers import archive as A
 from ..containers import inroot as R
 from ..errors import InvalidArgument
 from ..images.streams import decompressed, sniff
+from ..safeopen import open_regular
 from .ignore import Matcher
 
 
@@ -125,10 +126,11 @@ def _hashed(items: Iterator[L.Entry], h: Any) -> Iterator[L.Entry]:
         if stat.S_ISLNK(st.st_mode):
             h.update(os.readlink(e.path).encode("utf-8", "surrogateescape"))  # type: ignore[arg-type]
         elif stat.S_ISREG(st.st_mode):
-            fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)  # type: ignore[arg-type]
-            with open(fd, "rb") as src:
-                while block := src.read(1 << 20):
-                    h.update(block)
+            fd, _ = open_regular(e.path)  # type: ignore[arg-type]
+            if fd is not None:  # else no longer a regular file: never opened (a FIFO would block)
+                with open(fd, "rb") as src:
+                    while block := src.read(1 << 20):
+                        h.update(block)
         yield e
 
 

@@ -428,8 +428,6 @@ def commit_config(c: Any, body: dict[str, Any] | None, changes: list[str]) -> di
 async def commit(svc: Any, ref: str, *, repo: str | None, tag: str | None, comment: str, author: str,
                  pause: bool, changes: list[str], config: dict[str, Any] | None) -> str:
     """``POST /commit``: the container's changes as a new image; returns its id."""
-    import asyncio
-
     from ..images import reference as R
     from ..images.streams import IterReader
     from ..lifecycle import State, require
@@ -461,7 +459,10 @@ async def commit(svc: Any, ref: str, *, repo: str | None, tag: str | None, comme
             finally:
                 layer.close()
 
-        image = await asyncio.to_thread(run)
+        from .fsworkers import WORKERS
+
+        async with WORKERS.slot(c.id):  # reads the container's files: not in the shared executor
+            image = await WORKERS.run(run)
     finally:
         if paused and c.id in svc.containers and c.state == State.PAUSED:
             try:

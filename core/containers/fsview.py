@@ -22,7 +22,6 @@ fd-based, no-escape lookups.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import logging
@@ -36,6 +35,7 @@ from typing import Any, AsyncIterator, Callable
 
 from ..lifecycle import State
 from . import etcfiles
+from .fsworkers import WORKERS
 from .inroot import DIR_FLAGS, Root, open_below
 
 log = logging.getLogger("dockyard.containers.fsview")
@@ -75,13 +75,14 @@ class View:
 
 @contextlib.asynccontextmanager
 async def opened(svc: Any, c: Any) -> AsyncIterator[View]:
-    """The view of ``c`` that ``docker cp`` works on, for the duration."""
+    """The view of ``c`` that ``docker cp`` works on, for the duration (the caller holds one
+    of ``c``'s :data:`~dockyard.containers.fsworkers.WORKERS` slots)."""
     async with svc.mounted(c) as rootfs:
-        view = await asyncio.to_thread(_open, svc, c, Path(rootfs))
+        view = await WORKERS.run(_open, svc, c, Path(rootfs))
         try:
             yield view
         finally:
-            await asyncio.to_thread(view.close)
+            await WORKERS.run(view.close)
 
 
 def _open(svc: Any, c: Any, rootfs: Path) -> View:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgument
+from ..safeopen import read_regular
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_SYMLINKS = 255
@@ -143,6 +144,21 @@ def open_below(root_fd: int, parts: list[str] | tuple[str, ...], allowed_devs: s
         os.close(fd)
         raise
     return fd
+
+
+def read_in_root(root: Path | str, path: str, limit: int = 16 << 20) -> bytes:
+    """At most ``limit`` bytes of the regular file ``path`` inside ``root`` (symlinks resolved
+    in the root's scope). Read through fds only, so the container cannot redirect it by
+    swapping a component; a FIFO, device or socket is never opened (OSError, ``EINVAL``)."""
+    with Root(root) as r:
+        parts = r.resolve(path)
+        if not parts:
+            raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+        dfd = r.open_dir(parts[:-1])
+        try:
+            return read_regular(parts[-1], dfd, limit)
+        finally:
+            os.close(dfd)
 
 
 def resolve_in_root(root: Path, path: str) -> Path:

@@ -6,6 +6,7 @@ resolves paths inside the rootfs without following symlinks out of it.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +14,16 @@ from ..drivers.runtime import ContainerSpec, DeviceNode, Mount
 from ..errors import InvalidArgument
 from ..runtime import capabilities
 from . import runtime_opts
-from .inroot import resolve_in_root
+from .inroot import read_in_root
 
 
 def _read_db(root: Path, name: str) -> list[list[str]]:
-    try:
-        text = resolve_in_root(root, f"/etc/{name}").read_text(errors="replace")
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        return []
+    try:  # through fds, never blocking: the container may swap in a FIFO or a symlink
+        text = read_in_root(root, f"/etc/{name}").decode(errors="replace")
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EINVAL, errno.ELOOP):
+            return []
+        raise
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 

@@ -6,6 +6,7 @@ mtimes, no user/group names, two zero blocks at the end): the same content gives
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tarfile
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DockyardError
+from ..safeopen import open_regular
 from .tarfmt import BLOCK, CHUNK, XATTR_PAX_PREFIX
 from .whiteouts import OPAQUE, WHITEOUT_PREFIX
 
@@ -28,7 +30,9 @@ class Entry:
     whiteout: bool = False  # an empty regular file (``.wh.x`` or ``.wh..wh..opq``)
 
 
-def tar_info(name: str, st: os.stat_result | None, path: Path | None) -> tarfile.TarInfo:
+def tar_info(name: str, st: os.stat_result | None, path: Path | None, fd: int | None = None) -> tarfile.TarInfo:
+    """The header of ``name``; xattrs are read from ``fd`` when given (the opened file),
+    else from ``path`` (never followed)."""
     info = tarfile.TarInfo(name)
     info.uname = info.gname = ""
     if st is None:  # whiteout marker
@@ -49,17 +53,26 @@ def tar_info(name: str, st: os.stat_result | None, path: Path | None) -> tarfile
         info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
     else:
         raise DockyardError(f"cannot export {path}: unsupported file type")
-    if path is not None and not stat.S_ISLNK(st.st_mode):
-        for attr in _list_xattrs(path):
+    target: int | Path | None = fd if fd is not None else path
+    if target is not None and not stat.S_ISLNK(st.st_mode):
+        for attr in _list_xattrs(target):
             if not attr.startswith("trusted."):
-                value = os.getxattr(path, attr, follow_symlinks=False)
+                try:
+                    value = os.getxattr(target, attr) if fd is not None else \
+                        os.getxattr(target, attr, follow_symlinks=False)
+                except OSError as exc:
+                    if exc.errno == errno.ENODATA:
+                        continue  # removed meanwhile
+                    raise
                 info.pax_headers[XATTR_PAX_PREFIX + attr] = value.decode("utf-8", "surrogateescape")
     return info
 
 
-def _list_xattrs(path: Path) -> list[str]:
+def _list_xattrs(target: int | Path) -> list[str]:
     try:
-        return sorted(os.listxattr(path, follow_symlinks=False))
+        if isinstance(target, int):
+            return sorted(os.listxattr(target))
+        return sorted(os.listxattr(target, follow_symlinks=False))
     except OSError:
         return []
 
@@ -67,38 +80,53 @@ def _list_xattrs(path: Path) -> list[str]:
 def tar_stream(entries: Iterable[Entry]) -> Iterator[bytes]:
     """A deterministic uncompressed tar of ``entries`` (in the given order), in chunks.
 
-    Files seen twice (same device and inode) become hard links to their first name.
+    Files seen twice (same device and inode) become hard links to their first name. The
+    tree may be a running container's, changing under us: a regular file is opened with
+    :func:`~dockyard.safeopen.open_regular` before its header is written, and the header
+    describes what was opened. A name swapped for a FIFO or a device meanwhile gets a header
+    of that type and no content (as tar does); nothing is ever opened that could block.
+    Sockets and names that vanished are left out.
     """
     seen: dict[tuple[int, int], str] = {}
     for e in entries:
+        fd = None
         try:
-            st = None if e.whiteout else (e.st or os.lstat(e.path))
-        except FileNotFoundError:
+            st = None if e.whiteout else (e.st or os.lstat(e.path))  # type: ignore[arg-type]
+            if st is not None and stat.S_ISREG(st.st_mode):
+                fd, st = open_regular(e.path)  # type: ignore[arg-type]
+        except (FileNotFoundError, NotADirectoryError):
             continue  # removed while exporting (a running container)
-        info = tar_info(e.name, st, e.path)
-        if st is not None and info.isreg() and st.st_nlink > 1:
-            key = (st.st_dev, st.st_ino)
-            if key in seen:
-                info.type, info.linkname, info.size = tarfile.LNKTYPE, seen[key], 0
-            else:
-                seen[key] = e.name
-        yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-        if info.isreg() and info.size:
-            yield from _file_blocks(e.path, info.size)
+        try:
+            if st is not None and stat.S_ISSOCK(st.st_mode):
+                continue  # tar has no type for a socket
+            try:
+                info = tar_info(e.name, st, e.path, fd)
+            except OSError as exc:  # changed before readlink: a symlink no more, or gone
+                if fd is None and exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EINVAL):
+                    continue
+                raise
+            if st is not None and info.isreg() and st.st_nlink > 1:
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    info.type, info.linkname, info.size = tarfile.LNKTYPE, seen[key], 0
+                else:
+                    seen[key] = e.name
+            yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+            if info.isreg() and info.size and fd is not None:
+                yield from _file_blocks(fd, info.size)
+        finally:
+            if fd is not None:
+                os.close(fd)
     yield b"\0" * (2 * BLOCK)
 
 
-def _file_blocks(path: Path, size: int) -> Iterator[bytes]:
-    """The file's first ``size`` bytes (zero-filled if it shrank), padded to a block."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        left = size
-        while left > 0:
-            chunk = os.read(fd, min(CHUNK, left)) or b"\0" * min(CHUNK, left)
-            left -= len(chunk)
-            yield chunk
-    finally:
-        os.close(fd)
+def _file_blocks(fd: int, size: int) -> Iterator[bytes]:
+    """The first ``size`` bytes of the open file ``fd`` (zero-filled if it shrank), padded to a block."""
+    left = size
+    while left > 0:
+        chunk = os.read(fd, min(CHUNK, left)) or b"\0" * min(CHUNK, left)
+        left -= len(chunk)
+        yield chunk
     if size % BLOCK:
         yield b"\0" * (BLOCK - size % BLOCK)
 

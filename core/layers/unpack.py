@@ -256,9 +256,12 @@ class _Extractor:
         if self.chown:
             os.chown(base, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
         if not m.issym() and _xattrs(m):
-            fd = os.open(base, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=pfd)
+            # O_PATH: the name may be a FIFO or a device (of the tar, or swapped in by a running
+            # container during docker cp): opening it for real could block or act on the device
+            fd = os.open(base, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
             try:
-                _set_xattrs(fd, m)
+                if not stat.S_ISLNK(os.fstat(fd).st_mode):
+                    _set_xattrs(f"/proc/self/fd/{fd}", m)
             finally:
                 os.close(fd)
 
@@ -310,7 +313,7 @@ def _xattrs(m: tarfile.TarInfo) -> dict[str, bytes]:
     return out
 
 
-def _set_xattrs(fd: int, m: tarfile.TarInfo) -> None:
+def _set_xattrs(fd: int | str, m: tarfile.TarInfo) -> None:
     for name, value in _xattrs(m).items():
         try:
             os.setxattr(fd, name, value)

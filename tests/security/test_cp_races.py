@@ -1,0 +1,211 @@
+"""``docker cp`` against a container that changes its files while they are copied (issue 13,
+finding 4).
+
+The container swaps names with ``renameat2(RENAME_EXCHANGE)`` in a tight loop (a static C
+helper, compiled here and copied in: busybox cannot do it):
+
+* a regular file and a FIFO: the daemon must never open the FIFO (``open(O_RDONLY)`` of a
+  FIFO blocks until a writer comes). Before the fix 23 of 25 copies hung, every worker thread
+  of the daemon stuck in ``open()``, and then ``docker run`` hung for everyone;
+* a directory and a symlink to a host directory holding a marker file: a copy is the
+  container's file or an error, never the host's marker.
+
+The static symlink cases (links to ``/``, ``..`` chains, writing through links) are in
+tests/integration/test_archive.py::test_symlinks_in_the_container_never_reach_host_files;
+hostile tars for ``PUT`` in test_hostile_tars_are_refused_and_write_nothing there.
+
+Each test runs on a daemon of its own: before the fix, the daemon it ran on was stuck.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tarfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.privileged
+
+# generous: a bound on a hang, not an expectation (each copy takes milliseconds)
+HANG = 60
+
+SWAP_C = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+/* swap argv[1] and argv[2] forever (errors ignored: a copy into the container may remove one) */
+int main(int argc, char **argv) {
+    if (argc != 3) return 2;
+    for (;;)
+        if (syscall(SYS_renameat2, AT_FDCWD, argv[1], AT_FDCWD, argv[2], RENAME_EXCHANGE) != 0)
+            sched_yield();
+}
+"""
+
+
+def ok(r: subprocess.CompletedProcess[bytes]) -> str:
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    return r.stdout.decode()
+
+
+@pytest.fixture
+def swapper(tmp_path: Path) -> Path:
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc is needed to build the renameat2 helper")
+    src = tmp_path / "swap.c"
+    src.write_text(SWAP_C)
+    out = tmp_path / "swap"
+    subprocess.run([gcc, "-static", "-O2", "-o", str(out), str(src)], check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture
+def daemon(make_daemon, busybox_tar):
+    d = make_daemon()
+    d.load(busybox_tar)
+    return d
+
+
+def _unstick(pid: int, names: list[str]) -> None:
+    """Open the container's FIFOs for writing once: a daemon thread blocked in open(O_RDONLY)
+    on one (the bug) gets EOF instead of hanging on, so a failing run still cleans up."""
+    for _ in range(50):
+        for name in names:
+            try:
+                os.close(os.open(f"/proc/{pid}/root{name}", os.O_WRONLY | os.O_NONBLOCK))
+            except OSError as exc:
+                if exc.errno not in (errno.ENXIO, errno.ENOENT, errno.ESRCH, errno.EISDIR, errno.EACCES):
+                    raise
+
+
+def _start_racer(d, swapper: Path, script: str) -> tuple[str, int]:
+    cid = ok(d.docker("create", "busybox", "sh", "-c", script)).strip()
+    ok(d.docker("cp", str(swapper), f"{cid}:/swap"))
+    ok(d.docker("start", cid))
+    pid = json.loads(ok(d.docker("inspect", cid)))[0]["State"]["Pid"]
+    return cid, pid
+
+
+def _members(tar_bytes: bytes) -> dict[str, tuple[tarfile.TarInfo, bytes | None]]:
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tf:
+        return {m.name: (m, tf.extractfile(m).read() if m.isreg() else None) for m in tf.getmembers()}
+
+
+def test_cp_of_a_file_swapped_with_a_fifo_never_hangs_the_daemon(daemon, swapper):
+    d = daemon
+    script = ("mkdir -p /race/dir && echo regular-content > /race/a && mkfifo /race/b && "
+              "echo in-dir > /race/dir/f && mkfifo /race/dir/p && "
+              "(/swap /race/dir/f /race/dir/p &) && exec /swap /race/a /race/b")
+    cid, pid = _start_racer(d, swapper, script)
+    try:
+        def copy(i: int) -> subprocess.CompletedProcess[bytes]:
+            # single files both ways round, and a directory walk that meets the pair too
+            src = ("/race/a", "/race/b", "/race/dir")[i % 3]
+            return d.docker("cp", f"{cid}:{src}", "-", timeout=HANG)
+
+        with ThreadPoolExecutor(25) as pool:
+            copies = [pool.submit(copy, i) for i in range(25)]
+            # meanwhile, the daemon still serves other containers
+            other = d.docker("run", "--rm", "busybox", "echo", "still-served", timeout=HANG)
+            results = [f.result() for f in copies]  # TimeoutExpired here is the bug
+        assert ok(other) == "still-served\n"
+        for r in results:
+            if r.returncode != 0:  # an error is fine (the name changed under it), a hang is not
+                continue
+            for name, (m, data) in _members(r.stdout).items():
+                assert m.isreg() or m.isfifo() or m.isdir(), name
+                if m.isreg():  # whatever was read is the file's own content, whole
+                    assert data in (b"regular-content\n", b"in-dir\n"), (name, data)
+        assert sum(r.returncode == 0 for r in results) > 0
+        # and afterwards, copies and runs still work for everyone
+        assert ok(d.docker("run", "--rm", "busybox", "true", timeout=HANG)) == ""
+        # writing into the container never opens its FIFOs either (it replaces the name)
+        put = d.docker("cp", "-", f"{cid}:/race", input=_tar_of("b", b"put\n"), timeout=HANG)
+        assert put.returncode == 0, put.stderr
+    finally:
+        _unstick(pid, ["/race/a", "/race/b", "/race/dir/f", "/race/dir/p"])
+        d.docker("rm", "-f", cid)
+
+
+def test_cp_through_a_symlink_swapped_with_a_directory_stays_in_the_container(daemon, swapper, tmp_path):
+    d = daemon
+    marker_dir = Path(f"/tmp/dockyard-cprace-{secrets.token_hex(6)}")
+    marker_dir.mkdir()
+    (marker_dir / "secret").write_text("host secret\n")
+    try:
+        script = (f"mkdir -p /race/d && echo container-file > /race/d/secret && ln -s {marker_dir} /race/l && "
+                  "exec /swap /race/d /race/l")
+        cid, pid = _start_racer(d, swapper, script)
+        try:
+            with ThreadPoolExecutor(8) as pool:
+                results = list(pool.map(
+                    lambda i: d.docker("cp", f"{cid}:/race/{'dl'[i % 2]}/secret", "-", timeout=HANG), range(40)))
+            seen = set()
+            for r in results:
+                if r.returncode == 0:
+                    for _, (m, data) in _members(r.stdout).items():
+                        seen.add(data)
+            assert b"host secret\n" not in seen
+            assert seen <= {b"container-file\n", None}
+            # writes through the swapping link land in the container (or fail), never on the host
+            for _ in range(20):
+                d.docker("cp", "-", f"{cid}:/race/l", input=_tar_of("planted", b"x\n"), timeout=HANG)
+            assert not (marker_dir / "planted").exists()
+            assert (marker_dir / "secret").read_text() == "host secret\n"
+        finally:
+            d.docker("rm", "-f", cid)
+    finally:
+        shutil.rmtree(marker_dir)
+
+
+def test_stalled_archive_downloads_of_one_container_leave_the_daemon_serving_others(daemon):
+    """Archive work runs in threads of its own, a few per container: clients that stop reading
+    a big ``docker cp`` hold those threads (as a container slowing its copies would), not the
+    executor every other request shares. Before, 6 such downloads stopped ``docker run``."""
+    import socket
+
+    d = daemon
+    cid = ok(d.docker("create", "busybox", "true")).strip()
+    ok(d.docker("cp", "-", f"{cid}:/", input=_tar_of("big", b"\0" * (48 << 20))))
+    stalled = []
+    try:
+        for _ in range(12):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(str(d.socket))
+            s.sendall(f"GET /containers/{cid}/archive?path=/big HTTP/1.1\r\nHost: d\r\n\r\n".encode())
+            stalled.append(s)  # never read
+        other = ok(d.docker("create", "busybox", "echo", "still-served", timeout=HANG)).strip()
+        assert ok(d.docker("start", "-a", other, timeout=HANG)) == "still-served\n"
+        assert ok(d.docker("cp", f"{other}:/etc/passwd", "-", timeout=HANG))
+        ok(d.docker("rm", other, timeout=HANG))
+    finally:
+        for s in stalled:
+            s.close()
+    # the stalled container's own copies work again once its clients are gone
+    r = d.docker("cp", f"{cid}:/etc/passwd", "-", timeout=HANG)
+    assert r.returncode == 0 and b"root:" in r.stdout
+    d.docker("rm", "-f", cid)
+
+
+def _tar_of(name: str, data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = len(data), 0o644, 1700000000
+        tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
