@@ -3,10 +3,22 @@
  *
  * Usage: dockyard-shim <specfile>
  *
- * Exec mode (spec has "exec_root"): the same launcher/monitor, but the child joins a running
- * container (the monitor setns()es its pid namespace before forking so the child lands in
- * it; the child joins the other namespaces from "exec_ns" records, then chroots into
- * "exec_root" = /proc/<pid 1>/root) instead of building a new one.
+ * Exec mode (spec has "exec_root"): the same launcher/monitor, but the process joins a running
+ * container instead of building a new one, in runc's nsexec order, so that nothing of the
+ * engine is ever visible inside the container before it is fully confined:
+ *   monitor (host namespaces, never enters the container)
+ *     -> intermediate (plain fork, host pid namespace, so invisible to the container): becomes
+ *        non-dumpable, joins the cgroups, then every namespace from the "exec_ns" records
+ *        (pid only for its children), chroots into "exec_root" (= /proc/<pid 1>/root, opened
+ *        before any setns), sets up the pty, rlimits and cwd, drops to the container's
+ *        uid/gid/groups, capabilities (bounding, effective, permitted, inheritable, ambient),
+ *        no_new_privs and seccomp filter, and only THEN
+ *     -> clone(CLONE_PARENT): the final process, the first one in the container's pid
+ *        namespace, a child of the monitor (which waits for it); it only calls setsid,
+ *        takes its controlling tty and execve()s. The intermediate reports its pid and exits.
+ * A container that polls /proc (even with CAP_SYS_PTRACE) can only ever see a process that
+ * already has its own root, credentials, capabilities and seccomp filter, and is non-dumpable
+ * until execve.
  *
  * The daemon (dockyard.runtime.spec) precomputes everything; this program only executes a
  * list of operations. Spec format: records "<key> <len>\n<len bytes>\n"; multi-field
@@ -343,26 +355,150 @@ static int recv_fd(int sock)
     return fd;
 }
 
-struct child_io { int in, out, err, sock, tty; int cap_last; };
+/* ---------------------------------------------------------------- user namespace (userns-remap)
+ * Run mode with "uid_map"/"gid_map": the child is cloned with CLONE_NEWUSER (with the other
+ * namespaces, which the new user namespace then owns) and waits on userns_sync until the
+ * monitor, still host root, has written its maps and done for it what needs host privileges
+ * (joining the cgroups, oom_score_adj, raising rlimits), as runc's parent does. Until it
+ * becomes root of its namespace (after pivot_root) the child keeps the host's uid 0, without
+ * capabilities on the host: it clones the bind sources and the rootfs as the host's owner. */
+static int userns_sync[2] = { -1, -1 };
+
+static int write_proc(pid_t pid, const char *name, const char *data)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    size_t n = strlen(data);
+    int rc = write(fd, data, n) == (ssize_t)n ? 0 : -1;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+/* monitor: prepare the child (cgroups, oom score, rlimits, maps), then let it go on.
+ * Returns 0, or -1 with errno and *stage set. */
+static int userns_release(pid_t cpid, const char **stage)
+{
+    char num[32];
+    snprintf(num, sizeof num, "%d", (int)cpid);
+    for (int i = 0; i < nrecs; i++) {
+        if (strcmp(recs[i].key, "cgroup")) continue;
+        int fd = open(recs[i].data, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, num, strlen(num)) < 0) { *stage = "cgroup"; if (fd >= 0) close(fd); return -1; }
+        close(fd);
+    }
+    const char *oom = get("oom_score_adj");
+    if (oom && write_proc(cpid, "oom_score_adj", oom) < 0) { *stage = "oom_score_adj"; return -1; }
+    for (int i = 0; i < nrecs; i++) { /* raising a limit needs CAP_SYS_RESOURCE on the host */
+        if (strcmp(recs[i].key, "rlimit")) continue;
+        int res; long long soft, hard;
+        if (sscanf(recs[i].data, "%d %lld %lld", &res, &soft, &hard) != 3) { *stage = "rlimit"; errno = EINVAL; return -1; }
+        struct rlimit rl = { soft < 0 ? RLIM_INFINITY : (rlim_t)soft, hard < 0 ? RLIM_INFINITY : (rlim_t)hard };
+        if (prlimit(cpid, res, &rl, NULL) < 0) { *stage = "rlimit"; return -1; }
+    }
+    if (write_proc(cpid, "uid_map", get("uid_map")) < 0) { *stage = "uid_map"; return -1; }
+    if (write_proc(cpid, "gid_map", get("gid_map")) < 0) { *stage = "gid_map"; return -1; }
+    if (write(userns_sync[1], "1", 1) != 1) { *stage = "userns-sync"; return -1; }
+    close(userns_sync[1]);
+    return 0;
+}
+
+/* child: wait for the monitor (EOF: it failed, reports it and reaps us) */
+static void userns_wait(void)
+{
+    char c = 0;
+    close(userns_sync[1]);
+    while (read(userns_sync[0], &c, 1) < 0 && errno == EINTR) {}
+    if (c != '1') _exit(127);
+    close(userns_sync[0]);
+}
+
+/* child, before pivot_root: proc and sysfs are mounted while the host's /proc and /sys are still
+ * in our mount namespace (the kernel lets a user namespace mount them only if an unobstructed
+ * instance is visible), on targets resolved inside the rootfs. sysfs needs a network namespace
+ * our user namespace owns: in one the host made (a network's sandbox, another container's)
+ * the host's /sys is bound instead, read-only, as runc does. Returns the ops done here. */
+static char *userns_premount(const char *rootfs)
+{
+    char *done = calloc(nrecs, 1);
+    int rfd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (!done || rfd < 0) die("open-root", rootfs, errno);
+    for (int i = 0; i < nrecs; i++) {
+        struct rec *r = &recs[i];
+        if (strcmp(r->key, "op") || strcmp(field(r, 0), "mount")) continue;
+        const char *fstype = field(r, 3), *tgt = field(r, 2), *data = field(r, 5);
+        int sysfs = !strcmp(fstype, "sysfs");
+        if (!sysfs && strcmp(fstype, "proc")) continue;
+        unsigned long fl = strtoul(field(r, 4), NULL, 0);
+        int tfd = open_in_root(rfd, tgt, 1);
+        if (tfd < 0) die("mkdir", tgt, errno);
+        char fdpath[64];
+        snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", tfd);
+        if (mount(field(r, 1), fdpath, fstype, fl, *data ? data : NULL) < 0) {
+            if (!sysfs || errno != EPERM) die("mount", tgt, errno);
+            int t = open_tree(AT_FDCWD, "/sys", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+            unsigned long long attr = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC |
+                                      ((fl & MS_RDONLY) ? MOUNT_ATTR_RDONLY : 0);
+            if (t < 0 || setattr_prop(t, AT_RECURSIVE, attr, MS_PRIVATE) < 0 ||
+                move_mount(t, "", tfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+                die("mount", "/sys (bind)", errno);
+            close(t);
+        }
+        close(tfd);
+        done[i] = 1;
+    }
+    close(rfd);
+    return done;
+}
+
+/* child, after pivot_root: become root of the user namespace (the host's uid of the map) */
+static void userns_become_root(void)
+{
+    if (setresgid(0, 0, 0) < 0) die("setgid", "user namespace root", errno);
+    if (setresuid(0, 0, 0) < 0) die("setuid", "user namespace root", errno);
+}
+
+struct child_io {
+    int in, out, err, sock, tty; int cap_last;
+    int pidw;                        /* exec mode: the intermediate reports the final pid here */
+    int *joinfd, *joinflag, njoin;   /* run mode: namespaces of other containers to join */
+};
 
 static void child_main(struct child_io *io)
 {
+    /* Non-dumpable first, until execve: nobody without CAP_SYS_PTRACE may ptrace this process
+     * or open its /proc/PID files (root, cwd, exe, fd, mem) while it runs the shim's code with
+     * host privileges. execve() of a root process makes it dumpable again (euid == uid), so
+     * the container's own processes are as usual. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) die("dumpable", NULL, errno);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
     prctl(PR_SET_PDEATHSIG, 0);
+    int userns = get("uid_map") && !get("exec_root"); /* run mode in a user namespace */
+    if (userns) userns_wait(); /* until the monitor wrote our uid/gid maps */
+
+    /* run mode: namespaces of other containers (--network container:X, ...), opened by the
+     * monitor, are joined here so the monitor itself never enters a container */
+    for (int i = 0; i < io->njoin; i++) {
+        if (setns(io->joinfd[i], io->joinflag[i]) < 0) die("setns", "namespace", errno);
+        close(io->joinfd[i]);
+    }
 
     /* cgroups first, before anything can fork */
     for (int i = 0; i < nrecs; i++) {
-        if (strcmp(recs[i].key, "cgroup")) continue;
+        if (strcmp(recs[i].key, "cgroup") || userns) continue; /* userns: joined by the monitor */
         int fd = open(recs[i].data, O_WRONLY | O_CLOEXEC);
         if (fd < 0 || write(fd, "0", 1) != 1) die("cgroup", recs[i].data, errno);
         close(fd);
     }
     /* before caps are dropped: lowering the score needs CAP_SYS_RESOURCE */
-    const char *oom = get("oom_score_adj");
+    const char *oom = userns ? NULL : get("oom_score_adj"); /* userns: set by the monitor */
     if (oom) {
         int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
         if (fd < 0 || write(fd, oom, strlen(oom)) < 0) die("oom_score_adj", oom, errno);
@@ -370,7 +506,8 @@ static void child_main(struct child_io *io)
     }
     /* a cgroup namespace made now is rooted at the container's cgroups, not the monitor's */
     if (get("cgroupns") && unshare(CLONE_NEWCGROUP) < 0) die("unshare", "cgroup namespace", errno);
-    setsid();
+    const char *exec_root = get("exec_root");
+    if (!exec_root) setsid(); /* exec mode: the final process makes its own session */
     if (!io->tty) {
         if (dup2(io->in, 0) < 0 || dup2(io->out, 1) < 0 || dup2(io->err, 2) < 0) die("stdio", NULL, errno);
     } else {
@@ -380,10 +517,10 @@ static void child_main(struct child_io *io)
         if (nul > 2) close(nul);
     }
 
-    const char *exec_root = get("exec_root");
     if (exec_root) {
-        /* exec mode: join the running container's namespaces and root instead of building one.
-         * Every fd is opened first: after setns(mnt) /proc is the container's. */
+        /* exec mode (this is the intermediate, in the host's pid namespace): join the running
+         * container's namespaces and root instead of building one. Every fd is opened first:
+         * after setns(mnt) /proc is the container's. setns(pid) only places the children. */
         int rootfd = open(exec_root, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (rootfd < 0) die("exec-root", exec_root, errno);
         int nsfd[16], nsflag[16], nns = 0;
@@ -422,11 +559,13 @@ static void child_main(struct child_io *io)
     }
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("mount", "make / private", errno);
     if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) die("mount", rootfs, errno);
+    char *premounted = userns ? userns_premount(rootfs) : NULL;
 
     if (chdir(rootfs) < 0) die("chdir-rootfs", rootfs, errno);
     if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root", rootfs, errno);
     if (umount2(".", MNT_DETACH) < 0) die("umount-oldroot", NULL, errno);
     if (chdir("/") < 0) die("chdir", "/", errno);
+    if (userns) userns_become_root();
     int rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0) die("open-root", "/", errno);
 
@@ -434,6 +573,7 @@ static void child_main(struct child_io *io)
         struct rec *r = &recs[i];
         if (strcmp(r->key, "op")) continue;
         const char *kind = field(r, 0);
+        if (premounted && premounted[i]) continue;
         if (!strcmp(kind, "mount")) {
             const char *tgt = field(r, 2);
             if (mkdir_p(tgt, 0755) < 0) die("mkdir", tgt, errno);
@@ -502,13 +642,14 @@ static void child_main(struct child_io *io)
     }
     } /* !exec_root */
 
+    int pty_slave = -1; /* exec mode: made the controlling tty by the final process */
     if (io->tty) {
         int m = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
         int unlock = 0, n;
         if (m < 0 || ioctl(m, TIOCSPTLCK, &unlock) < 0 || ioctl(m, TIOCGPTN, &n) < 0) die("pty", NULL, errno);
         char name[64];
         snprintf(name, sizeof name, "/dev/pts/%d", n);
-        int s = open(name, O_RDWR | O_NOCTTY);
+        int s = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
         if (s < 0) die("pty", name, errno);
         const char *cs = get("console_size");
         if (cs) {
@@ -517,9 +658,13 @@ static void child_main(struct child_io *io)
             ioctl(m, TIOCSWINSZ, &ws);
         }
         if (fchown(s, (uid_t)get_ll("uid", 0), (gid_t)-1) < 0) { /* best effort */ }
-        if (ioctl(s, TIOCSCTTY, 0) < 0) die("pty-ctty", name, errno);
-        if (dup2(s, 0) < 0 || dup2(s, 1) < 0 || dup2(s, 2) < 0) die("stdio", NULL, errno);
-        if (s > 2) close(s);
+        if (exec_root) {
+            pty_slave = s;
+        } else {
+            if (ioctl(s, TIOCSCTTY, 0) < 0) die("pty-ctty", name, errno);
+            if (dup2(s, 0) < 0 || dup2(s, 1) < 0 || dup2(s, 2) < 0) die("stdio", NULL, errno);
+            if (s > 2) close(s);
+        }
         if (send_fd(io->sock, m) < 0) die("pty-send", NULL, errno);
         close(m);
     }
@@ -601,6 +746,32 @@ static void child_main(struct child_io *io)
     const char *arg0 = argv[init ? 2 : 0];
     char *exe = lookup(arg0, envp, &err);
     if (!exe) die("lookup", arg0, err);
+    if (exec_root) {
+        /* Confined (root, credentials, capabilities, no_new_privs, seccomp, non-dumpable): only
+         * now may a process appear in the container's pid namespace. CLONE_PARENT makes it the
+         * monitor's child, so the monitor reaps it and gets its exit status. */
+        pid_t f = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+        if (f < 0) die("clone", "exec process", errno);
+        if (f == 0) {
+            close(io->pidw);
+            if (setsid() < 0) die("setsid", NULL, errno);
+            if (pty_slave >= 0) {
+                if (ioctl(pty_slave, TIOCSCTTY, 0) < 0) die("pty-ctty", NULL, errno);
+                if (dup2(pty_slave, 0) < 0 || dup2(pty_slave, 1) < 0 || dup2(pty_slave, 2) < 0)
+                    die("stdio", NULL, errno);
+                if (pty_slave > 2) close(pty_slave);
+            }
+            execve(exe, argv, envp);
+            die("exec", exe, errno);
+        }
+        int32_t v = f;
+        if (write(io->pidw, &v, sizeof v) != (ssize_t)sizeof v) {
+            int saved = errno;
+            kill(f, SIGKILL);
+            die("exec-pid", NULL, saved);
+        }
+        _exit(0);
+    }
     if (init) {
         execve(argv[0], argv, envp);
         die("exec-init", argv[0], errno);
@@ -673,6 +844,27 @@ static int write_file_atomic(const char *path, const char *content)
     return rename(tmp, path);
 }
 
+/* field 22 of /proc/PID/stat (clock ticks after boot); 0 if unknown */
+static unsigned long long proc_starttime(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    if (!p) return 0;
+    p += 2; /* field 3 */
+    for (int i = 3; i < 22 && p; i++) {
+        p = strchr(p, ' ');
+        if (p) p++;
+    }
+    return p ? strtoull(p, NULL, 10) : 0;
+}
+
 #define BUFSZ (128 * 1024)
 static char iobuf[BUFSZ];
 
@@ -718,13 +910,24 @@ int main(int argc, char **argv)
             (ctl = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC)) < 0) { status_error(errno, "control", path); return 1; }
     }
 
-    /* join namespaces: "setns" records are "<CLONE_NEW* flag>\0<path>" */
+    /* run mode, namespaces of other containers: "setns" records are "<CLONE_NEW* flag>\0<path>".
+     * The monitor never enters a container: it opens them and the child joins them, except the
+     * pid namespace, which setns() only sets for the children (the monitor stays in its own). */
+    int exec_mode = get("exec_root") != NULL;
+    int joinfd[16], joinflag[16], njoin = 0;
     for (int i = 0; i < nrecs; i++) {
         if (strcmp(recs[i].key, "setns")) continue;
+        if (exec_mode || njoin == 16) { status_error(EINVAL, "spec", "setns"); return 1; }
         int flag = strtol(field(&recs[i], 0), NULL, 0);
         int fd = open(field(&recs[i], 1), O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || setns(fd, flag) < 0) { status_error(errno, "setns", field(&recs[i], 1)); return 1; }
-        close(fd);
+        if (fd < 0) { status_error(errno, "setns", field(&recs[i], 1)); return 1; }
+        if (flag == CLONE_NEWPID || get("uid_map")) { /* userns: the child could not join them */
+            if (setns(fd, flag) < 0) { status_error(errno, "setns", field(&recs[i], 1)); return 1; }
+            close(fd);
+        } else {
+            joinfd[njoin] = fd;
+            joinflag[njoin++] = flag;
+        }
     }
 
     int cap_last = 40;
@@ -732,7 +935,11 @@ int main(int argc, char **argv)
     if (f) { if (fscanf(f, "%d", &cap_last) != 1) cap_last = 40; fclose(f); }
 
     int errp[2], inp[2] = { -1, -1 }, outp[2] = { -1, -1 }, errs[2] = { -1, -1 }, sv[2] = { -1, -1 };
-    if (pipe2(errp, O_CLOEXEC) < 0) { status_error(errno, "pipe", NULL); return 1; }
+    int pidp[2] = { -1, -1 };
+    if (pipe2(errp, O_CLOEXEC) < 0 || (exec_mode && pipe2(pidp, O_CLOEXEC) < 0)) {
+        status_error(errno, "pipe", NULL);
+        return 1;
+    }
     if (open_stdin && !tty) {
         if (pipe2(inp, O_CLOEXEC) < 0) { status_error(errno, "pipe", NULL); return 1; }
         fcntl(inp[1], F_SETPIPE_SZ, 1 << 20);
@@ -752,17 +959,48 @@ int main(int argc, char **argv)
     sigprocmask(SIG_BLOCK, &chld, NULL);
     int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
 
-    long flags = get_ll("clone_flags", 0);
+    long flags = exec_mode ? 0 : get_ll("clone_flags", 0);
     fflush(stdout);
+    /* run mode: the container's first process; exec mode: the intermediate (see the top) */
+    if (!get("exec_root") && get("uid_map") && pipe2(userns_sync, O_CLOEXEC) < 0) { status_error(errno, "pipe", NULL); return 1; }
     pid_t cpid = syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
     if (cpid < 0) { status_error(errno, "clone", NULL); return 1; }
     if (cpid == 0) {
         errfd = errp[1];
-        struct child_io io = { inp[0], outp[1], errs[1], sv[1], tty, cap_last };
+        struct child_io io = { inp[0], outp[1], errs[1], sv[1], tty, cap_last, pidp[1], joinfd, joinflag, njoin };
         child_main(&io);
         _exit(127);
     }
+    for (int i = 0; i < njoin; i++) close(joinfd[i]);
     close(errp[1]);
+    if (userns_sync[0] >= 0) {
+        const char *stage = "userns";
+        close(userns_sync[0]);
+        if (userns_release(cpid, &stage) < 0) {
+            int saved = errno;
+            kill(cpid, SIGKILL);
+            waitpid(cpid, NULL, 0);
+            status_error(saved, stage, NULL);
+            return 1;
+        }
+    }
+    if (exec_mode) {
+        /* the intermediate reports the pid of the exec'd process (our child by CLONE_PARENT)
+         * and exits; nothing to read means it failed (its error is on errp) */
+        pid_t ipid = cpid;
+        int32_t v = 0;
+        size_t got = 0;
+        close(pidp[1]);
+        while (got < sizeof v) {
+            ssize_t n = read(pidp[0], (char *)&v + got, sizeof v - got);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;
+            got += n;
+        }
+        close(pidp[0]);
+        cpid = got == sizeof v ? (pid_t)v : -1;
+        while (waitpid(ipid, NULL, 0) < 0 && errno == EINTR) {}
+    }
     if (inp[0] >= 0) close(inp[0]);
     if (outp[1] >= 0) close(outp[1]);
     if (errs[1] >= 0) close(errs[1]);
@@ -780,11 +1018,12 @@ int main(int argc, char **argv)
     close(errp[0]);
     if (elen > 0) {
         ebuf[elen] = 0;
-        waitpid(cpid, NULL, 0);
+        if (cpid > 0) waitpid(cpid, NULL, 0);
         printf("error %s\n", ebuf);
         fflush(stdout);
         return 1;
     }
+    if (cpid <= 0) { status_error(EIO, "exec-helper", NULL); return 1; }
     int out_fd = outp[0], err_fd = errs[0], in_w = inp[1];
     if (tty) {
         out_fd = recv_fd(sv[0]);
@@ -794,9 +1033,11 @@ int main(int argc, char **argv)
     }
     if (in_w >= 0) fcntl(in_w, F_SETFL, O_NONBLOCK);
 
-    char line[64];
+    /* the start time lets the daemon tell the container's process from a recycled pid if the
+     * monitor is killed (a --pid host container may kill it) and it adopts the process */
+    char line[96];
     snprintf(path, sizeof path, "%s/pid", state_dir);
-    snprintf(line, sizeof line, "%d %d\n", cpid, getpid());
+    snprintf(line, sizeof line, "%d %d %llu\n", cpid, getpid(), proc_starttime(cpid));
     write_file_atomic(path, line);
     printf("ok %d %d\n", cpid, getpid());
     fflush(stdout);

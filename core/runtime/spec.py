@@ -9,7 +9,9 @@ exit_path
 log_max_size/files    rotation (0 = never)
 rootfs                mounted rootfs dir (host)
 clone_flags           CLONE_NEW* for clone(); CLONE_NEWNS always
-setns                 ``<CLONE_NEW* flag>\\0<path>``: joined by the monitor before clone
+setns                 ``<CLONE_NEW* flag>\\0<path>`` (run mode): a pid namespace is set by the monitor
+                      for its child, the others are joined by the child (the monitor never enters)
+exec_ns               same format (exec mode): joined by the intermediate process, in order
 cgroup                a cgroup.procs file the child writes "0" into (repeatable)
 tty, console_size,    ``1``; ``"<rows> <cols>"``; present when open_stdin; ``1``
 stdin, stdin_once
@@ -20,6 +22,9 @@ op                    after pivot_root, in order: ``mount\\0src\\0target\\0fstyp
                       ``mask\\0path``, ``ropath\\0path``, ``rootro``, ``setro\\0path`` (one mount),
                       ``mknod\\0path\\0c|b\\0major\\0minor\\0octal mode\\0uid\\0gid`` (parent dirs
                       resolved in the root; an existing file is kept)
+uid_map, gid_map      ``"<inside> <outside> <count>\\n"...``: a user namespace (CLONE_NEWUSER in clone_flags)
+                      whose maps the monitor writes before the child goes on (userns-remap); the
+                      monitor then also joins the cgroups, sets oom_score_adj and rlimits for it
 cgroupns              ``1``: unshare the cgroup namespace after joining the cgroups
 oom_score_adj         decimal, written to /proc/self/oom_score_adj before anything else
 hostname, cwd         strings
@@ -64,6 +69,7 @@ MS_OPT = {"ro": MS_RDONLY, "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_
 DEVICES = [DeviceNode("/dev/null", "c", 1, 3), DeviceNode("/dev/zero", "c", 1, 5), DeviceNode("/dev/full", "c", 1, 7),
            DeviceNode("/dev/random", "c", 1, 8), DeviceNode("/dev/urandom", "c", 1, 9), DeviceNode("/dev/tty", "c", 5, 0)]
 CGROUP_ROOT = "/sys/fs/cgroup"
+CLONE_NEWUSER = 0x10000000
 INIT_TARGET = "/sbin/docker-init"
 
 
@@ -97,6 +103,43 @@ def _container_caps(spec: ContainerSpec) -> list[str]:
     if spec.capabilities is not None:
         return [capabilities.normalize(c) for c in spec.capabilities]
     return list(capabilities.DOCKER_DEFAULT)
+
+
+def _id_map(entries: list[tuple[int, int, int]]) -> str:
+    return "".join(f"{inside} {outside} {count}\n" for inside, outside, count in entries)
+
+
+def _host_node(dev: DeviceNode) -> str:
+    """The host's node of ``dev`` (same type and numbers), to bind where mknod is not allowed
+    (in a user namespace, as runc does)."""
+    import stat as st_
+
+    want = (st_.S_IFBLK if dev.type == "b" else st_.S_IFCHR, os.makedev(dev.major, dev.minor))
+
+    def same(path: str) -> bool:
+        try:
+            s = os.stat(path)
+        except OSError:
+            return False
+        return (st_.S_IFMT(s.st_mode), s.st_rdev) == want
+
+    if same(dev.path):
+        return dev.path
+    for root, _dirs, files in os.walk("/dev"):
+        for name in files:
+            if same(os.path.join(root, name)):
+                return os.path.join(root, name)
+    raise InvalidArgument(f"no host device node {dev.type} {dev.major}:{dev.minor} to bind for {dev.path} "
+                          "in a user namespace")
+
+
+def _device(op: Any, dev: DeviceNode, userns: bool) -> None:
+    if userns:
+        if not dev.path.startswith("/") or dev.type not in ("c", "b"):
+            raise InvalidArgument(f"invalid device {dev.path}")
+        op("bind", _host_node(dev), dev.path, ATTR["nosuid"] | ATTR["noexec"], 0, 0)
+    else:
+        _mknod(op, dev)
 
 
 def _mknod(op: Any, dev: DeviceNode) -> None:
@@ -187,6 +230,13 @@ def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Pa
             flags |= NS_FLAGS[kind]
         elif val != "host":
             add("setns", NS_FLAGS[kind], val)
+    userns = bool(spec.uid_map)
+    if userns:
+        if not spec.gid_map:
+            raise InvalidArgument("a user namespace needs both a uid and a gid map")
+        flags |= CLONE_NEWUSER
+        add("uid_map", _id_map(spec.uid_map))
+        add("gid_map", _id_map(spec.gid_map))
     add("clone_flags", flags)
     for p in spec.cgroup_procs:
         add("cgroup", p)
@@ -211,7 +261,7 @@ def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Pa
     op("mount", "sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | (0 if priv else MS_RDONLY), "")
     _cgroup_ops(op, spec, private=ns["cgroup"] is None)
     for dev in DEVICES:
-        _mknod(op, dev)
+        _device(op, dev, userns)
     for target, link in [("pts/ptmx", "/dev/ptmx"), ("/proc/self/fd", "/dev/fd"),
                          ("/proc/self/fd/0", "/dev/stdin"), ("/proc/self/fd/1", "/dev/stdout"),
                          ("/proc/self/fd/2", "/dev/stderr"), ("/proc/kcore", "/dev/core")]:
@@ -243,7 +293,7 @@ def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Pa
                     data.append(o)
             op("mount", m.source or m.type, m.target, m.type, fl, ",".join(data))
     for dev in spec.devices:
-        _mknod(op, dev)
+        _device(op, dev, userns)
     if spec.init:
         op("bind", init_path, INIT_TARGET, ATTR["ro"], 0)
     if not priv:
@@ -288,7 +338,12 @@ def exec_settings(spec: ContainerSpec) -> dict:
             "rootfs": str(Path(spec.rootfs).resolve())}
 
 
-EXEC_NS_ORDER = ["cgroup", "ipc", "uts", "net", "mnt"]  # mnt last: /proc changes with it
+# joined by the shim's intermediate process (never the monitor), each by an fd opened before the
+# first setns; pid only places the final process, which is forked once everything is confined
+# user last: joined as host root, every other namespace can be entered (also a network namespace
+# the host owns while the container's user namespace owns the rest); then the process is root
+# of the container's user namespace, as unprivileged on the host as the container
+EXEC_NS_ORDER = ["pid", "cgroup", "ipc", "uts", "net", "mnt", "user"]
 
 
 def build_exec(spec: ExecSpec, settings: dict, pid: int, *, state_dir: Path, log_path: Path,
@@ -303,7 +358,7 @@ def build_exec(spec: ExecSpec, settings: dict, pid: int, *, state_dir: Path, log
 
     _add_files(add, state_dir, log_path, exit_path, 0, 1, settings.get("rootfs") or "/")
     add("exec_root", f"/proc/{pid}/root")
-    flags = dict(NS_FLAGS, mnt=CLONE_NEWNS)
+    flags = dict(NS_FLAGS, mnt=CLONE_NEWNS, user=CLONE_NEWUSER)
 
     def same(kind: str) -> bool:
         try:
@@ -311,8 +366,6 @@ def build_exec(spec: ExecSpec, settings: dict, pid: int, *, state_dir: Path, log
         except OSError:
             return False
 
-    if not same("pid"):
-        add("setns", CLONE_NEWPID, f"/proc/{pid}/ns/pid")  # joined by the monitor: its child lands in it
     for kind in EXEC_NS_ORDER:
         if not same(kind):
             add("exec_ns", flags[kind], f"/proc/{pid}/ns/{kind}")
