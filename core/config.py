@@ -57,6 +57,9 @@ class DaemonConfig:
     tlscert: Path = Path("/etc/dockyard/cert.pem")
     tlskey: Path = Path("/etc/dockyard/key.pem")
     live_restore: bool = True
+    # dockerd's --userns-remap: "default" (the dockremap user) or USER[:GROUP] with ranges in
+    # /etc/subuid and /etc/subgid; containers' root is then an unprivileged host uid
+    userns_remap: str | None = None
     # registries (dockerd's names); localhost and 127.0.0.0/8 are always insecure-allowed
     registry_mirrors: tuple[str, ...] = ()
     insecure_registries: tuple[str, ...] = ()
@@ -101,6 +104,7 @@ FILE_KEYS = {
     "tlscert": "tlscert",
     "tlskey": "tlskey",
     "live-restore": "live_restore",
+    "userns-remap": "userns_remap",
     "registry-mirrors": "registry_mirrors",
     "insecure-registries": "insecure_registries",
     "max-concurrent-downloads": "max_concurrent_downloads",

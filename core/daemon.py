@@ -54,6 +54,7 @@ class Daemon:
         self.runner: web.AppRunner | None = None
         self.started_at = time.time()
         self._background: set[asyncio.Task[Any]] = set()
+        self.userns: Any = None  # dockyard.userns.IdMapping with --userns-remap
 
     # -- start and stop ------------------------------------------------------------------
 
@@ -62,8 +63,13 @@ class Daemon:
         for d in (c.data_root, c.exec_root):
             d.mkdir(parents=True, exist_ok=True)
             os.chmod(d, 0o711)
+        if c.userns_remap:
+            self._remap()
+            c = self.config
         self.plugins.load_hook_modules()
         self._load_drivers()
+        if self.userns is not None:
+            self._map_storage()
         self._load_transports()
         from .images import ImageService
 
@@ -100,6 +106,30 @@ class Daemon:
             await self.transports[scheme].site(self.runner, url, c)
             log.info("API listening on %s", url)
         self.events.emit("daemon", "start", self.id, name=os.uname().nodename)
+
+    def _remap(self) -> None:
+        """``--userns-remap``: the mapping, and dockerd's per-mapping data root
+        ``<data-root>/<uid>.<gid>`` (everything below it: images, containers, volumes)."""
+        import dataclasses
+
+        from . import userns
+
+        self.userns = userns.resolve(self.config.userns_remap)
+        root = userns.data_root(self.config.data_root, self.userns)
+        self.config = dataclasses.replace(self.config, data_root=root)
+        log.info("user namespaces: containers' root is %d:%d on the host (%s:%s), data root %s",
+                 self.userns.root_uid, self.userns.root_gid, self.userns.user, self.userns.group, root)
+
+    def _map_storage(self) -> None:
+        from .drivers.storage import IdMappedStorage
+
+        storage = self.drivers.get("storage")
+        if storage is None:
+            return
+        if not isinstance(storage, IdMappedStorage):
+            raise ConfigError(f"storage driver {getattr(storage, 'name', type(storage).__name__)} does not "
+                              "support --userns-remap")
+        storage.use_id_mapping(self.userns)
 
     def _load_drivers(self) -> None:
         c = self.config
@@ -251,7 +281,8 @@ class Daemon:
             "ContainerdCommit": {"ID": "", "Expected": ""},
             "RuncCommit": {"ID": "", "Expected": ""},
             "InitCommit": {"ID": "", "Expected": ""},
-            "SecurityOptions": ["name=seccomp,profile=builtin", "name=no-new-privileges"]
+            "SecurityOptions": (["name=seccomp,profile=builtin", "name=no-new-privileges"]
+                                + (["name=userns"] if self.userns is not None else []))
             if runtime else [],
             "Warnings": None,
             # Dockyard's own: every loaded driver and hook module with its distribution
@@ -377,7 +408,7 @@ FLAG_FIELDS = {
     "storage_driver": "storage_driver", "runtime": "runtime", "cgroups": "cgroups",
     "insecure_tcp": "insecure_tcp", "live_restore": "live_restore", "log_opt": "log_opts",
     "tls": "tls", "tlsverify": "tlsverify", "tlscacert": "tlscacert", "tlscert": "tlscert",
-    "tlskey": "tlskey",
+    "tlskey": "tlskey", "userns_remap": "userns_remap",
 }
 
 
@@ -402,6 +433,8 @@ FLAG_FIELDS = {
 @click.option("--tlscacert", type=click.Path(path_type=Path), help="Trust client certificates signed by this CA (default /etc/dockyard/ca.pem)")
 @click.option("--tlscert", type=click.Path(path_type=Path), help="Server TLS certificate (default /etc/dockyard/cert.pem)")
 @click.option("--tlskey", type=click.Path(path_type=Path), help="Server TLS key (default /etc/dockyard/key.pem)")
+@click.option("--userns-remap", metavar="default|USER[:GROUP]",
+              help="Run containers in a user namespace mapped to the subordinate ids of USER (default: dockremap)")
 @click.option("--log-opt", multiple=True, metavar="KEY=VALUE", help="Default container log options (max-size, max-file)")
 @click.version_option(__version__, "-v", "--version", prog_name="dockyardd")
 @click.pass_context

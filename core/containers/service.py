@@ -38,6 +38,7 @@ from ..tasks import spawn
 from ..timestamps import parse_timestamp
 from . import configure, etcfiles, health, mounts, options, ports, startopts
 from . import devices, runtime_opts
+from .. import userns
 from .record import Container
 from .spec import build_spec
 from . import effective
@@ -102,6 +103,7 @@ class ContainerService:
         self.cgroups = daemon.drivers.get("cgroups")
         self.runtime = daemon.drivers.get("runtime")
         self.networks = getattr(daemon, "networks", None)  # dockyard.networks.NetworkService
+        self.daemon_userns = getattr(daemon, "userns", None)  # IdMapping with --userns-remap
         self.containers: dict[str, Container] = {}
         self.names: dict[str, str] = {}  # name -> id
         # names taken by a create or rename still under way (name -> id): reserved before the
@@ -250,6 +252,7 @@ class ContainerService:
                     if self.networks is not None else {})
         options.check(config, host_config, runtime=self.runtime, storage=self.storage,
                       networking=body.get("NetworkingConfig"))  # refused options -> 400
+        userns.check_container(self.daemon_userns, host_config)  # what Docker refuses under --userns-remap
         startopts.check_links(self, host_config, networks)
         options.settle_mac(config, host_config, networks)
         await effective.authorize(self.daemon, "create", lambda: effective.of_container(self, host_config, mount_points),
@@ -349,6 +352,8 @@ class ContainerService:
                 log_path=self.log_path(c), log_max_size=log_max_size, log_max_files=log_max_files,
                 namespaces=namespaces, devices=device_plan.nodes,
             )
+            if userns.remapped(self.daemon_userns, c.host_config):  # root in the container: a host nobody
+                spec.uid_map, spec.gid_map = self.daemon_userns.uid_map(), self.daemon_userns.gid_map()
             # the intent: a daemon killed from here on leaves a process the record does not
             # name yet; reconcile adopts it (or kills it) because the record says "starting"
             c.starting = True

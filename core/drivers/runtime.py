@@ -131,6 +131,10 @@ class ContainerSpec:
     # namespaces["cgroup"] None (private) mounts them, "host" binds the container's directories
     cgroup_mounts: list[CgroupMount] = field(default_factory=list)
     cgroup_links: list[tuple[str, str]] = field(default_factory=list)
+    # a user namespace (--userns-remap): (inside, outside, count) lines of uid_map/gid_map; empty
+    # = the host's user namespace. The rootfs and volumes are owned by the mapped ids already
+    uid_map: list[tuple[int, int, int]] = field(default_factory=list)
+    gid_map: list[tuple[int, int, int]] = field(default_factory=list)
 
 
 @dataclass

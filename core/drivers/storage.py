@@ -15,7 +15,7 @@ classmethod ``check()`` raising :class:`dockyard.errors.SkipPlugin`.
 
 from __future__ import annotations
 
-from typing import BinaryIO, Iterator, Protocol, TypedDict
+from typing import Any, BinaryIO, Iterator, Protocol, TypedDict, runtime_checkable
 
 
 class Change(TypedDict):
@@ -106,4 +106,18 @@ class StorageDriver(Protocol):
 
     def close(self) -> None:
         """Called at daemon shutdown. Mounts of running containers stay (live-restore)."""
+        ...
+
+
+@runtime_checkable
+class IdMappedStorage(Protocol):
+    """Optional capability, checked when the daemon loads the driver with ``--userns-remap``:
+    the driver unpacks layers with their owners shifted by the mapping (``idmap`` of
+    :func:`dockyard.layers.extract`) and gives each writable layer's root to the mapping's
+    root (``root_uid``/``root_gid``), so root in the container's user namespace owns its
+    files. A driver without it cannot be used with remapping (the daemon refuses to start)."""
+
+    def use_id_mapping(self, mapping: Any) -> None:
+        """Called once, before any layer is created (``mapping``: a
+        :class:`dockyard.userns.IdMapping`)."""
         ...

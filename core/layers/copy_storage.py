@@ -3,6 +3,7 @@ every storage driver uses."""
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from collections.abc import Callable, Iterator
@@ -66,6 +67,7 @@ class CopyStorage:
         self.root = Path(root)
         self.state = Path(state) if state else None
         self.mounted: set[str] = set()
+        self.idmap = None  # userns-remap (use_id_mapping)
         for sub in ("layers", "containers"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
             for junk in (self.root / sub).glob(".tmp-*"):
@@ -103,6 +105,8 @@ class CopyStorage:
             tmp.mkdir()
             if parent is None:
                 (tmp / "rootfs").mkdir(0o755)
+                if self.idmap is not None:
+                    os.chown(tmp / "rootfs", self.idmap.root_uid, self.idmap.root_gid)
             else:
                 copy_tree(self._layer(parent) / "rootfs", tmp / "rootfs")
             size = fill(tmp / "rootfs")
@@ -122,11 +126,15 @@ class CopyStorage:
     def status(self) -> list[list[str]]:
         return []
 
+    def use_id_mapping(self, mapping) -> None:
+        """``--userns-remap``: layers unpack with owners shifted into the mapping."""
+        self.idmap = mapping
+
     # layers
     def create_layer(self, layer_id: str, parent: str | None, tar: BinaryIO) -> int:
         return self._build(self._layer(layer_id), parent, lambda rootfs: extract(
             tar, rootfs, DeleteWhiteouts(), allow_devices=self.allow_devices,
-            split=rootfs.parent / "tar-split"))
+            split=rootfs.parent / "tar-split", idmap=self.idmap))
 
     def has_layer(self, layer_id: str) -> bool:
         return (self._layer(layer_id) / "rootfs").is_dir()

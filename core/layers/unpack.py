@@ -24,7 +24,7 @@ import os
 import stat
 import tarfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..errors import InvalidArgument
 from .tarfmt import CHUNK, READ_SIZE, XATTR_PAX_PREFIX
@@ -54,7 +54,9 @@ def clean_name(name: str, what: str = "member") -> tuple[str, ...]:
 
 
 class _Extractor:
-    def __init__(self, dest: Path, strategy: WhiteoutStrategy, allow_devices: bool, chown: bool):
+    def __init__(self, dest: Path, strategy: WhiteoutStrategy, allow_devices: bool, chown: bool,
+                 idmap: Any = None):
+        self.idmap = idmap  # a dockyard.userns.IdMapping: owners shifted into its host range
         self.root_fd = os.open(dest, _DIR_FLAGS)
         self.strategy, self.allow_devices, self.chown = strategy, allow_devices, chown
         self.extracted: set[tuple[str, ...]] = set()   # every path created from this stream
@@ -97,6 +99,8 @@ class _Extractor:
                     if not create:
                         raise
                     os.mkdir(comp, 0o755, dir_fd=fd)
+                    if self.idmap is not None:  # a parent the tar did not list: owned by remapped root
+                        os.chown(comp, self.idmap.root_uid, self.idmap.root_gid, dir_fd=fd, follow_symlinks=False)
                     self._record(parts[: i + 1])
                     nfd = os.open(comp, _DIR_FLAGS, dir_fd=fd)
                 except OSError as exc:
@@ -242,8 +246,9 @@ class _Extractor:
                 left -= len(chunk)
             self.size += m.size
             mode = m.mode & 0o7777
-            if self.chown and not (self.fresh and m.uid == self.uid and m.gid == self.gid):
-                os.fchown(fd, m.uid, m.gid)  # clears set-id bits: the fchmod comes after
+            uid, gid = self._owner(m)
+            if self.chown and not (self.fresh and uid == self.uid and gid == self.gid):
+                os.fchown(fd, uid, gid)  # clears set-id bits: the fchmod comes after
             if self._open_mode(m) != mode:
                 os.fchmod(fd, mode)
             if m.pax_headers:
@@ -254,7 +259,7 @@ class _Extractor:
 
     def _own(self, m: tarfile.TarInfo, pfd: int, base: str) -> None:
         if self.chown:
-            os.chown(base, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+            os.chown(base, *self._owner(m), dir_fd=pfd, follow_symlinks=False)
         if not m.issym() and _xattrs(m):
             # O_PATH: the name may be a FIFO or a device (of the tar, or swapped in by a running
             # container during docker cp): opening it for real could block or act on the device
@@ -264,6 +269,13 @@ class _Extractor:
                     _set_xattrs(f"/proc/self/fd/{fd}", m)
             finally:
                 os.close(fd)
+
+    def _owner(self, m: tarfile.TarInfo) -> tuple[int, int]:
+        """The host owner of a member: its own, or shifted by the id mapping (userns-remap;
+        an id outside the mapping refuses the tar, as dockerd does)."""
+        if self.idmap is None:
+            return m.uid, m.gid
+        return self.idmap.uid_to_host(m.uid), self.idmap.gid_to_host(m.gid)
 
     def _times(self, m: tarfile.TarInfo, pfd: int, base: str) -> None:
         os.utime(base, ns=(_ns(m.mtime), _ns(m.mtime)), dir_fd=pfd, follow_symlinks=False)
@@ -323,20 +335,21 @@ def _set_xattrs(fd: int | str, m: tarfile.TarInfo) -> None:
 
 
 def extract(tar: BinaryIO, dest: Path, strategy: WhiteoutStrategy, *,
-            allow_devices: bool = False, chown: bool | None = None,
+            allow_devices: bool = False, chown: bool | None = None, idmap: Any = None,
             split: Path | None = None) -> int:
     """Unpack an uncompressed tar stream into the existing directory ``dest``.
 
     Returns the bytes of regular-file content written. Raises :class:`InvalidArgument` for
     hostile or corrupt input; ``dest`` is then partially written and the caller removes it.
-    ``chown`` defaults to "running as root". With ``split``, also writes there what
+    ``chown`` defaults to "running as root"; ``idmap`` (a :class:`dockyard.userns.IdMapping`)
+    shifts every owner into the host range of a user namespace, as dockerd's userns-remap. With ``split``, also writes there what
     :func:`export_split` needs to give back the identical stream -- unless the tar rewrites
     its own files (duplicate names, whiteouts of its own members), then nothing is written
     and the caller exports by walking the directory instead.
     """
     if chown is None:
         chown = os.geteuid() == 0
-    ex = _Extractor(dest, strategy, allow_devices, chown)
+    ex = _Extractor(dest, strategy, allow_devices, chown or idmap is not None, idmap)
     rec = Recorder(tar) if split is not None else None
     try:
         try:

@@ -76,6 +76,9 @@ class LocalVolumes:
     def __init__(self, config: dict[str, Any], root: Path, state: Path) -> None:
         # the daemon sets "root" to <data-root>/volumes (Docker's layout); else the driver dir
         self.root = Path(config.get("root") or root)
+        # "uid:gid" of a new volume's _data (--userns-remap: the remapped root, as dockerd)
+        owner = str(config.get("owner") or "")
+        self.owner = tuple(int(x) for x in owner.split(":")) if owner else None
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o701)
         self.users: dict[str, set[str]] = {}  # volume -> refs using its device mount
@@ -113,6 +116,8 @@ class LocalVolumes:
         try:
             (directory / "_data").mkdir(parents=True, mode=0o755)
             os.chmod(directory / "_data", 0o755)  # the umask must not decide what containers see
+            if self.owner:
+                os.chown(directory / "_data", *self.owner)
         except FileExistsError:
             pass
         if options:

@@ -83,6 +83,9 @@ class VolumeService:
             config = daemon.config.plugin_config(name)
             if name == DEFAULT_DRIVER:
                 config.setdefault("root", str(self.root))
+                mapping = getattr(daemon, "userns", None)
+                if mapping is not None:  # --userns-remap: new volumes belong to remapped root
+                    config.setdefault("owner", f"{mapping.root_uid}:{mapping.root_gid}")
             try:
                 self.drivers[name] = daemon.plugins.load_driver(
                     "volume", name, config=config, root=daemon.config.data_root, state=daemon.config.exec_root)

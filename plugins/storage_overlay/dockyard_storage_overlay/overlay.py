@@ -67,6 +67,16 @@ class OverlayDriver:
         for junk in self.root.glob(".tmp-*"):
             L.remove_tree(junk)
         self._lock = threading.Lock()  # mount/unmount of one driver never interleave
+        self.idmap = None  # userns-remap: owners shifted into the mapping (use_id_mapping)
+
+    def use_id_mapping(self, mapping) -> None:
+        """``--userns-remap``: layers unpack with shifted owners; upper dirs belong to the
+        mapping's root (the daemon's data root is per mapping, so nothing is mixed)."""
+        self.idmap = mapping
+
+    def _own_root(self, path: Path) -> None:
+        if self.idmap is not None:
+            os.chown(path, self.idmap.root_uid, self.idmap.root_gid)
 
     def status(self) -> list[list[str]]:
         return [["Backing Filesystem", _MAGIC_NAMES.get(self.backing, self.backing)],
@@ -142,8 +152,9 @@ class OverlayDriver:
         final = self._dir(layer_id)
 
         def fill(tmp: Path):
+            self._own_root(tmp / "diff")
             size = L.extract(tar, tmp / "diff", L.OverlayWhiteouts(), allow_devices=self.allow_devices,
-                             split=tmp / "tar-split")
+                             split=tmp / "tar-split", idmap=self.idmap)
             short = base64.b32encode(secrets.token_bytes(16)).decode()[:26]
             link = self.root / "l" / short
             os.symlink(f"../{layer_id}/diff", link)
@@ -161,8 +172,9 @@ class OverlayDriver:
         try:
             tmp.mkdir()
             (tmp / "diff").mkdir(0o755)
+            self._own_root(tmp / "diff")
             size = L.extract(tar, tmp / "diff", L.OverlayWhiteouts(), allow_devices=self.allow_devices,
-                             split=tmp / "tar-split")
+                             split=tmp / "tar-split", idmap=self.idmap)
             (tmp / "size").write_text(str(size))
         except BaseException as exc:
             L.remove_tree(tmp)
@@ -225,6 +237,7 @@ class OverlayDriver:
         def fill(tmp: Path):
             (tmp / "work").mkdir(0o700)
             (tmp / "merged").mkdir(0o755)
+            self._own_root(tmp / "diff")  # the container's "/" (overlay takes the upper dir's owner)
             if parent is None:
                 (tmp / "empty").mkdir(0o755)
             return 0, None

@@ -1,0 +1,187 @@
+"""User namespaces (``dockyardd --userns-remap default``), end to end with the docker CLI: root
+in a container is an unprivileged uid on the host, for the container's process, its execs, its
+files and its volumes; a host bind keeps the host's ownership; what Docker refuses under
+remapping is refused with Docker's words; ``--userns host`` opts out.
+
+One daemon for the module, on a base directory other users may traverse (the remapped root
+must reach the data root, as with dockerd). Everything it made is removed at the end."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from dockyard import userns
+from dockyard.testing.daemon import DaemonProcess, wait_for
+
+pytestmark = pytest.mark.privileged
+
+
+def ok(r):
+    assert r.returncode == 0, (r.stdout + r.stderr).decode()
+    return r.stdout.decode()
+
+
+def host_ids(pid: int) -> tuple[int, int]:
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f if ":" in line)
+    return int(fields["Uid"].split()[1]), int(fields["Gid"].split()[1])
+
+
+def mounts_under(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(str(path))]
+
+
+@pytest.fixture(scope="module")
+def remap(busybox_tar):
+    base = Path(tempfile.mkdtemp(prefix="dockyard-userns-", dir="/tmp"))
+    os.chmod(base, 0o711)  # dockerd's rule: remapped root must be able to reach its data root
+    daemon = DaemonProcess(base, "--userns-remap", "default")
+    try:
+        daemon.start()
+        daemon.load(busybox_tar)
+        mapping = userns.resolve("dockremap")
+        yield daemon, mapping
+    finally:
+        daemon.finish()
+        leftover = mounts_under(base)
+        shutil.rmtree(base, ignore_errors=True)
+        assert not leftover, leftover
+
+
+@pytest.fixture
+def d(remap):
+    daemon, mapping = remap
+    before_c = set(daemon.docker("ps", "-aq").stdout.split())
+    before_v = set(daemon.docker("volume", "ls", "-q").stdout.split())
+    yield daemon
+    for cid in set(daemon.docker("ps", "-aq").stdout.split()) - before_c:
+        daemon.docker("rm", "-f", cid.decode())
+    for name in set(daemon.docker("volume", "ls", "-q").stdout.split()) - before_v:
+        daemon.docker("volume", "rm", "-f", name.decode())
+
+
+@pytest.fixture
+def mapping(remap):
+    return remap[1]
+
+
+def test_default_remap_uses_dockremap_ranges(mapping):
+    assert mapping.user == mapping.group == "dockremap"
+    assert mapping.root_uid > 0 and mapping.root_gid > 0
+    assert mapping.uids[0].size >= 65536
+
+
+def test_root_in_container_is_an_unprivileged_host_uid(d, mapping):
+    assert ok(d.docker("run", "--rm", "busybox", "id")).startswith("uid=0(root) gid=0(root)")
+    maps = ok(d.docker("run", "--rm", "busybox", "cat", "/proc/self/uid_map", "/proc/self/gid_map")).split()
+    assert maps == ["0", str(mapping.root_uid), str(mapping.uids[0].size),
+                    "0", str(mapping.root_gid), str(mapping.gids[0].size)]
+    cid = ok(d.docker("run", "-d", "busybox", "sleep", "300")).strip()
+    pid = int(ok(d.docker("inspect", "-f", "{{.State.Pid}}", cid)))
+    assert host_ids(pid) == (mapping.root_uid, mapping.root_gid)
+    # the image's files are root's inside and the remapped root's on the host (shifted at unpack)
+    assert ok(d.docker("exec", cid, "stat", "-c", "%u:%g", "/bin/busybox")).strip() == "0:0"
+    st = os.stat(f"/proc/{pid}/root/bin/busybox")
+    assert (st.st_uid, st.st_gid) == (mapping.root_uid, mapping.root_gid)
+    # the container's root can write its own rootfs
+    ok(d.docker("exec", cid, "sh", "-c", "echo x > /written && mkdir /newdir"))
+    assert os.stat(f"/proc/{pid}/root/written").st_uid == mapping.root_uid
+
+
+def test_exec_joins_the_user_namespace(d, mapping):
+    cid = ok(d.docker("run", "-d", "busybox", "sleep", "300")).strip()
+    assert ok(d.docker("exec", cid, "id")).startswith("uid=0(root)")
+    assert ok(d.docker("exec", cid, "cat", "/proc/self/uid_map")).split() == \
+        ["0", str(mapping.root_uid), str(mapping.uids[0].size)]
+    # a process an exec leaves running is the remapped root on the host, too
+    ok(d.docker("exec", "-d", cid, "sh", "-c", "exec sleep 301"))
+    pid = int(ok(d.docker("inspect", "-f", "{{.State.Pid}}", cid)))
+
+    def exec_pid():
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+                    ns = os.readlink(f"/proc/{entry}/ns/pid")
+                except OSError:
+                    continue
+                if cmd == b"sleep\x00301\x00" and ns == os.readlink(f"/proc/{pid}/ns/pid"):
+                    return int(entry)
+        return None
+
+    assert host_ids(wait_for(exec_pid)) == (mapping.root_uid, mapping.root_gid)
+    # and with a TTY
+    assert "uid=0(root)" in ok(d.docker("exec", "-t", cid, "id"))
+
+
+def test_named_volume_is_owned_by_remapped_root(d, mapping):
+    ok(d.docker("volume", "create", "uvol"))
+    ok(d.docker("run", "--rm", "-v", "uvol:/data", "busybox", "sh", "-c", "touch /data/f && mkdir /data/dir"))
+    mountpoint = Path(ok(d.docker("volume", "inspect", "-f", "{{.Mountpoint}}", "uvol")).strip())
+    for p in (mountpoint, mountpoint / "f", mountpoint / "dir"):
+        st = os.stat(p)
+        assert (st.st_uid, st.st_gid) == (mapping.root_uid, mapping.root_gid), p
+    assert str(d.data_root / mapping.dirname) in str(mountpoint)
+
+
+def test_host_bind_keeps_host_ownership(d, tmp_path):
+    src = tmp_path / "hostdir"
+    src.mkdir(mode=0o755)
+    os.chmod(tmp_path, 0o711)
+    (src / "marker").write_text("host root's\n")
+    r = d.docker("run", "--rm", "-v", f"{src}:/b", "busybox", "sh", "-c",
+                 "cat /b/marker; stat -c %u /b/marker; echo owned > /b/marker; touch /b/new")
+    out = r.stdout.decode()
+    assert r.returncode != 0
+    assert "host root's" in out and "65534" in out  # readable, owned by nobody (unmapped)
+    assert (src / "marker").read_text() == "host root's\n"
+    assert not (src / "new").exists()
+    # a mode that allows it lets the container write, as any other host user
+    os.chmod(src, 0o777)
+    ok(d.docker("run", "--rm", "-v", f"{src}:/b", "busybox", "touch", "/b/new"))
+    assert os.stat(src / "new").st_uid != 0
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--privileged"], "privileged mode is incompatible with user namespaces.  You must run the container "
+                       "in the host namespace when running privileged mode"),
+    (["--network", "host"], "cannot share the host's network namespace when user namespaces are enabled"),
+    (["--pid", "host"], "cannot share the host PID namespace when user namespaces are enabled"),
+])
+def test_refused_under_remapping_unless_userns_host(d, flags, message):
+    r = d.docker("run", "--rm", *flags, "busybox", "true")
+    assert r.returncode != 0 and message in r.stderr.decode()
+    ok(d.docker("run", "--rm", "--userns", "host", *flags, "busybox", "true"))
+
+
+def test_userns_host_runs_as_real_root(d):
+    cid = ok(d.docker("run", "-d", "--userns", "host", "busybox", "sleep", "300")).strip()
+    pid = int(ok(d.docker("inspect", "-f", "{{.State.Pid}}", cid)))
+    assert host_ids(pid) == (0, 0)
+    assert ok(d.docker("exec", cid, "cat", "/proc/self/uid_map")).split() == ["0", "0", "4294967295"]
+    assert ok(d.docker("inspect", "-f", "{{.HostConfig.UsernsMode}}", cid)).strip() == "host"
+
+
+def test_info_reports_userns_and_the_remapped_root(d, mapping):
+    info = d.docker_client().info()
+    assert "name=userns" in info["SecurityOptions"]
+    assert info["DockerRootDir"] == str(d.data_root / mapping.dirname)
+    st = os.stat(info["DockerRootDir"])
+    assert st.st_gid == mapping.root_gid and st.st_mode & 0o777 == 0o710
+
+
+def test_proc_sys_and_dev_in_the_user_namespace(d):
+    out = ok(d.docker("run", "--rm", "busybox", "sh", "-c",
+                      "grep -E ' /(proc|sys) ' /proc/mounts; echo x > /dev/null; head -c 8 /dev/urandom | wc -c; "
+                      "ls /sys/class >/dev/null && echo sys-ok; echo 1 > /proc/sys/kernel/sysrq || echo sysrq-refused"))
+    assert "proc /proc proc" in out and " /sys sysfs ro," in out
+    assert "8\n" in out and "sys-ok" in out and "sysrq-refused" in out
+    # with a network namespace of its own (owned by the user namespace) sysfs is mounted for real
+    assert " /sys sysfs ro," in ok(d.docker("run", "--rm", "--network", "none", "busybox", "grep", " /sys ",
+                                            "/proc/mounts"))
