@@ -5,6 +5,11 @@
   before a driver uses them.
 * Drivers (``dockyard.network``) only touch the host; they are loaded on first use by name
   (``bridge`` from the net_bridge plugin, ``host`` and ``null`` built in).
+* Crashes: a network is made on the host first, then its record is written. A driver records
+  what it is about to make before it makes it (net_bridge: ``bridges.json``), so after a
+  ``kill -9`` in between, :meth:`reconcile` hands the driver the records and the driver removes
+  whatever of its own has none. Removal goes the other way (host first, then the record): a
+  crash leaves the network, whose links reconcile makes again.
 * A container gets its network namespace at start (:meth:`setup`): pinned at
   ``<exec-root>/netns/<container id>``, ``lo`` up, one endpoint per network it is connected
   to; the runtime joins that path. On exit (and on remove, and in reconcile for what ended
@@ -25,10 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import filters as F
+from ..crashpoints import crashpoint
 from ..drivers.network import Endpoint, Network
 from ..errors import (
     Conflict, DockyardError, Forbidden, InvalidArgument, NoSuchNetwork, NotFound, PluginError,
 )
+from ..store import remove_stale_temps
 from ..timestamps import parse_timestamp
 from . import dns, ipam, netns, publishing
 from .record import NetRecord
@@ -144,7 +151,9 @@ class NetworkService:
     # -- startup --------------------------------------------------------------------------
 
     def load(self) -> None:
-        """Read the records (before containers reconcile: their teardown needs them)."""
+        """Read the records (before containers reconcile: their teardown needs them), after
+        removing the temp files of record writes a killed daemon did not finish."""
+        remove_stale_temps(self.root)
         for path in sorted(self.root.glob("*.json")):
             try:
                 rec = NetRecord.load(path)
@@ -240,6 +249,7 @@ class NetworkService:
                 drv.create(net)
 
         await asyncio.to_thread(create)
+        crashpoint("network.create.record")  # made on the host, no record yet: reconcile removes it
         try:
             self.records[net.id] = rec
             self._save(rec)

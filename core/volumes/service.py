@@ -5,6 +5,13 @@ with ``_``, so the directory never collides with the ``local`` driver's ``<name>
 Drivers come from the ``dockyard.volume`` entry-point group, loaded the first time a volume
 names one. Who uses a volume is not stored: it is read from the containers' mount records,
 so it cannot drift from them (Docker counts stopped containers too).
+
+Crashes: create and remove write an intent (``_meta/<name>.intent``) before they touch the
+driver and drop it when the record says what happened, so a ``kill -9`` at any step leaves a
+trace that start-up (:meth:`VolumeService._recover`) completes or rolls back: an interrupted
+create is undone (the volume was never acknowledged), an interrupted remove is finished. Stale
+temp files of the records are removed, and a ``local`` volume directory with no record and
+no intent is removed when it holds no data (left by a crash before intents existed).
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ from typing import Any
 
 from .. import filters as F
 from ..errors import Conflict, InvalidArgument, NoSuchVolume, PluginError
-from ..store import read_json, write_json
+from ..crashpoints import crashpoint
+from ..store import read_json, remove_stale_temps, write_json
 from ..versions import _vtuple
+from .local import is_mountpoint
 
 log = logging.getLogger("dockyard.volumes")
 
@@ -62,6 +71,7 @@ class VolumeService:
         self.records: dict[str, dict[str, Any]] = {}
         self.drivers: dict[str, Any] = {}
         self.lock = asyncio.Lock()
+        remove_stale_temps(self.meta)
         for path in sorted(self.meta.glob("*.json")):
             record = read_json(path)
             if isinstance(record, dict) and record.get("Name") == path.stem:
@@ -72,6 +82,61 @@ class VolumeService:
             self.driver(DEFAULT_DRIVER)  # loaded now so /info and `dockyard plugins` list it
         except InvalidArgument as exc:
             log.warning("no local volume driver: %s", exc)
+        self._recover()
+
+    # -- intents and start-up recovery ---------------------------------------------------
+
+    def _intent_path(self, name: str) -> Path:
+        return self.meta / f"{name}.intent"  # not *.json: never read as a record
+
+    def _intend(self, name: str, op: str, driver: str) -> None:
+        write_json(self._intent_path(name), {"Op": op, "Name": name, "Driver": driver})
+
+    def _done(self, name: str) -> None:
+        self._intent_path(name).unlink(missing_ok=True)
+
+    def _recover(self) -> None:
+        """Start-up, before anything uses a volume: finish or undo what a killed daemon left."""
+        for path in sorted(self.meta.glob("*.intent")):
+            intent = read_json(path)
+            name = path.name[: -len(".intent")]
+            if not isinstance(intent, dict) or intent.get("Name") != name:
+                log.warning("ignoring unreadable volume intent %s", path.name)
+                path.unlink(missing_ok=True)
+                continue
+            op, record = intent.get("Op"), self.records.get(name)
+            try:
+                if op == "create" and record is None:  # never acknowledged: undo
+                    log.info("volume %s: undoing a create the daemon did not finish", name)
+                    self.driver(intent.get("Driver")).remove(name)
+                elif op == "remove":  # asked for and maybe half done: finish
+                    log.info("volume %s: finishing a removal the daemon did not finish", name)
+                    self.driver((record or intent).get("Driver")).remove(name)
+                    (self.meta / f"{name}.json").unlink(missing_ok=True)
+                    self.records.pop(name, None)
+            except Exception as exc:  # the daemon still starts; the next start tries again
+                log.warning("volume %s: recovering an interrupted %s failed: %s", name, op, exc)
+                continue
+            path.unlink(missing_ok=True)
+        local = self.drivers.get(DEFAULT_DRIVER)
+        if local is None or Path(getattr(local, "root", "")) != self.root:
+            return
+        for entry in sorted(self.root.iterdir()):
+            if not entry.is_dir() or entry.is_symlink() or not NAME_RE.match(entry.name):
+                continue  # _meta and anything that cannot be a volume
+            remove_stale_temps(entry, {"opts.json"})
+            if entry.name in self.records:
+                continue
+            data = entry / "_data"
+            try:
+                empty = not data.exists() or (data.is_dir() and not any(data.iterdir()))
+            except OSError:
+                empty = False
+            if empty and not is_mountpoint(data):
+                log.info("removing volume directory %s: no record and no data", entry.name)
+                local.remove(entry.name)
+            else:
+                log.warning("volume directory %s has no record but holds data: left alone", entry)
 
     # -- drivers -------------------------------------------------------------------------
 
@@ -158,14 +223,20 @@ class VolumeService:
             labels = {str(k): str(v) for k, v in (labels or {}).items()}
             if anonymous:
                 labels.setdefault(ANONYMOUS_LABEL, "")
-            await asyncio.to_thread(drv.create, name, options)
             record = {"Name": name, "Driver": driver, "Options": options, "Labels": labels,
                       "CreatedAt": _created_at(time.time_ns()), "CreatedNs": time.time_ns()}
+            await asyncio.to_thread(self._intend, name, "create", driver)
+            crashpoint("volume.create.intent")
             try:
-                write_json(self.meta / f"{name}.json", record)
+                await asyncio.to_thread(drv.create, name, options)
+                crashpoint("volume.create.driver")
+                await asyncio.to_thread(write_json, self.meta / f"{name}.json", record)
             except BaseException:
                 await asyncio.to_thread(drv.remove, name)
+                self._done(name)
                 raise
+            crashpoint("volume.create.record")
+            self._done(name)
             self.records[name] = record
         self.events.emit("volume", "create", name, driver=driver)
         return record
@@ -182,14 +253,19 @@ class VolumeService:
             users = self.users(name)
             if users:
                 raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
+            await asyncio.to_thread(self._intend, name, "remove", record["Driver"])
+            crashpoint("volume.remove.intent")
             try:
                 drv = self.driver(record["Driver"])
                 await asyncio.to_thread(drv.remove, name)
             except Exception:
                 if not force:
+                    self._done(name)
                     raise
                 log.warning("volume %s: driver failed to remove it; dropping the record (force)", name)
+            crashpoint("volume.remove.driver")
             (self.meta / f"{name}.json").unlink(missing_ok=True)
+            self._done(name)
             del self.records[name]
         self.events.emit("volume", "destroy", name, driver=record["Driver"])
 

@@ -94,3 +94,31 @@ def cgroup_pids(cid: str) -> set[int]:
             except OSError:
                 pass
     return pids
+
+
+@pytest.fixture
+def crash_daemon(make_daemon: Callable[..., DaemonProcess]) -> Callable[..., DaemonProcess]:
+    """``crash_daemon(point)``: a daemon of its own (no image), started once cleanly (its
+    default networks exist), then restarted with ``DOCKYARD_CRASHPOINT=point``: it dies (exit
+    137, as kill -9) the first time it reaches that point (see ``revive``)."""
+
+    def make(point: str, *args: str) -> DaemonProcess:
+        daemon = make_daemon(*args)
+        daemon.stop()
+        daemon.env["DOCKYARD_CRASHPOINT"] = point
+        return daemon.start()
+
+    return make
+
+
+@pytest.fixture
+def revive() -> Callable[[DaemonProcess], DaemonProcess]:
+    """``revive(daemon)``: check that a daemon died at its crash point (exit 137) and start it
+    again without it (start-up reconciliation runs)."""
+
+    def start(daemon: DaemonProcess) -> DaemonProcess:
+        assert daemon.proc is not None
+        assert daemon.proc.wait(timeout=60) == 137, f"the daemon did not die at its crash point:\n{daemon.log()}"
+        return restart(daemon)
+
+    return start

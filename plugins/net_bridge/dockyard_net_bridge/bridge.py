@@ -7,8 +7,9 @@ Names on the host (15 characters at most):
   ``dy-<12 hex of the network id>``;
 * host ends of veths: ``dyv<12 hex of the endpoint id>``.
 
-The driver remembers the bridges it made in ``<root>/bridges.json`` so that reconcile can
-remove a stale one without ever touching another daemon's.
+The driver remembers the bridges it makes in ``<root>/bridges.json``, *before* it makes them
+(an intent), so that reconcile can remove a stale one (a network whose record was never
+written because the daemon was killed mid-create) without ever touching another daemon's.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from typing import Any, Iterator
 from dockyard.drivers.network import Endpoint, Network, PortBinding
 from dockyard.errors import Conflict, DockyardError, InvalidArgument, SkipPlugin
 from dockyard.networks import netns
-from dockyard.store import read_json, write_json
+from dockyard.crashpoints import crashpoint
+from dockyard.store import read_json, remove_stale_temps, write_json
 
 from . import firewall, rtnl
 from dockyard.nftables import Nft
@@ -98,6 +100,7 @@ class BridgeDriver:
         self.table = "dockyard" + (f"_{self.instance}" if self.instance else "")
         self.root = root
         self.known_path = root / "bridges.json"
+        remove_stale_temps(root, {"bridges.json", "published-ports.json"})  # a write cut by kill -9
         self.nft = Nft()
         self.accepts = firewall.ForwardAccepts(self.nft, self.table)
         self.lock = threading.RLock()  # one change of links and rules at a time
@@ -164,8 +167,12 @@ class BridgeDriver:
                 raise Conflict(f"bridge device {name} already exists on the host")
             iface = ipaddress.ip_interface(f"{net.gateway}/{ipaddress.ip_network(net.subnet).prefixlen}")
             try:
-                self._ensure_bridge(ipr, name, iface, self.mtu(net))
+                # the intent first: a daemon killed between the two finds a remembered name with
+                # no link (nothing to do), never a link nobody remembers (a leak for good)
                 self._remember(self._known() | {name})
+                crashpoint("bridge.create.remembered")
+                self._ensure_bridge(ipr, name, iface, self.mtu(net))
+                crashpoint("bridge.create.link")
                 net.driver_state["bridge"] = name
                 self.nets[net.id] = net
                 self._apply_firewall()
