@@ -6,6 +6,10 @@ forks a monitor and exits; the monitor (setsid, survives the daemon) clones the 
 into new namespaces, reports ``ok <pid> <monitor pid>`` or ``error <errno> <stage>`` on
 its stdout, logs output, and writes ``<state_dir>/exit`` when the container ends.
 
+The shim is never executed from its file: the daemon keeps a sealed memfd copy (see
+:func:`sealed_copy`) and every shim process (monitor, exec helper) runs from it, so
+``/proc/PID/exe`` of any of them is a file nobody can write (CVE-2019-5736).
+
 State dir (``<state>/<id>``): ``spec``, ``pid``, ``exit``, ``runtime.json``,
 ``container.log*`` (unless ``spec.log_path``), ``stdin``/``control`` fifos when asked.
 """
@@ -15,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno as E
+import fcntl
 import hashlib
 import logging
 import os
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -57,20 +63,70 @@ def shim_cache_dir() -> Path:
     return Path("/var/cache/dockyard") if os.geteuid() == 0 else Path.home() / ".cache" / "dockyard"
 
 
+SHIM_MODE = 0o555  # root-owned, nobody's to write: the daemon runs it as root for every container
+
+
+def _harden(path: Path) -> Path:
+    """Make an installed shim root-owned and read-only (``SHIM_MODE``)."""
+    st_ = os.stat(path)
+    if os.geteuid() == 0 and (st_.st_uid != 0 or st_.st_gid != 0):
+        os.chown(path, 0, 0)
+    if st_.st_mode & 0o7777 != SHIM_MODE:
+        os.chmod(path, SHIM_MODE)
+    return path
+
+
+MFD_EXEC = 0x10  # linux 6.3+: an executable memfd, stated explicitly (vm.memfd_noexec)
+F_SEAL_EXEC = 0x20  # linux 6.3+: nobody can chmod it either
+
+
+def sealed_copy(path: Path, name: str = "dockyard-shim") -> int:
+    """A read-only in-memory copy of the executable ``path``, as runc's cloned_binary: a memfd
+    holding its bytes, sealed against writes, resizing, chmod and further seals. Returns the fd
+    (close-on-exec); run it as ``/proc/self/fd/N``. Whatever handle a container obtains to a
+    process running it (``/proc/PID/exe``) then names this memfd, and a write through it fails
+    with EPERM, so the file that the daemon runs as root cannot be replaced from a container."""
+    flags = os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING
+    try:
+        fd = os.memfd_create(name, flags | MFD_EXEC)
+    except OSError as e:
+        if e.errno != E.EINVAL:  # kernel before 6.3: no MFD_EXEC, memfds are executable
+            raise
+        fd = os.memfd_create(name, flags)
+    try:
+        with open(path, "rb") as f:
+            view = memoryview(f.read())
+        while view:
+            view = view[os.write(fd, view):]
+        seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+        try:
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals | F_SEAL_EXEC)
+        except OSError as e:
+            if e.errno != E.EINVAL:
+                raise
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def build_shim(root: Path, use_cache: bool = True) -> Path:
     """Compile shim.c into ``root/dockyard-shim-<sha256[:12]>`` once (static if possible);
-    a copy already compiled into :func:`shim_cache_dir` is reused."""
+    a copy already compiled into :func:`shim_cache_dir` is reused. The file is root-owned,
+    mode 0555 (it is executed only through :func:`sealed_copy`)."""
     src = SHIM_SOURCE.read_bytes()
     name = f"dockyard-shim-{hashlib.sha256(src).hexdigest()[:12]}"
     target = Path(root) / name
     if os.access(target, os.X_OK):
-        return target
+        return _harden(target)
     if use_cache:
         try:
             cached = build_shim(shim_cache_dir(), use_cache=False)
             Path(root).mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f"{name}.{os.getpid()}.tmp")
             shutil.copy2(cached, tmp)
+            _harden(tmp)
             os.rename(tmp, target)
             return target
         except OSError:
@@ -85,6 +141,7 @@ def build_shim(root: Path, use_cache: bool = True) -> Path:
         r = subprocess.run([cc, "-O2", *static, "-o", str(tmp), str(SHIM_SOURCE)],
                            capture_output=True, text=True)
         if r.returncode == 0:
+            _harden(tmp)
             os.rename(tmp, target)
             return target
         err = r.stderr
@@ -142,7 +199,7 @@ async def _read_to_eof(fd: int) -> None:
             return
 
 
-async def spawn_shim(shim: Path, spec_path: Path) -> str:
+async def spawn_shim(shim: Path | str, spec_path: Path, argv0: str | None = None) -> str:
     """Run the shim and return its status line.
 
     ``posix_spawn`` (vfork) keeps the cost flat whatever the daemon's size, and owning the
@@ -151,7 +208,7 @@ async def spawn_shim(shim: Path, spec_path: Path) -> str:
     """
     r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     try:
-        pid = os.posix_spawn(str(shim), [str(shim), str(spec_path)], {}, file_actions=[
+        pid = os.posix_spawn(str(shim), [argv0 or str(shim), str(spec_path)], {}, file_actions=[
             (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
             (os.POSIX_SPAWN_DUP2, w, 1),
             (os.POSIX_SPAWN_OPEN, 2, "/dev/null", os.O_WRONLY, 0),
@@ -225,6 +282,10 @@ class NativeRuntime:
                 raise ConfigError(f"runtime native: shim_path {self.shim} is not executable")
         else:
             self.shim = build_shim(self.root)
+        # every shim process runs from a sealed memfd (kept open for the daemon's lifetime):
+        # /proc/self/fd/N is resolved by the spawned process, which inherits the fd until exec
+        self._shim_fd = sealed_copy(self.shim)
+        self._shim_exe = f"/proc/self/fd/{self._shim_fd}"
         self.state_root.mkdir(parents=True, exist_ok=True, mode=0o711)
 
     @classmethod
@@ -256,6 +317,66 @@ class NativeRuntime:
         return (str(sd / st.SPEC).encode() in cmd or str(sd.resolve() / st.SPEC).encode() in cmd) \
             and st.pid_alive(mpid)
 
+    # A monitor can die while its container runs on: a container with --pid host may kill the
+    # monitors it can see (as with Docker's shims), or an operator may. Its exit file then never
+    # comes, but that is no exit: the daemon asks the kernel. If the recorded pid still runs with
+    # the start time the monitor recorded, it is the same process (not a recycled pid): the
+    # container stays "running", is watched through a pidfd (adopted), and its end is recorded
+    # when it really happens. Its exit code cannot be had then (its parent, the monitor, is gone
+    # and it was reparented to a reaper we are not), so it is recorded as 255; its output after
+    # the monitor's death is lost (the monitor was the reader of its pipes), as with Docker.
+
+    def _orphan_pidfd(self, sd: Path) -> int | None:
+        """A pidfd of the process recorded in ``sd`` if its monitor is gone, no exit is recorded
+        and it still runs as the same process (same start time); else None."""
+        pids = st.read_pids(sd)
+        start = st.read_pid_start(sd)
+        if pids is None or start is None or st.read_exit(sd) is not None or self._monitor_alive(sd, pids[1]):
+            return None
+        try:
+            fd = os.pidfd_open(pids[0])
+        except OSError:
+            return None
+        # checked after the pidfd is open: the pidfd names this very process from now on
+        if st.proc_start(pids[0]) != start or not st.pid_alive(pids[0]):
+            os.close(fd)
+            return None
+        return fd
+
+    def _orphan_alive(self, sd: Path) -> bool:
+        fd = self._orphan_pidfd(sd)
+        if fd is None:
+            return False
+        os.close(fd)
+        return True
+
+    async def _wait_orphan(self, sd: Path, pidfd: int) -> ExitStatus:
+        """Wait (pidfd) for a process whose monitor died; record its exit (code unknown: 255)."""
+        try:
+            await _readable(pidfd)
+        finally:
+            os.close(pidfd)
+        status = st.read_exit(sd)  # a racing writer (the monitor cannot; a restart of ours could)
+        if status is None:
+            status = ExitStatus(exit_code=255, finished_at_ns=time.time_ns(),
+                                error="container monitor was killed; exit code unknown")
+            with contextlib.suppress(OSError):
+                st.write_exit(sd, status)
+        return status
+
+    def _same_process(self, sd: Path, pid: int, mpid: int) -> bool:
+        """``pid`` (open as a pidfd by the caller) is still the recorded process: a child of its
+        monitor, or, once the monitor is gone, the process with the recorded start time."""
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+        if ppid == mpid:
+            return True
+        start = st.read_pid_start(sd)
+        return start is not None and st.proc_start(pid) == start
+
     # ------------------------------------------------------------------ start
     async def start(self, spec: ContainerSpec) -> int:
         sd = self._dir(spec.id)
@@ -265,7 +386,7 @@ class NativeRuntime:
         created = not sd.exists() or sd.is_symlink() and not any(sd.iterdir())
         if not created:
             pids = st.read_pids(sd)
-            if pids and st.read_exit(sd) is None and self._monitor_alive(sd, pids[1]):
+            if pids and st.read_exit(sd) is None and (self._monitor_alive(sd, pids[1]) or self._orphan_alive(sd)):
                 raise Conflict(f"container {spec.id} is already running")
             for name in (st.EXIT, st.PID, st.SPEC, st.STDIN, st.CONTROL):
                 with contextlib.suppress(FileNotFoundError):
@@ -277,7 +398,7 @@ class NativeRuntime:
                                  init_path=self.init_path)
             st.write_meta(sd, id=spec.id, log_path=str(log_path), exec=specmod.exec_settings(spec))
             st.write_atomic(sd / st.SPEC, data, sync=False)
-            line = await spawn_shim(self.shim, sd / st.SPEC)
+            line = await spawn_shim(self._shim_exe, sd / st.SPEC, argv0=str(self.shim))
             parts = line.split(" ", 3)
             if parts[0] == "ok" and len(parts) >= 3:
                 return int(parts[1])
@@ -299,7 +420,7 @@ class NativeRuntime:
         if st.read_exit(sd) is not None:
             return "exited"
         pids = st.read_pids(sd)
-        if pids and self._monitor_alive(sd, pids[1]):
+        if pids and (self._monitor_alive(sd, pids[1]) or self._orphan_alive(sd)):
             return "running"
         if pids and st.read_exit(sd) is not None:  # exited between the two reads
             return "exited"
@@ -312,7 +433,9 @@ class NativeRuntime:
         sd = self._dir(cid)
         pids = st.read_pids(sd)
         if pids and st.read_exit(sd) is None and st.pid_alive(pids[0]):
-            return pids[0]
+            start = st.read_pid_start(sd)
+            if start is None or st.proc_start(pids[0]) == start:  # not a recycled pid
+                return pids[0]
         return None
 
     def logs(self, cid: str) -> LogReader:
@@ -352,7 +475,13 @@ class NativeRuntime:
                 if pidfd is not None:
                     os.close(pidfd)
                 status = st.read_exit(sd)
-                return status or ExitStatus(exit_code=255, error="container monitor is gone")
+                if status is not None:
+                    return status
+                orphan = self._orphan_pidfd(sd)
+                if orphan is not None:  # the monitor died, the container did not: adopt it
+                    log.warning("monitor of %s is gone but its process %d runs: watching it", cid[:12], pids[0])
+                    return await self._wait_orphan(sd, orphan)
+                return st.read_exit(sd) or ExitStatus(exit_code=255, error="container monitor is gone")
             fut = loop.create_future()
             loop.add_reader(pidfd, lambda: fut.done() or fut.set_result(None))
             try:
@@ -374,9 +503,7 @@ class NativeRuntime:
         except ProcessLookupError:
             raise InvalidState(f"Container {cid} is not running", object_id=cid, state="exited", action="kill") from None
         try:
-            with open(f"/proc/{cpid}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if ppid != mpid:  # recycled pid
+            if not self._same_process(sd, cpid, mpid):  # recycled pid
                 raise InvalidState(f"Container {cid} is not running", object_id=cid, state="exited", action="kill")
             signal.pidfd_send_signal(fd, sig)
         except (ProcessLookupError, FileNotFoundError):
@@ -390,7 +517,7 @@ class NativeRuntime:
         if not sd.exists():
             return
         pids = st.read_pids(sd)
-        if pids and st.read_exit(sd) is None and self._monitor_alive(sd, pids[1]):
+        if pids and st.read_exit(sd) is None and (self._monitor_alive(sd, pids[1]) or self._orphan_alive(sd)):
             with contextlib.suppress(InvalidState):
                 await self.kill(cid, signal.SIGKILL)
             await self.wait(cid)
@@ -441,7 +568,7 @@ class NativeRuntime:
             data = specmod.build_exec(spec, settings, pid, state_dir=ed, log_path=ed / "exec.log",
                                       exit_path=ed / st.EXIT)
             st.write_atomic(ed / st.SPEC, data, sync=False)
-            line = await spawn_shim(self.shim, ed / st.SPEC)
+            line = await spawn_shim(self._shim_exe, ed / st.SPEC, argv0=str(self.shim))
             parts = line.split(" ", 3)
             if parts[0] == "ok" and len(parts) >= 3:
                 return int(parts[1])
@@ -484,6 +611,12 @@ class NativeRuntime:
             if pidfd is None or not self._monitor_alive(ed, pids[1]):
                 if pidfd is not None:
                     os.close(pidfd)
+                status = st.read_exit(ed)
+                if status is not None:
+                    return status
+                orphan = self._orphan_pidfd(ed)  # as for a container (see _orphan_pidfd)
+                if orphan is not None:
+                    return await self._wait_orphan(ed, orphan)
                 return st.read_exit(ed) or ExitStatus(exit_code=255, error="exec monitor is gone")
             try:
                 await _readable(pidfd)
@@ -500,9 +633,7 @@ class NativeRuntime:
         except OSError:
             return
         try:
-            with open(f"/proc/{pids[0]}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if ppid == pids[1]:
+            if self._same_process(ed, pids[0], pids[1]):
                 signal.pidfd_send_signal(fd, sig)
         except OSError:
             pass

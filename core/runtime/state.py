@@ -1,7 +1,8 @@
 """Files of a container's state dir, shared by the native and fake runtimes.
 
 * ``exit``: ``"<exit_code> <signal> <finished_at_ns>\\n"``, written atomically by the monitor.
-* ``pid``: ``"<container_pid> <monitor_pid>\\n"``, written atomically once the process runs.
+* ``pid``: ``"<container_pid> <monitor_pid> <container start time>\\n"``, written atomically once
+  the process runs (the start time, field 22 of /proc/PID/stat, tells it from a recycled pid).
 * ``runtime.json``: what the Python side needs after a restart (log path).
 """
 
@@ -39,6 +40,24 @@ def read_pids(state_dir: Path) -> tuple[int, int] | None:
         cpid, mpid = (state_dir / PID).read_text().split()[:2]
         return int(cpid), int(mpid)
     except (OSError, ValueError):
+        return None
+
+
+def read_pid_start(state_dir: Path) -> int | None:
+    """The container process's start time recorded by the monitor (None if unknown)."""
+    try:
+        fields = (state_dir / PID).read_text().split()
+        return int(fields[2]) or None
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def proc_start(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (start time in clock ticks since boot), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
         return None
 
 
