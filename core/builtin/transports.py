@@ -22,6 +22,11 @@ from ..errors import ConfigError
 
 log = logging.getLogger("dockyard.transports")
 
+# listen(2) backlog of every API socket, dockerd's value: a burst of clients (200 at once)
+# queues instead of failing with EAGAIN while the loop is busy. The kernel caps it at
+# net.core.somaxconn (4096 on current kernels). aiohttp's default is 128.
+LISTEN_BACKLOG = 4096
+
 
 class UnixTransport:
     """Listens on a Unix socket, mode 0660, owned by root and the configured group."""
@@ -41,7 +46,7 @@ class UnixTransport:
             if _is_listening(path):
                 raise ConfigError(f"{path} is in use by another process (is another daemon running?)")
             path.unlink()
-        site = web.UnixSite(runner, str(path))
+        site = web.UnixSite(runner, str(path), backlog=LISTEN_BACKLOG)
         await site.start()
         os.chmod(path, 0o660)
         os.chown(path, 0, gid)
@@ -118,7 +123,7 @@ class TCPTransport:
                     "or pass --insecure-tcp if you really mean it"
                 )
             log.warning("serving the API WITHOUT TLS on %s:%s", host, port)
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+        site = web.TCPSite(runner, host, port, reuse_address=True, backlog=LISTEN_BACKLOG)
         await site.start()
         return site
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from dockyard.builtin.transports import parse_tcp
+from dockyard.builtin.transports import LISTEN_BACKLOG, parse_tcp
 from dockyard.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ class TLSTransport:
         if not verify:
             log.warning("serving TLS on %s:%s WITHOUT client certificate verification "
                         "(use --tlsverify): anyone who can reach it is root on this host", host, port)
-        site = TLSSite(runner, host, port, ssl_context=ctx, reuse_address=True)
+        site = TLSSite(runner, host, port, ssl_context=ctx, reuse_address=True, backlog=LISTEN_BACKLOG)
         await site.start()
         return site
 
