@@ -19,10 +19,12 @@ from aiohttp import web
 from ..containers import archive as A
 from ..containers import inroot as R
 from ..containers import fsview
+from ..containers import effective
 from ..containers.fsworkers import WORKERS
 from ..errors import InvalidArgument
 from ..images.streams import BodyReader, ResponseWriter
 from .containers import service
+from . import models
 from .middleware import add_common_headers
 from .util import drain_body, json_body, json_response, query_bool
 
@@ -73,6 +75,7 @@ async def _stream_tar(request: web.Request, headers: dict[str, str], chunks: Cal
 async def stat_path(request: web.Request) -> web.Response:
     svc = service(request)
     c = svc.get(request.match_info["id"])
+    await effective.authorize_use(svc, c, "archive")  # the host paths its mounts bind
     path = _path(request)
     async with WORKERS.slot(c.id), fsview.opened(svc, c) as view:
         info = (await WORKERS.run(A.stat_path, view.root, c.id, path))[0]
@@ -83,6 +86,7 @@ async def stat_path(request: web.Request) -> web.Response:
 async def get_archive(request: web.Request) -> web.StreamResponse:
     svc = service(request)
     c = svc.get(request.match_info["id"])
+    await effective.authorize_use(svc, c, "archive")  # the host paths its mounts bind
     path = _path(request)
     async with WORKERS.slot(c.id), fsview.opened(svc, c) as view:
         archive = await WORKERS.run(A.Archive, view.root, c.id, path)
@@ -98,6 +102,7 @@ async def put_archive(request: web.Request) -> web.Response:
     svc = service(request)
     try:
         c = svc.get(request.match_info["id"])
+        await effective.authorize_use(svc, c, "archive")  # the host paths its mounts bind
         path = _path(request)
         loop = asyncio.get_running_loop()
         async with WORKERS.slot(c.id), fsview.opened(svc, c) as view:
@@ -129,11 +134,10 @@ async def export(request: web.Request) -> web.StreamResponse:
 async def commit(request: web.Request) -> web.Response:
     svc = service(request)
     q = request.query
-    body = await json_body(request, required=False)
-    if not (await request.read()).strip():
-        body = None  # no body: the container's own config (``null`` is the same)
-    if body is not None and not isinstance(body, dict):
-        raise InvalidArgument("invalid JSON: the container config must be an object")
+    raw = (await request.read()).strip()
+    req = await models.parse(request, models.CommitRequest, required=False)
+    # no body (or ``null``): the container's own config; the service takes dicts
+    body = models.plain(req) if raw and raw != b"null" else None
     changes = [line for v in q.getall("changes", []) for line in v.splitlines()]
     image_id = await A.commit(
         svc, q.get("container", ""), repo=q.get("repo") or None, tag=q.get("tag") or None,

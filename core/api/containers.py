@@ -15,12 +15,14 @@ from ..errors import InvalidArgument, NotSupported
 from ..lifecycle import State
 from ..runtime.logfile import LogRecord, split_lines
 from ..containers import options
+from ..containers import effective
 from ..containers.detachkeys import parse_detach_keys
 from .hijack import hijack
 from .stdin import pump_stdin, run_streams
 from .middleware import add_common_headers
 from ..timestamps import parse_timestamp
-from .util import json_body, json_response, query_bool, resize_size, service_of
+from . import models
+from .util import json_response, query_bool, resize_size, service_of
 
 routes = web.RouteTableDef()
 
@@ -30,23 +32,18 @@ def service(request: web.Request) -> Any:
 
 
 def _timeout(request: web.Request) -> int | None:
-    value = request.query.get("t") or request.query.get("timeout")
-    if value is None or value == "":
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise InvalidArgument(f"invalid value for t: {value!r}") from None
+    return models.query_int(request, "t" if request.query.get("t") else "timeout")
 
 
 @routes.post("/containers/create")
 async def create(request: web.Request) -> web.Response:
-    body = await json_body(request)
+    req = await models.parse(request, models.ContainerCreateRequest)
     platform = request.query.get("platform")
     images = service(request).images
-    if platform and images is not None and isinstance(body, dict) and isinstance(body.get("Image"), str):
-        options.check_platform(images.resolve(body["Image"]).config or {}, platform)  # --platform
-    c = await service(request).create(body, request.query.get("name") or None)
+    if platform and images is not None and req.Image:
+        options.check_platform(images.resolve(req.Image).config or {}, platform)  # --platform
+    # the service still takes dicts: the validated request, re-encoded (next: the Struct itself)
+    c = await service(request).create(models.plain(req), request.query.get("name") or None)
     return json_response({"Id": c.id, "Warnings": []}, status=201)
 
 
@@ -63,7 +60,8 @@ async def list_(request: web.Request) -> web.Response:
 
 @routes.get("/containers/{id}/json")
 async def inspect(request: web.Request) -> web.Response:
-    return json_response(service(request).inspect(request.match_info["id"], size=query_bool(request, "size")))
+    data = service(request).inspect(request.match_info["id"], size=query_bool(request, "size"))
+    return json_response(models.render_inspect(data))  # spec types, whatever an old record holds
 
 
 @routes.post("/containers/{id}/start")
@@ -90,11 +88,16 @@ async def kill(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+
+
 @routes.post("/containers/{id}/wait")
 async def wait(request: web.Request) -> web.StreamResponse:
     svc = service(request)
     c = svc.get(request.match_info["id"])  # 404 before the 200 is sent
     condition = request.query.get("condition") or "not-running"
+    if condition not in WAIT_CONDITIONS:  # 400 before the 200 is sent
+        raise InvalidArgument(f"invalid condition: {condition!r}")
     task = asyncio.ensure_future(svc.wait(c.id, condition))
     # Docker sends the headers at once so clients know the wait is registered
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -135,7 +138,8 @@ async def unpause(request: web.Request) -> web.Response:
 
 @routes.post("/containers/{id}/update")
 async def update(request: web.Request) -> web.Response:
-    warnings = await service(request).update(request.match_info["id"], await json_body(request))
+    req = await models.parse(request, models.ContainerUpdateRequest)
+    warnings = await service(request).update(request.match_info["id"], models.plain(req))
     return json_response({"Warnings": warnings})
 
 
@@ -263,6 +267,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
     hijacked connection (``101 UPGRADED``, raw bytes, closed at the end)."""
     svc = service(request)
     c = svc.get(request.match_info["id"])
+    await effective.authorize_use(svc, c, "attach")  # its process: all its privileges
     want_stdin = query_bool(request, "stdin") and bool(c.config.get("OpenStdin"))
     if want_stdin and getattr(svc.runtime, "stdin_path", None) is None:
         raise NotSupported("attaching stdin is not supported by this runtime")

@@ -15,7 +15,8 @@ from ..errors import InvalidArgument, NotSupported
 from ..runtime.logfile import LogRecord
 from .hijack import hijack
 from .stdin import pump_stdin, run_streams
-from .util import daemon_of, json_body, json_response, resize_size
+from . import models
+from .util import daemon_of, json_response, resize_size
 
 routes = web.RouteTableDef()
 
@@ -37,11 +38,22 @@ def _frame(tty: bool, stream: int, data: bytes) -> bytes:
     return data if tty else LogRecord(stream, 0, data).frame()
 
 
+def _console_size(size: list[int] | None | models.UnsetType) -> tuple[int, int] | None:
+    """``[height, width]`` (Go's [2]uint: other lengths are ignored, as before); a size no
+    terminal takes is a 400."""
+    if not isinstance(size, list) or len(size) != 2:
+        return None
+    if max(size) > 0xFFFF:
+        raise InvalidArgument(f"invalid ConsoleSize {size}: out of range (0-65535)")
+    return size[0], size[1]
+
+
 @routes.post("/containers/{id}/exec")
 async def create(request: web.Request) -> web.Response:
-    body = await json_body(request)
+    req = await models.parse(request, models.ExecConfig)
+    _console_size(req.ConsoleSize)
     await effective.authorize_exec(request, execs(request).containers, request.match_info["id"])
-    e = execs(request).create(request.match_info["id"], body)
+    e = execs(request).create(request.match_info["id"], models.plain(req))  # the service takes dicts
     return json_response({"Id": e.id}, status=201)
 
 
@@ -64,15 +76,13 @@ async def start(request: web.Request) -> web.StreamResponse:
     svc = execs(request)
     e = svc.get(request.match_info["id"])
     await effective.authorize_exec(request, svc.containers, e.container_id, e.id)  # whoever created it
-    body = await json_body(request, required=False) or {}
-    if not isinstance(body, dict):
-        raise InvalidArgument("exec start config must be a JSON object")
-    if body.get("Tty") is not None:
-        e.tty = bool(body.get("Tty"))
-    size = body.get("ConsoleSize")
-    if isinstance(size, list) and len(size) == 2 and size[0]:
-        e.console_size = (int(size[0]), int(size[1]))
-    if body.get("Detach"):
+    req = await models.parse(request, models.ExecStartConfig, required=False)
+    if isinstance(req.Tty, bool):
+        e.tty = req.Tty
+    size = _console_size(req.ConsoleSize)
+    if size is not None and size[0]:
+        e.console_size = size
+    if req.Detach:
         e.attach_stdin = False
         await svc.start(e)
         asyncio.ensure_future(svc.cleanup(e))

@@ -7,7 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import InvalidArgument
-from .util import json_body, json_response, service_of
+from . import models
+from .util import json_response, service_of
 
 routes = web.RouteTableDef()
 
@@ -32,7 +33,8 @@ async def inspect(request: web.Request) -> web.Response:
 
 @routes.post("/networks/create")
 async def create(request: web.Request) -> web.Response:
-    rec, warning = await service(request).create(await json_body(request))
+    req = await models.parse(request, models.NetworkCreateRequest)
+    rec, warning = await service(request).create(models.plain(req))
     return json_response({"Id": rec.id, "Warning": warning}, status=201)
 
 
@@ -42,26 +44,24 @@ async def remove(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def _container_ref(body: Any) -> str:
-    if not isinstance(body, dict) or not isinstance(body.get("Container"), str) or not body["Container"]:
+def _container_ref(req: models.NetworkConnectRequest | models.NetworkDisconnectRequest) -> str:
+    if not req.Container:
         raise InvalidArgument("Container is required")
-    return body["Container"]
+    return req.Container
 
 
 @routes.post("/networks/{id}/connect")
 async def connect(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    cfg = body.get("EndpointConfig") if isinstance(body, dict) else None
-    if cfg is not None and not isinstance(cfg, dict):
-        raise InvalidArgument("EndpointConfig must be an object")
-    await service(request).connect(request.match_info["id"], _container_ref(body), cfg)
+    req = await models.parse(request, models.NetworkConnectRequest)
+    cfg = models.plain(req.EndpointConfig) if req.EndpointConfig else None
+    await service(request).connect(request.match_info["id"], _container_ref(req), cfg)
     return web.Response(status=200)
 
 
 @routes.post("/networks/{id}/disconnect")
 async def disconnect(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    await service(request).disconnect(request.match_info["id"], _container_ref(body), bool(body.get("Force")))
+    req = await models.parse(request, models.NetworkDisconnectRequest)
+    await service(request).disconnect(request.match_info["id"], _container_ref(req), bool(req.Force))
     return web.Response(status=200)
 
 

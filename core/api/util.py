@@ -43,11 +43,18 @@ def service_of(request: web.Request, name: str) -> Any:
 
 
 def resize_size(request: web.Request) -> tuple[int, int]:
-    """``h`` and ``w`` of a resize request (container or exec)."""
-    try:
-        return int(request.query.get("h", "0")), int(request.query.get("w", "0"))
-    except ValueError:
-        raise InvalidArgument("invalid resize: h and w must be integers") from None
+    """``h`` and ``w`` of a resize request (container or exec): integers a terminal can take."""
+    size = []
+    for name in ("h", "w"):
+        value = request.query.get(name) or "0"
+        try:
+            number = int(value, 10)
+        except ValueError:
+            raise InvalidArgument(f"invalid resize: {name}={value!r} is not an integer") from None
+        if not 0 <= number <= 0xFFFF:
+            raise InvalidArgument(f"invalid resize: {name}={value!r} is out of range (0-65535)")
+        size.append(number)
+    return size[0], size[1]
 
 
 async def json_body(request: web.Request, *, required: bool = True) -> Any:

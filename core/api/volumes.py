@@ -7,8 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from ..containers import effective
-from ..errors import InvalidArgument
-from .util import json_body, json_response, query_bool, service_of
+from . import models
+from .util import json_response, query_bool, service_of
 
 routes = web.RouteTableDef()
 
@@ -19,15 +19,11 @@ def service(request: web.Request) -> Any:
 
 @routes.post("/volumes/create")
 async def create(request: web.Request) -> web.Response:
-    body = await json_body(request, required=False)
-    if not isinstance(body, dict):
-        raise InvalidArgument("volume config must be a JSON object")
-    name = body.get("Name") or None
-    if name is not None and not isinstance(name, str):
-        raise InvalidArgument("Name must be a string")
+    req = await models.parse(request, models.VolumeCreateRequest, required=False)
+    body = models.plain(req)  # the service still takes dicts
     svc = service(request)
     await effective.authorize_volume(request, svc)  # a bind of a host path is that path
-    record = await svc.create(name, body.get("Driver") or None, body.get("DriverOpts"), body.get("Labels"))
+    record = await svc.create(req.Name or None, req.Driver or None, body.get("DriverOpts"), body.get("Labels"))
     return json_response(svc.to_json(record), status=201)
 
 
