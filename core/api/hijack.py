@@ -9,6 +9,11 @@ docker-py reads a hijacked stream from the raw socket, under the buffered reader
 the response headers: output that reached the client in the same read as the headers is
 lost (exec_run returned b"" for ~1.5% of execs on a loaded machine). So on a Unix socket the
 output waits until the client has read the headers (:func:`headers_read`).
+
+A client that does not ask to upgrade (curl, plain HTTP libraries) gets what dockerd sends:
+``200 OK`` and the raw stream, neither chunked nor with a length, ended by closing the
+connection (``Connection: close``). aiohttp would announce ``Transfer-Encoding: chunked`` for a
+body of unknown length, and the bytes written to the hijacked transport are no chunks.
 """
 
 from __future__ import annotations
@@ -22,7 +27,19 @@ import time
 
 from aiohttp import web
 
+from ..versions import _vtuple
 from .middleware import add_common_headers
+
+RAW_STREAM = "application/vnd.docker.raw-stream"
+MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
+
+
+class RawStreamResponse(web.StreamResponse):
+    """A response whose body is whatever is written to the transport until it is closed: no
+    chunked encoding, no Content-Length (aiohttp's WebSocketResponse turns the check off the
+    same way)."""
+
+    _length_check = False
 
 
 class Hijacked(asyncio.Protocol):
@@ -85,13 +102,18 @@ class Hijacked(asyncio.Protocol):
 
 
 async def hijack(request: web.Request, content_type: str) -> tuple[web.StreamResponse, Hijacked]:
-    """Answer ``101 UPGRADED`` (or 200 for clients that did not ask to upgrade) and take over."""
+    """Answer ``101 UPGRADED`` (or 200 for clients that did not ask to upgrade, the stream then
+    delimited by the connection's close) and take over. As dockerd, the multiplexed stream's
+    media type is announced from API 1.42 on; older clients are told ``raw-stream``."""
     upgrade = request.headers.get("Upgrade", "").lower() == "tcp"
+    version = request.get("api_version")
+    if content_type == MULTIPLEXED_STREAM and version and _vtuple(version) < (1, 42):
+        content_type = RAW_STREAM
     headers = {"Content-Type": content_type}
     if upgrade:
         headers.update(Connection="Upgrade", Upgrade="tcp")
-    response = web.StreamResponse(status=101 if upgrade else 200, reason="UPGRADED" if upgrade else "OK",
-                                  headers=headers)
+    response = RawStreamResponse(status=101 if upgrade else 200, reason="UPGRADED" if upgrade else "OK",
+                                 headers=headers)
     add_common_headers(response)
     response.force_close()
     await response.prepare(request)
