@@ -169,7 +169,10 @@ def authorize_container(request, identity, action, privileges, target):
     * ``exec``: ``POST /containers/{id}/exec`` and ``POST /exec/{id}/start``: the container's
       privileges, and all of them for a ``Privileged`` exec;
     * ``build``: ``POST /build`` before the context is read (its RUN containers' privileges);
-    * ``volume``: ``POST /volumes/create`` (a volume binding a host path is that host path).
+    * ``volume``: ``POST /volumes/create`` (a volume binding a host path is that host path);
+    * ``attach``: ``POST /containers/{id}/attach`` (the container's process: all its privileges);
+    * ``archive``: ``docker cp`` (``HEAD/GET/PUT /containers/{id}/archive``): only the
+      ``host_paths`` its mounts bind.
 
     Not called for what the daemon does by itself (restart policies, live-restore), nor when
     no module implements it (nothing is computed then).

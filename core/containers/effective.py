@@ -452,3 +452,18 @@ async def authorize_volume(request: Any, volumes: Any) -> None:
     body = body if isinstance(body, dict) else {}
     await authorize(daemon, "volume", lambda: of_volume(body.get("Driver"), body.get("DriverOpts")),
                     volume=body.get("Name"))
+
+
+async def authorize_use(containers: Any, c: Any, action: str) -> None:
+    """Using an existing container another principal may have made: ``attach`` gives its
+    process (all its privileges), ``archive`` (``docker cp``) its files, and through its
+    mounts the host paths it binds."""
+    daemon = getattr(containers, "daemon", None)
+    if not wanted(daemon):
+        return
+
+    def compute() -> Privileges:
+        got = of_record(containers, c)
+        return Privileges(host_paths=got.host_paths) if action == "archive" else got
+
+    await authorize(daemon, action, compute, container=c.id)

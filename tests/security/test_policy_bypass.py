@@ -14,8 +14,9 @@ b) a ``local`` volume with ``type=none,o=bind,device=<host dir>``: inline with `
 c) ``docker build --network host`` (and ``--network container:X`` where X has the host's);
 d) ``--network/--pid/--ipc container:X`` where X has the host's namespace, directly or through
    another container; also a container that joins X only at ``docker start`` (X replaced);
-e) a root-made privileged or host-network container, started or exec'd by uid 1001, and an
-   exec created privileged by root, started by uid 1001;
+e) a root-made privileged or host-network container, started, restarted, exec'd or attached
+   by uid 1001, an exec created privileged by root and started by uid 1001, ``docker cp``
+   through a root-made container's bind of a host directory;
 f) path tricks against an allowed host path prefix: ``..``, ``//``, ``/./``, trailing
    slashes, symlinks to ``/`` (outside and inside the allowed directory), a sibling sharing
    the prefix's spelling, relative sources: resolved on the host before matching.
@@ -367,3 +368,23 @@ def test_host_path_tricks_resolve_before_matching(e):
     e.denied(e.as_user(1001, "run", "--rm", "-v", f"{allowed}:/a", "busybox", "true"))
     r = e.root("run", "--rm", "-v", f"{marker}:/h", "busybox", "cat", "/h/marker")
     assert r.returncode == 0 and r.stdout == b"host secret\n", r.stderr
+
+
+def test_attach_and_cp_reach_what_the_container_has(e):
+    """e') attach gives the container's process, cp the host paths its mounts bind."""
+    binder, priv, own = _name(), _name(), _name()
+    r = e.root("run", "-d", "--name", binder, "-v", f"{e.marker_dir}:/h", "busybox", "sleep", "300")
+    assert r.returncode == 0, r.stderr
+    assert e.root("run", "-d", "--name", priv, "--privileged", "busybox", "sleep", "300").returncode == 0
+    e.denied(e.as_user(1001, "cp", f"{binder}:/h/marker", "-"))
+    e.denied(e.as_user(1001, "cp", "/etc/hostname", f"{binder}:/h/planted"))
+    assert not (e.marker_dir / "planted").exists()
+    r = e.as_user(1001, "attach", "--no-stdin", priv)
+    assert r.returncode != 0 and "403" in r.stderr, r.stderr  # the CLI shows only the status of an upgrade
+    # the user's own container: cp both ways and attach work
+    assert e.as_user(1001, "run", "-d", "--name", own, "busybox", "sleep", "300").returncode == 0
+    r = e.as_user(1001, "cp", f"{own}:/etc/passwd", "-")
+    assert r.returncode == 0 and "root" in r.stdout, r.stderr
+    # root copies the marker out of the binder
+    r = e.root("cp", f"{binder}:/h/marker", "-")
+    assert r.returncode == 0 and b"host secret" in r.stdout, r.stderr
