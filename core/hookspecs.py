@@ -183,7 +183,8 @@ def authorize_container(request, identity, action, privileges, target):
     :param action: one of the strings above.
     :param privileges: a :class:`dockyard.containers.effective.Privileges`: ``privileged``,
         ``host_namespaces``, ``host_paths`` (host realpaths), ``capabilities`` (beyond Docker's
-        default set), ``devices``, ``unconfined``.
+        default set), ``devices``, ``unconfined``; None when they could not be worked out
+        (a request shape the daemon refuses later): decide against the caller then.
     :param target: a dict naming the object: ``container`` (id or name), ``image``, ``exec``,
         ``volume``, when known.
     :return: a :class:`dockyard.identity.Decision` or None to abstain. Any denial wins: the
