@@ -87,6 +87,15 @@ class DaemonProcess:
         except FileNotFoundError:
             return ""
 
+    #: what asyncio logs for a task whose exception nobody retrieved (see dockyard.tasks)
+    UNOBSERVED = "Task exception was never retrieved"
+
+    def unobserved_task_errors(self) -> list[str]:
+        """The log's "Task exception was never retrieved" reports, each with the lines that
+        follow it (the traceback): the fixtures fail a test whose daemon logged one."""
+        lines = self.log().splitlines()
+        return ["\n".join(lines[i:i + 12]) for i, line in enumerate(lines) if self.UNOBSERVED in line]
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
             return None if self.proc is None else self.proc.returncode

@@ -29,12 +29,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def check_task_errors(*daemons: DaemonProcess) -> None:
+    """Fail if a daemon logged "Task exception was never retrieved": an exception in a
+    background task nobody awaited (use ``dockyard.tasks.spawn``, which logs it at once)."""
+    found = [f"{d.log_path}:\n{e}" for d in daemons for e in d.unobserved_task_errors()]
+    if found:
+        pytest.fail("dockyardd left a task exception unobserved:\n" + "\n".join(found), pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def dockyard_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     daemon = DaemonProcess(tmp_path_factory.mktemp("dockyardd"))
     daemon.start()
     yield daemon
     daemon.finish()
+    check_task_errors(daemon)
 
 
 @pytest.fixture
@@ -49,6 +58,7 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     yield make
     for d in made:
         d.finish()
+    check_task_errors(*made)
 
 
 @pytest.fixture
