@@ -23,6 +23,7 @@ from ..drivers.runtime import ContainerSpec, ContainerStartError, ExitStatus
 from ..errors import ConfigError, Conflict, InvalidState, NoSuchContainer
 from ..runtime import state as st
 from ..runtime.logfile import LogReader, LogWriter
+from ..tasks import spawn
 
 LOG_NAME = "container.log"
 
@@ -85,7 +86,7 @@ class FakeRuntime:
         if slave is not None:
             os.close(slave)
         st.write_atomic(sd / st.PID, f"{proc.pid} {os.getpid()}\n".encode())
-        self._tasks[spec.id] = asyncio.create_task(self._monitor(sd, proc, writer, master, spec))
+        self._tasks[spec.id] = spawn(self._monitor(sd, proc, writer, master, spec), f"fake monitor of {spec.id[:12]}")
         return proc.pid
 
     async def _monitor(self, sd: Path, proc, writer: LogWriter, master: int | None, spec: ContainerSpec) -> ExitStatus:
@@ -93,7 +94,7 @@ class FakeRuntime:
         pumps = []
         fifo_task = None
         if spec.open_stdin:
-            fifo_task = asyncio.create_task(self._feed_stdin(sd, proc, master, spec.stdin_once))
+            fifo_task = spawn(self._feed_stdin(sd, proc, master, spec.stdin_once), "fake stdin feeder")
         if master is not None:
             done = loop.create_future()
 
@@ -114,7 +115,7 @@ class FakeRuntime:
             async def pump(stream, n: int) -> None:
                 while data := await stream.read(1 << 16):
                     writer.write(n, data)
-            pumps += [asyncio.ensure_future(pump(proc.stdout, 1)), asyncio.ensure_future(pump(proc.stderr, 2))]
+            pumps += [spawn(pump(proc.stdout, 1), "fake stdout pump"), spawn(pump(proc.stderr, 2), "fake stderr pump")]
         rc = await proc.wait()
         await asyncio.wait(pumps, timeout=2)
         if master is not None:

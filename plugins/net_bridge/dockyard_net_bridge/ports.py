@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from dockyard.drivers.network import PortBinding
+from dockyard.tasks import spawn
 from dockyard.errors import Conflict, DockyardError
 from dockyard.store import read_json, write_json
 
@@ -88,8 +89,9 @@ _tasks: set[asyncio.Future[Any]] = set()
 
 
 def _spawn(coro: Any) -> None:
-    """A task that is kept referenced until done (the loop only keeps weak references)."""
-    task = asyncio.ensure_future(coro)
+    """A task that is kept referenced until done (the loop only keeps weak references);
+    its exception is logged (dockyard.tasks.spawn), never left unobserved."""
+    task = spawn(coro, "userland proxy")
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
 
