@@ -17,6 +17,7 @@ from .hijack import hijack
 from .stdin import pump_stdin, run_streams
 from . import models
 from .util import daemon_of, json_response, resize_size
+from ..tasks import spawn
 
 routes = web.RouteTableDef()
 
@@ -85,7 +86,7 @@ async def start(request: web.Request) -> web.StreamResponse:
     if req.Detach:
         e.attach_stdin = False
         await svc.start(e)
-        asyncio.ensure_future(svc.cleanup(e))
+        spawn(svc.cleanup(e), f"cleanup of exec {e.id[:12]}")
         return web.Response(status=200)
 
     if e.started:  # 409 before the hijack
@@ -118,11 +119,11 @@ async def start(request: web.Request) -> web.StreamResponse:
     try:
         if await run_streams(output(), stdin) == "detached":
             svc.detached(e)
-            asyncio.ensure_future(svc.cleanup(e))
+            spawn(svc.cleanup(e), f"cleanup of exec {e.id[:12]}")
             return response  # the process keeps running
     except ConnectionResetError:
         pass  # the client went away: the process keeps running, like Docker
     if not conn.lost.is_set():
         await e.done.wait()  # the client asks for ExitCode right after the stream ends
-    asyncio.ensure_future(svc.cleanup(e))
+    spawn(svc.cleanup(e), f"cleanup of exec {e.id[:12]}")
     return response
