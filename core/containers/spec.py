@@ -13,6 +13,7 @@ from typing import Any
 from ..drivers.runtime import ContainerSpec, DeviceNode, Mount
 from ..errors import InvalidArgument
 from ..runtime import capabilities
+from ..runtime import seccomp as seccomp_profiles
 from . import runtime_opts
 from .inroot import read_in_root
 
@@ -80,13 +81,21 @@ def _console_size(value: Any) -> tuple[int, int] | None:
 def _security_opts(hc: dict[str, Any]) -> tuple[bool, bool | str]:
     nnp, seccomp = False, "default"
     for opt in hc.get("SecurityOpt") or []:
-        key, sep, value = opt.replace(":", "=", 1).partition("=") if "=" in opt or ":" in opt else (opt, "", "")
+        key, sep, value = opt.partition("=") if "=" in opt else opt.partition(":")
         if key == "no-new-privileges":
             nnp = value in ("", "true")
         elif key == "seccomp":
-            if value != "unconfined":
-                raise InvalidArgument(f"seccomp profile {value!r} is not supported: use the default or 'unconfined'")
-            seccomp = False
+            # the docker CLI sends the profile file's content; "builtin" is Docker's default
+            if value == "unconfined":
+                seccomp = False
+            elif value in ("builtin", "default"):
+                seccomp = "default"
+            else:
+                try:
+                    seccomp_profiles.check(value)
+                except seccomp_profiles.ProfileError as e:
+                    raise InvalidArgument(f"invalid seccomp profile: {e}") from None
+                seccomp = value
         elif key in ("apparmor", "label"):
             continue  # not available on this engine; Docker ignores them where unsupported too
         else:
@@ -142,7 +151,7 @@ def build_spec(
         capabilities=caps,
         privileged=bool(hc.get("Privileged")),
         no_new_privileges=nnp,
-        seccomp=False if hc.get("Privileged") else seccomp,
+        seccomp=False if hc.get("Privileged") and seccomp == "default" else seccomp,  # custom: applied (Docker)
         ulimits=_ulimits(hc),
         init=default_init if init is None else bool(init),
         namespaces={**namespaces, "cgroup": runtime_opts.cgroupns(hc)},
