@@ -996,7 +996,7 @@ class ContainerService:
         if c.state == State.REMOVING:
             await self._finish_removal(c)
             return
-        if c.starting and not c.running:
+        if c.starting:  # also "restarting": a restart policy was launching it
             await self._reconcile_start(c)
             return
         if not c.running:
@@ -1064,6 +1064,11 @@ class ContainerService:
                 await self.networks.teardown(c)
         mounts.release(self, c)
         c.error = "the daemon stopped while the container was starting"
+        if c.state == State.RESTARTING:  # the restart policy tries again
+            c.status = State.EXITED.value
+            self._save_soft(c)
+            spawn(self._after_exit(c), f"restart policy of container {c.id[:12]}")
+            return
         self._save_soft(c)
 
     async def close(self) -> None:

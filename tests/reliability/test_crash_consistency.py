@@ -157,3 +157,20 @@ def test_kill9_before_launch_leaves_no_process_and_can_start(own_daemon):
     assert json.loads(_docker_ok(daemon, "inspect", "-f", "{{json .State}}", cid))["Status"] == "running"
     _docker_ok(daemon, "rm", "-f", cid)
     assert traces(daemon, cid) == []
+
+
+def test_kill9_while_a_restart_policy_launches_adopts_the_process(own_daemon):
+    """The second launch (the restart policy's) is cut short: after the restart the container
+    is running with its real pid, not "restarting" with Pid 0 for ever."""
+    daemon = own_daemon(env={"DOCKYARD_CRASHPOINT": "container.start.after_launch@2"})
+    cid = _docker_ok(daemon, "run", "-d", "--restart", "always", "busybox", "sh", "-c",
+                     "test -f /ran && exec sleep 300; touch /ran")  # exits once, then runs
+    assert daemon.proc.wait(60) == 137
+    launched = cgroup_pids(cid)
+    assert launched
+    restart(daemon)
+    state = json.loads(_docker_ok(daemon, "inspect", "-f", "{{json .State}}", cid))
+    assert state["Status"] == "running" and state["Pid"] in launched
+    assert _docker_ok(daemon, "inspect", "-f", "{{.RestartCount}}", cid) == "1"
+    _docker_ok(daemon, "rm", "-f", cid)
+    assert traces(daemon, cid) == []
