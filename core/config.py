@@ -67,6 +67,11 @@ class DaemonConfig:
     max_concurrent_uploads: int = 5
     max_download_attempts: int = 5
     registry_read_timeout: float = 60.0  # seconds without a byte before a registry transfer is retried
+    # API request limits (dockyard.api.limits), whatever plugins are loaded; 0 turns one off
+    api_max_json_body: int = 4 << 20  # bytes of a JSON request body (in the file: "4m")
+    api_header_timeout: float = 60.0  # seconds to receive a request's headers
+    api_idle_timeout: float = 300.0  # seconds a kept-alive connection may wait for its next request
+    api_max_connections_per_peer: int = 512  # open connections per uid (Unix socket) or IP (TCP)
     log_opts: dict[str, str] = field(default_factory=dict)
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_file: Path | None = None
@@ -111,6 +116,10 @@ FILE_KEYS = {
     "max-concurrent-uploads": "max_concurrent_uploads",
     "max-download-attempts": "max_download_attempts",
     "registry-read-timeout": "registry_read_timeout",
+    "api-max-json-body": "api_max_json_body",
+    "api-header-timeout": "api_header_timeout",
+    "api-idle-timeout": "api_idle_timeout",
+    "api-max-connections-per-peer": "api_max_connections_per_peer",
     "log-opts": "log_opts",
     "plugins": "plugins",
 }
@@ -132,6 +141,17 @@ def _coerce(name: str, value: Any) -> Any:
     if name in ("max_concurrent_downloads", "max_concurrent_uploads", "max_download_attempts", "registry_read_timeout"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"{key}: expected a positive number")
+        return value
+    if name == "api_max_json_body":
+        size = parse_size(value) if isinstance(value, str) else value
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ConfigError(f"{key}: expected a size (\"16m\") or a number of bytes, 0 for no limit")
+        return size
+    if name in ("api_header_timeout", "api_idle_timeout", "api_max_connections_per_peer"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"{key}: expected a number (0 for no limit)")
+        if name == "api_max_connections_per_peer" and not isinstance(value, int):
+            raise ConfigError(f"{key}: expected a whole number (0 for no limit)")
         return value
     if name in ("data_root", "exec_root", "pidfile", "config_file", "tlscacert", "tlscert", "tlskey"):
         if value is None:

@@ -93,13 +93,15 @@ class Daemon:
         await self.volumes.reconcile(self.containers)
         self.services.append(self.containers)
         from .api import make_app
+        from .api.limits import LimitedAppRunner, Limits
 
         app = await make_app(self)
         for result in self.plugins.hook.startup(daemon=self):
             await await_me_maybe(result)
         # streaming and hijacked connections must not hold a shutdown for aiohttp's 60 s default
-        self.runner = web.AppRunner(app, access_log=log if c.debug else None, handle_signals=False,
-                                    shutdown_timeout=2.0)
+        # request limits (header and idle timeouts, connections per peer) on every connection
+        self.runner = LimitedAppRunner(app, limits=Limits.from_config(c), access_log=log if c.debug else None,
+                                       handle_signals=False, shutdown_timeout=2.0)
         await self.runner.setup()
         for url in c.hosts:
             scheme = self._transport_scheme(url)

@@ -18,6 +18,7 @@ from ..errors import DockyardError, Forbidden, NotFound, PayloadTooLarge
 from ..identity import ANONYMOUS, Peer
 from ..plugins import Plugins, call_hook, first_answer
 from ..versions import check_version
+from . import limits
 from .util import json_response
 
 log = logging.getLogger("dockyard.api")
@@ -54,15 +55,10 @@ def route_template(request: web.Request) -> str:
     return resource.canonical if resource is not None else request.path
 
 
-# What the authorization hooks see of a body. JSON bodies are read (at most this much) and
-# parsed before the handler runs; binary uploads (tar streams) are left to the handler unread,
-# marked ``body_unread`` so that ``json_body()`` refuses to act on a body no hook has seen.
-AUTHZ_BODY_LIMIT = 4 << 20
-# routes whose handlers stream the request body (tar archives) from ``request.content``
-STREAMED_BODY_ROUTES = frozenset({"/images/load", "/images/create", "/build", "/containers/{id}/archive"})
-BINARY_TYPES = frozenset({"application/x-tar", "application/tar", "application/octet-stream",
-                          "application/gzip", "application/x-gzip", "application/x-xz",
-                          "application/x-bzip2", "application/zstd"})
+# What the authorization hooks see of a body. JSON bodies are read (at most the daemon's
+# ``api-max-json-body``, see :mod:`dockyard.api.limits`) and parsed before the handler runs;
+# binary uploads (tar streams) are left to the handler unread, marked ``body_unread`` so that
+# ``json_body()`` refuses to act on a body no hook has seen.
 
 
 async def _body_json(request: web.Request) -> Any:
@@ -72,21 +68,10 @@ async def _body_json(request: web.Request) -> Any:
     stream of a hijacked request, sets ``request["body_unread"]``."""
     if not request.can_read_body:
         return None
-    declared = "Content-Type" in request.headers
-    is_json = request.content_type == "application/json" or request.content_type.endswith("+json")
-    upgrade = "Upgrade" in request.headers
-    if (request.get("route") in STREAMED_BODY_ROUTES or (upgrade and not is_json)
-            or (declared and request.content_type in BINARY_TYPES)):
+    if limits.is_streamed(request):
         request["body_unread"] = True
         return None
-    limit = request.client_max_size
-    request._client_max_size = AUTHZ_BODY_LIMIT  # aiohttp's own bound, only for this read
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge(f"request body larger than {AUTHZ_BODY_LIMIT} bytes") from None
-    finally:
-        request._client_max_size = limit
+    raw = await request.read()  # bounded by _limit_body()
     if not raw.strip():
         return None
     try:
@@ -94,6 +79,17 @@ async def _body_json(request: web.Request) -> Any:
     except (ValueError, RecursionError) as exc:
         request["body_error"] = f"invalid JSON: {exc}"
         return None
+
+
+def _limit_body(request: web.Request) -> None:
+    """Bound what ``request.read()`` takes of a JSON body (streamed uploads are not read
+    whole); a ``Content-Length`` over the limit is refused before a byte of it is read."""
+    limit = limits.body_limit(request)
+    if not limit or not request.can_read_body or limits.is_streamed(request):
+        return
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(limits.too_large_message(limit))
+    request._client_max_size = limit  # aiohttp raises HTTPRequestEntityTooLarge past it
 
 
 def make_middleware(plugins: Plugins) -> Any:
@@ -121,6 +117,10 @@ def make_middleware(plugins: Plugins) -> Any:
         try:
             request["api_version"] = check_version(request.get("api_version_raw"))
             request["route"] = route_template(request)
+            if (refused := limits.over_cap_response(request)) is not None:
+                refused.headers.update(COMMON_HEADERS)
+                return refused
+            _limit_body(request)
             identity = ANONYMOUS
             if has_auth:
                 identity = await first_answer(
@@ -138,6 +138,9 @@ def make_middleware(plugins: Plugins) -> Any:
                 response = await handler(request)
             finally:
                 REQUEST.reset(token)
+        except web.HTTPRequestEntityTooLarge:  # a JSON body past the limit, found while reading it
+            response = await render_error(plugins, request, PayloadTooLarge(
+                limits.too_large_message(request.client_max_size)))
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
