@@ -117,6 +117,7 @@ class Daemon:
         from . import userns
 
         self.userns = userns.resolve(self.config.userns_remap)
+        userns.activate(self.userns)  # the layer code shifts what it unpacks and exports
         root = userns.data_root(self.config.data_root, self.userns)
         self.config = dataclasses.replace(self.config, data_root=root)
         log.info("user namespaces: containers' root is %d:%d on the host (%s:%s), data root %s",

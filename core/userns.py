@@ -104,6 +104,50 @@ class IdMapping:
         return [(r.container, r.host, r.size) for r in self.gids]
 
 
+# -- the daemon's mapping, for the layer code --------------------------------------------------
+
+_active: IdMapping | None = None
+OVERFLOW_ID = 65534  # what the kernel shows for an id outside a mapping
+
+
+def activate(mapping: IdMapping | None) -> None:
+    """Set the daemon's mapping (``--userns-remap``): every tar the daemon unpacks into its
+    (per-mapping) storage gets owners shifted into the range (layers, ``docker cp`` into a
+    container, build contexts and COPY), and every tar it makes of that storage gets them
+    shifted back (``docker cp`` out, ``export``, ``commit``, ``save`` without tar-split), as
+    dockerd's archiver does with its IdentityMapping."""
+    global _active
+    _active = mapping
+
+
+def active() -> IdMapping | None:
+    return _active
+
+
+def to_container_ids(uid: int, gid: int) -> tuple[int, int]:
+    """Host owner -> the owner a tar shows (unchanged without remapping; ids outside the
+    mapping, e.g. host root's files on a bind, become the overflow id 65534)."""
+    m = _active
+    if m is None:
+        return uid, gid
+    try:
+        uid = m.uid_to_container(uid)
+    except InvalidArgument:
+        uid = OVERFLOW_ID
+    try:
+        gid = m.gid_to_container(gid)
+    except InvalidArgument:
+        gid = OVERFLOW_ID
+    return uid, gid
+
+
+def to_host_ids(uid: int, gid: int) -> tuple[int, int]:
+    """A container's owner (``COPY --chown``, ``docker cp -a``) -> the host's: shifted by the
+    daemon's mapping (an id outside it is a 400, as dockerd)."""
+    m = _active
+    return (uid, gid) if m is None else (m.uid_to_host(uid), m.gid_to_host(gid))
+
+
 # -- /etc/subuid, /etc/subgid --------------------------------------------------------------
 
 def read_ranges(path: Path, names: set[str]) -> list[tuple[int, int]]:

@@ -26,6 +26,7 @@ from ..containers import inroot as R
 from ..errors import InvalidArgument
 from ..images.streams import decompressed, sniff
 from ..safeopen import open_regular
+from ..userns import to_host_ids
 from .ignore import Matcher
 
 
@@ -170,6 +171,7 @@ def is_archive(path: str) -> bool:
 def mkdir_p(root: R.Root, path: str, uid: int, gid: int) -> list[str]:
     """Create ``path`` (symlinks followed inside the root) and return its components."""
     parts = root.resolve(path, follow_last=True)
+    uid, gid = to_host_ids(uid, gid)  # container ids; --userns-remap: shifted to the host's
     fd = os.open(".", R.DIR_FLAGS, dir_fd=root.fd)
     try:
         for part in parts:

@@ -30,6 +30,7 @@ from .. import layers as L
 from ..errors import Conflict, DockyardError, Forbidden, InvalidArgument, NotFound
 from ..images.store import CHUNK
 from ..images.streams import decompressed
+from ..userns import to_host_ids
 from .inroot import DIR_FLAGS, Root, allowed, fd_path, open_below
 from .spec import resolve_user
 
@@ -359,6 +360,7 @@ def mount_holding(mounts: list[dict[str, Any]], absolute: str) -> dict[str, Any]
 
 
 def _chown(dest_fd: int, members: list[tuple[str, ...]], uid: int, gid: int) -> None:
+    uid, gid = to_host_ids(uid, gid)  # container ids; --userns-remap: shifted to the host's
     for parts in dict.fromkeys(members):
         try:
             fd = open_below(dest_fd, parts[:-1])

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import DockyardError
 from ..safeopen import open_regular
+from ..userns import to_container_ids
 from .tarfmt import BLOCK, CHUNK, XATTR_PAX_PREFIX
 from .whiteouts import OPAQUE, WHITEOUT_PREFIX
 
@@ -38,7 +39,8 @@ def tar_info(name: str, st: os.stat_result | None, path: Path | None, fd: int | 
     if st is None:  # whiteout marker
         info.mode, info.mtime = 0o600, 0
         return info
-    info.uid, info.gid, info.mtime = st.st_uid, st.st_gid, int(st.st_mtime)
+    info.uid, info.gid = to_container_ids(st.st_uid, st.st_gid)  # --userns-remap: shifted back
+    info.mtime = int(st.st_mtime)
     info.mode = stat.S_IMODE(st.st_mode)
     if stat.S_ISDIR(st.st_mode):
         info.type = tarfile.DIRTYPE

@@ -342,13 +342,18 @@ def extract(tar: BinaryIO, dest: Path, strategy: WhiteoutStrategy, *,
     Returns the bytes of regular-file content written. Raises :class:`InvalidArgument` for
     hostile or corrupt input; ``dest`` is then partially written and the caller removes it.
     ``chown`` defaults to "running as root"; ``idmap`` (a :class:`dockyard.userns.IdMapping`)
-    shifts every owner into the host range of a user namespace, as dockerd's userns-remap. With ``split``, also writes there what
+    shifts every owner into the host range of a user namespace, as dockerd's userns-remap
+    (default: the daemon's mapping, :func:`dockyard.userns.activate`). With ``split``, also writes there what
     :func:`export_split` needs to give back the identical stream -- unless the tar rewrites
     its own files (duplicate names, whiteouts of its own members), then nothing is written
     and the caller exports by walking the directory instead.
     """
     if chown is None:
         chown = os.geteuid() == 0
+    if idmap is None:
+        from ..userns import active
+
+        idmap = active()  # the daemon's --userns-remap mapping: its storage is all shifted
     ex = _Extractor(dest, strategy, allow_devices, chown or idmap is not None, idmap)
     rec = Recorder(tar) if split is not None else None
     try:

@@ -185,3 +185,52 @@ def test_proc_sys_and_dev_in_the_user_namespace(d):
     # with a network namespace of its own (owned by the user namespace) sysfs is mounted for real
     assert " /sys sysfs ro," in ok(d.docker("run", "--rm", "--network", "none", "busybox", "grep", " /sys ",
                                             "/proc/mounts"))
+
+
+def test_archives_show_container_ids_and_unpack_shifted(d, mapping, tmp_path):
+    """docker cp out/in, export and commit go through the mapping both ways, as dockerd's
+    archiver: tars show the container's ids, files written land shifted on the host."""
+    import tarfile
+
+    cid = ok(d.docker("run", "-d", "busybox", "sh", "-c", "echo hi > /made && chown 1000:1000 /made; sleep 300")).strip()
+    wait_for(lambda: d.docker("exec", cid, "test", "-O", "/etc/passwd").returncode == 0 and
+             d.docker("exec", cid, "test", "-f", "/made").returncode == 0)
+    out = tmp_path / "out.tar"
+    out.write_bytes(d.docker("cp", f"{cid}:/bin/busybox", "-").stdout)
+    with tarfile.open(out) as t:
+        assert [(m.uid, m.gid) for m in t.getmembers()] == [(0, 0)]
+    out.write_bytes(d.docker("export", cid).stdout)
+    with tarfile.open(out) as t:
+        owners = {m.name: (m.uid, m.gid) for m in t.getmembers()}
+    assert owners["bin/busybox"] == (0, 0) and owners["made"] == (1000, 1000)
+    # commit: the container's layer is exported (shifted back) and unpacked again (shifted)
+    ok(d.docker("commit", cid, "userns-commit:1"))
+    try:
+        assert ok(d.docker("run", "--rm", "userns-commit:1", "stat", "-c", "%u:%g", "/made", "/bin/busybox")).split() \
+            == ["1000:1000", "0:0"]
+    finally:
+        d.docker("rmi", "-f", "userns-commit:1")
+    # cp into the container: owned by the container's root (its own ids with -a)
+    src = tmp_path / "in.txt"
+    src.write_text("in\n")
+    os.chown(src, 1000, 1000)
+    ok(d.docker("cp", str(src), f"{cid}:/in.txt"))
+    ok(d.docker("cp", "-a", str(src), f"{cid}:/in-a.txt"))
+    assert ok(d.docker("exec", cid, "stat", "-c", "%u:%g", "/in.txt", "/in-a.txt")).split() == ["1000:1000", "0:0"]
+    pid = int(ok(d.docker("inspect", "-f", "{{.State.Pid}}", cid)))
+    st = os.stat(f"/proc/{pid}/root/in.txt")
+    assert (st.st_uid, st.st_gid) == (mapping.uid_to_host(1000), mapping.gid_to_host(1000))
+
+
+def test_build_copy_and_run_under_remapping(d, mapping, tmp_path):
+    (tmp_path / "f.txt").write_text("context\n")
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nCOPY f.txt /copied\nCOPY --chown=1000:1000 f.txt /owned\n"
+                                         "RUN touch /ran && cat /proc/self/uid_map\n")
+    r = d.docker("build", "--no-cache", "-t", "userns-build:1", str(tmp_path))
+    assert r.returncode == 0, (r.stdout + r.stderr).decode()
+    assert str(mapping.root_uid) in (r.stdout + r.stderr).decode()  # RUN's uid_map: remapped too
+    try:
+        assert ok(d.docker("run", "--rm", "userns-build:1", "stat", "-c", "%u:%g", "/copied", "/owned", "/ran")).split() \
+            == ["0:0", "1000:1000", "0:0"]
+    finally:
+        d.docker("rmi", "-f", "userns-build:1")
