@@ -310,10 +310,11 @@ class ContainerService:
 
     async def start(self, ref: str) -> None:
         c = self.get(ref)
+        # before the AutoRemove clean-up below: a denied start changes nothing
+        await effective.authorize(self.daemon, "start", lambda: effective.of_record(self, c), container=c.id)
         try:
             async with self.lock(c.id):
                 require(c.state, "start", c.id)
-                await effective.authorize(self.daemon, "start", lambda: effective.of_record(self, c), container=c.id)
                 await self._start(c)
         except DockyardError as exc:
             if c.host_config.get("AutoRemove") and not isinstance(exc, NotModified):

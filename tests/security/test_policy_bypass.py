@@ -301,6 +301,17 @@ def test_joining_a_container_that_has_host_namespaces_is_refused(e):
     e.denied(e.as_user(1001, "start", joiner))
     state = e.root("inspect", "-f", "{{.State.Status}}", joiner).stdout.decode().strip()
     assert state == "created"
+    # no other road: the host network cannot be connected, update applies no privilege
+    own = _name()
+    assert e.as_user(1001, "run", "-d", "--name", own, "busybox", "sleep", "300").returncode == 0
+    r = e.as_user(1001, "network", "connect", "host", own)
+    assert r.returncode != 0, r.stdout
+    status, body = e.raw(1001, "POST", f"/containers/{own}/update",
+                         {"Privileged": True, "CapAdd": ["ALL"], "NetworkMode": "host", "PidMode": "host",
+                          "Binds": [f"{e.marker_dir}:/h"], "SecurityOpt": ["seccomp=unconfined"]})
+    hc = json.loads(e.root("inspect", "-f", "{{json .HostConfig}}", own).stdout)
+    assert not hc["Privileged"] and not hc["CapAdd"] and hc["NetworkMode"] != "host", (status, body, hc)
+    assert hc["PidMode"] != "host" and not hc["Binds"] and not hc["SecurityOpt"], hc
     # root may join all of them
     for flags in (["--network", f"container:{net}"], ["--pid", f"container:{pid}"], ["--ipc", f"container:{ipc}"]):
         r = e.root("run", "--rm", *flags, "busybox", "true")
@@ -314,6 +325,11 @@ def test_starting_or_entering_a_privileged_container_is_refused(e):
     e.denied(e.as_user(1001, "start", made))
     e.denied(e.as_user(1001, "restart", made))
     assert e.root("inspect", "-f", "{{.State.Status}}", made).stdout.decode().strip() == "created"
+    # a denied start changes nothing: root's --rm container is not removed by it
+    rm_me = _name()
+    assert e.root("create", "--rm", "--name", rm_me, "--pid", "host", "busybox", "true").returncode == 0
+    e.denied(e.as_user(1001, "start", rm_me))
+    assert e.root("inspect", "-f", "{{.State.Status}}", rm_me).stdout.decode().strip() == "created"
     assert e.root("run", "-d", "--name", priv, "--privileged", "busybox", "sleep", "300").returncode == 0
     assert e.root("run", "-d", "--name", plain, "busybox", "sleep", "300").returncode == 0
     e.denied(e.as_user(1001, "exec", priv, "true"))
