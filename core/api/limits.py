@@ -51,7 +51,10 @@ class Limits:
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     max_connections_per_peer: int = DEFAULT_MAX_CONNECTIONS_PER_PEER
-    open: dict[tuple[str, Any], int] = field(default_factory=dict)  # peer -> open connections
+    # peer -> its open connections' transports. A hijacked connection (attach, exec) gets a
+    # protocol of its own, so our handler never hears of its end: a transport counts until it
+    # is closing, checked when its peer reaches the cap.
+    open: dict[tuple[str, Any], set[Any]] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: Any) -> "Limits":
@@ -59,19 +62,22 @@ class Limits:
                    idle_timeout=config.api_idle_timeout,
                    max_connections_per_peer=config.api_max_connections_per_peer)
 
-    def acquire(self, peer: tuple[str, Any]) -> bool:
-        n = self.open.get(peer, 0)
-        if self.max_connections_per_peer and n >= self.max_connections_per_peer:
-            return False
-        self.open[peer] = n + 1
+    def acquire(self, peer: tuple[str, Any], transport: Any) -> bool:
+        conns = self.open.setdefault(peer, set())
+        cap = self.max_connections_per_peer
+        if cap and len(conns) >= cap:
+            conns.difference_update([t for t in conns if t.is_closing()])
+            if len(conns) >= cap:
+                return False
+        conns.add(transport)
         return True
 
-    def release(self, peer: tuple[str, Any]) -> None:
-        n = self.open.get(peer, 0) - 1
-        if n > 0:
-            self.open[peer] = n
-        else:
-            self.open.pop(peer, None)
+    def release(self, peer: tuple[str, Any], transport: Any) -> None:
+        conns = self.open.get(peer)
+        if conns is not None:
+            conns.discard(transport)
+            if not conns:
+                del self.open[peer]
 
 
 def is_streamed(request: web.Request) -> bool:
@@ -114,13 +120,14 @@ class LimitedRequestHandler(RequestHandler):
         super().__init__(manager, **kwargs)
         self.limits = limits
         self.peer: tuple[str, Any] | None = None
+        self.counted: Any = None  # the transport counted for ``peer``
         self.over_cap = False
         self._header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = peer_key(transport)
-        if self.limits.acquire(peer):
-            self.peer = peer
+        if self.limits.acquire(peer, transport):
+            self.peer, self.counted = peer, transport
         else:
             self.over_cap = True  # answered 429 by the middleware, then closed
         super().connection_made(transport)
@@ -129,8 +136,8 @@ class LimitedRequestHandler(RequestHandler):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_header_timer()
         if self.peer is not None:
-            self.limits.release(self.peer)
-            self.peer = None
+            self.limits.release(self.peer, self.counted)
+            self.peer = self.counted = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
