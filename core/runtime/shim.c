@@ -454,6 +454,26 @@ static char *userns_premount(const char *rootfs)
     return done;
 }
 
+/* child, --pid container:X under remapping ("userns_join"): X's user namespace, as Docker
+ * shares it, so that the pid namespace (X's) is one ours may mount /proc of. Cloned without
+ * namespace flags, the child does as host root what needs it (cgroups and oom score are done
+ * by then; rlimits here), then joins X's user namespace and makes the others in it. */
+static void userns_enter(void)
+{
+    for (int i = 0; i < nrecs; i++) { /* raising a limit needs CAP_SYS_RESOURCE on the host */
+        if (strcmp(recs[i].key, "rlimit")) continue;
+        int res; long long soft, hard;
+        if (sscanf(recs[i].data, "%d %lld %lld", &res, &soft, &hard) != 3) die("rlimit", recs[i].data, EINVAL);
+        struct rlimit rl = { soft < 0 ? RLIM_INFINITY : (rlim_t)soft, hard < 0 ? RLIM_INFINITY : (rlim_t)hard };
+        if (setrlimit(res, &rl) < 0) die("rlimit", recs[i].data, errno);
+    }
+    const char *path = get("userns_join");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || setns(fd, CLONE_NEWUSER) < 0) die("setns", path, errno);
+    close(fd);
+    if (unshare((int)get_ll("userns_unshare", 0)) < 0) die("unshare", "namespaces", errno);
+}
+
 /* child, after pivot_root: become root of the user namespace (the host's uid of the map) */
 static void userns_become_root(void)
 {
@@ -481,6 +501,7 @@ static void child_main(struct child_io *io)
     signal(SIGHUP, SIG_DFL);
     prctl(PR_SET_PDEATHSIG, 0);
     int userns = get("uid_map") && !get("exec_root"); /* run mode in a user namespace */
+    int userns_join = get("userns_join") && !get("exec_root"); /* run mode in another's */
     if (userns) userns_wait(); /* until the monitor wrote our uid/gid maps */
 
     /* run mode: namespaces of other containers (--network container:X, ...), opened by the
@@ -505,6 +526,7 @@ static void child_main(struct child_io *io)
         close(fd);
     }
     /* a cgroup namespace made now is rooted at the container's cgroups, not the monitor's */
+    if (userns_join) userns_enter();
     if (get("cgroupns") && unshare(CLONE_NEWCGROUP) < 0) die("unshare", "cgroup namespace", errno);
     const char *exec_root = get("exec_root");
     if (!exec_root) setsid(); /* exec mode: the final process makes its own session */
@@ -559,13 +581,13 @@ static void child_main(struct child_io *io)
     }
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("mount", "make / private", errno);
     if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) die("mount", rootfs, errno);
-    char *premounted = userns ? userns_premount(rootfs) : NULL;
+    char *premounted = userns || userns_join ? userns_premount(rootfs) : NULL;
 
     if (chdir(rootfs) < 0) die("chdir-rootfs", rootfs, errno);
     if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root", rootfs, errno);
     if (umount2(".", MNT_DETACH) < 0) die("umount-oldroot", NULL, errno);
     if (chdir("/") < 0) die("chdir", "/", errno);
-    if (userns) userns_become_root();
+    if (userns || userns_join) userns_become_root();
     int rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0) die("open-root", "/", errno);
 
@@ -921,7 +943,7 @@ int main(int argc, char **argv)
         int flag = strtol(field(&recs[i], 0), NULL, 0);
         int fd = open(field(&recs[i], 1), O_RDONLY | O_CLOEXEC);
         if (fd < 0) { status_error(errno, "setns", field(&recs[i], 1)); return 1; }
-        if (flag == CLONE_NEWPID || get("uid_map")) { /* userns: the child could not join them */
+        if (flag == CLONE_NEWPID || get("uid_map") || get("userns_join")) { /* userns: the child could not */
             if (setns(fd, flag) < 0) { status_error(errno, "setns", field(&recs[i], 1)); return 1; }
             close(fd);
         } else {

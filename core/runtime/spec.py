@@ -25,6 +25,8 @@ op                    after pivot_root, in order: ``mount\\0src\\0target\\0fstyp
 uid_map, gid_map      ``"<inside> <outside> <count>\\n"...``: a user namespace (CLONE_NEWUSER in clone_flags)
                       whose maps the monitor writes before the child goes on (userns-remap); the
                       monitor then also joins the cgroups, sets oom_score_adj and rlimits for it
+userns_join,          instead (``--pid container:X``): the child joins X's user namespace
+userns_unshare        (path), then unshares these CLONE_NEW* flags (clone_flags is then 0)
 cgroupns              ``1``: unshare the cgroup namespace after joining the cgroups
 oom_score_adj         decimal, written to /proc/self/oom_score_adj before anything else
 hostname, cwd         strings
@@ -234,9 +236,22 @@ def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Pa
     if userns:
         if not spec.gid_map:
             raise InvalidArgument("a user namespace needs both a uid and a gid map")
-        flags |= CLONE_NEWUSER
-        add("uid_map", _id_map(spec.uid_map))
-        add("gid_map", _id_map(spec.gid_map))
+        if ns["pid"] not in (None, "host"):  # --pid container:X: X's user namespace, as Docker
+            user_ns = str(Path(ns["pid"]).parent / "user")
+            try:
+                shared = os.readlink(user_ns) == os.readlink("/proc/self/ns/user")
+            except OSError:
+                raise InvalidArgument(f"cannot join the user namespace of {user_ns}: not running") from None
+            if shared:  # X runs with --userns host: joining it would make this one real root
+                raise InvalidArgument("cannot share the PID namespace of a container running in the host's "
+                                      "user namespace when user namespaces are enabled")
+            add("userns_join", user_ns)
+            add("userns_unshare", flags)  # made by the child once in X's user namespace
+            flags = 0
+        else:
+            flags |= CLONE_NEWUSER
+            add("uid_map", _id_map(spec.uid_map))
+            add("gid_map", _id_map(spec.gid_map))
     add("clone_flags", flags)
     for p in spec.cgroup_procs:
         add("cgroup", p)

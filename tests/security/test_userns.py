@@ -234,3 +234,34 @@ def test_build_copy_and_run_under_remapping(d, mapping, tmp_path):
             == ["0:0", "1000:1000", "0:0"]
     finally:
         d.docker("rmi", "-f", "userns-build:1")
+
+
+def test_pid_container_shares_the_donors_user_namespace(d, mapping):
+    """--pid container:X joins X's user namespace too (as Docker), so /proc of X's pid
+    namespace can be mounted; a donor in the host's user namespace is refused."""
+    x = ok(d.docker("run", "-d", "busybox", "sleep", "300")).strip()
+    out = ok(d.docker("run", "--rm", "--pid", f"container:{x}", "busybox", "sh", "-c", "ps; cat /proc/self/uid_map"))
+    assert "sleep 300" in out and f"0 {mapping.root_uid} " in " ".join(out.split())
+    y = ok(d.docker("run", "-d", "--pid", f"container:{x}", "busybox", "sleep", "301")).strip()
+    pid_x, pid_y = (int(ok(d.docker("inspect", "-f", "{{.State.Pid}}", c))) for c in (x, y))
+    assert os.readlink(f"/proc/{pid_y}/ns/user") == os.readlink(f"/proc/{pid_x}/ns/user")
+    assert host_ids(pid_y) == (mapping.root_uid, mapping.root_gid)
+    assert ok(d.docker("exec", y, "id")).startswith("uid=0(root)")
+    h = ok(d.docker("run", "-d", "--userns", "host", "busybox", "sleep", "300")).strip()
+    r = d.docker("run", "--rm", "--pid", f"container:{h}", "busybox", "true")
+    assert r.returncode != 0 and "host's user namespace" in r.stderr.decode()
+
+
+def test_network_and_ipc_of_another_container(d, mapping):
+    x = ok(d.docker("run", "-d", "--ipc", "shareable", "busybox", "sleep", "300")).strip()
+    out = ok(d.docker("run", "--rm", "--network", f"container:{x}", "--ipc", f"container:{x}", "busybox", "sh", "-c",
+                      "id; cat /proc/self/uid_map; grep ' /sys ' /proc/mounts"))
+    assert out.startswith("uid=0(root)") and str(mapping.root_uid) in out and " ro," in out
+
+
+def test_bad_remap_values_stop_the_daemon(tmp_path):
+    base = tmp_path / "bad"
+    for value, message in (("no-such-user-xyz", "no such user"), ("root", "cannot remap to root")):
+        daemon = DaemonProcess(base, "--userns-remap", value)
+        with pytest.raises(RuntimeError, match=message):
+            daemon.start(timeout=30)
