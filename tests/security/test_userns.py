@@ -265,3 +265,25 @@ def test_bad_remap_values_stop_the_daemon(tmp_path):
         daemon = DaemonProcess(base, "--userns-remap", value)
         with pytest.raises(RuntimeError, match=message):
             daemon.start(timeout=30)
+
+
+def test_layer_with_an_id_outside_the_range_is_refused(d, mapping, tmp_path):
+    """A layer owner the mapping cannot shift refuses the load (dockerd's error), leaving nothing."""
+    import io
+    import tarfile
+
+    from dockyard.testing.images import busybox_layer, image_config, image_tar
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        info = tarfile.TarInfo("far")
+        info.uid = info.gid = mapping.uids[-1].container + mapping.uids[-1].size + 5
+        info.size = 2
+        t.addfile(info, io.BytesIO(b"x\n"))
+    layers = [busybox_layer(), buf.getvalue()]
+    tar = image_tar(tmp_path / "far.tar", [(image_config(layers, cmd=["true"]), layers, ["userns-far:1"])])
+    r = d.docker("load", "-i", str(tar))
+    assert r.returncode != 0 and "cannot be mapped to a host ID" in (r.stdout + r.stderr).decode()
+    assert d.docker("image", "inspect", "userns-far:1").returncode != 0
+    storage = d.data_root / mapping.dirname / "storage" / "overlay"
+    assert storage.is_dir() and not list(storage.glob(".tmp-*"))
