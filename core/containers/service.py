@@ -931,7 +931,7 @@ class ContainerService:
             until = parse_timestamp(f["until"][0], "until")
         deleted, reclaimed = [], 0
         for c in list(self.containers.values()):
-            if c.running or c.state == State.REMOVING:
+            if c.running:  # one in "removing" (an rm that failed half-way) is finished too
                 continue
             if "label" in f and not F.match_labels(f["label"], c.labels):
                 continue
