@@ -304,6 +304,16 @@ def data_root(base: Path, mapping: IdMapping) -> Path:
 
 # -- containers ----------------------------------------------------------------------------
 
+def give_to_root(mapping: IdMapping, paths: Any) -> None:
+    """The files the daemon binds into a remapped container (/etc/hosts, resolv.conf,
+    hostname) belong to its root, who may edit them as root may without remapping."""
+    for path in paths:
+        try:
+            os.chown(path, mapping.root_uid, mapping.root_gid, follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+
+
 def remapped(mapping: IdMapping | None, host_config: dict[str, Any]) -> bool:
     """Whether a container gets the remapped user namespace (not ``--userns host``)."""
     return mapping is not None and (host_config.get("UsernsMode") or "") != "host"

@@ -346,6 +346,8 @@ class ContainerService:
                 if sandbox:
                     namespaces["net"] = sandbox
             files = self._etc_files(c, directory)
+            if userns.remapped(self.daemon_userns, c.host_config):  # writable by its root, as without remapping
+                userns.give_to_root(self.daemon_userns, files.values())
             config = await startopts.prepare(self, c, directory, namespaces)  # links, sysctls
             spec = build_spec(
                 cid=c.id, config=config, host_config=c.host_config, rootfs=rootfs,

@@ -89,8 +89,10 @@ def test_root_in_container_is_an_unprivileged_host_uid(d, mapping):
     assert ok(d.docker("exec", cid, "stat", "-c", "%u:%g", "/bin/busybox")).strip() == "0:0"
     st = os.stat(f"/proc/{pid}/root/bin/busybox")
     assert (st.st_uid, st.st_gid) == (mapping.root_uid, mapping.root_gid)
-    # the container's root can write its own rootfs
-    ok(d.docker("exec", cid, "sh", "-c", "echo x > /written && mkdir /newdir"))
+    # the container's root can write its own rootfs, and its /etc/hosts as without remapping
+    ok(d.docker("exec", cid, "sh", "-c", "echo x > /written && mkdir /newdir && echo '10.9.9.9 extra' >> /etc/hosts"))
+    assert ok(d.docker("exec", cid, "stat", "-c", "%u", "/etc/hosts", "/etc/resolv.conf", "/etc/hostname")).split() \
+        == ["0", "0", "0"]
     assert os.stat(f"/proc/{pid}/root/written").st_uid == mapping.root_uid
 
 
