@@ -17,6 +17,7 @@ records as the container's exit code).
 
 from __future__ import annotations
 
+import glob
 import resource
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +28,14 @@ from ..errors import InvalidArgument
 if TYPE_CHECKING:
     from ..runtime.logfile import LogReader
 
-# Docker's lists (moby oci/defaults.go).
+# Docker's lists (moby daemon/pkg/oci/defaults.go); /proc/interrupts and the per-CPU
+# thermal_throttle directories since GHSA-6fw5-f8r9-fgfm (they leak other tenants' activity).
 DEFAULT_MASKED_PATHS = [
-    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
     "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
     "/sys/firmware", "/sys/devices/virtual/powercap",
+    *sorted(glob.glob("/sys/devices/system/cpu/cpu[0-9]*/thermal_throttle"),
+            key=lambda p: int(p.split("/")[5][3:])),
 ]
 DEFAULT_READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
