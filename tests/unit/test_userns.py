@@ -57,3 +57,15 @@ def test_refusals_only_for_remapped_containers():
         userns.check_container(m, {"Privileged": True})
     userns.check_container(m, {"Privileged": True, "UsernsMode": "host"})
     userns.check_container(None, {"Privileged": True, "NetworkMode": "host", "PidMode": "host"})
+
+
+def test_config_key_and_flag(tmp_path):
+    from dockyard import config as cfg
+
+    path = tmp_path / "d.toml"
+    path.write_text('userns-remap = "dockremap:dockremap"\n')
+    assert cfg.build({}, path).userns_remap == "dockremap:dockremap"
+    assert cfg.build({"userns_remap": "default"}).userns_remap == "default"
+    with pytest.raises(ConfigError, match="userns-remap"):
+        cfg.build({"userns_remap": "default"}, path)
+    assert cfg.DaemonConfig().userns_remap is None
