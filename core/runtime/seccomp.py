@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .seccomp_syscalls import numbers as _numbers
+from .seccomp_syscalls import numbers as _table
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,9 @@ I386_SOCKETCALL, I386_IPC = 102, 117
 
 class ProfileError(ValueError):
     """The profile is not a valid Docker seccomp profile (the message names the problem)."""
+
+
+_numbers = functools.lru_cache(maxsize=1)(_table)
 
 
 # -- step 1: moby's setupSeccomp --------------------------------------------------------------
