@@ -183,3 +183,13 @@ def test_invalid_profile_reaches_docker_py_as_400(client):
             client.containers.create("busybox", "true", security_opt=[opt])
         assert exc.value.status_code == 400 and "invalid seccomp profile" in str(exc.value)
         assert message in str(exc.value)
+
+
+def test_privileged_runs_unconfined_but_keeps_a_custom_profile(d, probe_dir, tmp_path):
+    # Docker: --privileged drops the default profile, yet applies a profile given explicitly
+    assert probe(d, probe_dir, "personality", hex(READ_IMPLIES_EXEC), flags=("--privileged",)) == "ok"
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}))
+    flags = ("--privileged", "--security-opt", f"seccomp={path}")
+    assert probe(d, probe_dir, "mkdir", "/made", flags=flags) == "EPERM"
