@@ -1083,6 +1083,14 @@ class ContainerService:
                     await self._stop(c, None)
         for task in list(self.monitors.values()):
             task.cancel()
+        for cid in list(self.unsaved):  # a last try for records a full disk kept back
+            c = self.containers.get(cid)
+            if c is not None:
+                with contextlib.suppress(DockyardError):
+                    self._save(c, durable=True)
+        if self.unsaved:
+            log.warning("%d container records could not be written (disk full?); the next start "
+                        "rebuilds them from the runtime's state", len(self.unsaved))
         remove_parent = getattr(self.cgroups, "remove_parent", None)
         if remove_parent is not None and not any(c.running for c in self.containers.values()):
             with contextlib.suppress(Exception):
