@@ -4,7 +4,8 @@ accept or pinned network namespace. A leftover fails the run.
 
 Only what the suite made counts (:mod:`dockyard.testing.leaks`): the machine is observed at the
 start and at the end of the session, and of what is new, only what belongs to the test
-daemons (their data and exec roots live under pytest's base temp dir) is a leak. Another
+daemons (their data and exec roots live under pytest's base temp dir, or wherever a
+``DaemonProcess`` of this session started one) is a leak. Another
 dockyardd running on the machine (a user's service, another test run) never makes the suite
 red. ``DOCKYARD_SKIP_LEAK_CHECK=1`` turns the check off."""
 
@@ -32,8 +33,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def suite_leftovers(config: pytest.Config, before: object) -> list[str]:
     from dockyard.testing import leaks
+    from dockyard.testing.daemon import DaemonProcess
 
-    owner = leaks.owner([config._tmp_path_factory.getbasetemp()])  # type: ignore[attr-defined]
+    dirs = [config._tmp_path_factory.getbasetemp(), *DaemonProcess.started_bases]  # type: ignore[attr-defined]
+    owner = leaks.owner(dirs, DaemonProcess.started_data_roots)
     return leaks.leaks(before, leaks.snapshot(), owner)  # type: ignore[arg-type]
 
 

@@ -22,6 +22,11 @@ class DaemonProcess:
     ``args`` are extra daemon flags. The daemon's log goes to ``<base>/daemon.log``.
     """
 
+    # every base a daemon of this process started in: the suite's leak check judges what is in
+    # them (tests/conftest.py), also for daemons outside pytest's temp dirs
+    started_bases: set[Path] = set()
+    started_data_roots: set[Path] = set()
+
     def __init__(self, base: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.base = Path(base)
         self.data_root = self.base / "data"
@@ -42,6 +47,8 @@ class DaemonProcess:
 
     def start(self, timeout: float = 60.0) -> "DaemonProcess":
         self.base.mkdir(parents=True, exist_ok=True)
+        DaemonProcess.started_bases.add(self.base.resolve())
+        DaemonProcess.started_data_roots.add(self.data_root.resolve())
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, env=self.env,
                                      start_new_session=True)

@@ -180,9 +180,12 @@ def recorded_bridges(data_root: Path) -> set[str]:
     return names
 
 
-def owner(dirs: Iterable[Path]) -> Owner:
+def owner(dirs: Iterable[Path], data_roots: Iterable[Path] = ()) -> Owner:
+    """The owner of ``dirs``: every data root found in them, and ``data_roots`` (known even if
+    they are gone by now: their instance still names cgroups, bridges and tables)."""
     dirs = [Path(d) for d in dirs]
     roots = find_data_roots(dirs)
+    roots += [Path(r) for r in data_roots if Path(r) not in roots]
     o = Owner(dirs=[str(d.resolve()) if d.exists() else str(d) for d in dirs], data_roots=roots)
     o.instances = {instance_of(r) for r in roots}
     for r in roots:
