@@ -343,6 +343,15 @@ class NativeRuntime:
             return None
         return fd
 
+    def _kill_unreported(self, sd: Path) -> None:
+        """A start that failed although the process was made (its monitor was killed before it
+        reported): kill the process, so that nothing runs that the daemon has no record of."""
+        fd = self._orphan_pidfd(sd)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            os.close(fd)
+
     def _orphan_alive(self, sd: Path) -> bool:
         fd = self._orphan_pidfd(sd)
         if fd is None:
@@ -406,6 +415,7 @@ class NativeRuntime:
                 raise start_error(int(parts[1]), parts[2], parts[3] if len(parts) > 3 else "", spec)
             raise ContainerStartError(f"error during container init: shim failed: {line or 'no status'}", 128)
         except BaseException:
+            self._kill_unreported(sd)
             if created:
                 _rmdir(sd)
             else:
