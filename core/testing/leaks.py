@@ -95,10 +95,13 @@ def snapshot(iptables: bool = True) -> Snapshot:
                     s.netns.add(point)
     except OSError:
         pass
-    if CGROUP_ROOT.is_dir():
-        for base in CGROUP_ROOT.iterdir():
-            for pattern in ("dockyard*", "*/dockyard*", "dockyard*/*"):
-                s.cgroups |= {str(p) for p in base.glob(pattern) if p.is_dir()}
+    for base in _subdirs(CGROUP_ROOT):
+        for first in _subdirs(base):
+            if first.name.startswith("dockyard"):
+                s.cgroups.add(str(first))
+                s.cgroups |= {str(p) for p in _subdirs(first)}
+            else:
+                s.cgroups |= {str(p) for p in _subdirs(first) if p.name.startswith("dockyard")}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -127,6 +130,15 @@ def snapshot(iptables: bool = True) -> Snapshot:
             out = ""
         s.accepts = {line for line in out.splitlines() if "dockyard:" in line}
     return s
+
+
+def _subdirs(path: Path) -> list[Path]:
+    """Directories in ``path``; none if it went away meanwhile (cgroups come and go)."""
+    try:
+        with os.scandir(path) as it:
+            return [Path(e.path) for e in it if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
 
 
 def is_dockyard_process(argv: list[bytes]) -> bool:
