@@ -354,8 +354,8 @@ def _rules_for_abi(res: Resolved, abi: str, table: dict) -> tuple[dict[int, _Sys
     for rule in res.rules:
         nrs = table.get(rule.name)
         nr = None if nrs is None else nrs[col]
-        if nr is not None:
-            largest = max(largest, base + nr)
+        if nr is not None and not (abi == "x86" and (rule.name in SOCKETCALL or rule.name in IPC)):
+            largest = max(largest, base + nr)  # (libseccomp names these by their multiplexed form on i386)
         ret = _ret(rule.action, rule.errno_ret)
         if ret == default_ret:
             continue  # runc: redundant with the default action
@@ -510,8 +510,10 @@ def _decode(prog: bytes) -> list[tuple[int, int, int, int]]:
     return [struct.unpack_from("<HBBI", prog, i) for i in range(0, len(prog), 8)]
 
 
-def evaluate(prog: bytes, nr: int, args: tuple[int, ...] = (), arch: int = AUDIT_ARCH_X86_64) -> int:
-    """The value ``prog`` returns for syscall ``nr`` with ``args`` on ``arch``."""
+def evaluate(prog: bytes, nr: int, args: tuple[int, ...] = (), arch: int = AUDIT_ARCH_X86_64,
+             trace: list[int] | None = None) -> int:
+    """The value ``prog`` returns for syscall ``nr`` with ``args`` on ``arch`` (``trace`` collects
+    the instruction indexes executed)."""
     argv = (list(args) + [0] * 6)[:6]
     data = struct.pack("<IIQ6Q", nr & 0xFFFFFFFF, arch, 0, *[a & 0xFFFFFFFFFFFFFFFF for a in argv])
     insns = _decode(prog)
@@ -520,6 +522,8 @@ def evaluate(prog: bytes, nr: int, args: tuple[int, ...] = (), arch: int = AUDIT
     pc = 0
     while True:
         code, jt, jf, k = insns[pc]
+        if trace is not None:
+            trace.append(pc)
         pc += 1
         cls = code & 0x07
         if code == 0x20:

@@ -102,15 +102,18 @@ VALUES = [0, 1, 2, 8, 38, 39, 40, 41, 0x20000, 0x20008, 0x400000, 0x7E020000, 0x
           1 << 32, (1 << 32) | 8, 0xFFFFFFFF00000000, (1 << 64) - 1]
 
 
+SKIPPED: list[str] = []  # ABI sections left out because libseccomp's program is no reference
+
+
 def reloads_nr(prog: bytes, arch: int) -> bool:
     """libseccomp 2.5.4 sometimes enters an architecture's section with A still holding the
-    architecture (no load of the syscall number, so none of its rules can ever match): such a
-    program is no reference for that ABI. Docker's default profile is not affected (asserted)."""
+    architecture (it never loads the syscall number, so none of that section's rules can match):
+    such a program is no reference for that ABI. Docker's default profile is not affected (asserted).
+    Checked by running the program: a section that loads the number executes ``ld [0]``."""
+    trace: list[int] = []
+    seccomp.evaluate(prog, 0, (), arch=arch, trace=trace)
     insns = seccomp._decode(prog)
-    for i, (code, jt, _jf, k) in enumerate(insns):
-        if code == seccomp.JEQ and k == arch:
-            return insns[i + 1 + jt][0] == seccomp.LD_W_ABS and insns[i + 1 + jt][3] == 0
-    return True
+    return any(insns[pc][0] == seccomp.LD_W_ABS and insns[pc][3] == 0 for pc in trace)
 
 
 def known(abi: str, nr: int) -> bool:
@@ -125,6 +128,7 @@ def compare(res: seccomp.Resolved, rng: random.Random, argsets_per_nr: int = 3, 
     with_args = {n for r in res.rules if r.args for n in (r.name, "socketcall", "ipc")}
     for abi in ("amd64", "x32", "x86"):
         if not reloads_nr(ref, seccomp.AUDIT_ARCH_I386 if abi == "x86" else seccomp.AUDIT_ARCH_X86_64):
+            SKIPPED.append(abi)
             continue
         base = seccomp.X32_SYSCALL_BIT if abi == "x32" else 0
         arch = seccomp.AUDIT_ARCH_I386 if abi == "x86" else seccomp.AUDIT_ARCH_X86_64
@@ -207,11 +211,13 @@ def random_profile(rng: random.Random) -> dict:
 def test_random_profiles_match_libseccomp():
     rng = random.Random(int(os.environ.get("SECCOMP_FUZZ_SEED", "7")))
     checked = 0
-    for _ in range(int(os.environ.get("SECCOMP_FUZZ_PROFILES", "40"))):
+    SKIPPED.clear()
+    n = int(os.environ.get("SECCOMP_FUZZ_PROFILES", "40"))
+    for _ in range(n):
         profile = random_profile(rng)
         res = seccomp.resolve(profile, set())
         try:
             checked += compare(res, rng, argsets_per_nr=1, sample=30)
         except AssertionError as e:
             raise AssertionError(f"{profile}: {e}") from None
-    assert checked > 20000
+    assert checked > 20000 and len(SKIPPED) < n  # most sections are compared (3 per profile)
