@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -19,15 +20,54 @@ def lstat_at(dir_fd: int, name: str) -> os.stat_result | None:
         return None
 
 
+# a directory opened to be emptied: never a symlink followed, never a FIFO waited on (shutil's
+# rmtree opens with plain O_RDONLY, which blocks if a running container swaps in a FIFO)
+_RM_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
 def remove_at(dir_fd: int, name: str) -> None:
-    """Remove ``name`` in ``dir_fd`` whatever it is (a directory recursively); missing is fine."""
+    """Remove ``name`` in ``dir_fd`` whatever it is (a directory recursively); missing is fine.
+
+    Only fds are used: the tree may be a running container's, changing meanwhile (``docker
+    cp`` into it); whatever a name is when it is reached is what is removed."""
     st = lstat_at(dir_fd, name)
     if st is None:
         return
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(name, dir_fd=dir_fd)
-    else:
-        os.unlink(name, dir_fd=dir_fd)
+    for _ in range(8):  # the name changes type under us: try again as what it is now
+        try:
+            if stat.S_ISDIR(st.st_mode):
+                _remove_dir_at(dir_fd, name)
+            else:
+                os.unlink(name, dir_fd=dir_fd)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.EPERM, errno.EISDIR, errno.ENOTDIR):
+                raise
+            if (st := lstat_at(dir_fd, name)) is None:
+                return
+    raise OSError(errno.EBUSY, f"{name} keeps changing while it is removed")
+
+
+def _remove_dir_at(dir_fd: int, name: str) -> None:
+    fd = os.open(name, _RM_DIR_FLAGS, dir_fd=dir_fd)
+    try:
+        with os.scandir(fd) as it:
+            entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+        for child, is_dir in entries:
+            if is_dir:
+                remove_at(fd, child)
+            else:
+                try:
+                    os.unlink(child, dir_fd=fd)
+                except FileNotFoundError:
+                    pass
+                except IsADirectoryError:
+                    remove_at(fd, child)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=dir_fd)
 
 
 def remove_tree(path: Path) -> None:

@@ -19,6 +19,7 @@ Each test runs on a daemon of its own: before the fix, the daemon it ran on was 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -27,6 +28,7 @@ import secrets
 import shutil
 import subprocess
 import tarfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -139,6 +141,75 @@ def test_cp_of_a_file_swapped_with_a_fifo_never_hangs_the_daemon(daemon, swapper
     finally:
         _unstick(pid, ["/race/a", "/race/b", "/race/dir/f", "/race/dir/p"])
         d.docker("rm", "-f", cid)
+
+
+def test_cp_replacing_a_directory_that_swaps_in_a_fifo_never_hangs(daemon, swapper):
+    """``PUT .../archive`` of a file where the container has a directory removes that tree;
+    while it is removed, the container swaps a subdirectory and a FIFO. Python's
+    ``shutil.rmtree`` opened the subdirectory with a plain ``open(O_RDONLY)``: on the FIFO, that
+    blocked for good."""
+    import docker
+
+    d = daemon
+    script = ("mkdir -p /race && (while true; do [ -f /race/d ] && rm -f /race/d; mkdir -p /race/d/sub; "
+              "[ -p /race/d/p ] || mkfifo /race/d/p; usleep 2000; done) 2>/dev/null & "
+              "exec /swap /race/d/sub /race/d/p")
+    cid, pid = _start_racer(d, swapper, script)
+    client = docker.DockerClient(base_url=d.url, timeout=HANG)
+    try:
+        done = 0
+        for _ in range(40):
+            try:  # docker-py sends no noOverwriteDirNonDir: the directory is replaced
+                client.api.put_archive(cid, "/race", _tar_of("d", b"a file now\n"))
+                done += 1
+            except docker.errors.APIError:
+                pass  # the tree changed under the removal: an error is fine, a hang is not
+        assert done > 0, "every put_archive failed"
+        assert ok(d.docker("run", "--rm", "busybox", "true", timeout=HANG)) == ""
+    finally:
+        client.close()
+        _unstick(pid, ["/race/d/sub", "/race/d/p"])
+        d.docker("rm", "-f", cid)
+
+
+def test_removing_a_tree_that_swaps_in_a_fifo_never_blocks(swapper, tmp_path):
+    """The primitive under that test, raced harder: ``remove_at`` (used when a copy or a layer
+    replaces a directory) against the same swapper on a tree of the test's own."""
+    from dockyard.layers.trees import remove_at
+
+    top = tmp_path / "t"
+    top.mkdir()
+    race = subprocess.Popen([str(swapper), str(top / "d" / "sub"), str(top / "d" / "p")])
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(300):
+            (top / "d").mkdir(exist_ok=True)
+            with contextlib.suppress(FileExistsError):  # either name may be either one now
+                (top / "d" / "sub").mkdir()
+            with contextlib.suppress(FileExistsError):
+                os.mkfifo(top / "d" / "p")
+            errors: list[BaseException] = []
+
+            def remove() -> None:
+                try:
+                    remove_at(fd, "d")
+                except OSError as exc:  # the tree changed under it: fine
+                    errors.append(exc)
+
+            worker = threading.Thread(target=remove, daemon=True)
+            worker.start()
+            worker.join(HANG)
+            if worker.is_alive():
+                for name in ("sub", "p"):
+                    with contextlib.suppress(OSError):
+                        os.close(os.open(top / "d" / name, os.O_WRONLY | os.O_NONBLOCK))
+                pytest.fail("remove_at blocked on a FIFO")
+            if not errors:
+                assert not (top / "d").exists()
+    finally:
+        race.kill()
+        race.wait()
+        os.close(fd)
 
 
 def test_cp_through_a_symlink_swapped_with_a_directory_stays_in_the_container(daemon, swapper, tmp_path):
