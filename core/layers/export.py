@@ -136,17 +136,43 @@ def _file_blocks(fd: int, size: int) -> Iterator[bytes]:
 Classifier = Callable[[Path, os.stat_result], str | None]
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _fd_path(dir_fd: int, name: str) -> Path:
+    """``name`` in ``dir_fd``, named to the kernel through the fd (no component of the
+    directory's path is looked up again)."""
+    return Path(f"/proc/self/fd/{dir_fd}/{name}")
+
+
 def walk_entries(root: Path, classify: Classifier | None = None, prefix: str = "") -> Iterator[Entry]:
     """Entries for everything under ``root`` in sorted order, parents before children.
 
     With ``classify`` (e.g. :func:`overlay_whiteout`), whiteout files become ``.wh.name``
     entries and opaque dirs get a ``dir/.wh..wh..opq`` entry right after the dir.
+
+    The tree may be a running container's layer (``docker commit --pause=false``): every
+    directory below ``root`` is opened with ``O_NOFOLLOW`` relative to its parent's fd, and
+    entries name their files through those fds, so a directory swapped for a symlink is never
+    followed. Each entry is consumed before the next one is asked for (as :func:`tar_stream`
+    does), while the fds its path goes through are open.
     """
-    with os.scandir(root) as it:
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        yield from _walk_fd(fd, classify, prefix)
+    finally:
+        os.close(fd)
+
+
+def _walk_fd(dir_fd: int, classify: Classifier | None, prefix: str) -> Iterator[Entry]:
+    with os.scandir(dir_fd) as it:
         items = sorted(it, key=lambda d: d.name)
     for d in items:
-        path = Path(d.path)
-        st = d.stat(follow_symlinks=False)
+        path = _fd_path(dir_fd, d.name)
+        try:
+            st = d.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # removed meanwhile
         name = prefix + d.name
         kind = classify(path, st) if classify else None
         if kind == "whiteout":
@@ -156,7 +182,18 @@ def walk_entries(root: Path, classify: Classifier | None = None, prefix: str = "
         if stat.S_ISDIR(st.st_mode):
             if kind == "opaque":
                 yield Entry(name + "/" + OPAQUE, None, whiteout=True)
-            yield from walk_entries(path, classify, name + "/")
+            try:
+                sub = os.open(d.name, _DIR_FLAGS, dir_fd=dir_fd)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    continue  # swapped for a symlink since: never followed
+                raise
+            try:
+                yield from _walk_fd(sub, classify, name + "/")
+            finally:
+                os.close(sub)
 
 
 def export_dir(root: Path, classify: Classifier | None = None) -> Iterator[bytes]:
@@ -166,14 +203,40 @@ def export_dir(root: Path, classify: Classifier | None = None) -> Iterator[bytes
 
 def export_changes(root: Path, changes: list[dict]) -> Iterator[bytes]:
     """A tar of ``changes`` (Docker ``Change`` dicts, parents first) taken from ``root``;
-    deletions become whiteouts."""
-    entries = []
-    for c in changes:
-        rel = c["Path"].lstrip("/")
-        if c["Kind"] == 2:
-            head, _, tail = rel.rpartition("/")
-            entries.append(Entry((head + "/" if head else "") + WHITEOUT_PREFIX + tail, None, whiteout=True))
-        else:
-            entries.append(Entry(rel, root / rel))
-    return tar_stream(entries)
+    deletions become whiteouts. Each path is reached through directory fds opened with
+    ``O_NOFOLLOW`` (``root`` may be a running container's)."""
+    return tar_stream(_change_entries(root, changes))
 
+
+def _change_entries(root: Path, changes: list[dict]) -> Iterator[Entry]:
+    root_fd = os.open(root, _DIR_FLAGS)
+    try:
+        for c in changes:
+            rel = c["Path"].lstrip("/")
+            head, _, tail = rel.rpartition("/")
+            if c["Kind"] == 2:
+                yield Entry((head + "/" if head else "") + WHITEOUT_PREFIX + tail, None, whiteout=True)
+                continue
+            try:
+                fd = _open_dirs(root_fd, [p for p in head.split("/") if p])
+            except OSError:
+                continue  # a parent is gone or no longer a directory
+            try:
+                yield Entry(rel, _fd_path(fd, tail))
+            finally:
+                os.close(fd)
+    finally:
+        os.close(root_fd)
+
+
+def _open_dirs(root_fd: int, parts: list[str]) -> int:
+    fd = os.dup(root_fd)
+    try:
+        for part in parts:
+            nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -7,8 +7,10 @@ helper, compiled here and copied in: busybox cannot do it):
 * a regular file and a FIFO: the daemon must never open the FIFO (``open(O_RDONLY)`` of a
   FIFO blocks until a writer comes). Before the fix 23 of 25 copies hung, every worker thread
   of the daemon stuck in ``open()``, and then ``docker run`` hung for everyone;
-* a directory and a symlink to a host directory holding a marker file: a copy is the
-  container's file or an error, never the host's marker.
+* a directory and a symlink to a host directory holding a marker file: a copy (or a
+  ``commit --pause=false``) is the container's file or an error, never the host's marker;
+* a subdirectory and a FIFO while a copy replaces their parent directory (its removal must
+  not open the FIFO).
 
 The static symlink cases (links to ``/``, ``..`` chains, writing through links) are in
 tests/integration/test_archive.py::test_symlinks_in_the_container_never_reach_host_files;
@@ -271,6 +273,37 @@ def test_stalled_archive_downloads_of_one_container_leave_the_daemon_serving_oth
     r = d.docker("cp", f"{cid}:/etc/passwd", "-", timeout=HANG)
     assert r.returncode == 0 and b"root:" in r.stdout
     d.docker("rm", "-f", cid)
+
+
+def test_commit_without_pause_never_takes_host_files_through_a_swapped_link(daemon, swapper):
+    """``docker commit --pause=false`` walks the container's layer while it runs: a directory
+    swapped for a symlink to a host directory must not be followed (the commit's layer would
+    then carry host files)."""
+    d = daemon
+    token = secrets.token_hex(8)
+    marker_dir = Path(f"/tmp/dockyard-commitrace-{token}")
+    marker_dir.mkdir()
+    (marker_dir / "secret").write_text(f"host-secret-{token}\n")
+    script = (f"mkdir -p /race/d && echo container-file > /race/d/secret && ln -s {marker_dir} /race/l && "
+              "exec /swap /race/d /race/l")
+    cid, pid = _start_racer(d, swapper, script)
+    images = []
+    try:
+        for i in range(15):
+            r = d.docker("commit", "--pause=false", cid, f"commitrace:{i}", timeout=HANG)
+            if r.returncode != 0:
+                continue  # the tree changed under the walk: an error is fine
+            images.append(f"commitrace:{i}")
+            saved = d.docker("save", f"commitrace:{i}", timeout=HANG)
+            assert saved.returncode == 0, saved.stderr
+            leaked = f"host-secret-{token}".encode() in saved.stdout
+            assert not leaked, f"commit {i} took the host's file"
+        assert images
+    finally:
+        d.docker("rm", "-f", cid)
+        for image in images:
+            d.docker("rmi", "-f", image)
+        shutil.rmtree(marker_dir)
 
 
 def _tar_of(name: str, data: bytes) -> bytes:
