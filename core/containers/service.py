@@ -225,6 +225,9 @@ class ContainerService:
             self._reserve(configure.check_name(name), cid)  # before the first await
         try:
             return await self._create(body, name.lstrip("/") if name else None, cid)
+        except (OSError, DockyardError) as exc:  # a full disk: say so (the steps were undone)
+            _raise_if_disk_full(exc, "cannot create container")
+            raise
         finally:
             self._release(cid)
 
@@ -315,7 +318,11 @@ class ContainerService:
         try:
             async with self.lock(c.id):
                 require(c.state, "start", c.id)
-                await self._start(c)
+                try:
+                    await self._start(c)
+                except (OSError, DockyardError) as exc:  # a full disk: say so (the steps were undone)
+                    _raise_if_disk_full(exc, f"cannot start container {c.id[:12]}")
+                    raise
         except DockyardError as exc:
             if c.host_config.get("AutoRemove") and not isinstance(exc, NotModified):
                 await self.remove(c.id, force=True, volumes=True)  # as Docker does: `run --rm` waits for removal
@@ -1095,6 +1102,19 @@ class ContainerService:
         if remove_parent is not None and not any(c.running for c in self.containers.values()):
             with contextlib.suppress(Exception):
                 remove_parent()  # leaves nothing behind; fails harmlessly while others use it
+
+
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _raise_if_disk_full(exc: BaseException, what: str) -> None:
+    """A step failed because the disk is full (the OSError itself, or a driver's error made
+    from one): raise one clear error naming it instead, e.g. ``cannot start container
+    0123456789ab: no space left on device (ENOSPC)``."""
+    cause = exc if isinstance(exc, OSError) else exc.__cause__
+    if isinstance(cause, OSError) and cause.errno in DISK_FULL and "(ENOSPC)" not in str(exc) \
+            and "(EDQUOT)" not in str(exc):
+        raise DockyardError(f"{what}: {_os_reason(cause)}") from exc
 
 
 def _os_reason(exc: OSError) -> str:

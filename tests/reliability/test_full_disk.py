@@ -70,7 +70,14 @@ def _record(daemon: DaemonProcess, cid: str) -> dict:
 def test_stop_kill_and_rm_work_on_a_full_disk(small_daemon):
     d = small_daemon
     stop_me, kill_me, rm_me = (_ok(d, "run", "-d", "busybox", "sleep", "300") for _ in range(3))
+    start_me = _ok(d, "create", "busybox", "sleep", "300")
     _fill(d.data_root)
+
+    # a start cannot record its intent: a clear error, and nothing half set up is left
+    r = d.docker("start", start_me)
+    assert r.returncode != 0 and b"no space left on device (ENOSPC)" in r.stderr, r.stderr
+    assert json.loads(_ok(d, "inspect", "-f", "{{json .State}}", start_me))["Status"] == "created"
+    assert [t for t in traces(d, start_me) if not t.startswith("file: ")] == []
 
     _ok(d, "stop", "-t", "1", stop_me)
     assert json.loads(_ok(d, "inspect", "-f", "{{json .State}}", stop_me))["Status"] == "exited"
@@ -84,7 +91,7 @@ def test_stop_kill_and_rm_work_on_a_full_disk(small_daemon):
     (d.data_root / "fill").unlink()  # the rm freed a little; make it full again
     _fill(d.data_root)
     r = d.docker("create", "busybox", "true")
-    assert r.returncode != 0 and b"no space left on device" in r.stderr.lower(), r.stderr
+    assert r.returncode != 0 and b"no space left on device (ENOSPC)" in r.stderr, r.stderr
 
     # space returns: the records kept in memory are written (retried every second)
     (d.data_root / "fill").unlink()
@@ -93,4 +100,5 @@ def test_stop_kill_and_rm_work_on_a_full_disk(small_daemon):
     assert "Task exception was never retrieved" not in d.log()
     restart(d)
     assert json.loads(_ok(d, "inspect", "-f", "{{json .State}}", stop_me))["Status"] == "exited"
-    _ok(d, "rm", stop_me, kill_me)
+    _ok(d, "start", start_me)  # works again once there is space
+    _ok(d, "rm", "-f", stop_me, kill_me, start_me)
