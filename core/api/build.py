@@ -5,16 +5,17 @@ As in moby, an error before the stream has produced anything is an HTTP error (a
 syntax error is a 400); after that it is a final ``{"errorDetail": ...}`` line.
 
 Query parameters served: ``dockerfile``, ``t`` (repeatable), ``buildargs``, ``labels``,
-``target``, ``nocache``, ``rm``, ``forcerm``, ``pull``, ``q``, ``networkmode``, ``platform``
-(the host's only). The ``authorize_container`` hooks see the build's RUN containers
-(``networkmode``) before the context is read, and each RUN container as it is created and
-started. Accepted and ignored: ``cachefrom`` (the cache is local only),
-``extrahosts``, ``shmsize``, the resource limits (``memory``, ``cpu*``) and ``squash``.
+``target``, ``nocache``, ``rm``, ``forcerm``, ``pull``, ``q``, ``networkmode``, ``extrahosts``,
+``cachefrom``, ``platform`` (the host's only). The ``authorize_container`` hooks see the build's
+RUN containers (``networkmode``) before the context is read, and each RUN container as it is
+created and started. Accepted and ignored: ``shmsize``, the resource limits (``memory``,
+``cpu*``) and ``squash``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import shutil
@@ -94,9 +95,44 @@ def options(request: web.Request) -> Options:
         pull=query_bool(request, "pull"),
         quiet=query_bool(request, "q"),
         networkmode=q.get("networkmode", "") if q.get("networkmode") != "default" else "",
+        extrahosts=_extra_hosts(request),
+        cachefrom=_cache_from(request),
         platform=platform,
         registry_config=_registry_config(request.headers.get("X-Registry-Config")),
     )
+
+
+def _extra_hosts(request: web.Request) -> list[str]:
+    """``extrahosts``: repeated ``name:ip`` (the docker CLI, docker-py); ``name=ip`` too."""
+    out = []
+    for item in request.query.getall("extrahosts", []):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, ip = item.partition("=") if "=" in item else item.partition(":")
+        if not sep or not name or not ip:
+            raise InvalidArgument(f"invalid extrahosts {item!r}: expected name:ip")
+        if ip != "host-gateway":
+            try:
+                ipaddress.ip_address(ip.strip("[]"))
+            except ValueError:
+                raise InvalidArgument(f"invalid IP address in add-host: {ip!r}") from None
+        out.append(f"{name}:{ip.strip('[]')}")
+    return out
+
+
+def _cache_from(request: web.Request) -> list[str]:
+    """``cachefrom``: a JSON list of image references (the docker CLI, docker-py)."""
+    raw = request.query.get("cachefrom")
+    if not raw:
+        return []
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise InvalidArgument(f"invalid cachefrom: not JSON: {raw!r}") from None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidArgument("invalid cachefrom: expected a JSON list of image names")
+    return [v for v in value if v]
 
 
 def _registry_config(header: str | None) -> dict[str, dict[str, Any]]:
@@ -136,6 +172,17 @@ def _receive_context(body: Any, directory: Path) -> None:
         L.extract(spool, directory, _RefuseWhiteouts())  # type: ignore[arg-type]
 
 
+def error_message(exc: BaseException) -> dict[str, Any]:
+    """The stream's last line, as moby's ``streamformatter.FormatError``: a failed RUN's exit
+    status is the ``code`` (the docker CLI exits with it), other errors have none."""
+    message = str(exc.message if isinstance(exc, DockyardError) else exc)
+    detail: dict[str, Any] = {"message": message}
+    code = getattr(exc, "code", 0)
+    if isinstance(code, int) and code:
+        detail = {"code": code, "message": message}
+    return {"errorDetail": detail, "error": message}
+
+
 @routes.post("/build")
 async def build(request: web.Request) -> web.StreamResponse:
     daemon = daemon_of(request)
@@ -170,8 +217,7 @@ async def build(request: web.Request) -> web.StreamResponse:
             raise
         if not isinstance(exc, DockyardError):
             log.exception("build failed")
-        message = str(exc.message if isinstance(exc, DockyardError) else exc)
-        await response.write(json.dumps({"errorDetail": {"message": message}, "error": message}).encode() + b"\r\n")
+        await response.write(json.dumps(error_message(exc)).encode() + b"\r\n")
     finally:
         await asyncio.to_thread(shutil.rmtree, tmp, True)
     if not response.prepared:

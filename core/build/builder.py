@@ -31,6 +31,7 @@ from ..containers.spec import resolve_user
 from ..errors import DockyardError, InvalidArgument, NoSuchImage
 from ..images import reference as R
 from ..images.streams import IterReader
+from ..runtime.logfile import STDERR
 from . import dockerfile as D
 from . import files as F
 from .cache import BuildCache
@@ -46,7 +47,12 @@ EMPTY_TAR = b"\0" * 1024
 
 
 class BuildFailed(InvalidArgument):
-    """A step failed (its message is what the build stream reports)."""
+    """A step failed (its message is what the build stream reports; ``code``, a failed RUN's
+    exit status, goes into the stream's ``errorDetail`` as Docker's JSONError does)."""
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass
@@ -62,6 +68,8 @@ class Options:
     pull: bool = False
     quiet: bool = False
     networkmode: str = ""
+    extrahosts: list[str] = field(default_factory=list)  # "name:ip", the RUN containers' /etc/hosts
+    cachefrom: list[str] = field(default_factory=list)  # images whose parent chains may satisfy the cache
     platform: str = ""
     registry_config: dict[str, dict[str, Any]] = field(default_factory=dict)  # X-Registry-Config
 
@@ -113,6 +121,7 @@ class Builder:
         self.used_args: set[str] = set()
         self.step = 0
         self.total = 0
+        self._sources: list[str] | None = None  # the cachefrom images' parent chains, resolved once
 
     async def say(self, text: str) -> None:
         if not self.opts.quiet:
@@ -245,8 +254,15 @@ class Builder:
         else:
             image_id = await self._base_image(base)
         config = dict(self.images.config(image_id).get("config") or {}) if image_id else {"Env": [DEFAULT_PATH]}
-        await self.say(f" ---> {short(image_id)}\n" if image_id else "")
-        return StageState(image_id, config)
+        state = StageState(image_id, config)
+        triggers = config.pop("OnBuild", None) or []
+        if triggers:  # the base's ONBUILD triggers run first, in order, and are not inherited
+            instructions = D.parse_triggers([str(t) for t in triggers])
+            await self.say(f"# Executing {len(instructions)} build trigger{'s' if len(instructions) > 1 else ''}\n")
+            for ins in instructions:
+                await self._dispatch(ins, state, meta, done)
+        await self.say(f" ---> {short(state.image_id)}\n" if state.image_id else "")
+        return state
 
     async def _base_image(self, name: str) -> str:
         """The image of a FROM (or ``COPY --from``) that is not a stage: the local one, pulled
@@ -367,6 +383,8 @@ class Builder:
             config["StopSignal"] = D.expand(ins.args, env, ins.escape)
         elif cmd == "healthcheck":
             config["Healthcheck"] = self._healthcheck(ins, st)
+        elif cmd == "onbuild":
+            config["OnBuild"] = [*(config.get("OnBuild") or []), ins.args]
         elif cmd == "maintainer":
             pass  # deprecated; kept in the history only
         await self._commit_metadata(st, config, f"#(nop) {summary}")
@@ -400,11 +418,32 @@ class Builder:
     async def _cached(self, key: str) -> str | None:
         if self.opts.nocache:
             return None
-        image_id = self.cache.get(key)
+        if self.opts.cachefrom:
+            image_id = self._from_cache_sources(key)
+        else:
+            image_id = self.cache.get(key)
         if image_id is None or image_id not in self.images.images:
             return None
         await self.say(" ---> Using cache\n")
         return image_id
+
+    def _from_cache_sources(self, key: str) -> str | None:
+        """``cachefrom`` (moby's ``ImageCache``): only images in the parent chain of a named
+        image serve the cache (names not present serve nothing); the one made by this step."""
+        if self._sources is None:
+            self._sources = []
+            for name in self.opts.cachefrom:
+                try:
+                    cur = self.images.resolve(name).id
+                except DockyardError:  # not present (or not a name): no cache from it
+                    continue
+                seen: set[str] = set()
+                while cur and cur not in seen:
+                    seen.add(cur)
+                    self._sources.append(cur)
+                    image = self.images.images.get(cur)
+                    cur = image.parent if image is not None else ""
+        return next((i for i in self._sources if self.cache.key_of(i) == key), None)
 
     async def _commit_metadata(self, st: StageState, config: dict[str, Any], created_by: str) -> None:
         key = self.cache.key(st.image_id, "meta", json.dumps(config, sort_keys=True), created_by)
@@ -439,7 +478,8 @@ class Builder:
         body: dict[str, Any] = {
             **st.config, "Image": st.image_id, "Cmd": argv, "Entrypoint": None, "Env": env,
             "Healthcheck": {"Test": ["NONE"]}, "AttachStdout": True, "AttachStderr": True,
-            "HostConfig": {"NetworkMode": self.opts.networkmode} if self.opts.networkmode else {},
+            "HostConfig": {**({"NetworkMode": self.opts.networkmode} if self.opts.networkmode else {}),
+                           **({"ExtraHosts": list(self.opts.extrahosts)} if self.opts.extrahosts else {})},
         }
         c = await self.containers.create(body, None)
         self.made.append(c.id)
@@ -448,10 +488,13 @@ class Builder:
         reader = self.containers.logs(c)
         if reader is not None:
             async for record in reader.follow():
-                await self.say(record.data.decode(errors="replace"))
+                text = record.data.decode(errors="replace")
+                # Docker's stderr writer: every write to stderr in red (docker-py tests for it)
+                await self.say(f"\x1b[91m{text}\x1b[0m" if record.stream == STDERR else text)
         ended = await self.containers.wait(c.id)
         if ended.exit_code != 0:
-            raise BuildFailed(f"The command '{' '.join(argv)}' returned a non-zero code: {ended.exit_code}")
+            raise BuildFailed(f"The command '{' '.join(argv)}' returned a non-zero code: {ended.exit_code}",
+                              code=ended.exit_code)
         image_id = await self._commit_container(c.id, st, st.config, created_by)
         self.cache.put(key, image_id)
         st.image_id = image_id

@@ -157,8 +157,8 @@ def parse(data: bytes) -> Dockerfile:
                 raise ParseError(line, "FROM requires either one or three arguments")
             stages.append(Stage(len(stages), words[0], name, ins))
             continue
-        if cmd in ("onbuild",):
-            raise ParseError(line, "ONBUILD is not supported by dockyard's builder")
+        if cmd == "onbuild":
+            check_trigger(ins.args, line)
         if not stages:
             if cmd != "arg":
                 raise ParseError(line, f"{word} is not allowed before the first FROM (only ARG is)")
@@ -169,6 +169,33 @@ def parse(data: bytes) -> Dockerfile:
         raise InvalidArgument("Dockerfile parse error: the Dockerfile has no FROM instruction "
                               "(file with no instructions)")
     return Dockerfile(meta, stages)
+
+
+def check_trigger(expression: str, line: int) -> None:
+    """What moby's parser refuses as an ``ONBUILD`` trigger."""
+    word = expression.strip().split(None, 1)[0].upper() if expression.strip() else ""
+    if not word:
+        raise ParseError(line, "ONBUILD requires at least one argument")
+    if word == "ONBUILD":
+        raise ParseError(line, "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+    if word in ("MAINTAINER", "FROM"):
+        raise ParseError(line, f"{word} isn't allowed as an ONBUILD trigger")
+    if word.lower() not in INSTRUCTIONS:
+        raise ParseError(line, f"unknown instruction: {word}")
+
+
+def parse_triggers(triggers: list[str]) -> list[Instruction]:
+    """The ``OnBuild`` triggers of a base image, as instructions of the stage that uses it
+    (checked again: an image's config may have been written by anyone)."""
+    out: list[Instruction] = []
+    for trigger in triggers:
+        word = trigger.strip().split(None, 1)[0].upper() if trigger.strip() else ""
+        if word == "ONBUILD":
+            raise InvalidArgument("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+        if word in ("MAINTAINER", "FROM"):
+            raise InvalidArgument(f"{word} isn't allowed as an ONBUILD trigger")
+        out += parse(f"FROM scratch\n{trigger}\n".encode()).stages[0].instructions
+    return out
 
 
 # -- words and variables ------------------------------------------------------------------------

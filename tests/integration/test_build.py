@@ -303,3 +303,146 @@ def test_hostile_context_is_refused_whole(d, client):
     with pytest.raises(docker.errors.APIError, match="contains '..'"):
         list(client.api.build(fileobj=buf, custom_context=True))
     assert not list((d.data_root / "image" / "tmp").glob("build-*"))  # the unpacked context is gone
+
+
+# -- issue 15: ONBUILD, target, cachefrom, extrahosts, networkmode, errors as Docker sends them --
+
+
+def test_onbuild_triggers_run_first_in_the_child_build(d, client, tmp_path):
+    """ONBUILD is recorded in the image's OnBuild; a build FROM that image runs the triggers
+    in order (a COPY from the child's context too) before its own instructions, and the
+    child does not inherit them."""
+    parent = write_context(tmp_path / "parent", "FROM busybox\nONBUILD RUN echo first > /t1\n"
+                           "ONBUILD COPY f.txt /from-child-context\nONBUILD ENV TRIGGERED=yes\nRUN echo own > /own\n")
+    r = docker_build(d, "-t", "dy-onbuild-parent:1", str(parent))
+    assert r.returncode == 0, r.stderr.decode() + r.stdout.decode()
+    config = json.loads(d.docker("image", "inspect", "dy-onbuild-parent:1").stdout)[0]["Config"]
+    assert config["OnBuild"] == ["RUN echo first > /t1", "COPY f.txt /from-child-context", "ENV TRIGGERED=yes"]
+    assert d.docker("run", "--rm", "dy-onbuild-parent:1", "ls", "/t1").returncode != 0  # not run in the parent
+
+    child = write_context(tmp_path / "child", "FROM dy-onbuild-parent:1\nRUN cat /t1 /from-child-context > /both "
+                          "&& echo $TRIGGERED >> /both\n", {"f.txt": "child file\n"})
+    r = docker_build(d, "-t", "dy-onbuild-child:1", str(child))
+    out = r.stdout.decode()
+    assert r.returncode == 0, r.stderr.decode() + out
+    assert "# Executing 3 build triggers" in out
+    assert out.index("Step 1/2") < out.index("# Executing 3 build triggers") < out.index("Step 2/2")
+    assert d.docker("run", "--rm", "dy-onbuild-child:1", "cat", "/both").stdout == b"first\nchild file\nyes\n"
+    info = client.images.get("dy-onbuild-child:1").attrs["Config"]
+    assert not info.get("OnBuild")
+    # a grandchild runs nothing: the triggers fired once
+    grand = write_context(tmp_path / "grand", "FROM dy-onbuild-child:1\nRUN true\n")
+    r = docker_build(d, "-t", "dy-onbuild-grand:1", str(grand))
+    assert r.returncode == 0 and "build trigger" not in r.stdout.decode()
+    d.docker("rmi", "dy-onbuild-grand:1", "dy-onbuild-child:1", "dy-onbuild-parent:1")
+
+
+@pytest.mark.parametrize("line, message", [
+    ("ONBUILD ONBUILD RUN true", "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"),
+    ("ONBUILD FROM busybox", "FROM isn't allowed as an ONBUILD trigger"),
+    ("ONBUILD MAINTAINER me", "MAINTAINER isn't allowed as an ONBUILD trigger"),
+])
+def test_onbuild_forbidden_triggers(d, tmp_path, line, message):
+    ctx = write_context(tmp_path / "ctx", f"FROM busybox\n{line}\n")
+    r = docker_build(d, "-t", "dy-bad:1", str(ctx))
+    assert r.returncode != 0
+    assert message in r.stderr.decode()
+    assert "dy-bad:1" not in image_tags(d)
+
+
+def test_target_stops_at_the_stage(d, client, tmp_path):
+    """docker-py's test: later stages (an ONBUILD, a base that is not here) are never reached;
+    an unknown target is Docker's error."""
+    ctx = write_context(tmp_path / "ctx", "FROM busybox as first\nRUN mkdir -p /tmp/test\nFROM alpine:latest\n"
+                        "ONBUILD RUN echo never\n")
+    image, _ = client.images.build(path=str(ctx), target="first", tag="dy-target:1")
+    assert not image.attrs["Config"].get("OnBuild")
+    assert d.docker("run", "--rm", "dy-target:1", "ls", "-d", "/tmp/test").returncode == 0
+    r = docker_build(d, "--target", "nope", str(ctx))
+    assert r.returncode == 1
+    assert "failed to reach build target nope in Dockerfile" in r.stderr.decode()
+    client.images.remove("dy-target:1")
+
+
+def test_cache_from_uses_only_the_named_images_chains(d, client, tmp_path):
+    """docker-py's test_build_with_cache_from: with cachefrom only steps in a named image's
+    parent chain are reused; a missing name gives no cache at all."""
+    script = "FROM busybox\nENV FOO=bar\nRUN touch baz\nRUN touch bax\n"
+    ctx = write_context(tmp_path / "ctx", script)
+
+    def build(**kwargs) -> int:
+        _, logs = client.images.build(path=str(ctx), **kwargs)
+        return sum("Using cache" in chunk.get("stream", "") for chunk in logs)
+
+    build(tag="dy-cache1:1")
+    assert build(tag="dy-cache2:1", cache_from=["dy-cache1:1"]) == 3
+    client.images.remove("dy-cache2:1")
+    assert build(tag="dy-cache2:1", cache_from=["dy-nosuchtag:1"]) == 0
+    # an unrelated image is no source for these steps either
+    assert build(tag="dy-cache3:1", cache_from=["busybox:latest"]) == 0
+    # the docker CLI's --cache-from
+    r = docker_build(d, "--cache-from", "dy-cache1:1", "-t", "dy-cache4:1", str(ctx))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().count("Using cache") == 3
+    for tag in ("dy-cache1:1", "dy-cache2:1", "dy-cache3:1", "dy-cache4:1"):
+        client.images.remove(tag)
+
+
+def test_extra_hosts_reach_run_steps(d, client, tmp_path):
+    ctx = write_context(tmp_path / "ctx", "FROM busybox\nRUN ping -c1 -W2 extrahost.local.test\n"
+                        "RUN cp /etc/hosts /hosts-file\n")
+    r = docker_build(d, "--add-host", "extrahost.local.test:127.0.0.1", "--add-host", "hello.world.test=127.0.0.2",
+                     "-t", "dy-extrahosts:1", str(ctx))
+    assert r.returncode == 0, r.stderr.decode() + r.stdout.decode()
+    hosts = d.docker("run", "--rm", "dy-extrahosts:1", "cat", "/hosts-file").stdout.decode()
+    assert "127.0.0.1\textrahost.local.test" in hosts and "127.0.0.2\thello.world.test" in hosts
+    _, logs = client.images.build(path=str(ctx), tag="dy-extrahosts:2", nocache=True,
+                                  extra_hosts={"extrahost.local.test": "127.0.0.1"})
+    assert "127.0.0.1\textrahost.local.test" in d.docker("run", "--rm", "dy-extrahosts:2", "cat",
+                                                         "/hosts-file").stdout.decode()
+    d.docker("rmi", "dy-extrahosts:1", "dy-extrahosts:2")
+
+
+def test_network_mode_of_run_steps(d, client, tmp_path):
+    """docker-py's test_build_with_network_mode: RUN on a user network resolves a container's
+    alias there; with none it has only loopback and the failure is Docker's errorDetail."""
+    import docker
+
+    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet="10.233.1.0/24")])
+    net = client.networks.create("dy-buildnet", ipam=ipam)
+    target = client.containers.run("busybox", "sleep 300", detach=True)
+    net.connect(target, aliases=["pingtarget.docker"])
+    ctx = write_context(tmp_path / "ctx", "FROM busybox\nRUN ping -c1 -W2 pingtarget.docker\n")
+    r = docker_build(d, "--network", "dy-buildnet", "-t", "dy-netbuild:1", str(ctx))
+    assert r.returncode == 0, r.stderr.decode() + r.stdout.decode()
+    logs = list(client.api.build(path=str(ctx), network_mode="none", nocache=True, decode=True))
+    assert logs[-1]["errorDetail"]["code"] == 1, logs
+    none = write_context(tmp_path / "none", "FROM busybox\nRUN ls /sys/class/net > /nets\n")
+    r = docker_build(d, "--network", "none", "-t", "dy-netbuild:2", str(none))
+    assert r.returncode == 0, r.stderr.decode()
+    assert d.docker("run", "--rm", "dy-netbuild:2", "cat", "/nets").stdout == b"lo\n"
+    target.remove(force=True)
+    net.remove()
+    d.docker("rmi", "dy-netbuild:1", "dy-netbuild:2")
+
+
+def test_errors_on_the_stream_as_docker_sends_them(d, client, tmp_path):
+    """A failed RUN ends the stream with errorDetail.code = its exit status (the docker CLI
+    prints the message on stderr and exits with that code); a RUN's stderr comes in red, as
+    Docker's stderr writer sends it."""
+    ctx = write_context(tmp_path / "ctx", "FROM busybox\nRUN echo to-stderr >&2\nRUN false\n")
+    logs = list(client.api.build(path=str(ctx), nocache=True, decode=True))
+    message = "The command '/bin/sh -c false' returned a non-zero code: 1"
+    assert logs[-1] == {"errorDetail": {"code": 1, "message": message}, "error": message}
+    assert "\x1b[91mto-stderr\n\x1b[0m" in [chunk.get("stream") for chunk in logs]
+    r = docker_build(d, str(ctx))
+    assert r.returncode == 1 and message in r.stderr.decode()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN exit 3\n")
+    r = docker_build(d, str(ctx))
+    assert r.returncode == 3 and "The command '/bin/sh -c exit 3' returned a non-zero code: 3" in r.stderr.decode()
+    # another failure: only a message, and the CLI exits 1
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY missing /x\n")
+    logs = list(client.api.build(path=str(ctx), decode=True))
+    assert "code" not in logs[-1]["errorDetail"] and logs[-1]["error"] == logs[-1]["errorDetail"]["message"]
+    r = docker_build(d, str(ctx))
+    assert r.returncode == 1 and "missing" in r.stderr.decode()
