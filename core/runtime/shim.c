@@ -256,6 +256,35 @@ static int open_in_root(int rootfd, const char *path, int dir)
     return -1;
 }
 
+/* a proc mount showing the pid namespace "nsfd" (linux 6.17+: procfs "pidns"), for a process
+ * that is not in it; MS_NOSUID/MS_NODEV/MS_NOEXEC are MOUNT_ATTR_* bits of the same values */
+static int mount_proc_of(int nsfd, const char *target, unsigned long msflags)
+{
+    int fs = fsopen("proc", FSOPEN_CLOEXEC);
+    if (fs < 0) return -1;
+    if (fsconfig(fs, FSCONFIG_SET_FD, "pidns", NULL, nsfd) < 0 ||
+        fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) { int saved = errno; close(fs); errno = saved; return -1; }
+    int mfd = fsmount(fs, FSMOUNT_CLOEXEC, msflags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC));
+    int saved = errno;
+    close(fs);
+    if (mfd < 0) { errno = saved; return -1; }
+    int rc = move_mount(mfd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH);
+    saved = errno;
+    close(mfd);
+    errno = saved;
+    return rc;
+}
+
+/* whether this kernel's procfs takes "pidns" (else a pid namespace is joined the old way) */
+static int proc_pidns_supported(int nsfd)
+{
+    int fs = fsopen("proc", FSOPEN_CLOEXEC);
+    if (fs < 0) return 0;
+    int ok = fsconfig(fs, FSCONFIG_SET_FD, "pidns", NULL, nsfd) == 0;
+    close(fs);
+    return ok;
+}
+
 /* "tmpfs" op: a new tmpfs (fsopen) attached on an in-root target; data "size=..,mode=.." */
 static int mount_tmpfs(int tfd, unsigned long long attr, const char *data)
 {
@@ -484,6 +513,7 @@ static void userns_become_root(void)
 struct child_io {
     int in, out, err, sock, tty; int cap_last;
     int pidw;                        /* exec mode: the intermediate reports the final pid here */
+    int pidjoin;                     /* run mode, --pid container:X: X's pid namespace (fd) */
     int *joinfd, *joinflag, njoin;   /* run mode: namespaces of other containers to join */
 };
 
@@ -510,6 +540,10 @@ static void child_main(struct child_io *io)
         if (setns(io->joinfd[i], io->joinflag[i]) < 0) die("setns", "namespace", errno);
         close(io->joinfd[i]);
     }
+    /* run mode, --pid container:X: this process builds the container outside X's pid namespace
+     * (X cannot see it) and, confined, forks the container's process into it (as in exec mode);
+     * /proc is mounted with pidns= (X's) since this process is not in it */
+    if (io->pidjoin >= 0 && setns(io->pidjoin, CLONE_NEWPID) < 0) die("setns", "pid namespace", errno);
 
     /* cgroups first, before anything can fork */
     for (int i = 0; i < nrecs; i++) {
@@ -600,7 +634,9 @@ static void child_main(struct child_io *io)
             const char *tgt = field(r, 2);
             if (mkdir_p(tgt, 0755) < 0) die("mkdir", tgt, errno);
             const char *data = field(r, 5);
-            if (mount(field(r, 1), tgt, field(r, 3), strtoul(field(r, 4), NULL, 0), *data ? data : NULL) < 0)
+            if (io->pidjoin >= 0 && !strcmp(field(r, 3), "proc")) {
+                if (mount_proc_of(io->pidjoin, tgt, strtoul(field(r, 4), NULL, 0)) < 0) die("mount", tgt, errno);
+            } else if (mount(field(r, 1), tgt, field(r, 3), strtoul(field(r, 4), NULL, 0), *data ? data : NULL) < 0)
                 die("mount", tgt, errno);
         } else if (!strcmp(kind, "bind")) {
             const char *tgt = field(r, 2);
@@ -680,7 +716,7 @@ static void child_main(struct child_io *io)
             ioctl(m, TIOCSWINSZ, &ws);
         }
         if (fchown(s, (uid_t)get_ll("uid", 0), (gid_t)-1) < 0) { /* best effort */ }
-        if (exec_root) {
+        if (exec_root || io->pidjoin >= 0) {
             pty_slave = s;
         } else {
             if (ioctl(s, TIOCSCTTY, 0) < 0) die("pty-ctty", name, errno);
@@ -768,7 +804,7 @@ static void child_main(struct child_io *io)
     const char *arg0 = argv[init ? 2 : 0];
     char *exe = lookup(arg0, envp, &err);
     if (!exe) die("lookup", arg0, err);
-    if (exec_root) {
+    if (exec_root || io->pidjoin >= 0) {
         /* Confined (root, credentials, capabilities, no_new_privs, seccomp, non-dumpable): only
          * now may a process appear in the container's pid namespace. CLONE_PARENT makes it the
          * monitor's child, so the monitor reaps it and gets its exit status. */
@@ -782,6 +818,10 @@ static void child_main(struct child_io *io)
                 if (dup2(pty_slave, 0) < 0 || dup2(pty_slave, 1) < 0 || dup2(pty_slave, 2) < 0)
                     die("stdio", NULL, errno);
                 if (pty_slave > 2) close(pty_slave);
+            }
+            if (init) {
+                execve(argv[0], argv, envp);
+                die("exec-init", argv[0], errno);
             }
             execve(exe, argv, envp);
             die("exec", exe, errno);
@@ -936,14 +976,17 @@ int main(int argc, char **argv)
      * The monitor never enters a container: it opens them and the child joins them, except the
      * pid namespace, which setns() only sets for the children (the monitor stays in its own). */
     int exec_mode = get("exec_root") != NULL;
-    int joinfd[16], joinflag[16], njoin = 0;
+    int joinfd[16], joinflag[16], njoin = 0, pidjoin = -1;
     for (int i = 0; i < nrecs; i++) {
         if (strcmp(recs[i].key, "setns")) continue;
         if (exec_mode || njoin == 16) { status_error(EINVAL, "spec", "setns"); return 1; }
         int flag = strtol(field(&recs[i], 0), NULL, 0);
         int fd = open(field(&recs[i], 1), O_RDONLY | O_CLOEXEC);
         if (fd < 0) { status_error(errno, "setns", field(&recs[i], 1)); return 1; }
-        if (flag == CLONE_NEWPID || get("uid_map") || get("userns_join")) { /* userns: the child could not */
+        if (flag == CLONE_NEWPID && !get("uid_map") && !get("userns_join")
+            && proc_pidns_supported(fd)) {
+            pidjoin = fd; /* joined by the child for its own child (see child_main) */
+        } else if (flag == CLONE_NEWPID || get("uid_map") || get("userns_join")) { /* userns: the child could not */
             if (setns(fd, flag) < 0) { status_error(errno, "setns", field(&recs[i], 1)); return 1; }
             close(fd);
         } else {
@@ -958,7 +1001,8 @@ int main(int argc, char **argv)
 
     int errp[2], inp[2] = { -1, -1 }, outp[2] = { -1, -1 }, errs[2] = { -1, -1 }, sv[2] = { -1, -1 };
     int pidp[2] = { -1, -1 };
-    if (pipe2(errp, O_CLOEXEC) < 0 || (exec_mode && pipe2(pidp, O_CLOEXEC) < 0)) {
+    int two_step = exec_mode || pidjoin >= 0; /* an intermediate forks the process (CLONE_PARENT) */
+    if (pipe2(errp, O_CLOEXEC) < 0 || (two_step && pipe2(pidp, O_CLOEXEC) < 0)) {
         status_error(errno, "pipe", NULL);
         return 1;
     }
@@ -989,11 +1033,12 @@ int main(int argc, char **argv)
     if (cpid < 0) { status_error(errno, "clone", NULL); return 1; }
     if (cpid == 0) {
         errfd = errp[1];
-        struct child_io io = { inp[0], outp[1], errs[1], sv[1], tty, cap_last, pidp[1], joinfd, joinflag, njoin };
+        struct child_io io = { inp[0], outp[1], errs[1], sv[1], tty, cap_last, pidp[1], pidjoin, joinfd, joinflag, njoin };
         child_main(&io);
         _exit(127);
     }
     for (int i = 0; i < njoin; i++) close(joinfd[i]);
+    if (pidjoin >= 0) close(pidjoin);
     close(errp[1]);
     if (userns_sync[0] >= 0) {
         const char *stage = "userns";
@@ -1006,7 +1051,7 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    if (exec_mode) {
+    if (two_step) {
         /* the intermediate reports the pid of the exec'd process (our child by CLONE_PARENT)
          * and exits; nothing to read means it failed (its error is on errp) */
         pid_t ipid = cpid;

@@ -161,3 +161,26 @@ def test_exec_monitor_never_enters_the_container(d, client):
         assert os.readlink(f"/proc/{mpid}/root") == "/"
     finally:
         os.kill(cpid, 9)
+
+
+def test_container_joining_a_pid_namespace_is_never_seen_unconfined(d, client, marker):
+    """``--pid container:Y``: the new container's process appears in Y's pid namespace only
+    once it is built and confined (its setup runs outside it; /proc is mounted with pidns=).
+    Before, the monitor cloned it into Y's namespace, where Y saw its whole setup as host root."""
+    path, secret = marker
+    y = client.containers.run("busybox", ["sh", "-c", WATCHER], detach=True, cap_add=["SYS_PTRACE"],
+                              environment={"MARKER": str(path)}, network_mode="none")
+    deadline = time.monotonic() + 30
+    while y.exec_run(["test", "-e", "/tmp/ready"]).exit_code != 0:
+        assert time.monotonic() < deadline, "the watcher did not start"
+        time.sleep(0.05)
+    for i in range(25):
+        out = client.containers.run("busybox", ["sh", "-c", "cat /proc/1/cmdline; echo; echo $$"], remove=True,
+                                    pid_mode=f"container:{y.id}", network_mode="none", tty=(i % 5 == 0))
+        assert out.split()[0].startswith(b"sh"), out  # Y's pid 1 (its /proc is Y's namespace)
+    found = y.exec_run(["sh", "-c", "cat /tmp/found 2>/dev/null; true"]).output.decode()
+    assert secret not in found, f"a starting container's /proc/PID/root led to the host:\n{found[:2000]}"
+    over = [line for line in found.splitlines() if line.split()[1:2] == ["caps"]
+            and (int(line.split()[2], 16) & ~CONTAINER_CAPS or line.split()[3:4] not in (["2"], []))]
+    assert not over, "processes seen in Y with more than the default capabilities or no seccomp:\n" + \
+        "\n".join(over[:50])
