@@ -18,7 +18,9 @@
  *        takes its controlling tty and execve()s. The intermediate reports its pid and exits.
  * A container that polls /proc (even with CAP_SYS_PTRACE) can only ever see a process that
  * already has its own root, credentials, capabilities and seccomp filter, and is non-dumpable
- * until execve.
+ * until execve. Run mode with --pid container:X does the same: the child builds the container
+ * outside X's pid namespace (/proc mounted with pidns=X's) and forks its process into it once
+ * confined. With CLONE_NEWPID the child is pid 1 of a namespace nobody else is in.
  *
  * The daemon (dockyard.runtime.spec) precomputes everything; this program only executes a
  * list of operations. Spec format: records "<key> <len>\n<len bytes>\n"; multi-field

@@ -9,8 +9,8 @@ exit_path
 log_max_size/files    rotation (0 = never)
 rootfs                mounted rootfs dir (host)
 clone_flags           CLONE_NEW* for clone(); CLONE_NEWNS always
-setns                 ``<CLONE_NEW* flag>\\0<path>`` (run mode): a pid namespace is set by the monitor
-                      for its child, the others are joined by the child (the monitor never enters)
+setns                 ``<CLONE_NEW* flag>\\0<path>`` (run mode): joined by the child (the monitor never
+                      enters); a pid namespace only for the child's own child, forked once confined
 exec_ns               same format (exec mode): joined by the intermediate process, in order
 cgroup                a cgroup.procs file the child writes "0" into (repeatable)
 tty, console_size,    ``1``; ``"<rows> <cols>"``; present when open_stdin; ``1``
