@@ -2,7 +2,12 @@
 
 A cgroup driver owns one directory (the *parent*, config option ``parent``, default
 ``"dockyard"``) in every cgroup hierarchy it uses, and one child directory per container
-below it, named by the container id. Built-in backends live in the ``dockyard-cgroups``
+below it, named by the container id. A container may instead be created under its own
+parent (Docker's ``--cgroup-parent``, e.g. ``/kubepods/burstable/pod<uid>``): its cgroup is
+then ``<parent>/<id>`` in every hierarchy, the driver creates the missing ancestors (v1
+cpuset ones with the cpus/mems of their parent, v2 ones with the controllers enabled in
+``cgroup.subtree_control`` down the path), remembers which ones it created (in its state
+directory, so a restarted daemon still knows) and removes only those, and only when empty. Built-in backends live in the ``dockyard-cgroups``
 distribution (entry points ``v1``, ``v2``, ``auto``); ``fake`` is an in-memory driver for
 API tests (:class:`dockyard.testing.fake_cgroups.FakeCgroups`).
 
@@ -226,12 +231,25 @@ class CgroupDriver(Protocol):
     #: ``GET /info`` ``CgroupDriver``: always ``"cgroupfs"`` here (no systemd)
     driver: str
 
-    def create(self, cid: str, resources: Resources) -> None:
+    def create(self, cid: str, resources: Resources, parent: str | None = None) -> None:
         """Make the container's cgroup(s) and apply ``resources``.
+
+        ``parent`` (Docker's ``HostConfig.CgroupParent``): a path from the root of each
+        hierarchy, leading slash or not, cleaned like Go's ``filepath.Join`` (``..`` stops at
+        the root); ``None`` is the driver's own parent. Every other method then finds the
+        container under it.
 
         A limit the kernel refuses raises :class:`InvalidArgument` with the kernel's reason,
         and leaves nothing behind. An existing cgroup raises :class:`dockyard.errors.Conflict`.
         """
+
+    def path(self, cid: str) -> str:
+        """The container's cgroup path from the hierarchy root, as ``/proc/<pid>/cgroup``
+        shows it: ``/<parent>/<cid>``."""
+
+    def adopt(self, cid: str, parent: str | None) -> None:
+        """Tell the driver under which ``parent`` (as given to :meth:`create`) an existing
+        container's cgroup is: a restarted daemon calls it for each container it restores."""
 
     def procs_files(self, cid: str) -> list[str]:
         """Absolute paths of every ``cgroup.procs`` file the container's init must write its
@@ -273,10 +291,12 @@ class CgroupDriver(Protocol):
         :class:`dockyard.errors.InUse` if the cgroup is still busy after ``timeout``."""
 
     def list(self) -> list[str]:
-        """Container ids that have a cgroup under the parent (startup reconciliation)."""
+        """Container ids that have a cgroup under the driver's parent or under a parent given
+        to :meth:`create`/:meth:`adopt` (startup reconciliation); never an ancestor directory."""
 
     def exists(self, cid: str) -> bool:
         """Whether any cgroup directory of ``cid`` exists."""
 
     def remove_parent(self) -> None:
-        """Remove the (empty) parent directories; for tests and uninstall. Idempotent."""
+        """Remove the (empty) parent directories, and the empty per-container parents this
+        driver created; for tests and uninstall. Idempotent."""

@@ -320,3 +320,111 @@ class CgroupDriverSuite:
                  "try:\n    open('/dev/kmsg', 'w').close()\nexcept PermissionError:\n    sys.exit(3)\n")
         p = spawn(cid, PY, "-c", probe)
         assert p.wait(timeout=60) == 3, p.communicate()
+
+    # -- per-container parents (Docker's --cgroup-parent) ------------------------------
+    @pytest.fixture
+    def prefix(self, cgroup_driver) -> Iterator[str]:
+        """A unique top-level name for a kubepods-like tree; whatever is left of it is removed."""
+        name = f"dockyard-ptest-{secrets.token_hex(4)}"
+        yield name
+        for cid in cgroup_driver.list():
+            if cgroup_driver.path(cid).startswith(f"/{name}/"):
+                cgroup_driver.remove(cid)
+        for root in self.roots:
+            for d in sorted((os.path.join(r, x) for r, ds, _ in os.walk(os.path.join(root, name)) for x in ds),
+                            key=len, reverse=True):
+                os.rmdir(d)
+            if os.path.isdir(os.path.join(root, name)):
+                os.rmdir(os.path.join(root, name))
+
+    roots: list[str] = []
+
+    def hierarchy_roots(self, drv, cid: str) -> list[str]:
+        """Every hierarchy root the container's cgroup lives in, from its procs files."""
+        tail = drv.path(cid) + "/cgroup.procs"
+        out = [f[: -len(tail)] for f in drv.procs_files(cid) if f.endswith(tail)]
+        assert len(out) == len(drv.procs_files(cid)), (tail, drv.procs_files(cid))
+        type(self).roots = out if self.kernel else []
+        return out
+
+    def test_parent_places_the_cgroup(self, cgroup_driver, prefix):
+        cid = "c" + secrets.token_hex(6)
+        parent = f"/{prefix}/kubepods/burstable/pod{secrets.token_hex(4)}"
+        cgroup_driver.create(cid, Resources(), parent=parent)
+        assert cgroup_driver.path(cid) == f"{parent}/{cid}"
+        assert cgroup_driver.exists(cid)
+        listed = cgroup_driver.list()
+        assert cid in listed and not {"kubepods", "burstable", prefix} & set(listed)
+        roots = self.hierarchy_roots(cgroup_driver, cid)
+        if self.kernel:
+            assert all(os.path.isdir(f"{r}{parent}/{cid}") for r in roots)
+        cgroup_driver.remove(cid)
+        assert not cgroup_driver.exists(cid) and cid not in cgroup_driver.list()
+        if self.kernel:  # every ancestor it made is gone, in every hierarchy
+            assert not [r for r in roots if os.path.exists(os.path.join(r, prefix))]
+
+    def test_relative_parent_and_dotdot_stay_under_the_root(self, cgroup_driver, prefix):
+        cid = "c" + secrets.token_hex(6)
+        cgroup_driver.create(cid, Resources(), parent=f"{prefix}/../../{prefix}/docker/")
+        assert cgroup_driver.path(cid) == f"/{prefix}/docker/{cid}"
+        self.hierarchy_roots(cgroup_driver, cid)
+
+    def test_parent_shared_and_foreign_ancestors_kept(self, cgroup_driver, prefix):
+        a, b = "c" + secrets.token_hex(6), "c" + secrets.token_hex(6)
+        pod = f"/{prefix}/kubepods/pod1"
+        cgroup_driver.create(a, Resources(), parent=pod)
+        roots = self.hierarchy_roots(cgroup_driver, a)
+        cgroup_driver.remove(a)
+        if self.kernel:  # someone else's /<prefix>/kubepods: the driver must never take it away
+            for r in roots:
+                os.makedirs(os.path.join(r, prefix, "kubepods"), exist_ok=True)
+        cgroup_driver.create(a, Resources(), parent=pod)
+        cgroup_driver.create(b, Resources(), parent=pod)
+        cgroup_driver.remove(a)
+        assert cgroup_driver.exists(b) and cgroup_driver.path(b) == f"{pod}/{b}"
+        if self.kernel:
+            assert all(os.path.isdir(f"{r}{pod}/{b}") for r in roots)
+        cgroup_driver.remove(b)
+        if self.kernel:
+            assert all(os.path.isdir(os.path.join(r, prefix, "kubepods")) for r in roots)
+            assert not [r for r in roots if os.path.exists(f"{r}{pod}")]
+
+    @pytest.mark.privileged
+    def test_parent_limits_freeze_kill_and_restart(self, cgroup_driver, prefix, spawn):
+        self.needs_kernel()
+        cid = "c" + secrets.token_hex(6)
+        parent = f"/{prefix}/kubepods/burstable/pod{secrets.token_hex(4)}"
+        cgroup_driver.create(cid, Resources(), parent=parent)
+        self.hierarchy_roots(cgroup_driver, cid)
+        p = spawn(cid, SH, "-c", "while :; do :; done")
+        assert wait_until(lambda: p.pid in cgroup_driver.pids(cid))
+        with open(f"/proc/{p.pid}/cgroup") as f:
+            lines = f.read().splitlines()
+        assert any(line.endswith(f":{parent}/{cid}") for line in lines), lines
+        assert cgroup_driver.stats(cid)["pids_stats"]["current"] >= 1
+        cgroup_driver.freeze(cid)
+        assert proc_state(p.pid)[0] != "R"
+        cgroup_driver.thaw(cid)
+        # a restarted daemon: a new driver that is told the parent finds everything again
+        again = type(cgroup_driver)({"parent": cgroup_driver.parent}, None, None)
+        again.adopt(cid, parent)
+        assert again.exists(cid) and p.pid in again.pids(cid) and cid in again.list()
+        again.kill_all(cid)
+        assert p.wait(timeout=30) == -signal.SIGKILL
+        again.remove(cid)
+        assert not cgroup_driver.exists(cid)
+
+    @pytest.mark.privileged
+    def test_parent_memory_limit_enforced(self, cgroup_driver, prefix, spawn):
+        self.needs_kernel()
+        mib = 1024 * 1024
+        cid = "c" + secrets.token_hex(6)
+        try:
+            cgroup_driver.create(cid, Resources(memory=32 * mib, memory_swap=32 * mib),
+                                 parent=f"/{prefix}/kubepods/pod{secrets.token_hex(3)}")
+        except NotSupported as e:
+            pytest.skip(f"backend cannot set this limit here: {e}")
+        self.hierarchy_roots(cgroup_driver, cid)
+        p = spawn(cid, PY, "-c", "b = b'x' * (200 * 1024 * 1024); print(len(b))")
+        assert p.wait(timeout=60) == -signal.SIGKILL
+        assert cgroup_driver.oom_kills(cid) >= 1

@@ -9,6 +9,7 @@ pid there; :meth:`pids` reads them back. :meth:`simulate_oom` bumps the OOM coun
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import signal
 from dataclasses import dataclass, field, replace
@@ -28,6 +29,7 @@ class FakeCgroup:
     pids: set[int] = field(default_factory=set)
     frozen: bool = False
     oom_kills: int = 0
+    parent: str | None = None
 
 
 class FakeCgroups:
@@ -59,19 +61,30 @@ class FakeCgroups:
             raise NotFound(f"no cgroup for container {cid}") from None
 
     def _procs_path(self, cid: str) -> Path | None:
-        return self.state / self.parent / cid / "cgroup.procs" if self.state else None
+        g = self.groups.get(cid)
+        parent = self.parent if g is None or g.parent is None else g.parent
+        return Path(self.state, parent, cid, "cgroup.procs") if self.state else None
 
-    def create(self, cid: str, resources: Resources) -> None:
+    def create(self, cid: str, resources: Resources, parent: str | None = None) -> None:
         self.calls.append(("create", cid, resources))
         if not _CID.match(cid or ""):
             raise InvalidArgument(f"invalid container id for a cgroup: {cid!r}")
         if cid in self.groups:
             raise Conflict(f"cgroup for container {cid} already exists")
-        self.groups[cid] = FakeCgroup(replace(resources))
+        self.groups[cid] = FakeCgroup(replace(resources),
+                                      parent=None if parent is None else posixpath.normpath("/" + parent).strip("/"))
         p = self._procs_path(cid)
         if p:
             p.parent.mkdir(parents=True, exist_ok=True)
             p.touch()
+
+    def path(self, cid: str) -> str:
+        g = self._get(cid)
+        return "/" + "/".join(x for x in (self.parent if g.parent is None else g.parent, cid) if x)
+
+    def adopt(self, cid: str, parent: str | None) -> None:
+        if cid in self.groups:
+            self.groups[cid].parent = None if parent is None else posixpath.normpath("/" + parent).strip("/")
 
     def procs_files(self, cid: str) -> list[str]:
         self._get(cid)
@@ -140,8 +153,8 @@ class FakeCgroups:
         self.calls.append(("remove", cid))
         if not _CID.match(cid or ""):
             raise InvalidArgument(f"invalid container id for a cgroup: {cid!r}")
-        self.groups.pop(cid, None)
         p = self._procs_path(cid)
+        self.groups.pop(cid, None)
         if p and p.exists():
             p.unlink()
             p.parent.rmdir()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
+import posixpath
 import re
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -186,3 +189,99 @@ def empty_blkio() -> dict[str, Any]:
             "io_time_recursive", "sectors_recursive")
     return {k: None for k in keys}
 
+
+
+# -- per-container parents ---------------------------------------------------------------
+
+def normalize_parent(parent: str) -> str:
+    """Docker's ``--cgroup-parent`` as a path relative to each hierarchy's root: ``filepath.Join``
+    cleaning (``..`` cannot climb above the root), no leading or trailing slash; ``""`` is the
+    root itself. A relative parent is placed under the root too (this driver's rule, see
+    docs/schedulers.md). Raises InvalidArgument for what cannot be a cgroup path."""
+    if not isinstance(parent, str) or "\0" in parent or "\n" in parent:
+        raise InvalidArgument(f"invalid cgroup parent: {parent!r}")
+    return posixpath.normpath("/" + parent).strip("/")
+
+
+class Parents:
+    """Which parent each container's cgroup sits under (when not the driver's default) and
+    which ancestor directories this driver created, so that removal takes away only
+    directories it made, and only once empty. Kept in ``<state>/parents.json`` (exec-root:
+    it lives as long as the cgroups do) so that a restarted daemon finds its containers."""
+
+    def __init__(self, state: Path | None) -> None:
+        self.file = Path(state) / "parents.json" if state else None
+        self.lock = threading.RLock()
+        self.of: dict[str, str] = {}
+        self.created: set[str] = set()  # "<hierarchy root>\0<relative dir>"
+        if self.file is not None:
+            try:
+                data = json.loads(self.file.read_text())
+                self.of = {str(k): str(v) for k, v in data.get("parents", {}).items()}
+                self.created = set(data.get("created", []))
+            except FileNotFoundError:
+                pass
+            except (OSError, ValueError, AttributeError) as e:
+                log.warning("cannot read %s: %s", self.file, e)
+
+    def save(self) -> None:
+        if self.file is None:
+            return
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.file.with_name(self.file.name + ".tmp")
+        tmp.write_text(json.dumps({"parents": self.of, "created": sorted(self.created)}))
+        os.replace(tmp, self.file)
+
+    def set(self, cid: str, parent: str | None) -> None:
+        with self.lock:
+            if parent is None:
+                if self.of.pop(cid, None) is not None:
+                    self.save()
+            elif self.of.get(cid) != parent:
+                self.of[cid] = parent
+                self.save()
+
+    def mkdirs(self, base: Path, rel: str, on_dir: Callable[[Path], None] | None = None) -> None:
+        """mkdir -p ``base/rel`` recording each directory made; ``on_dir`` sees every directory
+        of the path, new or not, top-down (cpuset inheritance)."""
+        d, parts, made = base, [p for p in rel.split("/") if p], False
+        for i, part in enumerate(parts):
+            d = d / part
+            try:
+                d.mkdir()
+                self.created.add(f"{base}\0{'/'.join(parts[:i + 1])}")
+                made = True
+            except FileExistsError:
+                pass
+            if on_dir:
+                on_dir(d)
+        if made:
+            self.save()
+
+    def release(self, base: Path, rel: str) -> None:
+        """rmdir the directories of ``base/rel`` this driver created, deepest first, stopping at
+        the first one that is busy (holds cgroups or tasks) or was not ours."""
+        parts = [p for p in rel.split("/") if p]
+        changed = False
+        for i in range(len(parts), 0, -1):
+            key = f"{base}\0{'/'.join(parts[:i])}"
+            if key not in self.created:
+                break
+            try:
+                (base / "/".join(parts[:i])).rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                break
+            self.created.discard(key)
+            changed = True
+        if changed:
+            self.save()
+
+    def ancestors(self) -> set[str]:
+        """Every proper prefix (and itself) of the registered parents: never container ids."""
+        out: set[str] = set()
+        for p in set(self.of.values()):
+            parts = [x for x in p.split("/") if x]
+            out.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+        return out

@@ -47,53 +47,86 @@ class CgroupV1:
         # one entry per hierarchy: co-mounted controllers share a mount point
         self.mounts = sorted({Path(m) for ctl, m in self.layout.v1.items() if ctl in V1_CONTROLLERS})
         self.unified = Path(self.layout.unified) if self.layout.unified else None
+        self.parents = c.Parents(state)
 
     # -- paths ----------------------------------------------------------------------
+    def _parent(self, cid: str) -> str:
+        return self.parents.of.get(cid, self.parent)
+
+    def _bases(self) -> list[Path]:
+        return list(self.mounts) + ([self.unified] if self.unified else [])
+
     def _dir(self, cid: str, controller: str) -> Path | None:
         m = self.layout.v1.get(controller)
-        return Path(m, self.parent, cid) if m else None
+        return Path(m, self._parent(cid), cid) if m else None
 
     def _tracking(self, cid: str) -> Path | None:
-        return self.unified / self.parent / cid if self.unified else None
+        return Path(self.unified, self._parent(cid), cid) if self.unified else None
 
     def _dirs(self, cid: str) -> list[Path]:
-        dirs = [m / self.parent / cid for m in self.mounts]
-        if self.unified:
-            dirs.append(self.unified / self.parent / cid)
-        return dirs
+        return [Path(b, self._parent(cid), cid) for b in self._bases()]
+
+    def path(self, cid: str) -> str:
+        """The container's cgroup path as /proc/<pid>/cgroup shows it (``/<parent>/<cid>``)."""
+        c.check_cid(cid)
+        return "/" + "/".join(x for x in (self._parent(cid), cid) if x)
+
+    def adopt(self, cid: str, parent: str | None) -> None:
+        """Tell the driver the parent of an existing container's cgroup (daemon restart)."""
+        c.check_cid(cid)
+        self.parents.set(cid, None if parent is None else c.normalize_parent(parent))
 
     def _need(self, cid: str) -> None:
         c.check_cid(cid)
         c.require(self._dir(cid, "memory"), cid)
 
     # -- lifecycle -------------------------------------------------------------------
-    def create(self, cid: str, resources: Resources) -> None:
+    def create(self, cid: str, resources: Resources, parent: str | None = None) -> None:
         c.check_cid(cid)
-        if self.exists(cid):
-            raise Conflict(f"cgroup for container {cid} already exists")
-        for m in self.mounts:
-            c.mkdirs(m, self.parent, on_new=self._inherit_cpuset)
-        if self.unified:
-            c.mkdirs(self.unified, self.parent)
-        created: list[Path] = []
-        try:
-            for d in self._dirs(cid):
-                d.mkdir()
-                created.append(d)
-                self._inherit_cpuset(d)
-            self._apply(cid, resources)
-        except BaseException:
-            for d in reversed(created):
-                try:
-                    d.rmdir()
-                except OSError:
-                    pass
-            raise
+        rel = None if parent is None else c.normalize_parent(parent)
+        with self.parents.lock:
+            if self.exists(cid):
+                raise Conflict(f"cgroup for container {cid} already exists")
+            self.parents.set(cid, rel)
+            created: list[Path] = []
+            try:
+                for b in self._bases():
+                    if rel is None:
+                        c.mkdirs(b, self.parent, on_new=self._inherit_cpuset)
+                    else:
+                        self.parents.mkdirs(b, rel, on_dir=self._inherit_cpuset)
+                for d in self._dirs(cid):
+                    d.mkdir()
+                    created.append(d)
+                    self._inherit_cpuset(d)
+                self._apply(cid, resources)
+            except BaseException:
+                for d in reversed(created):
+                    try:
+                        d.rmdir()
+                    except OSError:
+                        pass
+                self._release(cid)
+                raise
+
+    def _release(self, cid: str) -> None:
+        """Forget the container's parent and remove the ancestors this driver created for it
+        that nothing else uses any more."""
+        with self.parents.lock:
+            rel = self.parents.of.get(cid)
+            if rel is None:
+                return
+            self.parents.set(cid, None)
+            if rel in self.parents.of.values():
+                return
+            for b in self._bases():
+                self.parents.release(b, rel)
 
     def _inherit_cpuset(self, d: Path) -> None:
-        """A new v1 cpuset cgroup starts with empty cpus/mems: copy the parent's."""
+        """A new v1 cpuset cgroup starts with empty cpus/mems: copy the parent's (runc does
+        the same for an existing ancestor left empty)."""
         for f in ("cpuset.cpus", "cpuset.mems"):
-            if (d / f).exists() and not c.read(d / f):
+            if (d / f).exists() and not c.read(d / f) and (d.parent / f).exists():
                 c.write(d / f, c.read(d.parent / f))
 
     def update(self, cid: str, resources: Resources) -> None:
@@ -316,17 +349,19 @@ class CgroupV1:
                 self.kill_all(cid)
 
         c.rmdir_all(self._dirs(cid), timeout, kill)
+        self._release(cid)
 
     def list(self) -> list[str]:
-        bases = [m / self.parent for m in self.mounts]
-        if self.unified:
-            bases.append(self.unified / self.parent)
         ids: set[str] = set()
-        for b in bases:
-            try:
-                ids.update(p.name for p in b.iterdir() if p.is_dir())
-            except FileNotFoundError:
-                pass
+        with self.parents.lock:
+            skip = self.parents.ancestors()
+            for b in self._bases():
+                try:
+                    ids.update(p.name for p in (b / self.parent).iterdir()
+                               if p.is_dir() and f"{self.parent}/{p.name}" not in skip)
+                except FileNotFoundError:
+                    pass
+            ids.update(cid for cid in self.parents.of if self.exists(cid))
         return sorted(ids)
 
     def exists(self, cid: str) -> bool:
@@ -334,7 +369,11 @@ class CgroupV1:
         return any(d.is_dir() for d in self._dirs(cid))
 
     def remove_parent(self) -> None:
-        bases = list(self.mounts) + ([self.unified] if self.unified else [])
+        bases = self._bases()
+        with self.parents.lock:
+            for key in sorted(self.parents.created, key=lambda k: -k.count("/")):
+                base, _, rel = key.partition("\0")
+                self.parents.release(Path(base), rel)
         parts = self.parent.split("/")
         for b in bases:
             for i in range(len(parts), 0, -1):

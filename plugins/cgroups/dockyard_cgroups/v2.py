@@ -61,9 +61,24 @@ class CgroupV2:
         if not self.layout.unified:
             raise SkipPlugin("no cgroup2 filesystem mounted")
         self.root = Path(self.layout.unified)
+        self.parents = c.Parents(state)
+
+    def _parent(self, cid: str) -> str:
+        return self.parents.of.get(cid, self.parent)
 
     def _dir(self, cid: str) -> Path:
-        return self.root / self.parent / c.check_cid(cid)
+        c.check_cid(cid)
+        return Path(self.root, self._parent(cid), cid)
+
+    def path(self, cid: str) -> str:
+        """The container's cgroup path as /proc/<pid>/cgroup shows it (``/<parent>/<cid>``)."""
+        c.check_cid(cid)
+        return "/" + "/".join(x for x in (self._parent(cid), cid) if x)
+
+    def adopt(self, cid: str, parent: str | None) -> None:
+        """Tell the driver the parent of an existing container's cgroup (daemon restart)."""
+        c.check_cid(cid)
+        self.parents.set(cid, None if parent is None else c.normalize_parent(parent))
 
     def _need(self, cid: str) -> Path:
         d = self._dir(cid)
@@ -71,10 +86,16 @@ class CgroupV2:
         return d
 
     # -- lifecycle -------------------------------------------------------------------
-    def _ensure_parent(self) -> None:
-        c.mkdirs(self.root, self.parent)
+    def _ensure_parent(self, rel: str | None = None) -> None:
+        """mkdir -p the parent and enable the controllers in cgroup.subtree_control of every
+        directory from the root down to it (the leaf's own controllers come from there)."""
+        if rel is None:
+            rel = self.parent
+            c.mkdirs(self.root, rel)
+        else:
+            self.parents.mkdirs(self.root, rel)
         d = self.root
-        for part in [""] + self.parent.split("/"):
+        for part in [""] + [p for p in rel.split("/") if p]:
             d = d / part if part else d
             available = set(c.read(d / "cgroup.controllers").split())
             enabled = set(c.read(d / "cgroup.subtree_control").split())
@@ -85,17 +106,36 @@ class CgroupV2:
                     except c.DockyardError as e:
                         log.warning("cannot enable %s in %s: %s", ctl, d, e)
 
-    def create(self, cid: str, resources: Resources) -> None:
-        d = self._dir(cid)
-        if d.exists():
-            raise Conflict(f"cgroup for container {cid} already exists")
-        self._ensure_parent()
-        d.mkdir()
-        try:
-            self._apply(d, resources)
-        except BaseException:
-            d.rmdir()
-            raise
+    def create(self, cid: str, resources: Resources, parent: str | None = None) -> None:
+        c.check_cid(cid)
+        rel = None if parent is None else c.normalize_parent(parent)
+        with self.parents.lock:
+            if self._dir(cid).exists():
+                raise Conflict(f"cgroup for container {cid} already exists")
+            self.parents.set(cid, rel)
+            d = self._dir(cid)
+            made = False
+            try:
+                self._ensure_parent(rel)
+                d.mkdir()
+                made = True
+                self._apply(d, resources)
+            except BaseException:
+                if made:
+                    d.rmdir()
+                self._release(cid)
+                raise
+
+    def _release(self, cid: str) -> None:
+        """Forget the container's parent; remove the ancestors this driver created for it
+        that nothing else uses any more."""
+        with self.parents.lock:
+            rel = self.parents.of.get(cid)
+            if rel is None:
+                return
+            self.parents.set(cid, None)
+            if rel not in self.parents.of.values():
+                self.parents.release(self.root, rel)
 
     def update(self, cid: str, resources: Resources) -> None:
         self._apply(self._need(cid), resources)
@@ -252,17 +292,28 @@ class CgroupV2:
                     self.thaw(cid)
 
         c.rmdir_all([d], timeout, kill)
+        self._release(cid)
 
     def list(self) -> list[str]:
-        try:
-            return sorted(p.name for p in (self.root / self.parent).iterdir() if p.is_dir())
-        except FileNotFoundError:
-            return []
+        ids: set[str] = set()
+        with self.parents.lock:
+            skip = self.parents.ancestors()
+            try:
+                ids.update(p.name for p in (self.root / self.parent).iterdir()
+                           if p.is_dir() and f"{self.parent}/{p.name}" not in skip)
+            except FileNotFoundError:
+                pass
+            ids.update(cid for cid in self.parents.of if self.exists(cid))
+        return sorted(ids)
 
     def exists(self, cid: str) -> bool:
         return self._dir(cid).is_dir()
 
     def remove_parent(self) -> None:
+        with self.parents.lock:
+            for key in sorted(self.parents.created, key=lambda k: -k.count("/")):
+                base, _, rel = key.partition("\0")
+                self.parents.release(Path(base), rel)
         parts = self.parent.split("/")
         for i in range(len(parts), 0, -1):
             p = self.root / "/".join(parts[:i])
