@@ -53,6 +53,8 @@ class Network:
     created_ns: int = 0
     predefined: bool = False  # bridge, host, none: cannot be removed (Docker's 403)
     driver_state: dict[str, Any] = field(default_factory=dict)  # the driver's own, e.g. {"bridge": "dockyard0"}
+    aux_addresses: dict[str, str] = field(default_factory=dict)  # IPAM AuxiliaryAddresses: reserved, never handed out
+    ipam_options: dict[str, str] | None = field(default_factory=dict)  # IPAM.Options as the client sent them
 
 
 @dataclass

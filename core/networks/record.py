@@ -62,6 +62,8 @@ class NetRecord:
             entry = {"Subnet": n.subnet, "Gateway": n.gateway}
             if n.ip_range:
                 entry["IPRange"] = n.ip_range
+            if n.aux_addresses:
+                entry["AuxiliaryAddresses"] = dict(n.aux_addresses)
             config.append(entry)
         return {
             "Name": n.name,
@@ -70,7 +72,7 @@ class NetRecord:
             "Scope": "local",
             "Driver": n.driver,
             "EnableIPv6": False,
-            "IPAM": {"Driver": "default", "Options": {} if not n.predefined else None, "Config": config},
+            "IPAM": {"Driver": "default", "Options": (None if n.ipam_options is None else dict(n.ipam_options)) if not n.predefined else None, "Config": config},
             "Internal": n.internal,
             "Attachable": n.attachable,
             "Ingress": False,

@@ -280,6 +280,10 @@ class NetworkService:
             if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
                 raise InvalidArgument(f"{what} must be an object of strings")
         ipam_cfg = body.get("IPAM") or {}
+        ipam_options = ipam_cfg.get("Options")
+        if ipam_options is not None and (not isinstance(ipam_options, dict)
+                                         or not all(isinstance(v, str) for v in ipam_options.values())):
+            raise InvalidArgument("IPAM.Options must be an object of strings")
         if (ipam_cfg.get("Driver") or "default") != "default":
             raise InvalidArgument(f"IPAM driver {ipam_cfg.get('Driver')!r} is not supported: use 'default'")
         configs = ipam_cfg.get("Config") or []
@@ -290,7 +294,7 @@ class NetworkService:
                 raise Conflict(f"network with name {name} already exists")
             net = Network(id=secrets.token_hex(32), name=name, driver=driver, internal=bool(body.get("Internal")),
                           attachable=bool(body.get("Attachable")), labels=dict(labels), options=dict(options),
-                          created_ns=time.time_ns())
+                          created_ns=time.time_ns(), ipam_options=ipam_options)
             self.driver(driver)  # an unknown driver is a 404 before anything else
             rec = NetRecord(net)
             subnet = self._ipam_config(rec, configs[0] if configs else {})
@@ -304,11 +308,14 @@ class NetworkService:
         if not isinstance(cfg, dict):
             raise InvalidArgument("IPAM.Config entries must be objects")
         subnet_s, gateway_s, range_s = cfg.get("Subnet") or "", cfg.get("Gateway") or "", cfg.get("IPRange") or ""
-        if cfg.get("AuxiliaryAddresses") or cfg.get("AuxAddress"):
-            raise InvalidArgument("auxiliary addresses are not supported")
+        aux = cfg.get("AuxiliaryAddresses") or cfg.get("AuxAddress") or {}
+        if not isinstance(aux, dict) or not all(isinstance(v, str) for v in aux.values()):
+            raise InvalidArgument("IPAM.Config.AuxiliaryAddresses must be an object of strings")
         if not subnet_s:
             if gateway_s or range_s:
                 raise InvalidArgument("a gateway or IP range needs a subnet (IPAM.Config.Subnet)")
+            for aux_name in aux:  # moby's ValidateIPAM
+                raise InvalidArgument(f"invalid auxiliary address {aux_name}: parent subnet is required")
             return None
         subnet = ipam.parse_subnet(subnet_s)
         for other in self.records.values():
@@ -328,6 +335,15 @@ class NetworkService:
             net.ip_range = str(rng)
         net.subnet, net.gateway = str(subnet), str(gateway)
         rec.allocated[net.gateway] = "gateway"
+        for aux_name, aux_ip in aux.items():  # reserved in IPAM: never handed out (moby's wording)
+            addr = ipam.parse_address(aux_ip, f"auxiliary address {aux_name}")
+            if addr not in subnet:
+                raise InvalidArgument(f"invalid auxiliary address {aux_name}: it does not belong to subnet {subnet}")
+            if str(addr) in rec.allocated:
+                raise InvalidArgument(f"invalid auxiliary address {aux_name}: {addr} is already reserved "
+                                      f"({rec.allocated[str(addr)]})")
+            rec.allocated[str(addr)] = f"aux:{aux_name}"
+        net.aux_addresses = dict(aux)
         return subnet
 
     async def remove(self, ref: str) -> None:

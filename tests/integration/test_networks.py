@@ -379,3 +379,50 @@ def test_dockyard_cli_network_commands(d):
         assert cli("network", "ls", "-q", "--filter", f"name={name}") == ""
     finally:
         d.docker("network", "rm", name)
+
+
+# -- issue 15: AuxiliaryAddresses, LinkLocalIPs, --mac-address and --link at network connect --
+
+
+def test_auxiliary_addresses_are_reserved_and_shown(client, d):
+    """IPAM AuxiliaryAddresses (``--aux-address``) are reserved: never handed to a container,
+    refused as a fixed ``--ip``, shown in inspect; one outside the subnet is a 400."""
+    import docker
+
+    name = f"t{uuid.uuid4().hex[:10]}"
+    run(d, "network", "create", "--subnet", "10.233.2.0/29", "--aux-address", "a=10.233.2.2",
+        "--aux-address", "b=10.233.2.3", name)
+    try:
+        cfg = json.loads(run(d, "network", "inspect", name))[0]["IPAM"]["Config"]
+        assert cfg == [{"Subnet": "10.233.2.0/29", "Gateway": "10.233.2.1",
+                        "AuxiliaryAddresses": {"a": "10.233.2.2", "b": "10.233.2.3"}}]
+        ips = sorted(ip_of(d, sleeper(d, name), name) for _ in range(3))
+        assert ips == ["10.233.2.4", "10.233.2.5", "10.233.2.6"]  # .2 and .3 skipped
+        r = d.docker("run", "-d", "--network", name, "busybox", "sleep", "300")
+        assert r.returncode != 0 and "no available IPv4 addresses" in r.stderr.decode()
+        run(d, "rm", "-f", *run(d, "ps", "-aq", "--filter", f"network={name}").split())
+        r = d.docker("run", "--rm", "--network", name, "--ip", "10.233.2.2", "busybox", "true")
+        assert r.returncode != 0 and "Address already in use: 10.233.2.2" in r.stderr.decode()
+    finally:
+        run(d, "rm", "-f", *(run(d, "ps", "-aq", "--filter", f"network={name}").split() or ["none-left"]),
+            check=False)
+        run(d, "network", "rm", name)
+    bad = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet="10.233.3.0/24",
+                                                                       aux_addresses={"x": "10.233.4.9"})])
+    with pytest.raises(docker.errors.APIError) as info:  # the docker CLI checks this one itself
+        client.networks.create(name, ipam=bad)
+    assert info.value.status_code == 400
+    assert "invalid auxiliary address x: it does not belong to subnet 10.233.3.0/24" in str(info.value)
+    # docker-py's test_create_network_with_ipam_config: IPAM Options as sent (null here)
+    ipam = docker.types.IPAMConfig(driver="default", pool_configs=[docker.types.IPAMPool(
+        subnet="10.233.5.0/24", iprange="10.233.5.128/25", gateway="10.233.5.254",
+        aux_addresses={"a": "10.233.5.5", "b": "10.233.5.6"})])
+    net = client.networks.create(name, ipam=ipam)
+    try:
+        data = client.api.inspect_network(net.id)["IPAM"]
+        assert data["Options"] is None
+        assert data["Config"] == [{"Subnet": "10.233.5.0/24", "IPRange": "10.233.5.128/25",
+                                   "Gateway": "10.233.5.254",
+                                   "AuxiliaryAddresses": {"a": "10.233.5.5", "b": "10.233.5.6"}}]
+    finally:
+        net.remove()
