@@ -78,8 +78,9 @@ async def start(request: web.Request) -> web.StreamResponse:
     e = svc.get(request.match_info["id"])
     await effective.authorize_exec(request, svc.containers, e.container_id, e.id)  # whoever created it
     req = await models.parse(request, models.ExecStartConfig, required=False)
-    if isinstance(req.Tty, bool):
-        e.tty = req.Tty
+    # As moby's router: the pty is the create config's Tty; start's Tty only chooses raw or
+    # multiplexed output (docker-py starts a Tty exec with Tty: false and demuxes the frames).
+    tty = req.Tty if isinstance(req.Tty, bool) else e.tty
     size = _console_size(req.ConsoleSize)
     if size is not None and size[0]:
         e.console_size = size
@@ -91,7 +92,6 @@ async def start(request: web.Request) -> web.StreamResponse:
 
     if e.started:  # 409 before the hijack
         await svc.start(e)
-    tty = e.tty
     # Docker takes the keys from the exec's create config; a query parameter overrides them
     keys = parse_detach_keys(request.query.get("detachKeys") or e.detach_keys) if tty else b""
     content_type = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"

@@ -449,8 +449,16 @@ async def commit(svc: Any, ref: str, *, repo: str | None, tag: str | None, comme
     new_config = commit_config(c, config, changes)
     paused = False
     if pause and c.state == State.RUNNING and svc.cgroups is not None:
-        await svc.pause(c.id)
-        paused = True
+        from ..errors import InvalidState
+
+        try:
+            await svc.pause(c.id)
+            paused = True
+        except InvalidState:
+            if c.state in (State.RUNNING, State.PAUSED):
+                raise
+            # it exited since the check (docker-py commits a `touch` container at once): moby
+            # commits it as it is, there is nothing to pause
     try:
         def run() -> Any:
             layer = IterReader(svc.storage.export_changes(c.id))

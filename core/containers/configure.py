@@ -9,7 +9,7 @@ import secrets
 from typing import Any
 
 from ..errors import InvalidArgument
-from . import health
+from . import environ, health
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -62,9 +62,15 @@ def merge_config(body: dict[str, Any], image_config: dict[str, Any]) -> dict[str
     cfg = {k: copy.deepcopy(v) for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
     entrypoint = _as_list(cfg.get("Entrypoint"), "Entrypoint")
     cmd = _as_list(cfg.get("Cmd"), "Cmd")
-    if entrypoint is not None:
+    if entrypoint == [""]:
+        entrypoint = []  # `--entrypoint ""`: moby resets it to no entrypoint
+    if entrypoint == []:
+        # no entrypoint, not the image's; the image's cmd if none is given (moby's merge)
+        cfg["Entrypoint"] = None
+        cfg["Cmd"] = cmd if cmd else img.get("Cmd")
+    elif entrypoint is not None:
         # an explicit entrypoint drops the image's cmd too (docker run --entrypoint)
-        cfg["Entrypoint"] = entrypoint or None
+        cfg["Entrypoint"] = entrypoint
         cfg["Cmd"] = cmd if cmd else None
     else:
         cfg["Entrypoint"] = img.get("Entrypoint")
@@ -72,7 +78,7 @@ def merge_config(body: dict[str, Any], image_config: dict[str, Any]) -> dict[str
     if not (cfg.get("Entrypoint") or cfg.get("Cmd")):
         raise InvalidArgument("No command specified")
     env = _as_list(cfg.get("Env"), "Env") or []
-    cfg["Env"] = merge_env(img.get("Env") or [DEFAULT_PATH], env)
+    cfg["Env"] = environ.merge_create_env(img.get("Env") or [DEFAULT_PATH], env)  # "Foo" kept as given
     if not any(e.startswith("PATH=") for e in cfg["Env"]):
         cfg["Env"].insert(0, DEFAULT_PATH)
     labels = cfg.get("Labels") or {}

@@ -18,6 +18,7 @@ from ..drivers.runtime import ExecSpec, ExecStartError, ExitStatus
 from ..errors import Conflict, InvalidArgument, NoSuchExec, NotSupported
 from ..lifecycle import State
 from .detachkeys import parse_detach_keys
+from . import environ
 from .spec import resolve_user
 from ..tasks import spawn
 
@@ -124,19 +125,11 @@ class ExecService:
     def _spec(self, e: ExecInstance, c: Any) -> ExecSpec:
         root = Path(f"/proc/{c.pid}/root")
         uid, gid, groups = resolve_user(root, e.user or c.config.get("User") or "", c.host_config.get("GroupAdd"))
-        env = list(c.config.get("Env") or [])
-        keys = {v.split("=", 1)[0]: i for i, v in enumerate(env)}
-        for v in e.env:
-            k = v.split("=", 1)[0]
-            if k in keys:
-                env[keys[k]] = v
-            else:
-                keys[k] = len(env)
-                env.append(v)
-        if not any(v.startswith("PATH=") for v in env):
-            env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        if e.tty and not any(v.startswith("TERM=") for v in env):
-            env.append("TERM=xterm")
+        # moby: the daemon's environment (PATH, HOSTNAME, TERM with a TTY), the container's
+        # Env, then the exec's; HOME from the image's passwd as runc sets it
+        env = environ.daemon_environment(c.config.get("Hostname") or c.id[:12], e.tty, list(c.config.get("Env") or []))
+        env = environ.replace_or_append(env, list(e.env))
+        env = environ.with_home(env, environ.read_passwd(root), e.user or c.config.get("User") or "")
         return ExecSpec(id=e.id, args=e.args, env=env, cwd=e.workdir or c.config.get("WorkingDir") or "/",
                         uid=uid, gid=gid, additional_gids=groups, tty=e.tty, console_size=e.console_size,
                         open_stdin=e.attach_stdin, privileged=e.privileged)

@@ -49,6 +49,7 @@ LIST_FILTERS = ("id", "name", "label", "status", "ancestor", "exited", "before",
                 "volume", "health", "is-task", "expose", "publish")
 STATUSES = {"created", "restarting", "running", "removing", "paused", "exited", "dead"}
 DEFAULT_STOP_TIMEOUT = 10
+KILL_EXIT_WAIT = 10  # seconds a SIGKILL waits for the exit (moby's Kill)
 
 
 def parse_signal(value: str | int | None, default: int = signals.SIGKILL) -> int:
@@ -601,6 +602,7 @@ class ContainerService:
     async def kill(self, ref: str, sig: str | None) -> None:
         c = self.get(ref)
         num = parse_signal(sig)
+        waiter: asyncio.Future[Container] | None = None
         async with self.lock(c.id):
             require(c.state, "kill", c.id)
             if num in (signals.SIGKILL, signals.SIGTERM, signals.SIGINT):
@@ -610,8 +612,20 @@ class ContainerService:
                     self._emit("kill", c, signal=num)
                     return
                 self._save_soft(c)
-            await self.runtime.kill(c.id, num)
+            if num == signals.SIGKILL:
+                waiter = self._exit_future(c)
+            try:
+                await self.runtime.kill(c.id, num)
+            except BaseException:
+                if waiter is not None and not waiter.done():
+                    waiter.cancel()
+                raise
         self._emit("kill", c, signal=num)
+        if waiter is not None:
+            # As moby's Kill: a SIGKILL waits (briefly) for the exit to be recorded, so the
+            # client's next request sees the container exited (137), not still running.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(waiter), KILL_EXIT_WAIT)
 
     async def restart(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
         c = self.get(ref)

@@ -14,7 +14,7 @@ from ..drivers.runtime import ContainerSpec, DeviceNode, Mount
 from ..errors import InvalidArgument
 from ..runtime import capabilities
 from ..runtime import seccomp as seccomp_profiles
-from . import runtime_opts
+from . import environ, runtime_opts
 from .inroot import read_in_root
 
 
@@ -125,6 +125,7 @@ def build_spec(
     nnp, seccomp = _security_opts(hc)
     etc_mounts = [Mount(str(path), f"/etc/{name}", "bind", ["rbind", "rprivate"]) for name, path in files.items()]
     cmd = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
+    hostname = config.get("Hostname") or cid[:12]
     init = hc.get("Init")
     # --security-opt systempaths=unconfined: the CLI sends empty MaskedPaths and ReadonlyPaths
     paths = {k: list(hc[f]) for k, f in (("masked_paths", "MaskedPaths"), ("readonly_paths", "ReadonlyPaths"))
@@ -135,12 +136,13 @@ def build_spec(
         id=cid,
         rootfs=rootfs,
         args=cmd,
-        env=list(config.get("Env") or []),
+        env=environ.with_home(environ.daemon_environment(hostname, bool(config.get("Tty")), list(config.get("Env") or [])),
+                              environ.read_passwd(rootfs), config.get("User") or ""),
         cwd=config.get("WorkingDir") or "/",
         uid=uid,
         gid=gid,
         additional_gids=groups,
-        hostname=config.get("Hostname") or cid[:12],
+        hostname=hostname,
         domainname=config.get("Domainname") or "",
         tty=bool(config.get("Tty")),
         console_size=_console_size(hc.get("ConsoleSize")),

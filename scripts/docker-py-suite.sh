@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Run docker-py's own integration suite (tests/integration of github docker/docker-py) against a
+# private dockyardd, offline, and print passed/failed/skipped. Not part of CI (it needs a checkout
+# of docker-py, which this repository does not vendor).
+#
+#   scripts/docker-py-suite.sh [DOCKER_PY_SRC] [extra pytest args...]
+#
+# DOCKER_PY_SRC is a docker-py work tree or git dir (default: $DOCKER_PY_SRC, then
+# /work/.mirror/docker+docker-py/repo, then /tmp/docker-py). Only its tests/ are used: the suite
+# runs against the `docker` package installed in .venv, whose version is checked against the
+# checkout's. Images are built offline (busybox) and tagged as the suite's constants expect.
+# scripts/docker-py-suite.deselect lists the tests left out (internet pulls, swarm, managed
+# plugins, credential helpers), one `nodeid  # reason` a line.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+PY=$REPO/.venv/bin/python
+
+SRC=${DOCKER_PY_SRC:-}
+if [[ $# -gt 0 && ( -d $1 ) ]]; then SRC=$1; shift; fi
+if [[ -z $SRC ]]; then
+    for c in /work/.mirror/docker+docker-py/repo /tmp/docker-py; do
+        [[ -e $c ]] && { SRC=$c; break; }
+    done
+fi
+[[ -n $SRC ]] || { echo "no docker-py checkout: pass its path (git dir or work tree)" >&2; exit 2; }
+
+BASE=$(mktemp -d /tmp/dockerpy-suite.XXXXXX)
+SOCK=$BASE/dockyard.sock
+DAEMON_PID=
+cleanup() {
+    if [[ -n $DAEMON_PID ]] && kill -0 "$DAEMON_PID" 2>/dev/null; then
+        DOCKER_HOST=unix://$SOCK "$PY" - <<'EOF' || true
+import docker
+c = docker.from_env()
+for x in c.api.containers(all=True):
+    try:
+        c.api.remove_container(x["Id"], force=True, v=True)
+    except Exception:
+        pass
+for n in c.api.networks():
+    if n["Name"] not in ("bridge", "host", "none"):
+        try:
+            c.api.remove_network(n["Id"])
+        except Exception:
+            pass
+for v in c.api.volumes().get("Volumes") or []:
+    try:
+        c.api.remove_volume(v["Name"], force=True)
+    except Exception:
+        pass
+EOF
+        kill -TERM "$DAEMON_PID" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.2; done
+    fi
+    if [[ -n ${KEEP:-} ]]; then echo "kept $BASE" >&2; else
+        umount -R "$BASE"/data 2>/dev/null || true
+        rm -rf "$BASE"
+    fi
+}
+trap cleanup EXIT
+
+# the suite, from the checkout: only tests/ and pytest.ini (not its docker/ package)
+mkdir -p "$BASE/docker-py"
+if git --git-dir="$SRC" rev-parse --git-dir >/dev/null 2>&1 && [[ ! -d $SRC/tests ]]; then
+    git --git-dir="$SRC" archive HEAD tests pytest.ini pyproject.toml | tar -x -C "$BASE/docker-py"
+    SRC_VERSION=$(git --git-dir="$SRC" describe --tags 2>/dev/null || echo unknown)
+else
+    cp -r "$SRC/tests" "$SRC/pytest.ini" "$BASE/docker-py/"
+    SRC_VERSION=$(git -C "$SRC" describe --tags 2>/dev/null || echo unknown)
+fi
+INSTALLED=$("$PY" -c 'import docker; print(docker.__version__)')
+echo "docker-py suite from $SRC ($SRC_VERSION), installed docker $INSTALLED"
+if [[ ${SRC_VERSION%%-*} != "$INSTALLED" ]]; then
+    echo "warning: the suite ($SRC_VERSION) and the installed docker ($INSTALLED) differ" >&2
+fi
+# the suite's helpers import paramiko (docker-py's `ssh` extra), its marks pytest-timeout: into the venv, for this script only
+"$PY" -c 'import paramiko, pytest_timeout' 2>/dev/null || "$PY" -m pip install -q 'paramiko>=2.4.3' pytest-timeout
+
+# a private daemon: own data root, exec root and socket
+"$PY" -m dockyard -H "unix://$SOCK" --data-root "$BASE/data" --exec-root "$BASE/exec" \
+    >"$BASE/daemon.log" 2>&1 &
+DAEMON_PID=$!
+for _ in $(seq 300); do
+    [[ -S $SOCK ]] && curl -sf --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1 && break
+    kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$BASE/daemon.log" >&2; exit 1; }
+    sleep 0.2
+done
+export DOCKER_HOST=unix://$SOCK
+
+# images, offline: busybox, tagged under every name the suite uses as its test image
+"$PY" -m dockyard.testing.images --load -H "unix://$SOCK" >/dev/null
+for t in alpine:3.10 alpine:latest busybox:buildroot-2014.02; do
+    docker tag busybox:latest "$t"
+done
+
+DESELECT=()
+while IFS= read -r line; do
+    line=${line%%#*}
+    line=$(echo "$line" | xargs)
+    [[ -n $line ]] && DESELECT+=(--deselect "$line")
+done < "$REPO/scripts/docker-py-suite.deselect"
+
+cd "$BASE/docker-py"
+set +e
+"$PY" -m pytest tests/integration -p no:cacheprovider \
+    -q -rfE "${DESELECT[@]}" "$@" 2>&1 | tee "$BASE/pytest.log"
+rc=${PIPESTATUS[0]}
+set -e
+summary=$(tail -n 1 "$BASE/pytest.log")
+count() { echo "$summary" | grep -o "[0-9]* $1" | grep -o "[0-9]*" || echo 0; }
+echo "docker-py suite: passed $(count passed), failed $(count failed), skipped $(count skipped), errors $(count error), deselected $(count deselected)"
+cp "$BASE/daemon.log" "/tmp/docker-py-suite.daemon.log" 2>/dev/null || true
+exit "$rc"

@@ -1,0 +1,147 @@
+"""Container-side compatibility with dockerd, as docker-py's own integration suite and the docker
+CLI see it (issue 15): TTY line discipline, kill, commit with pause, env, HOME, entrypoint.
+
+Each test drives a real daemon with docker-py or the docker CLI; no timing assertions."""
+
+import io
+
+import pytest
+
+CMD = 'sh -c "echo hello out; echo hello err >&2"'
+
+
+def build(client, tag, dockerfile):
+    client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, rm=True)
+    return tag
+
+
+# -- TTY output goes through the terminal's line discipline -------------------------------
+
+def test_exec_tty_created_started_without_tty_keeps_pty(client):
+    """docker-py creates the exec with tty=True and starts it with Tty: false (its default):
+    the process still has a pty (ONLCR: "\\r\\n"), start's Tty only picks the framing."""
+    c = client.containers.run("busybox", "sleep 300", detach=True)
+    res = client.api.exec_create(c.id, CMD, tty=True)
+    assert client.api.exec_start(res) == b"hello out\r\nhello err\r\n"
+    res = client.api.exec_create(c.id, CMD, tty=True)
+    assert client.api.exec_start(res, demux=True) == (b"hello out\r\nhello err\r\n", None)
+    res = client.api.exec_create(c.id, "tty", tty=True)
+    assert client.api.exec_start(res).startswith(b"/dev/pts/")
+    assert client.api.exec_inspect(res)["ProcessConfig"]["tty"] is True
+
+
+def test_exec_tty_with_tty_start_and_cli(client, d):
+    c = client.containers.run("busybox", "sleep 300", detach=True)
+    res = client.api.exec_create(c.id, CMD, tty=True)
+    assert client.api.exec_start(res, tty=True) == b"hello out\r\nhello err\r\n"
+    out = d.docker("exec", "-t", c.id, "sh", "-c", "echo hello out; echo hello err >&2")
+    assert out.stdout == b"hello out\r\nhello err\r\n"
+    # without a TTY: plain "\n", stdout and stderr apart
+    res = client.api.exec_create(c.id, CMD)
+    assert client.api.exec_start(res, demux=True) == (b"hello out\n", b"hello err\n")
+
+
+def test_run_tty_onlcr(d):
+    out = d.docker("run", "--rm", "-t", "busybox", "sh", "-c", "echo hello out; echo hello err >&2")
+    assert out.stdout == b"hello out\r\nhello err\r\n"
+
+
+# -- kill ---------------------------------------------------------------------------------
+
+def test_kill_records_exit_before_answering(client):
+    """As moby's Kill: SIGKILL waits for the exit, so the next request sees it (137)."""
+    for _ in range(3):
+        c = client.api.create_container("busybox", ["sleep", "9999"])
+        client.api.start(c)
+        client.api.kill(c)
+        state = client.api.inspect_container(c)["State"]
+        assert state["Running"] is False and state["Status"] == "exited"
+        assert state["ExitCode"] == 137
+
+
+def test_kill_by_name_cli_then_rm(d):
+    cid = d.docker("run", "-d", "busybox", "sleep", "9999").stdout.decode().strip()
+    assert d.docker("kill", cid).returncode == 0
+    out = d.docker("inspect", "-f", "{{.State.Running}} {{.State.ExitCode}}", cid).stdout.decode().split()
+    assert out == ["false", "137"]
+    assert d.docker("rm", cid).returncode == 0  # no -f needed: it is exited
+
+
+# -- commit with pause (docker-py's default) -------------------------------------------------
+
+def test_commit_with_pause_of_a_container_that_is_exiting(client):
+    """docker-py commits right after starting `touch /test`: whether the container still runs
+    (paused, committed, unpaused) or exited meanwhile, the commit succeeds."""
+    for _ in range(6):
+        c = client.api.create_container("busybox", ["touch", "/test"])
+        client.api.start(c)
+        img = client.api.commit(c["Id"], changes=["EXPOSE 8000", 'CMD ["bash"]'])
+        info = client.api.inspect_image(img["Id"])
+        assert "8000/tcp" in info["Config"]["ExposedPorts"]
+        client.api.remove_container(c, force=True)
+        client.api.remove_image(img["Id"])
+
+
+def test_commit_with_pause_running_container_unpauses(client):
+    c = client.containers.run("busybox", "sh -c 'echo hi > /f; sleep 300'", detach=True)
+    img = c.commit()  # pause=True
+    c.reload()
+    assert c.status == "running"
+    assert client.containers.run(img.id, "cat /f", remove=True) == b"hi\n"
+
+
+# -- environment ----------------------------------------------------------------------------
+
+def test_env_without_value_kept_in_config(client):
+    c = client.api.create_container("busybox", "env", environment={"Foo": None, "Other": "one", "Blank": ""})
+    env = client.api.inspect_container(c)["Config"]["Env"]
+    assert "Foo" in env and "Other=one" in env and "Blank=" in env
+    client.api.start(c)
+    client.api.wait(c)
+    out = client.api.logs(c).decode().splitlines()
+    assert "Other=one" in out and "Blank=" in out
+    assert not any(line == "Foo" or line.startswith("Foo=") for line in out)  # unset, as Docker
+
+
+def test_process_env_has_hostname_and_home(client):
+    out = client.containers.run("busybox", "env", hostname="boat", remove=True).decode().splitlines()
+    assert "HOSTNAME=boat" in out and "HOME=/root" in out
+    out = client.containers.run("busybox", "env", tty=True, remove=True).decode().splitlines()
+    assert "TERM=xterm\r" in out or "TERM=xterm" in out
+
+
+@pytest.mark.parametrize("user,home", [("", "/root"), ("nobody", "/nonexistent"), ("4242", "/"),
+                                       ("www-data", "/var/www")])
+def test_home_from_passwd(d, client, user, home):
+    """HOME from the image's /etc/passwd for the user (runc's rule), "/" without an entry."""
+    args = ["-u", user] if user else []
+    if user == "www-data":  # busybox has no www-data: an image that has one
+        image = build(client, "compat-www",
+                      b"FROM busybox\nRUN echo 'www-data:x:33:33:www-data:/var/www:/bin/false' >> /etc/passwd\n")
+    else:
+        image = "busybox"
+    out = d.docker("run", "--rm", *args, image, "sh", "-c", "echo $HOME")
+    assert out.stdout.decode().strip() == home, out.stderr
+    cid = d.docker("run", "-d", image, "sleep", "300").stdout.decode().strip()
+    out = d.docker("exec", *args, cid, "sh", "-c", "echo $HOME")
+    assert out.stdout.decode().strip() == home, out.stderr
+
+
+def test_home_from_env_wins(d):
+    out = d.docker("run", "--rm", "-u", "nobody", "-e", "HOME=/x", "busybox", "sh", "-c", "echo $HOME")
+    assert out.stdout == b"/x\n"
+    cid = d.docker("run", "-d", "busybox", "sleep", "300").stdout.decode().strip()
+    assert d.docker("exec", "-e", "HOME=/y", cid, "sh", "-c", "echo $HOME").stdout == b"/y\n"
+
+
+# -- entrypoint ------------------------------------------------------------------------------
+
+def test_empty_entrypoint_means_none(d, client):
+    out = d.docker("run", "--rm", "--entrypoint", "", "busybox", "echo", "x")
+    assert out.returncode == 0 and out.stdout == b"x\n", out.stderr
+    # an image with an entrypoint: [""] resets it
+    build(client, "compat-ep", b'FROM busybox\nENTRYPOINT ["false"]\n')
+    out = d.docker("run", "--rm", "--entrypoint", "", "compat-ep", "echo", "y")
+    assert out.returncode == 0 and out.stdout == b"y\n", out.stderr
+    c = client.api.create_container("compat-ep", ["echo", "z"], entrypoint=[""])
+    assert not client.api.inspect_container(c)["Config"]["Entrypoint"]
