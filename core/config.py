@@ -49,6 +49,10 @@ class DaemonConfig:
     storage_driver: str | None = None  # None: the first usable of overlay, vfs
     runtime: str | None = None  # None: native
     cgroups: str | None = None  # None: auto
+    # dockerd's --cgroup-parent: containers without HostConfig.CgroupParent go to <it>/<id>
+    cgroup_parent: str | None = None
+    # dockerd's --exec-opt; only native.cgroupdriver=cgroupfs (dockyard.containers.cgparent)
+    exec_opts: tuple[str, ...] = ()
     insecure_tcp: bool = False  # allow plain TCP on non-loopback addresses
     # dockerd's TLS flags; tcp:// URLs are served by the ``tls`` transport when either is on
     tls: bool = False  # TLS without client verification
@@ -102,6 +106,8 @@ FILE_KEYS = {
     "storage-driver": "storage_driver",
     "runtime": "runtime",
     "cgroups": "cgroups",
+    "cgroup-parent": "cgroup_parent",
+    "exec-opts": "exec_opts",
     "insecure-tcp": "insecure_tcp",
     "tls": "tls",
     "tlsverify": "tlsverify",
@@ -133,6 +139,12 @@ def _coerce(name: str, value: Any) -> Any:
             value = [value]
         if not isinstance(value, (list, tuple)) or not all(isinstance(h, str) for h in value):
             raise ConfigError(f"{key}: expected a list of URLs")
+        return tuple(value)
+    if name == "exec_opts":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(h, str) and h for h in value):
+            raise ConfigError(f"{key}: expected a list of KEY=VALUE strings")
         return tuple(value)
     if name in ("registry_mirrors", "insecure_registries"):
         if not isinstance(value, (list, tuple)) or not all(isinstance(h, str) and h for h in value):

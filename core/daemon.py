@@ -60,6 +60,9 @@ class Daemon:
 
     async def start(self) -> None:
         c = self.config
+        from .containers.cgparent import cgroup_driver
+
+        cgroup_driver(c.exec_opts)  # native.cgroupdriver: cgroupfs, or a ConfigError
         for d in (c.data_root, c.exec_root):
             d.mkdir(parents=True, exist_ok=True)
             os.chmod(d, 0o711)
@@ -411,7 +414,8 @@ FLAG_FIELDS = {
     "storage_driver": "storage_driver", "runtime": "runtime", "cgroups": "cgroups",
     "insecure_tcp": "insecure_tcp", "live_restore": "live_restore", "log_opt": "log_opts",
     "tls": "tls", "tlsverify": "tlsverify", "tlscacert": "tlscacert", "tlscert": "tlscert",
-    "tlskey": "tlskey", "userns_remap": "userns_remap",
+    "tlskey": "tlskey", "userns_remap": "userns_remap", "cgroup_parent": "cgroup_parent",
+    "exec_opt": "exec_opts",
 }
 
 
@@ -438,6 +442,10 @@ FLAG_FIELDS = {
 @click.option("--tlskey", type=click.Path(path_type=Path), help="Server TLS key (default /etc/dockyard/key.pem)")
 @click.option("--userns-remap", metavar="default|USER[:GROUP]",
               help="Run containers in a user namespace mapped to the subordinate ids of USER (default: dockremap)")
+@click.option("--cgroup-parent", metavar="PATH",
+              help="Parent cgroup of containers without --cgroup-parent (cgroupfs: <PATH>/<id> in every hierarchy)")
+@click.option("--exec-opt", multiple=True, metavar="KEY=VALUE",
+              help="Runtime options: native.cgroupdriver=cgroupfs (systemd is refused: not implemented)")
 @click.option("--log-opt", multiple=True, metavar="KEY=VALUE", help="Default container log options (max-size, max-file)")
 @click.version_option(__version__, "-v", "--version", prog_name="dockyardd")
 @click.pass_context
@@ -452,7 +460,7 @@ def cli(ctx: click.Context, config_file: Path | None, **params: Any) -> None:
             continue
         if param == "log_opt":
             value = dict(item.partition("=")[::2] for item in value)
-        flags[FLAG_FIELDS[param]] = list(value) if param == "host" else value
+        flags[FLAG_FIELDS[param]] = list(value) if param in ("host", "exec_opt") else value
     if config_file is None and DEFAULT_CONFIG_FILE.exists():
         config_file = DEFAULT_CONFIG_FILE
     try:

@@ -116,9 +116,9 @@ def _check_modes(hc: dict[str, Any]) -> None:
         raise InvalidArgument(f"invalid USER mode: {userns}")  # Docker knows only "host" too
     if hc.get("Cgroup"):
         raise _refuse("HostConfig.Cgroup (--cgroup container:...)")
-    if hc.get("CgroupParent"):
-        raise _refuse("--cgroup-parent", "is not supported by this engine: containers' cgroups live under the "
-                      "cgroups driver's parent (daemon option)")
+    parent = hc.get("CgroupParent")
+    if parent is not None and (not isinstance(parent, str) or "\0" in parent or "\n" in parent):
+        raise InvalidArgument(f"invalid cgroup parent: {parent!r}")
     isolation = hc.get("Isolation") or ""
     if isolation not in ("", "default"):
         raise InvalidArgument(f"Invalid isolation: {isolation!r} - linux only supports 'default'")
@@ -185,12 +185,6 @@ def _check_mounts(hc: dict[str, Any]) -> None:
             raise _refuse("--mount tmpfs-option (TmpfsOptions.Options)")
 
 
-def _check_endpoints(networking: dict[str, Any] | None) -> None:
-    for name, cfg in ((networking or {}).get("EndpointsConfig") or {}).items():
-        if (((cfg or {}).get("IPAMConfig") or {}).get("LinkLocalIPs")):
-            raise _refuse(f"--link-local-ip (network {name})")
-
-
 def check_platform(image_config: dict[str, Any], platform: str) -> None:
     """``POST /containers/create?platform=os/arch[/variant]``: the local image must match.
     Docker answers 404 (and the docker CLI then pulls); a 400 here, as nothing can be pulled
@@ -209,7 +203,6 @@ def check(config: dict[str, Any], hc: dict[str, Any], *, runtime: Any = None, st
           networking: dict[str, Any] | None = None) -> None:
     """Raise a 400 for the first field of the request this engine cannot honour."""
     _check_mounts(hc)
-    _check_endpoints(networking)
     if hc.get("IOMaximumBandwidth") or hc.get("IOMaximumIOps"):
         raise InvalidArgument("Invalid QoS settings: linux does not support Maximum IO Bandwidth or Maximum IO IOps")
     if hc.get("Capabilities"):

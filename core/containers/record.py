@@ -53,6 +53,9 @@ class Container:
     # intents, for start-up reconciliation after a crash (service.reconcile)
     starting: bool = False  # saved before the runtime launches the process, cleared with its pid
     remove_volumes: bool = False  # `rm -v` under way (state "removing"): anonymous volumes go too
+    # the cgroup parent the container last started under (HostConfig.CgroupParent or the daemon's
+    # cgroup-parent); None: the cgroups driver's own. A restarted daemon hands it back to the driver
+    cgroup_parent: str | None = None
 
     # -- persistence -------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from typing import Any, Callable
 from .. import filters as F
 from ..config import parse_size
 from ..drivers.cgroups import Resources
+from . import cgparent
 from ..drivers.runtime import ExitStatus
 from ..errors import (
     ConfigError, Conflict, DockyardError, InvalidArgument, InvalidState, NameInUse, NoSuchContainer,
@@ -341,8 +342,9 @@ class ContainerService:
             if cg is not None:
                 if cg.exists(c.id):
                     cg.remove(c.id)
-                cg.create(c.id, dataclasses.replace(Resources.from_host_config(c.host_config),
-                                                    devices=device_plan.rules))
+                c.cgroup_parent = cgparent.effective(self.daemon.config, c.host_config)
+                cg.create(c.id, dataclasses.replace(Resources.from_host_config(c.host_config), devices=device_plan.rules),
+                          **({"parent": c.cgroup_parent} if c.cgroup_parent is not None else {}))
                 undo.callback(cg.remove, c.id)
                 procs = cg.procs_files(c.id)
             log_max_size, log_max_files = self._log_limits(c)
@@ -992,6 +994,7 @@ class ContainerService:
                     log.warning("removing runtime state of unknown container %s", cid[:12])
                     await self.runtime.delete(cid)
         if self.cgroups is not None:
+            cgparent.adopt_all(self.cgroups, self.containers.values())  # before list(): it finds them there
             for cid in self.cgroups.list():
                 if cid not in known:
                     log.warning("removing stale cgroup of unknown container %s", cid[:12])
