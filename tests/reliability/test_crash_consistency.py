@@ -40,9 +40,9 @@ def _docker_ok(daemon, *args) -> str:
                                    "container.rm.after_layer"])
 def test_kill9_during_rm_is_finished_at_restart(own_daemon, point):
     daemon = own_daemon(env={"DOCKYARD_CRASHPOINT": point})
-    cid = _docker_ok(daemon, "run", "-d", "-v", "/data", "busybox", "sleep", "300")
+    cid = _docker_ok(daemon, "run", "-d", "--network", "none", "-v", "/data", "busybox", "sleep", "300")
     volume = _docker_ok(daemon, "inspect", "-f", "{{range .Mounts}}{{.Name}}{{end}}", cid)
-    keep = _docker_ok(daemon, "create", "--name", "bystander", "busybox", "true")
+    keep = _docker_ok(daemon, "create", "--network", "none", "--name", "bystander", "busybox", "true")
     before = {t.split(":")[0] for t in traces(daemon, cid)}
     assert {"file", "mount", "cgroup", "process"} <= before  # what the check below must see gone
     api = daemon.docker_client(timeout=60).api
@@ -69,7 +69,7 @@ def test_removal_half_done_by_an_older_version_is_finished(own_daemon):
     layer, not a container" for ever). Start-up finishes it; so does a second case with
     diff/ gone too, by rm -f."""
     daemon = own_daemon()
-    cids = [_docker_ok(daemon, "run", "-d", "busybox", "sleep", "300") for _ in range(2)]
+    cids = [_docker_ok(daemon, "run", "-d", "--network", "none", "busybox", "sleep", "300") for _ in range(2)]
     for cid in cids:
         _docker_ok(daemon, "stop", "-t", "0", cid)
     daemon.stop()
@@ -122,7 +122,7 @@ def test_storage_removes_what_an_interrupted_removal_left(tmp_path):
 
 def test_kill9_after_launch_adopts_the_process(own_daemon):
     daemon = own_daemon(env={"DOCKYARD_CRASHPOINT": "container.start.after_launch"})
-    cid = _docker_ok(daemon, "create", "busybox", "sleep", "300")
+    cid = _docker_ok(daemon, "create", "--network", "none", "busybox", "sleep", "300")
     api = daemon.docker_client(timeout=60).api
     _crash(daemon, lambda: api.start(cid))
     api.close()
@@ -143,7 +143,7 @@ def test_kill9_after_launch_adopts_the_process(own_daemon):
 
 def test_kill9_before_launch_leaves_no_process_and_can_start(own_daemon):
     daemon = own_daemon(env={"DOCKYARD_CRASHPOINT": "container.start.after_intent"})
-    cid = _docker_ok(daemon, "create", "busybox", "sleep", "300")
+    cid = _docker_ok(daemon, "create", "--network", "none", "busybox", "sleep", "300")
     api = daemon.docker_client(timeout=60).api
     _crash(daemon, lambda: api.start(cid))
     api.close()
@@ -163,7 +163,7 @@ def test_kill9_while_a_restart_policy_launches_adopts_the_process(own_daemon):
     """The second launch (the restart policy's) is cut short: after the restart the container
     is running with its real pid, not "restarting" with Pid 0 for ever."""
     daemon = own_daemon(env={"DOCKYARD_CRASHPOINT": "container.start.after_launch@2"})
-    cid = _docker_ok(daemon, "run", "-d", "--restart", "always", "busybox", "sh", "-c",
+    cid = _docker_ok(daemon, "run", "-d", "--network", "none", "--restart", "always", "busybox", "sh", "-c",
                      "test -f /ran && exec sleep 300; touch /ran")  # exits once, then runs
     assert daemon.proc.wait(60) == 137
     launched = cgroup_pids(cid)

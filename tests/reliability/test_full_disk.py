@@ -69,8 +69,8 @@ def _record(daemon: DaemonProcess, cid: str) -> dict:
 
 def test_stop_kill_and_rm_work_on_a_full_disk(small_daemon):
     d = small_daemon
-    stop_me, kill_me, rm_me = (_ok(d, "run", "-d", "busybox", "sleep", "300") for _ in range(3))
-    start_me = _ok(d, "create", "busybox", "sleep", "300")
+    stop_me, kill_me, rm_me = (_ok(d, "run", "-d", "--network", "none", "busybox", "sleep", "300") for _ in range(3))
+    start_me = _ok(d, "create", "--network", "none", "busybox", "sleep", "300")
     _fill(d.data_root)
 
     # a start cannot record its intent: a clear error, and nothing half set up is left
@@ -90,7 +90,7 @@ def test_stop_kill_and_rm_work_on_a_full_disk(small_daemon):
 
     (d.data_root / "fill").unlink()  # the rm freed a little; make it full again
     _fill(d.data_root)
-    r = d.docker("create", "busybox", "true")
+    r = d.docker("create", "--network", "none", "busybox", "true")
     assert r.returncode != 0 and b"no space left on device (ENOSPC)" in r.stderr, r.stderr
 
     # space returns: the records kept in memory are written (retried every second)

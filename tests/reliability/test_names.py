@@ -18,6 +18,11 @@ from .conftest import restart
 pytestmark = pytest.mark.privileged
 
 
+def _create(api, name):
+    # no network: these tests are about names (and hold on a host whose address pools are taken)
+    return api.create_container("busybox", ["true"], name=name, host_config=api.create_host_config(network_mode="none"))
+
+
 def _race(n: int, job: Callable[[int], Any]) -> list[Any]:
     """Run ``job(i)`` for i in range(n) on n threads released together; results or exceptions."""
     barrier = threading.Barrier(n)
@@ -48,7 +53,7 @@ def _outcome(results: list[Any]) -> tuple[list[Any], list[Any]]:
 def test_twenty_concurrent_creates_of_one_name(d):
     clients = [d.docker_client(timeout=120).api for _ in range(20)]
     try:
-        results = _race(20, lambda i: clients[i].create_container("busybox", ["true"], name="rel-samename"))
+        results = _race(20, lambda i: _create(clients[i], "rel-samename"))
     finally:
         for c in clients:
             c.close()
@@ -63,14 +68,14 @@ def test_create_races_rename_for_one_name(d, client):
     """A rename and creates all wanting one name: exactly one of them gets it."""
     for round_ in range(5):
         name = f"rel-rename-race-{round_}"
-        other = client.api.create_container("busybox", ["true"], name=f"rel-rename-src-{round_}")["Id"]
+        other = _create(client.api, f"rel-rename-src-{round_}")["Id"]
         clients = [d.docker_client(timeout=120).api for _ in range(8)]
         try:
             def job(i: int) -> Any:
                 if i == 0:
                     clients[i].rename(other, name)
                     return {"Id": other}
-                return clients[i].create_container("busybox", ["true"], name=name)
+                return _create(clients[i], name)
             ok, conflicts = _outcome(_race(8, job))
         finally:
             for c in clients:
@@ -86,7 +91,7 @@ def test_duplicate_names_in_the_store_are_resolved_at_start(own_daemon):
     daemon = own_daemon()
     ids = []
     for i in range(3):
-        r = daemon.docker("create", "--name", f"rel-dup-{i}", "busybox", "true")
+        r = daemon.docker("create", "--network", "none", "--name", f"rel-dup-{i}", "busybox", "true")
         assert r.returncode == 0, r.stderr
         ids.append(r.stdout.decode().strip())
     daemon.stop()
