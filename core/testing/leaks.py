@@ -11,6 +11,8 @@ a chaos run's directory):
 
 * mounts, pinned namespaces and processes by path: a mount point, or a path in a shim's or a
   daemon's command line, under one of the owner's directories;
+* cgroups of a container whose record is in one of the owner's data roots (whatever its
+  ``--cgroup-parent``);
 * cgroups, bridges ``dy<instance>-br0`` and nftables tables ``dockyard_<instance>[_ports]``
   (and the iptables accepts tagged with them) by *instance*: the 8 hex digits of sha256 of a
   data root, which the daemon puts in every host-wide name it makes (``instance_of`` in
@@ -39,6 +41,7 @@ LOCK_NAME = "dockyardd.lock"
 _INSTANCE = re.compile(r"^dockyard-([0-9a-f]{8})$")
 _BRIDGE_INSTANCE = re.compile(r"^dy([0-9a-f]{8})-br0$")
 _TABLE_INSTANCE = re.compile(r"^dockyard_([0-9a-f]{8})(?:_ports)?$")
+_CID = re.compile(r"^[0-9a-f]{64}$")
 _ACCEPT_TAG = re.compile(r"dockyard:dockyard_([0-9a-f]{8})\b")  # net_bridge's ForwardAccepts comment
 _SKIP_DIRS = {"storage", "image", "containers", "volumes", "_data", "rootfs", "overlay", "vfs", "blobs",
               "runtime", "netns", "network", "networks", "cgroups", "logs"}
@@ -70,6 +73,7 @@ class Owner:
     data_roots: list[Path] = field(default_factory=list)
     instances: set[str] = field(default_factory=set)
     bridges: set[str] = field(default_factory=set)
+    containers: set[str] = field(default_factory=set)  # ids of the containers their records know
 
     def owns_path(self, path: str) -> bool:
         return any(path == d or path.startswith(d.rstrip("/") + "/") for d in self.dirs)
@@ -100,8 +104,14 @@ def snapshot(iptables: bool = True) -> Snapshot:
             if first.name.startswith("dockyard"):
                 s.cgroups.add(str(first))
                 s.cgroups |= {str(p) for p in _subdirs(first)}
-            else:
-                s.cgroups |= {str(p) for p in _subdirs(first) if p.name.startswith("dockyard")}
+                continue
+            for second in _subdirs(first):  # a --cgroup-parent: <parent>/<container id>, 3 deep at most
+                if second.name.startswith("dockyard") or _CID.match(second.name):
+                    s.cgroups.add(str(second))
+                elif not first.name.startswith(("system.slice", "user.slice")):
+                    s.cgroups |= {str(p) for p in _subdirs(second) if _CID.match(p.name)}
+            if _CID.match(first.name):
+                s.cgroups.add(str(first))
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -202,6 +212,8 @@ def owner(dirs: Iterable[Path], data_roots: Iterable[Path] = ()) -> Owner:
     o.instances = {instance_of(r) for r in roots}
     for r in roots:
         o.bridges |= recorded_bridges(r)
+        for sub in (r / "containers", r.parent / "exec" / "runtime" / "native"):
+            o.containers |= {p.name for p in _subdirs(sub) if _CID.match(p.name)}
     return o
 
 
@@ -239,7 +251,7 @@ def leaks(before: Snapshot, after: Snapshot, who: Owner, strict: bool | None = N
         if who.owns_path(point):
             found.append(f"{'netns' if point in after.netns else 'mount'}: {point}")
     for path in sorted(after.cgroups - before.cgroups):
-        if _cgroup_instance(path) in who.instances:
+        if _cgroup_instance(path) in who.instances or Path(path).name in who.containers:
             found.append(f"cgroup: {path}")
     for pid, cmd in sorted(after.processes.items()):
         if pid in before.processes and before.processes[pid] == cmd:

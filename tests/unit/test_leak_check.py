@@ -83,6 +83,14 @@ def test_our_leftovers_count(tmp_path):
     assert not any(FOREIGN in line or "/tmp/other" in line for line in found)
 
 
+def test_a_container_cgroup_under_a_cgroup_parent_counts_if_its_record_is_ours(tmp_path):
+    root = make_root(tmp_path)
+    ours, theirs = "c" * 64, "d" * 64
+    (root / "containers" / ours).mkdir(parents=True)
+    after = Snapshot(cgroups={f"/sys/fs/cgroup/memory/mytest/{ours}", f"/sys/fs/cgroup/pids/kubepods/{theirs}"})
+    assert leaks(Snapshot(), after, owner([tmp_path])) == [f"cgroup: /sys/fs/cgroup/memory/mytest/{ours}"]
+
+
 def test_what_existed_before_does_not_count(tmp_path):
     root = make_root(tmp_path)
     inst = instance_of(root)
