@@ -158,7 +158,8 @@ def parse_mount(m: Any) -> dict[str, Any]:
             raise _bad_config(kind, f"bind source path does not exist: {source}")
         return _point("bind", target, source=posixpath.normpath(source), rw=not readonly,
                       propagation=propagation, create_source=bool(opts.get("CreateMountpoint")),
-                      recursive=not opts.get("NonRecursive"))
+                      recursive=not opts.get("NonRecursive"),
+                      ro_nonrecursive=bool(readonly and opts.get("ReadOnlyNonRecursive")))
     if kind == "volume":
         opts = m.get("VolumeOptions") or {}
         driver_config = opts.get("DriverConfig") or {}
@@ -303,8 +304,8 @@ async def _remove_quietly(volumes: Any, name: str) -> None:
 
 def _bind_options(point: dict[str, Any]) -> list[str]:
     opts = ["rbind" if point.get("recursive", True) else "bind"]
-    if not point.get("RW", True):
-        opts.append("ro")
+    if not point.get("RW", True):  # "ro-top": the top mount only (BindOptions.ReadOnlyNonRecursive)
+        opts.append("ro-top" if point.get("ro_nonrecursive") else "ro")
     if point.get("Propagation"):
         opts.append(point["Propagation"])
     return opts

@@ -170,15 +170,22 @@ def _check_security(hc: dict[str, Any]) -> None:
 
 def _check_mounts(hc: dict[str, Any]) -> None:
     """Read-only binds are recursively read-only here (Docker's default on API 1.44 where the
-    kernel has mount_setattr), so ``ReadOnlyForceRecursive`` is what happens anyway."""
+    kernel has mount_setattr), so ``ReadOnlyForceRecursive`` is what happens anyway (the shim
+    fails the start when mount_setattr(AT_RECURSIVE) fails); ``ReadOnlyNonRecursive`` makes
+    only the top mount read-only (submounts stay writable), as Docker 25."""
     for m in hc.get("Mounts") or []:
         if not isinstance(m, dict):
             continue  # mounts.plan refuses it
         opts = m.get("BindOptions") or {}
         if opts.get("ReadOnlyNonRecursive"):
-            raise _refuse("--mount bind-recursive=writable (BindOptions.ReadOnlyNonRecursive)")
+            if not m.get("ReadOnly"):
+                raise InvalidArgument("option ReadOnlyNonRecursive requires ReadOnly")
+            if opts.get("ReadOnlyForceRecursive"):
+                raise InvalidArgument("option ReadOnlyForceRecursive conflicts with ReadOnlyNonRecursive")
         if opts.get("ReadOnlyForceRecursive") and not m.get("ReadOnly"):
             raise InvalidArgument("option ReadOnlyForceRecursive requires ReadOnly")
+        if opts.get("ReadOnlyForceRecursive") and (opts.get("Propagation") or "rprivate") != "rprivate":
+            raise InvalidArgument("option ReadOnlyForceRecursive requires BindOptions.Propagation to be 'rprivate'")
         if (m.get("VolumeOptions") or {}).get("Subpath"):
             raise _refuse("--mount volume-subpath (VolumeOptions.Subpath)")
         if (m.get("TmpfsOptions") or {}).get("Options"):

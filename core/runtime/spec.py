@@ -290,6 +290,8 @@ def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Pa
             attr = sum(ATTR[o] for o in m.options if o in ATTR)
             prop = next((PROPAGATION[o] for o in m.options if o in PROPAGATION), 0)  # 0: private
             op("bind", m.source, m.target, attr, int("rbind" in m.options or "bind" not in m.options), prop)
+            if "ro-top" in m.options:  # read-only on the top mount only: submounts stay writable
+                op("setro", m.target)
         elif m.type == "tmpfs":
             attr, data = 0, []
             for o in m.options:
