@@ -72,6 +72,7 @@ class Endpoint:
     mtu: int = 1500
     aliases: list[str] = field(default_factory=list)  # DNS names on user networks (DNS engineer)
     default_route: bool = True  # set the default route via ``gateway`` (eth0 only)
+    link_local: list[str] = field(default_factory=list)  # more addresses ("169.254.8.8/16"): LinkLocalIPs
     driver_state: dict[str, Any] = field(default_factory=dict)  # the driver's own, e.g. {"host_ifname": "dyv..."}
 
 

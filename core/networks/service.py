@@ -83,6 +83,18 @@ def endpoint_settings(net: Network, cfg: dict[str, Any] | None = None) -> dict[s
     }
 
 
+def link_local_addresses(settings: dict[str, Any]) -> list[str]:
+    """``IPAMConfig.LinkLocalIPs`` as interface addresses: /16 for IPv4, /64 for IPv6 (moby's
+    ``linkLocalMask``)."""
+    import ipaddress
+
+    out = []
+    for text in (settings.get("IPAMConfig") or {}).get("LinkLocalIPs") or []:
+        addr = ipaddress.ip_address(text)
+        out.append(f"{addr}/{16 if addr.version == 4 else 64}")
+    return out
+
+
 class NetworkService:
     def __init__(self, daemon: Any) -> None:
         self.daemon = daemon
@@ -476,6 +488,14 @@ class NetworkService:
         address = ipam_cfg.get("IPv4Address") or ""
         if ipam_cfg.get("IPv6Address"):
             raise InvalidArgument("IPv6 addresses are not supported by this engine")
+        lls = ipam_cfg.get("LinkLocalIPs") or []
+        if not isinstance(lls, list) or not all(isinstance(v, str) for v in lls):
+            raise InvalidArgument("IPAMConfig.LinkLocalIPs must be a list of strings")
+        for text in lls:
+            try:
+                ipam.ipaddress.ip_address(text)
+            except ValueError:
+                raise InvalidArgument(f"invalid link-local IP address: {text}") from None
         if cfg.get("Aliases") and not user_defined:
             raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
         if address:
@@ -546,6 +566,7 @@ class NetworkService:
             ep = Endpoint(id=epid, network_id=rec.id, container_id=c.id, netns=str(path), ifname=ifname,
                           address=f"{ip}/{rec.prefixlen()}", gateway=net.gateway, mac=mac, mtu=mtu,
                           aliases=list(settings.get("Aliases") or []),
+                          link_local=link_local_addresses(settings),
                           default_route=not net.internal and not any(e.default_route for e in mine))
             rec.endpoints[epid] = ep
             try:
@@ -586,7 +607,13 @@ class NetworkService:
         self.dns.stop(c.id)  # its sockets hold the namespace
         await asyncio.to_thread(netns.remove, self.netns_path(c.id))
         for settings in c.networks.values():
-            settings.update({"EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""})
+            # a configured MAC (connect --mac-address) stays, as moby's DesiredMacAddress: one
+            # that is not Docker's 02:42:<ip> scheme was asked for (Config.MacAddress holds the
+            # first network's anyway)
+            mac = settings.get("MacAddress") or ""
+            ip = settings.get("IPAddress") or ""
+            keep = mac if mac and ip and mac != mac_for(ip) else ""
+            settings.update({"EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": keep})
         for key in ("Bridge", "EndpointID", "Gateway", "IPAddress", "MacAddress", "SandboxKey", "SandboxID"):
             c.network_settings.pop(key, None)
         c.network_settings.pop("IPPrefixLen", None)
@@ -627,9 +654,10 @@ class NetworkService:
             raise InvalidArgument("container sharing network namespace with another container or host cannot be "
                                   "connected to any other network")
         self._check_endpoint_config(rec, cfg)
-        if cfg.get("MacAddress"):
-            raise InvalidArgument("--mac-address is supported only for a container's first network on this engine "
-                                  "(set it at create)")
+        if cfg.get("MacAddress"):  # EndpointConfig.MacAddress (API >= 1.44, `network connect --mac-address`)
+            from ..containers.options import normalize_mac
+
+            cfg = {**cfg, "MacAddress": normalize_mac(cfg["MacAddress"])}
         async with svc.lock(c.id):
             if rec.name in c.networks:
                 raise Conflict(f"endpoint with name {c.name} already exists in network {rec.name}")

@@ -426,3 +426,66 @@ def test_auxiliary_addresses_are_reserved_and_shown(client, d):
                                    "AuxiliaryAddresses": {"a": "10.233.5.5", "b": "10.233.5.6"}}]
     finally:
         net.remove()
+
+
+def test_link_local_ips_are_on_the_interface(client, d):
+    """EndpointSettings.IPAMConfig.LinkLocalIPs (``--link-local-ip``): at create (the default
+    bridge too, docker-py's test) and at ``network connect``, added to that interface."""
+    name = f"t{uuid.uuid4().hex[:10]}"
+    run(d, "network", "create", "--subnet", "10.233.6.0/24", name)
+    try:
+        cid = run(d, "run", "-d", "--network", "bridge", "--link-local-ip", "169.254.8.8", "busybox", "sleep", "300")
+        settings = json.loads(run(d, "inspect", cid))[0]["NetworkSettings"]["Networks"]["bridge"]
+        assert settings["IPAMConfig"]["LinkLocalIPs"] == ["169.254.8.8"]
+        addrs = run(d, "exec", cid, "ip", "-4", "-o", "addr", "show", "eth0")
+        assert "inet 169.254.8.8/16" in addrs and f"inet {settings['IPAddress']}/" in addrs
+        run(d, "network", "connect", "--link-local-ip", "169.254.9.9", name, cid)
+        assert "inet 169.254.9.9/16" in run(d, "exec", cid, "ip", "-4", "-o", "addr", "show", "eth1")
+        run(d, "restart", "-t", "0", cid)  # kept across a restart
+        assert "inet 169.254.8.8/16" in run(d, "exec", cid, "ip", "-4", "-o", "addr", "show", "eth0")
+        assert "inet 169.254.9.9/16" in run(d, "exec", cid, "ip", "-4", "-o", "addr", "show", "eth1")
+        import docker
+
+        bad = client.api.create_networking_config({"bridge": client.api.create_endpoint_config(
+            link_local_ips=["not-an-ip"])})
+        with pytest.raises(docker.errors.APIError, match="invalid link-local IP address: not-an-ip") as info:
+            client.api.create_container("busybox", "true", networking_config=bad)
+        assert info.value.status_code == 400
+        run(d, "rm", "-f", cid)
+    finally:
+        run(d, "network", "rm", name, check=False)
+
+
+def test_network_connect_with_mac_address(client, d):
+    """``network connect --mac-address`` (EndpointConfig.MacAddress): on a created container
+    (docker-py's test) and a running one; the interface has it, and it stays across restarts."""
+    import docker
+
+    name = f"t{uuid.uuid4().hex[:10]}"
+    run(d, "network", "create", "--subnet", "10.233.7.0/24", name)
+    try:
+        created = client.api.create_container("busybox", "sleep 300")["Id"]
+        client.api.connect_container_to_network(created, name, mac_address="02:42:ac:11:00:02")
+        data = client.api.inspect_container(created)["NetworkSettings"]["Networks"][name]
+        assert data["MacAddress"] == "02:42:ac:11:00:02"
+        client.api.start(created)
+        assert "02:42:ac:11:00:02" in run(d, "exec", created, "cat", "/sys/class/net/eth1/address")
+        cid = run(d, "run", "-d", "busybox", "sleep", "300")
+        # (this docker CLI has no `network connect --mac-address`: docker-py sends the same body)
+        client.api.connect_container_to_network(cid, name, mac_address="92:D0:C6:0A:29:33")
+        assert run(d, "exec", cid, "cat", "/sys/class/net/eth1/address") == "92:d0:c6:0a:29:33"
+        assert run(d, "inspect", "-f", f"{{{{.NetworkSettings.Networks.{name}.MacAddress}}}}", cid) == \
+            "92:d0:c6:0a:29:33"
+        run(d, "stop", "-t", "0", cid)
+        assert run(d, "inspect", "-f", f"{{{{.NetworkSettings.Networks.{name}.MacAddress}}}}", cid) == \
+            "92:d0:c6:0a:29:33"
+        run(d, "start", cid)
+        assert run(d, "exec", cid, "cat", "/sys/class/net/eth1/address") == "92:d0:c6:0a:29:33"
+        assert run(d, "exec", cid, "cat", "/sys/class/net/eth0/address").startswith("02:42:")  # untouched
+        r = d.docker("network", "disconnect", name, cid)
+        assert r.returncode == 0
+        with pytest.raises(docker.errors.APIError, match="multicast"):
+            client.api.connect_container_to_network(cid, name, mac_address="01:00:5e:00:00:01")
+        run(d, "rm", "-f", cid, created)
+    finally:
+        run(d, "network", "rm", name, check=False)

@@ -45,7 +45,6 @@ REFUSED = [
     (["--mount", "type=bind,src=/tmp,dst=/x,readonly,bind-recursive=writable"], "ReadOnlyNonRecursive"),
     (["--mount", "type=volume,dst=/v,volume-subpath=x"], "volume-subpath (VolumeOptions.Subpath) is not supported"),
     (["--uts", "host", "-h", "boat"], "conflicting options: --hostname"),
-    (["--link-local-ip", "169.254.1.1"], "--link-local-ip (network default) is not supported"),
     (["--security-opt", "seccomp=unconfined", "--security-opt", "bogus=1"], "invalid --security-opt"),
 ]
 

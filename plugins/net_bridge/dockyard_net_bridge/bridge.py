@@ -241,7 +241,10 @@ class BridgeDriver:
         def inside() -> None:  # in a thread in the container's namespace
             sock = rtnl.Socket()
             try:
-                rtnl.configure(sock, socket.if_nametoindex(ep.ifname), str(iface.ip), iface.network.prefixlen, gateway)
+                index = socket.if_nametoindex(ep.ifname)
+                rtnl.configure(sock, index, str(iface.ip), iface.network.prefixlen, gateway)
+                if getattr(ep, "link_local", None):  # EndpointSettings.IPAMConfig.LinkLocalIPs
+                    rtnl.add_addresses(sock, index, list(ep.link_local))
             finally:
                 sock.close()
 

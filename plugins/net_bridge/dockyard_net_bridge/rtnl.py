@@ -146,3 +146,24 @@ def configure(sock: Socket, index: int, address: str, prefixlen: int, gateway: s
                             RTN_UNICAST, 0) + _attr(RTA_GATEWAY, socket.inet_aton(gateway))
         messages.append((RTM_NEWROUTE, NEW, route))
     sock.request(*messages)
+
+
+def add_addresses(sock: Socket, index: int, addresses: list[str]) -> None:
+    """More addresses (``ip/prefixlen``, IPv4 or IPv6) on link ``index``: an endpoint's
+    ``LinkLocalIPs``. One batch on ``sock`` (a socket in the container's namespace)."""
+    import ipaddress
+
+    messages = []
+    for text in addresses:
+        iface = ipaddress.ip_interface(text)
+        if iface.version == 4:
+            ip = iface.ip.packed
+            bcast = iface.network.broadcast_address.packed
+            body = struct.pack("=BBBBI", socket.AF_INET, iface.network.prefixlen, 0, 0, index)
+            body += _attr(IFA_LOCAL, ip) + _attr(IFA_ADDRESS, ip) + _attr(IFA_BROADCAST, bcast)
+        else:
+            body = struct.pack("=BBBBI", socket.AF_INET6, iface.network.prefixlen, 0, 0, index)
+            body += _attr(IFA_ADDRESS, iface.ip.packed)
+        messages.append((RTM_NEWADDR, NEW, body))
+    if messages:
+        sock.request(*messages)
