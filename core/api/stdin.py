@@ -104,3 +104,5 @@ async def run_streams(output: Awaitable[None], stdin: Awaitable[str] | None) -> 
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            elif task is not None and not task.cancelled():
+                task.exception()  # retrieved: a stdin copy that failed first is no error of the stream

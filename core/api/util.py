@@ -139,10 +139,14 @@ async def stream_progress(request: web.Request, run: Callable[[Callable[[dict[st
         while not queue.empty():
             await write(queue.get_nowait())
         result = task.result()
-    except Exception as exc:
+    except BaseException as exc:
         if not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        elif not task.cancelled():
+            task.exception()  # retrieved: reported below (or the request is being cancelled)
+        if not isinstance(exc, Exception):
+            raise  # cancelled: nothing more to send
         if not response.prepared:
             await drain_body(request)
             raise
