@@ -27,10 +27,14 @@ def parse_link(link: str) -> tuple[str, str]:
 
 
 def all_links(hc: dict[str, Any], networks: dict[str, Any]) -> list[str]:
-    """``HostConfig.Links`` and every endpoint's ``Links`` (docker-py, ``network connect --link``)."""
+    """``HostConfig.Links`` and the default bridge endpoint's ``Links``: the legacy links
+    (``/etc/hosts``, variables). A user network's endpoint ``Links`` (``network connect --link``,
+    docker-py's ``links=``) are names in its embedded DNS for this container only (dns.py), and,
+    as in moby, their targets need not exist until the name is asked for."""
     links = list(hc.get("Links") or [])
-    for settings in networks.values():
-        links += [v for v in settings.get("Links") or [] if v not in links]
+    for name, settings in networks.items():
+        if name == "bridge":
+            links += [v for v in settings.get("Links") or [] if v not in links]
     return links
 
 

@@ -358,11 +358,39 @@ def scope(service: Any, container_id: str) -> list[Any]:
     return out
 
 
+def link_target(service: Any, container_id: str, rec: Any, name: str) -> str | None:
+    """The container a legacy link of ``container_id``'s endpoint on ``rec`` names by the alias
+    ``name`` (``network connect --link target:alias``), or None: moby's sandbox checks these
+    aliases first, and only for the container that holds the link."""
+    c = _containers(service).get(container_id)
+    settings = (getattr(c, "networks", {}) or {}).get(rec.name) or {}
+    for link in settings.get("Links") or []:
+        target, _, alias = str(link).partition(":")
+        target = target.strip("/")
+        alias = alias.rsplit("/", 1)[-1] if alias else target
+        if alias.lower() == name and target:
+            return target.lower()
+    return None
+
+
 def lookup(service: Any, container_id: str, name: str) -> list[str] | None:
     """A name as the container sees it (:func:`scope`): the addresses on the first of its
-    networks where the name is known, i.e. an address the two containers share a network on."""
+    networks where the name is known, i.e. an address the two containers share a network on.
+    The aliases of its endpoints' links come first (moby's ``ResolveName``)."""
     containers = _containers(service)
-    for rec in scope(service, container_id):
+    recs = scope(service, container_id)
+    for rec in recs:
+        target = link_target(service, container_id, rec, name)
+        if target is None:
+            continue
+        found = []
+        for ep in rec.endpoints.values():
+            c = containers.get(ep.container_id)
+            if ep.address and target in names_for(ep.container_id, c.name if c is not None else "", ep.aliases):
+                found.append(_ip(ep))
+        if found:
+            return found
+    for rec in recs:
         found = []
         for ep in rec.endpoints.values():
             c = containers.get(ep.container_id)

@@ -571,3 +571,48 @@ def test_resolution_survives_daemon_kill(make_daemon, busybox_tar):
             for c in d.docker("ps", "-aq").stdout.decode().split():
                 d.docker("rm", "-f", c)
             d.docker("network", "rm", name)
+
+
+# -- issue 15: legacy links given at network connect are names in the embedded DNS ---------------
+
+
+def _subnet_network(d, subnet: str):
+    name = f"dnslink-{uuid.uuid4().hex[:8]}"
+    ok(d, "network", "create", "--subnet", subnet, name)
+    return name
+
+
+def test_links_at_network_connect_are_names_for_that_container_only(d, client):
+    """``network connect --link target:alias`` (EndpointConfig.Links): stored as given, the
+    target need not exist yet (docker-py's test), and then the alias resolves to the target's
+    address on that network for the linking container only; no /etc/hosts line."""
+    net = _subnet_network(d, "10.233.9.0/24")
+    try:
+        a = ok(d, "run", "-d", "--network", net, "busybox", "sleep", "300")
+        ok(d, "network", "disconnect", net, a)
+        upstream = f"{net}-upstream"
+        ok(d, "network", "connect", "--link", f"{upstream}:bar", net, a)
+        settings = json.loads(ok(d, "inspect", a))[0]["NetworkSettings"]["Networks"][net]
+        assert settings["Links"] == [f"{upstream}:bar"]
+        assert d.docker("exec", a, "nslookup", "bar").returncode != 0  # no such container yet
+        target = ok(d, "run", "-d", "--name", upstream, "--network", net, "busybox", "sleep", "300")
+        target_ip = json.loads(ok(d, "inspect", target))[0]["NetworkSettings"]["Networks"][net]["IPAddress"]
+        assert target_ip in ok(d, "exec", a, "nslookup", "bar").split("Name:", 1)[1]
+        assert f"({target_ip})" in ok(d, "exec", a, "ping", "-c1", "-W2", "bar")
+        assert "bar" not in ok(d, "exec", a, "cat", "/etc/hosts")
+        other = ok(d, "run", "-d", "--network", net, "busybox", "sleep", "300")
+        assert d.docker("exec", other, "nslookup", "bar").returncode != 0  # only the linking container
+        assert d.docker("exec", target, "nslookup", "bar").returncode != 0
+        # docker-py's test_create_with_links: at create too, to a container that does not exist
+        created = client.api.create_container(
+            "busybox", "sleep 300", host_config=client.api.create_host_config(network_mode=net),
+            networking_config=client.api.create_networking_config(
+                {net: client.api.create_endpoint_config(links=[(f"{net}-later", "baz")])}))["Id"]
+        client.api.start(created)
+        later = ok(d, "run", "-d", "--name", f"{net}-later", "--network", net, "busybox", "sleep", "300")
+        later_ip = json.loads(ok(d, "inspect", later))[0]["NetworkSettings"]["Networks"][net]["IPAddress"]
+        assert later_ip in ok(d, "exec", created, "nslookup", "baz").split("Name:", 1)[1]
+    finally:
+        for cid in d.docker("ps", "-aq", "--filter", f"network={net}").stdout.decode().split():
+            d.docker("rm", "-f", cid)
+        d.docker("network", "rm", net)
