@@ -340,6 +340,10 @@ async def setup(service: Any, c: Any, rootfs: Path, undo: contextlib.AsyncExitSt
             out.append(Mount("tmpfs", target, "tmpfs", list(point.get("tmpfs") or TMPFS_DEFAULT)))
     for target, options in (c.host_config.get("Tmpfs") or {}).items():
         out.append(Mount("tmpfs", posixpath.normpath(target), "tmpfs", tmpfs_options(options or "")))
+    from . import shm  # --ipc shareable / container:X: the /dev/shm kept on the host
+
+    undo.callback(shm.release, service, c)
+    out.extend(await asyncio.to_thread(shm.setup, service, c))
     return out
 
 
@@ -412,7 +416,11 @@ def populate(rootfs: Path, target: str, volume: Path) -> None:
 # -- stop and remove ------------------------------------------------------------------------------
 
 def release(service: Any, c: Any) -> None:
-    """The container stopped: its volume references go (the last user unmounts devices)."""
+    """The container stopped: its volume references go (the last user unmounts devices), and
+    its host /dev/shm."""
+    from . import shm
+
+    shm.release(service, c)
     volumes = getattr(service.daemon, "volumes", None)
     if volumes is None:
         return
