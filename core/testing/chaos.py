@@ -18,7 +18,10 @@ Everything else must hold after each restart (``Violation`` otherwise):
 * a container that ran keeps running with the same pid (live-restore), a created one is still
   created, an exited one has the exit code the model expects;
 * no container is stuck ("removing", "restarting" with no restart policy, running with pid 0);
-* names are unique, and each name resolves to the container the model gave it;
+* no process the API does not account for: one that does not run has no process in its cgroups
+  and no shim, one that runs has its pid alive;
+* names are unique, and each name resolves to the container the model gave it; of five
+  concurrent creates of one name exactly one wins;
 * logs are never partial: every line is a whole line the container printed;
 * no answer is a server error (5xx: a bug, whatever the operation);
 * at the end, ``rm -f`` of every container works, and after a clean stop nothing is left on the
@@ -50,6 +53,13 @@ API = "/v1.44"
 NAMES = [f"chaos{i}" for i in range(12)]
 NET_NAMES = [f"chaosnet{i}" for i in range(4)]
 VOL_NAMES = [f"chaosvol{i}" for i in range(6)]
+# what a kill aims at: the killer waits (briefly) until one of these is in flight
+KILL_TARGETS = ["create", "create race", "start", "stop", "kill", "rm", "restart", "run --rm", "network", "volume"]
+
+
+def tracked(name: str) -> bool:
+    """Names the model follows: the pool's and the create races'."""
+    return name in NAMES or name.startswith("race")
 _TEMP = re.compile(r"^\.(.+\.tmp-[A-Za-z0-9_]{8}|tmp-.*)$")
 
 
@@ -170,6 +180,9 @@ class Chaos:
         self.done = 0
         self.broken = False
         self.epoch = 0  # +1 at each kill
+        self.inflight_kinds: dict[str, int] = {}
+        self.hold_at = operations + 1  # workers take no operation numbered past it
+        self.kill_pending = False
         # explicit subnets: the host's default pools may be used up by other daemons' networks
         self.subnet_octet = 200 + random.Random(self.seed).randrange(50)
 
@@ -278,6 +291,37 @@ class Chaos:
             self.boxes[box.id] = box
             self.busy.add(box.id)
         return box
+
+    def op_create_race(self, rng: random.Random) -> str:
+        """Five creates of one new name at once: exactly one may win (Docker: the others 409)."""
+        if self.live() >= 16:
+            return "skip"
+        name = f"race{secrets.token_hex(4)}"
+        token = secrets.token_hex(4)
+        body = {"Image": "busybox", "Cmd": ["sh", "-c", f"echo out-{token}; exit 3"]}
+        answers: list[tuple[int, bytes] | None] = []
+
+        def create() -> None:
+            try:
+                answers.append(self.call("POST", f"/containers/create?name={name}", body))
+            except DaemonDown:
+                answers.append(None)
+
+        threads = [threading.Thread(target=create) for _ in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        won = [json.loads(a[1])["Id"] for a in answers if a is not None and a[0] == 201]
+        for a in answers:
+            if a is not None and a[0] not in (201, 409):
+                self.unexpected("create race", *a)
+        if len(won) > 1:
+            self.violation(f"duplicate name: {len(won)} of 5 concurrent creates named {name} succeeded")
+        with self.lock:
+            for cid in won:
+                self.boxes[cid] = Box(id=cid, name=name, kind="short", token=token, code=3)
+        return "create race"
 
     def _started(self, box: Box) -> None:
         """After an acknowledged start or restart: what runs now."""
@@ -510,10 +554,21 @@ class Chaos:
 
     def one(self, rng: random.Random) -> str:
         live = self.live()
-        choices = [("create", 14 if live < 16 else 0), ("start", 12), ("stop", 6), ("kill", 4),
+        choices = [("create", 14 if live < 16 else 0), ("create race", 2), ("start", 12), ("stop", 6), ("kill", 4),
                    ("rm", 8 if live > 4 else 3), ("restart", 5), ("run --rm", 6), ("exec", 10), ("logs", 10),
                    ("network", 5), ("volume", 5)]
         kind = rng.choices([c for c, _ in choices], [w for _, w in choices])[0]
+        with self.lock:
+            self.inflight_kinds[kind] = self.inflight_kinds.get(kind, 0) + 1
+        try:
+            return self._one(rng, kind)
+        finally:
+            with self.lock:
+                self.inflight_kinds[kind] -= 1
+
+    def _one(self, rng: random.Random, kind: str) -> str:
+        if kind == "create race":
+            return self.op_create_race(rng)
         if kind == "create":
             box = self.op_create(rng)
             if box is not None:
@@ -544,6 +599,13 @@ class Chaos:
         while True:
             self.gate.enter()
             try:
+                while (self.started >= self.hold_at or (self.started >= self.total and self.kill_pending)) \
+                        and not self.broken:
+                    # the killer is behind (aiming, restarting): no run-away past its next point,
+                    # and no end of the run before its last kill
+                    self.gate.leave()
+                    time.sleep(0.005)
+                    self.gate.enter()
                 with self.lock:
                     if self.started >= self.total or self.broken:
                         return
@@ -566,13 +628,24 @@ class Chaos:
                 self.gate.leave()
 
     def killer(self, points: list[int], stop: threading.Event) -> None:
+        try:
+            self._kill_at(points, stop)
+        finally:  # whatever happened, the workers may finish
+            self.kill_pending, self.hold_at = False, self.total + 1
+
+    def _kill_at(self, points: list[int], stop: threading.Event) -> None:
         rng = random.Random(self.seed * 7)
         for point in points:
+            self.kill_pending, self.hold_at = True, point + 40
             while self.done < point and not stop.is_set():
                 time.sleep(0.005)
             if stop.is_set():
                 return
-            time.sleep(rng.uniform(0, 0.15))  # somewhere inside the operations in flight
+            target = rng.choice(KILL_TARGETS)  # aim at one kind of transition, if one comes soon
+            deadline = time.monotonic() + 2
+            while not self.inflight_kinds.get(target) and time.monotonic() < deadline and not stop.is_set():
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0, 0.05))  # somewhere inside the operations in flight
             self.gate.close()
             try:
                 self.epoch += 1
@@ -588,7 +661,10 @@ class Chaos:
                     self.broken = True
                 return
             finally:
+                if point == points[-1]:
+                    self.kill_pending, self.hold_at = False, self.total + 1
                 self.gate.reopen()
+        self.kill_pending, self.hold_at = False, self.total + 1
 
     # -- invariants ---------------------------------------------------------------------------
 
@@ -642,7 +718,7 @@ class Chaos:
                         self.check_logs(box, logs, where)
             # adopt what the daemon says (the uncertain ones, and short ones that exited by themselves)
             box.uncertain = False
-            box.name = info["Name"].lstrip("/") if info["Name"].lstrip("/") in NAMES else ""
+            box.name = info["Name"].lstrip("/") if tracked(info["Name"].lstrip("/")) else ""
             if st["Running"]:
                 if box.state != "running" or not box.pid:
                     box.state, box.pid = "running", st["Pid"]
@@ -651,12 +727,65 @@ class Chaos:
             else:
                 box.state, box.pid = "exited", 0
                 box.codes = {st["ExitCode"]}
+        self._check_processes(where, listed)
         for cid, c in listed.items():  # creates that were cut by a kill, yet happened
             if cid not in self.boxes:
                 box = self._adopt(cid, c)
                 if box is not None:
                     self.boxes[cid] = box
         self._check_networks_volumes(where)
+
+    def _processes(self) -> dict[str, set[int]]:
+        """Container id -> the processes of it on the machine: in its cgroups (any hierarchy,
+        under this daemon's parent ``dockyard-<instance>``) and shims whose spec names it."""
+        found: dict[str, set[int]] = {}
+        parent = f"dockyard-{leaks.instance_of(self.daemon.data_root)}"
+        for ctl in leaks._subdirs(leaks.CGROUP_ROOT):
+            for cg in leaks._subdirs(ctl / parent):
+                try:
+                    pids = {int(x) for x in (cg / "cgroup.procs").read_text().split()}
+                except (OSError, ValueError):
+                    continue
+                if pids:
+                    found.setdefault(cg.name, set()).update(pids)
+        runtime = str(self.daemon.exec_root / "runtime")
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if len(argv) > 1 and b"dockyard-shim" in argv[0] and argv[1].decode(errors="replace").startswith(runtime):
+                parts = Path(argv[1].decode(errors="replace")).relative_to(runtime).parts
+                if len(parts) > 1:
+                    found.setdefault(parts[1], set()).add(int(pid))
+        return found
+
+    def _check_processes(self, where: str, listed: dict[str, Any]) -> None:
+        """No process the API does not account for: a container that does not run has none (a
+        start cut by a kill must not leave an unmanaged one, finding 4 of issue 14), one that
+        runs has its pid alive."""
+        deadline = time.monotonic() + 10  # a shim that recorded its exit may still be on its way out
+        while True:
+            procs = self._processes()
+            bad = []
+            for cid in listed:
+                info = self.inspect(cid)
+                if info is None:
+                    continue
+                st = info["State"]
+                if st["Running"] and st["Pid"] and not os.path.exists(f"/proc/{st['Pid']}"):
+                    bad.append(f"{cid[:12]} is running with pid {st['Pid']}, which does not exist")
+                elif not st["Running"] and st["Status"] != "paused" and procs.get(cid):
+                    bad.append(f"{cid[:12]} is {st['Status']} (pid {st['Pid']}) yet processes "
+                               f"{sorted(procs[cid])} of it run: unmanaged")
+            for cid in set(procs) - set(listed):
+                if len(cid) == 64:
+                    bad.append(f"processes {sorted(procs[cid])} of {cid[:12]}, which the API does not list")
+            if not bad or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        for line in bad:
+            self.violation(f"{where}: {line}")
 
     def _adopt(self, cid: str, c: dict[str, Any]) -> Box | None:
         cmd = c.get("Command") or ""
@@ -667,7 +796,7 @@ class Chaos:
         if info is None:
             return None
         code_m = re.search(r"exit (\d+)", cmd)
-        box = Box(id=cid, name=info["Name"].lstrip("/") if info["Name"].lstrip("/") in NAMES else "",
+        box = Box(id=cid, name=info["Name"].lstrip("/") if tracked(info["Name"].lstrip("/")) else "",
                   kind="long" if m.group(1) == "start" else "short", token=m.group(2),
                   code=int(code_m.group(1)) if code_m else 0,
                   auto_remove=bool(info["HostConfig"].get("AutoRemove")))
