@@ -74,11 +74,16 @@ echo "docker-py suite from $SRC ($SRC_VERSION), installed docker $INSTALLED"
 if [[ ${SRC_VERSION%%-*} != "$INSTALLED" ]]; then
     echo "warning: the suite ($SRC_VERSION) and the installed docker ($INSTALLED) differ" >&2
 fi
-# the suite's helpers import paramiko (docker-py's `ssh` extra), its marks pytest-timeout: into the venv, for this script only
-"$PY" -c 'import paramiko, pytest_timeout' 2>/dev/null || "$PY" -m pip install -q 'paramiko>=2.4.3' pytest-timeout
+# the suite's helpers import paramiko (docker-py's `ssh` extra), its websocket attach test
+# websocket-client (the `websockets` extra), its marks pytest-timeout: into the venv, for this script only
+"$PY" -c 'import paramiko, pytest_timeout, websocket' 2>/dev/null ||
+    "$PY" -m pip install -q 'paramiko>=2.4.3' pytest-timeout 'websocket-client>=1.3.0'
 
-# a private daemon: own data root, exec root and socket
-"$PY" -m dockyard -H "unix://$SOCK" --data-root "$BASE/data" --exec-root "$BASE/exec" \
+# a private daemon: own data root, exec root and socket. It runs in a mount namespace of its own
+# whose / is shared, as on a systemd host (dockerd's rshared binds need it; this VM's / is
+# private): nothing changes in the host's mount namespace.
+unshare --mount --propagation unchanged sh -c 'mount --make-rshared / && exec "$0" "$@"' \
+    "$PY" -m dockyard -H "unix://$SOCK" --data-root "$BASE/data" --exec-root "$BASE/exec" \
     >"$BASE/daemon.log" 2>&1 &
 DAEMON_PID=$!
 for _ in $(seq 300); do
@@ -88,11 +93,14 @@ for _ in $(seq 300); do
 done
 export DOCKER_HOST=unix://$SOCK
 
-# images, offline: busybox, tagged under every name the suite uses as its test image
+# images, offline: busybox, and an alpine stand-in built from it with what the suite expects of
+# alpine (a `postgres` user, /var/opt), tagged under every name the suite uses as its test image
 "$PY" -m dockyard.testing.images --load -H "unix://$SOCK" >/dev/null
-for t in alpine:3.10 alpine:latest busybox:buildroot-2014.02; do
-    docker tag busybox:latest "$t"
-done
+docker tag busybox:latest busybox:buildroot-2014.02
+printf '%s\n' 'FROM busybox:latest' \
+    "RUN echo 'postgres:x:70:70:postgres:/var/lib/postgresql:/bin/sh' >> /etc/passwd && echo 'postgres:x:70:' >> /etc/group && mkdir -p /var/opt" |
+    DOCKER_BUILDKIT=0 docker build -q -t alpine:3.10 - >/dev/null
+docker tag alpine:3.10 alpine:latest
 
 DESELECT=()
 while IFS= read -r line; do

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import InvalidArgument, NotSupported
+from ..errors import InvalidArgument, NoSuchContainer, NotSupported
 from ..lifecycle import State
 from ..runtime.logfile import LogRecord, split_lines
 from ..containers import options
@@ -44,8 +44,9 @@ async def create(request: web.Request) -> web.Response:
     if platform and images is not None and req.Image:
         options.check_platform(images.resolve(req.Image).config or {}, platform)  # --platform
     # the service still takes dicts: the validated request, re-encoded (next: the Struct itself)
-    c = await service(request).create(models.plain(req), request.query.get("name") or None)
-    return json_response({"Id": c.id, "Warnings": []}, status=201)
+    warnings: list[str] = []
+    c = await service(request).create(models.plain(req), request.query.get("name") or None, warnings)
+    return json_response({"Id": c.id, "Warnings": warnings}, status=201)
 
 
 @routes.get("/containers/json")
@@ -114,8 +115,25 @@ async def wait(request: web.Request) -> web.StreamResponse:
 
 @routes.delete("/containers/{id}")
 async def remove(request: web.Request) -> web.Response:
+    if query_bool(request, "link"):  # `docker rm --link NAME` without a parent: moby's rmLink
+        from ..containers import startopts
+
+        await startopts.remove_link(service(request), request.match_info["id"])
+        return web.Response(status=204)
     await service(request).remove(request.match_info["id"], force=query_bool(request, "force"),
                                   volumes=query_bool(request, "v"))
+    return web.Response(status=204)
+
+
+@routes.delete("/containers/{id}/{link}")
+async def remove_link(request: web.Request) -> web.Response:
+    """``docker rm --link parent/alias``: the only DELETE whose container name has a "/"."""
+    name = f"{request.match_info['id']}/{request.match_info['link']}"
+    if not query_bool(request, "link"):
+        raise NoSuchContainer(name)
+    from ..containers import startopts
+
+    await startopts.remove_link(service(request), name)
     return web.Response(status=204)
 
 
@@ -219,6 +237,17 @@ async def _aiter(items: Any) -> Any:
         yield item
 
 
+async def _record_lines(records: Any) -> Any:
+    """Each record cut at its newlines (a line cut between records is not waited for)."""
+    async with contextlib.aclosing(records):
+        async for r in records:
+            data, start = r.data, 0
+            while (nl := data.find(b"\n", start)) >= 0 and nl + 1 < len(data):
+                yield LogRecord(r.stream, r.timestamp_ns, data[start:nl + 1])
+                start = nl + 1
+            yield LogRecord(r.stream, r.timestamp_ns, data[start:]) if start else r
+
+
 def _tail(request: web.Request) -> int | None:
     value = request.query.get("tail", "all")
     if value in ("", "all"):
@@ -249,14 +278,14 @@ async def logs(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     if reader is not None:
         follow = query_bool(request, "follow") and c.running
+        # one frame per line, as json-file stores them (docker-py's logs(stream=True) yields
+        # frames: "hello\n", "world\n", not what one read of the pipe held)
         if follow:
-            records = reader.follow(since, until, tail)
+            records = _record_lines(reader.follow(since, until, tail))
         elif tail is not None:
             records = _aiter(reader.tail(tail, since, until))
-        elif framer.timestamps:
-            records = _aiter(split_lines(reader.records(since, until)))
         else:
-            records = _aiter(reader.records(since, until))
+            records = _aiter(split_lines(reader.records(since, until)))
         await _write_records(response, records, framer, batch=1 if follow else 1 << 18)
     await response.write_eof()
     return response

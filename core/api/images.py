@@ -14,6 +14,7 @@ from aiohttp import web
 
 from .. import filters as F
 from ..errors import DockyardError, InvalidArgument, NotSupported, Unavailable
+from ..images.archive import BadArchive
 from ..images.service import IMAGE_LIST_FILTERS, PRUNE_FILTERS, ImageService
 from ..images.streams import BodyReader, ResponseWriter
 from ..plugins import await_me_maybe
@@ -51,9 +52,25 @@ async def load(request: web.Request) -> web.StreamResponse:
         raise
     quiet = query_bool(request, "quiet")
     loop = asyncio.get_running_loop()
-    return await stream_progress(
-        request, lambda progress: asyncio.to_thread(svc.load, BodyReader(request.content, loop), progress, quiet),
-        what="image load", finish=lambda lines: [{"stream": line} for line in lines])
+    try:
+        return await stream_progress(
+            request, lambda progress: asyncio.to_thread(svc.load, BodyReader(request.content, loop), progress, quiet),
+            what="image load", finish=lambda lines: [{"stream": line} for line in lines])
+    except BadArchive as exc:
+        # dockerd answers a load that fails with 200 and the error in the stream (docker-py's
+        # ImageLoadError), in Go's archive/tar words
+        message = _go_tar_wording(str(exc))
+        return web.Response(status=200, content_type="application/json",
+                            body=json_line({"errorDetail": {"message": message}, "error": message}))
+
+
+def _go_tar_wording(message: str) -> str:
+    text = message.lower()
+    if "truncated" in text or "unexpected end of data" in text or "eoferror" in text:
+        return "unexpected EOF"
+    if "empty or not a tar" in text or "invalid header" in text or "bad checksum" in text:
+        return "archive/tar: invalid tar header"
+    return message
 
 
 @routes.get("/images/get")

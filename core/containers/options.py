@@ -133,7 +133,6 @@ def check_resources(hc: dict[str, Any]) -> None:
     if swappiness is not None and swappiness != -1:
         if not isinstance(swappiness, int) or not 0 <= swappiness <= 100:
             raise InvalidArgument(f"Invalid value: {swappiness}, valid memory swappiness range is 0-100")
-        raise _refuse("--memory-swappiness")
     if hc.get("OomKillDisable"):
         raise _refuse("--oom-kill-disable")
 
@@ -257,3 +256,21 @@ def settle_mac(config: dict[str, Any], hc: dict[str, Any], networks: dict[str, A
     if primary is None or mode in ("host", "none") or mode.startswith("container:"):
         raise InvalidArgument("conflicting options: mac-address and the network mode")
     config["MacAddress"] = networks[primary]["MacAddress"] = normalize_mac(wanted)
+
+
+#: dockerd's warning where the kernel has no memory.swappiness (cgroup v2)
+SWAPPINESS_WARNING = ("Your kernel does not support memory swappiness capabilities or the cgroup is not "
+                      "mounted. Memory swappiness discarded.")
+
+
+def settle_swappiness(hc: dict[str, Any], cgroups: Any) -> list[str]:
+    """``MemorySwappiness`` (0-100) is applied where the memory controller is on cgroup v1;
+    elsewhere (v2 has no memory.swappiness) Docker drops it with a warning, as here: the
+    create answers the warning and inspect shows null. -1 is the docker CLI's "unset"."""
+    value = hc.get("MemorySwappiness")
+    if value is None or value == -1:
+        return []
+    if getattr(cgroups, "version", None) == 1:
+        return []
+    hc["MemorySwappiness"] = None
+    return [SWAPPINESS_WARNING]

@@ -218,7 +218,8 @@ class ContainerService:
 
     # -- create ---------------------------------------------------------------------------
 
-    async def create(self, body: dict[str, Any], name: str | None) -> Container:
+    async def create(self, body: dict[str, Any], name: str | None, warnings: list[str] | None = None) -> Container:
+        """``warnings`` (if given) receives what dockerd answers in the create's Warnings."""
         self._require_drivers()
         if not isinstance(body, dict):
             raise InvalidArgument("container config must be a JSON object")
@@ -226,14 +227,15 @@ class ContainerService:
         if name:
             self._reserve(configure.check_name(name), cid)  # before the first await
         try:
-            return await self._create(body, name.lstrip("/") if name else None, cid)
+            return await self._create(body, name.lstrip("/") if name else None, cid, warnings)
         except (OSError, DockyardError) as exc:  # a full disk: say so (the steps were undone)
             _raise_if_disk_full(exc, "cannot create container")
             raise
         finally:
             self._release(cid)
 
-    async def _create(self, body: dict[str, Any], name: str | None, cid: str) -> Container:
+    async def _create(self, body: dict[str, Any], name: str | None, cid: str,
+                      warnings: list[str] | None = None) -> Container:
         image_ref = body.get("Image")
         if not image_ref or not isinstance(image_ref, str):
             raise InvalidArgument("Config.Image is required")
@@ -258,6 +260,9 @@ class ContainerService:
         options.check(config, host_config, runtime=self.runtime, storage=self.storage,
                       networking=body.get("NetworkingConfig"))  # refused options -> 400
         userns.check_container(self.daemon_userns, host_config)  # what Docker refuses under --userns-remap
+        found = options.settle_swappiness(host_config, self.cgroups)  # cgroup v2: dropped, warned
+        if warnings is not None:
+            warnings.extend(found)
         startopts.check_links(self, host_config, networks)
         options.settle_mac(config, host_config, networks)
         await effective.authorize(self.daemon, "create", lambda: effective.of_container(self, host_config, mount_points),

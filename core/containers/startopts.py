@@ -38,6 +38,32 @@ def all_links(hc: dict[str, Any], networks: dict[str, Any]) -> list[str]:
     return links
 
 
+async def remove_link(svc: Any, name: str) -> None:
+    """``DELETE /containers/{parent}/{alias}?link=1`` (``docker rm --link``, docker-py's
+    ``remove_container(name, link=True)``): the parent forgets the link (its ``HostConfig.Links``
+    and its endpoints' ``Links``); both containers stay. As moby's rmLink, a name without a
+    parent is the container's own name, which cannot be removed as a link."""
+    parent, _, alias = name.strip("/").rpartition("/")
+    if not parent:
+        raise Conflict("Conflict, cannot remove the default link name of the container")
+    try:
+        c = svc.get(parent)
+    except NotFound:
+        raise NotFound(f"Cannot get parent /{parent} for link name /{parent}/{alias}") from None
+    async with svc.lock(c.id):
+        found = False
+        holders = [c.host_config, *(s for s in c.networks.values() if isinstance(s, dict))]
+        for holder in holders:
+            links = holder.get("Links") or []
+            kept = [v for v in links if parse_link(v)[1] != alias]
+            if len(kept) != len(links):
+                found = True
+                holder["Links"] = kept or None
+        if not found:
+            raise NotFound(f"No such container: {parent}/{alias}")
+        svc._save(c)
+
+
 def check_links(svc: Any, hc: dict[str, Any], networks: dict[str, Any] | None = None) -> None:
     """At create, as Docker: every target must exist; links need a network of our own."""
     for value in (hc.get("Links"), *((s or {}).get("Links") for s in (networks or {}).values())):

@@ -118,6 +118,8 @@ class Resources:
     cpuset_mems: str | None = None
     pids_limit: int | None = None
     blkio_weight: int | None = None
+    #: ``memory.swappiness`` (0-100; cgroup v1 only): 0 is a value, None and -1 are "unset"
+    memory_swappiness: int | None = None
     #: device access rules, in order; None leaves the cgroup's (inherited) rules. Set at
     #: create only, by the daemon (dockyard.containers.devices): never from HostConfig keys
     devices: list[DeviceRule] | None = None
@@ -163,6 +165,11 @@ class Resources:
             elif not isinstance(v, int) or isinstance(v, bool):
                 raise InvalidArgument(f"invalid {key}: {v!r} is not an integer")
             vals[attr] = v
+        swappiness = hc.get("MemorySwappiness")
+        if swappiness is not None and swappiness != -1:
+            if not isinstance(swappiness, int) or isinstance(swappiness, bool) or not 0 <= swappiness <= 100:
+                raise InvalidArgument(f"Invalid value: {swappiness}, valid memory swappiness range is 0-100")
+            vals["memory_swappiness"] = swappiness
         r = cls(**vals)
         ncpus = ncpus or online_cpus()
 

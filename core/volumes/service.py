@@ -210,6 +210,9 @@ class VolumeService:
             raise InvalidArgument("DriverOpts must be an object")
         if labels is not None and not isinstance(labels, dict):
             raise InvalidArgument("Labels must be an object")
+        # as moby's volume service: a volume created without a name is anonymous (pruned by
+        # default since API 1.42; docker-py's create_volume() then prune_volumes())
+        anonymous = anonymous or not name
         name = check_name(name) if name else secrets.token_hex(32)
         driver = driver or DEFAULT_DRIVER
         async with self.lock:

@@ -175,9 +175,13 @@ def test_load_chunked_body(client, busybox_tar, daemon):
 
 
 def test_bad_archive_is_a_clear_error(client, daemon):
-    with pytest.raises(docker.errors.APIError) as info:
+    """As dockerd: 200 with the error in the stream (docker-py's ImageLoadError), Go's words."""
+    with pytest.raises(docker.errors.ImageLoadError) as info:
         client.images.load(b"not a tar at all" * 1000)
-    assert info.value.status_code == 400 and "invalid archive" in str(info.value)
+    assert "archive/tar: invalid tar header" in str(info.value)
+    with pytest.raises(docker.errors.ImageLoadError) as info:
+        client.images.load(b"abc")  # truncated
+    assert str(info.value) == "unexpected EOF"
 
 
 def test_import_prune_and_df(client, daemon, busybox_tar):

@@ -145,3 +145,86 @@ def test_empty_entrypoint_means_none(d, client):
     assert out.returncode == 0 and out.stdout == b"y\n", out.stderr
     c = client.api.create_container("compat-ep", ["echo", "z"], entrypoint=[""])
     assert not client.api.inspect_container(c)["Config"]["Entrypoint"]
+
+
+# -- HostConfig.Runtime, links, logs, volumes, load ------------------------------------------
+
+def test_runtime_in_inspect(client):
+    c = client.api.create_container("busybox", ["true"], host_config=client.api.create_host_config(runtime="runc"))
+    assert client.api.inspect_container(c)["HostConfig"]["Runtime"] == "runc"
+    c = client.api.create_container("busybox", ["true"])  # dockerd fills in its default runtime
+    assert client.api.inspect_container(c)["HostConfig"]["Runtime"] == "runc"
+
+
+def test_remove_link(client, d):
+    target = client.containers.run("busybox", "sleep 300", detach=True)
+    parent = client.containers.run("busybox", "sleep 300", detach=True, links={target.name: "mylink"})
+    assert client.api.inspect_container(parent.id)["HostConfig"]["Links"]
+    client.api.remove_container(f"{parent.name}/mylink", link=True)  # DELETE /containers/p/mylink?link=True
+    assert not client.api.inspect_container(parent.id)["HostConfig"]["Links"]
+    ids = {c.id for c in client.containers.list()}
+    assert target.id in ids and parent.id in ids  # both stay
+    import docker
+
+    with pytest.raises(docker.errors.NotFound):
+        client.api.remove_container(f"{parent.name}/mylink", link=True)
+    with pytest.raises(docker.errors.APIError) as info:
+        client.api.remove_container(parent.name, link=True)  # its own name is no link
+    assert info.value.status_code == 409
+
+
+def test_streamed_logs_one_frame_per_line(client):
+    """docker-py's containers.run(stream=True) yields frames: one per line, as json-file."""
+    out = list(client.containers.run("busybox", 'sh -c "echo hello && echo world"', stream=True))
+    assert out == [b"hello\n", b"world\n"]
+    c = client.containers.run("busybox", 'sh -c "echo a; echo b; echo c"', detach=True)
+    c.wait()
+    assert list(c.logs(stream=True)) == [b"a\n", b"b\n", b"c\n"]
+
+
+def test_volume_created_without_name_is_anonymous_and_pruned(client):
+    v = client.api.create_volume()
+    named = client.api.create_volume("compat-named-vol")
+    result = client.api.prune_volumes()
+    assert v["Name"] in result["VolumesDeleted"]
+    assert named["Name"] not in result["VolumesDeleted"]
+
+
+def test_truncated_load_is_dockers_error(client):
+    import docker
+
+    with pytest.raises(docker.errors.ImageLoadError) as info:
+        client.images.load(b"abc")
+    assert str(info.value) == "unexpected EOF"
+
+
+# -- MemorySwappiness ------------------------------------------------------------------------
+
+
+
+def test_memory_swappiness_applied_or_warned(client):
+    """cgroup v1 memory controller: memory.swappiness is written; v2: dropped with dockerd's
+    warning. Nomad sends MemorySwappiness: 0 on every task: never a 400."""
+    info = client.info()
+    for value in (40, 0):
+        hc = client.api.create_host_config(mem_swappiness=value)
+        c = client.api.create_container("busybox", ["sleep", "300"], host_config=hc)
+        client.api.start(c)
+        inspect = client.api.inspect_container(c)
+        if info.get("CgroupVersion") == "1":
+            assert c["Warnings"] in ([], None)
+            assert inspect["HostConfig"]["MemorySwappiness"] == value
+            res = client.api.exec_create(c, "cat /sys/fs/cgroup/memory/memory.swappiness")
+            assert client.api.exec_start(res).strip() == str(value).encode()
+        else:
+            assert any("swappiness" in w for w in c["Warnings"])
+            assert inspect["HostConfig"]["MemorySwappiness"] is None
+        client.api.remove_container(c, force=True)
+
+
+def test_memory_swappiness_out_of_range_is_400(client):
+    import docker
+
+    with pytest.raises(docker.errors.APIError) as info:
+        client.api.create_container("busybox", ["true"], host_config={"MemorySwappiness": 101})
+    assert info.value.status_code == 400 and "valid memory swappiness range is 0-100" in str(info.value)
