@@ -17,6 +17,7 @@ tests/integration/test_archive.py::test_symlinks_in_the_container_never_reach_ho
 hostile tars for ``PUT`` in test_hostile_tars_are_refused_and_write_nothing there.
 
 Each test runs on a daemon of its own: before the fix, the daemon it ran on was stuck.
+Containers run with ``--network none``: nothing here is about networking.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def _unstick(pid: int, names: list[str]) -> None:
 
 
 def _start_racer(d, swapper: Path, script: str) -> tuple[str, int]:
-    cid = ok(d.docker("create", "busybox", "sh", "-c", script)).strip()
+    cid = ok(d.docker("create", "--network", "none", "busybox", "sh", "-c", script)).strip()
     ok(d.docker("cp", str(swapper), f"{cid}:/swap"))
     ok(d.docker("start", cid))
     pid = json.loads(ok(d.docker("inspect", cid)))[0]["State"]["Pid"]
@@ -124,7 +125,7 @@ def test_cp_of_a_file_swapped_with_a_fifo_never_hangs_the_daemon(daemon, swapper
         with ThreadPoolExecutor(25) as pool:
             copies = [pool.submit(copy, i) for i in range(25)]
             # meanwhile, the daemon still serves other containers
-            other = d.docker("run", "--rm", "busybox", "echo", "still-served", timeout=HANG)
+            other = d.docker("run", "--rm", "--network", "none", "busybox", "echo", "still-served", timeout=HANG)
             results = [f.result() for f in copies]  # TimeoutExpired here is the bug
         assert ok(other) == "still-served\n"
         for r in results:
@@ -136,7 +137,7 @@ def test_cp_of_a_file_swapped_with_a_fifo_never_hangs_the_daemon(daemon, swapper
                     assert data in (b"regular-content\n", b"in-dir\n"), (name, data)
         assert sum(r.returncode == 0 for r in results) > 0
         # and afterwards, copies and runs still work for everyone
-        assert ok(d.docker("run", "--rm", "busybox", "true", timeout=HANG)) == ""
+        assert ok(d.docker("run", "--rm", "--network", "none", "busybox", "true", timeout=HANG)) == ""
         # writing into the container never opens its FIFOs either (it replaces the name)
         put = d.docker("cp", "-", f"{cid}:/race", input=_tar_of("b", b"put\n"), timeout=HANG)
         assert put.returncode == 0, put.stderr
@@ -167,7 +168,7 @@ def test_cp_replacing_a_directory_that_swaps_in_a_fifo_never_hangs(daemon, swapp
             except docker.errors.APIError:
                 pass  # the tree changed under the removal: an error is fine, a hang is not
         assert done > 0, "every put_archive failed"
-        assert ok(d.docker("run", "--rm", "busybox", "true", timeout=HANG)) == ""
+        assert ok(d.docker("run", "--rm", "--network", "none", "busybox", "true", timeout=HANG)) == ""
     finally:
         client.close()
         _unstick(pid, ["/race/d/sub", "/race/d/p"])
@@ -252,7 +253,7 @@ def test_stalled_archive_downloads_of_one_container_leave_the_daemon_serving_oth
     import socket
 
     d = daemon
-    cid = ok(d.docker("create", "busybox", "true")).strip()
+    cid = ok(d.docker("create", "--network", "none", "busybox", "true")).strip()
     ok(d.docker("cp", "-", f"{cid}:/", input=_tar_of("big", b"\0" * (48 << 20))))
     stalled = []
     try:
@@ -262,7 +263,7 @@ def test_stalled_archive_downloads_of_one_container_leave_the_daemon_serving_oth
             s.connect(str(d.socket))
             s.sendall(f"GET /containers/{cid}/archive?path=/big HTTP/1.1\r\nHost: d\r\n\r\n".encode())
             stalled.append(s)  # never read
-        other = ok(d.docker("create", "busybox", "echo", "still-served", timeout=HANG)).strip()
+        other = ok(d.docker("create", "--network", "none", "busybox", "echo", "still-served", timeout=HANG)).strip()
         assert ok(d.docker("start", "-a", other, timeout=HANG)) == "still-served\n"
         assert ok(d.docker("cp", f"{other}:/etc/passwd", "-", timeout=HANG))
         ok(d.docker("rm", other, timeout=HANG))

@@ -137,7 +137,7 @@ def test_hostile_layers_are_refused_whole_and_touch_nothing(make_daemon, busybox
         r = d.docker("load", "-i", str(path), timeout=120)
         assert snapshot(marker) == marker_before, name  # nothing outside the data root, whatever happened
         if r.returncode == 0 and driver == "overlay" and name in MAY_LOAD:
-            out = d.docker("run", "--rm", f"hostile:{name}", "sh", "-c",
+            out = d.docker("run", "--rm", "--network", "none", f"hostile:{name}", "sh", "-c",
                            "cat /esc/* 2>/dev/null; true", timeout=120)
             assert out.returncode == 0, out.stderr
             assert b"host file" not in out.stdout, name
@@ -148,5 +148,5 @@ def test_hostile_layers_are_refused_whole_and_touch_nothing(make_daemon, busybox
     assert (marker / "victim").read_text() == "host file\n"
     assert sorted(os.listdir(marker)) == ["victim"]
     assert d.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.decode().split() == ["busybox:latest"]
-    r = d.docker("run", "--rm", "busybox", "true", timeout=120)  # and the store still works
+    r = d.docker("run", "--rm", "--network", "none", "busybox", "true", timeout=120)  # and the store still works
     assert r.returncode == 0, r.stderr

@@ -178,7 +178,7 @@ def test_too_many_connections_from_one_peer_are_refused_others_still_served(daem
     # hijacked connections (attach, exec) count while open and not after: more of them than the
     # cap, one after another, leave every slot free again
     for _ in range(10):
-        r = d.docker("run", "--rm", "busybox", "true", timeout=HANG)
+        r = d.docker("run", "--rm", "--network", "none", "busybox", "true", timeout=HANG)
         assert r.returncode == 0, r.stderr
     held = []
     try:
@@ -213,7 +213,7 @@ def test_streamed_uploads_are_not_json_bodies(daemon, busybox_tar, tmp_path):
     d = daemon
     assert busybox_tar.stat().st_size > 1 << 20
     d.load(busybox_tar)
-    cid = d.docker("create", "busybox", "true").stdout.decode().strip()
+    cid = d.docker("create", "--network", "none", "busybox", "true").stdout.decode().strip()
     big = tmp_path / "big"
     big.write_bytes(os.urandom(3 << 20))
     r = d.docker("cp", str(big), f"{cid}:/big", timeout=HANG)
