@@ -318,7 +318,7 @@ def test_onbuild_triggers_run_first_in_the_child_build(d, client, tmp_path):
     assert r.returncode == 0, r.stderr.decode() + r.stdout.decode()
     config = json.loads(d.docker("image", "inspect", "dy-onbuild-parent:1").stdout)[0]["Config"]
     assert config["OnBuild"] == ["RUN echo first > /t1", "COPY f.txt /from-child-context", "ENV TRIGGERED=yes"]
-    assert d.docker("run", "--rm", "dy-onbuild-parent:1", "ls", "/t1").returncode != 0  # not run in the parent
+    assert d.docker("run", "--rm", "--network", "none", "dy-onbuild-parent:1", "ls", "/t1").returncode != 0  # not run in the parent
 
     child = write_context(tmp_path / "child", "FROM dy-onbuild-parent:1\nRUN cat /t1 /from-child-context > /both "
                           "&& echo $TRIGGERED >> /both\n", {"f.txt": "child file\n"})
@@ -327,7 +327,7 @@ def test_onbuild_triggers_run_first_in_the_child_build(d, client, tmp_path):
     assert r.returncode == 0, r.stderr.decode() + out
     assert "# Executing 3 build triggers" in out
     assert out.index("Step 1/2") < out.index("# Executing 3 build triggers") < out.index("Step 2/2")
-    assert d.docker("run", "--rm", "dy-onbuild-child:1", "cat", "/both").stdout == b"first\nchild file\nyes\n"
+    assert d.docker("run", "--rm", "--network", "none", "dy-onbuild-child:1", "cat", "/both").stdout == b"first\nchild file\nyes\n"
     info = client.images.get("dy-onbuild-child:1").attrs["Config"]
     assert not info.get("OnBuild")
     # a grandchild runs nothing: the triggers fired once
@@ -357,7 +357,7 @@ def test_target_stops_at_the_stage(d, client, tmp_path):
                         "ONBUILD RUN echo never\n")
     image, _ = client.images.build(path=str(ctx), target="first", tag="dy-target:1")
     assert not image.attrs["Config"].get("OnBuild")
-    assert d.docker("run", "--rm", "dy-target:1", "ls", "-d", "/tmp/test").returncode == 0
+    assert d.docker("run", "--rm", "--network", "none", "dy-target:1", "ls", "-d", "/tmp/test").returncode == 0
     r = docker_build(d, "--target", "nope", str(ctx))
     assert r.returncode == 1
     assert "failed to reach build target nope in Dockerfile" in r.stderr.decode()
@@ -394,11 +394,11 @@ def test_extra_hosts_reach_run_steps(d, client, tmp_path):
     r = docker_build(d, "--add-host", "extrahost.local.test:127.0.0.1", "--add-host", "hello.world.test=127.0.0.2",
                      "-t", "dy-extrahosts:1", str(ctx))
     assert r.returncode == 0, r.stderr.decode() + r.stdout.decode()
-    hosts = d.docker("run", "--rm", "dy-extrahosts:1", "cat", "/hosts-file").stdout.decode()
+    hosts = d.docker("run", "--rm", "--network", "none", "dy-extrahosts:1", "cat", "/hosts-file").stdout.decode()
     assert "127.0.0.1\textrahost.local.test" in hosts and "127.0.0.2\thello.world.test" in hosts
     _, logs = client.images.build(path=str(ctx), tag="dy-extrahosts:2", nocache=True,
                                   extra_hosts={"extrahost.local.test": "127.0.0.1"})
-    assert "127.0.0.1\textrahost.local.test" in d.docker("run", "--rm", "dy-extrahosts:2", "cat",
+    assert "127.0.0.1\textrahost.local.test" in d.docker("run", "--rm", "--network", "none", "dy-extrahosts:2", "cat",
                                                          "/hosts-file").stdout.decode()
     d.docker("rmi", "dy-extrahosts:1", "dy-extrahosts:2")
 
@@ -420,10 +420,24 @@ def test_network_mode_of_run_steps(d, client, tmp_path):
     none = write_context(tmp_path / "none", "FROM busybox\nRUN ls /sys/class/net > /nets\n")
     r = docker_build(d, "--network", "none", "-t", "dy-netbuild:2", str(none))
     assert r.returncode == 0, r.stderr.decode()
-    assert d.docker("run", "--rm", "dy-netbuild:2", "cat", "/nets").stdout == b"lo\n"
+    nets = d.docker("run", "--rm", "--network", "none", "dy-netbuild:2", "cat", "/nets")
+    assert nets.stdout == b"lo\n", nets.stderr.decode() + r.stdout.decode()
+    # host: the host's links; container:X: X's namespace (its eth0 address)
+    ctx_ifs = write_context(tmp_path / "ifs", "FROM busybox\nRUN cat /sys/class/net/*/address | sort > /macs\n")
+    r = docker_build(d, "--network", "host", "-t", "dy-netbuild:3", str(ctx_ifs))
+    assert r.returncode == 0, r.stderr.decode()
+    uplink = Path("/sys/class/net") / next(line.split()[0] for line in Path("/proc/net/route").read_text().splitlines()[1:]
+                                           if line.split()[1] == "00000000")  # the default route's device
+    built = d.docker("run", "--rm", "--network", "none", "dy-netbuild:3", "cat", "/macs").stdout.decode().splitlines()
+    assert (uplink / "address").read_text().strip() in built
+    mac = target.attrs["NetworkSettings"]["MacAddress"] or d.docker(
+        "exec", target.id, "cat", "/sys/class/net/eth0/address").stdout.decode().strip()
+    r = docker_build(d, "--network", f"container:{target.id}", "--no-cache", "-t", "dy-netbuild:4", str(ctx_ifs))
+    assert r.returncode == 0, r.stderr.decode()
+    assert mac in d.docker("run", "--rm", "--network", "none", "dy-netbuild:4", "cat", "/macs").stdout.decode().split()
     target.remove(force=True)
     net.remove()
-    d.docker("rmi", "dy-netbuild:1", "dy-netbuild:2")
+    d.docker("rmi", "dy-netbuild:1", "dy-netbuild:2", "dy-netbuild:3", "dy-netbuild:4")
 
 
 def test_errors_on_the_stream_as_docker_sends_them(d, client, tmp_path):
