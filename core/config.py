@@ -77,6 +77,8 @@ class DaemonConfig:
     api_idle_timeout: float = 300.0  # seconds a kept-alive connection may wait for its next request
     api_max_connections_per_peer: int = 512  # open connections per uid (Unix socket) or IP (TCP)
     log_opts: dict[str, str] = field(default_factory=dict)
+    # dockerd's default-address-pools: ((base, size), ...) for networks created without a subnet
+    default_address_pools: tuple[tuple[str, int], ...] = ()
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_file: Path | None = None
 
@@ -127,6 +129,7 @@ FILE_KEYS = {
     "api-idle-timeout": "api_idle_timeout",
     "api-max-connections-per-peer": "api_max_connections_per_peer",
     "log-opts": "log_opts",
+    "default-address-pools": "default_address_pools",
     "plugins": "plugins",
 }
 FIELD_TO_KEY = {v: k for k, v in FILE_KEYS.items()}
@@ -187,6 +190,8 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a table")
         return {str(k): str(v) for k, v in value.items()}
+    if name == "default_address_pools":
+        return _address_pools(key, value)
     if name == "plugins":
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
             raise ConfigError(f"{key}: expected one table per plugin ([plugins.NAME])")
@@ -194,6 +199,29 @@ def _coerce(name: str, value: Any) -> Any:
     if value is not None and not isinstance(value, str):
         raise ConfigError(f"{key}: expected a string")
     return value
+
+
+def _address_pools(key: str, value: Any) -> tuple[tuple[str, int], ...]:
+    """``[{base = "10.10.0.0/16", size = 24}, ...]`` (dockerd's daemon.json shape)."""
+    import ipaddress
+
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{key}: expected a list of {{base, size}} tables")
+    out = []
+    for pool in value:
+        if isinstance(pool, (list, tuple)) and len(pool) == 2:
+            pool = {"base": pool[0], "size": pool[1]}
+        if not isinstance(pool, dict) or set(pool) != {"base", "size"}:
+            raise ConfigError(f"{key}: each pool is a table with base and size")
+        try:
+            base = ipaddress.ip_network(str(pool["base"]))
+        except ValueError as exc:
+            raise ConfigError(f"{key}: invalid base {pool['base']!r}: {exc}") from None
+        size = pool["size"]
+        if isinstance(size, bool) or not isinstance(size, int) or not base.prefixlen <= size <= base.max_prefixlen:
+            raise ConfigError(f"{key}: invalid size {size!r} for base {base}")
+        out.append((str(base), size))
+    return tuple(out)
 
 
 def read_file(path: Path) -> dict[str, Any]:

@@ -82,9 +82,13 @@ fi
 # a private daemon: own data root, exec root and socket. It runs in a mount namespace of its own
 # whose / is shared, as on a systemd host (dockerd's rshared binds need it; this VM's / is
 # private): nothing changes in the host's mount namespace.
+# Its networks come from a pool of their own (dockerd's default-address-pools): a host where many
+# engines run may have used every default pool.
+POOL=${DOCKER_PY_SUITE_POOL:-10.213.0.0/16}
+printf 'default-address-pools = [{base = "%s", size = 24}]\n' "$POOL" > "$BASE/dockyardd.toml"
 unshare --mount --propagation unchanged sh -c 'mount --make-rshared / && exec "$0" "$@"' \
     "$PY" -m dockyard -H "unix://$SOCK" --data-root "$BASE/data" --exec-root "$BASE/exec" \
-    >"$BASE/daemon.log" 2>&1 &
+    --config-file "$BASE/dockyardd.toml" >"$BASE/daemon.log" 2>&1 &
 DAEMON_PID=$!
 for _ in $(seq 300); do
     [[ -S $SOCK ]] && curl -sf --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1 && break
@@ -99,7 +103,8 @@ export DOCKER_HOST=unix://$SOCK
 docker tag busybox:latest busybox:buildroot-2014.02
 printf '%s\n' 'FROM busybox:latest' \
     "RUN echo 'postgres:x:70:70:postgres:/var/lib/postgresql:/bin/sh' >> /etc/passwd && echo 'postgres:x:70:' >> /etc/group && mkdir -p /var/opt" |
-    DOCKER_BUILDKIT=0 docker build -q -t alpine:3.10 - >/dev/null
+    DOCKER_BUILDKIT=0 docker build -q -t alpine:3.10 - >/dev/null 2>"$BASE/build.log" ||
+    { cat "$BASE/build.log" >&2; exit 1; }
 docker tag alpine:3.10 alpine:latest
 
 DESELECT=()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import ipaddress
+import itertools
 import os
 import socket
 import struct
@@ -31,7 +32,16 @@ RESERVED = [ipaddress.ip_network("172.17.0.0/16"), ipaddress.ip_network("10.88.0
 LOCK_PATH = Path("/run/dockyard-subnets.lock")
 
 
-def default_pools() -> list[Net]:
+def default_pools(configured: Iterable[tuple[str, int]] = ()) -> list[Net]:
+    """The daemon's ``default-address-pools`` (each base cut in subnets of its size), else
+    Docker's defaults."""
+    out: list[Net] = []
+    for base, size in configured:
+        net = ipaddress.ip_network(base)
+        if net.version == 4:
+            out += list(itertools.islice(net.subnets(new_prefix=size), 4096))
+    if out:
+        return out
     pools = [ipaddress.ip_network(f"172.{i}.0.0/16") for i in range(18, 32)]
     pools += [ipaddress.ip_network(f"192.168.{i}.0/20") for i in range(0, 256, 16)]
     return pools
@@ -56,9 +66,9 @@ def host_routes() -> list[Net]:
     return out
 
 
-def pick_subnet(taken: Iterable[Net], start: int = 0) -> Net:
+def pick_subnet(taken: Iterable[Net], start: int = 0, configured: Iterable[tuple[str, int]] = ()) -> Net:
     taken = [*taken, *RESERVED, *host_routes()]
-    pools = default_pools()
+    pools = default_pools(configured)
     for i in range(len(pools)):
         candidate = pools[(start + i) % len(pools)]
         if not any(candidate.overlaps(t) for t in taken):

@@ -252,7 +252,8 @@ class NetworkService:
                 if subnet is None:
                     start = int(self.instance, 16) if self.instance else 0
                     chosen = ipam.pick_subnet([ipam.ipaddress.ip_network(r.net.subnet) for r in self.records.values()
-                                               if r.net.subnet], start)
+                                               if r.net.subnet], start,
+                                              getattr(self.daemon.config, "default_address_pools", ()))
                     net.subnet = str(chosen)
                     net.gateway = str(next(chosen.hosts()))
                     rec.allocated[net.gateway] = "gateway"

@@ -228,3 +228,29 @@ def test_memory_swappiness_out_of_range_is_400(client):
     with pytest.raises(docker.errors.APIError) as info:
         client.api.create_container("busybox", ["true"], host_config={"MemorySwappiness": 101})
     assert info.value.status_code == 400 and "valid memory swappiness range is 0-100" in str(info.value)
+
+
+# -- default-address-pools -------------------------------------------------------------------
+
+def test_default_address_pools(make_daemon, busybox_tar, tmp_path):
+    """dockerd's default-address-pools: networks without a subnet (the default bridge too) come
+    from the configured pool, even where every default pool is a route already."""
+    import ipaddress
+
+    conf = tmp_path / "d.toml"
+    conf.write_text('default-address-pools = [{base = "10.213.0.0/16", size = 24}]\n')
+    d = make_daemon("--config-file", str(conf))
+    d.load(busybox_tar)
+    client = d.docker_client()
+    try:
+        pool = ipaddress.ip_network("10.213.0.0/16")
+        net = client.networks.create("compat-pool-net")
+        subnet = ipaddress.ip_network(net.attrs["IPAM"]["Config"][0]["Subnet"])
+        assert subnet.subnet_of(pool) and subnet.prefixlen == 24
+        bridge = client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Subnet"]
+        assert ipaddress.ip_network(bridge).subnet_of(pool)
+        out = client.containers.run("busybox", "ip -4 addr show eth0", network="compat-pool-net", remove=True)
+        assert str(subnet.network_address)[:-1] in out.decode()
+        net.remove()
+    finally:
+        client.close()
