@@ -415,11 +415,17 @@ class Builder:
                 raise D.ParseError(ins.line, f"invalid --retries: {ins.flags['retries']}") from None
         return hc
 
-    async def _cached(self, key: str) -> str | None:
+    async def _cached(self, key: str, st: StageState | None = None, created_by: str = "",
+                      config: dict[str, Any] | None = None) -> str | None:
         if self.opts.nocache:
             return None
         if self.opts.cachefrom:
             image_id = self._from_cache_sources(key)
+            if image_id is None and st is not None and created_by:
+                image_id = await asyncio.to_thread(self._from_source_history, st.image_id, created_by,
+                                                   st.config if config is None else config)
+                if image_id is not None:
+                    self.cache.put(key, image_id)
         else:
             image_id = self.cache.get(key)
         if image_id is None or image_id not in self.images.images:
@@ -445,9 +451,35 @@ class Builder:
                     cur = image.parent if image is not None else ""
         return next((i for i in self._sources if self.cache.key_of(i) == key), None)
 
+    def _from_source_history(self, parent_id: str | None, created_by: str, config: dict[str, Any]) -> str | None:
+        """``cachefrom`` images without a parent chain here (pulled, loaded): as moby's
+        ``ImageCache``, a named image serves the step when its history and layers start with the
+        parent's and its next history entry was made by the same instruction (``created_by``
+        names the files' content hash for COPY/ADD); the image of that step is restored from
+        its layers (:meth:`ImageService.restore_cached`)."""
+        parent = self.images.images.get(parent_id) if parent_id else None
+        p_hist = list((parent.config.get("history") or []) if parent is not None else [])
+        p_diffs = list(((parent.config.get("rootfs") or {}).get("diff_ids") or []) if parent is not None else [])
+        for name in self.opts.cachefrom:
+            try:
+                source = self.images.resolve(name)
+            except DockyardError:
+                continue
+            s_hist = list(source.config.get("history") or [])
+            s_diffs = list((source.config.get("rootfs") or {}).get("diff_ids") or [])
+            n = len(p_hist)
+            if len(s_hist) <= n or s_hist[:n] != p_hist or s_diffs[:len(p_diffs)] != p_diffs:
+                continue
+            if s_hist[n].get("created_by") != created_by:
+                continue
+            if len(s_hist) == n + 1 and (source.config.get("config") or {}) == config and source.parent in ("", parent_id):
+                return source.id
+            return self.images.restore_cached(parent_id, source.id, n + 1, config).id
+        return None
+
     async def _commit_metadata(self, st: StageState, config: dict[str, Any], created_by: str) -> None:
         key = self.cache.key(st.image_id, "meta", json.dumps(config, sort_keys=True), created_by)
-        cached = await self._cached(key)
+        cached = await self._cached(key, st, "/bin/sh -c " + created_by, config)
         if cached is None:
             image = await asyncio.to_thread(self.images.commit, st.image_id, io.BytesIO(EMPTY_TAR), config,
                                             created_by="/bin/sh -c " + created_by)
@@ -471,7 +503,7 @@ class Builder:
         if run_args:
             created_by = f"|{len(run_args)} " + " ".join(f"{k}={v}" for k, v in run_args) + " " + created_by
         key = self.cache.key(st.image_id, "run", json.dumps(argv), json.dumps(run_args), json.dumps(st.config, sort_keys=True))
-        cached = await self._cached(key)
+        cached = await self._cached(key, st, created_by)
         if cached is not None:
             st.image_id = cached
             return
@@ -561,7 +593,11 @@ class Builder:
             with contextlib.ExitStack() as fds:
                 digest = await asyncio.to_thread(F.digest, F.entries(src_root, sources, dest_abs, True, ignore, fds))
             key = self.cache.key(st.image_id, ins.cmd, summary, digest, dest_abs)
-            cached = await self._cached(key)
+            # the history entry names the content, as moby's (`COPY file:<hash> in /dest `): what
+            # a cachefrom image's history is matched by
+            kind = "multi" if len(sources) > 1 else ("dir" if sources and stat.S_ISDIR(sources[0].st.st_mode) else "file")
+            history = f"{what} {'--chown=' + chown + ' ' if chown else ''}{kind}:{digest.split(':')[-1]} in {dest} "
+            cached = await self._cached(key, st, "/bin/sh -c #(nop) " + history)
             if cached is not None:
                 st.image_id = cached
                 return
@@ -604,7 +640,7 @@ class Builder:
                 F.extract(tgt_root, parts, tar, uid, gid)
 
             await asyncio.to_thread(write)
-            image_id = await self._commit_target(st, summary, target, target_cid)
+            image_id = await self._commit_target(st, history, target, target_cid)
         self.cache.put(key, image_id)
         st.image_id = image_id
 

@@ -911,6 +911,35 @@ class ImageService:
         finally:
             shutil.rmtree(stage, ignore_errors=True)
 
+    def restore_cached(self, parent_id: str | None, source_id: str, entries: int,
+                       container_config: dict[str, Any]) -> Image:
+        """The build cache's ``cachefrom`` hit on an image without a local parent chain (moby's
+        ``restoreCachedImage``): a new image made of the first ``entries`` history entries of
+        ``source_id`` and the layers they hold (all present already, nothing is unpacked), with
+        ``container_config``; its parent is ``parent_id``."""
+        with self.lock:
+            source = self.images.get(source_id)
+            if source is None:
+                raise NoSuchImage(source_id)
+            scfg = source.config
+            history = list(scfg.get("history") or [])[:entries]
+            layers = sum(1 for h in history if not h.get("empty_layer"))
+            diff_ids = list((scfg.get("rootfs") or {}).get("diff_ids") or [])[:layers]
+            config: dict[str, Any] = {"architecture": scfg.get("architecture") or host_arch()}
+            if scfg.get("variant"):
+                config["variant"] = scfg["variant"]
+            config.update({"config": container_config, "created": (history[-1].get("created") if history else "")
+                           or now_rfc3339(), "history": history, "os": scfg.get("os") or "linux",
+                           "rootfs": {"type": "layers", "diff_ids": diff_ids}})
+            data = json.dumps(config, separators=(",", ":")).encode()
+            present = self.tmp_dir / "present"  # never opened: every layer exists (chain ids of the source's)
+            pending = PendingImage(data, config, [present] * len(diff_ids), list(diff_ids), [])
+            [(image, _)] = self.commit_images([pending], lambda msg: None, event="commit")
+            if parent_id and image.parent != parent_id:
+                image.parent = parent_id
+                self._save_image(image)
+            return image
+
     # -- load, import, save (implemented in archive.py) ------------------------------------
 
     def staging_dir(self) -> Path:

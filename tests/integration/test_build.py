@@ -460,3 +460,30 @@ def test_errors_on_the_stream_as_docker_sends_them(d, client, tmp_path):
     assert "code" not in logs[-1]["errorDetail"] and logs[-1]["error"] == logs[-1]["errorDetail"]["message"]
     r = docker_build(d, str(ctx))
     assert r.returncode == 1 and "missing" in r.stderr.decode()
+
+
+def test_cache_from_a_loaded_image_matches_by_history(d, tmp_path):
+    """The CI case: an image saved elsewhere and loaded here has no parent chain; with
+    --cache-from its history serves the cache (moby's ImageCache): every step is reused and the
+    build ends on the loaded image itself; a changed file busts its COPY and what follows."""
+    ctx = write_context(tmp_path / "ctx", "FROM busybox\nENV FOO=bar\nRUN echo one > /one\nCOPY f.txt /f.txt\n"
+                        "RUN cat /one /f.txt > /both\n", {"f.txt": "file\n"})
+    r = docker_build(d, "-t", "dy-cachesrc:1", str(ctx))
+    assert r.returncode == 0, r.stderr.decode()
+    source_id = json.loads(d.docker("image", "inspect", "dy-cachesrc:1").stdout)[0]["Id"]
+    saved = d.docker("save", "dy-cachesrc:1").stdout
+    assert d.docker("rmi", "dy-cachesrc:1").returncode == 0  # and its untagged parents
+    assert d.docker("load", input=saved).returncode == 0
+    r = docker_build(d, "--cache-from", "dy-cachesrc:1", "-t", "dy-cachehit:1", str(ctx))
+    out = r.stdout.decode()
+    assert r.returncode == 0, r.stderr.decode() + out
+    assert out.count("Using cache") == 4, out
+    assert f"Successfully built {source_id[7:19]}" in out
+    assert d.docker("run", "--rm", "--network", "none", "dy-cachehit:1", "cat", "/both").stdout == b"one\nfile\n"
+    (ctx / "f.txt").write_text("changed\n")
+    r = docker_build(d, "--cache-from", "dy-cachesrc:1", "-t", "dy-cachehit:2", str(ctx))
+    out = r.stdout.decode()
+    assert r.returncode == 0, r.stderr.decode() + out
+    assert out.count("Using cache") == 2, out  # ENV and the first RUN
+    assert d.docker("run", "--rm", "--network", "none", "dy-cachehit:2", "cat", "/both").stdout == b"one\nchanged\n"
+    d.docker("rmi", "dy-cachehit:1", "dy-cachehit:2", "dy-cachesrc:1")
