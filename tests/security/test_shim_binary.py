@@ -259,3 +259,29 @@ def _running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_killed_monitor_while_the_daemon_is_down(daemon):
+    """The same reconciliation at start-up: the monitor dies while the daemon is down; the
+    restarted daemon finds the container's process still running, keeps it running, and records
+    its exit (255) when it ends."""
+    d = daemon
+    a = run(d, "busybox", "sleep", "300")
+    apid, amon = pids(d, a)
+    killer = run(d, "--pid", "host", "busybox", "sh", "-c",
+                 f"while [ ! -e /tmp/go ]; do sleep 0.05; done; kill -9 {amon}; echo killed > /tmp/out; sleep 300")
+    d.kill()  # live-restore: the containers keep running
+    # the go signal is a file in the killer's writable layer: no daemon needed to give it
+    upper = [p for p in Path(d.data_root).rglob("tmp") if killer in str(p) and p.is_dir()]
+    assert upper, "the killer's /tmp not found in its writable layer"
+    (upper[0] / "go").write_text("")
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{amon}/exe"):
+        assert time.monotonic() < deadline, "the monitor did not die"
+        time.sleep(0.05)
+    d.start()
+    st = inspect(d, a)["State"]
+    assert st["Running"] is True and st["Pid"] == apid, st
+    os.kill(apid, signal.SIGKILL)
+    r = d.docker("wait", a, timeout=30)
+    assert r.returncode == 0 and r.stdout.decode().strip() == "255", (r.stdout, r.stderr)
