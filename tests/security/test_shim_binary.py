@@ -180,7 +180,9 @@ def test_pid_host_container_cannot_write_the_shim(daemon, caps, tmp_path):
 def test_default_container_never_gets_a_writable_shim(daemon):
     """A default container (its own pid namespace, with CAP_SYS_PTRACE) that holds any foreign
     executable it sees through /proc/PID/exe of a process in its namespace (an exec helper before
-    its execve) and tries to write it, while many execs run."""
+    its execve) and tries to write it, while many execs run. A regression guard: before the fix
+    only ETXTBSY stopped this write (the monitors still executed the file), so it did not fail
+    then; the handle it can get now is the sealed memfd, or nothing (non-dumpable)."""
     d = daemon
     before = shim_files(d)
     watcher = r"""
