@@ -65,3 +65,20 @@ def test_durations():
     assert parse_duration("500ms", "x") == 5 * 10**8
     with pytest.raises(InvalidArgument):
         parse_duration("10", "x")
+
+
+def test_onbuild_triggers_parse_and_forbidden_ones():
+    df = D.parse(b"FROM busybox\nONBUILD RUN echo $HOME \\\n  && true\nonbuild COPY --chown=1:1 a /b\n")
+    first, second = df.stages[0].instructions
+    assert (first.cmd, first.args) == ("onbuild", "RUN echo $HOME   && true")
+    assert second.args == "COPY --chown=1:1 a /b"
+    triggers = D.parse_triggers([first.args, second.args])
+    assert [t.cmd for t in triggers] == ["run", "copy"] and triggers[1].flags == {"chown": "1:1"}
+    for line, message in (("ONBUILD ONBUILD RUN x", "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"),
+                          ("ONBUILD FROM x", "FROM isn't allowed as an ONBUILD trigger"),
+                          ("ONBUILD maintainer me", "MAINTAINER isn't allowed as an ONBUILD trigger"),
+                          ("ONBUILD BOGUS x", "unknown instruction: BOGUS")):
+        with pytest.raises(D.ParseError, match="line 2: " + message.replace("(", r"\(")):
+            D.parse(f"FROM busybox\n{line}\n".encode())
+    with pytest.raises(InvalidArgument, match="FROM isn't allowed"):  # an image's config, checked again
+        D.parse_triggers(["FROM busybox"])
