@@ -322,6 +322,36 @@ async def attach(request: web.Request) -> web.StreamResponse:
     return response
 
 
+@routes.get("/containers/{id}/attach/ws")
+async def attach_ws(request: web.Request) -> web.WebSocketResponse:
+    """``GET /containers/{id}/attach/ws`` (docker-py's ``attach_socket(ws=True)``): the output,
+    raw (no multiplexing) in binary messages, as dockerd sends them since API 1.28. Output
+    only: stdin over a websocket is not served (use the hijacked ``POST .../attach``)."""
+    svc = service(request)
+    c = svc.get(request.match_info["id"])
+    await effective.authorize_use(svc, c, "attach")  # its process: all its privileges
+    streams = _streams(request, False)
+    attached_at = time.time_ns()
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    framer = Framer(True, streams, False)  # raw bytes
+    async with svc.attachment(c):
+        try:
+            if query_bool(request, "logs") and (reader := svc.logs(c)) is not None:
+                for r in reader.records():
+                    if data := framer.encode(r):
+                        await ws.send_bytes(data)
+            if query_bool(request, "stream") and streams and await svc.wait_started(c):
+                async with contextlib.aclosing(svc.runtime.logs(c.id).follow(attached_at)) as records:
+                    async for r in records:
+                        if data := framer.encode(r):
+                            await ws.send_bytes(data)
+        except ConnectionResetError:
+            pass  # the client went away
+    await ws.close()
+    return ws
+
+
 async def _attach_streams(svc: Any, c: Any, conn: Any, framer: Framer, attached_at: int, want_stdin: bool,
                           keys: bytes) -> None:
     """Output (from ``attached_at``) and stdin until the container ends or the client detaches."""

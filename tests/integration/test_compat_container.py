@@ -254,3 +254,31 @@ def test_default_address_pools(make_daemon, busybox_tar, tmp_path):
         net.remove()
     finally:
         client.close()
+
+
+# -- attach over a websocket -----------------------------------------------------------------
+
+def test_attach_websocket(make_daemon, busybox_tar):
+    """GET /containers/{id}/attach/ws: raw output in binary messages (docker-py's
+    attach_socket(ws=True), which needs a TCP daemon)."""
+    pytest.importorskip("websocket")
+    from dockyard.testing.daemon import free_port
+
+    port = free_port()
+    d = make_daemon("-H", f"tcp://127.0.0.1:{port}")
+    d.load(busybox_tar)
+    import docker
+
+    client = docker.APIClient(base_url=f"tcp://127.0.0.1:{port}", version="auto")
+    try:
+        line = "hi there and stuff"
+        c = client.create_container("busybox", f"printf '{line}'", detach=True)
+        sock = client.attach_socket(c, {"stdout": 1, "stream": 1, "logs": 1}, ws=True)
+        try:
+            client.start(c)
+            assert sock.recv() == line.encode()
+        finally:
+            sock.close()
+        client.remove_container(c, force=True)
+    finally:
+        client.close()
