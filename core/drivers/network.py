@@ -55,6 +55,11 @@ class Network:
     driver_state: dict[str, Any] = field(default_factory=dict)  # the driver's own, e.g. {"bridge": "dockyard0"}
     aux_addresses: dict[str, str] = field(default_factory=dict)  # IPAM AuxiliaryAddresses: reserved, never handed out
     ipam_options: dict[str, str] | None = field(default_factory=dict)  # IPAM.Options as the client sent them
+    # IPv6 (EnableIPv6): a second subnet on the same bridge, its gateway on the bridge too
+    enable_ipv6: bool = False
+    subnet6: str = ""  # "fd00:db8:1::/64"
+    gateway6: str = ""  # "fd00:db8:1::1"
+    ip_range6: str = ""
 
 
 @dataclass
@@ -73,6 +78,8 @@ class Endpoint:
     aliases: list[str] = field(default_factory=list)  # DNS names on user networks (DNS engineer)
     default_route: bool = True  # set the default route via ``gateway`` (eth0 only)
     link_local: list[str] = field(default_factory=list)  # more addresses ("169.254.8.8/16"): LinkLocalIPs
+    address6: str = ""  # "fd00:db8:1::2/64" on networks with IPv6 ("" otherwise)
+    gateway6: str = ""  # IPv6 default route via this address (with ``default_route``)
     driver_state: dict[str, Any] = field(default_factory=dict)  # the driver's own, e.g. {"host_ifname": "dyv..."}
 
 

@@ -43,7 +43,7 @@ import struct
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from dnslib import PTR, QTYPE, RCODE, RR, A, DNSError, DNSRecord
+from dnslib import AAAA, PTR, QTYPE, RCODE, RR, A, DNSError, DNSRecord
 
 from ..containers import etcfiles
 from ..errors import DockyardError
@@ -59,8 +59,8 @@ TTL = 600  # Docker's embedded DNS answers with 600 s
 FORWARD_TIMEOUT = 2.0
 DNS_PORT = 53
 
-#: a name in lower case without trailing dot -> IPv4 addresses, or None if unknown. Reverse
-#: lookups (PTR) have the same shape: an IPv4 address -> names.
+#: a name in lower case without trailing dot -> addresses (IPv4, and IPv6 on networks with
+#: IPv6), or None if unknown. Reverse lookups (PTR) have the same shape: an address -> names.
 Lookup = Callable[[str], "list[str] | None"]
 
 
@@ -114,8 +114,8 @@ class Resolver:
             return reply.pack()
         q = query.questions[0]
         name = str(q.qname).rstrip(".").lower()
-        if q.qtype == QTYPE.PTR and name.endswith(".in-addr.arpa") and self.reverse is not None:
-            names = self.reverse(".".join(reversed(name[: -len(".in-addr.arpa")].split("."))))
+        if q.qtype == QTYPE.PTR and self.reverse is not None and (ptr := _ptr_address(name)):
+            names = self.reverse(ptr)
             if names:
                 reply = query.reply()
                 for n in names:
@@ -124,10 +124,12 @@ class Resolver:
         addresses = self.lookup(name) if name else None
         if addresses is not None:
             reply = query.reply()
-            if q.qtype in (QTYPE.A, QTYPE.ANY):
-                for ip in addresses:
+            for ip in addresses:
+                if ":" in ip and q.qtype in (QTYPE.AAAA, QTYPE.ANY):
+                    reply.add_answer(RR(q.qname, QTYPE.AAAA, rdata=AAAA(ip), ttl=TTL))
+                elif ":" not in ip and q.qtype in (QTYPE.A, QTYPE.ANY):
                     reply.add_answer(RR(q.qname, QTYPE.A, rdata=A(ip), ttl=TTL))
-            # AAAA and others for a known name: an empty NOERROR answer (IPv4-only networks)
+            # others (and AAAA on IPv4-only networks) for a known name: an empty NOERROR answer
             return reply.pack()
         return await self.forward(query, data)
 
@@ -143,6 +145,21 @@ class Resolver:
             reply.header.rcode = RCODE.REFUSED
             reply.header.ra = 0
         return reply.pack()
+
+
+def _ptr_address(name: str) -> str | None:
+    """The address a PTR question names: ``4.3.2.1.in-addr.arpa`` or the 32 nibbles of
+    ``ip6.arpa``, in canonical form; None for anything else."""
+    try:
+        if name.endswith(".in-addr.arpa"):
+            return str(ipaddress.IPv4Address(".".join(reversed(name[: -len(".in-addr.arpa")].split(".")))))
+        if name.endswith(".ip6.arpa"):
+            nibbles = name[: -len(".ip6.arpa")].split(".")
+            if len(nibbles) == 32 and all(len(x) == 1 for x in nibbles):
+                return str(ipaddress.IPv6Address(int("".join(reversed(nibbles)), 16)))
+    except ValueError:
+        pass
+    return None
 
 
 class _OneShot(asyncio.DatagramProtocol):
@@ -342,6 +359,12 @@ def _ip(ep: Any) -> str:
     return ep.address.split("/")[0] if ep.address else ""
 
 
+def _ips(ep: Any) -> list[str]:
+    """The endpoint's IPv4 address, and its IPv6 address on a network with IPv6."""
+    address6 = getattr(ep, "address6", "")
+    return [a.split("/")[0] for a in (ep.address, address6) if a]
+
+
 def scope(service: Any, container_id: str) -> list[Any]:
     """The user-network records whose names the container sees, in the order they are searched:
     every user network it has an endpoint on, first-joined first (Docker's sandbox resolves over
@@ -387,7 +410,7 @@ def lookup(service: Any, container_id: str, name: str) -> list[str] | None:
         for ep in rec.endpoints.values():
             c = containers.get(ep.container_id)
             if ep.address and target in names_for(ep.container_id, c.name if c is not None else "", ep.aliases):
-                found.append(_ip(ep))
+                found += _ips(ep)
         if found:
             return found
     for rec in recs:
@@ -395,7 +418,7 @@ def lookup(service: Any, container_id: str, name: str) -> list[str] | None:
         for ep in rec.endpoints.values():
             c = containers.get(ep.container_id)
             if ep.address and name in names_for(ep.container_id, c.name if c is not None else "", ep.aliases):
-                found.append(_ip(ep))
+                found += _ips(ep)
         if found:
             return found
     return None
@@ -407,7 +430,7 @@ def reverse(service: Any, container_id: str, ip: str) -> list[str] | None:
     containers = _containers(service)
     for rec in scope(service, container_id):
         for ep in rec.endpoints.values():
-            if _ip(ep) == ip and ep.container_id in containers:
+            if ip in _ips(ep) and ep.container_id in containers:
                 return [f"{containers[ep.container_id].name}.{rec.name}"]
     return None
 

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import ipaddress
 import itertools
 import os
 import socket
 import struct
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from ..errors import Conflict, InvalidArgument, Unavailable
 
@@ -92,46 +93,98 @@ def host_lock() -> Iterator[None]:
         os.close(fd)
 
 
-def parse_subnet(value: str) -> Net:
+def parse_subnet(value: str, version: int = 4) -> Any:
+    """A subnet of the given IP version (4, or 6 for IPv6 networks)."""
     try:
         net = ipaddress.ip_network(value, strict=False)
     except ValueError:
         raise InvalidArgument(f"invalid subnet {value!r}") from None
-    if net.version != 4:
-        raise InvalidArgument(f"IPv6 subnets are not supported: {value}")
+    if net.version != version:
+        raise InvalidArgument(f"IPv{net.version} subnet {value} where an IPv{version} one was expected")
     if str(net) != value.strip() and "/" in value:
         raise InvalidArgument(f"invalid subnet {value}: it has host bits set (did you mean {net}?)")
-    if net.prefixlen > 30:
-        raise InvalidArgument(f"subnet {net} is too small: at most a /30")
+    if net.prefixlen > (30 if version == 4 else 126):
+        raise InvalidArgument(f"subnet {net} is too small: at most a /{30 if version == 4 else 126}")
     return net
 
 
-def parse_address(value: str, what: str) -> ipaddress.IPv4Address:
+def parse_address(value: str, what: str, version: int = 4) -> Any:
     try:
         addr = ipaddress.ip_address(value.split("/")[0])
     except ValueError:
         raise InvalidArgument(f"invalid {what} {value!r}") from None
-    if addr.version != 4:
-        raise InvalidArgument(f"IPv6 {what}s are not supported: {value}")
+    if addr.version != version:
+        raise InvalidArgument(f"invalid {what} {value}: not an IPv{version} address")
     return addr
+
+
+# -- IPv6 -------------------------------------------------------------------------------------
+
+
+def ula_base(seed: str) -> ipaddress.IPv6Network:
+    """This daemon's unique-local /48 (RFC 4193 ``fd`` + a 40-bit global id), as Docker 27 derives
+    its default IPv6 pool from its engine id: the /64s of networks without an IPv6 subnet come
+    from here."""
+    digest = hashlib.sha256(seed.encode()).digest()
+    return ipaddress.IPv6Network((b"\xfd" + digest[:5] + b"\0" * 10, 48))
+
+
+def host_routes6() -> list[ipaddress.IPv6Network]:
+    """Destinations of the host's IPv6 routes (not the default route, not link-local)."""
+    out = []
+    try:
+        with open("/proc/net/ipv6_route") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 2:
+                    continue
+                plen = int(parts[1], 16)
+                if plen == 0:
+                    continue
+                net = ipaddress.IPv6Network((bytes.fromhex(parts[0]), plen), strict=False)
+                if not net.is_link_local and not net.is_multicast:
+                    out.append(net)
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def pick_subnet6(taken: Iterable[ipaddress.IPv6Network], base: ipaddress.IPv6Network,
+                 start: int = 0) -> ipaddress.IPv6Network:
+    """A free /64 of ``base`` (not used by our networks nor routed on the host), tried from a
+    random place so two networks made at the same moment by two daemons rarely meet."""
+    taken = [*taken, *host_routes6()]
+    count = 1 << (64 - base.prefixlen)
+    first = int(base.network_address) >> 64
+    for i in range(min(count, 4096)):
+        candidate = ipaddress.IPv6Network(((first + (start + i) % count) << 64, 64))
+        if not any(candidate.overlaps(t) for t in taken):
+            return candidate
+    raise Unavailable("could not find an available, non-overlapping IPv6 address pool among the defaults "
+                      "to assign to the network")
 
 
 class Pool:
     """The allocations of one network (a view over its record's ``allocated`` dict)."""
 
     def __init__(self, subnet: str, ip_range: str, allocated: dict[str, str], last: str = "") -> None:
-        self.subnet = ipaddress.ip_network(subnet)
+        self.subnet: Any = ipaddress.ip_network(subnet)
+        self.version = self.subnet.version
         self.range = ipaddress.ip_network(ip_range) if ip_range else self.subnet
         self.allocated = allocated
         self.last = last
 
-    def usable(self, addr: ipaddress.IPv4Address) -> bool:
-        return addr in self.subnet and addr not in (self.subnet.network_address, self.subnet.broadcast_address)
+    def usable(self, addr: Any) -> bool:
+        if addr.version != self.version or addr not in self.subnet:
+            return False
+        if self.version == 6:  # the subnet-router anycast address is never a host's
+            return addr != self.subnet.network_address
+        return addr not in (self.subnet.network_address, self.subnet.broadcast_address)
 
     def request(self, owner: str, address: str | None = None) -> str:
         """Allocate ``address`` (or the next free one of the range) to ``owner``."""
         if address:
-            addr = parse_address(address, "IP address")
+            addr = parse_address(address, "IP address", self.version)
             if not self.usable(addr):
                 raise InvalidArgument(f"Invalid address {addr}: it does not belong to any of this network's subnets")
             key = str(addr)
@@ -145,13 +198,14 @@ class Pool:
         start = int(ipaddress.ip_address(self.last)) + 1 if self.last else first
         if not first <= start <= last:
             start = first
-        for i in range(size):
-            a = ipaddress.IPv4Address(first + (start - first + i) % size)
+        kind = ipaddress.IPv4Address if self.version == 4 else ipaddress.IPv6Address
+        for i in range(min(size, 1 << 20)):  # a /64 is never walked whole: it never fills up
+            a = kind(first + (start - first + i) % size)
             if str(a) not in self.allocated and self.usable(a):
                 self.allocated[str(a)] = owner
                 self.last = str(a)
                 return str(a)
-        raise Unavailable(f"no available IPv4 addresses on network range {self.range}")
+        raise Unavailable(f"no available IPv{self.version} addresses on network range {self.range}")
 
     def release(self, owner: str) -> None:
         for key in [k for k, v in self.allocated.items() if v == owner]:

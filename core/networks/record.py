@@ -24,6 +24,7 @@ class NetRecord:
     allocated: dict[str, str] = field(default_factory=dict)  # ip -> endpoint id ("gateway" for the gateway)
     last: str = ""  # the last dynamic address handed out (round-robin)
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    last6: str = ""  # the same for the IPv6 subnet
 
     @property
     def id(self) -> str:
@@ -36,8 +37,14 @@ class NetRecord:
     def pool(self) -> Pool:
         return Pool(self.net.subnet, self.net.ip_range, self.allocated, self.last)
 
+    def pool6(self) -> Pool | None:
+        """The IPv6 subnet's allocations (the same ``allocated`` dict: addresses never clash)."""
+        if not self.net.enable_ipv6 or not self.net.subnet6:
+            return None
+        return Pool(self.net.subnet6, self.net.ip_range6, self.allocated, self.last6)
+
     def save(self, root: Path, sync: bool = True) -> None:
-        data = {"net": asdict(self.net), "allocated": self.allocated, "last": self.last,
+        data = {"net": asdict(self.net), "allocated": self.allocated, "last": self.last, "last6": self.last6,
                 "endpoints": {k: asdict(v) for k, v in self.endpoints.items()}}
         write_json(root / f"{self.id}.json", data, sync=sync)
 
@@ -49,10 +56,13 @@ class NetRecord:
         net = Network(**{k: v for k, v in data["net"].items() if k in Network.__dataclass_fields__})
         eps = {k: Endpoint(**{f: x for f, x in v.items() if f in Endpoint.__dataclass_fields__})
                for k, v in (data.get("endpoints") or {}).items()}
-        return cls(net, dict(data.get("allocated") or {}), data.get("last") or "", eps)
+        return cls(net, dict(data.get("allocated") or {}), data.get("last") or "", eps, data.get("last6") or "")
 
     def prefixlen(self) -> int:
         return ipaddress.ip_network(self.net.subnet).prefixlen if self.net.subnet else 0
+
+    def prefixlen6(self) -> int:
+        return ipaddress.ip_network(self.net.subnet6).prefixlen if self.net.subnet6 else 0
 
     def to_json(self, containers: dict[str, Any] | None = None) -> dict[str, Any]:
         """Docker's network object (``GET /networks/{id}``); ``containers`` fills ``Containers``."""
@@ -65,13 +75,18 @@ class NetRecord:
             if n.aux_addresses:
                 entry["AuxiliaryAddresses"] = dict(n.aux_addresses)
             config.append(entry)
+        if n.enable_ipv6 and n.subnet6:
+            entry = {"Subnet": n.subnet6, "Gateway": n.gateway6}
+            if n.ip_range6:
+                entry["IPRange"] = n.ip_range6
+            config.append(entry)
         return {
             "Name": n.name,
             "Id": n.id,
             "Created": rfc3339_local(n.created_ns),
             "Scope": "local",
             "Driver": n.driver,
-            "EnableIPv6": False,
+            "EnableIPv6": n.enable_ipv6,
             "IPAM": {"Driver": "default", "Options": (None if n.ipam_options is None else dict(n.ipam_options)) if not n.predefined else None, "Config": config},
             "Internal": n.internal,
             "Attachable": n.attachable,

@@ -95,6 +95,21 @@ def link_local_addresses(settings: dict[str, Any]) -> list[str]:
     return out
 
 
+def _split_ipam_configs(configs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``IPAM.Config`` entries by address family (of the subnet, else of the gateway or range)."""
+    import ipaddress
+
+    v4, v6 = [], []
+    for cfg in configs:
+        text = cfg.get("Subnet") or cfg.get("Gateway") or cfg.get("IPRange") or ""
+        try:
+            version = ipaddress.ip_network(text, strict=False).version if text else 4
+        except ValueError:
+            version = 4  # the IPv4 path names the bad value
+        (v6 if version == 6 else v4).append(cfg)
+    return v4, v6
+
+
 class NetworkService:
     def __init__(self, daemon: Any) -> None:
         self.daemon = daemon
@@ -257,6 +272,8 @@ class NetworkService:
                     net.subnet = str(chosen)
                     net.gateway = str(next(chosen.hosts()))
                     rec.allocated[net.gateway] = "gateway"
+                if net.enable_ipv6 and not net.subnet6:
+                    self._default_subnet6(rec)
                 if validate is not None:
                     validate(net)
                 drv.create(net)
@@ -283,8 +300,9 @@ class NetworkService:
         driver = body.get("Driver") or "bridge"
         if driver in ("host", "null"):
             raise Forbidden(f'only one instance of "{"none" if driver == "null" else driver}" network is allowed')
-        if body.get("EnableIPv6") or body.get("EnableIPv4") is False:
-            raise InvalidArgument("IPv6 networks are not supported by this engine (EnableIPv6)")
+        if body.get("EnableIPv4") is False:
+            raise InvalidArgument("IPv6-only networks are not supported by this engine (EnableIPv4: false)")
+        enable_ipv6 = bool(body.get("EnableIPv6"))
         if body.get("Ingress") or body.get("ConfigOnly") or (body.get("ConfigFrom") or {}).get("Network"):
             raise InvalidArgument("swarm and config-only networks are not supported")
         labels = body.get("Labels") or {}
@@ -300,17 +318,26 @@ class NetworkService:
         if (ipam_cfg.get("Driver") or "default") != "default":
             raise InvalidArgument(f"IPAM driver {ipam_cfg.get('Driver')!r} is not supported: use 'default'")
         configs = ipam_cfg.get("Config") or []
-        if not isinstance(configs, list) or len(configs) > 1:
-            raise InvalidArgument("at most one IPAM config (one IPv4 subnet) is supported")
+        if not isinstance(configs, list) or not all(isinstance(c, dict) for c in configs):
+            raise InvalidArgument("IPAM.Config must be a list of objects")
+        configs4, configs6 = _split_ipam_configs(configs)
+        if len(configs4) > 1 or len(configs6) > 1:
+            raise InvalidArgument("at most one IPAM config per address family (one IPv4 and one IPv6 subnet) "
+                                  "is supported")
+        if configs6 and not enable_ipv6:
+            raise InvalidArgument(f"IPv6 subnet {configs6[0].get('Subnet')} given but IPv6 is not enabled "
+                                  "on the network (EnableIPv6, docker network create --ipv6)")
         async with self.lock:
             if self._by_name(name) is not None:
                 raise Conflict(f"network with name {name} already exists")
             net = Network(id=secrets.token_hex(32), name=name, driver=driver, internal=bool(body.get("Internal")),
                           attachable=bool(body.get("Attachable")), labels=dict(labels), options=dict(options),
-                          created_ns=time.time_ns(), ipam_options=ipam_options)
+                          created_ns=time.time_ns(), ipam_options=ipam_options, enable_ipv6=enable_ipv6)
             self.driver(driver)  # an unknown driver is a 404 before anything else
             rec = NetRecord(net)
-            subnet = self._ipam_config(rec, configs[0] if configs else {})
+            subnet = self._ipam_config(rec, configs4[0] if configs4 else {})
+            if enable_ipv6 and configs6:
+                self._ipam_config6(rec, configs6[0])
             await self._create_on_host(rec, subnet)
         self._emit("create", net.id, name=net.name, driver=net.driver)
         return rec, ""
@@ -358,6 +385,48 @@ class NetworkService:
             rec.allocated[str(addr)] = f"aux:{aux_name}"
         net.aux_addresses = dict(aux)
         return subnet
+
+    def _ipam_config6(self, rec: NetRecord, cfg: dict[str, Any]) -> None:
+        """The IPv6 entry of ``IPAM.Config`` (``--subnet fd00:db8:1::/64 --ipv6``): its gateway is
+        the subnet's ``::1`` unless given, as Docker's."""
+        net = rec.net
+        subnet_s, gateway_s, range_s = cfg.get("Subnet") or "", cfg.get("Gateway") or "", cfg.get("IPRange") or ""
+        subnet = ipam.parse_subnet(subnet_s, 6)
+        for other in self.records.values():
+            if other.net.subnet6 and subnet.overlaps(ipam.ipaddress.ip_network(other.net.subnet6)):
+                raise Conflict(f"Pool overlaps with other one on this address space: {subnet} overlaps "
+                               f"{other.net.subnet6} of network {other.name}")
+        if gateway_s:
+            gateway = ipam.parse_address(gateway_s, "gateway", 6)
+            if gateway not in subnet or gateway == subnet.network_address:
+                raise InvalidArgument(f"Invalid gateway {gateway_s}: it does not belong to subnet {subnet}")
+        else:
+            gateway = subnet.network_address + 1
+        if range_s:
+            rng = ipam.parse_subnet(range_s, 6)
+            if not rng.subnet_of(subnet):
+                raise InvalidArgument(f"Invalid IP range {range_s}: it is not inside subnet {subnet}")
+            net.ip_range6 = str(rng)
+        net.subnet6, net.gateway6 = str(subnet), str(gateway)
+        rec.allocated[net.gateway6] = "gateway"
+        aux = cfg.get("AuxiliaryAddresses") or cfg.get("AuxAddress") or {}
+        if not isinstance(aux, dict) or not all(isinstance(v, str) for v in aux.values()):
+            raise InvalidArgument("IPAM.Config.AuxiliaryAddresses must be an object of strings")
+        for aux_name, aux_ip in aux.items():
+            addr = ipam.parse_address(aux_ip, f"auxiliary address {aux_name}", 6)
+            if addr not in subnet:
+                raise InvalidArgument(f"invalid auxiliary address {aux_name}: it does not belong to subnet {subnet}")
+            rec.allocated.setdefault(str(addr), f"aux:{aux_name}")
+        net.aux_addresses = {**net.aux_addresses, **aux}
+
+    def _default_subnet6(self, rec: NetRecord) -> None:
+        """A /64 of this daemon's unique-local /48 (Docker 27's default IPv6 pool), under the host lock."""
+        seed = getattr(self.daemon, "id", "") or str(self.daemon.config.data_root.resolve())
+        base = ipam.ula_base(str(seed))
+        taken = [ipam.ipaddress.ip_network(r.net.subnet6) for r in self.records.values() if r.net.subnet6]
+        chosen = ipam.pick_subnet6(taken, base, secrets.randbelow(1 << 16))
+        rec.net.subnet6, rec.net.gateway6 = str(chosen), str(chosen.network_address + 1)
+        rec.allocated[rec.net.gateway6] = "gateway"
 
     async def remove(self, ref: str) -> None:
         rec = self.get(ref)
@@ -433,7 +502,7 @@ class NetworkService:
             if containers is not None and ep.container_id in containers.containers:
                 name = containers.containers[ep.container_id].name
             out[ep.container_id] = {"Name": name, "EndpointID": ep.id, "MacAddress": ep.mac,
-                                    "IPv4Address": ep.address, "IPv6Address": ""}
+                                    "IPv4Address": ep.address, "IPv6Address": getattr(ep, "address6", "")}
         if rec.net.driver in ("host", "null") and containers is not None:
             # no endpoints to wire there: as Docker, list the running containers that use the mode
             for c in containers.containers.values():
@@ -487,8 +556,19 @@ class NetworkService:
         user_defined = not rec.net.predefined
         ipam_cfg = cfg.get("IPAMConfig") or {}
         address = ipam_cfg.get("IPv4Address") or ""
-        if ipam_cfg.get("IPv6Address"):
-            raise InvalidArgument("IPv6 addresses are not supported by this engine")
+        address6 = ipam_cfg.get("IPv6Address") or ""
+        if address6:
+            if not user_defined:
+                raise InvalidArgument("user specified IP address is supported on user defined networks only")
+            pool6 = rec.pool6()
+            if pool6 is None:
+                raise InvalidArgument(f"invalid IPv6 address {address6}: network {rec.name} has no IPv6 "
+                                      "(created without --ipv6)")
+            addr6 = ipam.parse_address(address6, "IPv6 address", 6)
+            if not pool6.usable(addr6):
+                raise InvalidArgument(f"Invalid address {address6}: it does not belong to any of this network's subnets")
+            if str(addr6) == rec.net.gateway6:
+                raise Conflict(f"Address already in use: {address6} (the network's gateway)")
         lls = ipam_cfg.get("LinkLocalIPs") or []
         if not isinstance(lls, list) or not all(isinstance(v, str) for v in lls):
             raise InvalidArgument("IPAMConfig.LinkLocalIPs must be a list of strings")
@@ -560,6 +640,15 @@ class NetworkService:
             fixed = (settings.get("IPAMConfig") or {}).get("IPv4Address") or None
             ip = pool.request(epid, fixed)
             rec.last = pool.last
+            ip6 = ""
+            pool6 = rec.pool6()
+            if pool6 is not None:
+                try:
+                    ip6 = pool6.request(epid, (settings.get("IPAMConfig") or {}).get("IPv6Address") or None)
+                except BaseException:
+                    pool.release(epid)
+                    raise
+                rec.last6 = pool6.last
             mtu = int(net.options.get("com.docker.network.driver.mtu") or 1500)
             # --mac-address: kept in Config.MacAddress for the first network (the settings' copy
             # is cleared when the container stops), else Docker's 02:42:<ip> scheme
@@ -568,6 +657,8 @@ class NetworkService:
                           address=f"{ip}/{rec.prefixlen()}", gateway=net.gateway, mac=mac, mtu=mtu,
                           aliases=list(settings.get("Aliases") or []),
                           link_local=link_local_addresses(settings),
+                          address6=f"{ip6}/{rec.prefixlen6()}" if ip6 else "",
+                          gateway6=net.gateway6 if ip6 else "",
                           default_route=not net.internal and not any(e.default_route for e in mine))
             rec.endpoints[epid] = ep
             try:
@@ -590,13 +681,15 @@ class NetworkService:
             raise
         if ep.driver_state:
             self._save(rec, durable=False)  # the driver's state of the endpoint
+        v6 = {"IPv6Gateway": "" if net.internal or not ip6 else net.gateway6, "GlobalIPv6Address": ip6,
+              "GlobalIPv6PrefixLen": rec.prefixlen6() if ip6 else 0}
         settings.update({"NetworkID": rec.id, "EndpointID": epid, "Gateway": "" if net.internal else net.gateway,
                          "IPAddress": ip, "IPPrefixLen": rec.prefixlen(),
-                         "MacAddress": ep.mac})
+                         "MacAddress": ep.mac, **v6})
         if net.options.get("com.docker.network.bridge.default_bridge") == "true":
             c.network_settings.update({"Bridge": net.driver_state.get("bridge", ""), "EndpointID": epid,
                                        "Gateway": net.gateway, "IPAddress": ip, "IPPrefixLen": rec.prefixlen(),
-                                       "MacAddress": ep.mac})
+                                       "MacAddress": ep.mac, **v6})
         self._emit("connect", rec.id, container=c.id, name=rec.name, driver=net.driver)
         return ep
 
@@ -614,8 +707,10 @@ class NetworkService:
             mac = settings.get("MacAddress") or ""
             ip = settings.get("IPAddress") or ""
             keep = mac if mac and ip and mac != mac_for(ip) else ""
-            settings.update({"EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": keep})
-        for key in ("Bridge", "EndpointID", "Gateway", "IPAddress", "MacAddress", "SandboxKey", "SandboxID"):
+            settings.update({"EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": keep,
+                             "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0})
+        for key in ("Bridge", "EndpointID", "Gateway", "IPAddress", "MacAddress", "SandboxKey", "SandboxID",
+                    "IPv6Gateway", "GlobalIPv6Address", "GlobalIPv6PrefixLen"):
             c.network_settings.pop(key, None)
         c.network_settings.pop("IPPrefixLen", None)
 
@@ -696,7 +791,8 @@ class NetworkService:
                     await self._leave(c, r, ep)
             settings = c.networks.pop(rec.name)
             if c.network_settings.get("EndpointID") == settings.get("EndpointID"):
-                for key in ("Bridge", "EndpointID", "Gateway", "IPAddress", "IPPrefixLen", "MacAddress"):
+                for key in ("Bridge", "EndpointID", "Gateway", "IPAddress", "IPPrefixLen", "MacAddress",
+                            "IPv6Gateway", "GlobalIPv6Address", "GlobalIPv6PrefixLen"):
                     c.network_settings.pop(key, None)
             svc._save(c)
 

@@ -128,12 +128,15 @@ class BridgeDriver:
 
     def _rules(self, net: Network) -> firewall.NetRules:
         masq = str(net.options.get(MASQ_OPT, "true")).lower() not in ("false", "0", "no")
-        return firewall.NetRules(self.bridge_name(net), net.subnet, net.internal, masq)
+        subnet6 = net.subnet6 if getattr(net, "enable_ipv6", False) else ""
+        return firewall.NetRules(self.bridge_name(net), net.subnet, net.internal, masq, subnet6)
 
     def _apply_firewall(self) -> None:
         nets = sorted(self.nets.values(), key=lambda n: n.created_ns)
         firewall.apply(self.nft, self.table, [self._rules(n) for n in nets])
         self.accepts.sync([self.bridge_name(n) for n in nets])
+        if any(getattr(n, "enable_ipv6", False) and not n.internal for n in nets):
+            enable_ip6_forward()
         # after the table (it drops 127/8 from the bridges): published ports DNAT 127.0.0.1 too
         for n in nets:
             if not route_localnet(self.bridge_name(n)):
@@ -167,11 +170,12 @@ class BridgeDriver:
                 raise Conflict(f"bridge device {name} already exists on the host")
             iface = ipaddress.ip_interface(f"{net.gateway}/{ipaddress.ip_network(net.subnet).prefixlen}")
             try:
+                iface6 = gateway6(net)
                 # the intent first: a daemon killed between the two finds a remembered name with
                 # no link (nothing to do), never a link nobody remembers (a leak for good)
                 self._remember(self._known() | {name})
                 crashpoint("bridge.create.remembered")
-                self._ensure_bridge(ipr, name, iface, self.mtu(net))
+                self._ensure_bridge(ipr, name, iface, self.mtu(net), iface6)
                 crashpoint("bridge.create.link")
                 net.driver_state["bridge"] = name
                 self.nets[net.id] = net
@@ -181,13 +185,21 @@ class BridgeDriver:
                 self._delete_bridge(ipr, name)
                 raise
 
-    def _ensure_bridge(self, ipr: Any, name: str, iface: ipaddress.IPv4Interface, mtu: int) -> None:
+    def _ensure_bridge(self, ipr: Any, name: str, iface: ipaddress.IPv4Interface, mtu: int,
+                       iface6: ipaddress.IPv6Interface | None = None) -> None:
         if not ipr.link_lookup(ifname=name):
             ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
         idx = ipr.link_lookup(ifname=name)[0]
         have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx, family=socket.AF_INET)}
         if (str(iface.ip), iface.network.prefixlen) not in have:
             ipr.addr("add", index=idx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+        if iface6 is not None:  # the IPv6 gateway, without duplicate address detection: usable at once
+            _sysctl6(name, "disable_ipv6", "0")
+            have6 = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+                     for a in ipr.get_addr(index=idx, family=socket.AF_INET6)}
+            if (str(iface6.ip), iface6.network.prefixlen) not in have6:
+                ipr.addr("add", index=idx, family=socket.AF_INET6, address=str(iface6.ip),
+                         prefixlen=iface6.network.prefixlen, flags=rtnl.IFA_F_NODAD)
         ipr.link("set", index=idx, state="up")
         self.bridge_index[name] = idx
 
@@ -237,12 +249,20 @@ class BridgeDriver:
                                         f"{exc.strerror}") from None
                 self.bridge_index.pop(name, None)
         gateway = ep.gateway if ep.default_route and ep.gateway else None
+        address6 = ipaddress.ip_interface(ep.address6) if getattr(ep, "address6", "") else None
+        gateway6_ = ep.gateway6 if ep.default_route and getattr(ep, "gateway6", "") else None
 
         def inside() -> None:  # in a thread in the container's namespace
             sock = rtnl.Socket()
             try:
                 index = socket.if_nametoindex(ep.ifname)
+                if address6 is not None:  # IPv6 on in this namespace and on the interface (Docker does too)
+                    _sysctl6("all", "disable_ipv6", "0")
+                    _sysctl6(ep.ifname, "disable_ipv6", "0")
+                    _sysctl6(ep.ifname, "accept_dad", "0")
                 rtnl.configure(sock, index, str(iface.ip), iface.network.prefixlen, gateway)
+                if address6 is not None:
+                    rtnl.configure6(sock, index, str(address6.ip), address6.network.prefixlen, gateway6_)
                 if getattr(ep, "link_local", None):  # EndpointSettings.IPAMConfig.LinkLocalIPs
                     rtnl.add_addresses(sock, index, list(ep.link_local))
             finally:
@@ -277,7 +297,8 @@ class BridgeDriver:
     # -- published ports (ports.py) ---------------------------------------------------------
 
     def publish(self, net: Network, ep: Endpoint, ports: list[PortBinding]) -> list[PortBinding]:
-        return self.ports.publish(ep.container_id, ep.address.split("/")[0], ports)
+        address6 = getattr(ep, "address6", "")
+        return self.ports.publish(ep.container_id, ep.address.split("/")[0], ports, address6.split("/")[0])
 
     def unpublish(self, net: Network, ep: Endpoint) -> None:
         self.ports.unpublish(ep.container_id)
@@ -294,7 +315,7 @@ class BridgeDriver:
             for n in nets:
                 name = self.bridge_name(n)
                 iface = ipaddress.ip_interface(f"{n.gateway}/{ipaddress.ip_network(n.subnet).prefixlen}")
-                self._ensure_bridge(ipr, name, iface, self.mtu(n))
+                self._ensure_bridge(ipr, name, iface, self.mtu(n), gateway6(n))
                 n.driver_state["bridge"] = name
             self._remember(wanted)
             nets_by_id = {n.id: n for n in nets}
@@ -317,6 +338,8 @@ class BridgeDriver:
         targets: dict[str, set[str]] = {}
         for e in endpoints:
             targets.setdefault(e.container_id, set()).add(e.address.split("/")[0])
+            if getattr(e, "address6", ""):
+                targets[e.container_id].add(e.address6.split("/")[0])
         self.ports.restore(targets)
 
     def close(self, nets: list[Network], in_use: bool) -> None:
@@ -345,6 +368,38 @@ def route_localnet(bridge: str) -> bool:
     except OSError as exc:
         log.warning("cannot set route_localnet on %s (127.0.0.1 goes through the proxy): %s", bridge, exc)
         return False
+
+
+def gateway6(net: Network) -> ipaddress.IPv6Interface | None:
+    """The bridge's IPv6 address (the network's IPv6 gateway with its prefix), if it has IPv6."""
+    if not getattr(net, "enable_ipv6", False) or not net.subnet6 or not net.gateway6:
+        return None
+    return ipaddress.IPv6Interface(f"{net.gateway6}/{ipaddress.ip_network(net.subnet6).prefixlen}")
+
+
+def _sysctl6(ifname: str, key: str, value: str) -> None:
+    """``net.ipv6.conf.<ifname>.<key>`` in the calling thread's network namespace."""
+    path = Path(f"/proc/sys/net/ipv6/conf/{ifname}/{key}")
+    try:
+        if path.read_text().strip() != value:
+            path.write_text(value + "\n")
+    except OSError as exc:
+        if ifname == "all" and key == "disable_ipv6":
+            raise DockyardError(f"IPv6 is not available in this kernel ({path}: {exc.strerror})") from None
+        log.warning("cannot set %s to %s: %s", path, value, exc)
+
+
+def enable_ip6_forward() -> None:
+    """Routing IPv6 between the bridges and the outside (NAT66) needs it; dockerd sets it too
+    when a network has IPv6. Only then: hosts that take their IPv6 routes from router
+    advertisements stop accepting them on interfaces whose ``accept_ra`` is 1."""
+    path = Path("/proc/sys/net/ipv6/conf/all/forwarding")
+    try:
+        if path.read_text().strip() != "1":
+            path.write_text("1\n")
+            log.info("enabled net.ipv6.conf.all.forwarding (a network has IPv6)")
+    except OSError as exc:
+        log.warning("cannot enable net.ipv6.conf.all.forwarding: %s", exc)
 
 
 def enable_ip_forward() -> None:

@@ -43,20 +43,29 @@ class NetRules:
     subnet: str
     internal: bool
     masquerade: bool
+    subnet6: str = ""  # the network's IPv6 subnet, if it has IPv6
 
 
 def _q(name: str) -> str:
     return json.dumps(name)  # a quoted nft string
 
 
-def render(table: str, nets: list[NetRules]) -> str:
+def render(table: str, nets: list[NetRules], family: str = "ip") -> str:
+    """The ``ip`` table (every network), or with ``family`` ``ip6`` the same for the networks
+    with IPv6: the same isolation (the forward rules only name interfaces), NAT66 masquerade
+    of their IPv6 subnet, and ``::1`` never arriving from a bridge."""
+    if family == "ip6":
+        nets = [n for n in nets if n.subnet6]
     forward: list[str] = []
     nat: list[str] = []
     raw: list[str] = []
     bridges = [n.bridge for n in nets]
     for n in nets:
         b = _q(n.bridge)
-        raw += [f"iifname {b} ip daddr 127.0.0.0/8 drop", f"iifname {b} ip saddr 127.0.0.0/8 drop"]
+        if family == "ip6":
+            raw += [f"iifname {b} ip6 daddr ::1 drop", f"iifname {b} ip6 saddr ::1 drop"]
+        else:
+            raw += [f"iifname {b} ip daddr 127.0.0.0/8 drop", f"iifname {b} ip saddr 127.0.0.0/8 drop"]
         others = [_q(o) for o in bridges if o != n.bridge]
         forward.append(f"oifname {b} ct state established,related accept")
         if not n.internal:
@@ -70,9 +79,12 @@ def render(table: str, nets: list[NetRules]) -> str:
             forward.append(f"iifname {b} accept")
         forward.append(f"oifname {b} drop")
         if not n.internal and n.masquerade:
-            nat.append(f"ip saddr {n.subnet} oifname != {b} masquerade")
+            if family == "ip6":
+                nat.append(f"ip6 saddr {n.subnet6} oifname != {b} masquerade")
+            else:
+                nat.append(f"ip saddr {n.subnet} oifname != {b} masquerade")
     body = "\n".join(
-        [f"table ip {table} {{",
+        [f"table {family} {table} {{",
          "  chain prerouting {", "    type filter hook prerouting priority raw; policy accept;",
          *[f"    {r}" for r in raw], "  }",
          "  chain forward {", "    type filter hook forward priority filter; policy accept;",
@@ -85,11 +97,15 @@ def render(table: str, nets: list[NetRules]) -> str:
 
 def apply(nft: Nft, table: str, nets: list[NetRules]) -> None:
     """Replace the table with exactly the rules for ``nets`` (one transaction)."""
-    nft.run(f"add table ip {table}\ndelete table ip {table}\n{render(table, nets)}\n")
+    script = f"add table ip {table}\ndelete table ip {table}\n{render(table, nets)}\n"
+    script += f"add table ip6 {table}\ndelete table ip6 {table}\n"
+    if any(n.subnet6 for n in nets):  # IPv6 networks: the same rules in an ip6 table, same transaction
+        script += render(table, nets, "ip6") + "\n"
+    nft.run(script)
 
 
 def remove(nft: Nft, table: str) -> None:
-    nft.run(f"add table ip {table}\ndelete table ip {table}\n")
+    nft.run(f"add table ip {table}\ndelete table ip {table}\nadd table ip6 {table}\ndelete table ip6 {table}\n")
 
 
 def listed(nft: Nft, table: str) -> str | None:

@@ -52,9 +52,15 @@ def ruleset(table: str, entries: Iterable["Published"], skip_ifnames: Iterable[s
     """The whole port table, written in one atomic batch (``add`` then ``delete`` makes the
     batch work whether or not the table exists). ``loopback``: DNAT 127/8 too (the bridges
     have ``route_localnet``), with a masquerade so replies come back to the bridge address."""
-    lines = [f"add table ip {table}", f"delete table ip {table}"]
+    entries = list(entries)
+    v6 = [p for p in entries if ":" in p.target_ip]
+    lines = [f"add table ip {table}", f"delete table ip {table}", f"add table ip6 {table}", f"delete table ip6 {table}"]
+    if v6:
+        lines.append(_ruleset6(table, v6, skip_ifnames))
     rules = []
     for p in entries:
+        if ":" in p.target_ip or ":" in p.host_ip:
+            continue  # IPv6 (the ip6 table), or an IPv6 host address proxied to the IPv4 target
         match = f"ip daddr {p.host_ip} " if p.host_ip else ""
         rules.append(f"{match}{p.proto} dport {p.host_port} dnat to {p.target_ip}:{p.port}")
     if not rules:
@@ -81,6 +87,30 @@ def ruleset(table: str, entries: Iterable["Published"], skip_ifnames: Iterable[s
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _ruleset6(table: str, entries: list["Published"], skip_ifnames: Iterable[str]) -> str:
+    """The IPv6 half: DNAT to containers' IPv6 addresses, except for ``::1`` (no
+    ``route_localnet`` in IPv6: the userland proxy serves loopback) and traffic from our bridges."""
+    rules = []
+    for p in entries:
+        match = f"ip6 daddr {p.host_ip} " if p.host_ip and p.host_ip != "::" else ""
+        rules.append(f"{match}{p.proto} dport {p.host_port} dnat to [{p.target_ip}]:{p.port}")
+    skip = "".join(f'iifname != "{name}" ' for name in skip_ifnames)
+    return "\n".join([
+        f"table ip6 {table} {{",
+        "  chain ports {",
+        *(f"    {r}" for r in rules),
+        "  }",
+        "  chain prerouting {",
+        "    type nat hook prerouting priority dstnat; policy accept;",
+        f"    {skip}fib daddr type local jump ports",
+        "  }",
+        "  chain output {",
+        "    type nat hook output priority -100; policy accept;",
+        "    ip6 daddr != ::1 fib daddr type local jump ports",
+        "  }",
+        "}"])
 
 
 # -- userland proxy -----------------------------------------------------------------------------
@@ -262,8 +292,11 @@ def reserve(proto: str, host_ip: str, first: int, last: int = 0) -> socket.socke
     ports = range(first, max(first, last) + 1)
     for port in ports:
         kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-        sock = socket.socket(socket.AF_INET, kind)
+        family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
+        sock = socket.socket(family, kind)
         try:
+            if family == socket.AF_INET6:  # "::" is IPv6 only: 0.0.0.0 has a socket of its own
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             if proto == "tcp":
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a TIME_WAIT is no conflict
             sock.bind((host_ip or "0.0.0.0", port))
@@ -274,7 +307,8 @@ def reserve(proto: str, host_ip: str, first: int, last: int = 0) -> socket.socke
         except OSError as exc:
             sock.close()
             if exc.errno != errno.EADDRINUSE or port == ports[-1]:
-                where = f"{host_ip or '0.0.0.0'}:{first}" + (f"-{last}" if last > first else "")
+                shown = f"[{host_ip}]" if ":" in host_ip else host_ip or "0.0.0.0"
+                where = f"{shown}:{first}" + (f"-{last}" if last > first else "")
                 reason = "port is already allocated" if exc.errno == errno.EADDRINUSE else exc.strerror
                 raise Conflict(f"Bind for {where} failed: {reason}") from None
     raise AssertionError("unreachable")
@@ -412,9 +446,14 @@ class PortPublisher:
         if listeners:
             self._on_loop(lambda: [listener.close() for listener in listeners])
 
-    def publish(self, cid: str, target_ip: str, bindings: list[PortBinding]) -> list[PortBinding]:
+    def publish(self, cid: str, target_ip: str, bindings: list[PortBinding], target_ip6: str = "") -> list[PortBinding]:
         """Reserve and publish ``bindings`` of one container whose address is ``target_ip``:
-        all of them (returned with the host ports used), or none and a Conflict."""
+        all of them (returned with the host ports used), or none and a Conflict.
+
+        With ``target_ip6`` (the container's IPv6 address) a binding to every address is
+        published on ``::`` too (same port), as Docker does on IPv6 networks, and DNATed to it.
+        A binding to an IPv6 host address (``-p [::1]:8080:80``) goes to ``target_ip6``, or
+        through the proxy to ``target_ip`` when the container has no IPv6."""
         self.unpublish(cid)
         if not bindings:
             return []
@@ -424,8 +463,13 @@ class PortPublisher:
                 for b in bindings:
                     host_ip = "" if b.host_ip in ("", "0.0.0.0") else b.host_ip
                     sock = reserve(b.protocol, host_ip, b.host_port, b.host_port_end)
-                    p = Published(b.protocol, b.container_port, host_ip, sock.getsockname()[1], target_ip)
+                    target = (target_ip6 or target_ip) if ":" in host_ip else target_ip
+                    p = Published(b.protocol, b.container_port, host_ip, sock.getsockname()[1], target)
                     listeners.append(_Listener(p, sock))
+                    if not host_ip and target_ip6:
+                        sock6 = reserve(b.protocol, "::", p.host_port)
+                        listeners.append(_Listener(Published(b.protocol, b.container_port, "::", p.host_port,
+                                                             target_ip6), sock6))
                 self.published[cid] = [listener.p for listener in listeners]
                 self._sync()
             except BaseException:

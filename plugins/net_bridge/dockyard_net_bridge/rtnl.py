@@ -25,7 +25,8 @@ IFF_UP = 0x1
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
-RTA_GATEWAY = 5
+RTA_GATEWAY, RTA_OIF = 5, 4
+IFA_FLAGS, IFA_F_NODAD = 8, 0x02
 RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST = 254, 3, 0, 1
 NLA_F_NESTED = 0x8000
 
@@ -167,3 +168,19 @@ def add_addresses(sock: Socket, index: int, addresses: list[str]) -> None:
         messages.append((RTM_NEWADDR, NEW, body))
     if messages:
         sock.request(*messages)
+
+
+def configure6(sock: Socket, index: int, address: str, prefixlen: int, gateway: str | None) -> None:
+    """The IPv6 side of :func:`configure` (after it: the link is up): the address without
+    duplicate address detection (usable at once, as the engine hands out unique addresses)
+    and, if ``gateway``, the IPv6 default route. One batch on ``sock``."""
+    ip = socket.inet_pton(socket.AF_INET6, address)
+    addr = struct.pack("=BBBBI", socket.AF_INET6, prefixlen, IFA_F_NODAD, 0, index)
+    addr += _attr(IFA_ADDRESS, ip) + _u32(IFA_FLAGS, IFA_F_NODAD)
+    messages = [(RTM_NEWADDR, NEW, addr)]
+    if gateway:
+        route = struct.pack("=BBBBBBBBI", socket.AF_INET6, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE,
+                            RTN_UNICAST, 0)
+        route += _attr(RTA_GATEWAY, socket.inet_pton(socket.AF_INET6, gateway)) + _u32(RTA_OIF, index)
+        messages.append((RTM_NEWROUTE, NEW, route))
+    sock.request(*messages)
