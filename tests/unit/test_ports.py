@@ -109,8 +109,25 @@ def test_ruleset_text():
     assert "ip daddr 10.0.0.5 udp dport 5353 dnat to 10.1.0.3:53" in text
     assert 'iifname != "dyb*" fib daddr type local jump ports' in text
     assert "ip daddr != 127.0.0.0/8 fib daddr type local jump ports" in text
-    # nothing published: the batch only removes the table
-    assert ruleset("dy_ports", [], ["dyb*"]) == "add table ip dy_ports\ndelete table ip dy_ports\n"
+    assert "table ip6" not in text.replace("add table ip6", "").replace("delete table ip6", "")
+    # nothing published: the batch only removes the tables (ip, and ip6 for IPv6 networks)
+    assert ruleset("dy_ports", [], ["dyb*"]) == ("add table ip dy_ports\ndelete table ip dy_ports\n"
+                                                 "add table ip6 dy_ports\ndelete table ip6 dy_ports\n")
+
+
+def test_ruleset_ipv6_dnat_and_loopback_left_to_the_proxy():
+    from dockyard_net_bridge.ports import Published, ruleset
+
+    text = ruleset("dy_ports", [Published("tcp", 80, "", 8080, "10.1.0.2"),
+                                Published("tcp", 80, "::", 8080, "fd00:db8:1::2"),
+                                Published("tcp", 81, "::1", 8081, "fd00:db8:1::2"),
+                                Published("tcp", 82, "::1", 8082, "10.1.0.2")], ["dyb*"])
+    v4 = text.split("table ip dy_ports {", 1)[1].split("\n}", 1)[0]
+    v6 = text.split("table ip6 dy_ports {", 1)[1].split("\n}", 1)[0]
+    assert "tcp dport 8080 dnat to 10.1.0.2:80" in v4 and "8082" not in v4  # [::1] to IPv4: proxy only
+    assert "tcp dport 8080 dnat to [fd00:db8:1::2]:80" in v6
+    assert "ip6 daddr ::1 tcp dport 8081 dnat to [fd00:db8:1::2]:81" in v6
+    assert "ip6 daddr != ::1 fib daddr type local jump ports" in v6  # ::1 is never DNATed: the proxy serves it
 
 
 def test_run_flags_reach_the_create_body():
