@@ -8,8 +8,8 @@ Query parameters served: ``dockerfile``, ``t`` (repeatable), ``buildargs``, ``la
 ``target``, ``nocache``, ``rm``, ``forcerm``, ``pull``, ``q``, ``networkmode``, ``extrahosts``,
 ``cachefrom``, ``platform`` (the host's only). The ``authorize_container`` hooks see the build's
 RUN containers (``networkmode``) before the context is read, and each RUN container as it is
-created and started. Accepted and ignored: ``shmsize``, the resource limits (``memory``,
-``cpu*``) and ``squash``.
+created and started. The RUN containers get ``shmsize``, the resource limits (``memory``,
+``memswap``, ``cpu*``), ``cgroupparent`` and ``ulimits``. Accepted and ignored: ``squash``.
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ def options(request: web.Request) -> Options:
         quiet=query_bool(request, "q"),
         networkmode=q.get("networkmode", "") if q.get("networkmode") != "default" else "",
         extrahosts=_extra_hosts(request),
+        resources=_resources(request),
         cachefrom=_cache_from(request),
         platform=platform,
         registry_config=_registry_config(request.headers.get("X-Registry-Config")),
@@ -118,6 +119,35 @@ def _extra_hosts(request: web.Request) -> list[str]:
             except ValueError:
                 raise InvalidArgument(f"invalid IP address in add-host: {ip!r}") from None
         out.append(f"{name}:{ip.strip('[]')}")
+    return out
+
+
+def _resources(request: web.Request) -> dict[str, Any]:
+    """The RUN containers' limits, as the classic builder gives them (``HostConfig`` keys):
+    ``shmsize``, ``memory``, ``memswap``, ``cpushares``, ``cpuperiod``, ``cpuquota``,
+    ``cpusetcpus``, ``cpusetmems``, ``cgroupparent``, ``ulimits`` (the docker CLI sends the
+    numbers as 0 when unset)."""
+    from .models import query_int
+
+    out: dict[str, Any] = {}
+    for name, key in (("shmsize", "ShmSize"), ("memory", "Memory"), ("memswap", "MemorySwap"),
+                      ("cpushares", "CpuShares"), ("cpuperiod", "CpuPeriod"), ("cpuquota", "CpuQuota")):
+        value = query_int(request, name, 0)
+        if value:
+            out[key] = value
+    for name, key in (("cpusetcpus", "CpusetCpus"), ("cpusetmems", "CpusetMems"), ("cgroupparent", "CgroupParent")):
+        if request.query.get(name):
+            out[key] = request.query[name]
+    raw = request.query.get("ulimits")
+    if raw:
+        try:
+            ulimits = json.loads(raw)
+        except ValueError:
+            raise InvalidArgument(f"invalid ulimits: not JSON: {raw!r}") from None
+        if ulimits:
+            if not isinstance(ulimits, list) or not all(isinstance(u, dict) for u in ulimits):
+                raise InvalidArgument("invalid ulimits: expected a JSON list of {Name, Soft, Hard}")
+            out["Ulimits"] = ulimits
     return out
 
 

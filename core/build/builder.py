@@ -70,6 +70,7 @@ class Options:
     networkmode: str = ""
     extrahosts: list[str] = field(default_factory=list)  # "name:ip", the RUN containers' /etc/hosts
     cachefrom: list[str] = field(default_factory=list)  # images whose parent chains may satisfy the cache
+    resources: dict[str, Any] = field(default_factory=dict)  # HostConfig limits of the RUN containers
     platform: str = ""
     registry_config: dict[str, dict[str, Any]] = field(default_factory=dict)  # X-Registry-Config
 
@@ -510,7 +511,8 @@ class Builder:
         body: dict[str, Any] = {
             **st.config, "Image": st.image_id, "Cmd": argv, "Entrypoint": None, "Env": env,
             "Healthcheck": {"Test": ["NONE"]}, "AttachStdout": True, "AttachStderr": True,
-            "HostConfig": {**({"NetworkMode": self.opts.networkmode} if self.opts.networkmode else {}),
+            "HostConfig": {**self.opts.resources,
+                           **({"NetworkMode": self.opts.networkmode} if self.opts.networkmode else {}),
                            **({"ExtraHosts": list(self.opts.extrahosts)} if self.opts.extrahosts else {})},
         }
         c = await self.containers.create(body, None)

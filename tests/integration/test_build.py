@@ -487,3 +487,17 @@ def test_cache_from_a_loaded_image_matches_by_history(d, tmp_path):
     assert out.count("Using cache") == 2, out  # ENV and the first RUN
     assert d.docker("run", "--rm", "--network", "none", "dy-cachehit:2", "cat", "/both").stdout == b"one\nchanged\n"
     d.docker("rmi", "dy-cachehit:1", "dy-cachehit:2", "dy-cachesrc:1")
+
+
+def test_run_steps_get_the_build_limits(d, tmp_path):
+    """--shm-size, --memory and --ulimit of `docker build` apply to the RUN containers, as in
+    Docker's classic builder (they used to be accepted and ignored)."""
+    ctx = write_context(tmp_path / "ctx", "FROM busybox\nRUN df -k /dev/shm | tail -n 1 | awk '{print $2}' > /shm "
+                        "&& ulimit -n > /nofile && (cat /sys/fs/cgroup/memory/memory.limit_in_bytes "
+                        "|| cat /sys/fs/cgroup/memory.max) > /mem\n")
+    r = docker_build(d, "--shm-size", "128m", "--memory", "96m", "--ulimit", "nofile=1000:2000", "-t", "dy-limits:1",
+                     str(ctx))
+    assert r.returncode == 0, r.stderr.decode() + r.stdout.decode()
+    out = d.docker("run", "--rm", "--network", "none", "dy-limits:1", "cat", "/shm", "/nofile", "/mem").stdout.split()
+    assert out == [b"131072", b"1000", str(96 << 20).encode()]
+    d.docker("rmi", "dy-limits:1")
