@@ -138,8 +138,9 @@ class CgroupV1:
         self._apply_memory(mem, r)
         if r.memory_reservation is not None:
             c.write(mem / "memory.soft_limit_in_bytes", r.memory_reservation)
-        if r.memory_swappiness is not None:
-            c.write(mem / "memory.swappiness", r.memory_swappiness)
+        swappiness = getattr(r, "memory_swappiness", None)  # a core older than this plugin has none
+        if swappiness is not None:
+            c.write(mem / "memory.swappiness", swappiness)
         cpu = self._dir(cid, "cpu")
         if r.cpu_shares is not None:
             c.write(cpu / "cpu.shares", r.cpu_shares)
