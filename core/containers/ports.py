@@ -44,9 +44,8 @@ def _host_ip(text: Any) -> str:
         addr = ipaddress.ip_address(text)
     except ValueError:
         raise InvalidArgument(f"invalid IP address: {text}") from None
-    if addr.version != 4:
-        raise InvalidArgument(f"invalid IP address {text}: only IPv4 host addresses can be published")
-    return "" if addr.is_unspecified else str(addr)
+    # "::" is every IPv6 address only (Docker binds 0.0.0.0 and :: for an empty HostIp)
+    return "" if addr.version == 4 and addr.is_unspecified else str(addr)
 
 
 def _host_ports(text: Any) -> tuple[int, int]:

@@ -157,3 +157,139 @@ def test_fixed_ip6_and_refusals(d, net6):
     r = d.docker("network", "create", "--subnet", str(free_subnet4()), "--subnet", str(random_subnet6()),
                  f"bad-{uuid.uuid4().hex[:6]}")
     assert r.returncode != 0 and b"EnableIPv6" in r.stderr, r.stderr
+
+
+def ip6_table(d, suffix: str = "") -> str:
+    inst = instance_of(d.data_root)
+    table = (f"dockyard_{inst}" if inst else "dockyard") + suffix
+    return subprocess.run(["nft", "list", "table", "ip6", table], capture_output=True, text=True).stdout
+
+
+def test_published_ports_on_ipv6_loopback_and_both_families(d, net6):
+    net, subnet = net6
+    c = ok(d, "run", "-d", "--network", net, "-p", "[::1]::80", "busybox", "sh", "-c", HTTPD)
+    ports = inspect(d, c)["NetworkSettings"]["Ports"]["80/tcp"]
+    assert len(ports) == 1 and ports[0]["HostIp"] == "::1", ports
+    port = int(ports[0]["HostPort"])
+    assert wait_for(lambda: http_get(socket.AF_INET6, "::1", port) == f"hello-{c[:12]}", timeout=15)
+    assert http_get(socket.AF_INET, "127.0.0.1", port) == ""  # bound to ::1 only
+
+    # every address on a network with IPv6: 0.0.0.0 and :: on the same port, as Docker 27
+    e = ok(d, "run", "-d", "--network", net, "-p", "80", "busybox", "sh", "-c", HTTPD)
+    ports = inspect(d, e)["NetworkSettings"]["Ports"]["80/tcp"]
+    assert sorted(p["HostIp"] for p in ports) == ["0.0.0.0", "::"] and len({p["HostPort"] for p in ports}) == 1
+    port = int(ports[0]["HostPort"])
+    assert wait_for(lambda: http_get(socket.AF_INET6, "::1", port) == f"hello-{e[:12]}", timeout=15)
+    assert http_get(socket.AF_INET, "127.0.0.1", port) == f"hello-{e[:12]}"
+    addr6 = inspect(d, e)["NetworkSettings"]["Networks"][net]["GlobalIPv6Address"]
+    assert f"tcp dport {port} dnat to [{addr6}]:80" in ip6_table(d, "_ports")  # other hosts: DNAT66
+    ok(d, "rm", "-f", e)
+    assert f"dport {port} " not in ip6_table(d, "_ports")
+
+
+def test_ipv6_port_on_an_ipv4_only_network_is_proxied(d):
+    name = f"v4-{uuid.uuid4().hex[:8]}"
+    ok(d, "network", "create", "--subnet", str(free_subnet4()), name)
+    try:
+        c = ok(d, "run", "-d", "--network", name, "-p", "[::1]::80", "busybox", "sh", "-c", HTTPD)
+        port = int(inspect(d, c)["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
+        assert wait_for(lambda: http_get(socket.AF_INET6, "::1", port) == f"hello-{c[:12]}", timeout=15)
+    finally:
+        for cid in d.docker("ps", "-aq", "--filter", f"network={name}").stdout.decode().split():
+            d.docker("rm", "-f", cid)
+        d.docker("network", "rm", name)
+
+
+@pytest.fixture
+def outside():
+    """A namespace of the test's own behind a routed veth (IPv6 only): the "internet"."""
+    tag = uuid.uuid4().hex[:6]
+    ns, host_end = f"v6out-{tag}", f"v6o{tag}"
+    prefix = random_subnet6()
+    host_ip, far_ip = prefix.network_address + 1, prefix.network_address + 2
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        cmds = [["ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", ns],
+                ["ip", "addr", "add", f"{host_ip}/64", "dev", host_end, "nodad"],
+                ["ip", "link", "set", host_end, "up"],
+                ["ip", "-n", ns, "addr", "add", f"{far_ip}/64", "dev", "eth0", "nodad"],
+                ["ip", "-n", ns, "link", "set", "eth0", "up"], ["ip", "-n", ns, "link", "set", "lo", "up"]]
+        for cmd in cmds:
+            subprocess.run(cmd, check=True)
+        yield ns, str(host_ip), str(far_ip)
+    finally:
+        subprocess.run(["ip", "link", "del", host_end], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def _serve_once(ns: str, port: int) -> subprocess.Popen:
+    """A TCP server in ``ns`` that answers one client and prints the client's address."""
+    code = ("import socket,sys; s=socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1);"
+            f"s.bind(('::', {port})); s.listen(); print('ready', flush=True); s.settimeout(30); c, a = s.accept();"
+            "c.sendall(b'outside\\n'); c.close(); print(a[0], flush=True)")
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, "/usr/bin/python3", "-c", code], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_nat66_outbound_masquerade_and_internal_network(d, net6, outside):
+    ns, host_ip, far_ip = outside
+    net, subnet = net6
+    assert f"ip6 saddr {subnet} oifname != " in ip6_table(d) and "masquerade" in ip6_table(d)
+    c = ok(d, "run", "-d", "--network", net, "busybox", "sleep", "300")
+    server = _serve_once(ns, 7001)
+    try:
+        assert "outside" in ok(d, "exec", c, "nc", "-w", "5", far_ip, "7001")
+        assert server.wait(timeout=30) == 0
+        assert server.stdout.read().strip() == host_ip  # NAT66: the host's address, not the container's
+    finally:
+        server.kill()
+
+    internal = f"v6i-{uuid.uuid4().hex[:8]}"
+    sub_i = create_net6(d, internal, "--internal")
+    try:
+        assert f"ip6 saddr {sub_i}" not in ip6_table(d)  # no masquerade for an internal network
+        i = ok(d, "run", "-d", "--network", internal, "busybox", "sleep", "300")
+        assert "default" not in ok(d, "exec", i, "ip", "-6", "route")
+        server = _serve_once(ns, 7002)
+        try:
+            r = d.docker("exec", i, "nc", "-w", "3", far_ip, "7002")
+            assert r.returncode != 0 and b"outside" not in r.stdout
+        finally:
+            server.kill()
+        # isolation between networks, IPv6 too: c (on net) cannot reach i (internal), nor i c
+        i6 = inspect(d, i)["NetworkSettings"]["Networks"][internal]["GlobalIPv6Address"]
+        c6 = inspect(d, c)["NetworkSettings"]["Networks"][net]["GlobalIPv6Address"]
+        assert d.docker("exec", c, "ping", "-6", "-c1", "-W2", i6).returncode != 0
+        assert d.docker("exec", i, "ping", "-6", "-c1", "-W2", c6).returncode != 0
+    finally:
+        for cid in d.docker("ps", "-aq", "--filter", f"network={internal}").stdout.decode().split():
+            d.docker("rm", "-f", cid)
+        d.docker("network", "rm", internal)
+
+
+def test_isolation_between_two_ipv6_networks_and_cleanup(d, net6):
+    net, subnet = net6
+    other = f"v6b-{uuid.uuid4().hex[:8]}"
+    create_net6(d, other)
+    try:
+        a = ok(d, "run", "-d", "--network", net, "busybox", "sleep", "300")
+        b = ok(d, "run", "-d", "--network", other, "busybox", "sleep", "300")
+        b6 = inspect(d, b)["NetworkSettings"]["Networks"][other]["GlobalIPv6Address"]
+        a6 = inspect(d, a)["NetworkSettings"]["Networks"][net]["GlobalIPv6Address"]
+        assert d.docker("exec", a, "ping", "-6", "-c1", "-W2", b6).returncode != 0
+        assert d.docker("exec", b, "ping", "-6", "-c1", "-W2", a6).returncode != 0
+        # a container on both networks reaches both
+        ok(d, "network", "connect", other, a)
+        assert ok(d, "exec", a, "ping", "-6", "-c1", "-W5", b6)
+        bridge = json.loads(ok(d, "network", "inspect", other))[0]["Options"].get("com.docker.network.bridge.name") \
+            or "dy-" + json.loads(ok(d, "network", "inspect", other))[0]["Id"][:12]
+        assert bridge in ip6_table(d)
+    finally:
+        for cid in d.docker("ps", "-aq", "--filter", f"network={other}").stdout.decode().split():
+            d.docker("rm", "-f", cid)
+        ok(d, "network", "rm", other)
+    # the network's IPv6 rules and its bridge (with its IPv6 gateway) are gone with it
+    assert bridge not in ip6_table(d)
+    assert subprocess.run(["ip", "link", "show", bridge], capture_output=True).returncode != 0
