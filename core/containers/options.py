@@ -236,16 +236,17 @@ def check(config: dict[str, Any], hc: dict[str, Any], *, runtime: Any = None, st
 def settle_mac(config: dict[str, Any], hc: dict[str, Any], networks: dict[str, Any]) -> None:
     """``--mac-address``: API >= 1.44 clients send it per endpoint, older ones in
     ``Config.MacAddress``; both name the first network's MAC. Kept in ``Config.MacAddress``
-    (the networks service uses it at every start) and in that endpoint's settings."""
+    (the networks service uses it at every start) and in that endpoint's settings. Other
+    networks' endpoint MACs stay in their settings (kept across stops, networks/service.py)."""
     primary = next(iter(networks), None)
     wanted = config.get("MacAddress") or ""
     for i, (name, settings) in enumerate(networks.items()):
         mac = settings.get("MacAddress") or ""
         if not mac:
             continue
-        if i:
-            raise InvalidArgument(f"--mac-address is supported only for the container's first network on this "
-                                  f"engine (not {name})")
+        if i:  # another network's own MAC (API >= 1.44 EndpointsConfig): that interface's
+            settings["MacAddress"] = normalize_mac(mac)
+            continue
         if wanted and normalize_mac(wanted) != normalize_mac(mac):
             raise InvalidArgument("the container-wide MAC address must match the endpoint-specific MAC address "
                                   "for the main network, or be left empty")

@@ -486,6 +486,19 @@ def test_network_connect_with_mac_address(client, d):
         assert r.returncode == 0
         with pytest.raises(docker.errors.APIError, match="multicast"):
             client.api.connect_container_to_network(cid, name, mac_address="01:00:5e:00:00:01")
-        run(d, "rm", "-f", cid, created)
+        # at create, a second network's own MAC (API 1.44 sends one per endpoint)
+        second = f"t{uuid.uuid4().hex[:10]}"
+        run(d, "network", "create", "--subnet", "10.233.10.0/24", second)
+        try:
+            both = client.api.create_container(
+                "busybox", "sleep 300", host_config=client.api.create_host_config(network_mode=name),
+                networking_config=client.api.create_networking_config({
+                    name: client.api.create_endpoint_config(),
+                    second: client.api.create_endpoint_config(mac_address="02:aa:bb:cc:dd:ee")}))["Id"]
+            client.api.start(both)
+            assert run(d, "exec", both, "cat", "/sys/class/net/eth1/address") == "02:aa:bb:cc:dd:ee"
+            run(d, "rm", "-f", cid, created, both)
+        finally:
+            run(d, "network", "rm", second, check=False)
     finally:
         run(d, "network", "rm", name, check=False)

@@ -22,8 +22,12 @@ def test_settle_mac_uses_the_first_network():
     assert config["MacAddress"] == nets["bridge"]["MacAddress"] == "02:00:00:00:00:aa"
     with pytest.raises(InvalidArgument, match="must match the endpoint-specific"):
         options.settle_mac({"MacAddress": "02:00:00:00:00:01"}, {}, {"bridge": {"MacAddress": "02:00:00:00:00:02"}})
-    with pytest.raises(InvalidArgument, match="first network"):
-        options.settle_mac({}, {}, {"bridge": {}, "other": {"MacAddress": "02:00:00:00:00:02"}})
+    nets = {"bridge": {}, "other": {"MacAddress": "02:00:00:00:00:BB"}}  # another network's own
+    config = {}
+    options.settle_mac(config, {}, nets)
+    assert nets["other"]["MacAddress"] == "02:00:00:00:00:bb" and not config.get("MacAddress")
+    with pytest.raises(InvalidArgument, match="invalid MAC address"):
+        options.settle_mac({}, {}, {"bridge": {}, "other": {"MacAddress": "zz"}})
     with pytest.raises(InvalidArgument, match="conflicting options"):
         options.settle_mac({"MacAddress": "02:00:00:00:00:01"}, {"NetworkMode": "host"}, {"host": {}})
 
