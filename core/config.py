@@ -79,6 +79,8 @@ class DaemonConfig:
     log_opts: dict[str, str] = field(default_factory=dict)
     # dockerd's default-address-pools: ((base, size), ...) for networks created without a subnet
     default_address_pools: tuple[tuple[str, int], ...] = ()
+    ipv6: bool = False  # dockerd's ipv6: IPv6 on the default bridge network
+    fixed_cidr_v6: str | None = None  # its IPv6 subnet (default: a /64 of the daemon's unique-local /48)
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_file: Path | None = None
 
@@ -130,6 +132,8 @@ FILE_KEYS = {
     "api-max-connections-per-peer": "api_max_connections_per_peer",
     "log-opts": "log_opts",
     "default-address-pools": "default_address_pools",
+    "ipv6": "ipv6",
+    "fixed-cidr-v6": "fixed_cidr_v6",
     "plugins": "plugins",
 }
 FIELD_TO_KEY = {v: k for k, v in FILE_KEYS.items()}
@@ -192,6 +196,20 @@ def _coerce(name: str, value: Any) -> Any:
         return {str(k): str(v) for k, v in value.items()}
     if name == "default_address_pools":
         return _address_pools(key, value)
+    if name == "ipv6":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false")
+        return value
+    if name == "fixed_cidr_v6":
+        import ipaddress
+
+        try:
+            net = ipaddress.ip_network(str(value), strict=False)
+        except ValueError:
+            raise ConfigError(f"{key}: {value!r} is not a subnet") from None
+        if net.version != 6 or net.prefixlen > 126:
+            raise ConfigError(f"{key}: {value!r} is not an IPv6 subnet (at most a /126)")
+        return str(net)
     if name == "plugins":
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
             raise ConfigError(f"{key}: expected one table per plugin ([plugins.NAME])")

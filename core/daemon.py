@@ -415,7 +415,7 @@ FLAG_FIELDS = {
     "insecure_tcp": "insecure_tcp", "live_restore": "live_restore", "log_opt": "log_opts",
     "tls": "tls", "tlsverify": "tlsverify", "tlscacert": "tlscacert", "tlscert": "tlscert",
     "tlskey": "tlskey", "userns_remap": "userns_remap", "cgroup_parent": "cgroup_parent",
-    "exec_opt": "exec_opts",
+    "exec_opt": "exec_opts", "ipv6": "ipv6", "fixed_cidr_v6": "fixed_cidr_v6",
 }
 
 
@@ -446,6 +446,9 @@ FLAG_FIELDS = {
               help="Parent cgroup of containers without --cgroup-parent (cgroupfs: <PATH>/<id> in every hierarchy)")
 @click.option("--exec-opt", multiple=True, metavar="KEY=VALUE",
               help="Runtime options: native.cgroupdriver=cgroupfs (systemd is refused: not implemented)")
+@click.option("--ipv6", is_flag=True, default=None, help="IPv6 on the default bridge network")
+@click.option("--fixed-cidr-v6", metavar="SUBNET",
+              help="IPv6 subnet of the default bridge (with --ipv6; default: a /64 of a unique-local /48)")
 @click.option("--log-opt", multiple=True, metavar="KEY=VALUE", help="Default container log options (max-size, max-file)")
 @click.version_option(__version__, "-v", "--version", prog_name="dockyardd")
 @click.pass_context

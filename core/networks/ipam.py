@@ -101,7 +101,7 @@ def parse_subnet(value: str, version: int = 4) -> Any:
         raise InvalidArgument(f"invalid subnet {value!r}") from None
     if net.version != version:
         raise InvalidArgument(f"IPv{net.version} subnet {value} where an IPv{version} one was expected")
-    if str(net) != value.strip() and "/" in value:
+    if "/" in value and _host_bits(value.strip()):
         raise InvalidArgument(f"invalid subnet {value}: it has host bits set (did you mean {net}?)")
     if net.prefixlen > (30 if version == 4 else 126):
         raise InvalidArgument(f"subnet {net} is too small: at most a /{30 if version == 4 else 126}")
@@ -116,6 +116,15 @@ def parse_address(value: str, what: str, version: int = 4) -> Any:
     if addr.version != version:
         raise InvalidArgument(f"invalid {what} {value}: not an IPv{version} address")
     return addr
+
+
+def _host_bits(value: str) -> bool:
+    """``10.1.0.5/24`` has host bits set; ``2001:389::0/96`` (not canonical) has none."""
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        return True
+    return False
 
 
 # -- IPv6 -------------------------------------------------------------------------------------

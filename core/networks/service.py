@@ -228,7 +228,9 @@ class NetworkService:
 
     async def _ensure_predefined(self) -> None:
         for name, driver in PREDEFINED.items():
-            if self._by_name(name) is not None:
+            if (existing := self._by_name(name)) is not None:
+                if name == "bridge":
+                    self._default_bridge_ipv6(existing)
                 continue
             net = Network(id=secrets.token_hex(32), name=name, driver=driver, created_ns=time.time_ns(),
                           predefined=True)
@@ -246,14 +248,39 @@ class NetworkService:
                     "com.docker.network.bridge.name": f"dy{self.instance}-br0" if self.instance else DEFAULT_BRIDGE,
                     "com.docker.network.driver.mtu": "1500",
                 }
+                rec = NetRecord(net)
                 try:
-                    await self._create_on_host(NetRecord(net), None)
+                    self._default_bridge_ipv6(rec)
+                    await self._create_on_host(rec, None)
                 except DockyardError as exc:
                     log.warning("cannot create the default bridge network: %s", exc)
             else:
                 rec = NetRecord(net)
                 self.records[net.id] = rec
                 self._save(rec)
+
+    def _default_bridge_ipv6(self, rec: NetRecord) -> None:
+        """dockerd's ``ipv6`` and ``fixed-cidr-v6`` for the default bridge, applied at every start
+        while no container uses it (the bridge driver's reconcile then puts the gateway on the
+        bridge). Without ``fixed-cidr-v6`` the subnet is a /64 of the daemon's unique-local /48."""
+        config = self.daemon.config
+        want = bool(getattr(config, "ipv6", False))
+        fixed = getattr(config, "fixed_cidr_v6", None) or ""
+        net = rec.net
+        if rec.endpoints or (want == net.enable_ipv6 and (not want or not fixed or fixed == net.subnet6)):
+            return
+        if net.gateway6:
+            rec.allocated.pop(net.gateway6, None)
+        net.enable_ipv6, net.subnet6, net.gateway6, net.ip_range6 = want, "", "", ""
+        rec.last6 = ""
+        if not want:
+            return
+        if fixed:
+            subnet = ipam.ipaddress.ip_network(fixed)
+            net.subnet6, net.gateway6 = str(subnet), str(subnet.network_address + 1)
+            rec.allocated[net.gateway6] = "gateway"
+        else:
+            self._default_subnet6(rec)
 
     async def _create_on_host(self, rec: NetRecord, subnet: ipam.Net | None) -> None:
         """Pick a subnet (if none was given) and make the network exist; nothing is left on failure.

@@ -41,13 +41,14 @@ def random_subnet6() -> ipaddress.IPv6Network:
     return ipaddress.IPv6Network((b"\xfd" + secrets.token_bytes(7) + b"\0" * 8, 64))
 
 
-def free_subnet4() -> ipaddress.IPv4Network:
+def free_subnet4(prefixlen: int = 24) -> ipaddress.IPv4Network:
     """An IPv4 /24 no route of the host covers (the default pools may be taken by other daemons)."""
     from dockyard.networks import ipam
 
     routes = ipam.host_routes()
     while True:
-        candidate = ipaddress.IPv4Network(f"10.{secrets.randbelow(200) + 20}.{secrets.randbelow(256)}.0/24")
+        candidate = ipaddress.IPv4Network(f"10.{secrets.randbelow(200) + 20}.{secrets.randbelow(256)}.0/{prefixlen}",
+                                          strict=False)
         if not any(candidate.overlaps(r) for r in routes):
             return candidate
 
@@ -293,3 +294,34 @@ def test_isolation_between_two_ipv6_networks_and_cleanup(d, net6):
     # the network's IPv6 rules and its bridge (with its IPv6 gateway) are gone with it
     assert bridge not in ip6_table(d)
     assert subprocess.run(["ip", "link", "show", bridge], capture_output=True).returncode != 0
+
+
+def test_default_bridge_with_daemon_ipv6_and_fixed_cidr_v6(make_daemon, busybox_tar, tmp_path):
+    """dockerd's ``ipv6`` and ``fixed-cidr-v6``: the default bridge has IPv6, and its containers
+    get Docker's top-level ``GlobalIPv6Address``/``IPv6Gateway`` too."""
+    fixed = random_subnet6()
+    conf = tmp_path / "d.toml"
+    pool = free_subnet4(22)
+    conf.write_text(f'ipv6 = true\nfixed-cidr-v6 = "{fixed}"\n'
+                    f'default-address-pools = [{{base = "{pool}", size = 24}}]\n')
+    d = make_daemon("--config-file", str(conf))
+    d.load(busybox_tar)
+    bridge = json.loads(ok(d, "network", "inspect", "bridge"))[0]
+    assert bridge["EnableIPv6"] is True
+    assert {"Subnet": str(fixed), "Gateway": str(fixed.network_address + 1)} in bridge["IPAM"]["Config"]
+    c = ok(d, "run", "-d", "busybox", "sleep", "300")
+    try:
+        ns = inspect(d, c)["NetworkSettings"]
+        addr = ipaddress.ip_address(ns["GlobalIPv6Address"])
+        assert addr in fixed and ns["GlobalIPv6PrefixLen"] == 64 and ns["IPv6Gateway"] == str(fixed.network_address + 1)
+        assert ns["Networks"]["bridge"]["GlobalIPv6Address"] == str(addr)
+        assert ok(d, "exec", c, "ping", "-6", "-c1", "-W5", str(fixed.network_address + 1))
+    finally:
+        d.docker("rm", "-f", c)
+    # without a fixed-cidr-v6: a /64 of the daemon's own unique-local /48 (Docker 27's default pool)
+    net = f"v6auto-{uuid.uuid4().hex[:6]}"
+    ok(d, "network", "create", "--ipv6", net)
+    auto = json.loads(ok(d, "network", "inspect", net))[0]["IPAM"]["Config"]
+    sub6 = ipaddress.ip_network(next(x["Subnet"] for x in auto if ":" in x["Subnet"]))
+    assert sub6.prefixlen == 64 and sub6.subnet_of(ipaddress.ip_network("fd00::/8"))
+    ok(d, "network", "rm", net)
