@@ -61,7 +61,7 @@ class Snapshot:
     cgroups: set[str] = field(default_factory=set)  # "<controller dir>/<path>" with a dockyard* component
     processes: dict[int, str] = field(default_factory=dict)  # pid -> cmdline of shims and daemons
     links: dict[str, str] = field(default_factory=dict)  # dy*/dockyard* link -> the bridge it is enslaved to
-    tables: set[str] = field(default_factory=set)  # nftables "dockyard*" tables (ip family)
+    tables: set[str] = field(default_factory=set)  # nftables "dockyard*" tables (ip; ip6 ones as "name@ip6")
     accepts: set[str] = field(default_factory=set)  # iptables FORWARD rules tagged "dockyard:<table>"
 
 
@@ -130,8 +130,8 @@ def snapshot(iptables: bool = True) -> Snapshot:
         out = ""
     for line in out.splitlines():
         words = line.split()
-        if len(words) == 3 and words[0] == "table" and words[1] == "ip" and words[2].startswith("dockyard"):
-            s.tables.add(words[2])
+        if len(words) == 3 and words[0] == "table" and words[1] in ("ip", "ip6") and words[2].startswith("dockyard"):
+            s.tables.add(words[2] if words[1] == "ip" else f"{words[2]}@ip6")  # ip6: IPv6 networks' rules
     if iptables:
         try:
             out = subprocess.run(["iptables", "-w", "5", "-S", "FORWARD"], capture_output=True, text=True,
@@ -273,8 +273,9 @@ def leaks(before: Snapshot, after: Snapshot, who: Owner, strict: bool | None = N
         if mine:
             found.append(f"link: {link}" + (f" (on {master})" if master else ""))
     for table in sorted(after.tables - before.tables):
-        if _instance_in(table, _TABLE_INSTANCE) in who.instances:
-            found.append(f"nft: table ip {table}")
+        name, _, family = table.partition("@")
+        if _instance_in(name, _TABLE_INSTANCE) in who.instances:
+            found.append(f"nft: table {family or 'ip'} {name}")
     for rule in sorted(after.accepts - before.accepts):
         m = _ACCEPT_TAG.search(rule)
         if m is not None and m.group(1) in who.instances:
