@@ -21,7 +21,9 @@ from __future__ import annotations
 import array
 import asyncio
 import fcntl
+import ipaddress
 import socket
+import struct
 import termios
 import time
 
@@ -128,13 +130,54 @@ async def hijack(request: web.Request, content_type: str) -> tuple[web.StreamRes
     return response, conn
 
 
+def _proc_net_addr(family: int, host: str, port: int) -> str:
+    """An address as /proc/net/tcp{,6} prints it (32-bit words in host order, hex)."""
+    packed = socket.inet_pton(family, host)
+    words = struct.unpack(f"<{len(packed) // 4}I", packed)
+    return "".join(f"{w:08X}" for w in words) + f":{port:04X}"
+
+
+def _loopback_peer_unread(sock: socket.socket) -> int | None:
+    """Bytes waiting in the receive queue of a TCP peer on this host (loopback), read from
+    /proc/net/tcp{,6}: what the client has not read yet. None when unknown."""
+    try:
+        peer, local = sock.getpeername(), sock.getsockname()
+        if not ipaddress.ip_address(peer[0].split("%")[0]).is_loopback:
+            return None
+        table = "/proc/net/tcp6" if sock.family == socket.AF_INET6 else "/proc/net/tcp"
+        want = (_proc_net_addr(sock.family, peer[0], peer[1]), _proc_net_addr(sock.family, local[0], local[1]))
+        with open(table) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 4 and (parts[1], parts[2]) == want:
+                    return int(parts[4].split(":")[1], 16)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 async def headers_read(transport: asyncio.Transport, timeout: float = 10.0) -> None:
-    """Wait until the peer has read everything sent so far (the response headers): on a Unix
-    socket the kernel counts the bytes the peer has not read yet (SIOCOUTQ). Bounded: a
-    client that does not read first is only not protected. Other sockets return at once
-    (for TCP the count is of unacknowledged bytes, which says nothing about reading)."""
+    """Wait until the peer has read everything sent so far (the response headers), so the
+    output that follows is not swallowed by the buffered reader the client parsed the
+    headers with (docker-py then reads the raw socket): on a Unix socket the kernel counts
+    the bytes the peer has not read yet (SIOCOUTQ); for a TCP client on this host (loopback)
+    its receive queue in /proc/net/tcp says the same. Bounded: a client that does not read
+    first is only not protected. Other TCP peers: nothing tells, so it returns at once."""
     sock = transport.get_extra_info("socket")
-    if sock is None or sock.family != socket.AF_UNIX:
+    if sock is None:
+        return
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        if _loopback_peer_unread(sock) is None:
+            return
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while not transport.is_closing() and time.monotonic() < deadline:
+            if transport.get_write_buffer_size() == 0 and _loopback_peer_unread(sock) == 0:
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.005)
+        return
+    if sock.family != socket.AF_UNIX:
         return
     deadline = time.monotonic() + timeout
     delay = 0.0005

@@ -282,3 +282,31 @@ def test_attach_websocket(make_daemon, busybox_tar):
         client.remove_container(c, force=True)
     finally:
         client.close()
+
+
+def test_hijacked_output_over_loopback_tcp_is_not_lost(make_daemon, busybox_tar):
+    """docker-py parses the 101 headers with a buffered reader, then reads the raw socket:
+    output sent before it read the headers was lost over TCP (10 of 15 attaches here). The
+    daemon waits until a loopback TCP client has read them, as it does on a Unix socket."""
+    import docker
+    from dockyard.testing.daemon import free_port
+
+    port = free_port()
+    d = make_daemon("-H", f"tcp://127.0.0.1:{port}")
+    d.load(busybox_tar)
+    client = docker.APIClient(base_url=f"tcp://127.0.0.1:{port}", version="auto")
+    try:
+        for _ in range(10):
+            c = client.create_container("busybox", "echo hello")
+            client.start(c)
+            client.wait(c, condition="not-running")
+            assert client.attach(c, stream=False, logs=True) == b"hello\n"
+            client.remove_container(c)
+        c = client.create_container("busybox", "sleep 300")
+        client.start(c)
+        for _ in range(5):
+            res = client.exec_create(c, "echo hi")
+            assert client.exec_start(res) == b"hi\n"
+        client.remove_container(c, force=True)
+    finally:
+        client.close()
