@@ -306,7 +306,8 @@ class NetworkService:
                 drv.create(net)
 
         await asyncio.to_thread(create)
-        crashpoint("network.create.record")  # made on the host, no record yet: reconcile removes it
+        if not net.predefined:  # made on the host, no record yet: reconcile removes it
+            crashpoint("network.create.record")
         try:
             self.records[net.id] = rec
             self._save(rec)
@@ -641,7 +642,9 @@ class NetworkService:
                 (s.get("IPAddress") for s in c.networks.values() if s.get("IPAddress")), None)
             from ..containers import etcfiles
 
-            etcfiles.write_hosts(directory, c.config, c.host_config, address)
+            address6 = next((s.get("GlobalIPv6Address") for s in c.networks.values()
+                             if address and s.get("IPAddress") == address), None)
+            etcfiles.write_hosts(directory, c.config, c.host_config, address, address6)
             await dns.setup_container(self, c, directory)  # resolv.conf; 127.0.0.11 on user networks
             await publishing.publish(self, c)  # HostConfig.PortBindings, after the endpoints exist
         except BaseException:

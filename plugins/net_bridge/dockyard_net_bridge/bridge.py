@@ -174,9 +174,11 @@ class BridgeDriver:
                 # the intent first: a daemon killed between the two finds a remembered name with
                 # no link (nothing to do), never a link nobody remembers (a leak for good)
                 self._remember(self._known() | {name})
-                crashpoint("bridge.create.remembered")
+                if not net.predefined:  # user networks (the default one is made at a start)
+                    crashpoint("bridge.create.remembered")
                 self._ensure_bridge(ipr, name, iface, self.mtu(net), iface6)
-                crashpoint("bridge.create.link")
+                if not net.predefined:
+                    crashpoint("bridge.create.link")
                 net.driver_state["bridge"] = name
                 self.nets[net.id] = net
                 self._apply_firewall()
