@@ -57,7 +57,8 @@ def format_resolv_conf(servers: list[str], host_config: dict[str, Any], host_lin
     return "\n".join(out) + "\n"
 
 
-def hosts(config: dict[str, Any], host_config: dict[str, Any], address: str | None = None) -> str:
+def hosts(config: dict[str, Any], host_config: dict[str, Any], address: str | None = None,
+          address6: str | None = None) -> str:
     hostname = config.get("Hostname") or ""
     lines = [
         "127.0.0.1\tlocalhost",
@@ -76,15 +77,18 @@ def hosts(config: dict[str, Any], host_config: dict[str, Any], address: str | No
     names = f"{hostname}.{domain} {hostname}" if hostname and domain else hostname  # as Docker
     if address:
         lines.append(f"{address}\t{names}")
+        if address6:  # on a network with IPv6, Docker lists the IPv6 address too
+            lines.append(f"{address6}\t{names}")
     elif hostname:
         lines[0] += f" {names}"
     return "\n".join(lines) + "\n"
 
 
-def write_hosts(directory: Path, config: dict[str, Any], host_config: dict[str, Any], address: str | None) -> None:
+def write_hosts(directory: Path, config: dict[str, Any], host_config: dict[str, Any], address: str | None,
+                address6: str | None = None) -> None:
     """Rewrite ``hosts`` in place (same inode: a running container's bind mount sees it)."""
     with open(paths(directory)["hosts"], "w") as f:
-        f.write(hosts(config, host_config, address))
+        f.write(hosts(config, host_config, address, address6))
 
 
 def host_network_files(host_config: dict[str, Any]) -> tuple[str, str]:

@@ -110,6 +110,8 @@ def test_ipv6_network_inspect_addresses_ping_and_nc_by_name(d, net6):
     assert "/64 scope global" in addrs and "tentative" not in addrs, addrs
     assert f"default via {gw6}" in ok(d, "exec", b, "ip", "-6", "route")
 
+    hosts = ok(d, "exec", a, "cat", "/etc/hosts")
+    assert f"{addr_a}\t{a[:12]}" in hosts and f"{sa['IPAddress']}\t{a[:12]}" in hosts, hosts
     out = ok(d, "exec", b, "ping", "-6", "-c1", "-W5", f"{net}-a")
     assert f"({addr_a})" in out, out
     assert ok(d, "exec", b, "ping", "-6", "-c1", "-W5", gw6)  # the bridge's IPv6 gateway

@@ -250,3 +250,14 @@ def test_resolv_conf_at_start_and_connect_in_place(tmp_path, monkeypatch):
     assert path.read_text() == "nameserver 127.0.0.11\noptions ndots:0\n"
     assert svc.dns.servers == {c.id: tmp_path / "ns" / c.id}
     assert path.stat().st_ino == inode
+
+
+def test_aaaa_and_ip6_arpa_ptr_on_networks_with_ipv6():
+    both = {"web": ["10.5.0.2", "fd00:db8:1::2"]}
+    r = dns.Resolver(both.get, upstreams=lambda: [], reverse={"fd00:db8:1::2": ["web.front"]}.get)
+    assert [str(rr.rdata) for rr in _ask(r, "web", "AAAA").rr] == ["fd00:db8:1::2"]
+    assert [str(rr.rdata) for rr in _ask(r, "web", "A").rr] == ["10.5.0.2"]
+    assert sorted(rr.rtype for rr in _ask(r, "web", "ANY").rr) == sorted([QTYPE.A, QTYPE.AAAA])
+    name = ".".join(reversed("fd000db8000100000000000000000002")) + ".ip6.arpa"
+    assert [str(rr.rdata) for rr in _ask(r, name, "PTR").rr] == ["web.front."]
+    assert dns._ptr_address("1.2.ip6.arpa") is None and dns._ptr_address("4.3.2.1.in-addr.arpa") == "1.2.3.4"

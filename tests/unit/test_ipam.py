@@ -84,3 +84,27 @@ def test_subnet_and_address_parsing():
 
 def test_docker_style_mac():
     assert mac_for("172.18.0.2") == "02:42:ac:12:00:02"
+
+
+def test_ipv6_pool_subnets_and_the_daemon_ula():
+    pool = ipam.Pool("fd00:db8:1::/64", "", {"fd00:db8:1::1": "gateway"})
+    assert pool.request("a") == "fd00:db8:1::2"
+    assert pool.request("b", "fd00:db8:1::f00d") == "fd00:db8:1::f00d"
+    with pytest.raises(Conflict):
+        pool.request("c", "fd00:db8:1::f00d")
+    with pytest.raises(InvalidArgument):
+        pool.request("c", "10.0.0.5")  # the wrong family
+    with pytest.raises(InvalidArgument):
+        pool.request("c", "fd00:db8:2::5")
+    assert not pool.usable(ipaddress.ip_address("fd00:db8:1::"))  # the subnet-router anycast address
+    assert str(ipam.parse_subnet("2001:389::0/96", 6)) == "2001:389::/96"  # not canonical, no host bits
+    with pytest.raises(InvalidArgument):
+        ipam.parse_subnet("fd00:db8:1::5/64", 6)
+    with pytest.raises(InvalidArgument):
+        ipam.parse_subnet("fd00:db8:1::/64")  # where IPv4 is expected
+    base = ipam.ula_base("engine-id")
+    assert base.prefixlen == 48 and base.subnet_of(ipaddress.ip_network("fd00::/8"))
+    assert ipam.ula_base("engine-id") == base and ipam.ula_base("other") != base
+    first = ipam.pick_subnet6([], base, 5)
+    assert first.prefixlen == 64 and first.subnet_of(base)
+    assert ipam.pick_subnet6([first], base, 5) != first
