@@ -188,3 +188,17 @@ def test_query_int_rejects(value):
         query = {"t": value}
     with pytest.raises(InvalidArgument, match="t"):
         models.query_int(R(), "t")
+
+
+def test_schema_module_is_what_the_generator_makes_of_dockers_spec():
+    """core/api/schema.py is generated (scripts/gen_models.py) from the vendored v1.44 spec."""
+    yaml = pytest.importorskip("yaml")
+    root = Path(__file__).resolve().parent.parent.parent
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen_models", root / "scripts" / "gen_models.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    source = yaml.load((root / "tests" / "fuzz" / "docker-engine-api-v1.44.yaml").read_text(),
+                       Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    assert gen.Gen(source).run() == (root / "core" / "api" / "schema.py").read_text()
