@@ -282,7 +282,7 @@ def build(flags: dict[str, Any], config_file: Path | None = None) -> DaemonConfi
 def parse_size(text: str) -> int:
     """Docker's human sizes: ``10m``, ``1g``, ``512k``, ``100`` (bytes)."""
     units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    s = text.strip().lower().removesuffix("ib").removesuffix("b") if text else ""
+    s = text.strip().lower().removesuffix("b").removesuffix("i") if text else ""  # go-units: 10m, 10mb, 10mi, 10mib
     try:
         if s and s[-1] in units:
             return int(float(s[:-1]) * units[s[-1]])
