@@ -7,6 +7,8 @@ import os
 import stat
 from pathlib import Path
 
+from .trees import lstat_below, open_dir_at
+
 
 def _same(a: os.stat_result, b: os.stat_result) -> bool:
     """Docker's naive diff: mode/owner/rdev always; size and mtime except for directories."""
@@ -17,12 +19,23 @@ def _same(a: os.stat_result, b: os.stat_result) -> bool:
     return a.st_size == b.st_size and a.st_mtime_ns == b.st_mtime_ns
 
 
-def _listing(path: Path) -> dict[str, os.stat_result]:
+def _listing(path: Path | None) -> dict[str, os.stat_result]:
     try:
-        with os.scandir(path) as it:
+        with os.scandir(path) as it:  # type: ignore[arg-type]
             return {d.name: d.stat(follow_symlinks=False) for d in it}
     except (FileNotFoundError, NotADirectoryError):
         return {}
+
+
+def _listing_at(fd: int) -> dict[str, os.stat_result]:
+    out = {}
+    with os.scandir(fd) as it:
+        for d in it:
+            try:
+                out[d.name] = d.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                pass  # removed meanwhile
+    return out
 
 
 def tree_changes(old: Path | None, new: Path) -> list[dict]:
@@ -33,9 +46,9 @@ def tree_changes(old: Path | None, new: Path) -> list[dict]:
     """
     changes: list[dict] = []
 
-    def walk(rel: str, o: Path | None, n: Path) -> None:
+    def walk(rel: str, o: Path | None, n: int) -> None:
         olds = _listing(o) if o is not None else {}
-        news = _listing(n)
+        news = _listing_at(n)
         for name in sorted(news):
             path, nst = f"{rel}/{name}", news[name]
             ost = olds.pop(name, None)
@@ -44,34 +57,51 @@ def tree_changes(old: Path | None, new: Path) -> list[dict]:
                 changes.append({"Path": path, "Kind": 1})
                 added = True
             else:
-                added = not _same(ost, nst) or (
-                    stat.S_ISLNK(nst.st_mode) and os.readlink(o / name) != os.readlink(n / name))
+                try:
+                    added = not _same(ost, nst) or (
+                        stat.S_ISLNK(nst.st_mode) and os.readlink(o / name) != os.readlink(name, dir_fd=n))
+                except OSError:  # changed meanwhile
+                    added = True
                 if added:
                     changes.append({"Path": path, "Kind": 0})
-            if stat.S_ISDIR(nst.st_mode):
+            if stat.S_ISDIR(nst.st_mode) and (sub := open_dir_at(n, name)) is not None:
                 both_dirs = ost is not None and stat.S_ISDIR(ost.st_mode)
-                walk(path, o / name if both_dirs else None, n / name)
+                try:
+                    walk(path, o / name if both_dirs else None, sub)  # type: ignore[operator]
+                finally:
+                    os.close(sub)
                 if len(changes) > start and not added:
                     changes.insert(start, {"Path": path, "Kind": 0})
         for name in sorted(olds):
             changes.append({"Path": f"{rel}/{name}", "Kind": 2})
 
-    walk("", old, new)
+    top = open_dir_at(None, new)
+    if top is None:
+        return changes
+    try:
+        walk("", old, top)
+    finally:
+        os.close(top)
     return changes
 
 
 def changes_size(root: Path, changes: list[dict]) -> int:
     """Bytes of the regular files added or modified (Docker's ``ChangesSize``)."""
     total, seen = 0, set()
-    for c in changes:
-        if c["Kind"] == 2:
-            continue
-        try:
-            st = os.lstat(root / c["Path"].lstrip("/"))
-        except FileNotFoundError:
-            continue
-        if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
-            seen.add((st.st_dev, st.st_ino))
-            total += st.st_size
+    root_fd = open_dir_at(None, root)
+    if root_fd is None:
+        return 0
+    try:
+        for c in changes:
+            if c["Kind"] == 2:
+                continue
+            st = lstat_below(root_fd, [p for p in c["Path"].split("/") if p])
+            if st is None:
+                continue
+            if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    finally:
+        os.close(root_fd)
     return total
 

@@ -70,6 +70,37 @@ def _remove_dir_at(dir_fd: int, name: str) -> None:
     os.rmdir(name, dir_fd=dir_fd)
 
 
+def open_dir_at(dir_fd: int | None, name: str | Path) -> int | None:
+    """An fd of the directory ``name`` (in ``dir_fd``), or None if it is gone or is not a
+    directory now: a symlink is never followed, a FIFO never waited on. For walking trees a
+    running container may change (its layer: ``docker diff``, sizes, commit)."""
+    try:
+        return os.open(name, _RM_DIR_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return None
+        raise
+
+
+def lstat_below(root_fd: int, parts: list[str] | tuple[str, ...]) -> os.stat_result | None:
+    """``lstat`` of ``parts`` below ``root_fd``, every directory on the way opened with
+    ``O_NOFOLLOW``; None if missing (or a component is not a directory)."""
+    fd: int | None = os.dup(root_fd)
+    try:
+        for part in parts[:-1]:
+            nfd = open_dir_at(fd, part)
+            os.close(fd)  # type: ignore[arg-type]
+            fd = nfd
+            if fd is None:
+                return None
+        return lstat_at(fd, parts[-1]) if parts else os.fstat(fd)  # type: ignore[arg-type]
+    except (NotADirectoryError, FileNotFoundError):
+        return None
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
 def remove_tree(path: Path) -> None:
     """``rm -rf``; missing is fine."""
     try:
@@ -89,13 +120,35 @@ def copy_tree(src: Path, dst: Path) -> None:
 
 
 def dir_size(root: Path) -> int:
-    """Bytes of regular files under ``root``, each inode counted once."""
-    seen, total = set(), 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in filenames + dirnames:
-            st = os.lstat(os.path.join(dirpath, name))
+    """Bytes of regular files under ``root``, each inode counted once (through directory
+    fds: a directory swapped for a symlink meanwhile is not followed)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+
+    def walk(fd: int) -> None:
+        nonlocal total
+        with os.scandir(fd) as it:
+            entries = list(it)
+        for e in entries:
+            try:
+                st = e.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
             if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
                 seen.add((st.st_dev, st.st_ino))
                 total += st.st_size
+            elif stat.S_ISDIR(st.st_mode) and (sub := open_dir_at(fd, e.name)) is not None:
+                try:
+                    walk(sub)
+                finally:
+                    os.close(sub)
+
+    top = open_dir_at(None, root)
+    if top is None:
+        return 0
+    try:
+        walk(top)
+    finally:
+        os.close(top)
     return total
 

@@ -307,6 +307,62 @@ def test_commit_without_pause_never_takes_host_files_through_a_swapped_link(daem
         shutil.rmtree(marker_dir)
 
 
+def test_layer_walks_never_follow_a_swapped_link(swapper, tmp_path):
+    """The walks under ``docker diff``, the layer sizes and ``docker commit`` (overlay's and
+    vfs's changes, ``dir_size``, ``export_dir``), raced in a tight loop against the swapper on
+    a tree of the test's own: a host directory's names, sizes or contents never come out."""
+    from dockyard import layers as L
+    from dockyard_storage_overlay.overlay import overlay_changes
+
+    token = secrets.token_hex(8)
+    host = tmp_path / "host"
+    host.mkdir()
+    with open(host / f"host-only-{token}", "wb") as f:
+        f.truncate(1 << 40)  # sparse: a size no layer here has
+    upper = tmp_path / "upper"
+    (upper / "race" / "d").mkdir(parents=True)
+    (upper / "race" / "d" / "in-layer").write_text("c\n")
+    (upper / "race" / "l").symlink_to(host)
+    race = subprocess.Popen([str(swapper), str(upper / "race" / "d"), str(upper / "race" / "l")])
+    try:
+        for _ in range(400):
+            names = [c["Path"] for c in overlay_changes([], upper)] + [c["Path"] for c in L.tree_changes(None, upper)]
+            assert not [n for n in names if token in n]
+            assert L.dir_size(upper) < 1 << 40
+            assert token.encode() not in b"".join(L.export_dir(upper))
+    finally:
+        race.kill()
+        race.wait()
+
+
+@pytest.mark.parametrize("driver", ["overlay", "vfs"])
+def test_diff_never_lists_host_files_through_a_swapped_link(make_daemon, busybox_tar, swapper, driver):
+    """``docker diff`` (and the layer sizes) walk the container's layer while it runs: the
+    names of a host directory must never show up through a directory swapped for a link."""
+    d = make_daemon("-s", driver)
+    d.load(busybox_tar)
+    token = secrets.token_hex(8)
+    marker_dir = Path(f"/tmp/dockyard-diffrace-{token}")
+    marker_dir.mkdir()
+    (marker_dir / f"host-only-{token}").write_text("host\n")
+    script = (f"mkdir -p /race/d && echo c > /race/d/in-container && ln -s {marker_dir} /race/l && "
+              "exec /swap /race/d /race/l")
+    cid, _ = _start_racer(d, swapper, script)
+    try:
+        listed = 0
+        for _ in range(60):
+            r = d.docker("diff", cid, timeout=HANG)
+            if r.returncode == 0:
+                listed += 1
+                assert f"host-only-{token}" not in r.stdout.decode(), r.stdout
+        assert listed
+        r = d.docker("ps", "-s", "--filter", f"id={cid}", timeout=HANG)
+        assert r.returncode == 0, r.stderr
+    finally:
+        d.docker("rm", "-f", cid)
+        shutil.rmtree(marker_dir)
+
+
 def _tar_of(name: str, data: bytes) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tf:

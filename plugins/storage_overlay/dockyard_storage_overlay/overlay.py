@@ -30,6 +30,7 @@ from typing import BinaryIO, Iterator
 
 from dockyard import layers as L
 from dockyard.errors import ConfigError, Conflict, DockyardError, InvalidArgument, NotFound, SkipPlugin
+from dockyard.layers.trees import open_dir_at
 
 from . import mounts
 
@@ -340,14 +341,19 @@ def overlay_changes(lowers: list[Path], upper: Path) -> list[dict]:
     changes: list[dict] = []
     changed_dirs: set[str] = set()
 
-    def walk(rel: str) -> None:
-        with os.scandir(upper / rel if rel else upper) as it:
+    # through directory fds opened with O_NOFOLLOW: the upper dir is a running container's,
+    # which may swap a directory for a symlink to the host while it is walked
+    def walk(rel: str, fd: int) -> None:
+        with os.scandir(fd) as it:
             entries = sorted(it, key=lambda d: d.name)
         for d in entries:
             child = f"{rel}/{d.name}" if rel else d.name
-            st = d.stat(follow_symlinks=False)
+            try:
+                st = d.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed meanwhile
             path = "/" + child
-            kind = L.overlay_whiteout(Path(d.path), st)
+            kind = L.overlay_whiteout(Path(f"/proc/self/fd/{fd}/{d.name}"), st)
             below = _exists_in(lowers, child)
             record = True
             if kind == "whiteout" or (kind == "opaque" and below is not None):
@@ -369,8 +375,16 @@ def overlay_changes(lowers: list[Path], upper: Path) -> list[dict]:
                     changes.append({"Path": parent, "Kind": 0})
                     changed_dirs.add(parent)
                 changes.append({"Path": path, "Kind": change})
-            if stat.S_ISDIR(st.st_mode):
-                walk(child)
+            if stat.S_ISDIR(st.st_mode) and (sub := open_dir_at(fd, d.name)) is not None:
+                try:
+                    walk(child, sub)
+                finally:
+                    os.close(sub)
 
-    walk("")
+    top = open_dir_at(None, upper)
+    if top is not None:
+        try:
+            walk("", top)
+        finally:
+            os.close(top)
     return changes
