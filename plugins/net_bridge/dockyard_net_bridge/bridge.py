@@ -103,6 +103,7 @@ class BridgeDriver:
         remove_stale_temps(root, {"bridges.json", "published-ports.json"})  # a write cut by kill -9
         self.nft = Nft()
         self.accepts = firewall.ForwardAccepts(self.nft, self.table)
+        self.accepts6 = firewall.ForwardAccepts(self.nft, self.table, "ip6")  # IPv6 networks' bridges
         self.lock = threading.RLock()  # one change of links and rules at a time
         self.nets: dict[str, Network] = {}  # what the firewall is rendered from
         self.bridge_index: dict[str, int] = {}  # saves a netlink request per join
@@ -135,6 +136,7 @@ class BridgeDriver:
         nets = sorted(self.nets.values(), key=lambda n: n.created_ns)
         firewall.apply(self.nft, self.table, [self._rules(n) for n in nets])
         self.accepts.sync([self.bridge_name(n) for n in nets])
+        self.accepts6.sync([self.bridge_name(n) for n in nets if getattr(n, "enable_ipv6", False)])
         if any(getattr(n, "enable_ipv6", False) and not n.internal for n in nets):
             enable_ip6_forward()
         # after the table (it drops 127/8 from the bridges): published ports DNAT 127.0.0.1 too
@@ -353,6 +355,7 @@ class BridgeDriver:
             self.nets = {}
             firewall.remove(self.nft, self.table)
             self.accepts.sync([])
+            self.accepts6.sync([])
             for name in self._known() | {self.bridge_name(n) for n in nets}:
                 self._delete_bridge(ipr, name)
 

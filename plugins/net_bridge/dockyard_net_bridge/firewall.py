@@ -117,21 +117,23 @@ class ForwardAccepts:
     """ACCEPT rules for our bridges in the iptables ``filter FORWARD`` chain, added only while
     that chain's policy is DROP, and removed with their network."""
 
-    def __init__(self, nft: Nft, table: str) -> None:
+    def __init__(self, nft: Nft, table: str, family: str = "ip") -> None:
         self.nft = nft
         self.tag = f"dockyard:{table}"
+        self.family = family  # "ip6": ip6tables' FORWARD chain, for the bridges of IPv6 networks
+        self.command = "ip6tables" if family == "ip6" else "iptables"
         self.maybe_present = True  # unknown until the first sync: an earlier run may have added some
 
     def needed(self) -> bool:
-        out = self.nft.try_run("list chain ip filter FORWARD")
+        out = self.nft.try_run(f"list chain {self.family} filter FORWARD")
         return out is not None and "policy drop" in out
 
     def _iptables(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["iptables", "-w", *args], capture_output=True, text=True)
+        return subprocess.run([self.command, "-w", *args], capture_output=True, text=True)
 
     def current(self) -> list[list[str]]:
         """Our rules as ``iptables -S`` argument lists (without ``-A FORWARD``)."""
-        if shutil.which("iptables") is None:
+        if shutil.which(self.command) is None:
             return []
         proc = self._iptables("-S", "FORWARD")
         rules = []
@@ -154,9 +156,9 @@ class ForwardAccepts:
         have = self.current()
         want: list[list[str]] = []
         if needed:
-            if shutil.which("iptables") is None:
-                log.warning("the iptables FORWARD policy is DROP and iptables is missing: "
-                            "containers may not reach the outside")
+            if shutil.which(self.command) is None:
+                log.warning("the %s FORWARD policy is DROP and %s is missing: "
+                            "containers may not reach the outside", self.command, self.command)
                 return
             for b in bridges:
                 want += self.wanted_for(b, self.tag)
@@ -168,4 +170,4 @@ class ForwardAccepts:
             if rule not in have:
                 proc = self._iptables("-I", "FORWARD", "1", *rule)
                 if proc.returncode != 0:
-                    log.warning("iptables -I FORWARD %s failed: %s", " ".join(rule), proc.stderr.strip())
+                    log.warning("%s -I FORWARD %s failed: %s", self.command, " ".join(rule), proc.stderr.strip())

@@ -99,7 +99,8 @@ def test_proxy_tcp_udp_and_unpublish(tmp_path):
             assert pub.ports_of("c1") == got
             await asyncio.to_thread(pub.unpublish, "c1")
             assert _free(got[0].host_port) and _free(got[1].host_port, "udp")
-            assert nft.scripts[-1] == "add table ip t_ports\ndelete table ip t_ports\n"
+            assert nft.scripts[-1] == ("add table ip t_ports\ndelete table ip t_ports\n"
+                                      "add table ip6 t_ports\ndelete table ip6 t_ports\n")
         finally:
             tcp.close()
             udp.close()
@@ -162,7 +163,8 @@ def test_restore_reopens_for_running_containers(tmp_path):
             assert list(second.published) == ["c1"]
             assert await _tcp_roundtrip(got[0].host_port, b"again") == b"again"
             second.remove_all()
-            assert nft.scripts[-1] == "add table ip t_ports\ndelete table ip t_ports\n"
+            assert nft.scripts[-1] == ("add table ip t_ports\ndelete table ip t_ports\n"
+                                      "add table ip6 t_ports\ndelete table ip6 t_ports\n")
         finally:
             tcp.close()
             udp.close()
