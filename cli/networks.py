@@ -80,28 +80,59 @@ def inspect(client: Client, networks: tuple[str, ...], fmt: str | None) -> None:
 @network.command("create")
 @click.argument("name")
 @click.option("-d", "--driver", default="bridge", show_default=True, help="Driver to manage the network")
-@click.option("--subnet", help="Subnet in CIDR format (e.g. 10.20.0.0/16)")
-@click.option("--gateway", help="IPv4 gateway for the subnet")
-@click.option("--ip-range", help="Allocate container IPs from a sub-range")
+@click.option("--subnet", multiple=True, help="Subnet in CIDR format (e.g. 10.20.0.0/16; one IPv4 and one IPv6)")
+@click.option("--gateway", multiple=True, help="Gateway for the subnet it belongs to")
+@click.option("--ip-range", multiple=True, help="Allocate container IPs from a sub-range")
 @click.option("--internal", is_flag=True, help="Restrict external access to the network")
 @click.option("--attachable", is_flag=True, help="Enable manual container attachment")
 @click.option("--label", multiple=True, help="Set metadata on a network (key=value)")
 @click.option("-o", "--opt", multiple=True, help="Set driver specific options (key=value)")
-@click.option("--ipv6", is_flag=True, help="Enable IPv6 networking (not supported: the daemon refuses it)")
+@click.option("--ipv6", is_flag=True, help="Enable IPv6 networking")
 @click.pass_obj
-def create(client: Client, name: str, driver: str, subnet: str | None, gateway: str | None, ip_range: str | None,
-           internal: bool, attachable: bool, label: tuple[str, ...], opt: tuple[str, ...], ipv6: bool) -> None:
+def create(client: Client, name: str, driver: str, subnet: tuple[str, ...], gateway: tuple[str, ...],
+           ip_range: tuple[str, ...], internal: bool, attachable: bool, label: tuple[str, ...], opt: tuple[str, ...],
+           ipv6: bool) -> None:
     """Create a network."""
-    if (gateway or ip_range) and not subnet:
-        raise click.UsageError("--gateway and --ip-range need --subnet")
-    config = {k: v for k, v in (("Subnet", subnet), ("Gateway", gateway), ("IPRange", ip_range)) if v}
     body = {"Name": name, "Driver": driver, "CheckDuplicate": True, "Internal": internal, "Attachable": attachable,
             "EnableIPv6": ipv6, "Labels": key_values(label, "--label"), "Options": key_values(opt, "--opt"),
-            "IPAM": {"Driver": "default", "Config": [config] if config else []}}
+            "IPAM": {"Driver": "default", "Config": ipam_configs(subnet, gateway, ip_range)}}
     result = client.post("/networks/create", body=body)
     if result.get("Warning"):
         click.echo(f"WARNING: {result['Warning']}", err=True)
     click.echo(result["Id"])
+
+
+def ipam_configs(subnets: tuple[str, ...], gateways: tuple[str, ...], ranges: tuple[str, ...]) -> list[dict[str, str]]:
+    """One ``IPAM.Config`` entry per ``--subnet``, with the ``--gateway`` and ``--ip-range``
+    inside it (the docker CLI's pairing)."""
+    import ipaddress
+
+    if (gateways or ranges) and not subnets:
+        raise click.UsageError("--gateway and --ip-range need --subnet")
+    configs = []
+    for text in subnets:
+        entry = {"Subnet": text}
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            configs.append(entry)  # the daemon names the bad value
+            continue
+        for key, values in (("Gateway", gateways), ("IPRange", ranges)):
+            for v in values:
+                try:
+                    inside = ipaddress.ip_network(v, strict=False).subnet_of(net)  # type: ignore[arg-type]
+                except (ValueError, TypeError):
+                    inside = False
+                if inside:
+                    if key in entry:
+                        raise click.UsageError(f"cannot configure multiple {key.lower()}s for the same subnet")
+                    entry[key] = v
+        configs.append(entry)
+    used = {v for c in configs for k, v in c.items() if k != "Subnet"}
+    for v in (*gateways, *ranges):
+        if v not in used:
+            raise click.UsageError(f"no matching subnet for {v}")
+    return configs
 
 
 @network.command("rm")

@@ -327,3 +327,51 @@ def test_default_bridge_with_daemon_ipv6_and_fixed_cidr_v6(make_daemon, busybox_
     sub6 = ipaddress.ip_network(next(x["Subnet"] for x in auto if ":" in x["Subnet"]))
     assert sub6.prefixlen == 64 and sub6.subnet_of(ipaddress.ip_network("fd00::/8"))
     ok(d, "network", "rm", net)
+
+
+def test_ipv6_survives_a_daemon_kill_with_live_restore(make_daemon, busybox_tar, tmp_path):
+    """kill -9 and restart: the running containers keep their IPv6 addresses, the bridge its
+    IPv6 gateway, the ip6 rules and the published [::1] port come back, names still resolve."""
+    import signal
+
+    conf = tmp_path / "d.toml"
+    conf.write_text(f'default-address-pools = [{{base = "{free_subnet4(22)}", size = 24}}]\n')
+    d = make_daemon("--config-file", str(conf))
+    d.load(busybox_tar)
+    net = f"v6r-{uuid.uuid4().hex[:6]}"
+    subnet = create_net6(d, net)
+    a = ok(d, "run", "-d", "--name", f"{net}-a", "--network", net, "-p", "[::1]::80", "busybox", "sh", "-c", HTTPD)
+    b = ok(d, "run", "-d", "--name", f"{net}-b", "--network", net, "busybox", "sleep", "300")
+    addr_a = inspect(d, a)["NetworkSettings"]["Networks"][net]["GlobalIPv6Address"]
+    port = int(inspect(d, a)["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
+    assert wait_for(lambda: http_get(socket.AF_INET6, "::1", port) == f"hello-{a[:12]}", timeout=15)
+    d.stop(signal.SIGKILL)
+    d.start()
+    assert inspect(d, a)["NetworkSettings"]["Networks"][net]["GlobalIPv6Address"] == addr_a
+    assert f"({addr_a})" in ok(d, "exec", b, "ping", "-6", "-c1", "-W5", f"{net}-a")
+    assert ok(d, "exec", b, "ping", "-6", "-c1", "-W5", str(subnet.network_address + 1))
+    assert f"ip6 saddr {subnet}" in ip6_table(d)
+    assert wait_for(lambda: http_get(socket.AF_INET6, "::1", port) == f"hello-{a[:12]}", timeout=15)
+    # a new container after the restart gets another address
+    c = ok(d, "run", "-d", "--network", net, "busybox", "sleep", "300")
+    addrs = {addr_a, inspect(d, b)["NetworkSettings"]["Networks"][net]["GlobalIPv6Address"],
+             inspect(d, c)["NetworkSettings"]["Networks"][net]["GlobalIPv6Address"]}
+    assert len(addrs) == 3
+    for cid in (a, b, c):
+        d.docker("rm", "-f", cid)
+    ok(d, "network", "rm", net)
+
+
+def test_dockyard_cli_creates_an_ipv6_network(d):
+    name = f"v6cli-{uuid.uuid4().hex[:6]}"
+    sub4, sub6 = free_subnet4(), random_subnet6()
+    gw6 = str(sub6.network_address + 0xFFFF)
+    r = d.cli("network", "create", "--ipv6", "--subnet", str(sub4), "--subnet", str(sub6), "--gateway", gw6, name)
+    assert r.returncode == 0, r.stderr
+    try:
+        n = json.loads(ok(d, "network", "inspect", name))[0]
+        assert n["EnableIPv6"] is True
+        assert {"Subnet": str(sub6), "Gateway": gw6} in n["IPAM"]["Config"]
+        assert any(c["Subnet"] == str(sub4) for c in n["IPAM"]["Config"])
+    finally:
+        d.docker("network", "rm", name)
