@@ -18,7 +18,7 @@ MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$"
 LOG_DRIVERS = ("", "dockyard", "json-file", "local", "none")
 #: Alias accepted for the default runtime: compose files and tools pass it.
 RUNTIME_ALIASES = ("runc",)
-#: Sysctls of the IPC namespace (allowed by Docker, not settable by this engine's runtime).
+#: Sysctls of the IPC namespace (with fs.mqueue.*): allowed unless --ipc host, as Docker.
 IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
                "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
 
@@ -152,7 +152,9 @@ def _check_sysctls(hc: dict[str, Any]) -> None:
                 raise InvalidArgument(f"sysctl {key!r} not allowed in host network namespace")
             continue
         if key in IPC_SYSCTLS or key.startswith("fs.mqueue."):
-            raise _refuse(f"--sysctl {key}", "(an IPC namespace sysctl) is not supported by this engine")
+            if hc.get("IpcMode") == "host":
+                raise InvalidArgument(f"sysctl {key!r} is not allowed in the hosts ipc namespace")
+            continue  # written by the runtime in the container's IPC namespace
         raise InvalidArgument(f"sysctl {key!r} is not in a separate kernel namespace")
 
 

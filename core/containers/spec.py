@@ -159,6 +159,7 @@ def build_spec(
         namespaces={**namespaces, "cgroup": runtime_opts.cgroupns(hc)},
         cgroup_procs=cgroup_procs,
         shm_size=None if hc.get("IpcMode") == "none" else int(hc.get("ShmSize") or 64 * 1024 * 1024),
+        sysctls={k: v for k, v in (hc.get("Sysctls") or {}).items() if not k.startswith("net.")},  # net.*: startopts
         log_path=log_path,
         log_max_size=log_max_size,
         log_max_files=log_max_files,

@@ -125,6 +125,9 @@ class ContainerSpec:
     masked_paths: list[str] = field(default_factory=lambda: list(DEFAULT_MASKED_PATHS))
     readonly_paths: list[str] = field(default_factory=lambda: list(DEFAULT_READONLY_PATHS))
     shm_size: int | None = 64 * 1024 * 1024  # None: no /dev/shm (--ipc none)
+    # IPC-namespace sysctls (kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*): written by the
+    # container's process in its own namespaces, after /proc is mounted and before exec
+    sysctls: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None  # default <state_dir>/container.log
     log_max_size: int = 10 * 1024 * 1024  # 0 = no rotation
     log_max_files: int = 3

@@ -667,6 +667,16 @@ static void child_main(struct child_io *io)
             int rc = S_ISDIR(st.st_mode) ? mount("tmpfs", p, "tmpfs", MS_RDONLY, NULL)
                                          : mount("/dev/null", p, NULL, MS_BIND, NULL);
             if (rc < 0) die("mask", p, errno);
+        } else if (!strcmp(kind, "sysctl")) {
+            /* sysctl\0key\0value: an IPC namespace sysctl, in the container's namespace */
+            char p[512];
+            int n = snprintf(p, sizeof p, "/proc/sys/%s", field(r, 1));
+            if (n < 0 || n >= (int)sizeof p || strstr(p, "..")) die("sysctl", field(r, 1), EINVAL);
+            for (char *q = p + 10; *q; q++) if (*q == '.') *q = '/';
+            int fd = open(p, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+            const char *v = field(r, 2);
+            if (fd < 0 || write(fd, v, strlen(v)) < 0) die("sysctl", field(r, 1), errno);
+            close(fd);
         } else if (!strcmp(kind, "ropath")) {
             const char *p = field(r, 1);
             struct stat st;

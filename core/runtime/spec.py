@@ -20,6 +20,7 @@ op                    after pivot_root, in order: ``mount\\0src\\0target\\0fstyp
                       ``tmpfs\\0target\\0MOUNT_ATTR_*\\0data`` (targets of bind and tmpfs resolved
                       in the root, missing ones created), ``symlink\\0target\\0linkpath``, ``mkdir\\0path\\0octal mode``,
                       ``mask\\0path``, ``ropath\\0path``, ``rootro``, ``setro\\0path`` (one mount),
+                      ``sysctl\\0key\\0value`` (written to /proc/sys/<key with / for .>),
                       ``mknod\\0path\\0c|b\\0major\\0minor\\0octal mode\\0uid\\0gid`` (parent dirs
                       resolved in the root; an existing file is kept)
 uid_map, gid_map      ``"<inside> <outside> <count>\\n"...``: a user namespace (CLONE_NEWUSER in clone_flags)
@@ -265,6 +266,8 @@ def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Pa
 
     priv = spec.privileged
     op("mount", "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "")
+    for key, value in sorted(spec.sysctls.items()):  # IPC namespace ones; before /proc/sys turns read-only
+        op("sysctl", key, value)
     op("mount", "tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k")
     op("mount", "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
        "newinstance,ptmxmode=0666,mode=0620,gid=5")

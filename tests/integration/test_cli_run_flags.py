@@ -310,7 +310,7 @@ def test_inspect_is_as_docker_creates_it(d, flags, tmp_path):
 @pytest.mark.parametrize("flags,message", [
     ("--gpus all", 'could not select device driver "" with capabilities: [[gpu]]'),
     ("--storage-opt size=1G", "--storage-opt is supported only for overlay over xfs with 'pquota' mount option"),
-    ("--cgroup-parent foo", "--cgroup-parent"),
+    ("--ipc host --sysctl kernel.shmmax=1", "sysctl 'kernel.shmmax' is not allowed in the hosts ipc namespace"),
     ("--runtime nosuch", "unknown or invalid runtime name: nosuch"),
 ])
 def test_refusals_are_the_daemons(d, flags, message):
