@@ -46,6 +46,8 @@ OVERRIDES = {
     ("ThrottleDevice", "Rate"): "U64",
 }
 
+SCALARS = {"str", "bool", "float", "I64", "I32", "U8", "U16", "U32", "U64"}
+
 # Go pointers (*int64, *bool): null stays nil; every other null scalar becomes Go's zero value
 POINTERS = {"MemorySwappiness", "OomKillDisable", "Init", "PidsLimit", "StopTimeout"}
 ZERO = {"str": '""', "bool": "False", "float": "0.0"}
@@ -171,7 +173,9 @@ class Gen:
                 return self.struct(inline_name, schema)
             extra = schema.get("additionalProperties")
             if isinstance(extra, dict) and extra:
-                return f"dict[str, {self.type_of(extra, inline_name + 'Value')}]"
+                value = self.type_of(extra, inline_name + "Value")
+                # Go: a null map value is a nil slice / pointer / zero struct; a null string stays refused
+                return f"dict[str, {value}]" if value in SCALARS else f"dict[str, {value} | None]"
             if extra is True or isinstance(extra, dict):
                 return "dict[str, Any]"
             return "Empty"  # Go's struct{}: any object

@@ -193,7 +193,7 @@ class HostConfig(Model):
     ContainerIDFile: str | None | UnsetType = UNSET
     LogConfig: HostConfig_LogConfig | None | UnsetType = UNSET
     NetworkMode: str | None | UnsetType = UNSET
-    PortBindings: dict[str, list[PortBinding]] | None | UnsetType = UNSET
+    PortBindings: dict[str, list[PortBinding] | None] | None | UnsetType = UNSET
     RestartPolicy: RestartPolicy | None | UnsetType = UNSET
     AutoRemove: bool | None | UnsetType = UNSET
     VolumeDriver: str | None | UnsetType = UNSET
@@ -258,7 +258,7 @@ class EndpointSettings(Model):
 
 
 class NetworkingConfig(Model):
-    EndpointsConfig: dict[str, EndpointSettings] | None | UnsetType = UNSET
+    EndpointsConfig: dict[str, EndpointSettings | None] | None | UnsetType = UNSET
 
 
 class ContainerCreateRequest(Model):
@@ -270,7 +270,7 @@ class ContainerCreateRequest(Model):
     AttachStdin: bool | None | UnsetType = UNSET
     AttachStdout: bool | None | UnsetType = UNSET
     AttachStderr: bool | None | UnsetType = UNSET
-    ExposedPorts: dict[str, Empty] | None | UnsetType = UNSET
+    ExposedPorts: dict[str, Empty | None] | None | UnsetType = UNSET
     Tty: bool | None | UnsetType = UNSET
     OpenStdin: bool | None | UnsetType = UNSET
     StdinOnce: bool | None | UnsetType = UNSET
@@ -279,7 +279,7 @@ class ContainerCreateRequest(Model):
     Healthcheck: HealthConfig | None | UnsetType = UNSET
     ArgsEscaped: bool | None | UnsetType = UNSET
     Image: str | None | UnsetType = UNSET
-    Volumes: dict[str, Empty] | None | UnsetType = UNSET
+    Volumes: dict[str, Empty | None] | None | UnsetType = UNSET
     WorkingDir: str | None | UnsetType = UNSET
     Entrypoint: StrSlice | None | UnsetType = UNSET
     NetworkDisabled: bool | None | UnsetType = UNSET
@@ -488,7 +488,7 @@ class CommitRequest(Model):
     AttachStdin: bool | None | UnsetType = UNSET
     AttachStdout: bool | None | UnsetType = UNSET
     AttachStderr: bool | None | UnsetType = UNSET
-    ExposedPorts: dict[str, Empty] | None | UnsetType = UNSET
+    ExposedPorts: dict[str, Empty | None] | None | UnsetType = UNSET
     Tty: bool | None | UnsetType = UNSET
     OpenStdin: bool | None | UnsetType = UNSET
     StdinOnce: bool | None | UnsetType = UNSET
@@ -497,7 +497,7 @@ class CommitRequest(Model):
     Healthcheck: HealthConfig | None | UnsetType = UNSET
     ArgsEscaped: bool | None | UnsetType = UNSET
     Image: str | None | UnsetType = UNSET
-    Volumes: dict[str, Empty] | None | UnsetType = UNSET
+    Volumes: dict[str, Empty | None] | None | UnsetType = UNSET
     WorkingDir: str | None | UnsetType = UNSET
     Entrypoint: StrSlice | None | UnsetType = UNSET
     NetworkDisabled: bool | None | UnsetType = UNSET
@@ -572,7 +572,7 @@ class ContainerConfig(Model):
     AttachStdin: bool | None | UnsetType = UNSET
     AttachStdout: bool | None | UnsetType = UNSET
     AttachStderr: bool | None | UnsetType = UNSET
-    ExposedPorts: dict[str, Empty] | None | UnsetType = UNSET
+    ExposedPorts: dict[str, Empty | None] | None | UnsetType = UNSET
     Tty: bool | None | UnsetType = UNSET
     OpenStdin: bool | None | UnsetType = UNSET
     StdinOnce: bool | None | UnsetType = UNSET
@@ -581,7 +581,7 @@ class ContainerConfig(Model):
     Healthcheck: HealthConfig | None | UnsetType = UNSET
     ArgsEscaped: bool | None | UnsetType = UNSET
     Image: str | None | UnsetType = UNSET
-    Volumes: dict[str, Empty] | None | UnsetType = UNSET
+    Volumes: dict[str, Empty | None] | None | UnsetType = UNSET
     WorkingDir: str | None | UnsetType = UNSET
     Entrypoint: StrSlice | None | UnsetType = UNSET
     NetworkDisabled: bool | None | UnsetType = UNSET
@@ -608,7 +608,7 @@ class NetworkSettings(Model):
     HairpinMode: bool | None | UnsetType = UNSET
     LinkLocalIPv6Address: str | None | UnsetType = UNSET
     LinkLocalIPv6PrefixLen: I64 | None | UnsetType = UNSET
-    Ports: dict[str, list[PortBinding]] | None | UnsetType = UNSET
+    Ports: dict[str, list[PortBinding] | None] | None | UnsetType = UNSET
     SandboxKey: str | None | UnsetType = UNSET
     SecondaryIPAddresses: list[Address] | None | UnsetType = UNSET
     SecondaryIPv6Addresses: list[Address] | None | UnsetType = UNSET
@@ -620,7 +620,7 @@ class NetworkSettings(Model):
     IPPrefixLen: I64 | None | UnsetType = UNSET
     IPv6Gateway: str | None | UnsetType = UNSET
     MacAddress: str | None | UnsetType = UNSET
-    Networks: dict[str, EndpointSettings] | None | UnsetType = UNSET
+    Networks: dict[str, EndpointSettings | None] | None | UnsetType = UNSET
 
 
 class ContainerInspectResponse(Model):

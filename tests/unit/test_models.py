@@ -202,3 +202,13 @@ def test_schema_module_is_what_the_generator_makes_of_dockers_spec():
     source = yaml.load((root / "tests" / "fuzz" / "docker-engine-api-v1.44.yaml").read_text(),
                        Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     assert gen.Gen(source).run() == (root / "core" / "api" / "schema.py").read_text()
+
+
+def test_null_map_values_are_go_nil():
+    """map[string][]PortBinding, map[string]*EndpointSettings, map[string]struct{}: a null value
+    is Go's nil (accepted); a null where a string is expected in a map stays a 400."""
+    req = models.decode(b'{"ExposedPorts": {"80/tcp": null}, "HostConfig": {"PortBindings": {"80/tcp": null}},'
+                        b'"NetworkingConfig": {"EndpointsConfig": {"bridge": null}}}', ContainerCreateRequest)
+    assert req.HostConfig.PortBindings == {"80/tcp": None}
+    with pytest.raises(InvalidArgument, match="Labels"):
+        models.decode(b'{"Labels": {"a": null}}', ContainerCreateRequest)
