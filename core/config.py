@@ -76,11 +76,15 @@ class DaemonConfig:
     api_header_timeout: float = 60.0  # seconds to receive a request's headers
     api_idle_timeout: float = 300.0  # seconds a kept-alive connection may wait for its next request
     api_max_connections_per_peer: int = 512  # open connections per uid (Unix socket) or IP (TCP)
+    log_driver: str = "json-file"  # dockerd's log-driver: containers without --log-driver (json-file, local, none)
     log_opts: dict[str, str] = field(default_factory=dict)
     # dockerd's default-address-pools: ((base, size), ...) for networks created without a subnet
     default_address_pools: tuple[tuple[str, int], ...] = ()
     ipv6: bool = False  # dockerd's ipv6: IPv6 on the default bridge network
     fixed_cidr_v6: str | None = None  # its IPv6 subnet (default: a /64 of the daemon's unique-local /48)
+    # dockerd's metrics-addr (HOST:PORT): read by the metrics plugin (plugins/metrics), which serves
+    # Prometheus metrics there; without that plugin installed the key is accepted and unused
+    metrics_addr: str | None = None
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_file: Path | None = None
 
@@ -130,10 +134,12 @@ FILE_KEYS = {
     "api-header-timeout": "api_header_timeout",
     "api-idle-timeout": "api_idle_timeout",
     "api-max-connections-per-peer": "api_max_connections_per_peer",
+    "log-driver": "log_driver",
     "log-opts": "log_opts",
     "default-address-pools": "default_address_pools",
     "ipv6": "ipv6",
     "fixed-cidr-v6": "fixed_cidr_v6",
+    "metrics-addr": "metrics_addr",
     "plugins": "plugins",
 }
 FIELD_TO_KEY = {v: k for k, v in FILE_KEYS.items()}
@@ -185,6 +191,10 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "log_level":
         if value not in LOG_LEVELS:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(LOG_LEVELS)}")
+        return value
+    if name == "log_driver":
+        if value not in ("json-file", "local", "none"):
+            raise ConfigError(f"{key}: log driver {value!r} is not supported (json-file, local, none)")
         return value
     if name == "log_format":
         if value not in ("text", "json"):

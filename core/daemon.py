@@ -413,9 +413,11 @@ FLAG_FIELDS = {
     "group": "group", "debug": "debug", "log_level": "log_level", "log_format": "log_format",
     "storage_driver": "storage_driver", "runtime": "runtime", "cgroups": "cgroups",
     "insecure_tcp": "insecure_tcp", "live_restore": "live_restore", "log_opt": "log_opts",
+    "log_driver": "log_driver",
     "tls": "tls", "tlsverify": "tlsverify", "tlscacert": "tlscacert", "tlscert": "tlscert",
     "tlskey": "tlskey", "userns_remap": "userns_remap", "cgroup_parent": "cgroup_parent",
     "exec_opt": "exec_opts", "ipv6": "ipv6", "fixed_cidr_v6": "fixed_cidr_v6",
+    "metrics_addr": "metrics_addr",
 }
 
 
@@ -449,7 +451,10 @@ FLAG_FIELDS = {
 @click.option("--ipv6", is_flag=True, default=None, help="IPv6 on the default bridge network")
 @click.option("--fixed-cidr-v6", metavar="SUBNET",
               help="IPv6 subnet of the default bridge (with --ipv6; default: a /64 of a unique-local /48)")
+@click.option("--metrics-addr", metavar="HOST:PORT",
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics (needs the dockyard-metrics plugin)")
 @click.option("--log-opt", multiple=True, metavar="KEY=VALUE", help="Default container log options (max-size, max-file)")
+@click.option("--log-driver", metavar="NAME", help="Default container log driver (json-file, local, none)")
 @click.version_option(__version__, "-v", "--version", prog_name="dockyardd")
 @click.pass_context
 def cli(ctx: click.Context, config_file: Path | None, **params: Any) -> None:

@@ -14,8 +14,12 @@ from typing import Any
 from ..errors import InvalidArgument
 
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
-#: ``LogConfig.Type`` values served by the one log store (``docker logs`` reads them all).
+#: ``LogConfig.Type`` values: json-file (Docker's JSON lines at LogPath, written by the shim),
+#: local/dockyard (the binary record store), none (nothing kept; attach still works).
 LOG_DRIVERS = ("", "dockyard", "json-file", "local", "none")
+#: Docker's other built-in drivers: known, refused with a 400 naming them.
+UNSUPPORTED_LOG_DRIVERS = ("journald", "syslog", "fluentd", "gelf", "awslogs", "splunk", "etwlogs", "gcplogs",
+                           "logentries")
 #: Alias accepted for the default runtime: compose files and tools pass it.
 RUNTIME_ALIASES = ("runc",)
 #: Sysctls of the IPC namespace (with fs.mqueue.*): allowed unless --ipc host, as Docker.
@@ -97,6 +101,8 @@ def log_driver(hc: dict[str, Any]) -> str:
 
 def _check_log_driver(hc: dict[str, Any]) -> None:
     kind = (hc.get("LogConfig") or {}).get("Type") or ""
+    if kind in UNSUPPORTED_LOG_DRIVERS:
+        raise InvalidArgument(f"log driver '{kind}' is not supported by this engine (json-file, local, none)")
     if kind not in LOG_DRIVERS:
         raise InvalidArgument(f"logger: no log driver named '{kind}' is registered")
 

@@ -35,6 +35,7 @@ from ..errors import (
 from ..crashpoints import crashpoint
 from ..lifecycle import State, require
 from ..runtime import capabilities
+from ..runtime.logfile import JsonLogReader
 from ..tasks import spawn
 from ..timestamps import parse_timestamp
 from . import configure, etcfiles, health, mounts, options, ports, startopts
@@ -70,11 +71,16 @@ def parse_signal(value: str | int | None, default: int = signals.SIGKILL) -> int
     raise InvalidArgument(f"Invalid signal: {value}")
 
 
-def log_limits(opts: dict[str, str], defaults: dict[str, str]) -> tuple[int, int]:
+def log_limits(opts: dict[str, str], defaults: dict[str, str], driver: str = "json-file") -> tuple[int, int]:
     """(max size in bytes, max files) from Docker's log options; bad values are a 400."""
-    unknown = set(opts) - {"max-size", "max-file"}
+    unknown = set(opts) - {"max-size", "max-file", "compress"}
     if unknown:
-        raise InvalidArgument(f"unknown log opt '{sorted(unknown)[0]}' for the dockyard log driver")
+        raise InvalidArgument(f"unknown log opt '{sorted(unknown)[0]}' for {driver} log driver")
+    compress = str(opts.get("compress", "false")).lower()
+    if compress not in ("false", "0", ""):
+        if compress not in ("true", "1"):
+            raise InvalidArgument(f"error parsing compress log option: {opts['compress']!r} is not a boolean")
+        raise InvalidArgument(f"log opt compress=true is not supported by the {driver} log driver of this engine")
     merged = {**defaults, **opts}
     try:
         size, files = parse_size(merged["max-size"]), int(merged["max-file"])
@@ -122,7 +128,8 @@ class ContainerService:
         self.fs_users: dict[str, int] = {}  # open uses of a rootfs (archive, export, commit)
         self.detached = asyncio.Condition()
         try:
-            self.log_defaults = log_limits(daemon.config.log_opts, {"max-size": "10m", "max-file": "3"})
+            self.log_defaults = log_limits(daemon.config.log_opts, {"max-size": "10m", "max-file": "3"},
+                                           getattr(daemon.config, "log_driver", "json-file"))
         except InvalidArgument as exc:
             raise ConfigError(f"log-opts: {exc}") from None
         self.daemon_stopping = False
@@ -241,6 +248,8 @@ class ContainerService:
             raise InvalidArgument("Config.Image is required")
         image = self.images.resolve(image_ref)
         host_config = configure.normalize_host_config(body.get("HostConfig"))
+        if not ((body.get("HostConfig") or {}).get("LogConfig") or {}).get("Type"):  # dockerd's log-driver
+            host_config["LogConfig"]["Type"] = getattr(self.daemon.config, "log_driver", "json-file")
         request_config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
         from ..plugins import call_hook
 
@@ -253,7 +262,8 @@ class ContainerService:
         capabilities.resolve(host_config.get("CapAdd"), host_config.get("CapDrop"))  # unknown names -> 400
         Resources.from_host_config(host_config)  # limits the kernel would refuse -> 400 now
         runtime_opts.validate(host_config, getattr(self.cgroups, "version", 1))  # devices, cgroupns, oom score
-        log_limits((host_config.get("LogConfig") or {}).get("Config") or {}, {"max-size": "0", "max-file": "1"})
+        log_limits((host_config.get("LogConfig") or {}).get("Config") or {}, {"max-size": "0", "max-file": "1"},
+                   options.log_driver(host_config))
         mount_points = mounts.plan(config, host_config, self)  # bad mounts -> 400 before anything exists
         networks = (self.networks.container_networks(host_config, body.get("NetworkingConfig"))
                     if self.networks is not None else {})
@@ -367,7 +377,8 @@ class ContainerService:
             spec = build_spec(
                 cid=c.id, config=config, host_config=c.host_config, rootfs=rootfs,
                 files=files, mounts=[*extra_mounts, *startopts.shm_mounts(c)], cgroup_procs=procs,
-                log_path=self.log_path(c), log_max_size=log_max_size, log_max_files=log_max_files,
+                log_path=self._channel_path(c), log_max_size=log_max_size, log_max_files=log_max_files,
+                json_log=self._json_log(c),
                 namespaces=namespaces, devices=device_plan.nodes,
             )
             if userns.remapped(self.daemon_userns, c.host_config):  # root in the container: a host nobody
@@ -434,13 +445,35 @@ class ContainerService:
     def _log_limits(self, c: Container) -> tuple[int, int]:
         """``--log-opt max-size/max-file`` of the container, else the daemon's ``log-opts``."""
         opts = (c.host_config.get("LogConfig") or {}).get("Config") or {}
-        if options.log_driver(c.host_config) == "none":  # nothing kept for docker logs: a small buffer that attach reads
-            return log_limits(opts, {"max-size": "1m", "max-file": "1"})
+        driver = options.log_driver(c.host_config)
+        if driver == "none":  # nothing kept for docker logs: a small buffer that attach reads
+            return log_limits(opts, {"max-size": "1m", "max-file": "1"}, driver)
+        if driver == "json-file":  # docker logs reads the json-file; the records are attach's stream
+            return log_limits({}, {"max-size": "1m", "max-file": "2"}, driver)
         size, files = self.log_defaults
-        return log_limits(opts, {"max-size": str(size), "max-file": str(files)})
+        return log_limits(opts, {"max-size": str(size), "max-file": str(files)}, driver)
+
+    def _json_log(self, c: Container) -> tuple[Path, int, int] | None:
+        """json-file: (path, max size, max files) of the file the shim writes in Docker's format."""
+        if options.log_driver(c.host_config) != "json-file":
+            return None
+        opts = (c.host_config.get("LogConfig") or {}).get("Config") or {}
+        size, files = self.log_defaults
+        size, files = log_limits(opts, {"max-size": str(size), "max-file": str(files)})
+        return self.json_log_path(c), size, files
+
+    def json_log_path(self, c: Container) -> Path:
+        return self.dir(c) / f"{c.id}-json.log"
+
+    def _channel_path(self, c: Container) -> Path:
+        """The binary records of the container's output (the local driver's store; attach's stream)."""
+        return self.dir(c) / "container.log"
 
     def log_path(self, c: Container) -> Path:
-        return self.dir(c) / "container.log"
+        """Inspect's LogPath: Docker's <id>-json.log for json-file, else the binary store."""
+        if options.log_driver(c.host_config) == "json-file":
+            return self.json_log_path(c)
+        return self._channel_path(c)
 
     # -- monitoring -----------------------------------------------------------------------
 
@@ -873,7 +906,11 @@ class ContainerService:
         """The runtime's log reader, or None for a container that never ran."""
         if not c.has_been_started or self.runtime is None:
             return None
-        return self.runtime.logs(c.id)
+        reader = self.runtime.logs(c.id)
+        path = self.json_log_path(c)
+        if options.log_driver(c.host_config) == "json-file" and (path.exists() or JsonLogReader(path).files()):
+            return JsonLogReader(path, getattr(reader, "exit_path", None))
+        return reader  # local, or a runtime that writes no json-file (the fake runtime)
 
     async def wait_started(self, c: Container) -> bool:
         """For attach: True once the container runs; if it does not run yet, wait for its

@@ -131,6 +131,10 @@ class ContainerSpec:
     log_path: Path | None = None  # default <state_dir>/container.log
     log_max_size: int = 10 * 1024 * 1024  # 0 = no rotation
     log_max_files: int = 3
+    # json-file driver: the shim also writes Docker's json-file format here (None: not written)
+    json_log_path: Path | None = None
+    json_log_max_size: int = 0  # 0 = no rotation
+    json_log_max_files: int = 1
     state_dir: Path | None = None  # default <runtime state>/<id>; list() only sees the default
     devices: list[DeviceNode] = field(default_factory=list)  # besides the default null, zero, ... nodes
     oom_score_adj: int | None = None  # written to /proc/self/oom_score_adj before exec

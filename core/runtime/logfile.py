@@ -15,7 +15,9 @@ Bytes 0-7 are exactly Docker's multiplexed-stream frame header, so
 
 from __future__ import annotations
 
+import calendar
 import contextlib
+import json
 import os
 import struct
 import time
@@ -80,6 +82,8 @@ class LogReader:
         self.path = Path(path)
         self.exit_path = Path(exit_path) if exit_path else None
 
+    _scan = staticmethod(_scan)
+
     def files(self) -> list[Path]:
         """Existing log files, oldest first."""
         rotated = []
@@ -100,7 +104,7 @@ class LogReader:
             except FileNotFoundError:
                 continue
             with f:
-                for r, _ in _scan(f, 0):
+                for r, _ in self._scan(f, 0):
                     if r.timestamp_ns >= since_ns and (not until_ns or r.timestamp_ns <= until_ns):
                         yield r
 
@@ -140,8 +144,8 @@ class LogReader:
             offset = 0
             for p in self.files()[:-1]:
                 with open(p, "rb", buffering=1 << 20) as f:
-                    history.extend(r for r, _ in _scan(f, 0))
-            for r, offset in _scan(cur, 0):
+                    history.extend(r for r, _ in self._scan(f, 0))
+            for r, offset in self._scan(cur, 0):
                 history.append(r)
             history = [r for r in history if r.timestamp_ns >= since_ns and (not until_ns or r.timestamp_ns <= until_ns)]
             if tail is not None and tail >= 0:
@@ -151,7 +155,7 @@ class LogReader:
             del history
             while True:
                 got = False
-                for r, offset in _scan(cur, offset):
+                for r, offset in self._scan(cur, offset):
                     got = True
                     if until_ns and r.timestamp_ns > until_ns:
                         return
@@ -169,7 +173,7 @@ class LogReader:
                 except FileNotFoundError:
                     new_ino = ino
                 if new_ino != ino:  # rotated: drain what was written before the rename, switch
-                    for r, offset in _scan(cur, offset):
+                    for r, offset in self._scan(cur, offset):
                         if r.timestamp_ns >= since_ns and (not until_ns or r.timestamp_ns <= until_ns):
                             yield r
                     try:
@@ -228,3 +232,93 @@ class LogWriter:
 
     def close(self) -> None:
         self.f.close()
+
+
+# -- json-file: Docker's on-disk format, written by the shim (see shim.c jlog_*) ----------------
+
+_STREAMS = {"stdout": STDOUT, "stderr": STDERR}
+_epoch_cache: dict[str, int] = {}
+
+
+def parse_rfc3339_ns(text: str) -> int:
+    """ns since the epoch of Go's RFC3339Nano UTC form ("2026-12-06T08:00:00.1234Z")."""
+    head = text[:19]
+    secs = _epoch_cache.get(head)
+    if secs is None:
+        secs = calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
+        if len(_epoch_cache) > 4096:
+            _epoch_cache.clear()
+        _epoch_cache[head] = secs
+    rest = text[19:]
+    frac = 0
+    if rest.startswith("."):
+        digits = rest[1:].rstrip("Z")
+        frac = int((digits + "000000000")[:9]) if digits.isdigit() else 0
+    return secs * 1_000_000_000 + frac
+
+
+def _scan_json(f, offset: int) -> Iterator[tuple[LogRecord, int]]:
+    """Complete JSON lines of an open binary file from ``offset``: one record each (a partial
+    record's data has no trailing newline; :func:`split_lines` joins them)."""
+    f.seek(offset)
+    for line in f:
+        if not line.endswith(b"\n"):
+            return  # the writer is mid-line
+        offset += len(line)
+        try:
+            obj = json.loads(line)
+            data = obj.get("log", "").encode("utf-8", "surrogatepass")
+            rec = LogRecord(_STREAMS.get(obj.get("stream"), STDOUT), parse_rfc3339_ns(obj.get("time") or ""), data)
+        except (ValueError, AttributeError, TypeError):
+            continue  # not a log line (Docker's reader skips them too)
+        yield rec, offset
+
+
+class JsonLogReader(LogReader):
+    """Reads Docker's json-file format (``<id>-json.log`` plus rotated ``.1`` ... files)."""
+
+    _scan = staticmethod(_scan_json)
+
+
+_GO_ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\r"): "\\r",
+               ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"}
+
+
+def _utf8_len(data: bytes, i: int) -> int:
+    """Length of the valid UTF-8 sequence at ``data[i]`` (Go's utf8.DecodeRune rules), 0 if invalid."""
+    b, lo, hi = data[i], 0x80, 0xBF
+    if 0xC2 <= b <= 0xDF:
+        n = 2
+    elif 0xE0 <= b <= 0xEF:
+        n, lo, hi = 3, 0xA0 if b == 0xE0 else 0x80, 0x9F if b == 0xED else 0xBF
+    elif 0xF0 <= b <= 0xF4:
+        n, lo, hi = 4, 0x90 if b == 0xF0 else 0x80, 0x8F if b == 0xF4 else 0xBF
+    else:
+        return 0
+    if len(data) - i < n or not lo <= data[i + 1] <= hi:
+        return 0
+    return n if all(0x80 <= c <= 0xBF for c in data[i + 2:i + n]) else 0
+
+
+def go_json_string(data: bytes) -> str:
+    """The JSON string moby's jsonlog writes for ``data`` (the rules of the shim's jlog_escape,
+    as a Python reference): \\" \\\\ \\n \\r, other control bytes and < > & as \\u00XX,
+    U+2028/U+2029 escaped, every byte of invalid UTF-8 as \\ufffd."""
+    out = ['"']
+    i = 0
+    while i < len(data):
+        b = data[i]
+        if b < 0x80:
+            out.append(_GO_ESCAPES.get(b) or (f"\\u{b:04x}" if b < 0x20 else chr(b)))
+            i += 1
+            continue
+        n = _utf8_len(data, i)
+        if not n:
+            out.append("\\ufffd")
+            i += 1
+            continue
+        ch = data[i:i + n].decode()
+        out.append(f"\\u{ord(ch):04x}" if ch in "\u2028\u2029" else ch)
+        i += n
+    out.append('"')
+    return "".join(out)

@@ -906,6 +906,183 @@ static void log_write(int stream, const char *buf, size_t n)
     log_size += total;
 }
 
+/* ------------------------------------------------ json-file log (Docker's on-disk format)
+ * With the spec key json_log_path, the monitor also writes the container's output as Docker's
+ * json-file driver does: one object a line {"log":...,"stream":...,"time":...}, a line longer
+ * than 16 KiB split into partial records (no trailing \n), strings escaped as moby's jsonlog
+ * (\" \\ \n \r, other control bytes and < > & as \u00XX, U+2028/9 escaped, invalid UTF-8 as
+ * \ufffd), time RFC 3339 with Go's RFC3339Nano (trailing zeros trimmed). Rotation as Docker:
+ * before a write, a file at or over json_log_max_size is renamed .1 ... .N-1 (or truncated
+ * when json_log_max_files is 1). */
+#define JLOG_BUF 16384
+static int jlogfd = -1;
+static const char *jlog_path;
+static long long jlog_max_size, jlog_max_files, jlog_size;
+static char jlog_pend[3][JLOG_BUF];
+static size_t jlog_plen[3];
+static struct timespec jlog_ts[3];
+static char *jlog_out;
+static size_t jlog_cap;
+
+static void jlog_rotate(void)
+{
+    if (jlog_max_files <= 1) {
+        if (ftruncate(jlogfd, 0) < 0) { /* ignore */ }
+        jlog_size = 0;
+        return;
+    }
+    char src[4096], dst[4096];
+    for (long long i = jlog_max_files - 1; i >= 1; i--) {
+        if (i == 1) snprintf(src, sizeof src, "%s", jlog_path);
+        else snprintf(src, sizeof src, "%s.%lld", jlog_path, i - 1);
+        snprintf(dst, sizeof dst, "%s.%lld", jlog_path, i);
+        rename(src, dst);
+    }
+    int fd = open(jlog_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    close(jlogfd);
+    jlogfd = fd;
+    jlog_size = 0;
+}
+
+/* length of the valid UTF-8 sequence at s (Go's utf8.DecodeRune rules), 0 if invalid */
+static size_t jlog_utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned char b = s[0], lo = 0x80, hi = 0xbf;
+    size_t len;
+    if (b >= 0xc2 && b <= 0xdf) len = 2;
+    else if (b >= 0xe0 && b <= 0xef) { len = 3; if (b == 0xe0) lo = 0xa0; else if (b == 0xed) hi = 0x9f; }
+    else if (b >= 0xf0 && b <= 0xf4) { len = 4; if (b == 0xf0) lo = 0x90; else if (b == 0xf4) hi = 0x8f; }
+    else return 0;
+    if (n < len || s[1] < lo || s[1] > hi) return 0;
+    for (size_t j = 2; j < len; j++)
+        if (s[j] < 0x80 || s[j] > 0xbf) return 0;
+    return len;
+}
+
+/* the JSON string of s[0..n) into o (room for 6n + 2 bytes); returns its length */
+static size_t jlog_escape(char *o, const unsigned char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t k = 0;
+    o[k++] = '"';
+    for (size_t i = 0; i < n;) {
+        unsigned char b = s[i];
+        if (b < 0x80) {
+            i++;
+            if (b >= 0x20 && b != '\\' && b != '"' && b != '<' && b != '>' && b != '&') { o[k++] = b; continue; }
+            o[k++] = '\\';
+            if (b == '\\' || b == '"') o[k++] = b;
+            else if (b == '\n') o[k++] = 'n';
+            else if (b == '\r') o[k++] = 'r';
+            else { o[k++] = 'u'; o[k++] = '0'; o[k++] = '0'; o[k++] = hex[b >> 4]; o[k++] = hex[b & 15]; }
+            continue;
+        }
+        size_t len = jlog_utf8_len(s + i, n - i);
+        if (!len) { memcpy(o + k, "\\ufffd", 6); k += 6; i++; continue; }
+        if (len == 3 && b == 0xe2 && s[i + 1] == 0x80 && (s[i + 2] == 0xa8 || s[i + 2] == 0xa9)) {
+            memcpy(o + k, "\\u202", 5); k += 5;
+            o[k++] = s[i + 2] == 0xa8 ? '8' : '9';
+        } else {
+            memcpy(o + k, s + i, len); k += len;
+        }
+        i += len;
+    }
+    o[k++] = '"';
+    return k;
+}
+
+/* Go's time.RFC3339Nano of a UTC time: fraction without trailing zeros, none if 0 */
+static size_t jlog_time(char *o, const struct timespec *ts)
+{
+    struct tm tm;
+    gmtime_r(&ts->tv_sec, &tm);
+    size_t k = strftime(o, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (ts->tv_nsec) {
+        char f[16];
+        snprintf(f, sizeof f, ".%09ld", (long)ts->tv_nsec);
+        int e = 10;
+        while (f[e - 1] == '0') e--;
+        memcpy(o + k, f, e);
+        k += e;
+    }
+    o[k++] = 'Z';
+    return k;
+}
+
+static void jlog_emit(int stream, const char *buf, size_t n, const struct timespec *ts)
+{
+    size_t need = 6 * n + 128;
+    if (need > jlog_cap) {
+        char *p = realloc(jlog_out, need);
+        if (!p) return;
+        jlog_out = p;
+        jlog_cap = need;
+    }
+    char *o = jlog_out;
+    size_t k = 0;
+    memcpy(o, "{\"log\":", 7); k = 7;
+    k += jlog_escape(o + k, (const unsigned char *)buf, n);
+    const char *st = stream == 2 ? ",\"stream\":\"stderr\",\"time\":\"" : ",\"stream\":\"stdout\",\"time\":\"";
+    size_t sl = strlen(st);
+    memcpy(o + k, st, sl); k += sl;
+    k += jlog_time(o + k, ts);
+    o[k++] = '"'; o[k++] = '}'; o[k++] = '\n';
+    if (jlog_max_size > 0 && jlog_size >= jlog_max_size) jlog_rotate();
+    if (jlogfd < 0) return;
+    for (size_t done = 0; done < k;) { /* one write a record: readers see whole lines */
+        ssize_t w = write(jlogfd, o + done, k - done);
+        if (w < 0) { if (errno == EINTR) continue; return; }
+        done += w;
+    }
+    jlog_size += k;
+}
+
+/* output of stream (1 stdout, 2 stderr): complete lines are records, 16 KiB without a newline
+ * a partial record; the rest waits for more (jlog_flush at the end) */
+static void jlog_feed(int stream, const char *buf, size_t n)
+{
+    if (jlogfd < 0 || stream < 1 || stream > 2) return;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    char *p = jlog_pend[stream];
+    size_t *pl = &jlog_plen[stream];
+    while (n > 0) {
+        if (*pl == 0) jlog_ts[stream] = now;
+        size_t take = JLOG_BUF - *pl;
+        if (n < take) take = n;
+        const char *nl = memchr(buf, '\n', take);
+        if (nl) take = (size_t)(nl - buf) + 1;
+        memcpy(p + *pl, buf, take);
+        *pl += take; buf += take; n -= take;
+        if (nl || *pl == JLOG_BUF) {
+            jlog_emit(stream, p, *pl, &jlog_ts[stream]);
+            *pl = 0;
+        }
+    }
+}
+
+/* the output ended: what is left of a line is a last partial record */
+static void jlog_flush(void)
+{
+    for (int s = 1; s <= 2; s++)
+        if (jlog_plen[s]) { jlog_emit(s, jlog_pend[s], jlog_plen[s], &jlog_ts[s]); jlog_plen[s] = 0; }
+}
+
+/* opens the json-file log if the spec names one; -1 (errno set) if it cannot be opened */
+static int jlog_open(void)
+{
+    jlog_path = get("json_log_path");
+    if (!jlog_path) return 0;
+    jlog_max_size = get_ll("json_log_max_size", 0);
+    jlog_max_files = get_ll("json_log_max_files", 1);
+    jlogfd = open(jlog_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (jlogfd < 0) return -1;
+    struct stat jst;
+    fstat(jlogfd, &jst);
+    jlog_size = jst.st_size;
+    return 0;
+}
+
 static int write_file_atomic(const char *path, const char *content)
 {
     char tmp[4096];
@@ -970,6 +1147,7 @@ int main(int argc, char **argv)
     struct stat lst;
     fstat(logfd, &lst);
     log_size = lst.st_size;
+    if (jlog_open() < 0) { status_error(errno, "log", jlog_path); return 1; }
 
     char path[4096];
     int stdin_fifo = -1, ctl = -1;
@@ -1162,7 +1340,7 @@ int main(int argc, char **argv)
                 if (log_max_size > 0 && (long long)want > log_max_size / 4)
                     want = log_max_size / 4 > 1024 ? (size_t)(log_max_size / 4) : 1024;
                 ssize_t n = read(*fdp, iobuf, want);
-                if (n > 0) log_write(tag[i], iobuf, n);
+                if (n > 0) { log_write(tag[i], iobuf, n); jlog_feed(tag[i], iobuf, n); }
                 else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
                     if (*fdp == in_w) in_w = -1;
                     close(*fdp);
@@ -1227,6 +1405,8 @@ int main(int argc, char **argv)
     char ex[128];
     snprintf(ex, sizeof ex, "%d %d %lld\n", code, sig, (long long)fin.tv_sec * 1000000000LL + fin.tv_nsec);
     if (logfd >= 0) close(logfd);
+    jlog_flush();
+    if (jlogfd >= 0) close(jlogfd);
     write_file_atomic(exit_path, ex);
     int dfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) { fsync(dfd); close(dfd); }

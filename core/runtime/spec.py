@@ -221,6 +221,10 @@ def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Pa
 
     _add_files(add, state_dir, log_path, exit_path, max(0, spec.log_max_size), max(1, spec.log_max_files),
                str(Path(spec.rootfs).resolve()))
+    if spec.json_log_path is not None:  # the json-file driver (Docker's on-disk format, see shim.c jlog_*)
+        add("json_log_path", str(spec.json_log_path))
+        add("json_log_max_size", max(0, spec.json_log_max_size))
+        add("json_log_max_files", max(1, spec.json_log_max_files))
 
     flags = CLONE_NEWNS
     ns = {**NS_DEFAULT, **spec.namespaces}

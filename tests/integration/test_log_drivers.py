@@ -1,0 +1,214 @@
+"""Log drivers: json-file writes Docker's exact on-disk format at inspect's LogPath (the file
+cri-dockerd links for kubelet, tail -f and node log agents read), rotation, reading back with
+docker logs, the shim writing while the daemon is down; daemon log-driver/log-opts defaults and
+the drivers refused with a 400 that names them."""
+
+import json
+import re
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from dockyard.runtime.logfile import go_json_string
+from dockyard.testing.daemon import wait_for
+
+pytestmark = pytest.mark.privileged
+
+# Go's time.RFC3339Nano in UTC: the fraction without trailing zeros (none when 0)
+RFC3339NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{0,8}[1-9])?Z$")
+
+
+def ok(d, *args):
+    r = d.docker(*args)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.decode(errors="replace")
+
+
+def inspect(d, name):
+    return json.loads(ok(d, "inspect", name))[0]
+
+
+def records(path: Path) -> list[dict]:
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert all(line.endswith(b"\n") for line in lines)
+    return [json.loads(line) for line in lines]
+
+
+def test_json_file_format_streams_time_and_16k_partial_lines(d):
+    ok(d, "run", "--name", "jf", "--log-driver", "json-file", "busybox", "sh", "-c",
+       'echo a; echo b >&2; printf "%20000s" x')
+    info = inspect(d, "jf")
+    path = Path(info["LogPath"])
+    assert path.name == f"{info['Id']}-json.log" and path.parent.name == info["Id"]
+    assert info["HostConfig"]["LogConfig"]["Type"] == "json-file"
+    recs = records(path)
+    assert [sorted(r) for r in recs] == [["log", "stream", "time"]] * len(recs)
+    assert all(RFC3339NANO.match(r["time"]) for r in recs), [r["time"] for r in recs]
+    out = [r for r in recs if r["stream"] == "stdout"]
+    err = [r for r in recs if r["stream"] == "stderr"]
+    assert err == [{"log": "b\n", "stream": "stderr", "time": err[0]["time"]}]
+    assert out[0]["log"] == "a\n"
+    # the 20000-byte line: one 16 KiB partial record, then the rest (no newline: also partial)
+    assert [len(r["log"]) for r in out[1:]] == [16384, 20000 - 16384]
+    assert "".join(r["log"] for r in out[1:]) == " " * 19999 + "x"
+    # docker logs joins the partial records again
+    r = d.docker("logs", "jf")
+    assert r.stdout == b"a\n" + b" " * 19999 + b"x" and r.stderr == b"b\n"
+
+
+CORPUS = [  # (bytes a line holds, the JSON string moby's jsonlog writes for it: Go's rules by hand)
+    (b'say "hi" \\ back\n', r'"say \"hi\" \\ back\n"'),
+    (b"tab\there\rcr\n", r'"tab\u0009here\rcr\n"'),
+    (b"\x00\x01\x1b[0m\x7f\n", '"\\u0000\\u0001\\u001b[0m\x7f\\n"'),
+    (b"<a href=x>&amp;</a>\n", r'"\u003ca href=x\u003e\u0026amp;\u003c/a\u003e\n"'),
+    ("héllo wörld ✓ 🐳\n".encode(), '"héllo wörld ✓ 🐳\\n"'),
+    (b"bad \xff\xfe utf8 \xe2\x82 end\n", r'"bad \ufffd\ufffd utf8 \ufffd\ufffd end\n"'),
+    (b"overlong \xc0\xaf surrogate \xed\xa0\x80\n", r'"overlong \ufffd\ufffd surrogate \ufffd\ufffd\ufffd\n"'),
+    ("sep \u2028 para \u2029 ok\n".encode(), r'"sep \u2028 para \u2029 ok\n"'),
+    ("replacement \ufffd kept\n".encode(), '"replacement \ufffd kept\\n"'),
+]
+
+
+def test_escaping_reference_corpus_in_python():
+    """The Python reference of the escaping (used to judge the shim) against Go's rules,
+    written out by hand."""
+    for raw, want in CORPUS:
+        assert go_json_string(raw) == want, raw
+
+
+def test_json_file_escaping_is_gos(d, tmp_path):
+    """The exact bytes the shim writes for each line of the corpus (raw file bytes, not json.loads)."""
+    corpus = tmp_path / "corpus"
+    corpus.write_bytes(b"".join(raw for raw, _ in CORPUS))
+    ok(d, "run", "--name", "jesc", "-v", f"{corpus}:/corpus:ro", "busybox", "cat", "/corpus")
+    lines = Path(inspect(d, "jesc")["LogPath"]).read_bytes().splitlines()
+    assert len(lines) == len(CORPUS)
+    for line, (raw, want) in zip(lines, CORPUS):
+        m = re.match(rb'^\{"log":(".*"),"stream":"stdout","time":"([^"]+)"\}$', line)
+        assert m, line
+        assert m.group(1).decode() == want, raw
+        assert RFC3339NANO.match(m.group(2).decode())
+
+
+def test_tail_f_reads_while_the_container_writes(d):
+    ok(d, "run", "-d", "--name", "jtail", "busybox", "sh", "-c",
+       "i=0; while [ $i -lt 1000 ]; do echo line$i; i=$((i+1)); sleep 0.05; done")
+    path = Path(inspect(d, "jtail")["LogPath"])
+    wait_for(lambda: path.exists() and path.stat().st_size > 0)
+    tail = subprocess.Popen(["tail", "-n", "+1", "-f", str(path)], stdout=subprocess.PIPE)
+    try:
+        got: list[dict] = []
+
+        def read():
+            for line in tail.stdout:
+                got.append(json.loads(line))
+                if len(got) >= 5:
+                    return
+
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        t.join(60)  # a bound, not a timing: the lines come while the container still runs
+        assert [r["log"] for r in got[:5]] == [f"line{i}\n" for i in range(5)]
+        assert inspect(d, "jtail")["State"]["Running"]
+    finally:
+        tail.kill()
+        tail.wait()
+
+
+def test_rotation_max_size_max_file_and_logs_in_order(d):
+    ok(d, "run", "--name", "jrot", "--log-opt", "max-size=1k", "--log-opt", "max-file=3", "busybox", "sh", "-c",
+       "i=0; while [ $i -lt 300 ]; do echo line$i; i=$((i+1)); done")
+    path = Path(inspect(d, "jrot")["LogPath"])
+    files = sorted(p.name for p in path.parent.glob(path.name + "*"))
+    assert files == [path.name, path.name + ".1", path.name + ".2"]
+    for p in path.parent.glob(path.name + "*"):
+        recs = records(p)
+        assert p.stat().st_size < 1024 + 100  # rotated once at or over 1k (as Docker: before a write)
+        assert all(r["stream"] == "stdout" for r in recs)
+    out = ok(d, "logs", "jrot").splitlines()
+    assert out[-1] == "line299"
+    first = int(out[0][4:])
+    assert out == [f"line{i}" for i in range(first, 300)] and first > 0  # the oldest were rotated away
+    assert ok(d, "logs", "--tail", "2", "jrot") == "line298\nline299\n"
+
+
+def test_logs_since_tail_timestamps(d):
+    ok(d, "run", "--name", "jts", "busybox", "sh", "-c", "echo one; echo two >&2; echo three")
+    recs = records(Path(inspect(d, "jts")["LogPath"]))
+    r = d.docker("logs", "-t", "jts")
+    stamped = r.stdout.decode().splitlines()
+    assert [s.split(" ", 1)[1] for s in stamped] == ["one", "three"] and r.stderr.decode().split(" ", 1)[1] == "two\n"
+    # docker logs -t shows the time each record of the file holds
+    out_times = [x["time"] for x in recs if x["stream"] == "stdout"]
+    assert [s.split(" ", 1)[0][:19] for s in stamped] == [t[:19] for t in out_times]
+    r = d.docker("logs", "--tail", "1", "jts")  # the last record of the file, whichever stream
+    assert r.stdout + r.stderr == recs[-1]["log"].encode()
+    assert ok(d, "logs", "--since", "2000-01-01T00:00:00Z", "jts") == "one\nthree\n"
+    assert ok(d, "logs", "--since", "2999-01-01T00:00:00Z", "jts") == ""
+    assert ok(d, "logs", "--until", "2000-01-01T00:00:00Z", "jts") == ""
+
+
+def test_logs_keep_being_written_while_the_daemon_is_killed(d):
+    ok(d, "run", "-d", "--name", "jlive", "busybox", "sh", "-c",
+       "i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.05; done")
+    path = Path(inspect(d, "jlive")["LogPath"])
+    wait_for(lambda: path.exists() and b"tick1\\n" in path.read_bytes())
+    d.kill()  # kill -9: the shim is the writer and keeps going
+    try:
+        size = path.stat().st_size
+        wait_for(lambda: path.stat().st_size > size + 200)
+    finally:
+        d.start()
+    assert inspect(d, "jlive")["State"]["Running"]
+    logs = ok(d, "logs", "jlive").splitlines()
+    n = len(logs)
+    assert logs == [f"tick{i}" for i in range(n)]  # nothing lost or doubled across the kill
+    wait_for(lambda: len(ok(d, "logs", "jlive").splitlines()) > n)  # and after the restart
+    ok(d, "rm", "-f", "jlive")
+
+
+def test_local_and_none_drivers(d):
+    ok(d, "run", "--name", "jloc", "--log-driver", "local", "busybox", "sh", "-c", "echo loc; echo err >&2")
+    info = inspect(d, "jloc")
+    assert not info["LogPath"].endswith("-json.log")
+    assert not list(Path(info["LogPath"]).parent.glob("*-json.log"))
+    r = d.docker("logs", "jloc")
+    assert r.stdout == b"loc\n" and r.stderr == b"err\n"
+    r = d.docker("run", "--rm", "--log-driver", "none", "busybox", "echo", "attached")
+    assert r.returncode == 0 and r.stdout == b"attached\n"  # attach still works
+    ok(d, "run", "--name", "jnone", "--log-driver", "none", "busybox", "echo", "x")
+    r = d.docker("logs", "jnone")
+    assert r.returncode != 0 and b"does not support reading" in r.stderr
+
+
+def test_unsupported_drivers_and_options_are_a_400_naming_them(d):
+    for driver in ("syslog", "journald", "fluentd", "gelf"):
+        r = d.docker("run", "--rm", "--log-driver", driver, "busybox", "true")
+        assert r.returncode != 0 and f"log driver '{driver}' is not supported".encode() in r.stderr, r.stderr
+    r = d.docker("run", "--rm", "--log-driver", "nosuch", "busybox", "true")
+    assert r.returncode != 0 and b"no log driver named 'nosuch'" in r.stderr
+    r = d.docker("run", "--rm", "--log-opt", "compress=true", "busybox", "true")
+    assert r.returncode != 0 and b"compress" in r.stderr
+    r = d.docker("run", "--rm", "--log-opt", "labels=a", "busybox", "true")
+    assert r.returncode != 0 and b"unknown log opt 'labels' for json-file log driver" in r.stderr
+    assert d.docker("ps", "-aq").stdout == b""
+
+
+def test_daemon_log_driver_and_log_opts_defaults(make_daemon, busybox_tar, tmp_path):
+    dd = make_daemon("--log-driver", "local", "--log-opt", "max-size=2k", "--log-opt", "max-file=2")
+    dd.load(busybox_tar)
+    ok(dd, "run", "--name", "dl", "busybox", "echo", "hi")
+    info = inspect(dd, "dl")
+    assert info["HostConfig"]["LogConfig"]["Type"] == "local"
+    assert ok(dd, "logs", "dl") == "hi\n"
+    ok(dd, "run", "--name", "dj", "--log-driver", "json-file", "busybox", "sh", "-c",
+       "i=0; while [ $i -lt 300 ]; do echo line$i; i=$((i+1)); done")
+    path = Path(inspect(dd, "dj")["LogPath"])
+    assert sorted(p.name for p in path.parent.glob(path.name + "*")) == [path.name, path.name + ".1"]
+    assert ok(dd, "logs", "--tail", "1", "dj") == "line299\n"
+    ok(dd, "rm", "-f", "dl", "dj")
+    bad = make_daemon("--log-driver", "syslog", base=tmp_path / "bad", start=False)
+    with pytest.raises(RuntimeError, match="syslog"):
+        bad.start(timeout=30)
