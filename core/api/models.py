@@ -65,6 +65,57 @@ def _go_type(want: str) -> str:
     return " or ".join(_WANT.get(p, p) for p in parts) or "null"
 
 
+_TOKEN = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[[^\]]*\]")
+
+
+def _go_name(t: Any) -> str | None:
+    """Go's name for a msgspec type (``uint16``, ``[]string``, ``map[string]string``...)."""
+    mi = msgspec.inspect
+    if isinstance(t, mi.UnionType):
+        names = [_go_name(x) for x in t.types if not isinstance(x, mi.NoneType)]
+        return " or ".join(n for n in names if n) or None
+    if isinstance(t, mi.StrType):
+        return "string"
+    if isinstance(t, mi.BoolType):
+        return "bool"
+    if isinstance(t, mi.FloatType):
+        return "float64"
+    if isinstance(t, mi.IntType):
+        if t.ge == 0:
+            return {255: "uint8", 65535: "uint16", (1 << 32) - 1: "uint32"}.get(t.le, "uint64")
+        return "int32" if t.le == (1 << 31) - 1 else "int64"
+    if isinstance(t, mi.ListType):
+        return f"[]{_go_name(t.item_type)}"
+    if isinstance(t, mi.DictType):
+        return f"map[string]{_go_name(t.value_type)}"
+    if isinstance(t, mi.StructType):
+        return "struct {}" if t.cls is schema.Empty else t.cls.__name__.split("_")[-1]
+    return None
+
+
+def _type_at(typ: type, at: str) -> Any:
+    """The msgspec type info at a msgspec error path (``$.HostConfig.Mounts[0].Type``)."""
+    mi = msgspec.inspect
+    t: Any = _struct_info(typ)
+    for m in _TOKEN.finditer(at):
+        while isinstance(t, mi.UnionType):  # step into the non-null member that has children
+            t = next((x for x in t.types if isinstance(x, (mi.StructType, mi.ListType, mi.DictType))), None)
+        if m.group(1) is not None:
+            if isinstance(t, mi.StructType):
+                t = _struct_info(t.cls)
+            fields = {f.encode_name: f.type for f in getattr(t, "fields", ())}
+            t = fields.get(m.group(1))
+        elif isinstance(t, mi.ListType):
+            t = t.item_type
+        elif isinstance(t, mi.DictType):
+            t = t.value_type
+        else:
+            return None
+        if t is None:
+            return None
+    return t
+
+
 def _message(exc: msgspec.ValidationError, typ: type) -> str:
     text = str(exc)
     m = _EXPECTED.match(text)
@@ -74,6 +125,11 @@ def _message(exc: msgspec.ValidationError, typ: type) -> str:
     at = m.group("at")
     field = _field(at) if at else ""
     want = _go_type(m.group("want"))
+    if at:
+        try:
+            want = _go_name(_type_at(typ, at)) or want
+        except Exception:  # naming the type is a nicety: never let it hide the 400
+            pass
     got = m.group("got")
     if got is None:  # a bound: "Expected `int` <= 9223372036854775807"
         rest = m.group("rest").strip()
