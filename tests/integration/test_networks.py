@@ -261,7 +261,7 @@ def test_bad_input_is_refused_and_leaves_nothing(client, d, net):
     refused(400, client.networks.create, "tbad3", ipam=ipam(subnet="10.231.12.0/24", iprange="10.231.13.0/25"))
     refused(400, client.networks.create, "tbad4", ipam=ipam(subnet="not-a-subnet"))
     assert "already exists" in refused(409, client.networks.create, n)
-    refused(400, client.networks.create, "tbad5", enable_ipv6=True)
+    assert "EnableIPv6" in refused(400, client.networks.create, "tbad5", ipam=ipam(subnet="fd00:231::/64"))
     refused(403, client.networks.get("bridge").remove)
     assert "active endpoints" in refused(409, client.networks.get(n).remove)
     # container create: an address outside the subnet, on the default bridge, a missing network
