@@ -1,0 +1,1 @@
+"""Prometheus metrics for dockyardd (see README.md); the hooks are in :mod:`.hooks`."""
