@@ -67,7 +67,7 @@ def test_requested_bindings():
     ({"PortBindings": {"80/tcp": [{"HostPort": "99999"}]}}, "hostPort"),
     ({"PortBindings": {"80/tcp": [{"HostPort": "9-8"}]}}, "hostPort range"),
     ({"PortBindings": {"80/tcp": [{"HostIp": "localhost"}]}}, "invalid IP address"),
-    ({"PortBindings": {"80/tcp": [{"HostIp": "::1"}]}}, "IPv4"),
+    ({"PortBindings": {"80/tcp": [{"HostIp": "fe80::1::2"}]}}, "invalid IP address"),
     ({"PortBindings": {"80/tcp": "8080"}}, "must be a list"),
     ({"PortBindings": ["80/tcp"]}, "must be an object"),
     ({"PortBindings": {"80/tcp": []}, "NetworkMode": "container:abc"}, "conflicting options: port publishing"),
@@ -75,6 +75,13 @@ def test_requested_bindings():
 def test_bad_bindings_are_400(hc, message):
     with pytest.raises(InvalidArgument, match=message):
         ports.validate({}, hc)
+
+
+def test_ipv6_host_addresses_are_published():
+    hc = {"PortBindings": {"80/tcp": [{"HostIp": "::1", "HostPort": "8080"}], "81/tcp": [{"HostIp": "::"}]}}
+    ports.validate({}, hc)
+    got = {b.host_ip for b in ports.requested({}, hc)}
+    assert got == {"::1", "::"}  # "::" stays: IPv6 only, unlike "" / 0.0.0.0 (both families)
 
 
 def test_bad_exposed_ports_are_400():
