@@ -443,13 +443,13 @@ class ContainerService:
         return ns
 
     def _log_limits(self, c: Container) -> tuple[int, int]:
-        """``--log-opt max-size/max-file`` of the container, else the daemon's ``log-opts``."""
+        """``--log-opt max-size/max-file`` of the container, else the daemon's ``log-opts``: the
+        binary records (the local driver's store, and attach's stream for json-file too, so a
+        client attached to a fast writer reads as before)."""
         opts = (c.host_config.get("LogConfig") or {}).get("Config") or {}
         driver = options.log_driver(c.host_config)
         if driver == "none":  # nothing kept for docker logs: a small buffer that attach reads
             return log_limits(opts, {"max-size": "1m", "max-file": "1"}, driver)
-        if driver == "json-file":  # docker logs reads the json-file; the records are attach's stream
-            return log_limits({}, {"max-size": "1m", "max-file": "2"}, driver)
         size, files = self.log_defaults
         return log_limits(opts, {"max-size": str(size), "max-file": str(files)}, driver)
 

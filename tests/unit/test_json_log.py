@@ -1,0 +1,77 @@
+"""json-file logs (Docker's on-disk format): the escaping reference against Go's rules written
+out by hand, the spec keys the shim reads, and the reader (rotated files, partial records,
+a line the writer is still writing)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from dockyard.drivers.runtime import ContainerSpec
+from dockyard.runtime import spec as specmod
+from dockyard.runtime.logfile import STDERR, STDOUT, JsonLogReader, go_json_string, parse_rfc3339_ns
+
+CORPUS = [  # (bytes of a line, the JSON string moby's jsonlog writes: Go's rules, by hand)
+    (b'say "hi" \\ back\n', r'"say \"hi\" \\ back\n"'),
+    (b"tab\there\rcr\x08\x0c\n", r'"tab\u0009here\rcr\u0008\u000c\n"'),
+    (b"\x00\x01\x1b[0m\x7f\n", '"\\u0000\\u0001\\u001b[0m\x7f\\n"'),
+    (b"<a href=x>&amp;</a>\n", r'"\u003ca href=x\u003e\u0026amp;\u003c/a\u003e\n"'),
+    ("héllo wörld ✓ 🐳\n".encode(), '"héllo wörld ✓ 🐳\\n"'),
+    (b"bad \xff\xfe utf8 \xe2\x82 end\n", r'"bad \ufffd\ufffd utf8 \ufffd\ufffd end\n"'),
+    (b"overlong \xc0\xaf surrogate \xed\xa0\x80 big \xf4\x90\x80\x80\n",
+     r'"overlong \ufffd\ufffd surrogate \ufffd\ufffd\ufffd big \ufffd\ufffd\ufffd\ufffd\n"'),
+    ("sep \u2028 para \u2029 ok\n".encode(), r'"sep \u2028 para \u2029 ok\n"'),
+    ("replacement \ufffd kept\n".encode(), '"replacement \ufffd kept\\n"'),
+    (b"cut at the end \xf0\x9f\x90", r'"cut at the end \ufffd\ufffd\ufffd"'),
+]
+
+
+def test_escaping_matches_gos_rules():
+    for raw, want in CORPUS:
+        assert go_json_string(raw) == want, raw
+        json.loads(want)  # and it is JSON
+
+
+def test_rfc3339nano_parsing():
+    assert parse_rfc3339_ns("1970-01-01T00:00:01Z") == 1_000_000_000
+    assert parse_rfc3339_ns("1970-01-01T00:00:01.5Z") == 1_500_000_000
+    assert parse_rfc3339_ns("2026-12-06T08:00:00.123456789Z") % 1_000_000_000 == 123456789
+
+
+def test_spec_names_the_json_log_only_when_asked(tmp_path):
+    spec = ContainerSpec(id="c1", rootfs=tmp_path, args=["true"])
+    kw = dict(state_dir=tmp_path, log_path=tmp_path / "l", exit_path=tmp_path / "e", init_path="/init")
+    assert b"json_log_path" not in specmod.build(spec, **kw)
+    spec.json_log_path, spec.json_log_max_size, spec.json_log_max_files = tmp_path / "c1-json.log", 1024, 3
+    data = specmod.build(spec, **kw)
+    assert str(tmp_path / "c1-json.log").encode() in data and b"json_log_max_size" in data
+
+
+def rec(log: str, stream: str = "stdout", t: str = "2026-12-06T08:00:00.5Z") -> bytes:
+    return json.dumps({"log": log, "stream": stream, "time": t}, separators=(",", ":")).encode() + b"\n"
+
+
+def test_reader_rotated_files_partials_and_a_line_being_written(tmp_path):
+    p = tmp_path / "c-json.log"
+    (tmp_path / "c-json.log.2").write_bytes(rec("one\n", t="2026-12-06T08:00:01Z"))
+    (tmp_path / "c-json.log.1").write_bytes(rec("tw", t="2026-12-06T08:00:02Z") + rec("o\n", t="2026-12-06T08:00:02Z")
+                                            + rec("err\n", "stderr", "2026-12-06T08:00:03Z"))
+    p.write_bytes(rec("three\n", t="2026-12-06T08:00:04Z") + rec("four\n")[:10])  # the writer is mid-line
+    r = JsonLogReader(p)
+    assert [x.name for x in r.files()] == ["c-json.log.2", "c-json.log.1", "c-json.log"]
+    lines = list(r.lines())
+    assert [(x.stream, x.data) for x in lines] == [(STDOUT, b"one\n"), (STDOUT, b"two\n"), (STDERR, b"err\n"),
+                                                   (STDOUT, b"three\n")]
+    assert [x.data for x in r.tail(2)] == [b"err\n", b"three\n"]
+    since = parse_rfc3339_ns("2026-12-06T08:00:03Z")
+    assert [x.data for x in r.lines(since)] == [b"err\n", b"three\n"]
+
+    async def follow():
+        (tmp_path / "exit").write_text("0 0 0\n")
+        out = []
+        async for x in JsonLogReader(p, tmp_path / "exit").follow(tail=1):
+            out.append(x.data)
+        return out
+
+    assert asyncio.run(follow()) == [b"three\n"]
