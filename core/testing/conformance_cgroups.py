@@ -428,3 +428,16 @@ class CgroupDriverSuite:
         p = spawn(cid, PY, "-c", "b = b'x' * (200 * 1024 * 1024); print(len(b))")
         assert p.wait(timeout=60) == -signal.SIGKILL
         assert cgroup_driver.oom_kills(cid) >= 1
+
+    def test_parent_below_the_driver_s_own_is_never_listed_as_a_container(self, cgroup_driver):
+        """A kubepods-like tree under the driver's parent: its directories are not container
+        ids (startup reconciliation would remove them as stale cgroups)."""
+        cid = "c" + secrets.token_hex(6)
+        cgroup_driver.create(cid, Resources(), parent=f"{cgroup_driver.parent}/pods/p1")
+        try:
+            assert cgroup_driver.path(cid) == f"/{cgroup_driver.parent}/pods/p1/{cid}"
+            listed = cgroup_driver.list()
+            assert cid in listed and "pods" not in listed and "p1" not in listed
+        finally:
+            cgroup_driver.remove(cid)
+        assert cid not in cgroup_driver.list() and "pods" not in cgroup_driver.list()
