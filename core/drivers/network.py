@@ -79,7 +79,7 @@ class Endpoint:
     default_route: bool = True  # set the default route via ``gateway`` (eth0 only)
     link_local: list[str] = field(default_factory=list)  # more addresses ("169.254.8.8/16"): LinkLocalIPs
     address6: str = ""  # "fd00:db8:1::2/64" on networks with IPv6 ("" otherwise)
-    gateway6: str = ""  # IPv6 default route via this address (with ``default_route``)
+    gateway6: str = ""  # IPv6 default route via this address: set only on the endpoint that carries it
     driver_state: dict[str, Any] = field(default_factory=dict)  # the driver's own, e.g. {"host_ifname": "dyv..."}
 
 

@@ -688,7 +688,10 @@ class NetworkService:
                           aliases=list(settings.get("Aliases") or []),
                           link_local=link_local_addresses(settings),
                           address6=f"{ip6}/{rec.prefixlen6()}" if ip6 else "",
-                          gateway6=net.gateway6 if ip6 else "",
+                          # the IPv6 default route: the first non-internal network with IPv6 (maybe
+                          # not eth0's, as Docker picks the IPv6 gateway endpoint on its own)
+                          gateway6=net.gateway6 if ip6 and not net.internal and not any(
+                              getattr(e, "gateway6", "") for e in mine) else "",
                           default_route=not net.internal and not any(e.default_route for e in mine))
             rec.endpoints[epid] = ep
             try:

@@ -375,3 +375,25 @@ def test_dockyard_cli_creates_an_ipv6_network(d):
         assert any(c["Subnet"] == str(sub4) for c in n["IPAM"]["Config"])
     finally:
         d.docker("network", "rm", name)
+
+
+def test_connect_to_an_ipv6_network_brings_the_ipv6_default_route(d, net6):
+    """A container whose first network is IPv4 only gets its IPv6 default route from the IPv6
+    network it joins later (Docker picks the IPv6 gateway endpoint on its own)."""
+    net, subnet = net6
+    plain = f"v4-{uuid.uuid4().hex[:8]}"
+    ok(d, "network", "create", "--subnet", str(free_subnet4()), plain)
+    try:
+        c = ok(d, "run", "-d", "--network", plain, "busybox", "sleep", "300")
+        assert "default" not in ok(d, "exec", c, "ip", "-6", "route")
+        fixed = str(subnet.network_address + 0x42)
+        ok(d, "network", "connect", "--ip6", fixed, net, c)
+        s = inspect(d, c)["NetworkSettings"]["Networks"][net]
+        assert s["GlobalIPv6Address"] == fixed and s["IPv6Gateway"] == str(subnet.network_address + 1)
+        assert f"default via {subnet.network_address + 1}" in ok(d, "exec", c, "ip", "-6", "route")
+        ok(d, "network", "disconnect", net, c)
+        assert "inet6 fd" not in ok(d, "exec", c, "ip", "-6", "addr")
+    finally:
+        for cid in d.docker("ps", "-aq", "--filter", f"network={plain}").stdout.decode().split():
+            d.docker("rm", "-f", cid)
+        d.docker("network", "rm", plain)

@@ -254,7 +254,7 @@ class BridgeDriver:
                 self.bridge_index.pop(name, None)
         gateway = ep.gateway if ep.default_route and ep.gateway else None
         address6 = ipaddress.ip_interface(ep.address6) if getattr(ep, "address6", "") else None
-        gateway6_ = ep.gateway6 if ep.default_route and getattr(ep, "gateway6", "") else None
+        gateway6_ = getattr(ep, "gateway6", "") or None  # set on the endpoint that routes IPv6 only
 
         def inside() -> None:  # in a thread in the container's namespace
             sock = rtnl.Socket()
