@@ -81,6 +81,7 @@ class Box:
     pid: int = 0  # the pid acknowledged for a running container (0: not known)
     codes: set[int] = field(default_factory=set)  # exit codes the state allows
     uncertain: bool = False  # an operation on it got no answer: adopt what the daemon says
+    history: list[str] = field(default_factory=list)  # what happened to it, for the violation reports
 
     def line(self) -> bytes:
         return (f"start-{self.token}" if self.kind == "long" else f"out-{self.token}").encode()
@@ -181,6 +182,7 @@ class Chaos:
         self.broken = False
         self.epoch = 0  # +1 at each kill
         self.inflight_kinds: dict[str, int] = {}
+        self._local = threading.local()
         self.hold_at = operations + 1  # workers take no operation numbered past it
         self.kill_pending = False
         # explicit subnets: the host's default pools may be used up by other daemons' networks
@@ -251,6 +253,7 @@ class Chaos:
                 return None
             box = rng.choice(free)
             self.busy.add(box.id)
+            box.history.append(getattr(self._local, "kind", "?"))
             return box
 
     def release(self, box: Box) -> None:
@@ -354,6 +357,7 @@ class Chaos:
                 self.unexpected("start", status, data)
         except DaemonDown:
             box.uncertain = True
+            box.history.append("cut")
         finally:
             self.release(box)
         return "start"
@@ -381,6 +385,7 @@ class Chaos:
                 self.unexpected(verb, status, data)
         except DaemonDown:
             box.uncertain = True
+            box.history.append("cut")
         finally:
             self.release(box)
         return verb
@@ -397,6 +402,7 @@ class Chaos:
                 self.violation(f"rm -f {box.id[:12]} ({box.state}): {status} {data[:200]!r}")
         except DaemonDown:
             box.uncertain = True
+            box.history.append("cut")
         finally:
             self.release(box)
         return "rm"
@@ -413,6 +419,7 @@ class Chaos:
                 self.unexpected("restart", status, data)
         except DaemonDown:
             box.uncertain = True
+            box.history.append("cut")
         finally:
             self.release(box)
         return "restart"
@@ -443,6 +450,7 @@ class Chaos:
                 self.unexpected("run --rm wait", status, data)
         except DaemonDown:
             box.uncertain = True
+            box.history.append("cut")
         finally:
             self.release(box)
         return "run --rm"
@@ -475,7 +483,8 @@ class Chaos:
         if out and (not out.endswith(b"\n") or any(line != box.line() for line in out[:-1].split(b"\n"))):
             self.violation(f"{where}: partial or foreign logs of {box.id[:12]}: {out[:120]!r}")
         if box.state == "exited" and box.codes == {box.code} and box.kind == "short" and not out:
-            self.violation(f"{where}: {box.id[:12]} exited with its code but its line is not in the logs")
+            self.violation(f"{where}: {box.id[:12]} exited with its code but its line is not in the logs "
+                           f"(history: {', '.join(box.history[-12:])})")
 
     def op_logs(self, rng: random.Random) -> str:
         box = self.checkout(rng, lambda b: b.state in ("running", "exited") and not b.auto_remove)
@@ -560,6 +569,7 @@ class Chaos:
         kind = rng.choices([c for c, _ in choices], [w for _, w in choices])[0]
         with self.lock:
             self.inflight_kinds[kind] = self.inflight_kinds.get(kind, 0) + 1
+        self._local.kind = kind
         try:
             return self._one(rng, kind)
         finally:
@@ -717,6 +727,8 @@ class Chaos:
                     if status == 200:
                         self.check_logs(box, logs, where)
             # adopt what the daemon says (the uncertain ones, and short ones that exited by themselves)
+            if box.uncertain:
+                box.history.append(f"adopted {st['Status']} {st['ExitCode']}")
             box.uncertain = False
             box.name = info["Name"].lstrip("/") if tracked(info["Name"].lstrip("/")) else ""
             if st["Running"]:
