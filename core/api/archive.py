@@ -38,6 +38,8 @@ def _path(request: web.Request) -> str:
     path = request.query.get("path", "")
     if not path:
         raise InvalidArgument("bad parameter: path cannot be empty")
+    if "\x00" in path:  # no file name holds one: a 400, not an error from deep in the walk
+        raise InvalidArgument("bad parameter: path contains a NUL byte")
     return path
 
 

@@ -154,3 +154,10 @@ def test_old_record_with_a_wrong_type_still_inspects(make_daemon, busybox_tar):
     assert hc["CpusetCpus"] == "0" and hc["MemorySwappiness"] is None and hc["Ulimits"] == []
     out = d.docker("inspect", "--format", "{{.HostConfig.CpusetCpus}}", "old")
     assert out.returncode == 0 and out.stdout.strip() == b"0", out.stderr
+
+
+@pytest.mark.parametrize("method", ["HEAD", "GET"])
+def test_archive_path_with_a_nul_byte_is_400(daemon, container, method):
+    """Found by the spec fuzz: ``path=/etc%00x`` was a 500 (ValueError: embedded null byte)."""
+    status, _ = call(daemon, method, f"/containers/{container}/archive?path=/etc%00x")
+    assert status == 400
