@@ -331,6 +331,9 @@ class NetworkService:
         if body.get("EnableIPv4") is False:
             raise InvalidArgument("IPv6-only networks are not supported by this engine (EnableIPv4: false)")
         enable_ipv6 = bool(body.get("EnableIPv6"))
+        ipv6_opt = str((body.get("Options") or {}).get("com.docker.network.enable_ipv6", "")).lower()
+        if ipv6_opt in ("true", "1"):  # moby's netlabel.EnableIPv6 (`-o com.docker.network.enable_ipv6=true`)
+            enable_ipv6 = True
         if body.get("Ingress") or body.get("ConfigOnly") or (body.get("ConfigFrom") or {}).get("Network"):
             raise InvalidArgument("swarm and config-only networks are not supported")
         labels = body.get("Labels") or {}

@@ -156,6 +156,13 @@ def test_fixed_ip6_and_refusals(d, net6):
         assert json.loads(ok(d, "network", "inspect", plain))[0]["EnableIPv6"] is False
     finally:
         d.docker("network", "rm", plain)
+    # moby's option spelling of --ipv6
+    opt = f"v6o-{uuid.uuid4().hex[:6]}"
+    ok(d, "network", "create", "-o", "com.docker.network.enable_ipv6=true", "--subnet", str(free_subnet4()), opt)
+    try:
+        assert json.loads(ok(d, "network", "inspect", opt))[0]["EnableIPv6"] is True
+    finally:
+        d.docker("network", "rm", opt)
     # an IPv6 subnet without --ipv6
     r = d.docker("network", "create", "--subnet", str(free_subnet4()), "--subnet", str(random_subnet6()),
                  f"bad-{uuid.uuid4().hex[:6]}")

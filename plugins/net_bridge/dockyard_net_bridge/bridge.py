@@ -40,7 +40,8 @@ BRIDGE_NAME_OPT = "com.docker.network.bridge.name"
 MTU_OPT = "com.docker.network.driver.mtu"
 MASQ_OPT = "com.docker.network.bridge.enable_ip_masquerade"
 KNOWN_OPTS = {BRIDGE_NAME_OPT, MTU_OPT, MASQ_OPT, "com.docker.network.bridge.enable_icc",
-              "com.docker.network.bridge.host_binding_ipv4", "com.docker.network.bridge.default_bridge"}
+              "com.docker.network.bridge.host_binding_ipv4", "com.docker.network.bridge.default_bridge",
+              "com.docker.network.enable_ipv6"}
 
 
 _local = threading.local()
