@@ -76,10 +76,8 @@ def log_limits(opts: dict[str, str], defaults: dict[str, str], driver: str = "js
     unknown = set(opts) - {"max-size", "max-file", "compress"}
     if unknown:
         raise InvalidArgument(f"unknown log opt '{sorted(unknown)[0]}' for {driver} log driver")
-    compress = str(opts.get("compress", "false")).lower()
-    if compress not in ("false", "0", ""):
-        if compress not in ("true", "1"):
-            raise InvalidArgument(f"error parsing compress log option: {opts['compress']!r} is not a boolean")
+    compress = log_compress(opts)
+    if compress and driver != "json-file":
         raise InvalidArgument(f"log opt compress=true is not supported by the {driver} log driver of this engine")
     merged = {**defaults, **opts}
     try:
@@ -88,7 +86,19 @@ def log_limits(opts: dict[str, str], defaults: dict[str, str], driver: str = "js
         raise InvalidArgument(f"invalid log options: {opts}") from None
     if size < 0 or files < 1:
         raise InvalidArgument("max-size must be >= 0 and max-file >= 1")
+    if compress and (files < 2 or size <= 0):  # Docker's check and text
+        raise InvalidArgument("compress cannot be true when max-file is less than 2 or max-size is not set")
     return size, files
+
+
+def log_compress(opts: dict[str, str]) -> bool:
+    """``--log-opt compress`` (Go's strconv.ParseBool spellings, as Docker)."""
+    value = str(opts.get("compress", "false"))
+    if value in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if value in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    raise InvalidArgument(f'error parsing compress log option: strconv.ParseBool: parsing "{value}": invalid syntax')
 
 
 #: ``POST /containers/{id}/update``: the resource fields moby's UpdateContainer applies
@@ -262,7 +272,8 @@ class ContainerService:
         capabilities.resolve(host_config.get("CapAdd"), host_config.get("CapDrop"))  # unknown names -> 400
         Resources.from_host_config(host_config)  # limits the kernel would refuse -> 400 now
         runtime_opts.validate(host_config, getattr(self.cgroups, "version", 1))  # devices, cgroupns, oom score
-        log_limits((host_config.get("LogConfig") or {}).get("Config") or {}, {"max-size": "0", "max-file": "1"},
+        log_limits((host_config.get("LogConfig") or {}).get("Config") or {},
+                   {"max-size": str(self.log_defaults[0]), "max-file": str(self.log_defaults[1])},
                    options.log_driver(host_config))
         mount_points = mounts.plan(config, host_config, self)  # bad mounts -> 400 before anything exists
         networks = (self.networks.container_networks(host_config, body.get("NetworkingConfig"))
@@ -453,14 +464,14 @@ class ContainerService:
         size, files = self.log_defaults
         return log_limits(opts, {"max-size": str(size), "max-file": str(files)}, driver)
 
-    def _json_log(self, c: Container) -> tuple[Path, int, int] | None:
+    def _json_log(self, c: Container) -> tuple[Path, int, int, bool] | None:
         """json-file: (path, max size, max files) of the file the shim writes in Docker's format."""
         if options.log_driver(c.host_config) != "json-file":
             return None
         opts = (c.host_config.get("LogConfig") or {}).get("Config") or {}
         size, files = self.log_defaults
         size, files = log_limits(opts, {"max-size": str(size), "max-file": str(files)})
-        return self.json_log_path(c), size, files
+        return self.json_log_path(c), size, files, log_compress(opts)
 
     def json_log_path(self, c: Container) -> Path:
         return self.dir(c) / f"{c.id}-json.log"

@@ -118,7 +118,7 @@ def build_spec(
     namespaces: dict[str, str | None],
     default_init: bool = False,
     devices: list[DeviceNode] | None = None,
-    json_log: tuple[Path, int, int] | None = None,
+    json_log: tuple[Path, int, int, bool] | None = None,
 ) -> ContainerSpec:
     hc = host_config
     uid, gid, groups = resolve_user(rootfs, config.get("User") or "", hc.get("GroupAdd"))
@@ -164,6 +164,6 @@ def build_spec(
         log_path=log_path,
         log_max_size=log_max_size,
         log_max_files=log_max_files,
-        **({"json_log_path": json_log[0], "json_log_max_size": json_log[1], "json_log_max_files": json_log[2]}
-           if json_log else {}),
+        **({"json_log_path": json_log[0], "json_log_max_size": json_log[1], "json_log_max_files": json_log[2],
+            "json_log_compress": json_log[3]} if json_log else {}),
     )

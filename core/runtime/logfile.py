@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import calendar
 import contextlib
+import gzip
 import json
 import os
 import struct
@@ -75,6 +76,13 @@ def split_lines(records: Iterable[LogRecord]) -> Iterator[LogRecord]:
         yield LogRecord(stream, ts, data)
 
 
+def _open(p: Path):
+    """A log file for reading: rotated ``.gz`` files (json-file's compress) decompressed."""
+    if p.name.endswith(".gz"):
+        return gzip.open(p, "rb")
+    return open(p, "rb", buffering=1 << 20)
+
+
 class LogReader:
     """Reads a container's log (current file ``path`` plus rotated ``path.N``)."""
 
@@ -89,6 +97,10 @@ class LogReader:
         rotated = []
         for p in self.path.parent.glob(self.path.name + ".*"):
             suffix = p.name[len(self.path.name) + 1:]
+            if suffix.endswith(".gz"):  # json-file's compress=true (a plain file beside it wins)
+                suffix = suffix[:-3]
+                if suffix.isdigit() and p.with_name(p.name[:-3]).exists():
+                    continue
             if suffix.isdigit():
                 rotated.append((int(suffix), p))
         out = [p for _, p in sorted(rotated, reverse=True)]
@@ -100,7 +112,7 @@ class LogReader:
         """All records oldest -> newest with ``since_ns <= ts`` (and ``ts <= until_ns`` if set)."""
         for p in self.files():
             try:
-                f = open(p, "rb", buffering=1 << 20)
+                f = _open(p)
             except FileNotFoundError:
                 continue
             with f:
@@ -143,7 +155,7 @@ class LogReader:
             history: list[LogRecord] = []
             offset = 0
             for p in self.files()[:-1]:
-                with open(p, "rb", buffering=1 << 20) as f:
+                with _open(p) as f:
                     history.extend(r for r, _ in self._scan(f, 0))
             for r, offset in self._scan(cur, 0):
                 history.append(r)

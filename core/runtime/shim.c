@@ -924,6 +924,39 @@ static struct timespec jlog_ts[3];
 static char *jlog_out;
 static size_t jlog_cap;
 
+static int jlog_compress;
+
+/* compress=true: the rotated file src becomes src.gz (gzip -n of the host, waited for, so the
+ * next rotation finds it done), then src is removed; on failure src stays (readers read both) */
+static void jlog_gzip(const char *src)
+{
+    char dst[4200], tmp[4200];
+    snprintf(dst, sizeof dst, "%s.gz", src);
+    snprintf(tmp, sizeof tmp, "%s.gz.tmp", src);
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) return;
+    int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (out < 0) { close(in); return; }
+    pid_t p = fork();
+    if (p == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        if (dup2(in, 0) < 0 || dup2(out, 1) < 0) _exit(127);
+        syscall(SYS_close_range, 3U, ~0U, 0U);
+        char *argv[] = { "gzip", "-c", "-n", NULL }, *envp[] = { NULL };
+        execve("/usr/bin/gzip", argv, envp);
+        execve("/bin/gzip", argv, envp);
+        _exit(127);
+    }
+    close(in);
+    close(out);
+    int st = 1;
+    if (p > 0) while (waitpid(p, &st, 0) < 0 && errno == EINTR) {}
+    if (p > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && rename(tmp, dst) == 0) unlink(src);
+    else unlink(tmp);
+}
+
 static void jlog_rotate(void)
 {
     if (jlog_max_files <= 1) {
@@ -932,16 +965,21 @@ static void jlog_rotate(void)
         return;
     }
     char src[4096], dst[4096];
+    const char *ext = jlog_compress ? ".gz" : "";
     for (long long i = jlog_max_files - 1; i >= 1; i--) {
         if (i == 1) snprintf(src, sizeof src, "%s", jlog_path);
-        else snprintf(src, sizeof src, "%s.%lld", jlog_path, i - 1);
-        snprintf(dst, sizeof dst, "%s.%lld", jlog_path, i);
+        else snprintf(src, sizeof src, "%s.%lld%s", jlog_path, i - 1, ext);
+        snprintf(dst, sizeof dst, "%s.%lld%s", jlog_path, i, i == 1 ? "" : ext);
         rename(src, dst);
     }
     int fd = open(jlog_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     close(jlogfd);
     jlogfd = fd;
     jlog_size = 0;
+    if (jlog_compress) {
+        snprintf(src, sizeof src, "%s.1", jlog_path);
+        jlog_gzip(src);
+    }
 }
 
 /* length of the valid UTF-8 sequence at s (Go's utf8.DecodeRune rules), 0 if invalid */
@@ -1075,6 +1113,7 @@ static int jlog_open(void)
     if (!jlog_path) return 0;
     jlog_max_size = get_ll("json_log_max_size", 0);
     jlog_max_files = get_ll("json_log_max_files", 1);
+    jlog_compress = get_ll("json_log_compress", 0) != 0;
     jlogfd = open(jlog_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (jlogfd < 0) return -1;
     struct stat jst;

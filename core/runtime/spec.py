@@ -225,6 +225,8 @@ def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Pa
         add("json_log_path", str(spec.json_log_path))
         add("json_log_max_size", max(0, spec.json_log_max_size))
         add("json_log_max_files", max(1, spec.json_log_max_files))
+        if spec.json_log_compress:
+            add("json_log_compress", 1)
 
     flags = CLONE_NEWNS
     ns = {**NS_DEFAULT, **spec.namespaces}

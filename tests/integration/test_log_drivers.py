@@ -3,6 +3,7 @@ cri-dockerd links for kubelet, tail -f and node log agents read), rotation, read
 docker logs, the shim writing while the daemon is down; daemon log-driver/log-opts defaults and
 the drivers refused with a 400 that names them."""
 
+import gzip
 import json
 import re
 import subprocess
@@ -128,6 +129,20 @@ def test_rotation_max_size_max_file_and_logs_in_order(d):
     assert ok(d, "logs", "--tail", "2", "jrot") == "line298\nline299\n"
 
 
+def test_rotation_compress_gzips_rotated_files(d):
+    ok(d, "run", "--name", "jgz", "--log-opt", "max-size=1k", "--log-opt", "max-file=3", "--log-opt", "compress=true",
+       "busybox", "sh", "-c", "i=0; while [ $i -lt 300 ]; do echo line$i; i=$((i+1)); done")
+    path = Path(inspect(d, "jgz")["LogPath"])
+    names = sorted(p.name for p in path.parent.glob(path.name + "*"))
+    assert names == [path.name, path.name + ".1.gz", path.name + ".2.gz"]  # as Docker names them
+    older = gzip.decompress(Path(f"{path}.2.gz").read_bytes()) + gzip.decompress(Path(f"{path}.1.gz").read_bytes())
+    logs = [json.loads(line)["log"] for line in (older + path.read_bytes()).splitlines()]
+    out = ok(d, "logs", "jgz")
+    assert out == "".join(logs) and out.endswith("line299\n")
+    first = int(out.split("\n")[0][4:])
+    assert out == "".join(f"line{i}\n" for i in range(first, 300)) and first > 0
+
+
 def test_logs_since_tail_timestamps(d):
     ok(d, "run", "--name", "jts", "busybox", "sh", "-c", "echo one; echo two >&2; echo three")
     recs = records(Path(inspect(d, "jts")["LogPath"]))
@@ -183,8 +198,12 @@ def test_unsupported_drivers_and_options_are_a_400_naming_them(d):
         assert r.returncode != 0 and f"log driver '{driver}' is not supported".encode() in r.stderr, r.stderr
     r = d.docker("run", "--rm", "--log-driver", "nosuch", "busybox", "true")
     assert r.returncode != 0 and b"no log driver named 'nosuch'" in r.stderr
-    r = d.docker("run", "--rm", "--log-opt", "compress=true", "busybox", "true")
-    assert r.returncode != 0 and b"compress" in r.stderr
+    r = d.docker("run", "--rm", "--log-opt", "compress=true", "--log-opt", "max-file=1", "busybox", "true")
+    assert r.returncode != 0 and b"compress cannot be true when max-file is less than 2" in r.stderr
+    r = d.docker("run", "--rm", "--log-opt", "compress=maybe", "busybox", "true")
+    assert r.returncode != 0 and b"error parsing compress log option" in r.stderr
+    r = d.docker("run", "--rm", "--log-driver", "local", "--log-opt", "compress=true", "busybox", "true")
+    assert r.returncode != 0 and b"compress=true is not supported by the local log driver" in r.stderr
     r = d.docker("run", "--rm", "--log-opt", "labels=a", "busybox", "true")
     assert r.returncode != 0 and b"unknown log opt 'labels' for json-file log driver" in r.stderr
     assert d.docker("ps", "-aq").stdout == b""

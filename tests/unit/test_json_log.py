@@ -5,6 +5,7 @@ a line the writer is still writing)."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from pathlib import Path
 
@@ -75,3 +76,14 @@ def test_reader_rotated_files_partials_and_a_line_being_written(tmp_path):
         return out
 
     assert asyncio.run(follow()) == [b"three\n"]
+
+
+def test_reader_reads_compressed_rotated_files(tmp_path):
+    p = tmp_path / "c-json.log"
+    (tmp_path / "c-json.log.2.gz").write_bytes(gzip.compress(rec("one\n")))
+    (tmp_path / "c-json.log.1.gz").write_bytes(b"half-written by gzip")  # the plain file beside it wins
+    (tmp_path / "c-json.log.1").write_bytes(rec("two\n"))
+    p.write_bytes(rec("three\n"))
+    r = JsonLogReader(p)
+    assert [x.name for x in r.files()] == ["c-json.log.2.gz", "c-json.log.1", "c-json.log"]
+    assert [x.data for x in r.lines()] == [b"one\n", b"two\n", b"three\n"]
