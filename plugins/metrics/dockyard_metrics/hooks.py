@@ -2,21 +2,22 @@
 events (``on_event``), and dockerd's ``metrics-addr`` listener (``startup``/``shutdown``).
 
 One daemon per process: the metrics live in this module from ``register_routes`` (the first
-hook the daemon calls) until ``shutdown``.
+hook the daemon calls) until ``shutdown``. aiohttp and prometheus-client are imported by the
+hooks, not by the module: the CLI imports every hook module to find plugin commands.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import Any
-
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
+from typing import TYPE_CHECKING, Any
 
 from dockyard.hookspecs import hookimpl
 
-from .metrics import Metrics
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from .metrics import Metrics
 
 log = logging.getLogger("dockyard.metrics")
 
@@ -27,11 +28,16 @@ _runner: web.AppRunner | None = None
 def _get(daemon: Any) -> Metrics:
     global _metrics
     if _metrics is None or _metrics.daemon is not daemon:
+        from .metrics import Metrics
+
         _metrics = Metrics(daemon)
     return _metrics
 
 
 async def _serve(request: web.Request) -> web.Response:
+    from aiohttp import web
+    from prometheus_client import CONTENT_TYPE_LATEST
+
     if _metrics is None:
         raise web.HTTPServiceUnavailable(text="metrics are not initialised")
     return web.Response(body=_metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -64,6 +70,8 @@ def is_loopback(host: str) -> bool:
 
 @hookimpl
 def register_routes(daemon: Any) -> Any:
+    from aiohttp import web
+
     _get(daemon)
     return [web.get("/metrics", _serve)]
 
@@ -98,6 +106,8 @@ async def startup(daemon: Any) -> None:
     if not is_loopback(host):
         log.warning("metrics-addr %s is not a loopback address: anyone who can reach it reads the "
                     "metrics without authentication", addr)
+    from aiohttp import web
+
     app = web.Application()
     app.router.add_get("/metrics", _serve)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
