@@ -313,7 +313,8 @@ def _log_task_error(task: asyncio.Task[Any]) -> None:
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            # UTC, as the Z says (dockerd's logrus JSON lines are RFC 3339 too)
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -378,11 +379,16 @@ async def serve(config: cfg.DaemonConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    from . import sdnotify
+
     try:
+        sdnotify.status("starting")
         await daemon.start()
         log.info("dockyardd %s ready (pid %d)", __version__, os.getpid())
+        sdnotify.ready(f"dockyardd {__version__}: API serving on {', '.join(config.hosts)}")
         await stop.wait()
     finally:
+        sdnotify.stopping("shutting down")
         await daemon.stop()
 
 
@@ -423,7 +429,7 @@ FLAG_FIELDS = {
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-H", "--host", multiple=True, metavar="URL",
-              help=f"Address to listen on: unix:///path, tcp://host:port (repeatable; default {cfg.DEFAULT_HOST})")
+              help=f"Address to listen on: unix:///path, tcp://host:port, fd:// (systemd socket activation) (repeatable; default {cfg.DEFAULT_HOST})")
 @click.option("--data-root", type=click.Path(path_type=Path), help="Persistent state (default /var/lib/dockyard)")
 @click.option("--exec-root", type=click.Path(path_type=Path), help="Runtime state (default /run/dockyard)")
 @click.option("-p", "--pidfile", type=click.Path(path_type=Path), help="Pid file (default <exec-root>/dockyardd.pid)")
@@ -461,6 +467,10 @@ def cli(ctx: click.Context, config_file: Path | None, **params: Any) -> None:
     """dockyardd: the Dockyard container engine daemon (Docker Engine API)."""
     from click.core import ParameterSource
 
+    # after click has parsed the arguments: --help and --version (eager) work for any user, as dockerd's
+    if os.geteuid() != 0:
+        click.echo("dockyardd: error: the daemon must run as root", err=True)
+        sys.exit(1)
     flags: dict[str, Any] = {}
     for param, value in params.items():
         source = ctx.get_parameter_source(param)
@@ -480,9 +490,6 @@ def cli(ctx: click.Context, config_file: Path | None, **params: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    if os.geteuid() != 0:
-        click.echo("dockyardd: error: the daemon must run as root", err=True)
-        sys.exit(1)
     cli.main(args=argv, prog_name="dockyardd")
 
 

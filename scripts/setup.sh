@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(busybox-static tini runc iproute2 nftables libnftables1 iptables skopeo umoci
+APT_PACKAGES=(busybox-static systemd tini runc iproute2 nftables libnftables1 iptables skopeo umoci
               python3-venv python3-dev gcc libc6-dev curl docker-registry apache2-utils
               docker-compose)
 missing=()

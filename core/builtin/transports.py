@@ -129,3 +129,88 @@ class TCPTransport:
 
     async def close(self) -> None:
         pass
+
+
+SD_LISTEN_FDS_START = 3
+
+
+def listen_fds(unset_environment: bool = True) -> list[tuple[int, str]]:
+    """``sd_listen_fds_with_names(3)``: the sockets a service manager passed us (fd 3 on), each
+    with its name from ``LISTEN_FDNAMES`` ("unknown" without one). Only when ``LISTEN_PID`` is
+    our pid; the variables are unset after reading (as ``sd_listen_fds(1)``), so children
+    (shims, containers) never see them. The fds get close-on-exec."""
+    env = os.environ
+    try:
+        pid = int(env.get("LISTEN_PID", ""))
+        count = int(env.get("LISTEN_FDS", ""))
+    except ValueError:
+        pid, count = 0, 0
+    names = env.get("LISTEN_FDNAMES", "").split(":") if env.get("LISTEN_FDNAMES") else []
+    if unset_environment:
+        for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            env.pop(var, None)
+    if pid != os.getpid() or count <= 0:
+        return []
+    fds = []
+    for i in range(count):
+        fd = SD_LISTEN_FDS_START + i
+        os.set_inheritable(fd, False)
+        fds.append((fd, names[i] if i < len(names) and names[i] else "unknown"))
+    return fds
+
+
+class FDTransport:
+    """``fd://``: sockets passed by systemd socket activation (``dockyard.socket``), as dockerd's
+    ``-H fd://``. ``fd://`` serves every passed socket; ``fd://NAME`` the one named NAME in
+    ``LISTEN_FDNAMES`` (the unit's ``FileDescriptorName=``); ``fd://N`` (digits) fd N, as dockerd."""
+
+    scheme = "fd"
+
+    def __init__(self, config: dict[str, Any], root: Path, state: Path) -> None:
+        if config:
+            raise ConfigError(f"plugins.fd: unknown option(s): {', '.join(config)}")
+        self.fds = listen_fds()
+        self.taken: set[int] = set()
+        self.sockets: list[socket.socket] = []
+
+    async def site(self, runner: web.AppRunner, url: str, daemon: DaemonConfig) -> web.BaseSite:
+        if not self.fds:
+            raise ConfigError(f"{url}: no sockets were passed to the daemon (LISTEN_FDS unset or for "
+                              "another process): -H fd:// is for socket activation (dockyard.socket)")
+        want = url.split("://", 1)[1].strip("/")
+        if not want or want == "*":
+            chosen = [fd for fd, _ in self.fds if fd not in self.taken]
+        elif want.isdigit():
+            chosen = [fd for fd, _ in self.fds if fd == int(want)]
+        else:
+            chosen = [fd for fd, name in self.fds if name == want]
+        if not chosen:
+            have = ", ".join(f"{fd}={name}" for fd, name in self.fds)
+            raise ConfigError(f"{url}: no such passed socket (passed: {have})")
+        first: web.BaseSite | None = None
+        for fd in chosen:
+            if fd in self.taken:
+                continue
+            sock = socket.socket(fileno=fd)
+            if sock.type != socket.SOCK_STREAM:
+                sock.detach()
+                raise ConfigError(f"{url}: passed fd {fd} is not a stream socket")
+            sock.setblocking(False)
+            site = web.SockSite(runner, sock, backlog=LISTEN_BACKLOG)
+            await site.start()
+            self.taken.add(fd)
+            self.sockets.append(sock)
+            log.info("API listening on passed socket fd %d (%s)", fd, site.name)
+            first = first or site
+        if first is None:
+            raise ConfigError(f"{url}: the passed socket(s) {chosen} are already served by another -H fd://")
+        return first
+
+    async def close(self) -> None:
+        """The sockets belong to the service manager: never unlink their paths."""
+        for sock in self.sockets:
+            try:
+                sock.close()
+            except OSError:
+                pass
+        self.sockets.clear()
