@@ -152,3 +152,22 @@ def test_unmatched_route_label():
             raise RuntimeError("not resolved")
 
     assert route_label(NoRoute()) == "unmatched"
+
+
+@pytest.mark.privileged
+def test_metrics_addr_from_the_config_file(make_daemon, tmp_path):
+    port = free_port()
+    conf = tmp_path / "dockyardd.toml"
+    conf.write_text(f'metrics-addr = "127.0.0.1:{port}"\n')
+    d = make_daemon("--config-file", str(conf))
+    wait_for(lambda: _accepts(port))
+    text, _ = scrape_addr(port)
+    assert value(text, "dockyard_engine_info") == 1
+    assert "not a loopback address" not in d.log()
+
+
+@pytest.mark.privileged
+def test_a_malformed_metrics_addr_stops_the_daemon(make_daemon):
+    d = make_daemon("--metrics-addr", "127.0.0.1", start=False)
+    with pytest.raises(RuntimeError, match="expected HOST:PORT"):
+        d.start()
