@@ -1,6 +1,6 @@
-"""The FORWARD accepts of the bridge driver (firewall.ForwardAccepts) without root: which command
-runs for which family (ip6tables for the bridges of IPv6 networks), only while the chain's
-policy is DROP. subprocess and nftables are faked."""
+"""The bridge driver's firewall without root: the ip6 table of IPv6 networks (firewall.render) and
+the FORWARD accepts (firewall.ForwardAccepts): which command runs for which family (ip6tables for
+the bridges of IPv6 networks), only while the chain's policy is DROP. subprocess and nftables are faked."""
 
 from __future__ import annotations
 
@@ -41,3 +41,18 @@ def test_ip6_accepts_use_ip6tables_while_the_ipv6_forward_policy_is_drop(monkeyp
     acc = firewall.ForwardAccepts(FakeNft("accept"), "dockyard_t", "ip6")
     acc.sync(["dy-v6"])
     assert not [c for c in calls if "-I" in c]
+
+
+def test_ip6_table_mirrors_the_ip_one_for_ipv6_networks():
+    nets = [firewall.NetRules("dy-a", "10.1.0.0/24", False, True, "fd00:a::/64"),
+            firewall.NetRules("dy-i", "10.2.0.0/24", True, True, "fd00:b::/64"),
+            firewall.NetRules("dy-4", "10.3.0.0/24", False, True)]
+    text = firewall.render("t", nets, "ip6")
+    assert text.startswith("table ip6 t {")
+    assert 'ip6 saddr fd00:a::/64 oifname != "dy-a" masquerade' in text
+    assert "fd00:b::/64" not in text  # internal: no NAT66
+    assert '"dy-4"' not in text  # an IPv4-only network has no IPv6 rules
+    assert 'iifname "dy-a" oifname { "dy-i" } drop' in text and 'iifname "dy-i" drop' in text  # isolation
+    assert 'iifname "dy-a" ip6 daddr ::1 drop' in text
+    v4 = firewall.render("t", nets)
+    assert "ip6" not in v4 and 'ip saddr 10.3.0.0/24 oifname != "dy-4" masquerade' in v4
