@@ -32,12 +32,17 @@ MISSING = _Missing()
 class Struct:
     """A Go struct (docker's formatter context): fixed fields, methods with arguments."""
 
-    def __init__(self, type_name: str, fields: dict[str, Any], methods: dict[str, Callable[..., Any]] | None = None):
+    def __init__(self, type_name: str, fields: dict[str, Any], methods: dict[str, Callable[..., Any]] | None = None,
+                 json: dict[str, Any] | None = None):
         self.type_name = type_name
         self.fields = fields
         self.methods = methods or {}
+        self.json = json
 
     def to_json(self) -> dict[str, Any]:
+        """docker's contexts marshal a map of their fields (sorted keys); ``json`` overrides."""
+        if self.json is not None:
+            return self.json
         return {k: self.fields[k] for k in sorted(self.fields)}
 
 
@@ -396,7 +401,9 @@ def _string_map(d: dict[Any, Any]) -> bool:
 
 def f_index(item: Any, *indexes: Any) -> Any:
     for ix in indexes:
-        if item is None or item is MISSING:
+        if item is None:
+            return ""  # a null labels map: docker indexes the typed (nil) map[string]string
+        if item is MISSING:
             raise TemplateError("error calling index: index of untyped nil")
         if isinstance(item, dict):
             if not isinstance(ix, str):
@@ -463,20 +470,40 @@ def _eval_args_str(args: tuple[Any, ...]) -> str:
     return sprint(*args)
 
 
-def to_json_value(v: Any) -> Any:
+# keys whose JSON objects Go types as maps (marshalled with sorted keys); other objects are structs
+MAP_KEYS = {"Labels", "Options", "DriverOpts", "Details", "Sysctls", "StorageOpt", "Tmpfs", "Annotations",
+            "ExposedPorts", "Volumes", "Ports", "Networks", "LogConfig.Config", "Config.Labels", "Data"}
+
+
+def to_json_value(v: Any, key: str | None = None, top: bool = True) -> Any:
+    """Plain JSON data for ``v``. Go marshals maps with sorted keys: the value itself when it is a
+    string map (``json .Config.Labels``), and objects under :data:`MAP_KEYS` names."""
     if isinstance(v, Struct):
-        return {k: to_json_value(x) for k, x in v.to_json().items()}
+        return {k: to_json_value(x, k, False) for k, x in v.to_json().items()}
     if v is MISSING:
         return None
     if isinstance(v, dict):
-        return {k: to_json_value(x) for k, x in v.items()}
+        sort = bool(v) and ((top and _string_map(v)) or key in MAP_KEYS)
+        items = sorted(v.items()) if sort else v.items()
+        return {k: to_json_value(x, k, False) for k, x in items}
     if isinstance(v, (list, tuple)):
-        return [to_json_value(x) for x in v]
+        return [to_json_value(x, None, False) for x in v]
     return v
 
 
+def go_json(v: Any, escape_html: bool = True) -> str:
+    """Go's encoding/json: compact; ``<>&`` as \\u003c... unless escape_html is off."""
+    s = json.dumps(to_json_value(v), separators=(",", ":"), ensure_ascii=False)
+    s = s.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    if escape_html:
+        s = s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return s
+
+
 def docker_json(v: Any) -> str:
-    return json.dumps(to_json_value(v), separators=(",", ":"), ensure_ascii=False)
+    """docker's ``json`` function (SetEscapeHTML(false)); a formatter context marshals itself
+    with json.Marshal, which escapes HTML."""
+    return go_json(v, escape_html=isinstance(v, Struct))
 
 
 def _need_str(name: str, v: Any, pos: int = 1) -> str:
@@ -736,13 +763,15 @@ class Template:
         self.root = _Parser(self).parse()
 
     def execute(self, data: Any, funcs: dict[str, Callable[..., Any]] | None = None,
-                missing_key_error: bool = False) -> str:
+                missing_key_error: bool = False, root_type: str | None = None) -> str:
         """``missing_key_error``: Go's ``missingkey=error`` (docker inspect's raw-JSON pass), except on
         string-valued maps (labels, options: Go structs type them map[string]string)."""
         ex = _Exec(self, data, dict(self.funcs, **(funcs or {})))
-        ex.missing_key_error = missing_key_error
-        ex.walk_list(self.root, data)
-        return "".join(ex.out)
+        try:
+            return ex.run(self.root, data, missing_key_error, root_type)
+        except TemplateError as exc:
+            exc.partial = "".join(ex.out)  # type: ignore[attr-defined]  (what Go wrote before failing)
+            raise
 
 
 class _Parser:
@@ -1002,18 +1031,24 @@ class _Parser:
         node: Node
         if t.kind == "field":
             names = [t.text[1:]]
+            at = t.pos
             while (n := p.peek()) is not None and n.kind == "field":
+                if len(names) == 1:
+                    at = n.pos  # Go positions a chain at its second field
                 p.next()
                 names.append(n.text[1:])
-            return Field(names, t.pos)
+            return Field(names, at)
         if t.kind == "variable":
             if t.text not in self.vars[-1]:
                 raise self.error(f"undefined variable \"{t.text}\"", pos)
             names = []
+            at = t.pos
             while (n := p.peek()) is not None and n.kind == "field":
+                if not names:
+                    at = n.pos
                 p.next()
                 names.append(n.text[1:])
-            return Var(t.text, names, t.pos)
+            return Var(t.text, names, at)
         if t.kind == "dot":
             node = Dot(t.pos)
         elif t.kind == "string":
@@ -1125,6 +1160,8 @@ class _Exec:
         self.funcs = funcs
         self.node: Node | None = None
         self.missing_key_error = False
+        self.root: Any = None
+        self.root_type: str | None = None
 
     def error(self, msg: str, node: Node | None = None) -> TemplateError:
         node = node or self.node
@@ -1132,6 +1169,12 @@ class _Exec:
         pos = node.pos if node else 0
         where = f"{_line_of(src, pos)}:{_col_of(src, pos)}"
         return TemplateError(f"template: {self.t.name}:{where}: executing \"{self.t.name}\" at <{node}>: {msg}")
+
+    def run(self, root: list[Node], data: Any, missing_key_error: bool, root_type: str | None) -> str:
+        self.missing_key_error = missing_key_error
+        self.root, self.root_type = data, root_type
+        self.walk_list(root, data)
+        return "".join(self.out)
 
     def walk_list(self, nodes: list[Node], dot: Any) -> None:
         for n in nodes:
@@ -1325,6 +1368,8 @@ class _Exec:
         if isinstance(receiver, dict):
             if has_args:
                 raise self.error(f"{name} is not a method but has arguments", node)
+            if name not in receiver and self.root_type and receiver is self.root:
+                raise self.error(f"can't evaluate field {name} in type {self.root_type}", node)
             if name not in receiver and self.missing_key_error and not _string_map(receiver):
                 raise self.error(f"map has no entry for key \"{name}\"", node)
             return receiver.get(name, MISSING)
@@ -1401,7 +1446,7 @@ def docker_format(fmt: str, default_table: str) -> tuple[bool, str]:
     return is_table, final
 
 
-def format_rows(fmt: str | None, rows: list[Any], headers: dict[str, str], default_table: str) -> str:
+def format_rows(fmt: str | None, rows: list[Any], headers: dict[str, str], default_table: str) -> str:  # pragma: no cover
     """What docker prints for a list command's ``--format``: each row through the template plus a
     newline; a table gets the header (the same template run on the header names) and tabwriter."""
     is_table, src = docker_format(fmt or "table", default_table)

@@ -14,6 +14,7 @@ import click
 from .client import APIError, Client, ClientError, q
 from .options import filter_dict
 from .output import FORMAT_HELP, emit_json, human_duration, human_size, output, render_template, table
+from .templates import print_inspect, print_rows
 
 
 def register(cli: click.Group) -> None:
@@ -100,11 +101,49 @@ def images(client: Client, repository: str | None, all_: bool, digests: bool, fi
             (d.split("@")[0], "<none>") for d in repo_digests[:1]] or [("<none>", "<none>")]
         for repo, t in pairs:
             digest = next((d.split("@", 1)[1] for d in repo_digests if d.split("@")[0] == repo), "<none>")
-            row = [repo, t] + ([digest] if digests else []) + [
-                short(i["Id"], no_trunc), ago(i.get("Created") or 0), human_size(i.get("Size") or 0)]
-            rows.append(row)
-    columns = ["REPOSITORY", "TAG"] + (["DIGEST"] if digests else []) + ["IMAGE ID", "CREATED", "SIZE"]
-    output(fmt, items, columns, rows)
+            rows.append(image_row(i, repo, t, digest, no_trunc))
+    default = "{{.Repository}}\t{{.Tag}}" + ("\t{{.Digest}}" if digests else "") + \
+        "\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    print_rows(fmt, rows, IMAGE_HEADERS, default)
+
+
+IMAGE_HEADERS = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
+                 "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE", "Containers": "CONTAINERS",
+                 "VirtualSize": "SIZE", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE"}
+
+
+def image_row(i: dict[str, Any], repo: str, tag: str, digest: str, no_trunc: bool = False) -> Any:
+    """docker's ``*formatter.ImageContext`` for ``images --format``."""
+    from .templates import go_time, row
+
+    def na(key: str, size: bool = True) -> str:
+        v = i.get(key)
+        if v is None or v == -1:
+            return "N/A"
+        return human_size(v) if size else str(v)
+
+    return row("*formatter.imageContext", {
+        "Containers": na("Containers", size=False),
+        "CreatedAt": go_time(i.get("Created") or 0),
+        "CreatedSince": ago(i.get("Created") or 0),
+        "Digest": digest,
+        "ID": short(i["Id"], no_trunc),
+        "Repository": repo,
+        "SharedSize": na("SharedSize"),
+        "Size": human_size(i.get("Size") or 0),
+        "Tag": tag,
+        "UniqueSize": "N/A" if i.get("SharedSize") in (None, -1) else human_size((i.get("Size") or 0) - i["SharedSize"]),
+        "VirtualSize": human_size4(i.get("VirtualSize", i.get("Size")) or 0),
+    })
+
+
+def human_size4(n: float) -> str:
+    """go-units HumanSize: four significant digits (docker's VirtualSize)."""
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 1000 or unit == "PB":
+            return f"{n:.4g}{unit}"
+        n /= 1000
+    return f"{n}PB"
 
 
 @click.command("inspect")
@@ -120,11 +159,7 @@ def inspect(client: Client, names: tuple[str, ...], fmt: str | None) -> None:
         except APIError as exc:
             click.echo(f"Error response from daemon: {exc.message}", err=True)
             failed = True
-    if fmt and fmt != "json":
-        for r in results:
-            click.echo(render_template(fmt, r))
-    else:
-        emit_json(results)
+    print_inspect(fmt, results)
     if failed:
         sys.exit(1)
 

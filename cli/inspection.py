@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
@@ -16,11 +15,9 @@ from .templates import render
 
 def emit_inspect(results: list[Any], fmt: str | None) -> None:
     """docker inspect's output: a JSON array, or the template once per result."""
-    if fmt and fmt != "json":
-        for r in results:
-            click.echo(render(fmt, r))
-    else:
-        click.echo(json.dumps(results, indent=4))
+    from .templates import print_inspect
+
+    print_inspect(fmt, results)
 
 
 @command("inspect")

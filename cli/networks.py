@@ -10,7 +10,7 @@ import click
 
 from .client import APIError, Client, q
 from .options import filter_dict, key_values
-from .output import emit_json, output, render_template
+from .output import emit_json
 
 IP_OPTIONS = [
     click.option("--ip", help="IPv4 address (e.g., 172.30.100.104) on the container's user-defined network"),
@@ -50,9 +50,21 @@ def ls(client: Client, filters: tuple[str, ...], fmt: str | None, quiet: bool, n
         for i in ids:
             click.echo(i)
         return
-    rows = [{"ID": i, "Name": n["Name"], "Driver": n["Driver"], "Scope": n["Scope"], **n} for i, n in zip(ids, nets)]
-    output(fmt, rows, ["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
-           [[r["ID"], r["Name"], r["Driver"], r["Scope"]] for r in rows])
+    from .templates import go_time, labels_text, print_rows, row
+
+    def b(v: Any) -> str:
+        return "true" if v else "false"
+
+    rows = [row("*network.networkContext", {
+        "CreatedAt": go_time(n.get("Created")), "Driver": n.get("Driver") or "", "ID": i,
+        "IPv4": b(n.get("EnableIPv4")), "IPv6": b(n.get("EnableIPv6")), "Internal": b(n.get("Internal")),
+        "Labels": labels_text(n.get("Labels")), "Name": n.get("Name") or "", "Scope": n.get("Scope") or "",
+    }, n.get("Labels") or {}) for i, n in zip(ids, nets)]
+    print_rows(fmt, rows, NETWORK_HEADERS, "{{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}")
+
+
+NETWORK_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv4": "IPV4",
+                   "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT"}
 
 
 @network.command("inspect")
@@ -68,11 +80,9 @@ def inspect(client: Client, networks: tuple[str, ...], fmt: str | None) -> None:
         except APIError as exc:
             click.echo(f"Error: {exc.message}", err=True)
             failed = True
-    if fmt:
-        for n in found:
-            click.echo(render_template(fmt, n))
-    else:
-        emit_json(found)
+    from .templates import print_inspect
+
+    print_inspect(fmt, found)
     if failed:
         raise SystemExit(1)
 

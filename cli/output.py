@@ -30,23 +30,11 @@ def go_str(value: Any) -> str:
 
 
 def render_template(template: str, row: Any) -> str:
-    """``{{.A.B}}``, ``{{json .A}}``, ``{{.}}``, with Go's printing of values."""
+    """``template`` run by Go's text/template rules (:mod:`.gotemplate`), with ``\\t``/``\\n``
+    replaced as docker does. Raises :class:`.gotemplate.TemplateError` with Go's message."""
+    from .gotemplate import Template
 
-    def lookup(path: str) -> Any:
-        value = row
-        for part in path.strip().strip(".").split("."):
-            if part:
-                value = value.get(part) if isinstance(value, dict) else None
-        return value
-
-    def repl(m: re.Match[str]) -> str:
-        expr = m.group(1).strip()
-        if expr.startswith("json "):
-            return json.dumps(lookup(expr[5:]), separators=(",", ":"))
-        value = lookup(expr)
-        return "" if value is None and expr != "." else go_str(value)
-
-    return re.sub(r"\{\{-?(.*?)-?\}\}", repl, template).replace("\\t", "\t").replace("\\n", "\n")
+    return Template(template.replace("\\t", "\t").replace("\\n", "\n")).execute(row)
 
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -64,8 +52,14 @@ def output(fmt: str | None, items: list[dict[str, Any]], columns: Sequence[str],
     if fmt == "json":
         emit_json(items)
     elif fmt and fmt != "table":
-        for item in items:
-            click.echo(render_template(fmt, item))
+        from .gotemplate import TemplateError
+
+        try:
+            for item in items:
+                click.echo(render_template(fmt, item))
+        except TemplateError as exc:
+            click.echo(f"template parsing error: {exc}", err=True)
+            raise SystemExit(1) from None
     else:
         table(columns, rows)
 

@@ -13,13 +13,13 @@ from .client import Client
 from .docker_command import command
 from .options import filter_dict
 from .output import human_duration, human_size
-from .templates import ellipsis, print_rows
+from .templates import ellipsis, print_rows, row
 
 
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
               "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
               "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
-              "LocalVolumes": "LOCAL VOLUMES"}
+              "LocalVolumes": "LOCAL VOLUMES", "Platform": "PLATFORM"}
 
 
 PS_DEFAULT = "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
@@ -41,9 +41,9 @@ def ps_row(c: Mapping[str, Any], no_trunc: bool = False, now: float | None = Non
     command = c.get("Command") or ""
     created = c.get("Created") or 0
     names = [n.lstrip("/") for n in c.get("Names") or [] if "/" not in n.lstrip("/")]
-    size = ""
-    if "SizeRw" in c:
-        size = human_size(c.get("SizeRw") or 0) + f" (virtual {human_size(c.get('SizeRootFs') or 0)})"
+    size = human_size(c.get("SizeRw") or 0)  # docker: "0B" without --size
+    if c.get("SizeRootFs"):
+        size += f" (virtual {human_size(c.get('SizeRootFs') or 0)})"
     return {
         "Command": json.dumps(command if no_trunc else ellipsis(command, 20), ensure_ascii=False),
         "CreatedAt": datetime.fromtimestamp(created).astimezone().strftime("%Y-%m-%d %H:%M:%S %z %Z"),
@@ -87,5 +87,7 @@ def ps(client: Client, all_: bool, filters: tuple[str, ...], fmt: str | None, la
         for r in rows:
             click.echo(r["ID"])
         return
+    structs = [row("*formatter.ContainerContext", dict(r, Platform=None), c.get("Labels") or {})
+               for r, c in zip(rows, items)]
     default = PS_DEFAULT + ("\t{{.Size}}" if size else "")
-    print_rows(fmt, rows, PS_HEADERS, default)
+    print_rows(fmt, structs, PS_HEADERS, default, ("failed to parse template: ", "failed to execute template: "))

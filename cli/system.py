@@ -18,16 +18,39 @@ def register(cli: click.Group) -> None:
         cli.add_command(command)
 
 
+def client_version() -> dict[str, Any]:
+    """The ``Client`` half of docker version's template data, for this CLI."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+
+    try:
+        mine = dist_version("dockyard")
+    except PackageNotFoundError:
+        mine = "unknown"
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    return {"Version": mine, "ApiVersion": "1.44", "DefaultAPIVersion": "1.44", "GitCommit": "",
+            "GoVersion": "python" + platform.python_version(), "Os": "linux", "Arch": arch,
+            "BuildTime": "", "Context": "default"}
+
+
 @click.command()
 @click.option("-f", "--format", "fmt", help=FORMAT_HELP)
 @click.pass_obj
 def version(client: Client, fmt: str | None) -> None:
     """Show the daemon's version."""
     v = client.get("/version")
-    if fmt == "json":
-        return emit_json(v)
     if fmt:
-        return click.echo(render_template(fmt, v))
+        from .gotemplate import Struct, go_json
+        from .templates import print_one
+
+        mine = client_version()
+        c = Struct("system.clientVersion", {("APIVersion" if k == "ApiVersion" else k): x for k, x in mine.items()},
+                   json=mine)
+        server = {k: x for k, x in v.items() if x or k not in ("Experimental", "BuildTime")}  # omitempty
+        info = Struct("system.versionInfo", {"Client": c, "Server": server})
+        if fmt == "json":
+            return click.echo(go_json(info.fields))
+        return print_one(fmt, info, name="version")
     rows = [
         ("Server", v.get("Platform", {}).get("Name", "")),
         ("Version", v.get("Version")),
@@ -49,7 +72,9 @@ def info(client: Client, fmt: str | None) -> None:
     if fmt == "json":
         return emit_json(i)
     if fmt:
-        return click.echo(render_template(fmt, i))
+        from .templates import print_one
+
+        return print_one(fmt, i, name="info")
     lines = [
         ("Server Version", i.get("ServerVersion")),
         ("Containers", i.get("Containers")),
@@ -83,8 +108,8 @@ def info(client: Client, fmt: str | None) -> None:
 
 
 @click.command()
-@click.option("--since", help="Show events since this time (unix seconds or a duration like 10m)")
-@click.option("--until", help="Stop at this time (unix seconds or a duration like 10m)")
+@click.option("--since", help="Show all events created since timestamp (RFC 3339, unix seconds, or a duration like 10m)")
+@click.option("--until", help="Stream events until this timestamp (RFC 3339, unix seconds, or a duration like 10m)")
 @click.option("-f", "--filter", "filters", multiple=True, help="key=value, e.g. type=container, event=start")
 @click.option("--format", "fmt", help="json, or a template like '{{.Type}} {{.Action}}'")
 @click.pass_obj
@@ -121,10 +146,8 @@ def plugins(client: Client, fmt: str | None) -> None:
 
 
 def to_timestamp(value: str | None) -> str | None:
-    """Unix seconds pass through; ``10m``/``2h``/``30s`` mean that long ago."""
-    if not value:
-        return None
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if value[-1] in units and value[:-1].replace(".", "", 1).isdigit():
-        return f"{time.time() - float(value[:-1]) * units[value[-1]]:.9f}"
-    return value
+    """docker's ``--since``/``--until``: converted to unix seconds here, as the docker CLI does
+    (a zone-less time is local time; see dockyard_cli.timestamps)."""
+    from .logs import to_unix
+
+    return to_unix(value)

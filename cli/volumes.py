@@ -12,7 +12,7 @@ import click
 
 from .client import APIError, Client, q
 from .options import filter_dict, key_values
-from .output import output, prune_report, render_template
+from .output import prune_report
 
 # -- run/create flags ---------------------------------------------------------------------------
 
@@ -158,7 +158,23 @@ def ls(client: Client, filters: tuple[str, ...], fmt: str | None, quiet: bool) -
         for v in volumes:
             click.echo(v["Name"])
         return
-    output(fmt, volumes, ["DRIVER", "VOLUME NAME"], [(v["Driver"], v["Name"]) for v in volumes])
+    from .templates import labels_text, print_rows, row
+
+    def na(v: Any) -> str:
+        return "N/A" if v in (None, "") else str(v)
+
+    rows = [row("*formatter.volumeContext", {
+        "Availability": "N/A", "Driver": v.get("Driver") or "", "Group": "N/A",
+        "Labels": labels_text(v.get("Labels")), "Links": na(((v.get("UsageData") or {}).get("RefCount"))),
+        "Mountpoint": v.get("Mountpoint") or "", "Name": v.get("Name") or "", "Scope": v.get("Scope") or "",
+        "Size": "N/A", "Status": "N/A",
+    }, v.get("Labels") or {}) for v in volumes]
+    print_rows(fmt, rows, VOLUME_HEADERS, "{{.Driver}}\t{{.Name}}")
+
+
+VOLUME_HEADERS = {"Name": "VOLUME NAME", "Driver": "DRIVER", "Scope": "SCOPE", "Mountpoint": "MOUNTPOINT",
+                  "Labels": "LABELS", "Links": "LINKS", "Size": "SIZE", "Availability": "AVAILABILITY",
+                  "Group": "GROUP", "Status": "STATUS"}
 
 
 @volume.command("inspect")
@@ -174,11 +190,9 @@ def inspect(client: Client, fmt: str | None, names: tuple[str, ...]) -> None:
         except APIError as exc:
             click.echo(f"Error: No such volume: {name}" if exc.status == 404 else str(exc), err=True)
             failed = True
-    if fmt and fmt != "json":
-        for r in results:
-            click.echo(render_template(fmt, r))
-    else:
-        click.echo(json.dumps(results, indent=4))
+    from .templates import print_inspect
+
+    print_inspect(fmt, results, root_type="volume.Volume")
     if failed:
         sys.exit(1)
 
