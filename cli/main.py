@@ -45,6 +45,10 @@ class Group(click.Group):
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--version", "show_version", is_flag=True, expose_value=False, is_eager=True,
+              callback=lambda ctx, param, value: _print_version(ctx, param, value), help="Print version information and quit")
+@click.option("--config", "config_dir", metavar="DIR", help="Location of client config files (default: $DOCKER_CONFIG, ~/.docker)")
+@click.option("-c", "--context", help='Name of the context to use (overrides DOCKER_HOST and "docker context use")')
 @click.option("-H", "--host", envvar=None, help="Daemon address (default: $DOCKYARD_HOST, $DOCKER_HOST, unix:///run/dockyard.sock)")
 @click.option("--tls", is_flag=True, help="Use TLS; implied by --tlsverify")
 @click.option("--tlsverify", is_flag=True, help="Use TLS and verify the daemon ($DOCKER_TLS_VERIFY)")
@@ -52,10 +56,25 @@ class Group(click.Group):
 @click.option("--tlscert", metavar="PATH", help="TLS client certificate (default: $DOCKER_CERT_PATH/cert.pem)")
 @click.option("--tlskey", metavar="PATH", help="TLS client key (default: $DOCKER_CERT_PATH/key.pem)")
 @click.pass_context
-def cli(ctx: click.Context, host: str | None, tls: bool, tlsverify: bool, tlscacert: str | None,
+def cli(ctx: click.Context, config_dir: str | None, context: str | None, host: str | None, tls: bool, tlsverify: bool, tlscacert: str | None,
         tlscert: str | None, tlskey: str | None) -> None:
     """dockyard: talk to dockyardd (or any Docker Engine API)."""
-    ctx.obj = Client(host, tls=TLSConfig.resolve(tls, tlsverify, tlscacert, tlscert, tlskey))
+    import os
+
+    from .contexts import resolve
+
+    if config_dir:
+        os.environ["DOCKER_CONFIG"] = config_dir
+    host, context_tls, context_name = resolve(host, context)
+    flags_tls = TLSConfig.resolve(tls, tlsverify, tlscacert, tlscert, tlskey)
+    ctx.obj = Client(host, tls=flags_tls or context_tls)
+    ctx.obj.context_name = context_name
+
+
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    from .version import print_version
+
+    print_version(ctx, param, value)
 
 
 def load_commands() -> None:
@@ -63,13 +82,15 @@ def load_commands() -> None:
 
     for module in (system, images, containers, archive, volumes, build, registry):
         module.register(cli)
-    from . import inspect_all, interactive, networks, ports
+    from . import contexts, inspect_all, interactive, networks, ports, version
 
     networks.register(cli)
     inspect_all.register(cli)  # `dockyard inspect`: containers, images, networks and volumes
 
     ports.register(cli)
     interactive.register(cli)
+    contexts.register(cli)
+    cli.add_command(version.version)  # docker's Client and Server sections (replaces system's)
 
 
 def _plugin_commands(cli: click.Group) -> None:

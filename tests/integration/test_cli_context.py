@@ -1,0 +1,105 @@
+"""Docker's client config in the ``dockyard`` CLI against a real daemon, cross-checked with the
+real docker CLI: ``--version``/``version``, contexts (both CLIs share the store), credential
+helpers, and the commands docker has (system prune, history, completion, ...).
+
+HOME and DOCKER_CONFIG point at a temp dir: the user's own config is never read or written."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.privileged
+
+
+@pytest.fixture
+def env(tmp_path):
+    """An environment with no daemon address and a fresh, private client config."""
+    e = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "DOCKYARD_HOST", "DOCKER_CONTEXT",
+                                                         "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")}
+    (tmp_path / "home").mkdir()
+    e.update(HOME=str(tmp_path / "home"), DOCKER_CONFIG=str(tmp_path / "docker-config"))
+    return e
+
+
+def dockyard(env, *args, input=None):
+    return subprocess.run([sys.executable, "-m", "dockyard_cli", *args], capture_output=True, text=True,
+                          env=env, input=input, timeout=60)
+
+
+def docker(env, *args):
+    return subprocess.run(["docker", *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_dash_dash_version_and_version_without_a_daemon(env, tmp_path):
+    r = dockyard(env, "--version")
+    assert r.returncode == 0 and r.stdout.startswith("Dockyard version ") and ", build " in r.stdout
+    r = dockyard(env, "-H", f"unix://{tmp_path}/none.sock", "version")
+    assert r.returncode == 1
+    assert r.stdout.startswith("Client:\n") and " API version:" in r.stdout and "Server" not in r.stdout
+    assert "none.sock not found" in r.stderr
+
+
+def test_version_prints_client_and_server(env, dockyard_daemon):
+    r = dockyard(env, "-H", dockyard_daemon.url, "version")
+    assert r.returncode == 0, r.stderr
+    client, server = r.stdout.split("\n\n", 1)
+    assert client.startswith("Client:") and "Context:           default" in client
+    assert server.startswith("Server:") and "1.44" in server
+
+
+def test_a_context_made_by_docker_is_used_by_dockyard(env, dockyard_daemon):
+    r = docker(env, "context", "create", "yard", "--description", "test daemon",
+               "--docker", f"host={dockyard_daemon.url}")
+    assert r.returncode == 0, r.stderr
+    r = dockyard(env, "--context", "yard", "version")
+    assert r.returncode == 0, r.stderr
+    assert "Context:           yard" in r.stdout and "Server:" in r.stdout
+    assert dockyard(env, "--context", "yard", "ps").returncode == 0
+    r = dockyard(env | {"DOCKER_CONTEXT": "yard"}, "info", "--format", "{{.OSType}}")
+    assert r.stdout.strip() == "linux", r.stderr
+    # --host wins over DOCKER_CONTEXT, DOCKER_HOST over DOCKER_CONTEXT; --host with --context is an error
+    r = dockyard(env | {"DOCKER_CONTEXT": "yard"}, "-H", "unix:///nonexistent/x.sock", "ps")
+    assert r.returncode == 1 and "x.sock" in r.stderr
+    r = dockyard(env | {"DOCKER_CONTEXT": "yard", "DOCKER_HOST": "unix:///nonexistent/y.sock"}, "ps")
+    assert r.returncode == 1 and "y.sock" in r.stderr
+    r = dockyard(env, "--context", "yard", "-H", dockyard_daemon.url, "ps")
+    assert r.returncode != 0 and "either specify --host or --context" in r.stderr
+    # docker context use, then plain `dockyard ps` follows currentContext
+    assert docker(env, "context", "use", "yard").returncode == 0
+    r = dockyard(env, "context", "show")
+    assert r.stdout.strip() == "yard"
+    assert dockyard(env, "ps").returncode == 0
+    ours = [json.loads(line) for line in dockyard(env, "context", "ls", "--format", "json").stdout.splitlines()]
+    theirs = [json.loads(line) for line in docker(env, "context", "ls", "--format", "json").stdout.splitlines()]
+    assert [x for x in ours if x["Name"] != "default"] == [x for x in theirs if x["Name"] != "default"]
+    ours = json.loads(dockyard(env, "context", "inspect", "yard").stdout)
+    theirs = json.loads(docker(env, "context", "inspect", "yard").stdout)
+    assert ours == theirs
+
+
+def test_a_context_made_by_dockyard_is_used_by_docker(env, dockyard_daemon):
+    r = dockyard(env, "context", "create", "mine", "--docker", f"host={dockyard_daemon.url}")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "mine"
+    r = dockyard(env, "context", "use", "mine")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((env_config(env) / "config.json").read_text())["currentContext"] == "mine"
+    r = docker(env, "version", "--format", "{{.Server.APIVersion}}")
+    assert r.stdout.strip() == "1.44", r.stderr
+    r = docker(env, "context", "inspect", "mine")
+    assert json.loads(r.stdout)[0]["Endpoints"]["docker"]["Host"] == dockyard_daemon.url
+    # in use: rm refuses without -f; use default, then rm, and docker agrees it is gone
+    assert dockyard(env, "context", "rm", "mine").returncode == 1
+    assert dockyard(env, "context", "use", "default").returncode == 0
+    assert "currentContext" not in json.loads((env_config(env) / "config.json").read_text())
+    assert dockyard(env, "context", "rm", "mine").returncode == 0
+    assert docker(env, "context", "inspect", "mine").returncode != 0
+
+
+def env_config(env):
+    from pathlib import Path
+
+    return Path(env["DOCKER_CONFIG"])
