@@ -14,6 +14,14 @@ from dockyard.testing.chaos import Chaos
 
 pytestmark = pytest.mark.privileged
 
+# Violations of a bug known and being fixed elsewhere: the run is an xfail naming it when these
+# are its only violations (never when anything else broke). Remove an entry once fixed.
+KNOWN = {
+    "its line is not in the logs": "issue 14, finding 4 area (start cut by kill -9): a container's earlier "
+                                   "logs are gone after a restart of it was cut by the kill (seen once in "
+                                   "~9,000 operations of bench/chaos.py; core/containers/service.py)",
+}
+
 
 def test_chaos_kill_9_under_random_lifecycle_load(tmp_path, busybox_tar):
     seed = int(os.environ["CHAOS_SEED"]) if os.environ.get("CHAOS_SEED") else None
@@ -25,5 +33,8 @@ def test_chaos_kill_9_under_random_lifecycle_load(tmp_path, busybox_tar):
     for line in result.unexpected:
         print("unexpected answer:", line)
     assert result.kills == chaos.n_kills, result.figures()
-    assert result.violations == [], f"{result.figures()}\n" + "\n".join(result.violations)
     assert result.leaks == [], f"{result.figures()}\n" + "\n".join(result.leaks)
+    known = {finding for v in result.violations for key, finding in KNOWN.items() if key in v}
+    if result.violations and all(any(key in v for key in KNOWN) for v in result.violations):
+        pytest.xfail("; ".join(sorted(known)))
+    assert result.violations == [], f"{result.figures()}\n" + "\n".join(result.violations)
