@@ -470,30 +470,36 @@ def _eval_args_str(args: tuple[Any, ...]) -> str:
     return sprint(*args)
 
 
+# Go struct field names whose JSON name differs (docker inspect runs the template on the Go struct first)
+GO_FIELD_NAMES = {"ID": "Id", "APIVersion": "ApiVersion", "CPUShares": "CpuShares", "CPUPeriod": "CpuPeriod",
+                  "CPUQuota": "CpuQuota", "IPAddress": "IPAddress"}
+
+
 # keys whose JSON objects Go types as maps (marshalled with sorted keys); other objects are structs
 MAP_KEYS = {"Labels", "Options", "DriverOpts", "Details", "Sysctls", "StorageOpt", "Tmpfs", "Annotations",
             "ExposedPorts", "Volumes", "Ports", "Networks", "LogConfig.Config", "Config.Labels", "Data"}
 
 
-def to_json_value(v: Any, key: str | None = None, top: bool = True) -> Any:
+def to_json_value(v: Any, key: str | None = None, top: bool = True, sort_maps: bool = True) -> Any:
     """Plain JSON data for ``v``. Go marshals maps with sorted keys: the value itself when it is a
     string map (``json .Config.Labels``), and objects under :data:`MAP_KEYS` names."""
     if isinstance(v, Struct):
-        return {k: to_json_value(x, k, False) for k, x in v.to_json().items()}
+        return {k: to_json_value(x, k, False, sort_maps) for k, x in v.to_json().items()}
     if v is MISSING:
         return None
     if isinstance(v, dict):
-        sort = bool(v) and ((top and _string_map(v)) or key in MAP_KEYS)
+        sort = sort_maps and bool(v) and ((top and _string_map(v)) or key in MAP_KEYS)
         items = sorted(v.items()) if sort else v.items()
-        return {k: to_json_value(x, k, False) for k, x in items}
+        return {k: to_json_value(x, k, False, sort_maps) for k, x in items}
     if isinstance(v, (list, tuple)):
-        return [to_json_value(x, None, False) for x in v]
+        return [to_json_value(x, None, False, sort_maps) for x in v]
     return v
 
 
-def go_json(v: Any, escape_html: bool = True) -> str:
-    """Go's encoding/json: compact; ``<>&`` as \\u003c... unless escape_html is off."""
-    s = json.dumps(to_json_value(v), separators=(",", ":"), ensure_ascii=False)
+def go_json(v: Any, escape_html: bool = True, sort_maps: bool = True) -> str:
+    """Go's encoding/json: compact; ``<>&`` as \\u003c... unless escape_html is off; ``sort_maps``
+    off: the daemon's order kept (docker re-marshals inspect's raw JSON)."""
+    s = json.dumps(to_json_value(v, sort_maps=sort_maps), separators=(",", ":"), ensure_ascii=False)
     s = s.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     if escape_html:
         s = s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -674,6 +680,11 @@ class Pipe(Node):
 class Cmd(Node):
     def __init__(self, args: list[Node], pos: int):
         self.args, self.pos = args, pos
+        if args:
+            self.pos = args[0].pos
+
+    def __str__(self) -> str:
+        return " ".join(str(a) for a in self.args)
 
 
 class Field(Node):
@@ -1275,7 +1286,7 @@ class _Exec:
                 raise self.error(f"can't give argument to non-function {first}", first)
             return v
         if isinstance(first, Ident):
-            return self.eval_call(first, cmd.args[1:], dot, final, has_final)
+            return self.eval_call(first, cmd.args[1:], dot, final, has_final, cmd)
         if has_final:
             raise self.error(f"can't give argument to non-function {first}", first)
         return self.eval_arg(first, dot)
@@ -1303,8 +1314,10 @@ class _Exec:
             return self.eval_call(n, [], dot, None, False)
         raise self.error(f"can't handle {n}", n)
 
-    def eval_call(self, ident: Ident, arg_nodes: list[Node], dot: Any, final: Any, has_final: bool) -> Any:
+    def eval_call(self, ident: Ident, arg_nodes: list[Node], dot: Any, final: Any, has_final: bool,
+                  cmd: Node | None = None) -> Any:
         name = ident.name
+        where = cmd or ident  # Go reports a call's error at its whole command
         fn = self.funcs.get(name)
         nargs = len(arg_nodes) + (1 if has_final else 0)
         lo, hi = _ARITY.get(name, (0, None))
@@ -1312,9 +1325,9 @@ class _Exec:
             lo = 0
         if nargs < lo or (hi is not None and nargs > hi):
             if name in ("and", "or") and nargs == 0:
-                raise self.error(f"wrong number of args for {name}: want at least 1 got 0", ident)
+                raise self.error(f"wrong number of args for {name}: want at least 1 got 0", where)
             want = f"at least {lo}" if hi is None else str(lo)
-            raise self.error(f"wrong number of args for {name}: want {want} got {nargs}", ident)
+            raise self.error(f"wrong number of args for {name}: want {want} got {nargs}", where)
         if name in ("and", "or"):
             nodes = list(arg_nodes)
             v: Any = None
@@ -1335,9 +1348,9 @@ class _Exec:
             msg = str(exc)
             if not msg.startswith("error calling"):
                 msg = f"error calling {name}: {msg}"
-            raise self.error(msg, ident) from None
+            raise self.error(msg, where) from None
         except (TypeError, ValueError, IndexError, KeyError, UnicodeError) as exc:
-            raise self.error(f"error calling {name}: {exc}", ident) from None
+            raise self.error(f"error calling {name}: {exc}", where) from None
 
     def eval_field_chain(self, dot: Any, receiver: Any, node: Node, names: list[str], args: list[Node],
                          final: Any, has_final: bool) -> Any:
@@ -1368,6 +1381,9 @@ class _Exec:
         if isinstance(receiver, dict):
             if has_args:
                 raise self.error(f"{name} is not a method but has arguments", node)
+            if name not in receiver and self.missing_key_error and name in GO_FIELD_NAMES and \
+                    GO_FIELD_NAMES[name] in receiver:  # docker tries the Go struct first: .ID is "Id"
+                name = GO_FIELD_NAMES[name]
             if name not in receiver and self.root_type and receiver is self.root:
                 raise self.error(f"can't evaluate field {name} in type {self.root_type}", node)
             if name not in receiver and self.missing_key_error and not _string_map(receiver):

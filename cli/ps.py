@@ -77,6 +77,12 @@ def ps(client: Client, all_: bool, filters: tuple[str, ...], fmt: str | None, la
     """List containers."""
     if latest and last == -1:
         last = 1
+    if fmt and not size:
+        from .templates import ps_preprocess
+
+        empty = {k: "" for k in PS_HEADERS}
+        empty.update(ps_row({}, no_trunc, 0), ID="", Names="", Platform=None)
+        size = ps_preprocess(fmt, row("*formatter.ContainerContext", empty, {}))
     f = filter_dict(filters)
     params = {"all": (all_ or last > 0) or None, "limit": last if last > 0 else None,
               "filters": f or None, "size": size or None}

@@ -47,7 +47,12 @@ def version(client: Client, fmt: str | None) -> None:
         c = Struct("system.clientVersion", {("APIVersion" if k == "ApiVersion" else k): x for k, x in mine.items()},
                    json=mine)
         server = {k: x for k, x in v.items() if x or k not in ("Experimental", "BuildTime")}  # omitempty
-        info = Struct("system.versionInfo", {"Client": c, "Server": server})
+        go_names = {"ApiVersion": "APIVersion", "MinAPIVersion": "MinAPIVersion"}
+        fields = {"Platform": {}, "Components": [], "Version": "", "APIVersion": "", "MinAPIVersion": "",
+                  "GitCommit": "", "GoVersion": "", "Os": "", "Arch": "", "KernelVersion": "", "Experimental": False,
+                  "BuildTime": ""}
+        fields.update({go_names.get(k, k): x for k, x in v.items()})
+        info = Struct("system.versionInfo", {"Client": c, "Server": Struct("*types.Version", fields, json=server)})
         if fmt == "json":
             return click.echo(go_json(info.fields))
         return print_one(fmt, info, name="version")

@@ -97,6 +97,20 @@ def print_rows(fmt: str | None, rows: list[Any], headers: dict[str, str], defaul
     click.echo(body, nl=False)
 
 
+def ps_preprocess(fmt: str, empty_row: Struct) -> bool:
+    """docker ps runs the --format template once on an empty container (to see whether ``.Size``
+    is used, then asks the daemon for sizes): its parse or execution error is the command's error.
+    Returns whether the template uses ``.Size``."""
+    import re
+
+    try:
+        Template(fmt).execute(empty_row)
+    except TemplateError as exc:
+        prefix = "failed to execute template: " if "executing" in str(exc) else "failed to parse template: "
+        fail(f"{prefix}{exc}")
+    return re.search(r"\.Size\b", fmt) is not None
+
+
 def print_inspect(fmt: str | None, results: list[Any], default_json: Callable[[list[Any]], None] | None = None,
                   root_type: str | None = None) -> None:
     """docker inspect: an indented JSON array by default, ``--format json`` one compact array,
@@ -112,7 +126,7 @@ def print_inspect(fmt: str | None, results: list[Any], default_json: Callable[[l
     if fmt == "json":
         from .gotemplate import go_json
 
-        click.echo(go_json(results))
+        click.echo(go_json(results, sort_maps=False))
         return
     src = fmt.replace("\\t", "\t").replace("\\n", "\n")
     try:
