@@ -85,6 +85,23 @@ class DaemonConfig:
     # dockerd's metrics-addr (HOST:PORT): read by the metrics plugin (plugins/metrics), which serves
     # Prometheus metrics there; without that plugin installed the key is accepted and unused
     metrics_addr: str | None = None
+    # dockerd's bip: the default bridge's gateway address and prefix ("192.168.200.1/24"); None: a
+    # free subnet of the address pools, as for user networks
+    bip: str | None = None
+    # dockerd's dns, dns-search, dns-opts: containers' resolv.conf (or the embedded DNS's upstreams)
+    # when their request sets none of their own
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    dns_opts: tuple[str, ...] = ()
+    # dockerd's default-shm-size (bytes; "64m" in the file): /dev/shm of containers without --shm-size
+    default_shm_size: int = 64 << 20
+    # dockerd's default-ulimits: {name: (soft, hard)} for containers that do not set that ulimit
+    default_ulimits: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # dockerd switches only their default (true) is implemented for; false is refused at start
+    userland_proxy: bool = True
+    icc: bool = True
+    ip_forward: bool = True
+    iptables: bool = True
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_file: Path | None = None
 
@@ -140,7 +157,31 @@ FILE_KEYS = {
     "ipv6": "ipv6",
     "fixed-cidr-v6": "fixed_cidr_v6",
     "metrics-addr": "metrics_addr",
+    "bip": "bip",
+    "dns": "dns",
+    "dns-search": "dns_search",
+    "dns-opts": "dns_opts",
+    "default-shm-size": "default_shm_size",
+    "default-ulimits": "default_ulimits",
+    "userland-proxy": "userland_proxy",
+    "icc": "icc",
+    "ip-forward": "ip_forward",
+    "iptables": "iptables",
     "plugins": "plugins",
+}
+
+# dockerd switches whose non-default value this engine does not implement: refused at start
+# with the reason, rather than accepted and silently not honoured
+REFUSED_FALSE = {
+    "userland_proxy": "published ports always keep their listening socket in the daemon: it reserves "
+                      "the port and proxies what DNAT cannot forward (traffic from containers on the "
+                      "engine's bridges, hairpin); DNAT is already used wherever the kernel can forward",
+    "icc": "blocking traffic between containers on one bridge needs br_netfilter (a host-wide setting "
+           "this engine does not change); put containers that must not talk on different networks",
+    "ip_forward": "the bridge driver needs net.ipv4.ip_forward for containers' outbound traffic and "
+                  "turns it on when it starts",
+    "iptables": "the engine's nftables rules (NAT, published ports, network isolation) are how bridge "
+                "networks work here; there is no mode without them",
 }
 FIELD_TO_KEY = {v: k for k, v in FILE_KEYS.items()}
 
@@ -193,8 +234,8 @@ def _coerce(name: str, value: Any) -> Any:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(LOG_LEVELS)}")
         return value
     if name == "log_driver":
-        if value not in ("json-file", "local", "none"):
-            raise ConfigError(f"{key}: log driver {value!r} is not supported (json-file, local, none)")
+        if value not in ("json-file", "local", "none", "syslog"):
+            raise ConfigError(f"{key}: log driver {value!r} is not supported (json-file, local, none, syslog)")
         return value
     if name == "log_format":
         if value not in ("text", "json"):
@@ -220,6 +261,51 @@ def _coerce(name: str, value: Any) -> Any:
         if net.version != 6 or net.prefixlen > 126:
             raise ConfigError(f"{key}: {value!r} is not an IPv6 subnet (at most a /126)")
         return str(net)
+    if name in REFUSED_FALSE:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false")
+        if not value:
+            raise ConfigError(f"{key}: false is not supported: {REFUSED_FALSE[name]}")
+        return value
+    if name == "bip":
+        import ipaddress
+
+        try:
+            iface = ipaddress.ip_interface(str(value))
+        except ValueError:
+            raise ConfigError(f"{key}: {value!r} is not an address with a prefix (192.168.200.1/24)") from None
+        if iface.version != 4 or "/" not in str(value) or iface.network.prefixlen > 30:
+            raise ConfigError(f"{key}: {value!r} is not an IPv4 address with a prefix of at most /30")
+        if iface.ip in (iface.network.network_address, iface.network.broadcast_address):
+            raise ConfigError(f"{key}: {iface.ip} is the network or broadcast address of {iface.network}")
+        return str(iface)
+    if name == "dns":
+        import ipaddress
+
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list of IP addresses")
+        for server in value:
+            try:
+                ipaddress.ip_address(str(server))
+            except ValueError:
+                raise ConfigError(f"{key}: {server!r} is not an IP address") from None
+        return tuple(str(v) for v in value)
+    if name in ("dns_search", "dns_opts"):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v and not any(
+                c.isspace() for c in v) for v in value):
+            raise ConfigError(f"{key}: expected a list of strings without spaces")
+        return tuple(value)
+    if name == "default_shm_size":
+        size = parse_size(value) if isinstance(value, str) else value
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise ConfigError(f"{key}: expected a size (\"64m\") or a number of bytes")
+        return size
+    if name == "default_ulimits":
+        return _ulimits(key, value)
     if name == "plugins":
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
             raise ConfigError(f"{key}: expected one table per plugin ([plugins.NAME])")
@@ -227,6 +313,41 @@ def _coerce(name: str, value: Any) -> Any:
     if value is not None and not isinstance(value, str):
         raise ConfigError(f"{key}: expected a string")
     return value
+
+
+def _ulimits(key: str, value: Any) -> dict[str, tuple[int, int]]:
+    """dockerd's ``{"nofile": {"Name": "nofile", "Soft": 1024, "Hard": 2048}}`` (in TOML a table
+    per ulimit) or ``--default-ulimit``'s ``["nofile=1024:2048", "nproc=512"]``."""
+    from .drivers.runtime import validate_ulimits
+
+    items: list[tuple[str, Any, Any]] = []
+    if isinstance(value, dict):
+        for name, limit in value.items():
+            if not isinstance(limit, dict) or not set(limit) <= {"Name", "Soft", "Hard"} or "Soft" not in limit:
+                raise ConfigError(f"{key}.{name}: expected a table with Soft and Hard")
+            if limit.get("Name", name) != name:
+                raise ConfigError(f"{key}.{name}: Name {limit['Name']!r} differs from the key")
+            items.append((name, limit["Soft"], limit.get("Hard", limit["Soft"])))
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        for text in value:
+            name, _, limits = text.partition("=")
+            soft, _, hard = limits.partition(":")
+            try:
+                items.append((name, int(soft), int(hard or soft)))
+            except ValueError:
+                raise ConfigError(f"{key}: invalid ulimit {text!r} (NAME=SOFT[:HARD])") from None
+    else:
+        raise ConfigError(f"{key}: expected a table of {{Name, Soft, Hard}} per ulimit")
+    out = {}
+    for name, soft, hard in items:
+        if isinstance(soft, bool) or isinstance(hard, bool) or not isinstance(soft, int) or not isinstance(hard, int):
+            raise ConfigError(f"{key}.{name}: Soft and Hard are numbers")
+        try:
+            validate_ulimits([(name, soft, hard)])
+        except Exception as exc:
+            raise ConfigError(f"{key}.{name}: {exc}") from None
+        out[name] = (soft, hard)
+    return out
 
 
 def _address_pools(key: str, value: Any) -> tuple[tuple[str, int], ...]:

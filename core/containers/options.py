@@ -16,9 +16,9 @@ from ..errors import InvalidArgument
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
 #: ``LogConfig.Type`` values: json-file (Docker's JSON lines at LogPath, written by the shim),
 #: local/dockyard (the binary record store), none (nothing kept; attach still works).
-LOG_DRIVERS = ("", "dockyard", "json-file", "local", "none")
+LOG_DRIVERS = ("", "dockyard", "json-file", "local", "none", "syslog")
 #: Docker's other built-in drivers: known, refused with a 400 naming them.
-UNSUPPORTED_LOG_DRIVERS = ("journald", "syslog", "fluentd", "gelf", "awslogs", "splunk", "etwlogs", "gcplogs",
+UNSUPPORTED_LOG_DRIVERS = ("journald", "fluentd", "gelf", "awslogs", "splunk", "etwlogs", "gcplogs",
                            "logentries")
 #: Alias accepted for the default runtime: compose files and tools pass it.
 RUNTIME_ALIASES = ("runc",)
@@ -102,7 +102,7 @@ def log_driver(hc: dict[str, Any]) -> str:
 def _check_log_driver(hc: dict[str, Any]) -> None:
     kind = (hc.get("LogConfig") or {}).get("Type") or ""
     if kind in UNSUPPORTED_LOG_DRIVERS:
-        raise InvalidArgument(f"log driver '{kind}' is not supported by this engine (json-file, local, none)")
+        raise InvalidArgument(f"log driver '{kind}' is not supported by this engine (json-file, local, none, syslog)")
     if kind not in LOG_DRIVERS:
         raise InvalidArgument(f"logger: no log driver named '{kind}' is registered")
 

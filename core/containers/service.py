@@ -44,6 +44,7 @@ from .. import userns
 from .record import Container
 from .spec import build_spec
 from . import effective
+from . import syslog
 
 log = logging.getLogger("dockyard.containers")
 
@@ -73,6 +74,9 @@ def parse_signal(value: str | int | None, default: int = signals.SIGKILL) -> int
 
 def log_limits(opts: dict[str, str], defaults: dict[str, str], driver: str = "json-file") -> tuple[int, int]:
     """(max size in bytes, max files) from Docker's log options; bad values are a 400."""
+    if driver == "syslog":  # its own options; the binary records are a small buffer for attach
+        syslog.validate(opts)
+        return log_limits({}, {"max-size": "1m", "max-file": "1"})
     unknown = set(opts) - {"max-size", "max-file", "compress"}
     if unknown:
         raise InvalidArgument(f"unknown log opt '{sorted(unknown)[0]}' for {driver} log driver")
@@ -140,6 +144,8 @@ class ContainerService:
         try:
             self.log_defaults = log_limits(daemon.config.log_opts, {"max-size": "10m", "max-file": "3"},
                                            getattr(daemon.config, "log_driver", "json-file"))
+            if getattr(daemon.config, "log_driver", "json-file") == "syslog":  # its opts are no file limits
+                self.log_defaults = log_limits({}, {"max-size": "10m", "max-file": "3"})
         except InvalidArgument as exc:
             raise ConfigError(f"log-opts: {exc}") from None
         self.daemon_stopping = False
@@ -260,6 +266,9 @@ class ContainerService:
         host_config = configure.normalize_host_config(body.get("HostConfig"))
         if not ((body.get("HostConfig") or {}).get("LogConfig") or {}).get("Type"):  # dockerd's log-driver
             host_config["LogConfig"]["Type"] = getattr(self.daemon.config, "log_driver", "json-file")
+        if host_config["LogConfig"]["Type"] == getattr(self.daemon.config, "log_driver", "json-file"):
+            # and its log-opts for the keys the container leaves out (as dockerd; inspect shows them)
+            host_config["LogConfig"]["Config"] = {**self.daemon.config.log_opts, **host_config["LogConfig"]["Config"]}
         request_config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
         from ..plugins import call_hook
 
@@ -390,6 +399,8 @@ class ContainerService:
                 files=files, mounts=[*extra_mounts, *startopts.shm_mounts(c)], cgroup_procs=procs,
                 log_path=self._channel_path(c), log_max_size=log_max_size, log_max_files=log_max_files,
                 json_log=self._json_log(c),
+                syslog=syslog.spec_fields(c.host_config["LogConfig"].get("Config") or {}, c)
+                if options.log_driver(c.host_config) == "syslog" else None,
                 namespaces=namespaces, devices=device_plan.nodes,
             )
             if userns.remapped(self.daemon_userns, c.host_config):  # root in the container: a host nobody

@@ -10,6 +10,7 @@ import errno
 from pathlib import Path
 from typing import Any
 
+from .. import container_defaults
 from ..drivers.runtime import ContainerSpec, DeviceNode, Mount
 from ..errors import InvalidArgument
 from ..runtime import capabilities
@@ -68,7 +69,8 @@ def resolve_user(root: Path, user: str, group_add: list[str] | None = None) -> t
 
 
 def _ulimits(hc: dict[str, Any]) -> list[tuple[str, int, int]]:
-    return [(u["Name"], int(u.get("Soft", -1)), int(u.get("Hard", -1))) for u in hc.get("Ulimits") or []]
+    own = [(u["Name"], int(u.get("Soft", -1)), int(u.get("Hard", -1))) for u in hc.get("Ulimits") or []]
+    return container_defaults.ulimits(own)  # plus the daemon's default-ulimits it did not set
 
 
 def _console_size(value: Any) -> tuple[int, int] | None:
@@ -119,6 +121,7 @@ def build_spec(
     default_init: bool = False,
     devices: list[DeviceNode] | None = None,
     json_log: tuple[Path, int, int, bool] | None = None,
+    syslog: dict[str, str | int] | None = None,
 ) -> ContainerSpec:
     hc = host_config
     uid, gid, groups = resolve_user(rootfs, config.get("User") or "", hc.get("GroupAdd"))
@@ -166,4 +169,5 @@ def build_spec(
         log_max_files=log_max_files,
         **({"json_log_path": json_log[0], "json_log_max_size": json_log[1], "json_log_max_files": json_log[2],
             "json_log_compress": json_log[3]} if json_log else {}),
+        syslog=dict(syslog or {}),
     )

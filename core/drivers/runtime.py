@@ -136,6 +136,8 @@ class ContainerSpec:
     json_log_max_size: int = 0  # 0 = no rotation
     json_log_max_files: int = 1
     json_log_compress: bool = False  # rotated files gzipped (-json.log.1.gz ...)
+    # syslog driver: the shim's syslog_* keys (proto, path/host, port, facility, format, tag); empty: none
+    syslog: dict[str, str | int] = field(default_factory=dict)
     state_dir: Path | None = None  # default <runtime state>/<id>; list() only sees the default
     devices: list[DeviceNode] = field(default_factory=list)  # besides the default null, zero, ... nodes
     oom_score_adj: int | None = None  # written to /proc/self/oom_score_adj before exec

@@ -1047,8 +1047,128 @@ static size_t jlog_time(char *o, const struct timespec *ts)
     return k;
 }
 
+/* ------------------------------------------------ syslog driver (Docker's formats)
+ * With the spec key syslog_proto, the monitor sends each line of output (newline removed, 16 KiB
+ * partial lines as their own messages, as Docker) as one datagram: "unix" to syslog_path,
+ * "udp4"/"udp6" to syslog_host:syslog_port. Formats as Docker's syslog driver (srslog):
+ * ""            <PRI>Mmm _d hh:mm:ss TAG[PID]: MSG
+ * rfc3164       <PRI>Mmm _d hh:mm:ss HOST TAG[PID]: MSG
+ * rfc5424       <PRI>1 RFC3339 HOST TAG PID TAG - MSG
+ * rfc5424micro  the same with microseconds
+ * PRI = facility * 8 + severity (stdout info 6, stderr err 3). A message that cannot be sent
+ * (no receiver) is dropped, as Docker logs and drops it; the socket is connected again once. */
+#include <sys/un.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+static int slogfd = -1;
+static const char *slog_tag, *slog_format;
+static long long slog_facility = 3;
+static char slog_host[256];
+static struct sockaddr_storage slog_addr;
+static socklen_t slog_addrlen;
+
+static int slog_connect(void)
+{
+    if (slogfd >= 0) close(slogfd);
+    slogfd = socket(slog_addr.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (slogfd < 0) return -1;
+    if (connect(slogfd, (struct sockaddr *)&slog_addr, slog_addrlen) < 0) {
+        int e = errno;
+        close(slogfd);
+        slogfd = -1;
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+/* RFC 3339 local time with a UTC offset ("Z" when 0), micro: 6 fraction digits, zeros trimmed */
+static size_t slog_rfc3339(char *o, const struct timespec *ts, int micro)
+{
+    struct tm tm;
+    localtime_r(&ts->tv_sec, &tm);
+    size_t k = strftime(o, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (micro && ts->tv_nsec / 1000) {
+        char f[24];
+        snprintf(f, sizeof f, ".%06ld", (long)(ts->tv_nsec / 1000));
+        int e = 7;
+        while (f[e - 1] == '0') e--;
+        memcpy(o + k, f, e);
+        k += e;
+    }
+    long off = tm.tm_gmtoff / 60;
+    if (!off) o[k++] = 'Z';
+    else k += snprintf(o + k, 16, "%c%02ld:%02ld", off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
+    o[k] = 0;
+    return k;
+}
+
+static void slog_emit(int stream, const char *buf, size_t n, const struct timespec *ts)
+{
+    if (n && buf[n - 1] == '\n') n--;
+    static char msg[JLOG_BUF + 1024];
+    int pri = (int)slog_facility * 8 + (stream == 2 ? 3 : 6);
+    char t[64];
+    int k;
+    if (slog_format[0] == 'r' && !strncmp(slog_format, "rfc5424", 7)) {
+        slog_rfc3339(t, ts, !strcmp(slog_format, "rfc5424micro"));
+        k = snprintf(msg, 1024, "<%d>1 %s %s %s %d %s - ", pri, t, slog_host, slog_tag, (int)getpid(), slog_tag);
+    } else {
+        struct tm tm;
+        localtime_r(&ts->tv_sec, &tm);
+        strftime(t, sizeof t, "%b %e %H:%M:%S", &tm);
+        if (!strcmp(slog_format, "rfc3164"))
+            k = snprintf(msg, 1024, "<%d>%s %s %s[%d]: ", pri, t, slog_host, slog_tag, (int)getpid());
+        else
+            k = snprintf(msg, 1024, "<%d>%s %s[%d]: ", pri, t, slog_tag, (int)getpid());
+    }
+    if (k < 0 || k >= 1024) return;
+    memcpy(msg + k, buf, n);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (slogfd >= 0 && send(slogfd, msg, k + n, MSG_NOSIGNAL) >= 0) return;
+        if (attempt == 0 && slog_connect() < 0) return; /* the receiver came back: once more */
+    }
+}
+
+/* sets up the syslog driver if the spec names one; -1 (errno set) if the receiver is unreachable */
+static int slog_open(void)
+{
+    const char *proto = get("syslog_proto");
+    if (!proto) return 0;
+    slog_tag = get("syslog_tag") ? get("syslog_tag") : "";
+    slog_format = get("syslog_format") ? get("syslog_format") : "";
+    slog_facility = get_ll("syslog_facility", 3);
+    if (gethostname(slog_host, sizeof slog_host - 1) < 0) strcpy(slog_host, "localhost");
+    memset(&slog_addr, 0, sizeof slog_addr);
+    if (!strcmp(proto, "unix")) {
+        struct sockaddr_un *u = (struct sockaddr_un *)&slog_addr;
+        const char *path = get("syslog_path");
+        if (!path || strlen(path) >= sizeof u->sun_path) { errno = EINVAL; return -1; }
+        u->sun_family = AF_UNIX;
+        strcpy(u->sun_path, path);
+        slog_addrlen = sizeof *u;
+    } else if (!strcmp(proto, "udp4")) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&slog_addr;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((unsigned short)get_ll("syslog_port", 514));
+        if (!get("syslog_host") || inet_pton(AF_INET, get("syslog_host"), &a->sin_addr) != 1) { errno = EINVAL; return -1; }
+        slog_addrlen = sizeof *a;
+    } else if (!strcmp(proto, "udp6")) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&slog_addr;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((unsigned short)get_ll("syslog_port", 514));
+        if (!get("syslog_host") || inet_pton(AF_INET6, get("syslog_host"), &a->sin6_addr) != 1) { errno = EINVAL; return -1; }
+        slog_addrlen = sizeof *a;
+    } else {
+        errno = EINVAL;
+        return -1;
+    }
+    return slog_connect();
+}
+
 static void jlog_emit(int stream, const char *buf, size_t n, const struct timespec *ts)
 {
+    if (slog_tag) { slog_emit(stream, buf, n, ts); return; }
     size_t need = 6 * n + 128;
     if (need > jlog_cap) {
         char *p = realloc(jlog_out, need);
@@ -1079,7 +1199,7 @@ static void jlog_emit(int stream, const char *buf, size_t n, const struct timesp
  * a partial record; the rest waits for more (jlog_flush at the end) */
 static void jlog_feed(int stream, const char *buf, size_t n)
 {
-    if (jlogfd < 0 || stream < 1 || stream > 2) return;
+    if ((jlogfd < 0 && !slog_tag) || stream < 1 || stream > 2) return;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     char *p = jlog_pend[stream];
@@ -1187,6 +1307,7 @@ int main(int argc, char **argv)
     fstat(logfd, &lst);
     log_size = lst.st_size;
     if (jlog_open() < 0) { status_error(errno, "log", jlog_path); return 1; }
+    if (slog_open() < 0) { status_error(errno, "syslog", get("syslog_path") ? get("syslog_path") : get("syslog_host")); return 1; }
 
     char path[4096];
     int stdin_fifo = -1, ctl = -1;

@@ -227,6 +227,8 @@ def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Pa
         add("json_log_max_files", max(1, spec.json_log_max_files))
         if spec.json_log_compress:
             add("json_log_compress", 1)
+    for key, value in spec.syslog.items():  # the syslog driver (shim.c slog_*)
+        add(f"syslog_{key}", value)
 
     flags = CLONE_NEWNS
     ns = {**NS_DEFAULT, **spec.namespaces}

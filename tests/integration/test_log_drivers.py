@@ -6,6 +6,7 @@ the drivers refused with a 400 that names them."""
 import gzip
 import json
 import re
+import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -193,7 +194,7 @@ def test_local_and_none_drivers(d):
 
 
 def test_unsupported_drivers_and_options_are_a_400_naming_them(d):
-    for driver in ("syslog", "journald", "fluentd", "gelf"):
+    for driver in ("journald", "fluentd", "gelf"):
         r = d.docker("run", "--rm", "--log-driver", driver, "busybox", "true")
         assert r.returncode != 0 and f"log driver '{driver}' is not supported".encode() in r.stderr, r.stderr
     r = d.docker("run", "--rm", "--log-driver", "nosuch", "busybox", "true")
@@ -222,6 +223,70 @@ def test_daemon_log_driver_and_log_opts_defaults(make_daemon, busybox_tar, tmp_p
     assert sorted(p.name for p in path.parent.glob(path.name + "*")) == [path.name, path.name + ".1"]
     assert ok(dd, "logs", "--tail", "1", "dj") == "line299\n"
     ok(dd, "rm", "-f", "dl", "dj")
-    bad = make_daemon("--log-driver", "syslog", base=tmp_path / "bad", start=False)
-    with pytest.raises(RuntimeError, match="syslog"):
+    bad = make_daemon("--log-driver", "journald", base=tmp_path / "bad", start=False)
+    with pytest.raises(RuntimeError, match="journald"):
         bad.start(timeout=30)
+
+
+# -- syslog: one datagram a line, sent by the shim (Docker's formats) ------------------------------
+
+
+def receive(sock, n):
+    sock.settimeout(60)  # a bound, not a timing
+    return [sock.recv(65536) for _ in range(n)]
+
+
+def test_syslog_unix_socket_rfc5424(d, tmp_path):
+    path = tmp_path / "log.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind(str(path))
+        r = d.docker("run", "--name", "sl", "--log-driver", "syslog", "--log-opt", f"syslog-address=unixgram://{path}",
+                     "--log-opt", "syslog-format=rfc5424", "--log-opt", "tag={{.Name}}/x",
+                     "--log-opt", "syslog-facility=local3", "busybox", "sh", "-c", "echo one; echo two >&2")
+        assert r.returncode == 0 and r.stdout == b"one\n" and r.stderr == b"two\n"  # attach still works
+        msgs = sorted(receive(s, 2))
+    # <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID - MSG; local3 = 19: info 158 (stdout), err 155 (stderr)
+    pat = re.compile(rb"^<(\d+)>1 (\S+) (\S+) sl/x (\d+) sl/x - (.*)$")
+    got = [pat.match(m) for m in msgs]
+    assert all(got), msgs
+    assert sorted((int(m.group(1)), m.group(5)) for m in got) == [(155, b"two"), (158, b"one")]
+    assert all(re.match(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)$", m.group(2)) for m in got)
+    assert got[0].group(3) == socket.gethostname().encode()
+    r = d.docker("logs", "sl")
+    assert r.returncode != 0 and b"configured logging driver does not support reading" in r.stderr
+
+
+def test_syslog_udp_default_format_and_daemon_down(d):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        cid = ok(d, "run", "-d", "--name", "slu", "--log-driver", "syslog", "--log-opt",
+                 f"syslog-address=udp://127.0.0.1:{port}", "busybox", "sh", "-c",
+                 "echo hello; i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.1; done").strip()
+        first = receive(s, 2)
+        # Docker's default (srslog's UnixFormatter): <PRI>Mmm _d hh:mm:ss TAG[PID]: MSG, tag = 12-char ID
+        m = re.match(rb"^<30>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d ([0-9a-f]{12})\[\d+\]: hello$", first[0])
+        assert m and m.group(1) == cid[:12].encode(), first
+        assert first[1].endswith(b": tick0")
+        d.kill()  # kill -9: the shim is the sender and keeps going
+        try:
+            during = receive(s, 3)
+        finally:
+            d.start()
+        n = [int(x.rsplit(b"tick", 1)[1]) for x in during]
+        assert n == list(range(n[0], n[0] + 3))
+        ok(d, "rm", "-f", "slu")
+
+
+def test_syslog_refusals(d, tmp_path):
+    r = d.docker("run", "--rm", "--log-driver", "syslog", "--log-opt",
+                 f"syslog-address=unixgram://{tmp_path / 'nobody-listens'}", "busybox", "true")
+    assert r.returncode != 0 and b"syslog" in r.stderr  # as Docker: no receiver, no start
+    for opt, text in (("syslog-address=tcp://127.0.0.1:514", b"tcp:// is not supported"),
+                      ("syslog-address=foo://x", b"unsupported scheme: 'foo'"),
+                      ("syslog-format=json", b"Invalid syslog format"),
+                      ("syslog-facility=nope", b"invalid syslog facility value"),
+                      ("max-size=1m", b"unknown log opt 'max-size' for syslog log driver")):
+        r = d.docker("run", "--rm", "--log-driver", "syslog", "--log-opt", opt, "busybox", "true")
+        assert r.returncode != 0 and text in r.stderr, (opt, r.stderr)
+    assert d.docker("ps", "-aq").stdout == b""
