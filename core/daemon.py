@@ -63,6 +63,9 @@ class Daemon:
         from .containers.cgparent import cgroup_driver
 
         cgroup_driver(c.exec_opts)  # native.cgroupdriver: cgroupfs, or a ConfigError
+        from . import container_defaults
+
+        container_defaults.configure(c)  # dns, dns-search, dns-opts, default-shm-size, default-ulimits
         for d in (c.data_root, c.exec_root):
             d.mkdir(parents=True, exist_ok=True)
             os.chmod(d, 0o711)
@@ -424,6 +427,8 @@ FLAG_FIELDS = {
     "tlskey": "tlskey", "userns_remap": "userns_remap", "cgroup_parent": "cgroup_parent",
     "exec_opt": "exec_opts", "ipv6": "ipv6", "fixed_cidr_v6": "fixed_cidr_v6",
     "metrics_addr": "metrics_addr",
+    "bip": "bip", "dns": "dns", "dns_search": "dns_search", "dns_opt": "dns_opts",
+    "default_shm_size": "default_shm_size", "default_ulimit": "default_ulimits",
 }
 
 
@@ -461,6 +466,12 @@ FLAG_FIELDS = {
               help="Serve Prometheus metrics at http://HOST:PORT/metrics (needs the dockyard-metrics plugin)")
 @click.option("--log-opt", multiple=True, metavar="KEY=VALUE", help="Default container log options (max-size, max-file)")
 @click.option("--log-driver", metavar="NAME", help="Default container log driver (json-file, local, none)")
+@click.option("--bip", metavar="CIDR", help="Default bridge's address and prefix (e.g. 192.168.200.1/24)")
+@click.option("--dns", multiple=True, metavar="IP", help="DNS server of containers without --dns")
+@click.option("--dns-search", multiple=True, metavar="DOMAIN", help="Search domain of containers without --dns-search")
+@click.option("--dns-opt", multiple=True, metavar="OPT", help="resolv.conf option of containers without --dns-option")
+@click.option("--default-shm-size", metavar="SIZE", help="/dev/shm size of containers without --shm-size (default 64m)")
+@click.option("--default-ulimit", multiple=True, metavar="NAME=SOFT[:HARD]", help="ulimit of containers that do not set it")
 @click.version_option(__version__, "-v", "--version", prog_name="dockyardd")
 @click.pass_context
 def cli(ctx: click.Context, config_file: Path | None, **params: Any) -> None:

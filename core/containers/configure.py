@@ -8,6 +8,7 @@ import re
 import secrets
 from typing import Any
 
+from .. import container_defaults
 from ..errors import InvalidArgument
 from . import environ, health
 
@@ -132,7 +133,8 @@ def normalize_host_config(hc: dict[str, Any] | None) -> dict[str, Any]:
                 "Ulimits", "Tmpfs", "VolumesFrom", "Links"):
         hc.setdefault(key, None)
     hc.setdefault("Init", None)
-    hc["ShmSize"] = hc.get("ShmSize") or 64 * 1024 * 1024  # 0 (the docker CLI's "unset") too, as Docker
+    # 0 (the docker CLI's "unset") too, as Docker; the daemon's default-shm-size (64 MiB by default)
+    hc["ShmSize"] = hc.get("ShmSize") or container_defaults.SHM_SIZE
     for ul in hc.get("Ulimits") or []:
         if not isinstance(ul, dict) or "Name" not in ul:
             raise InvalidArgument("invalid ulimit: expected {Name, Soft, Hard}")

@@ -9,6 +9,8 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
+from .. import container_defaults
+
 NAMES = ("hostname", "hosts", "resolv.conf")
 FALLBACK_DNS = ["8.8.8.8", "8.8.4.4"]
 
@@ -26,7 +28,9 @@ def _host_resolv() -> list[str]:
 
 def resolv_conf(host_config: dict[str, Any]) -> str:
     """The host's resolv.conf without loopback nameservers (unreachable from a container's
-    own network namespace), with ``--dns``, ``--dns-search`` and ``--dns-option`` applied."""
+    own network namespace), with ``--dns``, ``--dns-search`` and ``--dns-option`` applied
+    (else the daemon's ``dns``, ``dns-search``, ``dns-opts``)."""
+    host_config = container_defaults.dns(host_config)
     lines = _host_resolv()
     servers = [s for s in host_config.get("Dns") or []]
     if not servers:
@@ -101,6 +105,7 @@ def host_network_files(host_config: dict[str, Any]) -> tuple[str, str]:
     extra = [f"{ip}\t{name}" for name, _, ip in (e.partition(":") for e in host_config.get("ExtraHosts") or [])
              if ip != "host-gateway"]
     text = text + ("" if text.endswith("\n") or not text else "\n") + "".join(f"{e}\n" for e in extra)
+    host_config = container_defaults.dns(host_config)
     if any(host_config.get(k) for k in ("Dns", "DnsSearch", "DnsOptions")):
         return text, resolv_conf(host_config)
     return text, "\n".join(_host_resolv()) + "\n"

@@ -45,6 +45,7 @@ from typing import Any, Callable, Iterable
 
 from dnslib import AAAA, PTR, QTYPE, RCODE, RR, A, DNSError, DNSRecord
 
+from .. import container_defaults
 from ..containers import etcfiles
 from ..errors import DockyardError
 from ..nftables import Nft
@@ -87,6 +88,7 @@ def internal_resolv_conf(host_config: dict[str, Any], path: str = "/etc/resolv.c
         lines = Path(path).read_text().splitlines()
     except OSError:
         lines = []
+    host_config = container_defaults.dns(host_config)  # the daemon's dns-search/dns-opts
     options = list(host_config.get("DnsOptions") or []) or [
         w for line in lines if line.startswith("options") for w in line.split()[1:]]
     if not any(o.split(":")[0] == "ndots" for o in options):
@@ -446,7 +448,7 @@ def upstreams(service: Any, container_id: str) -> list[str] | None:
     records = [service.records.get(s.get("NetworkID") or "") for s in getattr(c, "networks", {}).values()]
     if records and all(r is not None and r.net.internal for r in records):
         return None
-    return list(c.host_config.get("Dns") or []) or host_resolvers()
+    return list(container_defaults.dns(c.host_config).get("Dns") or []) or host_resolvers()
 
 
 def resolver_for(service: Any, container_id: str) -> Resolver:

@@ -229,11 +229,13 @@ class NetworkService:
     async def _ensure_predefined(self) -> None:
         for name, driver in PREDEFINED.items():
             if (existing := self._by_name(name)) is not None:
-                if name == "bridge":
+                if name != "bridge":
+                    continue
+                if await self._default_bridge_bip(existing):  # else: made again below with the new bip
                     self._default_bridge_ipv6(existing)
-                continue
-            net = Network(id=secrets.token_hex(32), name=name, driver=driver, created_ns=time.time_ns(),
-                          predefined=True)
+                    continue
+            net = Network(id=(getattr(self, "_bridge_id", None) if name == "bridge" else None) or secrets.token_hex(32),
+                          name=name, driver=driver, created_ns=time.time_ns(), predefined=True)
             if driver == "bridge":
                 try:
                     self.driver("bridge")
@@ -249,15 +251,48 @@ class NetworkService:
                     "com.docker.network.driver.mtu": "1500",
                 }
                 rec = NetRecord(net)
+                bip = getattr(self.daemon.config, "bip", None)
+                subnet = None
+                if bip:  # dockerd's bip: the bridge's address and prefix
+                    iface = ipam.ipaddress.ip_interface(bip)
+                    subnet = iface.network
+                    net.subnet, net.gateway = str(subnet), str(iface.ip)
+                    rec.allocated[net.gateway] = "gateway"
                 try:
                     self._default_bridge_ipv6(rec)
-                    await self._create_on_host(rec, None)
+                    await self._create_on_host(rec, subnet)
                 except DockyardError as exc:
                     log.warning("cannot create the default bridge network: %s", exc)
             else:
                 rec = NetRecord(net)
                 self.records[net.id] = rec
                 self._save(rec)
+
+    async def _default_bridge_bip(self, rec: NetRecord) -> bool:
+        """dockerd's ``bip`` on a default bridge made before: kept if it matches (or no bip is
+        set and the bridge has a subnet); made again (False) when the bip changed and no container
+        uses it; with containers on it, kept with a warning until they are gone."""
+        bip = getattr(self.daemon.config, "bip", None)
+        net = rec.net
+        if not bip:
+            return True
+        iface = ipam.ipaddress.ip_interface(bip)
+        if net.subnet == str(iface.network) and net.gateway == str(iface.ip):
+            return True
+        if rec.endpoints:
+            log.warning("bip %s: the default bridge keeps %s (gateway %s) while containers use it; "
+                        "restart the daemon once they are removed", bip, net.subnet, net.gateway)
+            return True
+        try:
+            drv = self.driver(net.driver)
+        except DockyardError:
+            return True  # no bridge driver: nothing to move
+        log.info("bip %s: the default bridge moves from %s (gateway %s)", bip, net.subnet, net.gateway)
+        await asyncio.to_thread(drv.delete, net)
+        (self.root / f"{rec.id}.json").unlink(missing_ok=True)
+        self.records.pop(net.id, None)
+        self._bridge_id = net.id  # the same id again: stopped containers still name it
+        return False
 
     def _default_bridge_ipv6(self, rec: NetRecord) -> None:
         """dockerd's ``ipv6`` and ``fixed-cidr-v6`` for the default bridge, applied at every start
