@@ -475,6 +475,9 @@ GO_FIELD_NAMES = {"ID": "Id", "APIVersion": "ApiVersion", "CPUShares": "CpuShare
                   "CPUQuota": "CpuQuota", "IPAddress": "IPAddress"}
 
 
+JSON_ONLY_NAMES = set(GO_FIELD_NAMES.values()) - set(GO_FIELD_NAMES)
+
+
 # keys whose JSON objects Go types as maps (marshalled with sorted keys); other objects are structs
 MAP_KEYS = {"Labels", "Options", "DriverOpts", "Details", "Sysctls", "StorageOpt", "Tmpfs", "Annotations",
             "ExposedPorts", "Volumes", "Ports", "Networks", "LogConfig.Config", "Config.Labels", "Data"}
@@ -774,10 +777,11 @@ class Template:
         self.root = _Parser(self).parse()
 
     def execute(self, data: Any, funcs: dict[str, Callable[..., Any]] | None = None,
-                missing_key_error: bool = False, root_type: str | None = None) -> str:
+                missing_key_error: bool = False, root_type: str | None = None, go_names: bool = False) -> str:
         """``missing_key_error``: Go's ``missingkey=error`` (docker inspect's raw-JSON pass), except on
         string-valued maps (labels, options: Go structs type them map[string]string)."""
         ex = _Exec(self, data, dict(self.funcs, **(funcs or {})))
+        ex.go_names = go_names
         try:
             return ex.run(self.root, data, missing_key_error, root_type)
         except TemplateError as exc:
@@ -1171,6 +1175,7 @@ class _Exec:
         self.funcs = funcs
         self.node: Node | None = None
         self.missing_key_error = False
+        self.go_names = False
         self.root: Any = None
         self.root_type: str | None = None
 
@@ -1381,9 +1386,11 @@ class _Exec:
         if isinstance(receiver, dict):
             if has_args:
                 raise self.error(f"{name} is not a method but has arguments", node)
-            if name not in receiver and self.missing_key_error and name in GO_FIELD_NAMES and \
-                    GO_FIELD_NAMES[name] in receiver:  # docker tries the Go struct first: .ID is "Id"
-                name = GO_FIELD_NAMES[name]
+            if self.go_names:  # docker's first pass, on the Go struct: .ID is JSON's "Id", .Id is no field
+                if name not in receiver and GO_FIELD_NAMES.get(name) in receiver:
+                    name = GO_FIELD_NAMES[name]
+                elif name in JSON_ONLY_NAMES and name in receiver:
+                    raise self.error(f"can't evaluate field {name} in type {go_type(receiver)}", node)
             if name not in receiver and self.root_type and receiver is self.root:
                 raise self.error(f"can't evaluate field {name} in type {self.root_type}", node)
             if name not in receiver and self.missing_key_error and not _string_map(receiver):

@@ -136,7 +136,10 @@ def print_inspect(fmt: str | None, results: list[Any], default_json: Callable[[l
         return
     for r in results:
         try:
-            click.echo(t.execute(r, missing_key_error=True, root_type=root_type))
+            try:  # docker: the Go struct first, then (on a field error) the raw JSON object
+                click.echo(t.execute(r, missing_key_error=True, root_type=root_type, go_names=True))
+            except TemplateError:
+                click.echo(t.execute(r, missing_key_error=True, root_type=root_type))
         except TemplateError as exc:
             click.echo(getattr(exc, "partial", ""))  # docker ends the object's line before the error
             fail(f"template parsing error: {exc}")
