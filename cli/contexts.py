@@ -53,6 +53,7 @@ def write_config(value: dict[str, Any]) -> None:
 
     d = config_dir()
     d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(d, 0o700)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".config.json.")
     try:
         with os.fdopen(fd, "w") as f:

@@ -1,8 +1,9 @@
 """Registry commands: pull, push (per-layer progress), login, logout.
 
-Credentials live where the docker CLI keeps them, so both CLIs share a login:
-``$DOCKER_CONFIG/config.json`` (default ``~/.docker``), ``auths.<registry>.auth`` =
-base64("user:password"), the directory 0700 and the file 0600. Pull and push send them to
+Credentials live where the docker CLI keeps them, so both CLIs share a login: through the
+``credHelpers``/``credsStore`` helper programs of ``$DOCKER_CONFIG/config.json`` (default
+``~/.docker``), else in it as ``auths.<registry>.auth`` = base64("user:password"), the directory
+0700 and the file 0600 (see :mod:`credentials`). Pull and push send them to
 the daemon as ``X-Registry-Auth`` (base64url JSON), as the docker CLI does.
 """
 
@@ -77,17 +78,9 @@ def registry_of_image(name: str) -> str:
 
 
 def stored_auth(server: str) -> dict[str, str]:
-    entry = (read_config().get("auths") or {}).get(registry_key(server)) or {}
-    out: dict[str, str] = {"serveraddress": registry_key(server)}
-    if entry.get("auth"):
-        try:
-            user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            raise ClientError(f"{config_path()}: invalid auth entry for {server}") from None
-        out.update(username=user, password=password)
-    if entry.get("identitytoken"):
-        out["identitytoken"] = entry["identitytoken"]
-    return out
+    from .credentials import get
+
+    return get(registry_key(server))
 
 
 def registry_auth_header(server: str) -> str:
@@ -149,6 +142,10 @@ def render_progress(response: Any, quiet: bool = False) -> None:
 def register(cli: click.Group) -> None:
     for command in (pull, push, login, logout):
         cli.add_command(command)
+    image = cli.commands.get("image")  # docker image pull / image push
+    if isinstance(image, click.Group):
+        image.add_command(pull)
+        image.add_command(push)
 
 
 @click.command("pull")
@@ -208,13 +205,9 @@ def login(client: Client, server: str | None, username: str | None, password: st
     if not password:
         password = click.prompt("Password", hide_input=True)
     answer = client.post("/auth", body={"username": username, "password": password, "serveraddress": key}) or {}
-    config = read_config()
-    entry: dict[str, str] = {"auth": base64.b64encode(f"{username}:{password}".encode()).decode()}
-    if answer.get("IdentityToken"):
-        entry = {"auth": base64.b64encode(f"{username}:".encode()).decode(),
-                 "identitytoken": answer["IdentityToken"]}
-    config.setdefault("auths", {})[key] = entry
-    write_config(config)
+    from .credentials import store
+
+    store(key, username, password, answer.get("IdentityToken") or None)
     click.echo(answer.get("Status") or "Login Succeeded")
 
 
@@ -222,15 +215,14 @@ def login(client: Client, server: str | None, username: str | None, password: st
 @click.argument("server", required=False)
 def logout(server: str | None) -> None:
     """Remove the stored credentials of a registry."""
+    from .credentials import erase, is_stored
+
     key = registry_key(server)
-    config = read_config()
-    auths = config.get("auths") or {}
-    if key not in auths:
+    if not is_stored(key):
         click.echo(f"Not logged in to {key}")
         return
     click.echo(f"Removing login credentials for {key}")
-    del auths[key]
-    write_config(config)
+    erase(key)
 
 
 def _split(name: str) -> tuple[str, str]:

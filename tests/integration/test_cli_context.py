@@ -103,3 +103,77 @@ def env_config(env):
     from pathlib import Path
 
     return Path(env["DOCKER_CONFIG"])
+
+
+HELPER = r"""#!/bin/bash
+# docker-credential-test: docker's credential-helper protocol, one file per server under $STORE
+STORE=%s
+echo "$1" >> "$STORE/calls"
+key() { printf %%s "$1" | sha256sum | cut -c1-64; }
+case "$1" in
+  store) in=$(cat); url=$(printf %%s "$in" | sed -n 's/.*"ServerURL":"\([^"]*\)".*/\1/p')
+         printf %%s "$in" > "$STORE/$(key "$url")" ;;
+  get) url=$(cat); f="$STORE/$(key "$url")"
+       if [ -f "$f" ]; then cat "$f"; else echo "credentials not found in native keychain"; exit 1; fi ;;
+  erase) url=$(cat); rm -f "$STORE/$(key "$url")" ;;
+  list) echo "{}" ;;
+  *) exit 2 ;;
+esac
+"""
+
+
+@pytest.fixture
+def cred_helper(env, tmp_path):
+    """``docker-credential-test`` on PATH, storing in tmp_path/store."""
+    store, bindir = tmp_path / "store", tmp_path / "bin"
+    store.mkdir()
+    bindir.mkdir()
+    (bindir / "docker-credential-test").write_text(HELPER % store)
+    (bindir / "docker-credential-test").chmod(0o755)
+    env["PATH"] = f"{bindir}:{env['PATH']}"
+    return store
+
+
+@pytest.mark.parametrize("where", ["credsStore", "credHelpers"])
+def test_login_pull_logout_through_a_credential_helper(env, cred_helper, where, busybox_daemon, auth_registry):
+    conf = env_config(env)
+    conf.mkdir()
+    setting = {"credsStore": "test"} if where == "credsStore" else {"credHelpers": {auth_registry.host: "test"}}
+    (conf / "config.json").write_text(json.dumps(setting))
+    url = busybox_daemon.url
+    r = dockyard(env, "-H", url, "login", "-u", "alice", "--password-stdin", auth_registry.host,
+                 input="s3cret-pass\n")
+    assert r.returncode == 0 and "Login Succeeded" in r.stdout, r.stderr
+    config_text = (conf / "config.json").read_text()
+    assert "s3cret-pass" not in config_text and "YWxpY2U6czNjcmV0LXBhc3M" not in config_text
+    assert json.loads(config_text)["auths"] == {auth_registry.host: {}}
+    [stored] = [p for p in cred_helper.iterdir() if p.name != "calls"]
+    assert json.loads(stored.read_text()) == {"ServerURL": auth_registry.host, "Username": "alice",
+                                              "Secret": "s3cret-pass"}
+    # push and pull send what the helper gives back; the real docker CLI reads the same login
+    name = f"{auth_registry.host}/ctx/busybox:{where.lower()}"
+    assert dockyard(env, "-H", url, "tag", "busybox:latest", name).returncode == 0
+    try:
+        r = dockyard(env, "-H", url, "image", "push", name)
+        assert r.returncode == 0, r.stderr
+        assert "get" in (cred_helper / "calls").read_text().split()
+        dockyard(env, "-H", url, "rmi", name)
+        r = docker(env, "-H", url, "pull", name)
+        assert r.returncode == 0, r.stderr
+        r = dockyard(env, "-H", url, "logout", auth_registry.host)
+        assert r.returncode == 0 and "Removing login credentials" in r.stdout, r.stderr
+        assert [p.name for p in cred_helper.iterdir()] == ["calls"]
+        assert "erase" in (cred_helper / "calls").read_text().split()
+        dockyard(env, "-H", url, "rmi", name)
+        r = dockyard(env, "-H", url, "pull", name)
+        assert r.returncode != 0
+    finally:
+        dockyard(env, "-H", url, "rmi", name)
+
+
+def test_a_missing_helper_is_an_error_not_plain_text(env, dockyard_daemon):
+    conf = env_config(env)
+    conf.mkdir()
+    (conf / "config.json").write_text(json.dumps({"credsStore": "no-such-helper"}))
+    r = dockyard(env, "-H", dockyard_daemon.url, "pull", "127.0.0.1:1/x")
+    assert r.returncode == 1 and "docker-credential-no-such-helper" in r.stderr
