@@ -334,6 +334,19 @@ def test_default_bridge_with_daemon_ipv6_and_fixed_cidr_v6(make_daemon, busybox_
     sub6 = ipaddress.ip_network(next(x["Subnet"] for x in auto if ":" in x["Subnet"]))
     assert sub6.prefixlen == 64 and sub6.subnet_of(ipaddress.ip_network("fd00::/8"))
     ok(d, "network", "rm", net)
+    # killed, then started without ipv6: the default bridge loses its IPv6 (record and link)
+    import signal
+
+    bridge_dev = f"dy{instance_of(d.data_root)}-br0"
+    assert str(fixed.network_address + 1) in subprocess.run(
+        ["ip", "-6", "addr", "show", "dev", bridge_dev], capture_output=True, text=True).stdout
+    d.stop(signal.SIGKILL)
+    conf.write_text(f'default-address-pools = [{{base = "{pool}", size = 24}}]\n')
+    d.start()
+    assert json.loads(ok(d, "network", "inspect", "bridge"))[0]["EnableIPv6"] is False
+    shown = subprocess.run(["ip", "-6", "addr", "show", "dev", bridge_dev, "scope", "global"],
+                           capture_output=True, text=True).stdout
+    assert str(fixed.network_address + 1) not in shown, shown
 
 
 def test_ipv6_survives_a_daemon_kill_with_live_restore(make_daemon, busybox_tar, tmp_path):

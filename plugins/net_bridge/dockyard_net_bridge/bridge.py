@@ -198,10 +198,16 @@ class BridgeDriver:
         have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx, family=socket.AF_INET)}
         if (str(iface.ip), iface.network.prefixlen) not in have:
             ipr.addr("add", index=idx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+        # global IPv6 addresses other than the gateway are an older one (the default bridge after
+        # a change of the daemon's ipv6 / fixed-cidr-v6): removed (link-local ones stay)
+        have6 = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx, family=socket.AF_INET6)
+                 if a["scope"] == 0}
+        for address, prefixlen in have6:
+            if iface6 is None or (address, prefixlen) != (str(iface6.ip), iface6.network.prefixlen):
+                with contextlib.suppress(Exception):
+                    ipr.addr("del", index=idx, family=socket.AF_INET6, address=address, prefixlen=prefixlen)
         if iface6 is not None:  # the IPv6 gateway, without duplicate address detection: usable at once
             _sysctl6(name, "disable_ipv6", "0")
-            have6 = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
-                     for a in ipr.get_addr(index=idx, family=socket.AF_INET6)}
             if (str(iface6.ip), iface6.network.prefixlen) not in have6:
                 ipr.addr("add", index=idx, family=socket.AF_INET6, address=str(iface6.ip),
                          prefixlen=iface6.network.prefixlen, flags=rtnl.IFA_F_NODAD)
