@@ -60,7 +60,7 @@ def go_float(f: float, verb: str = "g", prec: int = -1) -> str:
             mant, exp = r.split("e")
         else:
             mant, exp = r, None
-        # shortest digits, then %e when exp < -4 || exp >= 21 (fmt %v uses eprec 21)
+        # shortest digits, then %e when exp < -4 || exp >= 6 (strconv's eprec for the shortest form)
         digits = f"{abs(f):.17e}"
         s = repr(abs(float(f)))
         m = re.match(r"^(\d+)(?:\.(\d+))?(?:e([+-]\d+))?$", s)
@@ -73,7 +73,7 @@ def go_float(f: float, verb: str = "g", prec: int = -1) -> str:
         lead = len(ip) - 1 + ex if ip.strip("0") else ex - (len(fp) - len(fp.lstrip("0"))) - 1
         ds = ds.rstrip("0") or "0"
         sign = "-" if f < 0 else ""
-        if lead < -4 or lead >= 21:
+        if lead < -4 or lead >= 6:
             mant = ds[0] + ("." + ds[1:] if len(ds) > 1 else "")
             return f"{sign}{mant}e{'-' if lead < 0 else '+'}{abs(lead):02d}"
         del digits, mant, exp, r
@@ -1330,9 +1330,9 @@ class _Exec:
             lo = 0
         if nargs < lo or (hi is not None and nargs > hi):
             if name in ("and", "or") and nargs == 0:
-                raise self.error(f"wrong number of args for {name}: want at least 1 got 0", where)
+                raise self.error(f"wrong number of args for {name}: want at least 1 got 0", ident)
             want = f"at least {lo}" if hi is None else str(lo)
-            raise self.error(f"wrong number of args for {name}: want {want} got {nargs}", where)
+            raise self.error(f"wrong number of args for {name}: want {want} got {nargs}", ident)
         if name in ("and", "or"):
             nodes = list(arg_nodes)
             v: Any = None
