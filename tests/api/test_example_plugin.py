@@ -156,3 +156,15 @@ def test_example_policy_next_to_auth_tls(example_plugin, tmp_path):
     assert version == [(200, "allow", "root reads"), (403, "deny", "x-example-deny")]
     create = [r for r in records if r["route"] == "/containers/create"]
     assert [(r["status"], r["decision"], r["rule"]) for r in create] == [(403, "deny", "default")]
+
+
+@pytest.mark.privileged
+def test_hook_authorize_container(audited, busybox_tar):
+    audited.load(busybox_tar)
+    r = audited.docker("create", "--name", "hostpid", "--pid", "host", "busybox", "true")
+    assert r.returncode != 0 and b"example policy: no host pid namespace" in r.stderr, r.stderr
+    assert audited.docker("ps", "-aq", "--filter", "name=hostpid").stdout.split() == []
+    assert audited.docker("create", "--name", "plain", "busybox", "true").returncode == 0
+    audited.docker("rm", "plain")
+    denied = [rec for rec in records(audited) if rec.get("hook") == "authorize_container"]
+    assert denied == [{"hook": "authorize_container", "action": "create", "denied": ["pid"]}]

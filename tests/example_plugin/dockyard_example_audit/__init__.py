@@ -100,3 +100,16 @@ def register_commands(cli):
     def example_hello(client):
         """Say hello through the example plugin's route."""
         click.echo(json.dumps(client.get("/example/hello")))
+
+
+@hookimpl
+def authorize_container(request, identity, action, privileges, target):
+    """Refuse any container that would share the host's pid namespace, however it is asked
+    for (``--pid host``, or ``--pid container:X`` where X has the host's): the daemon hands the
+    effective privileges, so the plugin never reads request fields."""
+    if not _log_path():
+        return None
+    if privileges is not None and "pid" in privileges.host_namespaces:
+        _write({"hook": "authorize_container", "action": action, "denied": sorted(privileges.host_namespaces)})
+        return Decision.deny("example policy: no host pid namespace", rule="example-host-pid")
+    return None
