@@ -122,7 +122,7 @@ class Container:
             "FinishedAt": rfc3339(self.finished_ns),
         }
 
-    def inspect(self, directory: Path, log_path: Path, graph: dict[str, Any]) -> dict[str, Any]:
+    def inspect(self, directory: Path, log_path: Path | None, graph: dict[str, Any]) -> dict[str, Any]:
         cmd = self.command_line()
         return {
             "Id": self.id,
@@ -134,7 +134,7 @@ class Container:
             "ResolvConfPath": str(directory / "resolv.conf"),
             "HostnamePath": str(directory / "hostname"),
             "HostsPath": str(directory / "hosts"),
-            "LogPath": str(log_path),
+            "LogPath": str(log_path) if log_path else "",  # only json-file's is API (as Docker)
             "Name": "/" + self.name,
             "RestartCount": self.restart_count,
             "Driver": self.storage_driver,

@@ -491,11 +491,12 @@ class ContainerService:
         """The binary records of the container's output (the local driver's store; attach's stream)."""
         return self.dir(c) / "container.log"
 
-    def log_path(self, c: Container) -> Path:
-        """Inspect's LogPath: Docker's <id>-json.log for json-file, else the binary store."""
+    def log_path(self, c: Container) -> Path | None:
+        """Inspect's LogPath: Docker's <id>-json.log for json-file; none for other drivers (Docker
+        keeps the local driver's file out of the API)."""
         if options.log_driver(c.host_config) == "json-file":
             return self.json_log_path(c)
-        return self._channel_path(c)
+        return None
 
     # -- monitoring -----------------------------------------------------------------------
 

@@ -87,3 +87,41 @@ def test_reader_reads_compressed_rotated_files(tmp_path):
     r = JsonLogReader(p)
     assert [x.name for x in r.files()] == ["c-json.log.2.gz", "c-json.log.1", "c-json.log"]
     assert [x.data for x in r.lines()] == [b"one\n", b"two\n", b"three\n"]
+
+
+def test_daemon_config_log_driver_key(tmp_path):
+    import pytest
+
+    from dockyard import config as cfg
+    from dockyard.errors import ConfigError
+
+    assert cfg.build({}, None).log_driver == "json-file"
+    f = tmp_path / "d.toml"
+    f.write_text('log-driver = "syslog"\n[log-opts]\nsyslog-address = "udp://127.0.0.1:514"\n')
+    c = cfg.build({}, f)
+    assert c.log_driver == "syslog" and c.log_opts == {"syslog-address": "udp://127.0.0.1:514"}
+    f.write_text('log-driver = "journald"\n')
+    with pytest.raises(ConfigError, match="journald"):
+        cfg.build({}, f)
+
+
+def test_syslog_options():
+    import pytest
+
+    from dockyard.containers import syslog
+    from dockyard.errors import InvalidArgument
+
+    class C:
+        id, name, image, image_id = "ab" * 32, "/web", "busybox", "sha256:" + "cd" * 32
+
+    assert syslog.spec_fields({}, C) == {"proto": "unix", "path": "/dev/log", "facility": 3, "format": "",
+                                         "tag": "ab" * 6}
+    got = syslog.spec_fields({"syslog-address": "udp://[::1]:5514", "syslog-facility": "local7",
+                              "syslog-format": "rfc5424micro", "tag": "{{.Name}}:{{.ImageName}}:{{.ImageID}}"}, C)
+    assert got == {"proto": "udp6", "host": "::1", "port": 5514, "facility": 23, "format": "rfc5424micro",
+                   "tag": "web:busybox:" + "cd" * 6}
+    assert syslog.spec_fields({"syslog-address": "udp://127.0.0.1"}, C)["port"] == 514
+    for opts, text in (({"tag": "{{.Unknown}}"}, "only"), ({"syslog-tls-ca-cert": "x"}, "not supported"),
+                       ({"syslog-address": "unix://relative"}, "absolute")):
+        with pytest.raises(InvalidArgument, match=text):
+            syslog.validate(opts)
