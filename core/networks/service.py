@@ -33,7 +33,7 @@ from .. import filters as F
 from ..crashpoints import crashpoint
 from ..drivers.network import Endpoint, Network
 from ..errors import (
-    Conflict, DockyardError, Forbidden, InvalidArgument, NoSuchNetwork, NotFound, PluginError,
+    ConfigError, Conflict, DockyardError, Forbidden, InvalidArgument, NoSuchNetwork, NotFound, PluginError,
 )
 from ..store import remove_stale_temps
 from ..timestamps import parse_timestamp
@@ -234,8 +234,9 @@ class NetworkService:
                 if await self._default_bridge_bip(existing):  # else: made again below with the new bip
                     self._default_bridge_ipv6(existing)
                     continue
-            net = Network(id=(getattr(self, "_bridge_id", None) if name == "bridge" else None) or secrets.token_hex(32),
-                          name=name, driver=driver, created_ns=time.time_ns(), predefined=True)
+            reused = getattr(self, "_bridge_id", None) if name == "bridge" else None  # a bridge moved by bip
+            net = Network(id=reused or secrets.token_hex(32), name=name, driver=driver, created_ns=time.time_ns(),
+                          predefined=True)
             if driver == "bridge":
                 try:
                     self.driver("bridge")
@@ -255,6 +256,7 @@ class NetworkService:
                 subnet = None
                 if bip:  # dockerd's bip: the bridge's address and prefix
                     iface = ipam.ipaddress.ip_interface(bip)
+                    self._check_bip(iface, rec)
                     subnet = iface.network
                     net.subnet, net.gateway = str(subnet), str(iface.ip)
                     rec.allocated[net.gateway] = "gateway"
@@ -279,6 +281,7 @@ class NetworkService:
         iface = ipam.ipaddress.ip_interface(bip)
         if net.subnet == str(iface.network) and net.gateway == str(iface.ip):
             return True
+        self._check_bip(iface, rec)
         if rec.endpoints:
             log.warning("bip %s: the default bridge keeps %s (gateway %s) while containers use it; "
                         "restart the daemon once they are removed", bip, net.subnet, net.gateway)
@@ -293,6 +296,14 @@ class NetworkService:
         self.records.pop(net.id, None)
         self._bridge_id = net.id  # the same id again: stopped containers still name it
         return False
+
+    def _check_bip(self, iface: Any, bridge: NetRecord) -> None:
+        """A ``bip`` that overlaps another network of this daemon stops the start, as in dockerd."""
+        for other in self.records.values():
+            if other is bridge or other.net.id == bridge.net.id or not other.net.subnet:
+                continue
+            if ipam.ipaddress.ip_network(other.net.subnet).overlaps(iface.network):
+                raise ConfigError(f"bip {iface}: overlaps network {other.name} ({other.net.subnet})")
 
     def _default_bridge_ipv6(self, rec: NetRecord) -> None:
         """dockerd's ``ipv6`` and ``fixed-cidr-v6`` for the default bridge, applied at every start

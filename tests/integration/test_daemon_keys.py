@@ -107,3 +107,18 @@ def test_bip_change_moves_an_unused_default_bridge(tmp_path: Path, make_daemon) 
     net = json.loads(d.docker("network", "inspect", "bridge").stdout)[0]
     assert net["IPAM"]["Config"][0] == {"Subnet": "10.213.79.128/25", "Gateway": "10.213.79.129"}
     assert net["Id"] == first["Id"]
+
+
+def test_bip_overlapping_a_network_stops_the_start(tmp_path: Path, make_daemon) -> None:
+    d = make_daemon()
+    r = d.docker("network", "create", "--subnet", "10.213.81.0/24", "taken81")
+    assert r.returncode == 0, r.stderr.decode()
+    d.stop()
+    conf = tmp_path / "dockyardd.toml"
+    conf.write_text('bip = "10.213.81.1/16"\n')
+    bad = make_daemon("--config-file", str(conf), base=d.base, start=False)
+    with pytest.raises(RuntimeError) as err:
+        bad.start(timeout=60)
+    assert "dockyardd: error: bip 10.213.81.1/16: overlaps network taken81 (10.213.81.0/24)" in str(err.value)
+    d.start()  # without the bip: the network is still there, and the fixture removes it
+    assert d.docker("network", "inspect", "taken81").returncode == 0
