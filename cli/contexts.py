@@ -123,7 +123,7 @@ def load(name: str) -> Context:
     try:
         meta = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ClientError(f"context {name!r} does not exist") from None
+        raise ClientError(f'context "{name}" does not exist') from None
     except ValueError as exc:
         raise ClientError(f"context {name!r}: {path}: invalid JSON: {exc}") from None
     endpoint = ((meta.get("Endpoints") or {}).get("docker") or {})

@@ -82,7 +82,7 @@ def load_commands() -> None:
 
     for module in (system, images, containers, archive, volumes, build, registry):
         module.register(cli)
-    from . import contexts, inspect_all, interactive, networks, ports, version
+    from . import contexts, docker_extras, inspect_all, interactive, networks, ports, version
 
     networks.register(cli)
     inspect_all.register(cli)  # `dockyard inspect`: containers, images, networks and volumes
@@ -91,6 +91,7 @@ def load_commands() -> None:
     interactive.register(cli)
     contexts.register(cli)
     cli.add_command(version.version)  # docker's Client and Server sections (replaces system's)
+    docker_extras.register(cli)  # last: it adds name completion to every command's arguments
 
 
 def _plugin_commands(cli: click.Group) -> None:

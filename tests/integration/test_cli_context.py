@@ -177,3 +177,77 @@ def test_a_missing_helper_is_an_error_not_plain_text(env, dockyard_daemon):
     (conf / "config.json").write_text(json.dumps({"credsStore": "no-such-helper"}))
     r = dockyard(env, "-H", dockyard_daemon.url, "pull", "127.0.0.1:1/x")
     assert r.returncode == 1 and "docker-credential-no-such-helper" in r.stderr
+
+
+def test_completion_scripts_and_container_and_image_names_from_the_daemon(env, busybox_daemon):
+    for shell, marker in (("bash", "_DOCKYARD_COMPLETE=bash_complete"), ("zsh", "#compdef dockyard"),
+                          ("fish", "_DOCKYARD_COMPLETE=fish_complete")):
+        r = dockyard(env, "completion", shell)
+        assert r.returncode == 0 and marker in r.stdout, (shell, r.stderr)
+    name = "ctx-completion-target"
+    assert busybox_daemon.cli("create", "--name", name, "busybox:latest", "true").returncode == 0
+    try:
+        for words, cword in (("dockyard start ", 2), ("dockyard container stop ctx-comp", 3)):
+            e = env | {"_DOCKYARD_COMPLETE": "bash_complete", "COMP_WORDS": words.replace("dockyard ", f"dockyard -H {busybox_daemon.url} ", 1),
+                       "COMP_CWORD": str(cword + 2)}
+            r = subprocess.run([sys.executable, "-m", "dockyard_cli"], capture_output=True, text=True, env=e,
+                               timeout=60)
+            assert f"plain,{name}" in r.stdout.splitlines(), (words, r.stdout, r.stderr)
+        # DOCKER_CONTEXT is honoured too, and image arguments complete image references
+        assert docker(env, "context", "create", "comp", "--docker", f"host={busybox_daemon.url}").returncode == 0
+        e = env | {"DOCKER_CONTEXT": "comp", "_DOCKYARD_COMPLETE": "bash_complete",
+                   "COMP_WORDS": "dockyard run busy", "COMP_CWORD": "2"}
+        r = subprocess.run([sys.executable, "-m", "dockyard_cli"], capture_output=True, text=True, env=e, timeout=60)
+        assert "plain,busybox:latest" in r.stdout.splitlines(), (r.stdout, r.stderr)
+    finally:
+        busybox_daemon.cli("rm", "-f", name)
+
+
+def test_history_port_and_system_aliases(env, busybox_daemon):
+    url = busybox_daemon.url
+    ours = dockyard(env, "-H", url, "history", "busybox:latest")
+    theirs = docker(env, "-H", url, "history", "busybox:latest")
+    assert ours.returncode == 0 and theirs.returncode == 0, ours.stderr
+    assert ours.stdout.split()[:5] == theirs.stdout.split()[:5] == ["IMAGE", "CREATED", "CREATED", "BY", "SIZE"]
+    assert len(ours.stdout.splitlines()) == len(theirs.stdout.splitlines())
+    cid = busybox_daemon.cli("create", "-p", "127.0.0.1::80", "busybox:latest", "true").stdout.decode().strip()
+    try:
+        r = dockyard(env, "-H", url, "container", "port", cid)
+        assert r.returncode == 0 and r.stdout == docker(env, "-H", url, "container", "port", cid).stdout
+    finally:
+        busybox_daemon.cli("rm", "-f", cid)
+    r = dockyard(env, "-H", url, "system", "info", "--format", "{{.OSType}}")
+    assert r.stdout.strip() == "linux", r.stderr
+    r = dockyard(env, "-H", url, "system", "events", "--since", "1", "--until", "2")
+    assert r.returncode == 0, r.stderr
+
+
+def test_system_prune(env, busybox_daemon):
+    url = busybox_daemon.url
+    cid = busybox_daemon.cli("create", "busybox:latest", "true").stdout.decode().strip()
+    net = "ctx-prune-net"
+    assert busybox_daemon.cli("network", "create", net).returncode == 0
+    vol = busybox_daemon.cli("volume", "create").stdout.decode().strip()  # anonymous-looking, but named: kept
+    try:
+        r = dockyard(env, "-H", url, "system", "prune", input="n\n")
+        assert "WARNING! This will remove:" in r.stdout and "  - all stopped containers" in r.stdout
+        assert cid in busybox_daemon.cli("ps", "-aq", "--no-trunc").stdout.decode()
+        r = dockyard(env, "-H", url, "system", "prune", "-f", "--volumes")
+        assert r.returncode == 0, r.stderr
+        out = r.stdout
+        assert out.index("Deleted Containers:") < out.index(cid) < out.index("Deleted Networks:") \
+            < out.index(net) < out.index("Total reclaimed space: ")
+        assert cid not in busybox_daemon.cli("ps", "-aq", "--no-trunc").stdout.decode()
+        assert busybox_daemon.cli("image", "inspect", "busybox:latest").returncode == 0  # in no way dangling
+    finally:
+        busybox_daemon.cli("rm", "-f", cid)
+        busybox_daemon.cli("network", "rm", net)
+        busybox_daemon.cli("volume", "rm", vol)
+
+
+def test_search_answers_what_the_daemon_answers(env, dockyard_daemon):
+    ours = dockyard(env, "-H", dockyard_daemon.url, "search", "busybox")
+    theirs = docker(env, "-H", dockyard_daemon.url, "search", "busybox")
+    assert ours.returncode == theirs.returncode == 1
+    assert ours.stderr.startswith("Error response from daemon: ")
+    assert ours.stderr.strip() == theirs.stderr.strip()
