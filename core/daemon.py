@@ -24,7 +24,7 @@ from aiohttp import web
 
 from . import API_VERSION, __version__
 from . import config as cfg
-from .containers.options import runtime_names
+from .containers.options import runtime_names, runtime_path
 from .errors import ConfigError, PluginError
 from .events import EventBus, Event
 from .host import Host
@@ -278,8 +278,8 @@ class Daemon:
             "Labels": [],
             "ExperimentalBuild": False,
             "ServerVersion": __version__,
-            # the loaded runtime, and the names create accepts for it (runc: compose files pass it)
-            "Runtimes": {name: {"path": type(runtime).__module__} for name in sorted(runtime_names(runtime))}
+            # exactly the runtimes --runtime can name (runc only with the oci plugin and its binary)
+            "Runtimes": {name: {"path": runtime_path(runtime, name)} for name in sorted(runtime_names(runtime))}
             if runtime else {},
             "DefaultRuntime": getattr(runtime, "name", "none") if runtime else "none",
             "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,

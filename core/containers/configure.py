@@ -120,8 +120,8 @@ def normalize_host_config(hc: dict[str, Any] | None) -> dict[str, Any]:
         raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
     hc["RestartPolicy"] = {"Name": name, "MaximumRetryCount": retries}
     hc.setdefault("NetworkMode", "default")
-    # dockerd fills in its default runtime's name; "runc" names this engine's default runtime
-    hc["Runtime"] = hc.get("Runtime") or "runc"
+    # dockerd fills in its default runtime's name: options.check does, knowing the runtime
+    hc["Runtime"] = hc.get("Runtime") or ""
     # Docker's default driver name: the engine's log store serves json-file's options and reading
     # (docker-py's containers.run returns the output only for json-file or journald)
     log_config = hc["LogConfig"] = dict(hc.get("LogConfig") or {})

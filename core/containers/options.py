@@ -20,8 +20,8 @@ LOG_DRIVERS = ("", "dockyard", "json-file", "local", "none", "syslog")
 #: Docker's other built-in drivers: known, refused with a 400 naming them.
 UNSUPPORTED_LOG_DRIVERS = ("journald", "fluentd", "gelf", "awslogs", "splunk", "etwlogs", "gcplogs",
                            "logentries")
-#: Alias accepted for the default runtime: compose files and tools pass it.
-RUNTIME_ALIASES = ("runc",)
+#: Runtime names known from Docker that need a separately installed runtime plugin here.
+RUNTIME_PLUGINS = {"runc": "dockyard-oci-runtime", "crun": "dockyard-oci-runtime"}
 #: Sysctls of the IPC namespace (with fs.mqueue.*): allowed unless --ipc host, as Docker.
 IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
                "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
@@ -55,15 +55,31 @@ def normalize_mac(value: Any, what: str = "--mac-address") -> str:
 
 
 def runtime_names(runtime: Any) -> set[str]:
-    """Runtime names ``HostConfig.Runtime`` may name: the loaded runtime's and ``runc``."""
-    name = getattr(runtime, "name", None) or "native"
-    return {name, *RUNTIME_ALIASES}
+    """Runtime names ``HostConfig.Runtime`` may name: those the loaded runtime really runs
+    (its ``names()`` when it serves several, e.g. native plus OCI binaries), else its own."""
+    names = getattr(runtime, "names", None)
+    if callable(names):
+        return set(names())
+    return {getattr(runtime, "name", None) or "native"}
+
+
+def runtime_path(runtime: Any, name: str) -> str:
+    """What ``docker info`` shows as a runtime's path: its binary when it runs one (``path_of``)."""
+    path_of = getattr(runtime, "path_of", None)
+    path = path_of(name) if callable(path_of) else None
+    return path or type(runtime).__module__
 
 
 def _check_runtime(hc: dict[str, Any], runtime: Any) -> None:
     name = hc.get("Runtime") or ""
-    if name and name not in runtime_names(runtime):
-        raise InvalidArgument(f"unknown or invalid runtime name: {name}")
+    if not name:  # dockerd stores its default runtime's name
+        hc["Runtime"] = getattr(runtime, "name", None) or "native"
+        return
+    if name in runtime_names(runtime):
+        return
+    if name in RUNTIME_PLUGINS:
+        raise InvalidArgument(f"runtime {name} is not available (install {RUNTIME_PLUGINS[name]})")
+    raise InvalidArgument(f"unknown or invalid runtime name: {name}")
 
 
 def _check_device_requests(hc: dict[str, Any]) -> None:

@@ -271,7 +271,7 @@ INSPECT_CASES = [
     "--sysctl net.ipv4.ip_forward=1 --shm-size 32m --log-driver json-file --log-opt max-size=1m --log-opt max-file=2",
     "--device /dev/null:/dev/xnull:r --device-cgroup-rule 'c 1:3 rwm' --cgroupns private --oom-score-adj 100 "
     "--group-add 10",
-    "--pid host --ipc shareable --userns host --runtime runc --annotation a=b",
+    "--pid host --ipc shareable --userns host --runtime native --annotation a=b",
     "-m 64m --memory-reservation 10m --cpu-period 100000 --cpu-quota 50000 --cpuset-mems 0",
     "--mac-address 92:d0:c6:0a:29:33 -i -a stdin -a stdout --cap-add net_admin --cap-drop chown",
     "--health-start-interval 1s --health-cmd true --label-file {labels} -l x=y",

@@ -150,10 +150,12 @@ def test_empty_entrypoint_means_none(d, client):
 # -- HostConfig.Runtime, links, logs, volumes, load ------------------------------------------
 
 def test_runtime_in_inspect(client):
-    c = client.api.create_container("busybox", ["true"], host_config=client.api.create_host_config(runtime="runc"))
-    assert client.api.inspect_container(c)["HostConfig"]["Runtime"] == "runc"
+    info = client.info()
+    for name in info["Runtimes"]:
+        c = client.api.create_container("busybox", ["true"], host_config=client.api.create_host_config(runtime=name))
+        assert client.api.inspect_container(c)["HostConfig"]["Runtime"] == name
     c = client.api.create_container("busybox", ["true"])  # dockerd fills in its default runtime
-    assert client.api.inspect_container(c)["HostConfig"]["Runtime"] == "runc"
+    assert client.api.inspect_container(c)["HostConfig"]["Runtime"] == info["DefaultRuntime"]
 
 
 def test_remove_link(client, d):

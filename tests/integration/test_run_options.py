@@ -2,6 +2,7 @@
 CLI 28 and docker-py against dockyardd (busybox loaded). Refusals are Docker's 400 messages
 and leave no container behind."""
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -86,10 +87,13 @@ def test_refusals_reach_docker_py_as_api_errors(d, client):
 
 def test_runtime_names_of_this_daemon_are_accepted(d):
     default = d.docker("info", "--format", "{{.DefaultRuntime}}").stdout.decode().strip()
-    listed = d.docker("info", "--format", "{{json .Runtimes}}").stdout.decode()
-    for name in (default, "runc"):
-        assert f'"{name}"' in listed  # docker info lists what --runtime accepts
+    listed = json.loads(d.docker("info", "--format", "{{json .Runtimes}}").stdout.decode())
+    assert default in listed
+    for name in listed:  # docker info lists exactly what --runtime accepts
         assert run(d, "--runtime", name, "busybox", "echo", "ok") == "ok\n"
+    if "runc" not in listed:  # no alias of the native runtime: a clear refusal
+        r = d.docker("run", "--rm", "--runtime", "runc", "busybox", "true")
+        assert r.returncode != 0 and b"runtime runc is not available" in r.stderr
 
 
 def test_mac_address_is_set_on_eth0_and_shown_in_inspect(d):

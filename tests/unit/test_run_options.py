@@ -46,9 +46,16 @@ def test_platform_must_match_the_image():
 def test_runtime_names():
     rt = SimpleNamespace(name="native")
     options.check({}, {"Runtime": "native"}, runtime=rt)
-    options.check({}, {"Runtime": "runc"}, runtime=rt)
-    with pytest.raises(InvalidArgument, match="unknown or invalid runtime name: crun"):
-        options.check({}, {"Runtime": "crun"}, runtime=rt)
+    hc: dict = {"Runtime": ""}
+    options.check({}, hc, runtime=rt)
+    assert hc["Runtime"] == "native"  # the default runtime's name is stored, as dockerd
+    # runc is no alias of the native runtime: it needs the oci plugin, and says so
+    with pytest.raises(InvalidArgument, match=r"runtime runc is not available \(install dockyard-oci-runtime\)"):
+        options.check({}, {"Runtime": "runc"}, runtime=rt)
+    with pytest.raises(InvalidArgument, match="unknown or invalid runtime name: nosuch"):
+        options.check({}, {"Runtime": "nosuch"}, runtime=rt)
+    multi = SimpleNamespace(name="native", names=lambda: ["native", "runc"])
+    options.check({}, {"Runtime": "runc"}, runtime=multi)
 
 
 def test_swappiness_range_is_checked_before_the_refusal():
