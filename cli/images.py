@@ -178,16 +178,27 @@ def history(client: Client, name: str, human: bool, no_trunc: bool, quiet: bool,
         for h in items:
             click.echo(short(h["Id"], no_trunc) if h["Id"] != "<missing>" else "<missing>")
         return
+    from datetime import datetime, timezone
+
+    from .templates import row
+
     rows = []
     for h in items:
-        created_by = h.get("CreatedBy") or ""
+        created_by = (h.get("CreatedBy") or "").replace("\t", " ")
         if not no_trunc and len(created_by) > 45:
             created_by = created_by[:44] + "…"
-        rows.append([short(h["Id"], no_trunc) if h["Id"] != "<missing>" else "<missing>",
-                     ago(h.get("Created") or 0) if human else str(h.get("Created")),
-                     created_by, human_size(h.get("Size") or 0) if human else str(h.get("Size")),
-                     h.get("Comment") or ""])
-    output(fmt, items, ("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"), rows)
+        created_at = datetime.fromtimestamp(h.get("Created") or 0, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        rows.append(row("*image.historyContext", {
+            "Comment": h.get("Comment") or "",
+            "CreatedAt": created_at,
+            "CreatedBy": created_by,
+            "CreatedSince": ago(h.get("Created") or 0) if human else created_at,
+            "ID": short(h["Id"], no_trunc) if h["Id"] != "<missing>" else "<missing>",
+            "Size": human_size(h.get("Size") or 0) if human else str(h.get("Size") or 0),
+        }))
+    print_rows(fmt, rows, {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
+                           "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"},
+               "{{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}")
 
 
 # -- tag, rm, prune ---------------------------------------------------------------------------

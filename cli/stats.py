@@ -12,7 +12,7 @@ import click
 
 from .client import Client, ClientError, q
 from .docker_command import command
-from .templates import print_rows, render
+from .templates import render  # noqa: F401  (kept for callers)
 
 
 def cpu_percent(s: Mapping[str, Any]) -> float:
@@ -97,17 +97,14 @@ def _stats_targets(client: Client, containers: tuple[str, ...], all_: bool) -> l
 
 
 def _table_text(fmt: str | None, rows: list[dict[str, Any]]) -> str:
-    template = (fmt[5:].strip() if fmt and fmt.startswith("table") else "") or STATS_DEFAULT
-    lines = [render(template, STATS_HEADERS).split("\t")] + [render(template, r).split("\t") for r in rows]
-    widths = [max(len(line[i]) if i < len(line) else 0 for line in lines) for i in range(len(lines[0]))]
-    return "\n".join("   ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+    from .templates import render_rows, row
+
+    structs = [row("*container.statsContext", r) for r in rows]
+    return render_rows(fmt, structs, STATS_HEADERS, STATS_DEFAULT).rstrip("\n")
 
 
 def _print_stats(fmt: str | None, rows: list[dict[str, Any]]) -> None:
-    if fmt and not fmt.startswith("table"):
-        print_rows(fmt, rows, STATS_HEADERS, STATS_DEFAULT)
-    else:
-        click.echo(_table_text(fmt, rows))
+    click.echo(_table_text(fmt, rows))
 
 
 @command("stats")
@@ -153,7 +150,9 @@ def stats(client: Client, all_: bool, fmt: str | None, no_stream: bool, no_trunc
 
     def rows() -> list[dict[str, Any]]:
         with lock:
-            return [stats_row(latest[t], no_trunc) for t in targets if t in latest]
+            # docker: .Container is the name or id as the command line gave it
+            return [dict(stats_row(latest[t], no_trunc), **({"Container": t} if containers else {}))
+                    for t in targets if t in latest]
 
     if no_stream:
         for t in threads:

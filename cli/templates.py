@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import click
 
@@ -61,7 +61,7 @@ def go_time(value: str | float | int | None) -> str:
     return dt.strftime("%Y-%m-%d %H:%M:%S") + (f".{frac}" if frac else "") + " +0000 UTC"
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(message, err=True)
     sys.exit(code)
 
@@ -69,22 +69,19 @@ def fail(message: str, code: int = 1) -> None:
 PARSING = ("template parsing error: ", "template parsing error: ")
 
 
-def print_rows(fmt: str | None, rows: list[Any], headers: dict[str, str], default: str,
-               errors: tuple[str, str] = PARSING) -> None:
-    """A list command's output, as docker's formatter prints it. ``errors``: the prefixes docker's
-    command puts before a parse and an execution error (ps: ``failed to parse template: ``...)."""
+def render_rows(fmt: str | None, rows: list[Any], headers: dict[str, str], default: str,
+                errors: tuple[str, str] = PARSING) -> str:
+    """A list command's output text, as docker's formatter prints it. ``errors``: the prefixes
+    docker's command puts before a parse and an execution error (ps: ``failed to parse template: ``)."""
     if fmt == "json":
         from .gotemplate import go_json
 
-        for r in rows:
-            click.echo(go_json(r))
-        return
+        return "".join(go_json(r) + "\n" for r in rows)
     is_table, src = docker_format(fmt or "table", default)
     try:
         t = Template(src)
     except TemplateError as exc:
         fail(f"{errors[0]}{exc}")
-        return
     try:
         body = "".join(t.execute(r) + "\n" for r in rows)
         if is_table:
@@ -93,8 +90,12 @@ def print_rows(fmt: str | None, rows: list[Any], headers: dict[str, str], defaul
             body = tabwriter(Template(src, HEADER_FUNCS).execute(header_struct(headers)) + "\n" + body)
     except TemplateError as exc:
         fail(f"{errors[1]}{exc}")
-        return
-    click.echo(body, nl=False)
+    return body
+
+
+def print_rows(fmt: str | None, rows: list[Any], headers: dict[str, str], default: str,
+               errors: tuple[str, str] = PARSING) -> None:
+    click.echo(render_rows(fmt, rows, headers, default, errors), nl=False)
 
 
 def ps_preprocess(fmt: str, empty_row: Struct) -> bool:

@@ -15,6 +15,7 @@ VOLS = ("volume", "ls", "--filter", "name=fmt-vol")
 # (command, format): formats avoid the times that move between the two runs (RunningFor, Status)
 CORPUS = [
     (PS, "{{.Names}}"),
+    (PS, "{{.State}} {{.Names}}"),
     (PS, "{{.ID}} {{.Image}} {{.Command}}"),
     (PS, "{{.Label \"color\"}}|{{.Label \"nope\"}}"),
     (PS, "{{.Labels}}"),
@@ -77,6 +78,13 @@ CORPUS = [
     (("version",), "{{.Nope}}"),
     (("version",), "{{json .Server.Components}}"),
     (("version",), "json"),
+    (("history", "busybox"), ""),
+    (("history", "busybox"), "json"),
+    (("history", "busybox"), "table {{.ID}}\t{{.CreatedAt}}\t{{.Size}}"),
+    (("history", "busybox"), "{{.CreatedBy}}|{{.Comment}}|{{.Nope}}"),
+    (("stats", "--no-stream", "fmt-run"), "{{.Name}} {{.Container}} {{.PIDs}} {{.ID}}"),
+    (("stats", "--no-stream", "fmt-run"), "table {{.Name}}\t{{.Container}}\t{{.PIDs}}"),
+    (("stats", "--no-stream", "fmt-run"), "{{.Nope}}"),
 ]
 
 
@@ -89,6 +97,9 @@ def d(busybox_daemon):
         assert r.returncode == 0, r.stderr
         made.append(name)
     assert d.cli("start", "fmt-b").returncode == 0
+    r = d.cli("run", "-d", "--name", "fmt-run", "--label", LABEL, "busybox", "sleep", "300")
+    assert r.returncode == 0, r.stderr
+    made.append("fmt-run")
     d.cli("wait", "fmt-b")
     # one label: docker joins a volume's labels in Go's (random) map order
     assert d.cli("volume", "create", "--label", "color=green", "fmt-vol").returncode == 0
