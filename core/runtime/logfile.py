@@ -18,7 +18,6 @@ from __future__ import annotations
 import calendar
 import contextlib
 import gzip
-import json
 import os
 import struct
 import time
@@ -26,6 +25,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from .dirwatch import DirWatcher
 
@@ -269,6 +270,15 @@ def parse_rfc3339_ns(text: str) -> int:
     return secs * 1_000_000_000 + frac
 
 
+class _JsonLine(msgspec.Struct):
+    log: str = ""
+    stream: str = "stdout"
+    time: str = ""
+
+
+_decode_line = msgspec.json.Decoder(_JsonLine).decode
+
+
 def _scan_json(f, offset: int) -> Iterator[tuple[LogRecord, int]]:
     """Complete JSON lines of an open binary file from ``offset``: one record each (a partial
     record's data has no trailing newline; :func:`split_lines` joins them)."""
@@ -278,10 +288,9 @@ def _scan_json(f, offset: int) -> Iterator[tuple[LogRecord, int]]:
             return  # the writer is mid-line
         offset += len(line)
         try:
-            obj = json.loads(line)
-            data = obj.get("log", "").encode("utf-8", "surrogatepass")
-            rec = LogRecord(_STREAMS.get(obj.get("stream"), STDOUT), parse_rfc3339_ns(obj.get("time") or ""), data)
-        except (ValueError, AttributeError, TypeError):
+            obj = _decode_line(line)
+            rec = LogRecord(_STREAMS.get(obj.stream, STDOUT), parse_rfc3339_ns(obj.time), obj.log.encode())
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError, UnicodeError):
             continue  # not a log line (Docker's reader skips them too)
         yield rec, offset
 

@@ -1032,12 +1032,22 @@ static size_t jlog_escape(char *o, const unsigned char *s, size_t n)
 /* Go's time.RFC3339Nano of a UTC time: fraction without trailing zeros, none if 0 */
 static size_t jlog_time(char *o, const struct timespec *ts)
 {
-    struct tm tm;
-    gmtime_r(&ts->tv_sec, &tm);
-    size_t k = strftime(o, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (ts->tv_nsec) {
-        char f[16];
-        snprintf(f, sizeof f, ".%09ld", (long)ts->tv_nsec);
+    static time_t sec = -1;
+    static char head[32];
+    static size_t head_len;
+    if (ts->tv_sec != sec) { /* the date part changes once a second */
+        struct tm tm;
+        gmtime_r(&ts->tv_sec, &tm);
+        head_len = strftime(head, sizeof head, "%Y-%m-%dT%H:%M:%S", &tm);
+        sec = ts->tv_sec;
+    }
+    memcpy(o, head, head_len);
+    size_t k = head_len;
+    long ns = ts->tv_nsec;
+    if (ns > 0 && ns < 1000000000L) {
+        char f[10];
+        f[0] = '.';
+        for (int i = 9; i >= 1; i--) { f[i] = (char)('0' + ns % 10); ns /= 10; }
         int e = 10;
         while (f[e - 1] == '0') e--;
         memcpy(o + k, f, e);
@@ -1166,17 +1176,31 @@ static int slog_open(void)
     return slog_connect();
 }
 
+/* the records built from one read of the output: one write (readers stop at the last newline) */
+static size_t jlog_len;
+static void jlog_write_out(void)
+{
+    for (size_t done = 0; jlogfd >= 0 && done < jlog_len;) {
+        ssize_t w = write(jlogfd, jlog_out + done, jlog_len - done);
+        if (w < 0) { if (errno == EINTR) continue; break; }
+        done += w;
+    }
+    jlog_len = 0;
+}
+
 static void jlog_emit(int stream, const char *buf, size_t n, const struct timespec *ts)
 {
     if (slog_tag) { slog_emit(stream, buf, n, ts); return; }
-    size_t need = 6 * n + 128;
+    if (jlog_max_size > 0 && jlog_size >= jlog_max_size) { jlog_write_out(); jlog_rotate(); }
+    if (jlog_len > (1 << 20)) jlog_write_out();
+    size_t need = jlog_len + 6 * n + 128;
     if (need > jlog_cap) {
-        char *p = realloc(jlog_out, need);
+        char *p = realloc(jlog_out, need * 2);
         if (!p) return;
         jlog_out = p;
-        jlog_cap = need;
+        jlog_cap = need * 2;
     }
-    char *o = jlog_out;
+    char *o = jlog_out + jlog_len;
     size_t k = 0;
     memcpy(o, "{\"log\":", 7); k = 7;
     k += jlog_escape(o + k, (const unsigned char *)buf, n);
@@ -1185,13 +1209,7 @@ static void jlog_emit(int stream, const char *buf, size_t n, const struct timesp
     memcpy(o + k, st, sl); k += sl;
     k += jlog_time(o + k, ts);
     o[k++] = '"'; o[k++] = '}'; o[k++] = '\n';
-    if (jlog_max_size > 0 && jlog_size >= jlog_max_size) jlog_rotate();
-    if (jlogfd < 0) return;
-    for (size_t done = 0; done < k;) { /* one write a record: readers see whole lines */
-        ssize_t w = write(jlogfd, o + done, k - done);
-        if (w < 0) { if (errno == EINTR) continue; return; }
-        done += w;
-    }
+    jlog_len += k;
     jlog_size += k;
 }
 
@@ -1217,6 +1235,7 @@ static void jlog_feed(int stream, const char *buf, size_t n)
             *pl = 0;
         }
     }
+    jlog_write_out();
 }
 
 /* the output ended: what is left of a line is a last partial record */
@@ -1224,6 +1243,7 @@ static void jlog_flush(void)
 {
     for (int s = 1; s <= 2; s++)
         if (jlog_plen[s]) { jlog_emit(s, jlog_pend[s], jlog_plen[s], &jlog_ts[s]); jlog_plen[s] = 0; }
+    jlog_write_out();
 }
 
 /* opens the json-file log if the spec names one; -1 (errno set) if it cannot be opened */
