@@ -1135,6 +1135,9 @@ class ContainerService:
             self._monitor(c)
             return
         status = self.runtime.exit_status(c.id) if state == "exited" and self.runtime is not None else None
+        if status is not None and c.has_been_started and status.finished_at_ns and c.finished_ns \
+                and status.finished_at_ns <= c.finished_ns:
+            status = None  # the exit of an earlier run, already recorded: this start launched nothing
         if status is not None:
             log.warning("container %s started and ended while the daemon was down (exit code %s)",
                         c.id[:12], status.exit_code)
@@ -1146,9 +1149,9 @@ class ContainerService:
         if self.cgroups is not None and self.cgroups.exists(c.id):
             with contextlib.suppress(Exception):
                 self.cgroups.remove(c.id)  # kills every process in it first
-        if self.runtime is not None:
+        if self.runtime is not None:  # what this start launched, not the logs of earlier runs
             with contextlib.suppress(Exception):
-                await self.runtime.delete(c.id)
+                await self.runtime.delete(c.id, logs=False)
         with contextlib.suppress(Exception):
             self.storage.unmount(c.id)
         if self.networks is not None:

@@ -257,8 +257,9 @@ class Runtime(Protocol):
 
     def logs(self, cid: str) -> LogReader: ...
 
-    async def delete(self, cid: str) -> None:
-        """SIGKILL if running, wait, then remove the state dir. Idempotent."""
+    async def delete(self, cid: str, logs: bool = True) -> None:
+        """SIGKILL if running, wait, then remove the state dir. Idempotent. ``logs=False``
+        keeps the container's log files (an interrupted start is undone, the container stays)."""
 
     def list(self) -> list[str]:
         """Ids that have a state dir (for the daemon's reconcile at startup)."""

@@ -521,8 +521,10 @@ class NativeRuntime:
         finally:
             os.close(fd)
 
-    async def delete(self, cid: str) -> None:
-        """Kill (SIGKILL) if running, wait for the monitor, remove the state dir and logs."""
+    async def delete(self, cid: str, logs: bool = True) -> None:
+        """Kill (SIGKILL) if running, wait for the monitor, remove the state dir and logs.
+        ``logs=False`` keeps the container's log files (the undo of an interrupted start:
+        the output of its earlier runs stays, as Docker keeps it across restarts)."""
         sd = self._dir(cid)
         if not sd.exists():
             return
@@ -532,6 +534,17 @@ class NativeRuntime:
                 await self.kill(cid, signal.SIGKILL)
             await self.wait(cid)
         log_path = self._log_path(sd)
+        if not logs:  # the meta names the log file (logs() reads it): it stays with the logs
+            keep = {st.META, *(p.name for p in LogReader(log_path).files() if p.parent == sd)}
+            for p in sd.iterdir():
+                if p.name in keep:
+                    continue
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        p.unlink()
+            return
         if sd not in log_path.parents:
             for p in LogReader(log_path).files():
                 with contextlib.suppress(FileNotFoundError):

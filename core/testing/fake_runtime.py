@@ -204,14 +204,25 @@ class FakeRuntime:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
 
-    async def delete(self, cid: str) -> None:
+    async def delete(self, cid: str, logs: bool = True) -> None:
         sd = self._dir(cid)
         if self.state(cid) == "running":
             with contextlib.suppress(InvalidState):
                 await self.kill(cid, signal.SIGKILL)
             await self.wait(cid)
         self._tasks.pop(cid, None)
-        shutil.rmtree(sd, ignore_errors=True)
+        if logs:
+            shutil.rmtree(sd, ignore_errors=True)
+            return
+        # an undone start: the earlier runs' logs stay, with the meta naming them
+        keep = {st.META, *(p.name for p in self.logs(cid).files() if p.parent == sd)}
+        for p in sd.glob("*"):
+            if p.name in keep:
+                continue
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
 
     def resize(self, cid: str, height: int, width: int) -> None:
         return None

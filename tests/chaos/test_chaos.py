@@ -16,11 +16,9 @@ pytestmark = pytest.mark.privileged
 
 # Violations of a bug known and being fixed elsewhere: the run is an xfail naming it when these
 # are its only violations (never when anything else broke). Remove an entry once fixed.
-KNOWN = {
-    "its line is not in the logs": "issue 14, finding 4 area (start cut by kill -9): a container's earlier "
-                                   "logs are gone after a restart of it was cut by the kill (seen once in "
-                                   "~9,000 operations of bench/chaos.py; core/containers/service.py)",
-}
+# (none now: "its line is not in the logs", earlier logs lost when a restart was cut by the kill,
+# is fixed and tested in tests/reliability/test_interrupted_restart_logs.py)
+KNOWN: dict[str, str] = {}
 
 
 def test_chaos_kill_9_under_random_lifecycle_load(tmp_path, busybox_tar):
