@@ -108,6 +108,17 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+class SSHHTTPConnection(http.client.HTTPConnection):
+    """HTTP over ``ssh [-l user] [-p port] -- host dockyard system dial-stdio`` (docker's ssh://)."""
+
+    def __init__(self, client: "Client", timeout: float | None = None) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.client = client
+
+    def connect(self) -> None:
+        self.sock = self.client._ssh_socket()
+
+
 class Response:
     def __init__(self, raw: http.client.HTTPResponse, conn: http.client.HTTPConnection) -> None:
         self.raw, self.conn, self.status = raw, conn, raw.status
@@ -165,8 +176,51 @@ class Client:
             self.tls = None
         elif self.scheme in ("tcp", "http", "https", "tls"):
             self.addr = (parts.hostname or "127.0.0.1", parts.port or (2376 if self.tls else 2375))
+        elif self.scheme == "ssh":
+            if not parts.hostname:
+                raise ClientError(f"invalid ssh URL {self.host!r}: no host")
+            self.tls = None
+            self.ssh_argv = ["ssh", "-o", "ConnectTimeout=30"]
+            if parts.username:
+                self.ssh_argv += ["-l", parts.username]
+            if parts.port:
+                self.ssh_argv += ["-p", str(parts.port)]
+            self.ssh_argv += ["--", parts.hostname, "dockyard", "system", "dial-stdio"]
+            self.ssh_procs: list[Any] = []
         else:
-            raise ClientError(f"unsupported host {self.host!r}: use unix:///path or tcp://host:port")
+            raise ClientError(f"unsupported host {self.host!r}: use unix:///path, tcp://host:port or ssh://[user@]host[:port]")
+
+    def _ssh_socket(self) -> socket.socket:
+        """One end of a socket pair whose other end is the stdin/stdout of ``ssh ... dial-stdio``."""
+        import subprocess
+        import tempfile
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        errors = tempfile.TemporaryFile()
+        try:
+            proc = subprocess.Popen(self.ssh_argv, stdin=theirs, stdout=theirs, stderr=errors, start_new_session=True)
+        except OSError as exc:
+            ours.close()
+            raise ClientError(f"Cannot connect to {self.host}: {' '.join(self.ssh_argv[:1])}: {exc}") from None
+        finally:
+            theirs.close()
+        proc.errors = errors  # type: ignore[attr-defined]
+        self.ssh_procs.append(proc)
+        if self.timeout is not None:
+            ours.settimeout(self.timeout)
+        return ours
+
+    def _ssh_stderr(self) -> str:
+        for proc in reversed(getattr(self, "ssh_procs", [])):
+            try:
+                proc.wait(timeout=5)
+            except Exception:
+                continue
+            proc.errors.seek(0)
+            text = proc.errors.read().decode(errors="replace").strip()
+            if text:
+                return text
+        return ""
 
     def _ssl(self) -> ssl.SSLContext:
         if self.ssl_context is None:
@@ -175,6 +229,8 @@ class Client:
         return self.ssl_context
 
     def _connection(self) -> http.client.HTTPConnection:
+        if self.scheme == "ssh":
+            return SSHHTTPConnection(self, timeout=self.timeout)
         if self.scheme == "unix":
             return UnixHTTPConnection(self.path, timeout=self.timeout)
         if self.tls is not None:
@@ -182,6 +238,9 @@ class Client:
         return http.client.HTTPConnection(*self.addr, timeout=self.timeout)
 
     def _explain(self, exc: OSError) -> ConnectionFailed:
+        if self.scheme == "ssh":
+            why = self._ssh_stderr() or str(exc) or type(exc).__name__
+            return ConnectionFailed(f"Cannot connect to dockyardd at {self.host}: ssh: {why}")
         if self.scheme == "unix":
             if isinstance(exc, FileNotFoundError):
                 why = f"socket {self.path} not found"
@@ -302,6 +361,8 @@ class Hijacked:
 
 
 def _raw_socket(client: "Client") -> socket.socket:
+    if client.scheme == "ssh":
+        return client._ssh_socket()
     if client.scheme == "unix":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         target: Any = client.path
@@ -330,7 +391,7 @@ def hijack(client: "Client", path: str, *, params: dict[str, Any] | None = None,
         if clean:
             url += "?" + urlencode(clean)
     payload = json.dumps(body).encode() if body is not None else b""
-    host = "localhost" if client.scheme == "unix" else f"{client.addr[0]}:{client.addr[1]}"
+    host = "localhost" if client.scheme in ("unix", "ssh") else f"{client.addr[0]}:{client.addr[1]}"
     head = (f"POST {url} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: dockyard-cli\r\n"
             f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {len(payload)}\r\n"
             + ("Content-Type: application/json\r\n" if body is not None else "") + "\r\n")

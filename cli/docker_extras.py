@@ -66,6 +66,47 @@ def system_prune(client: Client, all_: bool, volumes: bool, filters: tuple[str, 
     click.echo(f"Total reclaimed space: {human_size(total)}")
 
 
+# -- system dial-stdio (the far side of ssh://) ---------------------------------------------------
+
+
+@click.command("dial-stdio", hidden=True)
+@click.pass_obj
+def dial_stdio(client: Client) -> None:
+    """Proxy the stdio stream to the daemon connection (what ``ssh://`` hosts run remotely)."""
+    import os
+    import socket
+    import threading
+
+    from .client import _raw_socket
+
+    if client.scheme == "ssh":
+        raise ClientError("dial-stdio: the daemon address must be local (unix:// or tcp://), not ssh://")
+    sock = _raw_socket(client)
+    sock.settimeout(None)
+
+    def upstream() -> None:
+        try:
+            while data := os.read(0, 65536):
+                sock.sendall(data)
+        except OSError:
+            pass
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_WR)
+        except OSError:
+            pass
+
+    threading.Thread(target=upstream, daemon=True).start()
+    try:
+        while data := sock.recv(65536):
+            view = memoryview(data)
+            while view:
+                view = view[os.write(1, view):]
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
 # -- search ----------------------------------------------------------------------------------------
 
 
@@ -217,6 +258,7 @@ def register(cli: click.Group) -> None:
     system.add_command(info)
     system.add_command(events)
     system.add_command(system_prune)
+    system.add_command(dial_stdio)
     cli.add_command(history)
     cli.add_command(search)
     cli.add_command(completion)

@@ -251,3 +251,41 @@ def test_search_answers_what_the_daemon_answers(env, dockyard_daemon):
     assert ours.returncode == theirs.returncode == 1
     assert ours.stderr.startswith("Error response from daemon: ")
     assert ours.stderr.strip() == theirs.stderr.strip()
+
+
+FAKE_SSH = """#!/bin/bash
+# ssh stand-in: records its arguments, then runs the remote command here (no sshd on the test host);
+# the real docker CLI asks for `docker system dial-stdio`: ours answers it (dockyard system dial-stdio)
+echo "$*" >> {log}
+while [ "$1" != "--" ]; do shift; done
+shift 2
+[ "$1" = docker ] && {{ shift; set -- dockyard "$@"; }}
+exec "$@"
+"""
+
+
+def test_ssh_hosts_through_dial_stdio(env, tmp_path, busybox_daemon):
+    bindir = tmp_path / "sshbin"
+    bindir.mkdir()
+    log = tmp_path / "ssh.log"
+    (bindir / "ssh").write_text(FAKE_SSH.format(log=log))
+    (bindir / "ssh").chmod(0o755)
+    # the "remote" dockyard reaches the daemon through DOCKYARD_HOST; the client is told -H ssh://
+    env = env | {"PATH": f"{bindir}:{os.path.dirname(sys.executable)}:{env['PATH']}",
+                 "DOCKYARD_HOST": busybox_daemon.url}
+    r = dockyard(env, "-H", "ssh://alice@yard.example:2222", "version")
+    assert r.returncode == 0 and "Server:" in r.stdout, r.stderr
+    assert log.read_text().splitlines()[0] == \
+        "-o ConnectTimeout=30 -l alice -p 2222 -- yard.example dockyard system dial-stdio"
+    # attach (a hijacked connection) runs through it too, and a context may name an ssh host
+    assert dockyard(env, "context", "create", "far", "--docker", "host=ssh://alice@yard.example").returncode == 0
+    r = dockyard(env, "--context", "far", "run", "--rm", "busybox:latest", "echo", "over-ssh")
+    assert r.returncode == 0 and r.stdout == "over-ssh\n", r.stderr
+    # the real docker CLI over ssh:// is served by our dial-stdio on the far side
+    r = docker(env, "-H", "ssh://alice@yard.example", "version", "--format", "{{.Server.APIVersion}}")
+    assert r.returncode == 0 and r.stdout.strip() == "1.44", r.stderr
+    # ssh failing: its stderr is the error
+    (bindir / "ssh").write_text("#!/bin/sh\necho 'ssh: connect to host yard.example port 22: Connection refused' >&2\n"
+                                "exit 255\n")
+    r = dockyard(env, "-H", "ssh://yard.example", "ps")
+    assert r.returncode == 1 and "Connection refused" in r.stderr
