@@ -111,6 +111,13 @@ def sealed_copy(path: Path, name: str = "dockyard-shim") -> int:
     return fd
 
 
+def packaged_shim() -> Path | None:
+    """The shim compiled from this very shim.c when the wheel was built, if installed from one."""
+    name = f"dockyard-shim-{hashlib.sha256(SHIM_SOURCE.read_bytes()).hexdigest()[:12]}"
+    path = SHIM_SOURCE.with_name(name)
+    return path if os.access(path, os.R_OK) else None
+
+
 def build_shim(root: Path, use_cache: bool = True) -> Path:
     """Compile shim.c into ``root/dockyard-shim-<sha256[:12]>`` once (static if possible);
     a copy already compiled into :func:`shim_cache_dir` is reused. The file is root-owned,
@@ -120,6 +127,14 @@ def build_shim(root: Path, use_cache: bool = True) -> Path:
     target = Path(root) / name
     if os.access(target, os.X_OK):
         return _harden(target)
+    packaged = SHIM_SOURCE.with_name(name)  # compiled when the wheel was built (setup.py)
+    if packaged != target and os.access(packaged, os.R_OK):
+        Path(root).mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{name}.{os.getpid()}.tmp")
+        shutil.copyfile(packaged, tmp)
+        _harden(tmp)
+        os.rename(tmp, target)
+        return target
     if use_cache:
         try:
             cached = build_shim(shim_cache_dir(), use_cache=False)
@@ -294,7 +309,7 @@ class NativeRuntime:
             raise SkipPlugin("native runtime needs root")
         if not os.path.exists("/proc/self/ns/pid"):
             raise SkipPlugin("native runtime needs namespaces")
-        if find_cc() is None:
+        if find_cc() is None and packaged_shim() is None:
             raise SkipPlugin("native runtime: no C compiler (cc) to build dockyard-shim")
 
     # ------------------------------------------------------------------ paths
