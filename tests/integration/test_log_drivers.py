@@ -290,3 +290,39 @@ def test_syslog_refusals(d, tmp_path):
         r = d.docker("run", "--rm", "--log-driver", "syslog", "--log-opt", opt, "busybox", "true")
         assert r.returncode != 0 and text in r.stderr, (opt, r.stderr)
     assert d.docker("ps", "-aq").stdout == b""
+
+
+def test_restart_appends_and_stream_selection(d, client):
+    ok(d, "run", "--name", "jre", "busybox", "sh", "-c", "echo out; echo err >&2")
+    r = d.docker("start", "-a", "jre")
+    assert r.returncode == 0, r.stderr
+    recs = records(Path(inspect(d, "jre")["LogPath"]))
+    assert sorted((x["stream"], x["log"]) for x in recs) == [("stderr", "err\n")] * 2 + [("stdout", "out\n")] * 2
+    c = client.containers.get("jre")
+    assert c.logs(stdout=True, stderr=False) == b"out\nout\n"
+    assert c.logs(stdout=False, stderr=True) == b"err\nerr\n"
+    stamped = c.logs(stdout=True, stderr=False, timestamps=True).decode().splitlines()
+    assert [s.split(" ", 1)[0][:19] for s in stamped] == [x["time"][:19] for x in recs if x["stream"] == "stdout"]
+
+
+def test_follow_joins_partial_records(d):
+    ok(d, "run", "-d", "--name", "jfol", "busybox", "sh", "-c", 'printf "%20000s\\n" x; echo after; sleep 600')
+    follower = subprocess.Popen(["docker", "-H", d.url, "logs", "-f", "jfol"], stdout=subprocess.PIPE,
+                                env={**d.env, "DOCKER_CONFIG": str(d.base / "docker-config")})
+    try:
+        got: list[bytes] = []
+
+        def read():
+            for line in follower.stdout:
+                got.append(line)
+                if line == b"after\n":
+                    return
+
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        t.join(60)  # a bound, not a timing
+        assert got == [b" " * 19999 + b"x\n", b"after\n"]
+    finally:
+        follower.kill()
+        follower.wait()
+        ok(d, "rm", "-f", "jfol")
