@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-from pathlib import Path
 
 from dockyard.drivers.runtime import ContainerSpec
 from dockyard.runtime import spec as specmod
