@@ -2,6 +2,12 @@
 # The main job: set up, start dockyardd on its own socket, load a busybox image built
 # offline from the host's busybox-static, run a container, and stop everything again.
 set -euo pipefail
+# Root is needed (namespaces, mounts, apt): as another user, re-run through sudo when there is one.
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 && exec sudo -- bash "$0" "$@"
+    echo "$0: run as root (there is no sudo here)" >&2
+    exit 1
+fi
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PY=.venv/bin/python

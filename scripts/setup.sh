@@ -2,6 +2,12 @@
 # Set up a fresh Debian 12 machine for Dockyard: system packages, a venv, every distribution.
 # Idempotent: a second run only checks. Run as root.
 set -euo pipefail
+# Root is needed (namespaces, mounts, apt): as another user, re-run through sudo when there is one.
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 && exec sudo -- bash "$0" "$@"
+    echo "$0: run as root (there is no sudo here)" >&2
+    exit 1
+fi
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(busybox-static systemd tini runc iproute2 nftables libnftables1 iptables skopeo umoci
@@ -32,7 +38,9 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 "${PIP[@]}" -U pip setuptools wheel
 # The core distribution (editable) first: the plugins depend on it.
 "${PIP[@]}" -e '.[fast,test]'
-# Each plugin is its own distribution, installed the way users install them (non-editable).
+# Each plugin is its own distribution, installed the way users install them (non-editable);
+# they are what the 'all' extra names (pip install ./plugins/* '.[all]', or 'dockyard[all]' with
+# --find-links to a directory of their wheels: they are on no index).
 for plugin in plugins/*/; do
     [ -f "$plugin/pyproject.toml" ] && "${PIP[@]}" "$plugin"
 done
