@@ -74,12 +74,18 @@ def version(client: Client, fmt: str | None) -> None:
 def info(client: Client, fmt: str | None) -> None:
     """Show system-wide information, including every loaded plugin."""
     i = client.get("/info")
-    if fmt == "json":
-        return emit_json(i)
     if fmt:
+        from .gotemplate import Struct, go_json
         from .templates import print_one
 
-        return print_one(fmt, i, name="info")
+        mine = client_version()
+        client_info = {"Debug": False, "Version": mine["Version"], "DefaultAPIVersion": mine["DefaultAPIVersion"],
+                       "GitCommit": "", "GoVersion": mine["GoVersion"], "Os": mine["Os"], "Arch": mine["Arch"],
+                       "BuildTime": "", "Context": mine["Context"], "Plugins": [], "Warnings": None}
+        data = Struct("system.dockerInfo", dict(i, ClientInfo=client_info), json=dict(i, ClientInfo=client_info))
+        if fmt == "json":
+            return click.echo(go_json(data, escape_html=True))
+        return print_one(fmt, data)
     lines = [
         ("Server Version", i.get("ServerVersion")),
         ("Containers", i.get("Containers")),
