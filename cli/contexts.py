@@ -279,6 +279,37 @@ def create(name: str, description: str, docker_spec: str, from_: str | None) -> 
     click.echo(f'Successfully created context "{name}"', err=True)
 
 
+@context.command("update")
+@click.argument("name")
+@click.option("--description", default=None, help="Description of the context")
+@click.option("--docker", "docker_spec", default="", help="set the docker endpoint (host=...,ca=...,cert=...,key=...,skip-tls-verify=...)")
+def update(name: str, description: str | None, docker_spec: str) -> None:
+    """Update a context."""
+    if name == DEFAULT:
+        raise ClientError('context "default" cannot be updated')
+    path = meta_dir(name) / "meta.json"
+    load(name)  # it must exist
+    meta = json.loads(path.read_text())
+    if description is not None:
+        meta["Metadata"] = {**(meta.get("Metadata") or {}), "Description": description}
+    if docker_spec:
+        opts = _docker_opts(docker_spec)
+        endpoint = meta.setdefault("Endpoints", {}).setdefault("docker", {})
+        if "host" in opts:
+            endpoint["Host"] = opts["host"]
+        if "skip-tls-verify" in opts:
+            endpoint["SkipTLSVerify"] = opts["skip-tls-verify"].lower() in ("1", "true", "t")
+        t = tls_dir(name) / "docker"
+        for f, key in (("ca.pem", "ca"), ("cert.pem", "cert"), ("key.pem", "key")):
+            if opts.get(key):
+                t.mkdir(mode=0o700, parents=True, exist_ok=True)
+                (t / f).write_bytes(Path(opts[key]).read_bytes())
+                os.chmod(t / f, 0o600)
+    path.write_text(json.dumps(meta, separators=(",", ":")))
+    click.echo(name)
+    click.echo(f'Successfully updated context "{name}"', err=True)
+
+
 @context.command("rm")
 @click.argument("names_", metavar="CONTEXT...", nargs=-1, required=True)
 @click.option("-f", "--force", is_flag=True, help="Force the removal of a context in use")

@@ -22,10 +22,22 @@ TOKEN_USER = "<token>"
 NOT_FOUND = "credentials not found in native keychain"
 
 
+def default_store() -> str | None:
+    """Docker's platform default on Linux when config.json names no ``credsStore``:
+    ``secretservice`` if its helper is on PATH, else ``pass`` if both its helper and ``pass`` are."""
+    import shutil
+
+    if shutil.which("docker-credential-secretservice"):
+        return "secretservice"
+    if shutil.which("docker-credential-pass") and shutil.which("pass"):
+        return "pass"
+    return None
+
+
 def helper_for(server: str, config: dict[str, Any] | None = None) -> str | None:
     config = read_config() if config is None else config
     helpers = config.get("credHelpers") or {}
-    return helpers.get(server) or config.get("credsStore") or None
+    return helpers.get(server) or config.get("credsStore") or default_store()
 
 
 def _run(helper: str, action: str, data: str) -> str:

@@ -193,6 +193,12 @@ def test_completion_scripts_and_container_and_image_names_from_the_daemon(env, b
             r = subprocess.run([sys.executable, "-m", "dockyard_cli"], capture_output=True, text=True, env=e,
                                timeout=60)
             assert f"plain,{name}" in r.stdout.splitlines(), (words, r.stdout, r.stderr)
+        # exactly as a shell calls it, the daemon from DOCKER_HOST
+        e = env | {"DOCKER_HOST": busybox_daemon.url, "_DOCKYARD_COMPLETE": "bash_complete",
+                   "COMP_WORDS": "dockyard start ", "COMP_CWORD": "2"}
+        r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "dockyard")], capture_output=True,
+                           text=True, env=e, timeout=60)
+        assert f"plain,{name}" in r.stdout.splitlines(), (r.stdout, r.stderr)
         # DOCKER_CONTEXT is honoured too, and image arguments complete image references
         assert docker(env, "context", "create", "comp", "--docker", f"host={busybox_daemon.url}").returncode == 0
         e = env | {"DOCKER_CONTEXT": "comp", "_DOCKYARD_COMPLETE": "bash_complete",

@@ -61,6 +61,10 @@ def test_create_use_rm_write_dockers_store(conf):
                                             "Endpoints": {"docker": {"Host": "unix:///c1.sock", "SkipTLSVerify": False}}}
     assert runner.invoke(contexts.context, ["create", "c1"]).exit_code == 1
     assert runner.invoke(contexts.context, ["create", "x"]).exit_code == 1  # docker's name regexp
+    r = runner.invoke(contexts.context, ["update", "c1", "--description", "new", "--docker", "host=tcp://h:1"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(meta.read_text()) == {"Name": "c1", "Metadata": {"Description": "new"},
+                                            "Endpoints": {"docker": {"Host": "tcp://h:1", "SkipTLSVerify": False}}}
     assert runner.invoke(contexts.context, ["use", "c1"]).exit_code == 0
     assert json.loads((conf / "config.json").read_text())["currentContext"] == "c1"
     assert runner.invoke(contexts.context, ["rm", "c1"]).exit_code == 1  # in use
@@ -100,3 +104,13 @@ def test_credential_helpers_protocol(conf, tmp_path, monkeypatch):
 def test_dash_dash_version():
     r = subprocess.run([sys.executable, "-m", "dockyard_cli", "--version"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.startswith("Dockyard version ") and ", build " in r.stdout
+
+
+def test_the_platform_default_store_is_used_as_docker_does(conf, tmp_path, monkeypatch):
+    log = tmp_path / "log"
+    (tmp_path / "docker-credential-secretservice").write_text(HELPER.format(log=log))
+    (tmp_path / "docker-credential-secretservice").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    credentials.store("r.example:5000", "bob", "pw")
+    assert log.read_text().startswith("store ")
+    assert json.loads((conf / "config.json").read_text())["auths"] == {"r.example:5000": {}}
