@@ -608,6 +608,15 @@ class ImageService:
         for r in self.refs_of(image.id):
             self._untag(str(r), records)
         self._save_refs()
+        using = self._containers_using(image.id)
+        if using:
+            # a container's rootfs stands on the image's layers: `rmi -f` untags it at most and
+            # the image stays, dangling, until its last container is gone (then prune removes it)
+            if quiet or any("Untagged" in r for r in records):
+                return
+            raise Conflict(f"conflict: unable to delete {short_id(image.id)} (cannot be forced) - "
+                           f"image is being used by {'running' if using[0][1] else 'stopped'} "
+                           f"container {using[0][0][:12]}")
         removed = self._delete_image(image)
         self.emit("delete", image.id)
         records.append({"Deleted": image.id})
