@@ -25,7 +25,7 @@ from aiohttp import web
 from . import API_VERSION, __version__
 from . import config as cfg
 from .containers.options import runtime_names, runtime_path
-from .errors import ConfigError, PluginError
+from .errors import ConfigError, PluginError, SkipPlugin
 from .events import EventBus, Event
 from .host import Host
 from .plugins import GROUPS, Plugins, await_me_maybe, entry_point_names
@@ -40,6 +40,10 @@ DRIVER_KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "cgroups": ("cgroups", ("auto",)),
     "runtime": ("runtime", ("native",)),
 }
+
+
+#: Runtime drivers loaded beside the default one when installed (they serve other --runtime names).
+EXTRA_RUNTIMES = ("oci",)
 
 
 class Daemon:
@@ -153,8 +157,30 @@ class Daemon:
                 if name is not None:
                     raise
                 log.warning("no %s driver available: features that need one are disabled", kind)
+        self._load_extra_runtimes()
         for kind, driver in self.drivers.items():
             log.info("%s driver: %s", kind, type(driver).__name__)
+
+    def _load_extra_runtimes(self) -> None:
+        """Runtime drivers serving other ``--runtime`` names beside the default (the oci plugin:
+        runc and the binaries of its ``runtimes`` table), when installed and usable here."""
+        default = self.drivers.get("runtime")
+        if default is None:
+            return
+        extras = []
+        for name in EXTRA_RUNTIMES:
+            if name == default.name or name not in entry_point_names(GROUPS["runtime"]):
+                continue
+            try:
+                extras.append(self.plugins.load_driver(
+                    "runtime", None, candidates=[name], config=lambda choice: self._driver_config("runtime", choice),
+                    root=self.config.data_root, state=self.config.exec_root))
+            except (PluginError, SkipPlugin) as exc:
+                log.info("runtime %s not available: %s", name, exc)
+        if extras:
+            from .containers.runtimes import RuntimeSet
+
+            self.drivers["runtime"] = RuntimeSet(default, extras)
 
     def _driver_config(self, kind: str, name: str) -> dict[str, Any]:
         """A driver's ``[plugins.NAME]`` table. Daemons with different data roots get their own

@@ -170,4 +170,5 @@ def build_spec(
         **({"json_log_path": json_log[0], "json_log_max_size": json_log[1], "json_log_max_files": json_log[2],
             "json_log_compress": json_log[3]} if json_log else {}),
         syslog=dict(syslog or {}),
+        runtime=str(hc.get("Runtime") or ""),
     )

@@ -149,6 +149,9 @@ class ContainerSpec:
     # = the host's user namespace. The rootfs and volumes are owned by the mapped ids already
     uid_map: list[tuple[int, int, int]] = field(default_factory=list)
     gid_map: list[tuple[int, int, int]] = field(default_factory=list)
+    # HostConfig.Runtime: which of the daemon's runtimes runs it ("" or the default's name: the
+    # default; another name: the runtime driver serving it, e.g. "runc" for the oci plugin)
+    runtime: str = ""
 
 
 @dataclass

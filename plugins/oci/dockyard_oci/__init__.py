@@ -1,0 +1,1 @@
+"""Dockyard runtime driver for OCI runtimes (runc, crun, ...)."""

@@ -1,0 +1,128 @@
+"""The oci runtime driver on a real daemon: ``--runtime runc`` runs under runc (its state in
+runc's --root, runc in the process tree), with the native shim monitoring (logs, exit codes,
+stop, exec), and ``docker info`` lists runc only when it is really there."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.privileged,
+              pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed")]
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory, busybox_tar):
+    from dockyard.testing.daemon import DaemonProcess
+
+    daemon = DaemonProcess(tmp_path_factory.mktemp("oci"))
+    daemon.start()
+    daemon.load(busybox_tar)
+    yield daemon
+    for cid in daemon.docker("ps", "-aq").stdout.decode().split():
+        daemon.docker("rm", "-f", cid)
+    daemon.finish()
+
+
+def run(d, *args, ok=True):
+    r = d.docker(*args)
+    if ok:
+        assert r.returncode == 0, r.stderr.decode()
+    return r
+
+
+def runc_root(d) -> Path:
+    roots = list(Path(d.base).rglob("oci-state"))
+    assert len(roots) == 1, roots
+    return roots[0]
+
+
+def runc_state(d, cid):
+    r = subprocess.run(["runc", "--root", str(runc_root(d)), "state", cid], capture_output=True)
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+def test_info_lists_runc_when_available(d):
+    info = json.loads(run(d, "info", "--format", "{{json .}}").stdout)
+    assert info["DefaultRuntime"] == "native"
+    assert set(info["Runtimes"]) == {"native", "runc"}
+    assert info["Runtimes"]["runc"]["path"] == shutil.which("runc")
+
+
+def test_run_prints_and_exit_codes(d):
+    assert run(d, "run", "--rm", "--runtime", "runc", "busybox", "echo", "hi").stdout == b"hi\n"
+    r = run(d, "run", "--rm", "--runtime", "runc", "busybox", "sh", "-c", "echo err >&2; exit 3", ok=False)
+    assert r.returncode == 3 and r.stderr == b"err\n"
+    cid = run(d, "run", "-d", "--runtime", "runc", "busybox", "sh", "-c", "echo out; echo err >&2; exit 7").stdout.decode().strip()
+    assert run(d, "wait", cid).stdout == b"7\n"
+    logs = run(d, "logs", cid)
+    assert logs.stdout == b"out\n" and logs.stderr == b"err\n"
+    state = json.loads(run(d, "inspect", cid).stdout)[0]
+    assert state["HostConfig"]["Runtime"] == "runc" and state["State"]["ExitCode"] == 7
+    run(d, "rm", cid)
+
+
+def test_container_runs_under_runc(d):
+    cid = run(d, "run", "-d", "--runtime", "runc", "busybox", "sleep", "300").stdout.decode().strip()
+    try:
+        st = runc_state(d, cid)
+        assert st is not None and st["status"] == "running"
+        pid = json.loads(run(d, "inspect", cid).stdout)[0]["State"]["Pid"]
+        assert st["pid"] == pid
+        # the container's init is a child of runc, itself the child of dockyard's shim
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        parent = Path(f"/proc/{ppid}/cmdline").read_bytes().split(b"\0")
+        assert Path(parent[0].decode()).name == "runc" and b"run" in parent
+        # the cgroup is the daemon's: runc put the process there
+        assert cid in Path(f"/proc/{pid}/cgroup").read_text()
+        # seccomp filter and the default capabilities
+        status = Path(f"/proc/{pid}/status").read_text()
+        assert "Seccomp:\t2" in status
+        assert "CapBnd:\t00000000a80425fb" in status
+        r = run(d, "stop", "-t", "1", cid)
+        assert r.stdout.decode().strip() == cid
+        assert json.loads(run(d, "inspect", cid).stdout)[0]["State"]["ExitCode"] == 137
+        assert runc_state(d, cid) is None  # runc forgot it
+    finally:
+        run(d, "rm", "-f", cid)
+
+
+def test_exec_and_stop(d):
+    cid = run(d, "run", "-d", "--runtime", "runc", "--name", "ocix", "busybox", "sh", "-c",
+              "trap 'exit 0' TERM; while true; do sleep 0.1; done").stdout.decode().strip()
+    try:
+        assert run(d, "exec", cid, "cat", "/etc/hostname").stdout.decode().strip() == cid[:12]
+        r = run(d, "exec", cid, "sh", "-c", "exit 5", ok=False)
+        assert r.returncode == 5
+        r = run(d, "exec", cid, "nosuchcmd", ok=False)  # docker's CLI prints this one on stdout
+        assert r.returncode == 127 and b'exec: "nosuchcmd": executable file not found' in r.stdout + r.stderr
+        run(d, "stop", cid)
+        assert json.loads(run(d, "inspect", cid).stdout)[0]["State"]["ExitCode"] == 0
+        # restart: runc's record of the earlier run is gone, it runs again
+        run(d, "start", cid)
+        assert runc_state(d, cid)["status"] == "running"
+    finally:
+        run(d, "rm", "-f", cid)
+
+
+def test_start_failure_is_dockers_error(d):
+    r = run(d, "run", "--rm", "--runtime", "runc", "busybox", "nosuchcmd", ok=False)
+    assert r.returncode == 127 and b"executable file not found" in r.stderr
+
+
+def test_runtime_unknown_is_refused(d):
+    r = run(d, "run", "--rm", "--runtime", "nosuch", "busybox", "true", ok=False)
+    assert r.returncode != 0 and b"unknown or invalid runtime name: nosuch" in r.stderr
+
+
+def test_info_without_the_plugin_lists_native_only(make_daemon, busybox_tar):
+    d2 = make_daemon(env={"DOCKYARD_DISABLE_PLUGINS": "oci"})
+    info = json.loads(d2.docker("info", "--format", "{{json .Runtimes}}").stdout)
+    assert set(info) == {"native"}
+    d2.load(busybox_tar)
+    r = d2.docker("run", "--rm", "--runtime", "runc", "busybox", "true")
+    assert r.returncode != 0 and b"runtime runc is not available (install dockyard-oci-runtime)" in r.stderr
