@@ -163,6 +163,7 @@ def rm(client: Client, networks: tuple[str, ...]) -> None:
 
 
 network.add_command(rm, "remove")
+network.add_command(ls, "list")
 
 
 @network.command("connect")
