@@ -228,7 +228,9 @@ def test_history_port_and_system_aliases(env, busybox_daemon):
     assert r.returncode == 0, r.stderr
 
 
-def test_system_prune(env, busybox_daemon):
+def test_system_prune(env, make_daemon, busybox_tar):
+    busybox_daemon = make_daemon()  # its own daemon: prune must not take other tests' objects
+    busybox_daemon.load(busybox_tar)
     url = busybox_daemon.url
     cid = busybox_daemon.cli("create", "busybox:latest", "true").stdout.decode().strip()
     net = "ctx-prune-net"
