@@ -199,7 +199,8 @@ IMAGE_GROUP = {"rm": ("names",), "inspect": ("names",), "history": ("name",), "p
 
 def _attach(command: click.Command, names: tuple[str, ...], completer: Any) -> None:
     for param in command.params:
-        if isinstance(param, click.Argument) and param.name in names and param._custom_shell_complete is None:
+        if isinstance(param, click.Argument) and param.name in names \
+                and getattr(param, "_custom_shell_complete", None) is None:  # click 8: the shell_complete= callback
             param._custom_shell_complete = completer
 
 
