@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import time
 import uuid
 from pathlib import Path
 
@@ -161,6 +162,7 @@ def test_pod_lifecycle_as_cri_dockerd_drives_it(prefix, cri, tmp_path):
         assert (hc["NetworkMode"], hc["IpcMode"], hc["PidMode"]) == (f"container:{sb}",) * 3
         assert hc["CgroupParent"] == parent and hc["LogConfig"]["Type"] == "json-file"
         assert c["LogPath"] and os.path.isabs(c["LogPath"])  # cri-dockerd symlinks it into /var/log/pods
+        assert_kubelet_reads(c["LogPath"], f"-{pod}\n")
         rw = {m["Destination"]: m["RW"] for m in c["Mounts"]}
         assert rw["/var/run/secrets/kubernetes.io/serviceaccount"] is False and rw["/data"] is True
         assert hc["Mounts"][0]["BindOptions"]["ReadOnlyNonRecursive"] is True
@@ -222,3 +224,24 @@ def test_pod_lifecycle_as_cri_dockerd_drives_it(prefix, cri, tmp_path):
         assert (root / parent.strip("/")).is_dir()
         assert not list((root / parent.strip("/")).glob(f"{sb[:12]}*"))
         assert not [cid for cid in containers.values() if (root / parent.strip("/") / cid).exists()]
+
+
+def assert_kubelet_reads(log_path: str, line_end: str) -> None:
+    """What kubelet's json-file log reader (pkg/kubelet/kuberuntime/logs) does with the file
+    cri-dockerd links into /var/log/pods: one JSON object a line with ``log``, ``stream`` and an
+    RFC 3339 nano ``time``."""
+    from datetime import datetime
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not Path(log_path).read_text():
+        time.sleep(0.05)
+    lines = Path(log_path).read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert records and set(records[0]) == {"log", "stream", "time"}, records
+    first = records[0]["log"]
+    assert first.startswith("started-") and first.endswith(line_end) and records[0]["stream"] == "stdout", first
+    stamp = records[0]["time"]
+    assert stamp.endswith("Z")
+    whole, _, frac = stamp[:-1].partition(".")
+    datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S")  # RFC 3339, fraction of up to 9 digits
+    assert frac.isdigit() and len(frac) <= 9
