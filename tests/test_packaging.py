@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import zipfile
 from email.parser import Parser
 from pathlib import Path
@@ -30,8 +31,14 @@ DISTRIBUTIONS = {
     "plugins/net_bridge": ("dockyard_net_bridge", {"dockyard.network": {"bridge"}}),
     "plugins/auth_tls": ("dockyard_auth_tls", {"dockyard.transports": {"tls"}, "dockyard.hooks": {"auth_tls"}}),
     "plugins/metrics": ("dockyard_metrics", {"dockyard.hooks": {"metrics"}}),
+    "plugins/oci": ("dockyard_oci", {"dockyard.runtime": {"oci"}}),
     "tests/example_plugin": ("dockyard_example_audit", {"dockyard.hooks": {"example_audit"}}),
 }
+for _pyproject in sorted(ROOT.glob("plugins/*/pyproject.toml")):  # every plugin, also one added later
+    _path = str(_pyproject.parent.relative_to(ROOT))
+    if _path not in DISTRIBUTIONS:
+        _package = tomllib.loads(_pyproject.read_text())["tool"]["setuptools"]["packages"][0]
+        DISTRIBUTIONS[_path] = (_package, {})
 PLUGINS = sorted(p for p in DISTRIBUTIONS if p.startswith("plugins/"))
 SHIM_NAME = "dockyard-shim-" + hashlib.sha256((ROOT / "core/runtime/shim.c").read_bytes()).hexdigest()[:12]
 
@@ -66,8 +73,8 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 def wheel_of(wheelhouse: tuple[Path, str], path: str) -> Path:
-    package = DISTRIBUTIONS[path][0]
-    (wheel,) = wheelhouse[0].glob(f"{package}-*.whl")
+    name = tomllib.loads((ROOT / path / "pyproject.toml").read_text())["project"]["name"]
+    (wheel,) = wheelhouse[0].glob(f"{re.sub(r'[-_.]+', '_', name).lower()}-*.whl")
     return wheel
 
 
@@ -188,8 +195,8 @@ def test_all_extra_installs_from_wheels_and_runs_a_container_without_a_compiler(
                        check=True, capture_output=True, text=True, cwd=tmp_path)
     where, names = r.stdout.splitlines()
     assert where.startswith(purelib), where
-    assert names.split() == sorted(["dockyard", "dockyard-auth-tls", "dockyard-cgroups", "dockyard-metrics",
-                                    "dockyard-net-bridge", "dockyard-storage-overlay"])
+    plugins = [tomllib.loads((ROOT / p / "pyproject.toml").read_text())["project"]["name"] for p in PLUGINS]
+    assert names.split() == sorted(["dockyard", *plugins])
 
     path = f"{venv / 'bin'}:{bin_without_compiler(tmp_path / 'bin')}"
     assert shutil.which("cc", path=path) is None and shutil.which("gcc", path=path) is None
