@@ -78,6 +78,8 @@ class DaemonConfig:
     api_max_connections_per_peer: int = 512  # open connections per uid (Unix socket) or IP (TCP)
     log_driver: str = "json-file"  # dockerd's log-driver: containers without --log-driver (json-file, local, none)
     log_opts: dict[str, str] = field(default_factory=dict)
+    # dockerd's runtimes: --runtime NAME -> OCI runtime binary, served by the oci runtime plugin
+    runtimes: dict[str, str] = field(default_factory=dict)
     # dockerd's default-address-pools: ((base, size), ...) for networks created without a subnet
     default_address_pools: tuple[tuple[str, int], ...] = ()
     ipv6: bool = False  # dockerd's ipv6: IPv6 on the default bridge network
@@ -153,6 +155,7 @@ FILE_KEYS = {
     "api-max-connections-per-peer": "api_max_connections_per_peer",
     "log-driver": "log_driver",
     "log-opts": "log_opts",
+    "runtimes": "runtimes",
     "default-address-pools": "default_address_pools",
     "ipv6": "ipv6",
     "fixed-cidr-v6": "fixed_cidr_v6",
@@ -241,6 +244,20 @@ def _coerce(name: str, value: Any) -> Any:
         if value not in ("text", "json"):
             raise ConfigError(f"{key}: {value!r} is not 'text' or 'json'")
         return value
+    if name == "runtimes":  # dockerd's shape: {name: {path: ...}}; runtimeArgs are not passed on
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table of name = {{path = \"...\"}}")
+        out = {}
+        for rname, entry in value.items():
+            path = entry.get("path") if isinstance(entry, dict) else None
+            if not isinstance(path, str) or not path:
+                raise ConfigError(f"{key}.{rname}: expected a table with a path")
+            if set(entry) - {"path"}:
+                raise ConfigError(f"{key}.{rname}: only path is supported (not {', '.join(sorted(set(entry) - {'path'}))})")
+            if rname in ("native", "oci"):
+                raise ConfigError(f"{key}.{rname}: the name is reserved")
+            out[str(rname)] = path
+        return out
     if name == "log_opts":
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a table")

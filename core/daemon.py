@@ -187,6 +187,8 @@ class Daemon:
         cgroup parent unless one is configured, so they never treat each other's containers'
         cgroups as stale."""
         section = self.config.plugin_config(name)
+        if kind == "runtime" and name == "oci" and self.config.runtimes:  # dockerd's runtimes key
+            section["runtimes"] = {**self.config.runtimes, **(section.get("runtimes") or {})}
         if kind == "cgroups" and self.config.data_root != cfg.DaemonConfig.data_root:
             digest = hashlib.sha256(str(self.config.data_root.resolve()).encode()).hexdigest()[:8]
             section.setdefault("parent", f"dockyard-{digest}")

@@ -8,8 +8,8 @@ for the container's capabilities, in OCI's JSON shape) and ``linux.cgroupsPath``
 the daemon's cgroups driver made (its limits stay that driver's; ``resources`` only carries
 the device rules, which runc always rewrites).
 
-stdio is not the OCI runtime's business here: ``process.terminal`` is false and the runtime
-passes through the stdio (pipes or pty) Dockyard's shim gives it.
+stdio: the OCI runtime runs in the foreground with the shim's pipes (or pty, for a TTY:
+``process.terminal``, relayed by the runtime) as its stdio.
 """
 
 from __future__ import annotations
@@ -31,12 +31,31 @@ RLIMIT_TYPES = {v: f"RLIMIT_{k.upper()}" for k, v in ULIMIT_NAMES.items()}
 CGROUP_ROOT = "/sys/fs/cgroup/"
 
 
+def own_caps() -> int:
+    """The daemon's permitted set: nobody gains what it lacks (as the native shim masks them)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapPrm:"):
+                return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return (1 << 64) - 1
+
+
+def limit_caps(caps: list[str]) -> list[str]:
+    have = own_caps()
+    return [c for c in caps if c in capabilities.CAPS and have >> capabilities.CAPS[c] & 1]
+
+
 def container_caps(spec: ContainerSpec) -> list[str]:
+    """The container's bounding/effective/permitted set (what the native runtime gives it)."""
     if spec.privileged:
-        return capabilities.resolve(privileged=True)
-    if spec.capabilities is not None:
-        return [capabilities.normalize(c) for c in spec.capabilities]
-    return list(capabilities.DOCKER_DEFAULT)
+        caps = capabilities.resolve(privileged=True)
+    elif spec.capabilities is not None:
+        caps = [capabilities.normalize(c) for c in spec.capabilities]
+    else:
+        caps = list(capabilities.DOCKER_DEFAULT)
+    return limit_caps(caps)
 
 
 def cgroups_path(cgroup_procs: list[str]) -> str:
@@ -147,7 +166,9 @@ def config(spec: ContainerSpec, *, init_path: str) -> dict[str, Any]:
         rlimits.append({"type": RLIMIT_TYPES.get(res, f"RLIMIT_{res}"),
                         "soft": UNLIMITED if soft < 0 else soft, "hard": UNLIMITED if hard < 0 else hard})
     process: dict[str, Any] = {
-        "terminal": False,
+        # a TTY: runc run in the foreground makes the container's pty and relays it to its own
+        # stdio, the shim's pty (SIGWINCH from the shim's resize reaches runc, which resizes)
+        "terminal": bool(spec.tty),
         "user": {"uid": spec.uid, "gid": spec.gid, **({"additionalGids": list(spec.additional_gids)}
                                                        if spec.additional_gids else {})},
         "args": args,

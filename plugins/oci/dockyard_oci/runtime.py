@@ -8,7 +8,7 @@ in its exec mode on the host (no namespaces joined, root "/", nothing dropped), 
 ``run`` in the foreground, so the OCI runtime is the shim's child and its exit status is the
 container's (128+N when killed by signal N). The shim keeps everything it does for native
 containers: logs (all log drivers), the exit file, stdin FIFOs and the TTY (the OCI runtime
-passes the shim's pipes or pty through as the container's stdio: ``process.terminal`` false).
+relays them: it runs in the foreground, ``process.terminal`` set for a TTY).
 
 Signals go through ``<runtime> kill`` (SIGKILL to the runtime process would orphan the
 container), execs through ``<runtime> exec --process`` run by the shim the same way, removal
@@ -298,9 +298,10 @@ class OciRuntime(NativeRuntime):
             raise InvalidArgument(f"the working directory '{cwd}' is invalid, it needs to be an absolute path")
         settings = st.read_meta(sd).get("exec") or {}
         priv = bool(settings.get("privileged")) or spec.privileged
-        caps = capabilities.resolve(privileged=True) if priv else list(settings.get("caps") or capabilities.DOCKER_DEFAULT)
+        caps = bundle.limit_caps(capabilities.resolve(privileged=True) if priv
+                                 else list(settings.get("caps") or capabilities.DOCKER_DEFAULT))
         process: dict[str, Any] = {
-            "terminal": False,
+            "terminal": bool(spec.tty),
             "user": {"uid": spec.uid, "gid": spec.gid,
                      **({"additionalGids": list(spec.additional_gids)} if spec.additional_gids else {})},
             "args": list(spec.args), "env": list(spec.env), "cwd": cwd,

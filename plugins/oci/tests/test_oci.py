@@ -126,3 +126,51 @@ def test_info_without_the_plugin_lists_native_only(make_daemon, busybox_tar):
     d2.load(busybox_tar)
     r = d2.docker("run", "--rm", "--runtime", "runc", "busybox", "true")
     assert r.returncode != 0 and b"runtime runc is not available (install dockyard-oci-runtime)" in r.stderr
+
+
+def test_tty_and_exec_tty(d):
+    r = run(d, "run", "--rm", "-t", "--runtime", "runc", "busybox", "tty")
+    assert r.stdout.startswith(b"/dev/pts/")
+    cid = run(d, "run", "-d", "--runtime", "runc", "busybox", "sleep", "300").stdout.decode().strip()
+    try:
+        assert run(d, "exec", "-t", cid, "tty").stdout.startswith(b"/dev/pts/")
+        assert run(d, "exec", cid, "sh", "-c", "tty || true").stdout == b"not a tty\n"
+    finally:
+        run(d, "rm", "-f", cid)
+
+
+def test_privileged_gets_what_the_daemon_has(d):
+    own = next(line.split()[1] for line in Path("/proc/self/status").read_text().splitlines()
+               if line.startswith("CapPrm:"))
+    r = run(d, "run", "--rm", "--runtime", "runc", "--privileged", "busybox", "grep", "CapBnd", "/proc/self/status")
+    assert r.stdout.split()[1].decode() == own
+    r = run(d, "run", "--rm", "--runtime", "runc", "--read-only", "--cap-drop", "ALL", "--user", "1000:1000",
+            "busybox", "sh", "-c", "id -u; grep CapEff /proc/self/status; touch /x", ok=False)
+    assert r.stdout == b"1000\nCapEff:\t0000000000000000\n" and b"Read-only file system" in r.stderr
+
+
+def test_live_restore_keeps_a_runc_container(make_daemon, busybox_tar, tmp_path):
+    d2 = make_daemon("--live-restore")
+    d2.load(busybox_tar)
+    cid = run(d2, "run", "-d", "--runtime", "runc", "busybox", "sh", "-c", "echo before; sleep 300").stdout.decode().strip()
+    pid = json.loads(run(d2, "inspect", cid).stdout)[0]["State"]["Pid"]
+    d2.stop()
+    assert Path(f"/proc/{pid}").exists()  # runc and its container outlive the daemon
+    d2.start()
+    state = json.loads(run(d2, "inspect", cid).stdout)[0]["State"]
+    assert state["Status"] == "running" and state["Pid"] == pid
+    assert run(d2, "exec", cid, "echo", "after").stdout == b"after\n"
+    assert run(d2, "logs", cid).stdout == b"before\n"
+    run(d2, "kill", cid)
+    assert run(d2, "wait", cid).stdout == b"137\n"
+    run(d2, "rm", cid)
+
+
+def test_runtimes_key_names_more_binaries(make_daemon, busybox_tar, tmp_path):
+    conf = tmp_path / "dockyardd.toml"
+    conf.write_text(f'[runtimes.myrunc]\npath = "{shutil.which("runc")}"\n')
+    d2 = make_daemon("--config-file", str(conf))
+    info = json.loads(d2.docker("info", "--format", "{{json .Runtimes}}").stdout)
+    assert set(info) == {"native", "runc", "myrunc"}
+    d2.load(busybox_tar)
+    assert run(d2, "run", "--rm", "--runtime", "myrunc", "busybox", "echo", "mine").stdout == b"mine\n"
