@@ -133,7 +133,7 @@ def test_cli_says_what_to_do_when_the_daemon_is_not_there(tmp_path):
 def test_cli_honours_docker_host_env(dockyard_daemon):
     env = {**os.environ, "DOCKER_HOST": dockyard_daemon.url}
     env.pop("DOCKYARD_HOST", None)
-    r = subprocess.run([sys.executable, "-m", "dockyard_cli", "version", "--format", "{{.ApiVersion}}"],
+    r = subprocess.run([sys.executable, "-m", "dockyard_cli", "version", "--format", "{{.Server.APIVersion}}"],
                        capture_output=True, env=env)
     assert r.stdout.strip() == b"1.44", r.stderr
 
