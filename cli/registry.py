@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -24,41 +22,6 @@ HUB_ADDRESS = "https://index.docker.io/v1/"
 
 
 # -- credentials ---------------------------------------------------------------------------------
-
-
-def config_dir() -> Path:
-    return Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
-
-
-def config_path() -> Path:
-    return config_dir() / "config.json"
-
-
-def read_config() -> dict[str, Any]:
-    try:
-        value = json.loads(config_path().read_text())
-    except FileNotFoundError:
-        return {}
-    except ValueError as exc:
-        raise ClientError(f"{config_path()}: invalid JSON: {exc}") from None
-    return value if isinstance(value, dict) else {}
-
-
-def write_config(value: dict[str, Any]) -> None:
-    import tempfile  # here, not at the top: only login/logout write (start-up of every command)
-
-    d = config_dir()
-    d.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(d, 0o700)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".config.json.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(value, f, indent="\t")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, config_path())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def registry_key(server: str | None) -> str:
