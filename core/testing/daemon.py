@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -42,6 +43,8 @@ class DaemonProcess:
         return [
             sys.executable, "-m", "dockyard",
             "-H", self.url, "--data-root", str(self.data_root), "--exec-root", str(self.exec_root),
+            # e.g. "--runtime oci": run a whole suite under another runtime driver
+            *shlex.split(os.environ.get("DOCKYARD_TEST_DAEMON_ARGS", "")),
             *self.args,
         ]
 

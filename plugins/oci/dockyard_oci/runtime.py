@@ -104,6 +104,7 @@ class OciRuntime(NativeRuntime):
             raise SkipPlugin("oci runtime: no OCI runtime binary (runc not on PATH, no runtimes configured)")
         super().__init__(config, root, state)
         self.binaries = binaries
+        self._oom_watch: dict[str, int] = {}
         # the OCI runtime's own state (--root): beside ours, never listed as a container
         self.oci_root = self.state_root.parent / f"{self.state_root.name}-state"
         self.oci_root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -201,7 +202,7 @@ class OciRuntime(NativeRuntime):
             pids = st.read_pids(sd)
             if pids and st.read_exit(sd) is None and (self._monitor_alive(sd, pids[1]) or self._orphan_alive(sd)):
                 raise Conflict(f"container {spec.id} is already running")
-            for name in (st.EXIT, st.PID, st.SPEC, st.STDIN, st.CONTROL, INIT_PID, OCI_LOG):
+            for name in (st.EXIT, st.PID, st.SPEC, st.STDIN, st.CONTROL, INIT_PID, OCI_LOG, "oom"):
                 with contextlib.suppress(FileNotFoundError):
                     (sd / name).unlink()
         sd.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -214,10 +215,12 @@ class OciRuntime(NativeRuntime):
             bundle_dir.mkdir(exist_ok=True, mode=0o700)
             st.write_atomic(bundle_dir / "config.json", json.dumps(doc, indent=1).encode(), sync=False)
             caps = bundle.container_caps(spec)
-            st.write_meta(sd, id=spec.id, log_path=str(log_path), oci_runtime=rname,
+            mem = next((str(Path(p).parent) for p in spec.cgroup_procs if "/memory/" in p), "")
+            st.write_meta(sd, id=spec.id, log_path=str(log_path), oci_runtime=rname, memory_cgroup=mem,
                           exec={"caps": caps, "privileged": spec.privileged, "nnp": bool(spec.no_new_privileges),
                                 "apparmor": "", "rootfs": str(Path(spec.rootfs).resolve())})
             await self._oci(spec.id, "delete", "--force", spec.id)  # a stale record of an earlier run
+            self._watch_oom(spec.id)  # before it runs: an OOM kill may come at once
             argv = self._argv(binary, sd, "run", "--bundle", str(bundle_dir), "--pid-file", str(sd / INIT_PID),
                               spec.id)
             data = self._host_spec(argv, state_dir=sd, log_path=log_path, spec=spec, tty=spec.tty,
@@ -231,6 +234,7 @@ class OciRuntime(NativeRuntime):
                 raise ContainerStartError(f"{rname}: shim failed: {line or 'no status'}", 128)
             return await self._started(sd, rname)
         except BaseException:
+            self._unwatch_oom(spec.id)
             self._kill_unreported(sd)
             with contextlib.suppress(Exception):
                 await self._oci(spec.id, "delete", "--force", spec.id)
@@ -241,6 +245,67 @@ class OciRuntime(NativeRuntime):
                     with contextlib.suppress(FileNotFoundError):
                         (sd / name).unlink()
             raise
+
+    # -- OOM kills --------------------------------------------------------------------------
+    # The OCI runtime removes the container's cgroup when it ends (before the exit is recorded),
+    # so the cgroups driver cannot count its OOM kills then: the driver watches the memory
+    # cgroup (v1: an eventfd on memory.oom_control) from before the start, and leaves ``<sd>/oom``.
+    # Not watched: cgroup v2 hosts, and OOM kills while the daemon is down.
+
+    def _watch_oom(self, cid: str) -> None:
+        sd = self._dir(cid)
+        mem = st.read_meta(sd).get("memory_cgroup")
+        if not mem or cid in self._oom_watch or (sd / "oom").exists():
+            return
+        try:
+            efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        except OSError:
+            return
+        try:
+            ofd = os.open(Path(mem) / "memory.oom_control", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                (Path(mem) / "cgroup.event_control").write_text(f"{efd} {ofd}")
+            finally:
+                os.close(ofd)
+        except OSError:
+            os.close(efd)
+            return
+        loop = asyncio.get_running_loop()
+
+        def fired() -> None:
+            with contextlib.suppress(OSError):
+                os.eventfd_read(efd)
+            # an OOM event (signalled as the OOM killer starts: the kill may not be counted yet),
+            # or the cgroup went away (the file is gone then), as containerd's v1 OOM watch
+            if (Path(mem) / "memory.oom_control").exists():
+                with contextlib.suppress(OSError):
+                    (sd / "oom").touch()
+            self._unwatch_oom(cid)
+
+        loop.add_reader(efd, fired)
+        self._oom_watch[cid] = efd
+
+    def _unwatch_oom(self, cid: str) -> None:
+        efd = self._oom_watch.pop(cid, None)
+        if efd is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(efd)
+            os.close(efd)
+
+    def _with_oom(self, cid: str, status: Any) -> Any:
+        if status is not None and (self._dir(cid) / "oom").exists():
+            status.oom_killed = True
+        return status
+
+    async def wait(self, cid: str) -> Any:
+        self._watch_oom(cid)
+        try:
+            return self._with_oom(cid, await super().wait(cid))
+        finally:
+            self._unwatch_oom(cid)
+
+    def exit_status(self, cid: str) -> Any:
+        return self._with_oom(cid, super().exit_status(cid))
 
     # -- queries ----------------------------------------------------------------------------
     def _init_pid(self, d: Path) -> int | None:

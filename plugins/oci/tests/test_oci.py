@@ -174,3 +174,14 @@ def test_runtimes_key_names_more_binaries(make_daemon, busybox_tar, tmp_path):
     assert set(info) == {"native", "runc", "myrunc"}
     d2.load(busybox_tar)
     assert run(d2, "run", "--rm", "--runtime", "myrunc", "busybox", "echo", "mine").stdout == b"mine\n"
+
+
+def test_oom_kill_is_recorded(d):
+    """runc removes the cgroup before the exit is recorded: the driver's own OOM watch says it."""
+    r = run(d, "run", "--runtime", "runc", "--name", "ocioom", "-m", "32m", "busybox",
+            "dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1", ok=False)
+    try:
+        assert r.returncode == 137
+        assert json.loads(run(d, "inspect", "ocioom").stdout)[0]["State"]["OOMKilled"] is True
+    finally:
+        run(d, "rm", "-f", "ocioom")
