@@ -99,12 +99,13 @@ def test_daemon_config_registry_keys(tmp_path):
 
 def test_cli_credentials_like_docker(tmp_path, monkeypatch):
     from dockyard_cli import registry as cli
+    from dockyard_cli.contexts import write_config
 
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "conf"))
     assert cli.registry_key(None) == cli.HUB_ADDRESS and cli.registry_key("localhost:5000") == "localhost:5000"
     assert cli.registry_of_image("localhost:5000/x") == "localhost:5000"
     assert cli.registry_of_image("user/repo") == cli.HUB_ADDRESS
-    cli.write_config({"auths": {"localhost:5000": {"auth": base64.b64encode(b"bob:pw:with:colons").decode()}}})
+    write_config({"auths": {"localhost:5000": {"auth": base64.b64encode(b"bob:pw:with:colons").decode()}}})
     assert stat.S_IMODE(os.stat(tmp_path / "conf").st_mode) == 0o700
     assert stat.S_IMODE(os.stat(tmp_path / "conf" / "config.json").st_mode) == 0o600
     header = cli.registry_auth_header("localhost:5000")
