@@ -7,7 +7,10 @@ start and at the end of the session, and of what is new, only what belongs to th
 daemons (their data and exec roots live under pytest's base temp dir, or wherever a
 ``DaemonProcess`` of this session started one) is a leak. Another
 dockyardd running on the machine (a user's service, another test run) never makes the suite
-red. ``DOCKYARD_SKIP_LEAK_CHECK=1`` turns the check off."""
+red. ``DOCKYARD_SKIP_LEAK_CHECK=1`` turns the check off.
+
+Also the fixtures most test directories share: ``d`` (the session's busybox daemon, cleaned
+after every test) and ``client`` (docker-py on it)."""
 
 from __future__ import annotations
 
@@ -58,3 +61,30 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if reporter is not None:
             reporter.write_line(f"\nDockyard left things behind after the tests:\n{lines}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# -- the shared busybox daemon for integration, security and scheduler tests --------------------
+def _ids(daemon, *args):
+    return set(daemon.docker(*args).stdout.decode().split())
+
+
+@pytest.fixture
+def d(busybox_daemon):
+    """The shared daemon; every container, image, network and volume a test makes is removed
+    afterwards (also when the test failed half-way)."""
+    listings = {"container": ("ps", "-aq", "--no-trunc"), "image": ("images", "-aq", "--no-trunc"),
+                "network": ("network", "ls", "-q", "--no-trunc"), "volume": ("volume", "ls", "-q")}
+    removals = {"container": ("rm", "-fv"), "image": ("rmi", "-f"), "network": ("network", "rm"),
+                "volume": ("volume", "rm", "-f")}
+    before = {kind: _ids(busybox_daemon, *cmd) for kind, cmd in listings.items()}
+    yield busybox_daemon
+    for kind, cmd in listings.items():  # containers first: they hold the rest
+        for obj in _ids(busybox_daemon, *cmd) - before[kind]:
+            busybox_daemon.docker(*removals[kind], obj)
+
+
+@pytest.fixture
+def client(d):
+    c = d.docker_client()
+    yield c
+    c.close()
