@@ -36,7 +36,6 @@ REFUSED = [
     (["--cpu-rt-runtime", "950000"], "--cpu-rt-runtime is not supported"),
     (["--device-read-bps", "/dev/null:1mb"], "--device-read-bps is not supported"),
     (["--blkio-weight-device", "/dev/null:100"], "--blkio-weight-device is not supported"),
-    (["--memory-swappiness", "10"], "--memory-swappiness is not supported"),
     (["--oom-kill-disable"], "--oom-kill-disable is not supported"),
     (["--isolation", "hyperv"], "linux only supports 'default'"),
     (["--ipc", "host", "--sysctl", "kernel.shmmax=1000000"], "is not allowed in the hosts ipc namespace"),

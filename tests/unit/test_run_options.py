@@ -58,7 +58,7 @@ def test_runtime_names():
     options.check({}, {"Runtime": "runc"}, runtime=multi)
 
 
-def test_swappiness_range_is_checked_before_the_refusal():
+def test_swappiness_range_is_checked():
     with pytest.raises(InvalidArgument, match="valid memory swappiness range is 0-100"):
         options.check({}, {"MemorySwappiness": 200})
     options.check({}, {"MemorySwappiness": -1})  # Docker's "unset"
