@@ -225,7 +225,9 @@ class OciRuntime(NativeRuntime):
                               spec.id)
             data = self._host_spec(argv, state_dir=sd, log_path=log_path, spec=spec, tty=spec.tty,
                                    console_size=spec.console_size, open_stdin=spec.open_stdin,
-                                   stdin_once=spec.stdin_once, max_size=spec.log_max_size,
+                                   # a container's TTY outlives its clients (the shim's exec mode
+                                   # would hang up a stdin_once TTY when its client leaves)
+                                   stdin_once=spec.stdin_once and not spec.tty, max_size=spec.log_max_size,
                                    max_files=spec.log_max_files)
             st.write_atomic(sd / st.SPEC, data, sync=False)
             line = await spawn_shim(self._shim_exe, sd / st.SPEC, argv0=str(self.shim))
