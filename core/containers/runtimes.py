@@ -22,7 +22,7 @@ class RuntimeSet:
         self.default = default
         self.name = default.name
         self.extras = list(extras)
-        self._by_name = {n: d for d in self.extras for n in d.names() if n != self.name}
+        self._by_name = {n: d for d in self.extras for n in d.names() if n not in (self.name, d.name)}
         self._owner: dict[str, Any] = {}
 
     def names(self) -> list[str]:

@@ -217,6 +217,6 @@ def config(spec: ContainerSpec, *, init_path: str) -> dict[str, Any]:
     if spec.namespaces.get("uts") is None:
         if spec.hostname:
             doc["hostname"] = spec.hostname
-        if spec.domainname:
-            doc["domainname"] = spec.domainname
+        if spec.domainname:  # runc < 1.2 has no "domainname": the sysctl, as moby set it
+            linux["sysctl"]["kernel.domainname"] = spec.domainname
     return doc

@@ -115,10 +115,12 @@ class OciRuntime(NativeRuntime):
 
     # -- which runtimes ---------------------------------------------------------------------
     def names(self) -> list[str]:
-        return list(self.binaries)
+        """``--runtime`` names served: the driver's own (when it is the daemon's default
+        runtime: the first binary) and each binary's."""
+        return [self.name, *self.binaries]
 
     def path_of(self, name: str) -> str | None:
-        return self.binaries.get(name)
+        return self.binaries.get(name) or (next(iter(self.binaries.values())) if name == self.name else None)
 
     def owns(self, cid: str) -> bool:
         return self._dir(cid).exists()
