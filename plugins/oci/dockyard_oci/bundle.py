@@ -142,9 +142,40 @@ def _mounts(spec: ContainerSpec, init_path: str) -> list[dict[str, Any]]:
     return out
 
 
+def cgroup_device_rules(cgroup_procs: list[str]) -> list[dict[str, Any]] | None:
+    """The devices cgroup the cgroups driver set up (v1 ``devices.list``: the user's --device
+    permissions and --device-cgroup-rule included) as OCI rules, so that runc, which always
+    rewrites the devices cgroup, writes the same allow-list; None without a v1 devices cgroup."""
+    for p in cgroup_procs:
+        if p.startswith(CGROUP_ROOT + "devices/"):
+            try:
+                lines = (Path(p).parent / "devices.list").read_text().split("\n")
+            except OSError:
+                return None
+            rules: list[dict[str, Any]] = [{"allow": False, "access": "rwm"}]
+            for line in lines:
+                parts = line.split()
+                if len(parts) != 3:
+                    continue
+                kind, (major, minor), access = parts[0], parts[1].split(":"), parts[2]
+                rule: dict[str, Any] = {"allow": True, "access": access}
+                if kind != "a":
+                    rule["type"] = kind
+                    if major != "*":
+                        rule["major"] = int(major)
+                    if minor != "*":
+                        rule["minor"] = int(minor)
+                rules.append(rule)
+            return rules
+    return None
+
+
 def _device_rules(spec: ContainerSpec) -> list[dict[str, Any]]:
     if spec.privileged:
         return [{"allow": True, "access": "rwm"}]
+    found = cgroup_device_rules(spec.cgroup_procs)
+    if found is not None:
+        return found
     rules: list[dict[str, Any]] = [{"allow": False, "access": "rwm"}]
     rules += [{"allow": True, "type": d.type, "major": d.major, "minor": d.minor, "access": "rwm"}
               for d in spec.devices]

@@ -185,3 +185,17 @@ def test_oom_kill_is_recorded(d):
         assert json.loads(run(d, "inspect", "ocioom").stdout)[0]["State"]["OOMKilled"] is True
     finally:
         run(d, "rm", "-f", "ocioom")
+
+
+@pytest.mark.skipif(not Path("/dev/loop-control").exists(), reason="no /dev/loop-control")
+def test_device_permissions_are_the_cgroups_drivers(d):
+    """runc rewrites the devices cgroup: it is given the driver's list, so ':r' stays read-only
+    and --device-cgroup-rule still allows its device."""
+    r = run(d, "run", "--rm", "--runtime", "runc", "--device", "/dev/loop-control:/dev/xloop:r", "busybox", "sh", "-c",
+            "(exec 3</dev/xloop) && echo read-ok; (exec 3>/dev/xloop) && echo write-ok", ok=False)
+    assert r.stdout == b"read-ok\n" and b"Operation not permitted" in r.stderr
+    st = Path("/dev/loop-control").stat()
+    major, minor = st.st_rdev >> 8, st.st_rdev & 0xff
+    r = run(d, "run", "--rm", "--runtime", "runc", "--device-cgroup-rule", f"c {major}:{minor} rw", "busybox", "sh",
+            "-c", f"mknod /dev/lc c {major} {minor} 2>/dev/null; (exec 3</dev/lc) && echo opened", ok=False)
+    assert b"opened" in r.stdout, r.stderr
