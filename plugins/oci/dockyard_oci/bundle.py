@@ -119,7 +119,7 @@ def _mounts(spec: ContainerSpec, init_path: str) -> list[dict[str, Any]]:
         _mount("/dev", "tmpfs", "tmpfs", ["nosuid", "strictatime", "mode=755", "size=65536k"]),
         _mount("/dev/pts", "devpts", "devpts", ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
         _mount("/sys", "sysfs", "sysfs", ["nosuid", "noexec", "nodev", *ro_sys]),
-        _mount("/sys/fs/cgroup", "cgroup", "cgroup", ["nosuid", "noexec", "nodev", "relatime", *ro_sys]),
+        _mount("/sys/fs/cgroup", "cgroup", "cgroup", [*ro_sys, "nosuid", "noexec", "nodev"]),
     ]
     if ns.get("ipc") is None:
         out.append(_mount("/dev/mqueue", "mqueue", "mqueue", ["nosuid", "noexec", "nodev"]))
@@ -226,7 +226,8 @@ def config(spec: ContainerSpec, *, init_path: str) -> dict[str, Any]:
         "resources": {"devices": _device_rules(spec)},
         "sysctl": dict(spec.sysctls),
         "maskedPaths": [] if spec.privileged else list(spec.masked_paths),
-        "readonlyPaths": [] if spec.privileged else list(spec.readonly_paths),
+        # runc 1.1 leaves the tmpfs it makes at /sys/fs/cgroup (v1) writable: made read-only here
+        "readonlyPaths": [] if spec.privileged else [*spec.readonly_paths, "/sys/fs/cgroup"],
     }
     if spec.uid_map:
         namespaces.append({"type": "user"})
