@@ -199,3 +199,9 @@ def test_device_permissions_are_the_cgroups_drivers(d):
     r = run(d, "run", "--rm", "--runtime", "runc", "--device-cgroup-rule", f"c {major}:{minor} rw", "busybox", "sh",
             "-c", f"mknod /dev/lc c {major} {minor} 2>/dev/null; (exec 3</dev/lc) && echo opened", ok=False)
     assert b"opened" in r.stdout, r.stderr
+
+
+def test_cgroupfs_is_read_only(d):
+    r = run(d, "run", "--rm", "--runtime", "runc", "busybox", "sh", "-c",
+            "touch /sys/fs/cgroup/x; touch /sys/fs/cgroup/memory/x; echo done", ok=False)
+    assert r.stdout == b"done\n" and r.stderr.count(b"Read-only file system") == 2, r.stderr
