@@ -20,7 +20,6 @@ from ..containers import archive as A
 from ..containers import inroot as R
 from ..containers import fsview
 from ..containers import effective
-from ..containers import effective
 from ..containers.fsworkers import WORKERS
 from ..errors import InvalidArgument
 from ..images.streams import BodyReader, ResponseWriter
@@ -79,7 +78,6 @@ async def stat_path(request: web.Request) -> web.Response:
     svc = service(request)
     c = svc.get(request.match_info["id"])
     await effective.authorize_use(svc, c, "archive")  # the host paths its mounts bind
-    await effective.authorize_use(svc, c, "archive")  # the host paths its mounts bind
     path = _path(request)
     async with WORKERS.slot(c.id), fsview.opened(svc, c) as view:
         info = (await WORKERS.run(A.stat_path, view.root, c.id, path))[0]
@@ -90,7 +88,6 @@ async def stat_path(request: web.Request) -> web.Response:
 async def get_archive(request: web.Request) -> web.StreamResponse:
     svc = service(request)
     c = svc.get(request.match_info["id"])
-    await effective.authorize_use(svc, c, "archive")  # the host paths its mounts bind
     await effective.authorize_use(svc, c, "archive")  # the host paths its mounts bind
     path = _path(request)
     async with WORKERS.slot(c.id), fsview.opened(svc, c) as view:

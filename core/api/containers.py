@@ -16,7 +16,6 @@ from ..lifecycle import State
 from ..runtime.logfile import LogRecord, split_lines
 from ..containers import options
 from ..containers import effective
-from ..containers import effective
 from ..containers.detachkeys import parse_detach_keys
 from .hijack import hijack
 from .stdin import pump_stdin, run_streams
@@ -297,7 +296,6 @@ async def attach(request: web.Request) -> web.StreamResponse:
     hijacked connection (``101 UPGRADED``, raw bytes, closed at the end)."""
     svc = service(request)
     c = svc.get(request.match_info["id"])
-    await effective.authorize_use(svc, c, "attach")  # its process: all its privileges
     await effective.authorize_use(svc, c, "attach")  # its process: all its privileges
     want_stdin = query_bool(request, "stdin") and bool(c.config.get("OpenStdin"))
     if want_stdin and getattr(svc.runtime, "stdin_path", None) is None:
