@@ -93,15 +93,7 @@ def images(client: Client, repository: str | None, all_: bool, digests: bool, fi
         for s in seen:
             click.echo(s)
         return
-    rows = []
-    for i in items:
-        tags = i.get("RepoTags") or []
-        repo_digests = i.get("RepoDigests") or []
-        pairs = [split_repo_tag(t) for t in tags] or [
-            (d.split("@")[0], "<none>") for d in repo_digests[:1]] or [("<none>", "<none>")]
-        for repo, t in pairs:
-            digest = next((d.split("@", 1)[1] for d in repo_digests if d.split("@")[0] == repo), "<none>")
-            rows.append(image_row(i, repo, t, digest, no_trunc))
+    rows = [row for i in items for row in image_rows(i, digests, no_trunc)]
     default = "{{.Repository}}\t{{.Tag}}" + ("\t{{.Digest}}" if digests else "") + \
         "\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
     print_rows(fmt, rows, IMAGE_HEADERS, default)
@@ -110,6 +102,32 @@ def images(client: Client, repository: str | None, all_: bool, digests: bool, fi
 IMAGE_HEADERS = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
                  "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE", "Containers": "CONTAINERS",
                  "VirtualSize": "SIZE", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE"}
+
+
+def image_rows(i: dict[str, Any], digests: bool, no_trunc: bool = False) -> list[Any]:
+    """docker's rows for one image (``formatter.imageFormat``): one per repository and tag
+    (and per digest with ``--digests``), then one per repository known only by digest (tag
+    ``<none>``); a dangling image is one ``<none>`` row."""
+    tags = [t for t in i.get("RepoTags") or [] if t != "<none>:<none>"]
+    refs = [d for d in i.get("RepoDigests") or [] if d != "<none>@<none>"]
+    if not tags and not refs:
+        return [image_row(i, "<none>", "<none>", "<none>", no_trunc)]
+    by_repo: dict[str, list[str]] = {}
+    for ref in tags:
+        repo, tag = split_repo_tag(ref)
+        by_repo.setdefault(repo, []).append(tag)
+    digests_of: dict[str, list[str]] = {}
+    for ref in refs:
+        repo, _, digest = ref.partition("@")
+        digests_of.setdefault(repo, []).append(digest)
+    rows = []
+    for repo, repo_tags in by_repo.items():
+        repo_digests = digests_of.pop(repo, []) if digests else (digests_of.pop(repo, None) and [])
+        for tag in repo_tags:
+            rows += [image_row(i, repo, tag, d, no_trunc) for d in repo_digests or ["<none>"]]
+    for repo, repo_digests in digests_of.items():  # known only by digest
+        rows += [image_row(i, repo, "<none>", d, no_trunc) for d in (repo_digests if digests else [""])]
+    return rows
 
 
 def image_row(i: dict[str, Any], repo: str, tag: str, digest: str, no_trunc: bool = False) -> Any:

@@ -118,6 +118,10 @@ def normalise(command, out):
         v = json.loads(out)
         v.pop("Client")
         return json.dumps(v)
+    if command == ("images",):  # docker walks an image's repositories in Go's random map order
+        lines = out.splitlines(keepends=True)
+        head = lines[:1] if lines and lines[0].startswith("REPOSITORY") else []
+        return "".join(head + sorted(lines[len(head):]))
     return out
 
 
