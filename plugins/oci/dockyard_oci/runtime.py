@@ -351,6 +351,7 @@ class OciRuntime(NativeRuntime):
                 await self.wait(cid)
         with contextlib.suppress(Exception):
             await self._oci(cid, "delete", "--force", cid)
+        remove_named_hierarchy_dirs(sd / "bundle" / "config.json")
         await super().delete(cid, logs)
 
     # -- exec -------------------------------------------------------------------------------
@@ -407,3 +408,24 @@ class OciRuntime(NativeRuntime):
             return await super().exec_kill(cid, eid, sig)
         with contextlib.suppress(ProcessLookupError):
             os.kill(p, sig)
+
+
+def remove_named_hierarchy_dirs(config: Path) -> None:
+    """runc makes the container's ``cgroupsPath`` in every v1 hierarchy, also named ones such as
+    ``name=systemd`` that our cgroups driver does not manage, and its ``delete`` removes only
+    the leaf: remove the empty directories it left on the way there (``rmdir`` never removes
+    one that still holds a cgroup or a process, so nobody else's is touched)."""
+    try:
+        path = json.loads(config.read_text()).get("linux", {}).get("cgroupsPath", "")
+    except (OSError, ValueError):
+        return
+    if not path or ":" in path:  # none, or systemd's slice:prefix:name form
+        return
+    with open("/proc/self/mountinfo") as f:
+        named = [line.split()[4] for line in f
+                 if " - cgroup " in line and "name=" in line.rsplit(" ", 1)[-1]]
+    parts = [p for p in path.strip("/").split("/") if p not in ("", ".", "..")]
+    for root in named:
+        for depth in range(len(parts), 0, -1):
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(root, *parts[:depth]))

@@ -205,3 +205,27 @@ def test_cgroupfs_is_read_only(d):
     r = run(d, "run", "--rm", "--runtime", "runc", "busybox", "sh", "-c",
             "touch /sys/fs/cgroup/x; touch /sys/fs/cgroup/memory/x; echo done", ok=False)
     assert r.stdout == b"done\n" and r.stderr.count(b"Read-only file system") == 2, r.stderr
+
+
+def named_hierarchies() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if " - cgroup " in line and "name=" in line.rsplit(" ", 1)[-1]]
+
+
+def test_removal_leaves_nothing_in_named_hierarchies(tmp_path, busybox_tar):
+    """runc makes the container's cgroup path in ``name=systemd`` too, which our cgroups driver
+    does not manage: once the last container is gone, none of that path is left there."""
+    from dockyard.testing.daemon import DaemonProcess
+
+    if not named_hierarchies():
+        pytest.skip("no named cgroup v1 hierarchy on this host")
+    daemon = DaemonProcess(tmp_path / "d").start()
+    try:
+        daemon.load(busybox_tar)
+        cid = run(daemon, "run", "-d", "--runtime", "runc", "busybox", "sleep", "60").stdout.decode().strip()
+        parents = {p.parent for root in named_hierarchies() for p in Path(root).glob(f"*/{cid}")}
+        assert parents, "runc made no cgroup in a named hierarchy: nothing to check"
+        run(daemon, "rm", "-f", cid)
+        assert [p for p in parents if p.exists()] == []
+    finally:
+        daemon.finish()
