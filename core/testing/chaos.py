@@ -727,12 +727,15 @@ class Chaos:
                     if status == 200:
                         self.check_logs(box, logs, where)
             # adopt what the daemon says (the uncertain ones, and short ones that exited by themselves)
-            if box.uncertain:
+            adopted = box.uncertain
+            if adopted:
                 box.history.append(f"adopted {st['Status']} {st['ExitCode']}")
             box.uncertain = False
             box.name = info["Name"].lstrip("/") if tracked(info["Name"].lstrip("/")) else ""
             if st["Running"]:
-                if box.state != "running" or not box.pid:
+                # an operation cut by the kill (a restart) may have started a new process:
+                # adopt its pid too, not only the state
+                if adopted or box.state != "running" or not box.pid:
                     box.state, box.pid = "running", st["Pid"]
             elif st["Status"] == "created":
                 box.state = "created"
