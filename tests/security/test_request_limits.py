@@ -43,7 +43,7 @@ def shared_dir():
 
 
 @pytest.fixture
-def daemon(make_daemon, shared_dir):
+def daemon(shared_dir, make_daemon):  # this order: the daemon finishes before its directory goes
     conf = shared_dir / "dockyardd.toml"
     conf.write_text('api-max-json-body = "1m"\napi-header-timeout = 2\napi-idle-timeout = 2\n'
                     "api-max-connections-per-peer = 8\n")
