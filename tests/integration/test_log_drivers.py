@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.testing.daemon import wait_for
+from dockyard.testing.jsonlog_corpus import CORPUS
 
 pytestmark = pytest.mark.privileged
 
@@ -59,19 +60,6 @@ def test_json_file_format_streams_time_and_16k_partial_lines(d):
     assert r.stdout == b"a\n" + b" " * 19999 + b"x" and r.stderr == b"b\n"
 
 
-CORPUS = [  # (bytes of a line, the JSON string moby's jsonlog writes: Go's rules, by hand)
-    (b'say "hi" \\ back\n', r'"say \"hi\" \\ back\n"'),
-    (b"tab\there\rcr\x08\x0c\n", r'"tab\u0009here\rcr\u0008\u000c\n"'),
-    (b"\x00\x01\x1b[0m\x7f\n", '"\\u0000\\u0001\\u001b[0m\x7f\\n"'),
-    (b"<a href=x>&amp;</a>\n", r'"\u003ca href=x\u003e\u0026amp;\u003c/a\u003e\n"'),
-    ("héllo wörld ✓ 🐳\n".encode(), '"héllo wörld ✓ 🐳\\n"'),
-    (b"bad \xff\xfe utf8 \xe2\x82 end\n", r'"bad \ufffd\ufffd utf8 \ufffd\ufffd end\n"'),
-    (b"overlong \xc0\xaf surrogate \xed\xa0\x80 big \xf4\x90\x80\x80\n",
-     r'"overlong \ufffd\ufffd surrogate \ufffd\ufffd\ufffd big \ufffd\ufffd\ufffd\ufffd\n"'),
-    ("sep \u2028 para \u2029 ok\n".encode(), r'"sep \u2028 para \u2029 ok\n"'),
-    ("replacement \ufffd kept\n".encode(), '"replacement \ufffd kept\\n"'),
-    (b"cut at the end \xf0\x9f\x90", r'"cut at the end \ufffd\ufffd\ufffd"'),
-]
 
 
 def test_json_file_escaping_is_gos(d, tmp_path):
