@@ -32,7 +32,7 @@ from ..build.cache import BuildCache
 from ..containers import effective
 from ..containers.archive import _RefuseWhiteouts
 from ..errors import DockyardError, InvalidArgument, NotSupported, Unavailable
-from ..images.service import host_arch
+from ..images.model import host_arch
 from ..images.streams import BodyReader, decompressed
 from .middleware import add_common_headers
 from .util import daemon_of, drain_body, query_bool

@@ -1,6 +1,7 @@
 """Images: content store, references, layers and the :class:`ImageService` the daemon runs."""
 
 from .reference import Reference, chain_ids, parse, parse_tagged
-from .service import Image, ImageService, Layer
+from .model import Image, Layer, PendingImage, Txn
+from .service import ImageService
 
-__all__ = ["Image", "ImageService", "Layer", "Reference", "chain_ids", "parse", "parse_tagged"]
+__all__ = ["Image", "ImageService", "Layer", "PendingImage", "Reference", "Txn", "chain_ids", "parse", "parse_tagged"]

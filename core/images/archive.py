@@ -18,13 +18,16 @@ import tarfile
 import tempfile
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
 from ..errors import InvalidArgument, NotFound
 from . import reference as R
-from .service import Image, ImageService, PendingImage, host_arch, now_rfc3339
+from .model import Image, PendingImage, host_arch, now_rfc3339
 from .store import CHUNK, DigestMismatch, split_digest
 from .streams import HashingReader, IterReader, decompressed
+
+if TYPE_CHECKING:
+    from .service import ImageService
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -21,7 +21,8 @@ from typing import Any, Callable
 
 from ..errors import Forbidden, InvalidArgument, NotFound, Unauthorized
 from ..images import reference as R
-from ..images.service import ImageService, PendingImage, StagedLayer, _progress, host_arch
+from ..images.model import PendingImage, StagedLayer, host_arch
+from ..images.service import ImageService, _progress
 from .auth import Credentials
 from .blobpipe import BlobPipe
 from .client import (DOCKER_LAYER, DOCKER_LAYER_GZIP, LIST_TYPES, MANIFEST_TYPES, MAX_CONFIG, BadManifest,

@@ -22,7 +22,8 @@ from isal import isal_zlib
 
 from ..errors import NotFound
 from ..images import reference as R
-from ..images.service import Image, ImageService, _progress
+from ..images.model import Image
+from ..images.service import ImageService, _progress
 from ..images.store import CHUNK, DigestMismatch, split_digest
 from ..images.streams import HashingReader, IterReader
 from .auth import Credentials
