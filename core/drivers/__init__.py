@@ -19,14 +19,25 @@ root=<data-root>/<kind>/<name>, state=<exec-root>/<kind>/<name>)`` and may defin
 classmethod ``check()`` that raises :class:`dockyard.errors.SkipPlugin` when the host
 cannot run it. A driver object may also carry ``@hookimpl`` methods: the daemon registers
 it with the plugin manager after loading it.
+
+Beyond its kind's base Protocol a driver may offer optional *capabilities*, each a
+``runtime_checkable`` Protocol (``ExecRuntime``, ``TtyRuntime``, ``StagingStorage``,
+``PortPublisher``...), named in its class attribute ``capabilities`` and checked once at load
+by :mod:`dockyard.drivers.contracts` (which lists them per kind in ``CONTRACTS``).
 """
 
 from .cgroups import CgroupDriver, CgroupStats, Resources
-from .network import Endpoint, Network, NetworkDriver
-from .runtime import Runtime
-from .storage import StorageDriver
+from .contracts import CONTRACTS, ClosableDriver, DriverRecord, UnsupportedCapability
+from .network import Endpoint, ForgettingNetwork, Network, NetworkDriver, PortPublisher, ValidatingNetwork
+from .runtime import (ExecRuntime, ExecStdinDetachRuntime, MultiRuntime, Runtime, StdinDetachRuntime, StdinRuntime,
+                      TtyRuntime)
+from .storage import (ExportingStorage, IdMappedStorage, LayerInfoStorage, StagingStorage, StorageDriver,
+                      StorageOptsStorage)
 from .transport import Transport
 from .volume import VolumeDriver
 
-__all__ = ["CgroupDriver", "CgroupStats", "Endpoint", "Network", "NetworkDriver", "Resources", "Runtime",
-           "StorageDriver", "Transport", "VolumeDriver"]
+__all__ = ["CONTRACTS", "CgroupDriver", "CgroupStats", "ClosableDriver", "DriverRecord", "Endpoint", "ExecRuntime",
+           "ExecStdinDetachRuntime", "ExportingStorage", "ForgettingNetwork", "IdMappedStorage", "LayerInfoStorage",
+           "MultiRuntime", "Network", "NetworkDriver", "PortPublisher", "Resources", "Runtime", "StagingStorage",
+           "StdinDetachRuntime", "StdinRuntime", "StorageDriver", "StorageOptsStorage", "Transport", "TtyRuntime",
+           "UnsupportedCapability", "ValidatingNetwork", "VolumeDriver"]

@@ -31,7 +31,7 @@ a namespace with ``lo`` only).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass
@@ -94,6 +94,7 @@ class PortBinding:
     host_port_end: int = 0  # > host_port: pick a free one of host_port..host_port_end (-p 8000-8010:80)
 
 
+@runtime_checkable
 class NetworkDriver(Protocol):
     name: str  # Docker's driver name: "bridge", "host", "null"
     scope: str  # "local"
@@ -123,14 +124,6 @@ class NetworkDriver(Protocol):
         The namespace itself belongs to the service. Missing parts are fine."""
         ...
 
-    # Optional (looked up with getattr): ``validate(net)``, called before a network is created
-    # so that bad options are a 400 before anything exists (``create`` must check them too).
-    #
-    # Optional (looked up with getattr): ``forget(net, ep)``, called instead of ``leave`` when
-    # the container has exited and the service is about to unpin its namespace. The kernel
-    # removes the namespace's links (and a veth's host end with them) on its own, so a driver
-    # only drops its per-endpoint host state here and need not wait for the links to go.
-
     def reconcile(self, nets: list[Network], endpoints: list[Endpoint]) -> None:
         """Daemon start (and repair): make the host match the records exactly. Re-create missing
         bridges and rules of ``nets``; remove this driver instance's links and rules that belong
@@ -144,15 +137,52 @@ class NetworkDriver(Protocol):
         (live-restore): leave everything as it is."""
         ...
 
-    # -- published ports: the seam of the ports engineer ----------------------------------
-    #
-    # Optional methods (the service looks them up with getattr): the service calls
-    # ``publish`` right after ``join`` of a container's first endpoint on a bridge network
-    # when the container has port bindings, and ``unpublish`` right before ``leave``. A
-    # driver keeps its port rules in its own chains/tables so that :meth:`reconcile` of the
-    # network firewall never drops them.
-    #
-    # def publish(self, net: Network, ep: Endpoint, ports: list[PortBinding]) -> list[PortBinding]:
-    #     """Make ``ports`` reachable; return them with the host ports actually used."""
-    # def unpublish(self, net: Network, ep: Endpoint) -> None:
-    #     """Remove what ``publish`` made for ``ep``; missing is fine."""
+
+# -- optional capabilities (class attribute ``capabilities``; see dockyard.drivers.contracts) --
+
+
+@runtime_checkable
+class ValidatingNetwork(Protocol):
+    """``validate``: bad options are a 400 before anything exists."""
+
+    def validate(self, net: Network) -> None:
+        """Called before a network is created; raises ``InvalidArgument`` (``create`` must
+        check them too)."""
+        ...
+
+
+@runtime_checkable
+class ForgettingNetwork(Protocol):
+    """``forget``: a cheap ``leave`` for a container that has exited."""
+
+    def forget(self, net: Network, ep: Endpoint) -> None:
+        """Called instead of ``leave`` when the container has exited and the service is about
+        to unpin its namespace. The kernel removes the namespace's links (and a veth's host end
+        with them) on its own, so a driver only drops its per-endpoint host state here and need
+        not wait for the links to go."""
+        ...
+
+
+@runtime_checkable
+class PortPublisher(Protocol):
+    """``ports``: published ports (``-p``). The service calls ``publish`` right after ``join``
+    of a container's first endpoint on the network when the container has port bindings, and
+    ``unpublish`` right before ``leave``. A driver keeps its port rules in its own
+    chains/tables so that :meth:`NetworkDriver.reconcile` of the network firewall never drops
+    them. Without this capability, port bindings on the driver's networks are ignored (as
+    Docker does for ``host``/``none``)."""
+
+    def publish(self, net: Network, ep: Endpoint, ports: list[PortBinding]) -> list[PortBinding]:
+        """Make ``ports`` reachable; return them with the host ports actually used."""
+        ...
+
+    def unpublish(self, net: Network, ep: Endpoint) -> None:
+        """Remove what ``publish`` made for ``ep``; missing is fine."""
+        ...
+
+
+NETWORK_CAPABILITIES: dict[str, type | None] = {
+    "validate": ValidatingNetwork,
+    "forget": ForgettingNetwork,
+    "ports": PortPublisher,
+}

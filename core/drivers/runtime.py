@@ -21,12 +21,9 @@ import glob
 import resource
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, AsyncIterator, ClassVar, Iterator, Literal, Protocol, runtime_checkable
 
 from ..errors import InvalidArgument
-
-if TYPE_CHECKING:
-    from ..runtime.logfile import LogReader
 
 # Docker's lists (moby daemon/pkg/oci/defaults.go); /proc/interrupts and the per-CPU
 # thermal_throttle directories since GHSA-6fw5-f8r9-fgfm (they leak other tenants' activity).
@@ -226,19 +223,44 @@ def validate_ulimits(ulimits: list[tuple[str, int, int]]) -> list[tuple[int, int
     return out
 
 
+class LogRecord(Protocol):
+    """One chunk of a container's output: ``stream`` 1 stdout, 2 stderr."""
+
+    stream: int
+    timestamp_ns: int
+    data: bytes
+
+
+class LogReader(Protocol):
+    """What :meth:`Runtime.logs` returns: the container's output, oldest first, then live.
+    (The built-in runtimes return :class:`dockyard.runtime.logfile.LogReader`; the contract
+    does not depend on it.)"""
+
+    def records(self, since_ns: int = 0, until_ns: int = 0) -> Iterator[Any]: ...
+
+    def lines(self, since_ns: int = 0, until_ns: int = 0) -> Iterator[Any]: ...
+
+    def tail(self, n: int, since_ns: int = 0, until_ns: int = 0) -> list[Any]: ...
+
+    def follow(self, since_ns: int = 0, until_ns: int = 0, tail: int | None = None) -> AsyncIterator[Any]: ...
+
+
 @runtime_checkable
 class Runtime(Protocol):
-    """The runtime contract. Construction: ``cls(config: dict, root: Path, state: Path)``.
+    """The runtime contract (every runtime has these). Construction: ``cls(config: dict,
+    root: Path, state: Path)``; an optional classmethod ``check()`` raises
+    :class:`dockyard.errors.SkipPlugin` when this host cannot use the runtime.
 
     Containers keep running and are recorded while the daemon is down (live-restore): a new
     instance over the same ``state`` dir manages them (``list``, ``wait``, ``kill``...).
+
+    What a runtime offers beyond this is a *capability*: one of the Protocols below
+    (:data:`RUNTIME_CAPABILITIES`), named in the class attribute ``capabilities`` (a
+    frozenset of names) and checked once when the driver loads. Core uses a capability only
+    when the driver has it; a request that needs a missing one is a 400 naming the runtime.
     """
 
     name: ClassVar[str]
-
-    @classmethod
-    def check(cls) -> None:
-        """Raise :class:`dockyard.errors.SkipPlugin` if this host cannot use the runtime."""
 
     async def start(self, spec: ContainerSpec) -> int:
         """Start the container; return its pid 1 as seen on the host. Raises
@@ -267,15 +289,85 @@ class Runtime(Protocol):
     def list(self) -> list[str]:
         """Ids that have a state dir (for the daemon's reconcile at startup)."""
 
-    # Optional (``docker exec``): runtimes without these methods make exec 501.
-    # async def exec(self, cid: str, spec: ExecSpec) -> int: host pid; ExecStartError
-    # async def exec_wait(self, cid: str, eid: str) -> ExitStatus
-    # async def exec_kill(self, cid: str, eid: str, sig: int) -> None
-    # def exec_logs(self, cid: str, eid: str) -> LogReader
-    # def exec_stdin_path(self, cid: str, eid: str) -> Path
-    # def exec_resize(self, cid: str, eid: str, height: int, width: int) -> None
-    # async def exec_delete(self, cid: str, eid: str) -> None
-    # Optional (detach keys, TTY only): the client that closes the stdin FIFO next detached,
-    # so the close is neither EOF nor a hangup for the process.
-    # def stdin_detach(self, cid: str) -> None
-    # def exec_stdin_detach(self, cid: str, eid: str) -> None
+
+# -- optional capabilities ------------------------------------------------------------------
+
+
+@runtime_checkable
+class ExecRuntime(Protocol):
+    """``exec``: processes started inside a running container (``docker exec``)."""
+
+    async def exec(self, cid: str, spec: ExecSpec) -> int:
+        """Start ``spec`` in running container ``cid``; return its host pid. ExecStartError."""
+
+    async def exec_wait(self, cid: str, eid: str) -> ExitStatus: ...
+
+    async def exec_kill(self, cid: str, eid: str, sig: int) -> None: ...
+
+    def exec_logs(self, cid: str, eid: str) -> LogReader: ...
+
+    def exec_stdin_path(self, cid: str, eid: str) -> Path:
+        """FIFO feeding the exec's stdin (``open_stdin``)."""
+
+    def exec_resize(self, cid: str, eid: str, height: int, width: int) -> None:
+        """Set the exec's TTY size (no-op without a TTY)."""
+
+    async def exec_delete(self, cid: str, eid: str) -> None: ...
+
+
+@runtime_checkable
+class TtyRuntime(Protocol):
+    """``tty``: containers created with ``Tty: true`` get a terminal that can be resized."""
+
+    def resize(self, cid: str, height: int, width: int) -> None:
+        """Set the container's TTY size (no-op once it ended)."""
+
+
+@runtime_checkable
+class StdinRuntime(Protocol):
+    """``stdin``: a container's stdin can be written (``OpenStdin``, attach with stdin)."""
+
+    def stdin_path(self, cid: str) -> Path:
+        """FIFO feeding the container's stdin: open it for writing; closing it is EOF when
+        ``stdin_once``."""
+
+
+@runtime_checkable
+class StdinDetachRuntime(Protocol):
+    """``stdin-detach``: detach keys. The client that closes the stdin FIFO next detached, so
+    the close is neither EOF nor a hangup for the container's process."""
+
+    def stdin_detach(self, cid: str) -> None: ...
+
+
+@runtime_checkable
+class ExecStdinDetachRuntime(Protocol):
+    """``exec-stdin-detach``: the same for an exec's stdin."""
+
+    def exec_stdin_detach(self, cid: str, eid: str) -> None: ...
+
+
+@runtime_checkable
+class MultiRuntime(Protocol):
+    """``runtime-names``: the driver serves several ``--runtime`` names (the oci driver: one
+    per OCI runtime binary), routed by :class:`dockyard.containers.runtimes.RuntimeSet`."""
+
+    def names(self) -> list[str]:
+        """``HostConfig.Runtime`` names this driver runs (its own name first)."""
+
+    def path_of(self, name: str) -> str | None:
+        """The binary ``docker info`` shows for ``name``."""
+
+    def owns(self, cid: str) -> bool:
+        """Whether this driver has the state of container ``cid`` (live-restore routing)."""
+
+
+#: capability name -> Protocol, for :mod:`dockyard.drivers.contracts`
+RUNTIME_CAPABILITIES: dict[str, type] = {
+    "exec": ExecRuntime,
+    "tty": TtyRuntime,
+    "stdin": StdinRuntime,
+    "stdin-detach": StdinDetachRuntime,
+    "exec-stdin-detach": ExecStdinDetachRuntime,
+    "runtime-names": MultiRuntime,
+}

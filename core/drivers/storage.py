@@ -11,6 +11,10 @@ Every method leaves nothing half-done: on failure it removes what it created and
 
 Drivers are constructed as ``cls(config=dict, root=Path, state=Path)`` and may define a
 classmethod ``check()`` raising :class:`dockyard.errors.SkipPlugin`.
+
+:class:`StorageDriver` is what every driver has; the optional capabilities are the
+Protocols of :data:`STORAGE_CAPABILITIES`, named in the class attribute ``capabilities`` and
+checked once when the driver loads (:mod:`dockyard.drivers.contracts`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class Change(TypedDict):
     Kind: int
 
 
+@runtime_checkable
 class StorageDriver(Protocol):
     name: str  # what ``docker info`` shows as "Storage Driver"
 
@@ -121,3 +126,60 @@ class IdMappedStorage(Protocol):
         """Called once, before any layer is created (``mapping``: a
         :class:`dockyard.userns.IdMapping`)."""
         ...
+
+
+@runtime_checkable
+class StagingStorage(Protocol):
+    """``staging``: layers are unpacked in parallel before their parents exist (``docker
+    load``/pull), then committed in order. The image store checks the content's digest while
+    the driver unpacks; nothing is visible as a layer before :meth:`commit_staged`."""
+
+    def stage_layer(self, tar: BinaryIO) -> Any:
+        """Unpack an uncompressed layer tar into a private staging place; return a handle.
+        Refuses hostile input like :meth:`StorageDriver.create_layer` (nothing left behind)."""
+        ...
+
+    def commit_staged(self, layer_id: str, parent: str | None, staged: Any) -> int:
+        """Make the staged content layer ``layer_id`` over ``parent``; return its size."""
+        ...
+
+    def discard_staged(self, staged: Any) -> None:
+        """Drop a staged layer that will not be committed; missing is fine."""
+        ...
+
+
+class ExportingStorage(Protocol):
+    """``reproducible-export``: a promise, not a method. :meth:`StorageDriver.export_layer`
+    gives back the exact tar the layer was created from (overlay2 replays its tar-split), so
+    the image store keeps no copy of layer blobs for ``docker save``. A driver that is not
+    sure must not declare it (the store then keeps the blobs: always correct, more disk)."""
+
+
+@runtime_checkable
+class LayerInfoStorage(Protocol):
+    """``layer-info``: ``GraphDriver.Data`` of ``docker image inspect``."""
+
+    def layer_info(self, layer_id: str) -> dict[str, str]:
+        """Docker's GraphDriver data for an image whose top layer is ``layer_id`` (overlay2:
+        ``LowerDir``, ``MergedDir``, ``UpperDir``, ``WorkDir``)."""
+        ...
+
+
+@runtime_checkable
+class StorageOptsStorage(Protocol):
+    """``storage-opts``: per-container ``HostConfig.StorageOpt`` (``--storage-opt``)."""
+
+    def validate_storage_opts(self, opts: dict[str, str]) -> None:
+        """Raise :class:`dockyard.errors.InvalidArgument` (Docker's wording) for any option
+        the driver cannot apply. Without this capability every StorageOpt is refused."""
+        ...
+
+
+#: capability name -> Protocol (``None`` for a promise that no method can show)
+STORAGE_CAPABILITIES: dict[str, type | None] = {
+    "id-mapping": IdMappedStorage,
+    "staging": StagingStorage,
+    "reproducible-export": None,
+    "layer-info": LayerInfoStorage,
+    "storage-opts": StorageOptsStorage,
+}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # the CLI imports this package too: keep aiohttp out of its start-up
     from aiohttp import web
@@ -10,6 +10,7 @@ if TYPE_CHECKING:  # the CLI imports this package too: keep aiohttp out of its s
     from ..config import DaemonConfig
 
 
+@runtime_checkable
 class Transport(Protocol):
     """Turns one ``-H`` URL into a listening aiohttp site.
 

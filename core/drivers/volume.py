@@ -16,9 +16,10 @@ classmethod ``check()`` raising :class:`dockyard.errors.SkipPlugin`.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
+@runtime_checkable
 class VolumeDriver(Protocol):
     name: str
     scope: str  # "local" (data on this host) or "global"
