@@ -33,6 +33,7 @@ DISTRIBUTIONS = {
     "plugins/metrics": ("dockyard_metrics", {"dockyard.hooks": {"metrics"}}),
     "plugins/oci": ("dockyard_oci", {"dockyard.runtime": {"oci"}}),
     "tests/example_plugin": ("dockyard_example_audit", {"dockyard.hooks": {"example_audit"}}),
+    "tests/example_volume_driver": ("dockyard_example_volume", {"dockyard.volume": {"exampledriver"}}),
 }
 for _pyproject in sorted(ROOT.glob("plugins/*/pyproject.toml")):  # every plugin, also one added later
     _path = str(_pyproject.parent.relative_to(ROOT))

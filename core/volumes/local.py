@@ -13,6 +13,7 @@ import ctypes
 import errno
 import logging
 import os
+import re
 import shutil
 import stat
 import threading
@@ -40,6 +41,9 @@ MS_FLAGS = {
     "defaults": (0, True),
 }
 OPTIONS = {"type", "device", "o"}
+# a volume is one directory under the root: no separators, no "." or ".." (the service checks
+# Docker's stricter rule first; the driver never trusts its callers with a path)
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 
 def parse_mount_options(o: str) -> tuple[int, str]:
@@ -71,6 +75,8 @@ def is_mountpoint(path: Path) -> bool:
 
 class LocalVolumes:
     name = "local"
+    #: optional contracts (dockyard.drivers.contracts): none beyond the base Protocol
+    capabilities = frozenset()
     scope = "local"
 
     def __init__(self, config: dict[str, Any], root: Path, state: Path) -> None:
@@ -85,6 +91,8 @@ class LocalVolumes:
         self.lock = threading.Lock()
 
     def _dir(self, name: str) -> Path:
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise InvalidArgument(f"invalid volume name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         return self.root / name
 
     def path(self, name: str) -> str:
