@@ -4,11 +4,15 @@ collection, with the objects their fixtures would give)."""
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
 import pytest
 
+from dockyard.builtin.transports import UnixTransport
+from dockyard.config import DaemonConfig
+from dockyard.testing.conformance_transport import TransportSuite
 from dockyard.testing.conformance_volume import VolumeDriverSuite
 from dockyard.volumes.local import LocalVolumes
 
@@ -61,3 +65,36 @@ def test_volume_suite_fails_a_driver_that_leaves_refused_volumes(tmp_path):
     drv = ForgetfulVolumes({}, tmp_path / "volumes", tmp_path / "state")
     with pytest.raises((AssertionError, pytest.fail.Exception)):
         volume_suite().test_refused_options_leave_nothing(drv)
+
+
+# -- transport --------------------------------------------------------------------------------
+
+class WorldWritableUnix(UnixTransport):
+    """Leaves its socket 0666 (anyone on the host is root through it) and on disk at close."""
+
+    async def site(self, runner, url, daemon):
+        site = await super().site(runner, url, daemon)
+        os.chmod(self.paths[-1][0], 0o666)
+        return site
+
+    async def close(self):
+        self.paths.clear()
+
+
+def unix_suite() -> TransportSuite:
+    suite = TransportSuite()
+    suite.socket_file = True
+    return suite
+
+
+@pytest.mark.parametrize("driver,fails", [(UnixTransport, False), (WorldWritableUnix, True)])
+def test_transport_suite_fails_a_world_writable_socket_left_behind(tmp_path, driver, fails):
+    factory = lambda: driver({}, tmp_path / "root", tmp_path / "state")  # noqa: E731
+    url, config = f"unix://{tmp_path}/api.sock", DaemonConfig(group="0")
+    for test in (unix_suite().test_socket_file_permissions, unix_suite().test_close_stops_listening_and_cleans_up):
+        if fails:
+            with pytest.raises(AssertionError):
+                test(factory, url, config)
+            Path(tmp_path, "api.sock").unlink(missing_ok=True)
+        else:
+            test(factory, url, config)
