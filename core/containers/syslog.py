@@ -33,7 +33,11 @@ def validate(opts: dict[str, str]) -> None:
         raise InvalidArgument("invalid syslog facility value")
     if (opts.get("syslog-format") or "") not in FORMATS:
         raise InvalidArgument("Invalid syslog format")
-    tag = opts.get("tag") or ""
+    check_tag(opts.get("tag") or "")
+
+
+def check_tag(tag: str) -> None:
+    """``--log-opt tag`` (syslog, journald): the templates this engine replaces, else a 400."""
     if "{{" in _tag(tag, "0" * 64, "n", "i", "sha256:" + "0" * 64):
         raise InvalidArgument(f"log opt tag {tag!r}: only {{{{.ID}}}}, {{{{.FullID}}}}, {{{{.Name}}}}, {{{{.ImageName}}}}, "
                               "{{.ImageID}}, {{.ImageFullID}}, {{.DaemonName}} are supported by this engine")
@@ -72,6 +76,11 @@ def _address(addr: str) -> dict[str, str | int]:
     return {"proto": f"udp{ip.version}", "host": str(ip), "port": int(port)}
 
 
+def render_tag(tag: str, cid: str, name: str, image: str, image_id: str) -> str:
+    """Docker's log tag (default ``{{.ID}}``, the 12-character ID) for a container."""
+    return _tag(tag, cid, name.lstrip("/"), image, image_id or "")
+
+
 def _tag(tag: str, cid: str, name: str, image: str, image_id: str) -> str:
     digest = image_id.split(":", 1)[-1]
     values = {"ID": cid[:12], "FullID": cid, "Name": name, "ImageName": image, "ImageID": digest[:12],
@@ -82,11 +91,16 @@ def _tag(tag: str, cid: str, name: str, image: str, image_id: str) -> str:
     return out
 
 
+def fields(opts: dict[str, str], cid: str, name: str, image: str, image_id: str) -> dict[str, str | int]:
+    """The shim's syslog_* keys for a container."""
+    out = {f"{k}": v for k, v in _address(opts.get("syslog-address") or "").items()}
+    facility = opts.get("syslog-facility") or "daemon"
+    out["facility"] = int(facility) if facility.isdigit() else FACILITIES[facility]
+    out["format"] = opts.get("syslog-format") or ""
+    out["tag"] = _tag(opts.get("tag") or "", cid, name.lstrip("/"), image, image_id or "")
+    return out
+
+
 def spec_fields(opts: dict[str, str], c: Any) -> dict[str, str | int]:
     """The shim's syslog_* keys for container ``c``."""
-    fields = {f"{k}": v for k, v in _address(opts.get("syslog-address") or "").items()}
-    facility = opts.get("syslog-facility") or "daemon"
-    fields["facility"] = int(facility) if facility.isdigit() else FACILITIES[facility]
-    fields["format"] = opts.get("syslog-format") or ""
-    fields["tag"] = _tag(opts.get("tag") or "", c.id, c.name.lstrip("/"), c.image, c.image_id or "")
-    return fields
+    return fields(opts, c.id, c.name, c.image, c.image_id or "")
