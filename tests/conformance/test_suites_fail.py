@@ -12,6 +12,9 @@ import pytest
 
 from dockyard.builtin.transports import UnixTransport
 from dockyard.config import DaemonConfig
+from dockyard.errors import NotFound
+from dockyard.networks.drivers import NullDriver
+from dockyard.testing.conformance_network import NetworkDriverSuite, links
 from dockyard.testing.conformance_transport import TransportSuite
 from dockyard.testing.conformance_volume import VolumeDriverSuite
 from dockyard.volumes.local import LocalVolumes
@@ -98,3 +101,38 @@ def test_transport_suite_fails_a_world_writable_socket_left_behind(tmp_path, dri
             Path(tmp_path, "api.sock").unlink(missing_ok=True)
         else:
             test(factory, url, config)
+
+
+# -- network ----------------------------------------------------------------------------------
+
+class FragileNull(NullDriver):
+    """Deletes only what it remembers creating: a record from before a crash is an error."""
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        self.made = set()
+
+    def create(self, net):
+        self.made.add(net.id)
+
+    def delete(self, net):
+        if net.id not in self.made:
+            raise NotFound(f"network {net.id} not found")
+        self.made.discard(net.id)
+
+
+def network_suite() -> NetworkDriverSuite:
+    suite = NetworkDriverSuite()
+    suite.wires, suite._n, suite._nets, suite._eps, suite._host_links = False, 0, [], [], links()
+    return suite
+
+
+@pytest.mark.parametrize("driver,fails", [(NullDriver, False), (FragileNull, True)])
+def test_network_suite_fails_a_driver_whose_delete_of_an_unknown_id_fails(tmp_path, driver, fails):
+    drv = driver({}, tmp_path / "root", tmp_path / "state")
+    test = network_suite().test_delete_of_a_network_never_created_is_fine
+    if fails:
+        with pytest.raises(NotFound):
+            test(drv)
+    else:
+        test(drv)
