@@ -196,7 +196,7 @@ def history(client: Client, name: str, human: bool, no_trunc: bool, quiet: bool,
         for h in items:
             click.echo(short(h["Id"], no_trunc) if h["Id"] != "<missing>" else "<missing>")
         return
-    from datetime import datetime, timezone
+    from dockyard.timestamps import rfc3339_seconds
 
     from .templates import row
 
@@ -205,7 +205,7 @@ def history(client: Client, name: str, human: bool, no_trunc: bool, quiet: bool,
         created_by = (h.get("CreatedBy") or "").replace("\t", " ")
         if not no_trunc and len(created_by) > 45:
             created_by = created_by[:44] + "…"
-        created_at = datetime.fromtimestamp(h.get("Created") or 0, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        created_at = rfc3339_seconds(int(h.get("Created") or 0) * 1_000_000_000)
         rows.append(row("*image.historyContext", {
             "Comment": h.get("Comment") or "",
             "CreatedAt": created_at,

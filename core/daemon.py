@@ -29,6 +29,7 @@ from .errors import ConfigError, PluginError, SkipPlugin
 from .events import EventBus, Event
 from .host import Host
 from .plugins import GROUPS, Plugins, await_me_maybe, entry_point_names
+from .timestamps import rfc3339_millis, rfc3339_nano
 
 log = logging.getLogger("dockyard.daemon")
 
@@ -286,7 +287,7 @@ class Daemon:
             "PidsLimit": cgroups is not None, "OomKillDisable": False,
             "IPv4Forwarding": h.ip_forwarding(), "BridgeNfIptables": False, "BridgeNfIp6tables": False,
             "Debug": c.debug, "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": len(asyncio.all_tasks()),
-            "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "SystemTime": rfc3339_nano(time.time_ns(), local=True),
             "LoggingDriver": "json-file",
             "CgroupDriver": getattr(cgroups, "driver", "none"),
             "CgroupVersion": str(getattr(cgroups, "version", "")),
@@ -345,7 +346,7 @@ class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {
             # UTC, as the Z says (dockerd's logrus JSON lines are RFC 3339 too)
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "time": rfc3339_millis(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),

@@ -1,13 +1,27 @@
-"""Docker's time arguments: ``since``/``until`` of events and logs, the ``until`` filter of
-prune and image list (moby's ``api/types/time.GetTimestamp``).
+"""Times as Docker writes and reads them: the one place core formats RFC 3339.
 
-A value is unix seconds with an optional fraction (``1700000000.5``), an RFC 3339 time (with or
-without fraction and zone; a date alone is midnight UTC), or a Go duration (``10m``,
-``1h30m``, ``1.5h``, ``300ms``) meaning that long before now.
+Formatting (``ns`` is nanoseconds since the epoch):
+
+* :func:`rfc3339_nano_fixed` -- moby's ``RFC3339NanoFixed``: UTC, always nine fraction digits
+  (container, network, image and health times, ``docker logs -t`` prefixes);
+* :func:`rfc3339` -- the same, but Go's zero ``time.Time`` for 0 (``StartedAt`` of a container
+  that never ran);
+* :func:`rfc3339_nano` -- Go's ``RFC3339Nano``: trailing zeros of the fraction dropped (archive
+  stat headers, ``SystemTime`` in local time);
+* :func:`rfc3339_seconds` / :func:`rfc3339_millis` -- no fraction (volume ``CreatedAt``) / three
+  digits (log and audit lines).
+
+Parsing: :func:`parse_rfc3339` (seconds, any zone), :func:`parse_rfc3339_ns` (fast path for
+Go's UTC ``RFC3339Nano``, json-file log lines) and Docker's time arguments, ``since``/``until``
+of events and logs and the ``until`` filter of prune and image list (moby's
+``api/types/time.GetTimestamp``): unix seconds with an optional fraction (``1700000000.5``), an
+RFC 3339 time (with or without fraction and zone; a date alone is midnight UTC), or a Go
+duration (``10m``, ``1h30m``, ``1.5h``, ``300ms``) meaning that long before now.
 """
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import re
 import time
@@ -18,6 +32,71 @@ _RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\d)(?:[T ](\d\d:\d\d(?::\d\d)?)(\.\d+)?)?
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")  # "ms" is tried before "m"
 _UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
             "h": 3_600_000_000_000}
+
+
+ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time.Time, as Docker marshals it
+
+
+def _zone(tm: time.struct_time, local: bool) -> str:
+    off = tm.tm_gmtoff if local else 0
+    if not off:
+        return "Z"
+    sign, off = ("+", off) if off > 0 else ("-", -off)
+    return f"{sign}{off // 3600:02d}:{off % 3600 // 60:02d}"
+
+
+def rfc3339_nano_fixed(ns: int) -> str:
+    """moby's RFC3339NanoFixed in UTC: ``2006-01-02T15:04:05.000000000Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
+
+
+def rfc3339(ns: int) -> str:
+    """:func:`rfc3339_nano_fixed`, or :data:`ZERO_TIME` for 0 (a time that never happened)."""
+    return rfc3339_nano_fixed(ns) if ns else ZERO_TIME
+
+
+def rfc3339_nano(ns: int, local: bool = False) -> str:
+    """Go's RFC3339Nano: trailing zeros of the fraction dropped; UTC (``Z``) or the local zone."""
+    secs, frac = divmod(ns, 1_000_000_000)
+    tm = time.localtime(secs) if local else time.gmtime(secs)
+    digits = f"{frac:09d}".rstrip("0")
+    return time.strftime("%Y-%m-%dT%H:%M:%S", tm) + (f".{digits}" if digits else "") + _zone(tm, local)
+
+
+def rfc3339_seconds(ns: int) -> str:
+    """Go's RFC3339 in UTC, whole seconds."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // 1_000_000_000))
+
+
+def rfc3339_millis(seconds: float) -> str:
+    """UTC with three fraction digits, for log and audit lines (``time.time()`` seconds)."""
+    ms = int(seconds * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+def now_rfc3339() -> str:
+    """Now, as :func:`rfc3339_nano_fixed`."""
+    return rfc3339_nano_fixed(time.time_ns())
+
+
+_epoch_cache: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" -> seconds: log lines share their second
+
+
+def parse_rfc3339_ns(text: str) -> int:
+    """ns since the epoch of Go's RFC3339Nano UTC form (``2026-12-06T08:00:00.1234Z``), fast."""
+    head = text[:19]
+    secs = _epoch_cache.get(head)
+    if secs is None:
+        secs = calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
+        if len(_epoch_cache) > 4096:
+            _epoch_cache.clear()
+        _epoch_cache[head] = secs
+    rest = text[19:]
+    frac = 0
+    if rest.startswith("."):
+        digits = rest[1:].rstrip("Z")
+        frac = int((digits + "000000000")[:9]) if digits.isdigit() else 0
+    return secs * 1_000_000_000 + frac
 
 
 def parse_rfc3339(text: str | None) -> float:

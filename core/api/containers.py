@@ -20,7 +20,7 @@ from ..containers.detachkeys import parse_detach_keys
 from .hijack import hijack
 from .stdin import pump_stdin, run_streams
 from .middleware import add_common_headers
-from ..timestamps import parse_timestamp
+from ..timestamps import parse_timestamp, rfc3339_nano_fixed
 from . import models
 from .util import json_response, query_bool, resize_size, service_of
 
@@ -195,7 +195,7 @@ def _stream_content_type(tty: bool) -> str:
 
 
 def _rfc3339(ns: int) -> bytes:
-    return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z ").encode()
+    return (rfc3339_nano_fixed(ns) + " ").encode()
 
 
 class Framer:

@@ -30,6 +30,7 @@ from .. import layers as L
 from ..errors import Conflict, DockyardError, Forbidden, InvalidArgument, NotFound
 from ..images.store import CHUNK
 from ..images.streams import decompressed
+from ..timestamps import rfc3339_nano
 from ..userns import to_host_ids
 from .inroot import DIR_FLAGS, Root, allowed, fd_path, open_below
 from .spec import resolve_user
@@ -86,11 +87,7 @@ def go_mode(mode: int) -> int:
 
 def go_time(ns: int) -> str:
     """RFC 3339 with nanoseconds as Go marshals a ``time.Time`` (UTC, trailing zeros dropped)."""
-    import time
-
-    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9))
-    frac = f"{ns % 10**9:09d}".rstrip("0")
-    return base + (f".{frac}" if frac else "") + "Z"
+    return rfc3339_nano(ns)
 
 
 def encode_stat(s: dict[str, Any]) -> str:

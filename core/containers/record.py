@@ -9,19 +9,12 @@ from typing import Any
 
 from ..lifecycle import State
 from ..store import read_json, write_json
+from ..timestamps import ZERO_TIME, rfc3339  # noqa: F401  (re-exported: health, service)
 from ..util import human_duration
 from .ports import list_ports
 
-ZERO_TIME = "0001-01-01T00:00:00Z"
 _STATES = {s.value: s for s in State}  # a dict lookup is much cheaper than State(value)
 RECORD = "config.v2.json"
-
-
-def rfc3339(ns: int) -> str:
-    """Docker's RFC 3339 with nanoseconds, UTC."""
-    if not ns:
-        return ZERO_TIME
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
 @dataclass

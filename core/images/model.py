@@ -7,19 +7,14 @@ client, none of which imports another for these types.
 from __future__ import annotations
 
 import platform
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..timestamps import now_rfc3339
 from . import reference as R
 
 __all__ = ["Image", "Layer", "PendingImage", "StagedLayer", "Txn", "host_arch", "now_rfc3339", "short_id"]
-
-
-def now_rfc3339() -> str:
-    t = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + f".{t % 10**9:09d}Z"
 
 
 def host_arch() -> str:

@@ -4,18 +4,14 @@ its endpoints, in one JSON file (``<data-root>/networks/<id>.json``)."""
 from __future__ import annotations
 
 import ipaddress
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..drivers.network import Endpoint, Network
 from ..store import read_json, write_json
+from ..timestamps import rfc3339_nano_fixed
 from .ipam import Pool
-
-
-def rfc3339_local(ns: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
 @dataclass
@@ -83,7 +79,7 @@ class NetRecord:
         return {
             "Name": n.name,
             "Id": n.id,
-            "Created": rfc3339_local(n.created_ns),
+            "Created": rfc3339_nano_fixed(n.created_ns),
             "Scope": "local",
             "Driver": n.driver,
             "EnableIPv6": n.enable_ipv6,

@@ -15,7 +15,6 @@ Bytes 0-7 are exactly Docker's multiplexed-stream frame header, so
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 import gzip
 import os
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import msgspec
 
+from ..timestamps import parse_rfc3339_ns  # noqa: F401  (re-exported)
 from .dirwatch import DirWatcher
 
 HEADER = struct.Struct(">B3xIq")
@@ -250,26 +250,6 @@ class LogWriter:
 # -- json-file: Docker's on-disk format, written by the shim (see shim.c jlog_*) ----------------
 
 _STREAMS = {"stdout": STDOUT, "stderr": STDERR}
-_epoch_cache: dict[str, int] = {}
-
-
-def parse_rfc3339_ns(text: str) -> int:
-    """ns since the epoch of Go's RFC3339Nano UTC form ("2026-12-06T08:00:00.1234Z")."""
-    head = text[:19]
-    secs = _epoch_cache.get(head)
-    if secs is None:
-        secs = calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
-        if len(_epoch_cache) > 4096:
-            _epoch_cache.clear()
-        _epoch_cache[head] = secs
-    rest = text[19:]
-    frac = 0
-    if rest.startswith("."):
-        digits = rest[1:].rstrip("Z")
-        frac = int((digits + "000000000")[:9]) if digits.isdigit() else 0
-    return secs * 1_000_000_000 + frac
-
-
 class _JsonLine(msgspec.Struct):
     log: str = ""
     stream: str = "stdout"

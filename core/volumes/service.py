@@ -29,6 +29,7 @@ from .. import filters as F
 from ..errors import Conflict, InvalidArgument, NoSuchVolume, PluginError
 from ..crashpoints import crashpoint
 from ..store import read_json, remove_stale_temps, write_json
+from ..timestamps import rfc3339_seconds
 from ..versions import _vtuple
 from .local import is_mountpoint
 
@@ -46,10 +47,6 @@ def check_name(name: str) -> str:
             f'create {name}: "{name}" includes invalid characters for a local volume name, only '
             '"[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host directory, use absolute path')
     return name
-
-
-def _created_at(ns: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // 10**9))
 
 
 def _truth(value: str, key: str) -> bool:
@@ -227,7 +224,7 @@ class VolumeService:
             if anonymous:
                 labels.setdefault(ANONYMOUS_LABEL, "")
             record = {"Name": name, "Driver": driver, "Options": options, "Labels": labels,
-                      "CreatedAt": _created_at(time.time_ns()), "CreatedNs": time.time_ns()}
+                      "CreatedAt": rfc3339_seconds(time.time_ns()), "CreatedNs": time.time_ns()}
             await asyncio.to_thread(self._intend, name, "create", driver)
             crashpoint("volume.create.intent")
             try:

@@ -70,6 +70,9 @@ def test_info_lists_plugins_and_host_facts(dockyard_daemon):
     assert ("dockyard.transports", "unix") in names
     assert ("dockyard.hooks", "builtin_errors") in names
     assert all(p["Distribution"] for p in info["DockyardPlugins"])
+    # Go's RFC3339Nano in local time (time.Now()): "+01:00" or "Z", never strftime's "+0100"
+    import re
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)", info["SystemTime"]), info
 
 
 def test_docker_py_ping_version_info(dockyard_daemon):

@@ -44,3 +44,35 @@ def test_empty_is_none_and_garbage_is_a_400():
 def test_rfc3339_seconds():
     assert parse_rfc3339("1970-01-01T00:00:10.5Z") == 10.5
     assert parse_rfc3339("not a time") == 0.0 and parse_rfc3339(None) == 0.0
+
+
+def test_one_rfc3339_formatter_for_every_docker_form():
+    from dockyard import timestamps as T
+
+    ns = 1_700_000_000_500_000_000
+    assert T.rfc3339_nano_fixed(ns) == "2023-11-14T22:13:20.500000000Z"
+    assert T.rfc3339(ns) == "2023-11-14T22:13:20.500000000Z" and T.rfc3339(0) == T.ZERO_TIME
+    assert T.rfc3339_nano(ns) == "2023-11-14T22:13:20.5Z"
+    assert T.rfc3339_nano(1_700_000_000 * 10**9) == "2023-11-14T22:13:20Z"
+    assert T.rfc3339_seconds(ns) == "2023-11-14T22:13:20Z"
+    assert T.rfc3339_millis(1_700_000_000.0459) == "2023-11-14T22:13:20.045Z"
+    assert T.parse_rfc3339_ns(T.rfc3339_nano_fixed(ns)) == ns == T.parse_rfc3339_ns(T.rfc3339_nano(ns))
+
+
+def test_local_rfc3339_nano_has_a_go_zone(monkeypatch):
+    """``SystemTime`` of /info: Go's RFC3339Nano in local time, ``+01:00`` not ``+0100``."""
+    import time
+
+    from dockyard.timestamps import parse_rfc3339, rfc3339_nano
+
+    ns = 1_700_000_000_250_000_000
+    for tz, zone in (("UTC", "Z"), ("CET-1", "+01:00"), ("<-0330>3:30", "-03:30")):
+        monkeypatch.setenv("TZ", tz)
+        time.tzset()
+        try:
+            text = rfc3339_nano(ns, local=True)
+        finally:
+            monkeypatch.undo()
+            time.tzset()
+        assert text.endswith(".25" + zone), (tz, text)
+        assert parse_rfc3339(text) == 1_700_000_000.25

@@ -36,6 +36,7 @@ from dockyard import hookimpl
 from dockyard.config import parse_size
 from dockyard.errors import ConfigError, PluginError
 from dockyard.identity import Decision, Identity
+from dockyard.timestamps import rfc3339_millis
 
 from .audit import AuditFile
 from .policy import UNREADABLE, Policy, PolicyError
@@ -235,7 +236,7 @@ def audit_record(request, identity, response, duration) -> dict[str, Any]:
     body = request.get("body_json")
     now = time.time()
     record: dict[str, Any] = {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z",
+        "time": rfc3339_millis(now),
         "principal": identity.name,
         "kind": identity.kind,
         "method": request.method,
