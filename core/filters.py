@@ -1,5 +1,9 @@
 """Docker's ``filters`` query parameter: ``{"key": ["v1", "v2"]}`` (or the legacy
 ``{"key": {"v1": true}}``). Different keys must all match; values of one key are alternatives.
+
+The one place every resource (containers, images, networks, volumes, events) parses filters and
+reads the shared keys: ``label``/``label!`` (:func:`labels_match`), boolean keys such as
+``dangling`` and ``all`` (:func:`bool_value`) and ``until`` (:func:`until_ns`).
 """
 
 from __future__ import annotations
@@ -8,6 +12,7 @@ import json
 from typing import Iterable
 
 from .errors import InvalidArgument
+from .timestamps import parse_timestamp
 
 Filters = dict[str, list[str]]
 
@@ -44,3 +49,32 @@ def match_labels(wanted: list[str], labels: dict[str, str]) -> bool:
         if key not in labels or (sep and labels[key] != value):
             return False
     return True
+
+
+def labels_match(f: Filters, labels: dict[str, str]) -> bool:
+    """moby's ``matchLabels`` (prune, list): every ``label`` matches and not every ``label!`` does."""
+    if "label" in f and not match_labels(f["label"], labels):
+        return False
+    return not ("label!" in f and match_labels(f["label!"], labels))
+
+
+def bool_value(f: Filters, key: str) -> bool | None:
+    """A boolean filter (``dangling``, ``all``): ``true``/``1`` or ``false``/``0``; None when absent."""
+    out = None
+    for v in f.get(key) or ():
+        low = v.lower()
+        if low in ("true", "1"):
+            b = True
+        elif low in ("false", "0"):
+            b = False
+        else:
+            raise InvalidArgument(f"invalid filter '{key}={v}'")
+        if out is not None and out != b:
+            raise InvalidArgument(f"invalid filter '{key}': conflicting values")
+        out = b
+    return out
+
+
+def until_ns(f: Filters) -> int | None:
+    """The ``until`` filter (unix seconds, RFC 3339 or a Go duration) in ns; None when absent."""
+    return parse_timestamp(f["until"][0], "until") if f.get("until") else None

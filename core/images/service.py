@@ -29,7 +29,7 @@ from typing import Any, BinaryIO, Callable, Iterable
 
 from .. import filters as F
 from ..errors import Conflict, InvalidArgument, NoSuchImage, NotFound, Unavailable
-from ..timestamps import parse_rfc3339, parse_timestamp
+from ..timestamps import parse_rfc3339
 from . import reference as R
 from .model import Image, Layer, PendingImage, StagedLayer, Txn, host_arch, now_rfc3339, short_id
 from .store import CHUNK, ContentStore, DigestMismatch, read_json, split_digest, write_json_atomic
@@ -297,7 +297,7 @@ class ImageService:
 
     def list(self, filters: F.Filters, all_: bool = False, shared_size: bool = False) -> list[dict[str, Any]]:
         images = list(self.images.values())
-        dangling = _bool_filter(filters, "dangling")
+        dangling = F.bool_value(filters, "dangling")
         before = since = None
         if "before" in filters:
             before = min(parse_rfc3339(self.resolve(v).created) for v in filters["before"])
@@ -320,7 +320,7 @@ class ImageService:
                 continue
             if until is not None and not created < until:
                 continue
-            if not _labels_match(filters, image.labels):
+            if not F.labels_match(filters, image.labels):
                 continue
             summary = self.summary(image, shared=counts)
             if patterns:
@@ -552,7 +552,7 @@ class ImageService:
 
     def prune(self, filters: F.Filters) -> dict[str, Any]:
         self.require_driver()
-        dangling = _bool_filter(filters, "dangling")
+        dangling = F.bool_value(filters, "dangling")
         if dangling is None:
             dangling = True
         until = _until(filters)
@@ -568,7 +568,7 @@ class ImageService:
                     continue
                 if until is not None and not parse_rfc3339(image.created) < until:
                     continue
-                if not _labels_match(filters, image.labels):
+                if not F.labels_match(filters, image.labels):
                     continue
                 sizes = {c: self.layers[c].size for c in image.chains if c in self.layers}
                 records: list[dict[str, str]] = []
@@ -909,38 +909,9 @@ def _off_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return True
 
 
-def _bool_filter(filters: F.Filters, key: str) -> bool | None:
-    values = filters.get(key)
-    if not values:
-        return None
-    out = None
-    for v in values:
-        low = v.lower()
-        if low in ("true", "1"):
-            b = True
-        elif low in ("false", "0"):
-            b = False
-        else:
-            raise InvalidArgument(f"invalid filter '{key}={v}'")
-        if out is not None and out != b:
-            raise InvalidArgument(f"invalid filter '{key}': conflicting values")
-        out = b
-    return out
-
-
 def _until(filters: F.Filters) -> float | None:
-    ns = parse_timestamp(filters["until"][0], "until") if filters.get("until") else None
+    ns = F.until_ns(filters)
     return None if ns is None else ns / 1e9
-
-
-def _labels_match(filters: F.Filters, labels: dict[str, str]) -> bool:
-    if "label" in filters and not F.match_labels(filters["label"], labels):
-        return False
-    for item in filters.get("label!", []):
-        key, sep, value = item.partition("=")
-        if key in labels and (not sep or labels[key] == value):
-            return False
-    return True
 
 
 def _path_match(pattern: str, text: str) -> bool:

@@ -36,7 +36,6 @@ from ..errors import (
     ConfigError, Conflict, DockyardError, Forbidden, InvalidArgument, NoSuchNetwork, NotFound, PluginError,
 )
 from ..store import remove_stale_temps
-from ..timestamps import parse_timestamp
 from . import dns, ipam, netns, publishing
 from .record import NetRecord
 
@@ -519,17 +518,13 @@ class NetworkService:
 
     async def prune(self, filters: str | None) -> dict[str, Any]:
         f = F.parse(filters, PRUNE_FILTERS)
-        until = None
-        if "until" in f:
-            until = parse_timestamp(f["until"][0], "until")
+        until = F.until_ns(f)
         deleted = []
         for rec in list(self.records.values()):
             n = rec.net
             if n.predefined or rec.endpoints:
                 continue
-            if "label" in f and not F.match_labels(f["label"], n.labels):
-                continue
-            if "label!" in f and F.match_labels(f["label!"], n.labels):
+            if not F.labels_match(f, n.labels):
                 continue
             if until is not None and n.created_ns > until:
                 continue
@@ -562,7 +557,7 @@ class NetworkService:
                     and any_of("scope", lambda v: v == "local")
                     and any_of("type", lambda v: (v == "builtin") == n.predefined)
                     and any_of("dangling", lambda v: (v in ("true", "1")) == (not rec.endpoints and not n.predefined))
-                    and ("label" not in f or F.match_labels(f["label"], n.labels))):
+                    and F.labels_match(f, n.labels)):
                 continue
             out.append(rec.to_json())
         return out

@@ -49,15 +49,6 @@ def check_name(name: str) -> str:
     return name
 
 
-def _truth(value: str, key: str) -> bool:
-    low = value.lower()
-    if low in ("1", "true"):
-        return True
-    if low in ("0", "false"):
-        return False
-    raise InvalidArgument(f"invalid filter '{key}={value}'")
-
-
 class VolumeService:
     def __init__(self, daemon: Any) -> None:
         self.daemon = daemon
@@ -271,9 +262,7 @@ class VolumeService:
 
     def list(self, filters: str | None) -> dict[str, Any]:
         f = F.parse(filters, LIST_FILTERS)
-        dangling = None
-        for v in f.get("dangling", []):
-            dangling = _truth(v, "dangling")
+        dangling = F.bool_value(f, "dangling")
         out = []
         for record in self.records.values():
             name = record["Name"]
@@ -281,7 +270,7 @@ class VolumeService:
                 continue
             if "driver" in f and record["Driver"] not in f["driver"]:
                 continue
-            if "label" in f and not F.match_labels(f["label"], record.get("Labels") or {}):
+            if not F.labels_match(f, record.get("Labels") or {}):
                 continue
             if dangling is not None and dangling == bool(self.users(name)):
                 continue
@@ -292,9 +281,7 @@ class VolumeService:
         """Remove unused local volumes. API 1.42 changed the default: only anonymous volumes,
         unless ``all=true``; older clients (the docker 20.10 CLI speaks 1.41) prune all."""
         f = F.parse(filters, ("label", "label!", "all"))
-        everything = False
-        for v in f.get("all", []):
-            everything = _truth(v, "all")
+        everything = bool(F.bool_value(f, "all"))
         if _vtuple(api_version) < (1, 42):
             everything = True  # as moby adds all=true for older clients
         deleted, reclaimed = [], 0
@@ -305,9 +292,7 @@ class VolumeService:
                 continue
             if not everything and ANONYMOUS_LABEL not in labels:
                 continue
-            if "label" in f and not F.match_labels(f["label"], labels):
-                continue
-            if "label!" in f and F.match_labels(f["label!"], labels):
+            if not F.labels_match(f, labels):
                 continue
             size = self._size(record)
             try:

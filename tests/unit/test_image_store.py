@@ -202,6 +202,8 @@ def test_list_filters(tmp_path, svc, base_layer):
     assert names(svc.list({})) == ["new:1", "old:1", "old:2"]
     assert names(svc.list({"label": ["team=a"]})) == ["old:1", "old:2"]
     assert names(svc.list({"label!": ["team=a"]})) == ["new:1"]
+    # moby's matchLabels: excluded only when every label! matches (as for containers, networks, volumes)
+    assert names(svc.list({"label!": ["team=a", "other"]})) == ["new:1", "old:1", "old:2"]
     assert names(svc.list({"reference": ["old:1"]})) == ["old:1"]
     assert names(svc.list({"reference": ["o*"]})) == ["old:1", "old:2"]
     assert names(svc.list({"before": ["new:1"]})) == ["old:1", "old:2"]
