@@ -149,10 +149,12 @@ def events(client: Client, since: str | None, until: str | None, filters: tuple[
 @click.option("-f", "--format", "fmt", help=FORMAT_HELP)
 @click.pass_obj
 def plugins(client: Client, fmt: str | None) -> None:
-    """List the daemon's loaded drivers and hook modules with their distributions."""
+    """List the daemon's loaded drivers and hook modules with their distributions, and each
+    driver's optional capabilities (its contract, checked when it loaded)."""
     items: list[dict[str, Any]] = client.get("/info").get("DockyardPlugins") or []
-    output(fmt, items, ("GROUP", "NAME", "DISTRIBUTION", "VERSION", "HOOKS"),
-           [(p["Group"], p["Name"], p.get("Distribution"), p.get("Version"), ",".join(p.get("Hooks") or []))
+    output(fmt, items, ("GROUP", "NAME", "DISTRIBUTION", "VERSION", "HOOKS", "CAPABILITIES"),
+           [(p["Group"], p["Name"], p.get("Distribution"), p.get("Version"), ",".join(p.get("Hooks") or []),
+             ",".join(p["Capabilities"]) if p.get("Capabilities") is not None else "")
             for p in items])
 
 

@@ -24,7 +24,6 @@ from aiohttp import web
 
 from . import API_VERSION, __version__
 from . import config as cfg
-from .containers.options import runtime_names, runtime_path
 from .errors import ConfigError, PluginError, SkipPlugin
 from .events import EventBus, Event
 from .host import Host
@@ -141,7 +140,7 @@ class Daemon:
         if storage is None:
             return
         if not isinstance(storage, IdMappedStorage):
-            raise ConfigError(f"storage driver {getattr(storage, 'name', type(storage).__name__)} does not "
+            raise ConfigError(f"storage driver {storage.name} does not "
                               "support --userns-remap")
         storage.use_id_mapping(self.userns)
 
@@ -159,8 +158,9 @@ class Daemon:
                     raise
                 log.warning("no %s driver available: features that need one are disabled", kind)
         self._load_extra_runtimes()
-        for kind, driver in self.drivers.items():
-            log.info("%s driver: %s", kind, type(driver).__name__)
+        for info in self.plugins.loaded:
+            if info.capabilities is not None:
+                log.info("%s driver %s: capabilities %s", info.group, info.name, ", ".join(info.capabilities) or "none")
 
     def _load_extra_runtimes(self) -> None:
         """Runtime drivers serving other ``--runtime`` names beside the default (the oci plugin:
@@ -178,10 +178,9 @@ class Daemon:
                     root=self.config.data_root, state=self.config.exec_root))
             except (PluginError, SkipPlugin) as exc:
                 log.info("runtime %s not available: %s", name, exc)
-        if extras:
-            from .containers.runtimes import RuntimeSet
+        from .containers.runtimes import RuntimeSet
 
-            self.drivers["runtime"] = RuntimeSet(default, extras)
+        self.drivers["runtime"] = RuntimeSet(default, extras)  # core routes by container and capability
 
     def _driver_config(self, kind: str, name: str) -> dict[str, Any]:
         """A driver's ``[plugins.NAME]`` table. Daemons with different data roots get their own
@@ -228,13 +227,16 @@ class Daemon:
             close = getattr(service, "close", None)
             if close is not None:
                 await await_me_maybe(close())
-        for driver in self.drivers.values():
-            close = getattr(driver, "close", None)
-            if close is not None:
+        from .drivers import contracts
+
+        for kind, driver in self.drivers.items():
+            # storage has close() in its base contract; the runtime set closes its runtimes;
+            # a cgroup driver only when it has the capability
+            if kind in ("storage", "runtime") or contracts.record(kind, driver).has("close"):
                 try:
-                    await await_me_maybe(close())
+                    await await_me_maybe(driver.close())
                 except Exception:
-                    log.exception("closing driver %s failed", type(driver).__name__)
+                    log.exception("closing the %s driver failed", kind)
         for task in list(self._background):
             task.cancel()
 
@@ -271,8 +273,8 @@ class Daemon:
             "ID": self.id,
             "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
             "Images": 0,
-            "Driver": getattr(storage, "name", "none"),
-            "DriverStatus": getattr(storage, "status", lambda: [])() if storage else [],
+            "Driver": storage.name if storage is not None else "none",
+            "DriverStatus": storage.status() if storage is not None else [],
             "Plugins": {
                 "Volume": entry_point_names(GROUPS["volume"]),
                 "Network": entry_point_names(GROUPS["network"]),
@@ -289,8 +291,8 @@ class Daemon:
             "Debug": c.debug, "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": len(asyncio.all_tasks()),
             "SystemTime": rfc3339_nano(time.time_ns(), local=True),
             "LoggingDriver": "json-file",
-            "CgroupDriver": getattr(cgroups, "driver", "none"),
-            "CgroupVersion": str(getattr(cgroups, "version", "")),
+            "CgroupDriver": cgroups.driver if cgroups is not None else "none",
+            "CgroupVersion": str(cgroups.version) if cgroups is not None else "",
             "NEventsListener": len(self.events.subscribers),
             "KernelVersion": h.kernel,
             "OperatingSystem": h.os_release.get("PRETTY_NAME", "Linux"),
@@ -308,9 +310,9 @@ class Daemon:
             "ExperimentalBuild": False,
             "ServerVersion": __version__,
             # exactly the runtimes --runtime can name (runc only with the oci plugin and its binary)
-            "Runtimes": {name: {"path": runtime_path(runtime, name)} for name in sorted(runtime_names(runtime))}
-            if runtime else {},
-            "DefaultRuntime": getattr(runtime, "name", "none") if runtime else "none",
+            "Runtimes": {name: {"path": runtime.path_of(name)} for name in sorted(runtime.names())}
+            if runtime is not None else {},
+            "DefaultRuntime": runtime.name if runtime is not None else "none",
             "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                       "Error": "", "RemoteManagers": None},
             "LiveRestoreEnabled": c.live_restore,

@@ -5,7 +5,9 @@
   ``DOCKYARD_DISABLE_PLUGINS=a,b`` blocks modules (and drivers) by entry-point name.
 * Drivers: one per kind, chosen by name from the config, from the kind's entry-point group.
   A driver class may define ``check()`` raising :class:`SkipPlugin`; that is fatal only when
-  the operator named the driver, otherwise the next candidate is tried.
+  the operator named the driver, otherwise the next candidate is tried. A loaded driver is
+  checked once against its kind's contract (:mod:`dockyard.drivers.contracts`): a missing
+  base method is a :class:`PluginError` naming it; its capabilities are recorded and shown.
 * :func:`call_hook` is the only bridge between pluggy and asyncio.
 """
 
@@ -49,15 +51,20 @@ class PluginInfo:
     version: str | None
     hooks: list[str] = field(default_factory=list)
     object: Any = field(default=None, repr=False)
+    #: a driver's optional capabilities (its contract record); None for hook modules
+    capabilities: list[str] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "Group": self.group,
             "Name": self.name,
             "Distribution": self.distribution,
             "Version": self.version,
             "Hooks": self.hooks,
         }
+        if self.capabilities is not None:
+            out["Capabilities"] = self.capabilities
+        return out
 
 
 def blocked_names() -> set[str]:
@@ -122,12 +129,13 @@ class Plugins:
             self.register(ext.plugin, group, ext.name)
         self.check()
 
-    def register(self, obj: Any, group: str, name: str) -> None:
+    def register(self, obj: Any, group: str, name: str, capabilities: Iterable[str] | None = None) -> None:
         # drivers of different kinds may share a name (every kind has a "fake")
         self.pm.register(obj, name=name if group == GROUPS["hooks"] else f"{group}:{name}")
         dist, version = _distribution_of(group, name)
         hooks = sorted(h.name for h in self.pm.get_hookcallers(obj) or ())
-        self.loaded.append(PluginInfo(group, name, dist, version, hooks, obj))
+        caps = sorted(capabilities) if capabilities is not None else None
+        self.loaded.append(PluginInfo(group, name, dist, version, hooks, obj, caps))
 
     def check(self) -> None:
         """Fail on hook implementations that match no spec (e.g. a misspelled hook name)."""
@@ -188,7 +196,10 @@ class Plugins:
                 raise
             except Exception as exc:  # a driver that cannot start is a startup error
                 raise PluginError(f"{kind} driver {choice!r} failed to start: {exc}") from exc
-            self.register(driver, group, choice)
+            from .drivers import contracts
+
+            record = contracts.check(kind, choice, driver)  # once: core asks the record
+            self.register(driver, group, choice, record.capabilities)
             return driver
         raise PluginError(
             f"no usable {kind} driver among {', '.join(wanted) or 'none'}"

@@ -175,9 +175,7 @@ async def resize(request: web.Request) -> web.Response:
         raise _not_running(c.id)
     if not c.config.get("Tty"):
         raise InvalidArgument(f"cannot resize container {c.id}: it has no TTY (create it with Tty: true)")
-    resize_fn = getattr(svc.runtime, "resize", None)
-    if resize_fn is not None:
-        resize_fn(c.id, h, w)
+    svc.runtime.resize(c.id, h, w)  # a runtime without the "tty" capability: 400 naming it
     return web.Response(status=200)
 
 
@@ -298,8 +296,8 @@ async def attach(request: web.Request) -> web.StreamResponse:
     c = svc.get(request.match_info["id"])
     await effective.authorize_use(svc, c, "attach")  # its process: all its privileges
     want_stdin = query_bool(request, "stdin") and bool(c.config.get("OpenStdin"))
-    if want_stdin and getattr(svc.runtime, "stdin_path", None) is None:
-        raise NotSupported("attaching stdin is not supported by this runtime")
+    if want_stdin:
+        svc.runtime.require(c.id, "stdin")  # before the 101: a 400 naming the runtime
     streams = _streams(request, False)
     tty = bool(c.config.get("Tty"))
     keys = parse_detach_keys(request.query.get("detachKeys")) if tty and want_stdin else b""
@@ -360,9 +358,8 @@ async def _attach_streams(svc: Any, c: Any, conn: Any, framer: Framer, attached_
         else:
             await svc.wait(c.id)
 
-    stdin_detach = getattr(svc.runtime, "stdin_detach", None)
     stdin = pump_stdin(conn, svc.runtime.stdin_path(c.id), keys,
-                       (lambda: stdin_detach(c.id)) if stdin_detach else None) if want_stdin else None
+                       lambda: svc.runtime.stdin_detach(c.id)) if want_stdin else None
     if await run_streams(output(), stdin) == "detached":
         svc._emit("detach", c)
 

@@ -32,6 +32,8 @@ class UnixTransport:
     """Listens on a Unix socket, mode 0660, owned by root and the configured group."""
 
     scheme = "unix"
+    #: optional contracts (dockyard.drivers.contracts): none beyond the base Protocol
+    capabilities = frozenset()
 
     def __init__(self, config: dict[str, Any], root: Path, state: Path) -> None:
         if config:
@@ -108,6 +110,8 @@ class TCPTransport:
     """Plain HTTP on TCP: refused on a non-loopback address unless ``insecure-tcp`` is set."""
 
     scheme = "tcp"
+    #: optional contracts (dockyard.drivers.contracts): none beyond the base Protocol
+    capabilities = frozenset()
 
     def __init__(self, config: dict[str, Any], root: Path, state: Path) -> None:
         if config:
@@ -165,6 +169,8 @@ class FDTransport:
     ``LISTEN_FDNAMES`` (the unit's ``FileDescriptorName=``); ``fd://N`` (digits) fd N, as dockerd."""
 
     scheme = "fd"
+    #: optional contracts (dockyard.drivers.contracts): none beyond the base Protocol
+    capabilities = frozenset()
 
     def __init__(self, config: dict[str, Any], root: Path, state: Path) -> None:
         if config:

@@ -64,11 +64,11 @@ def effective(config: Any, hc: dict[str, Any]) -> str | None:
 
 
 def adopt_all(cgroups: Any, containers: Iterable[Any]) -> None:
-    """Tell the driver the parent of every restored container that started under one."""
-    adopt = getattr(cgroups, "adopt", None)
-    if adopt is None:
+    """Tell the driver the parent of every restored container that started under one
+    (``adopt`` is part of every cgroup driver's contract)."""
+    if cgroups is None:
         return
     for c in containers:
         parent = getattr(c, "cgroup_parent", None)
         if parent is not None:
-            adopt(c.id, parent)
+            cgroups.adopt(c.id, parent)

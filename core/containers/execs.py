@@ -12,15 +12,18 @@ import contextlib
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..drivers.runtime import ExecSpec, ExecStartError, ExitStatus
-from ..errors import Conflict, InvalidArgument, NoSuchExec, NotSupported
+from ..errors import Conflict, InvalidArgument, NoSuchExec
 from ..lifecycle import State
 from .detachkeys import parse_detach_keys
 from . import environ
 from .spec import resolve_user
 from ..tasks import spawn
+
+if TYPE_CHECKING:
+    from .runtimes import RuntimeSet
 
 
 @dataclass
@@ -63,7 +66,7 @@ class ExecService:
         self.execs: dict[str, ExecInstance] = {}
 
     @property
-    def runtime(self) -> Any:
+    def runtime(self) -> RuntimeSet:
         return self.containers.runtime
 
     def _emit(self, action: str, e: ExecInstance, **extra: Any) -> None:
@@ -85,8 +88,7 @@ class ExecService:
             raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
         if c.state != State.RUNNING:
             raise Conflict(f"Container {c.id} is not running")
-        if getattr(self.runtime, "exec", None) is None:
-            raise NotSupported("the container runtime does not support exec")
+        self.runtime.require(c.id, "exec")  # a 400 naming the container's runtime
         args = _strings(body.get("Cmd"), "Cmd")
         if not args:
             raise InvalidArgument("No exec command specified")
@@ -182,9 +184,7 @@ class ExecService:
 
     def stdin_detached(self, e: ExecInstance) -> None:
         """The client typed the detach keys: its stdin closes, but the process's stays open."""
-        fn = getattr(self.runtime, "exec_stdin_detach", None)
-        if fn is not None:
-            fn(e.container_id, e.id)
+        self.runtime.exec_stdin_detach(e.container_id, e.id)  # a no-op for runtimes that cannot tell
 
     def detached(self, e: ExecInstance) -> None:
         self._emit("exec_detach", e)

@@ -9,9 +9,12 @@ before anything exists, so a refused option leaves no container behind.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from .runtimes import RuntimeSet
 
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
 #: ``LogConfig.Type`` values: json-file (Docker's JSON lines at LogPath, written by the shim),
@@ -54,26 +57,16 @@ def normalize_mac(value: Any, what: str = "--mac-address") -> str:
     return mac
 
 
-def runtime_names(runtime: Any) -> set[str]:
-    """Runtime names ``HostConfig.Runtime`` may name: those the loaded runtime really runs
-    (its ``names()`` when it serves several, e.g. native plus OCI binaries), else its own."""
-    names = getattr(runtime, "names", None)
-    if callable(names):
-        return set(names())
-    return {getattr(runtime, "name", None) or "native"}
+def runtime_names(runtime: RuntimeSet | None) -> set[str]:
+    """Runtime names ``HostConfig.Runtime`` may name: those the loaded runtimes really run
+    (e.g. native plus the OCI binaries of the oci driver); "native" without a runtime set."""
+    return set(runtime.names()) if runtime is not None else {"native"}
 
 
-def runtime_path(runtime: Any, name: str) -> str:
-    """What ``docker info`` shows as a runtime's path: its binary when it runs one (``path_of``)."""
-    path_of = getattr(runtime, "path_of", None)
-    path = path_of(name) if callable(path_of) else None
-    return path or type(runtime).__module__
-
-
-def _check_runtime(hc: dict[str, Any], runtime: Any) -> None:
+def _check_runtime(hc: dict[str, Any], runtime: RuntimeSet | None) -> None:
     name = hc.get("Runtime") or ""
     if not name:  # dockerd stores its default runtime's name
-        hc["Runtime"] = getattr(runtime, "name", None) or "native"
+        hc["Runtime"] = runtime.name if runtime is not None else "native"
         return
     if name in runtime_names(runtime):
         return
@@ -98,13 +91,14 @@ def _check_storage_opt(hc: dict[str, Any], storage: Any) -> None:
         return
     if not isinstance(opts, dict):
         raise InvalidArgument("StorageOpt must be an object")
-    supported = set(getattr(storage, "storage_opts", ()) or ())
-    name = getattr(storage, "name", "")
+    if storage is not None:
+        from ..drivers import contracts
+
+        if contracts.record("storage", storage).has("storage-opts"):
+            storage.validate_storage_opts(dict(opts))  # the driver's own wording
+            return
+    name = storage.name if storage is not None else ""
     for key in opts:
-        if key in supported:
-            continue
-        if key == "size" and name in ("overlay2", "overlay"):
-            raise InvalidArgument("--storage-opt is supported only for overlay over xfs with 'pquota' mount option")
         if key == "size":
             raise InvalidArgument(f"--storage-opt size is not supported by the {name} storage driver")
         raise InvalidArgument(f"Unknown option {key}")
@@ -295,7 +289,7 @@ def settle_swappiness(hc: dict[str, Any], cgroups: Any) -> list[str]:
     value = hc.get("MemorySwappiness")
     if value is None or value == -1:
         return []
-    if getattr(cgroups, "version", None) == 1:
+    if cgroups is not None and cgroups.version == 1:
         return []
     hc["MemorySwappiness"] = None
     return [SWAPPINESS_WARNING]

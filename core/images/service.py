@@ -61,11 +61,11 @@ class ImageService:
         # Drivers that give back the exact layer tar (overlay2 replays its tar-split) need no
         # copy of it; for the others (vfs, fake: their exports are regenerated from the tree)
         # the original blob is kept, a hard link of the staged file, so that ``docker save``
-        # round-trips image IDs. A driver says so with ``reproducible_export = True``.
-        reproducible = getattr(driver, "reproducible_export", None)
-        if reproducible is None:
-            reproducible = getattr(driver, "name", "") in ("overlay2", "overlay")
-        self.keep_layer_blobs = not reproducible
+        # round-trips image IDs. A driver says so with its ``reproducible-export`` capability.
+        from ..drivers import contracts
+
+        self.caps = contracts.record("storage", driver).capabilities if driver is not None else frozenset()
+        self.keep_layer_blobs = "reproducible-export" not in self.caps
         self.lock = threading.RLock()
         self.root.mkdir(parents=True, exist_ok=True)
         self.blobs = ContentStore(self.root)
@@ -344,12 +344,11 @@ class ImageService:
         image = self.resolve(name)
         c = image.config
         size = self.image_size(image)
-        graph: dict[str, Any] = {"Name": getattr(self.driver, "name", "none"), "Data": None}
-        layer_info = getattr(self.driver, "layer_info", None)
+        graph: dict[str, Any] = {"Name": self.driver.name if self.driver is not None else "none", "Data": None}
         top = self.top_layer(image.id)
-        if layer_info is not None and top is not None:
+        if "layer-info" in self.caps and top is not None:
             try:
-                graph["Data"] = layer_info(top)
+                graph["Data"] = self.driver.layer_info(top)
             except Exception:
                 log.debug("layer_info failed", exc_info=True)
         return {
@@ -685,7 +684,7 @@ class ImageService:
     def can_stage(self) -> bool:
         """Whether layers can be unpacked ahead of the commit (the driver has ``stage_layer``
         and no original blob needs keeping, since there is no staged file to keep)."""
-        return hasattr(self.driver, "stage_layer") and not self.keep_layer_blobs
+        return "staging" in self.caps and not self.keep_layer_blobs
 
     def stage_layer(self, stream: BinaryIO, diff_id: str) -> StagedLayer:
         """Decompress, hash and unpack ``stream`` in one pass (call from a worker thread).

@@ -59,6 +59,8 @@ class CopyStorage:
 
     name = "copy"
     options = ("allow_devices",)
+    #: optional contracts (dockyard.drivers.storage)
+    capabilities = frozenset({"id-mapping"})
 
     def __init__(self, config: dict | None = None, root: Path | None = None,
                  state: Path | None = None) -> None:

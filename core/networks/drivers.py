@@ -16,6 +16,8 @@ from ..drivers.network import Endpoint, Network
 class _NothingToWire:
     name = ""
     scope = "local"
+    #: optional contracts (dockyard.drivers.network)
+    capabilities = frozenset({"validate"})
 
     def __init__(self, config: dict[str, Any], root: Path, state: Path) -> None:
         pass

@@ -2,7 +2,7 @@
 
 At start (:func:`publish`, after the container's endpoints exist) the container's requested
 bindings (:func:`dockyard.containers.ports.requested`) go to the driver of its first network
-that publishes ports (``NetworkDriver.publish``, optional), with the container's address on
+that publishes ports (the ``ports`` capability, :class:`~dockyard.drivers.network.PortPublisher`), with the container's address on
 that network; what the driver made is shown as ``NetworkSettings.Ports``. Before an endpoint
 goes (:func:`unpublish`) the driver removes them again. ``host`` and ``none`` containers
 publish nothing, as in Docker. A network's ``com.docker.network.bridge.host_binding_ipv4``
@@ -28,13 +28,13 @@ async def publish(service: Any, c: Any) -> None:
     published: list[Any] = []
     if bindings:
         for rec, ep in _endpoints_in_order(service, c):
-            if getattr(service.driver(rec.net.driver), "publish", None) is None or not ep.address:
+            if not service.capable(rec.net.driver, "ports") or not ep.address:
                 continue
             default_ip = rec.net.options.get(HOST_BINDING_OPT, "")
             if default_ip not in ("", "0.0.0.0"):  # the network's default for "every address"
                 bindings = [dataclasses.replace(b, host_ip=b.host_ip or default_ip) for b in bindings]
             try:
-                published = await service._call(rec.net, "publish", rec.net, ep, bindings)
+                published = await service._call(service.driver(rec.net.driver).publish, rec.net, ep, bindings)
             except Conflict as exc:  # Docker's wording, which scripts grep for
                 raise Conflict(f"driver failed programming external connectivity on endpoint {c.name} "
                                f"({ep.id}): {exc.message}") from None
@@ -49,8 +49,8 @@ async def unpublish(service: Any, c: Any, rec: NetRecord, ep: Endpoint) -> None:
     if isinstance(shown, dict) and not any(shown.values()):
         c.network_settings.pop("Ports", None)
         return
-    if getattr(service.driver(rec.net.driver), "unpublish", None) is not None:
-        await service._call(rec.net, "unpublish", rec.net, ep)
+    if service.capable(rec.net.driver, "ports"):
+        await service._call(service.driver(rec.net.driver).unpublish, rec.net, ep)
     c.network_settings.pop("Ports", None)
 
 

@@ -27,10 +27,11 @@ import logging
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .. import filters as F
 from ..crashpoints import crashpoint
+from ..drivers import contracts
 from ..drivers.network import Endpoint, Network
 from ..errors import (
     ConfigError, Conflict, DockyardError, Forbidden, InvalidArgument, NoSuchNetwork, NotFound, PluginError,
@@ -135,8 +136,12 @@ class NetworkService:
                 raise NotFound(f'plugin "{name}" not found ({exc})') from None
         return self.drivers[name]
 
-    async def _call(self, net: Network, method: str, *args: Any) -> Any:
-        fn = getattr(self.driver(net.driver), method)
+    def capable(self, name: str, capability: str) -> bool:
+        """Whether network driver ``name`` has an optional capability (its load-time record)."""
+        return contracts.record("network", self.driver(name)).has(capability)
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A driver method, in a worker thread (drivers block on netlink and nftables)."""
         return await asyncio.to_thread(fn, *args)
 
     # -- lookup -----------------------------------------------------------------------------
@@ -332,7 +337,7 @@ class NetworkService:
         The host-wide lock covers choosing and creating, so another daemon sees our route."""
         net = rec.net
         drv = self.driver(net.driver)
-        validate = getattr(drv, "validate", None)
+        validate = drv.validate if self.capable(net.driver, "validate") else None
 
         def create() -> None:
             with ipam.host_lock():
@@ -511,7 +516,7 @@ class NetworkService:
         async with self.lock:
             if rec.endpoints:
                 raise Conflict(f"error while removing network: network {rec.name} id {rec.id} has active endpoints")
-            await self._call(rec.net, "delete", rec.net)
+            await self._call(self.driver(rec.net.driver).delete, rec.net)
             (self.root / f"{rec.id}.json").unlink(missing_ok=True)
             self.records.pop(rec.id, None)
         self._emit("destroy", rec.id, name=rec.name, driver=rec.net.driver)
@@ -749,7 +754,7 @@ class NetworkService:
                 pool.release(epid)
                 raise
         try:
-            await self._call(net, "join", net, ep)
+            await self._call(self.driver(net.driver).join, net, ep)
         except BaseException:
             async with self.lock:
                 rec.endpoints.pop(epid, None)
@@ -797,8 +802,9 @@ class NetworkService:
         except Exception as exc:
             log.warning("unpublishing ports of %s failed: %s", c.id[:12], exc)
         try:
-            forget = namespace_going and hasattr(self.driver(rec.net.driver), "forget")
-            await self._call(rec.net, "forget" if forget else "leave", rec.net, ep)
+            drv = self.driver(rec.net.driver)
+            forget = namespace_going and self.capable(rec.net.driver, "forget")
+            await self._call(drv.forget if forget else drv.leave, rec.net, ep)
         except Exception as exc:
             log.warning("leaving network %s for %s failed: %s", rec.name, c.id[:12], exc)
         async with self.lock:
@@ -852,7 +858,7 @@ class NetworkService:
             if not force:
                 raise
             for ep in [e for e in rec.endpoints.values() if e.container_id.startswith(container_ref)]:
-                await self._call(rec.net, "leave", rec.net, ep)
+                await self._call(self.driver(rec.net.driver).leave, rec.net, ep)
                 async with self.lock:
                     rec.endpoints.pop(ep.id, None)
                     rec.pool().release(ep.id)

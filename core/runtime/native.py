@@ -281,6 +281,8 @@ class NativeRuntime:
     """Namespaces + pivot_root + caps + seccomp, through the C shim. Needs root."""
 
     name: ClassVar[str] = "native"
+    #: optional contracts (dockyard.drivers.runtime)
+    capabilities: ClassVar[frozenset[str]] = frozenset({"exec", "tty", "stdin", "stdin-detach", "exec-stdin-detach"})
     CONFIG_KEYS = {"init_path", "shim_path"}
 
     def __init__(self, config: dict | None = None, root: Path | str = "/var/lib/dockyard/runtime/native",

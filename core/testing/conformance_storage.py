@@ -242,10 +242,12 @@ class StorageDriverSuite:
             assert v["owned"][4:] == (5, 6) and v["rw"][4:] == (0, 0)
 
     def test_staged_layers_commit_in_order(self, drv):
-        """Drivers with ``stage_layer`` unpack layers before their parents exist (in any
-        order, in parallel); ``commit_staged`` links them into the chain."""
-        if not hasattr(drv, "stage_layer"):
-            pytest.skip("the driver has no staging")
+        """Drivers with the ``staging`` capability unpack layers before their parents exist (in
+        any order, in parallel); ``commit_staged`` links them into the chain."""
+        from dockyard.drivers import contracts
+
+        if not contracts.record("storage", drv).has("staging"):
+            pytest.skip("the driver has no staging capability")
         child = drv.stage_layer(make_tar(D("etc"), F("etc/hosts", b"::1 localhost\n"), W("etc/passwd")))
         base = drv.stage_layer(make_tar(*BASE))
         dropped = drv.stage_layer(make_tar(F("never", b"x")))

@@ -36,6 +36,8 @@ class FakeCgroups:
     name = "fake"
     version = 2
     driver = "cgroupfs"
+    #: optional contracts (dockyard.drivers.contracts): none beyond the base Protocol
+    capabilities = frozenset()
 
     @classmethod
     def check(cls) -> None:

@@ -30,9 +30,19 @@ LOG_NAME = "container.log"
 
 class FakeRuntime:
     name: ClassVar[str] = "fake"
+    #: optional contracts (dockyard.drivers.runtime); no exec. The environment variable
+    #: ``DOCKYARD_FAKE_RUNTIME_CAPABILITIES`` (comma-separated) narrows them, for tests of a
+    #: runtime without TTYs or stdin ("fake" drivers of every kind share one config table)
+    capabilities: frozenset[str] = frozenset({"tty", "stdin"})
 
     def __init__(self, config: dict | None = None, root: Path | str = "/tmp/dockyard-fake/root",
                  state: Path | str = "/tmp/dockyard-fake/state") -> None:
+        narrowed = os.environ.get("DOCKYARD_FAKE_RUNTIME_CAPABILITIES")
+        if narrowed is not None:
+            wanted = frozenset(n.strip() for n in narrowed.split(",") if n.strip())
+            if not wanted <= FakeRuntime.capabilities:
+                raise ConfigError(f"runtime fake: DOCKYARD_FAKE_RUNTIME_CAPABILITIES: only {sorted(FakeRuntime.capabilities)}")
+            self.capabilities = wanted
         if config:
             raise ConfigError(f"runtime fake: unknown option(s): {', '.join(sorted(config))}")
         self.root, self.state_root = Path(root), Path(state)

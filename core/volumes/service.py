@@ -31,7 +31,7 @@ from ..crashpoints import crashpoint
 from ..store import read_json, remove_stale_temps, write_json
 from ..timestamps import rfc3339_seconds
 from ..versions import _vtuple
-from .local import is_mountpoint
+from .local import LocalVolumes, is_mountpoint
 
 log = logging.getLogger("dockyard.volumes")
 
@@ -107,7 +107,7 @@ class VolumeService:
                 continue
             path.unlink(missing_ok=True)
         local = self.drivers.get(DEFAULT_DRIVER)
-        if local is None or Path(getattr(local, "root", "")) != self.root:
+        if not isinstance(local, LocalVolumes) or local.root != self.root:  # the built-in's own layout
             return
         for entry in sorted(self.root.iterdir()):
             if not entry.is_dir() or entry.is_symlink() or not NAME_RE.match(entry.name):
@@ -171,7 +171,7 @@ class VolumeService:
             "Mountpoint": drv.path(record["Name"]) if drv is not None else "",
             "Name": record["Name"],
             "Options": record.get("Options") or None,
-            "Scope": getattr(drv, "scope", "local"),
+            "Scope": drv.scope,
         }
         status = drv.status(record["Name"]) if drv is not None else None
         if status:
@@ -288,7 +288,7 @@ class VolumeService:
         for record in list(self.records.values()):
             name, labels = record["Name"], record.get("Labels") or {}
             drv = self.drivers.get(record["Driver"])
-            if getattr(drv, "scope", "local") != "local" or self.users(name):
+            if drv.scope != "local" or self.users(name):
                 continue
             if not everything and ANONYMOUS_LABEL not in labels:
                 continue

@@ -104,9 +104,10 @@ def test_driver_skip_falls_back_unless_named(tmp_path, monkeypatch):
         def check(cls):
             raise SkipPlugin("no such kernel feature")
 
-    class Works:
-        def __init__(self, config, root, state):
-            self.root = root
+    from dockyard.testing.fake_storage import FakeStorage
+
+    class Works(FakeStorage):  # a whole storage driver: the loader checks the contract
+        pass
 
     fake = {"skipper": Skipper, "works": Works}
     monkeypatch.setattr(P, "entry_point_names", lambda group: sorted(fake))

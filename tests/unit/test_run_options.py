@@ -5,7 +5,9 @@ from types import SimpleNamespace
 import pytest
 
 from dockyard.containers import options, startopts
+from dockyard.containers.runtimes import RuntimeSet
 from dockyard.errors import InvalidArgument
+from dockyard.testing.fake_runtime import FakeRuntime
 
 
 def test_mac_is_normalized_and_checked():
@@ -43,8 +45,28 @@ def test_platform_must_match_the_image():
         options.check_platform(cfg, "windows/amd64")
 
 
-def test_runtime_names():
-    rt = SimpleNamespace(name="native")
+class _Native(FakeRuntime):
+    name = "native"
+
+
+class _Multi(FakeRuntime):
+    """A runtime driver serving several --runtime names (as the oci plugin does)."""
+
+    name = "multi"
+    capabilities = FakeRuntime.capabilities | {"runtime-names"}
+
+    def names(self) -> list[str]:
+        return ["multi", "runc"]
+
+    def path_of(self, name: str) -> str | None:
+        return "/usr/bin/runc" if name == "runc" else None
+
+    def owns(self, cid: str) -> bool:
+        return False
+
+
+def test_runtime_names(tmp_path):
+    rt = RuntimeSet(_Native(root=tmp_path / "r", state=tmp_path / "s"), [])
     options.check({}, {"Runtime": "native"}, runtime=rt)
     hc: dict = {"Runtime": ""}
     options.check({}, hc, runtime=rt)
@@ -54,8 +76,9 @@ def test_runtime_names():
         options.check({}, {"Runtime": "runc"}, runtime=rt)
     with pytest.raises(InvalidArgument, match="unknown or invalid runtime name: nosuch"):
         options.check({}, {"Runtime": "nosuch"}, runtime=rt)
-    multi = SimpleNamespace(name="native", names=lambda: ["native", "runc"])
+    multi = RuntimeSet(rt.default, [_Multi(root=tmp_path / "r2", state=tmp_path / "s2")])
     options.check({}, {"Runtime": "runc"}, runtime=multi)
+    assert multi.names() == ["native", "runc"] and multi.path_of("runc") == "/usr/bin/runc"
 
 
 def test_swappiness_range_is_checked():

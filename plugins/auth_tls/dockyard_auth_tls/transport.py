@@ -132,6 +132,8 @@ class TLSTransport:
     """HTTPS on TCP, with client certificate verification under ``--tlsverify``."""
 
     scheme = "tls"
+    #: optional contracts (dockyard.drivers.contracts): none beyond the base Protocol
+    capabilities = frozenset()
 
     def __init__(self, config: dict[str, Any], root: Path, state: Path) -> None:
         if config:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dockyard.drivers.cgroups import CgroupDriver
+from dockyard.drivers.contracts import protocol_members
 from dockyard.errors import SkipPlugin
 
 from .detect import Layout, host_layout
@@ -27,6 +29,9 @@ class AutoCgroups:
     ``name`` and ``version`` tell which one."""
 
     driver = "cgroupfs"
+    name, version = "auto", 0  # until __init__ picked the backend
+    #: optional contracts (dockyard.drivers.contracts): none beyond the base Protocol
+    capabilities = frozenset()
 
     @classmethod
     def check(cls) -> None:
@@ -42,3 +47,17 @@ class AutoCgroups:
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self.impl, attr)
+
+
+def _delegate(method: str) -> Any:
+    def call(self: AutoCgroups, *args: Any, **kw: Any) -> Any:
+        return getattr(self.impl, method)(*args, **kw)
+
+    call.__name__ = call.__qualname__ = method
+    return call
+
+
+# the contract's methods are real methods here (the load-time contract check sees them)
+for _method in protocol_members(CgroupDriver):
+    if _method not in ("name", "version", "driver"):
+        setattr(AutoCgroups, _method, _delegate(_method))

@@ -30,6 +30,8 @@ class CgroupV1:
     name = "v1"
     version = 1
     driver = "cgroupfs"
+    #: optional contracts (dockyard.drivers.contracts): none beyond the base Protocol
+    capabilities = frozenset()
 
     @classmethod
     def check(cls, layout: Layout | None = None) -> None:

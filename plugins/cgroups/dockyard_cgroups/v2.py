@@ -41,6 +41,8 @@ class CgroupV2:
     name = "v2"
     version = 2
     driver = "cgroupfs"
+    #: optional contracts (dockyard.drivers.contracts): none beyond the base Protocol
+    capabilities = frozenset()
 
     @classmethod
     def check(cls, layout: Layout | None = None) -> None:

@@ -86,6 +86,8 @@ def host_ifname(ep: Endpoint) -> str:
 class BridgeDriver:
     name = "bridge"
     scope = "local"
+    #: optional contracts (dockyard.drivers.network)
+    capabilities = frozenset({"validate", "forget", "ports"})
 
     @classmethod
     def check(cls) -> None:

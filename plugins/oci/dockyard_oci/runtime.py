@@ -80,6 +80,8 @@ class OciRuntime(NativeRuntime):
     """Containers as OCI bundles run by an OCI runtime binary; Dockyard's shim monitors."""
 
     name: ClassVar[str] = "oci"
+    #: optional contracts (dockyard.drivers.runtime): native's, and several --runtime names
+    capabilities: ClassVar[frozenset[str]] = NativeRuntime.capabilities | {"runtime-names"}
     CONFIG_KEYS = NativeRuntime.CONFIG_KEYS | {"runtimes"}
 
     def __init__(self, config: dict | None = None, root: Path | str = "/var/lib/dockyard/runtime/oci",

@@ -41,6 +41,9 @@ _NO_UPPER = {"overlay", "aufs", "nfs", "nfs4", "fuse", "ecryptfs"}  # cannot hos
 class OverlayDriver:
     name = "overlay2"
     options = ("allow_devices", "mount_api")
+    #: optional contracts (dockyard.drivers.storage): export_layer replays the tar-split, so
+    #: the image store keeps no copy of layer blobs
+    capabilities = frozenset({"id-mapping", "staging", "reproducible-export", "layer-info", "storage-opts"})
 
     @classmethod
     def check(cls) -> None:
@@ -228,6 +231,25 @@ class OverlayDriver:
 
     def layer_size(self, layer_id: str) -> int:
         return int((self._layer(layer_id) / "size").read_text())
+
+    def layer_info(self, layer_id: str) -> dict[str, str]:
+        """``GraphDriver.Data`` of an image whose top layer is ``layer_id``, as dockerd's
+        overlay2 shows it (``LowerDir`` only when the layer has parents)."""
+        path = self._layer(layer_id)
+        data = {}
+        lowers = self._lowers_of(path)
+        if lowers:
+            data["LowerDir"] = ":".join(os.path.realpath(p) for p in lowers)
+        data.update(MergedDir=str(path / "merged"), UpperDir=str(path / "diff"), WorkDir=str(path / "work"))
+        return data
+
+    def validate_storage_opts(self, opts: dict[str, str]) -> None:
+        """No per-container option is applied (``size`` needs xfs project quotas: dockerd's
+        wording when they are missing)."""
+        for key in opts:
+            if key == "size":
+                raise InvalidArgument("--storage-opt is supported only for overlay over xfs with 'pquota' mount option")
+            raise InvalidArgument(f"Unknown option {key}")
 
     def layers(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir()
