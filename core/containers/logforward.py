@@ -30,7 +30,7 @@ log = logging.getLogger("dockyard.logging")
 
 CURSOR = "log-forward.json"
 STREAMS = {1: "stdout", STDERR: "stderr"}
-SAVE_EVERY = 0.2  # seconds between cursor saves while output flows (a kill -9 may send this much again)
+SAVE_EVERY = 0.2  # seconds between saves of a cursor that moved without a send
 
 
 def cursor_path(directory: Path) -> Path:
@@ -146,6 +146,8 @@ class Forwarder:
                 async with contextlib.aclosing(self.buffer.follow(since)) as records:
                     async for r in records:
                         self.feed(r)
+                        if self._dirty:  # sent: saved at once (a kill -9 re-sends at most this record's lines)
+                            self.save()
             finally:
                 saver.cancel()
             self.flush()
