@@ -34,10 +34,10 @@ from .runtime import (ExecRuntime, ExecStdinDetachRuntime, MultiRuntime, Runtime
 from .storage import (ExportingStorage, IdMappedStorage, LayerInfoStorage, StagingStorage, StorageDriver,
                       StorageOptsStorage)
 from .transport import Transport
-from .volume import VolumeDriver
+from .volume import ListingVolume, VolumeDriver
 
 __all__ = ["CONTRACTS", "CgroupDriver", "CgroupStats", "ClosableDriver", "DriverRecord", "Endpoint", "ExecRuntime",
-           "ExecStdinDetachRuntime", "ExportingStorage", "ForgettingNetwork", "IdMappedStorage", "LayerInfoStorage",
+           "ExecStdinDetachRuntime", "ExportingStorage", "ForgettingNetwork", "IdMappedStorage", "LayerInfoStorage", "ListingVolume",
            "MultiRuntime", "Network", "NetworkDriver", "PortPublisher", "Resources", "Runtime", "StagingStorage",
            "StdinDetachRuntime", "StdinRuntime", "StorageDriver", "StorageOptsStorage", "Transport", "TtyRuntime",
            "UnsupportedCapability", "ValidatingNetwork", "VolumeDriver"]

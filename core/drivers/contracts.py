@@ -28,7 +28,7 @@ from .network import NETWORK_CAPABILITIES, NetworkDriver
 from .runtime import RUNTIME_CAPABILITIES, Runtime
 from .storage import STORAGE_CAPABILITIES, StorageDriver
 from .transport import Transport
-from .volume import VolumeDriver
+from .volume import VOLUME_CAPABILITIES, VolumeDriver
 
 
 @runtime_checkable
@@ -55,7 +55,7 @@ CONTRACTS: dict[str, Contract] = {
     "runtime": Contract("runtime", Runtime, {**RUNTIME_CAPABILITIES, "close": ClosableDriver}),
     "storage": Contract("storage", StorageDriver, STORAGE_CAPABILITIES),
     "network": Contract("network", NetworkDriver, NETWORK_CAPABILITIES),
-    "volume": Contract("volume", VolumeDriver, {}),
+    "volume": Contract("volume", VolumeDriver, VOLUME_CAPABILITIES),
     "cgroups": Contract("cgroups", CgroupDriver, {"close": ClosableDriver}),
     "transport": Contract("transport", Transport, {}),
 }

@@ -58,3 +58,17 @@ class VolumeDriver(Protocol):
     def close(self) -> None:
         """Daemon shutdown. Mounts used by running containers stay (live-restore)."""
         ...
+
+
+@runtime_checkable
+class ListingVolume(Protocol):
+    """``list``: the driver can list the volumes it holds (Docker's volume plugin ``List``).
+    The volumes service keeps its own records and does not need it; conformance suites and
+    tools use it when the driver has it."""
+
+    def list(self) -> list[str]:
+        """Names of the volumes this driver holds."""
+        ...
+
+
+VOLUME_CAPABILITIES: dict[str, type | None] = {"list": ListingVolume}

@@ -24,11 +24,18 @@ from dockyard.testing.fake_storage import FakeStorage
 KINDS = [k for k in P.GROUPS if k != "hooks"]
 
 
+#: this project's distributions: their drivers declare their capabilities (third parties may
+#: leave it to the loader, which then gives them what their methods satisfy)
+OURS = {"dockyard", "dockyard-storage-overlay", "dockyard-net-bridge", "dockyard-cgroups", "dockyard-oci-runtime",
+        "dockyard-auth-tls"}
+
+
 def _installed() -> list[tuple[str, str, type]]:
     out = []
     for kind in KINDS:
         for ep in metadata.entry_points(group=P.GROUPS[kind]):
-            out.append((kind, ep.name, ep.load()))
+            if ep.dist is not None and ep.dist.name in OURS:
+                out.append((kind, ep.name, ep.load()))
     return out
 
 
