@@ -1,10 +1,21 @@
 """The files a container gets at ``/etc/hostname``, ``/etc/hosts`` and ``/etc/resolv.conf``.
 
 They live in the container's directory and are bind-mounted over the image's, as Docker does.
+This module is their only writer; the others call it:
+
+* create: :func:`write` (all three);
+* networks (endpoint addresses at start or ``network connect``): :func:`write_hosts`;
+* legacy ``--link`` at start: :func:`append_hosts`;
+* the embedded DNS (``nameserver 127.0.0.11`` or the host-style file): :func:`write_resolv_conf`,
+  :func:`read_resolv_conf`.
+
+Once a container runs, a file is bind-mounted: it is rewritten in place (same inode), never
+replaced by a rename, or the container would keep seeing the old one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from pathlib import Path
 from typing import Any
@@ -111,7 +122,33 @@ def host_network_files(host_config: dict[str, Any]) -> tuple[str, str]:
     return text, "\n".join(_host_resolv()) + "\n"
 
 
+def append_hosts(directory: Path, lines: list[str]) -> None:
+    """Add lines to an existing ``hosts`` (legacy links at start), in place."""
+    path = paths(directory)["hosts"]
+    if lines and path.exists():
+        with open(path, "a") as f:  # same inode: the bind mount sees it
+            f.write("".join(line + "\n" for line in lines))
+
+
+def read_resolv_conf(directory: Path) -> str | None:
+    with contextlib.suppress(OSError):
+        return paths(directory)["resolv.conf"].read_text()
+    return None
+
+
+def write_resolv_conf(directory: Path, text: str) -> None:
+    """Rewrite ``resolv.conf`` in place (same inode: a new file renamed over it would stay
+    invisible to a running container), and only when its content changes."""
+    if read_resolv_conf(directory) == text:
+        return
+    path = paths(directory)["resolv.conf"]
+    with open(path, "w") as f:  # truncates: the same inode
+        f.write(text)
+    path.chmod(0o644)
+
+
 def write(directory: Path, config: dict[str, Any], host_config: dict[str, Any], address: str | None = None) -> None:
+    """All three files, at create."""
     p = paths(directory)
     p["hostname"].write_text((config.get("Hostname") or "") + "\n")  # Docker: without the domain
     if host_config.get("NetworkMode") == "host":

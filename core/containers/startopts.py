@@ -12,7 +12,7 @@ from ..drivers.runtime import Mount
 from ..errors import Conflict, InvalidArgument, NotFound
 from ..lifecycle import State
 from ..networks import netns
-from . import configure
+from . import configure, etcfiles
 
 # -- --link -----------------------------------------------------------------------------------
 
@@ -151,10 +151,7 @@ def _links(svc: Any, c: Any, directory: Path) -> list[str]:
             lines.append(f"{ip}\t{' '.join(names)}")
         if legacy:
             env += link_env(alias, c.name, target, ip)
-    hosts = directory / "hosts"
-    if lines and hosts.exists():
-        with open(hosts, "a") as f:  # same inode: the bind mount sees it
-            f.write("".join(line + "\n" for line in lines))
+    etcfiles.append_hosts(directory, lines)
     return env
 
 

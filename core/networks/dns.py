@@ -471,26 +471,11 @@ async def setup_container(service: Any, c: Any, directory: Path, connect: bool =
         return
     else:
         text = etcfiles.resolv_conf(c.host_config)
-    write_resolv_conf(directory, text)
-
-
-def write_resolv_conf(directory: Path, text: str) -> None:
-    """The file is bind-mounted into a running container, so it is rewritten in place (same
-    inode: a new file renamed over it would stay invisible to the container), and only when
-    its content changes."""
-    path = directory / "resolv.conf"
-    with contextlib.suppress(OSError):
-        if path.read_text() == text:
-            return
-    with open(path, "w") as f:  # truncates: the same inode
-        f.write(text)
-    path.chmod(0o644)
+    etcfiles.write_resolv_conf(directory, text)
 
 
 def _uses_internal(directory: Path) -> bool:
-    with contextlib.suppress(OSError):
-        return f"nameserver {ADDRESS}" in (directory / "resolv.conf").read_text().splitlines()
-    return False
+    return f"nameserver {ADDRESS}" in (etcfiles.read_resolv_conf(directory) or "").splitlines()
 
 
 async def restore(service: Any) -> None:

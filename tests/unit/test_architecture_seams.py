@@ -42,3 +42,29 @@ def test_image_types_are_one_class_wherever_imported() -> None:
     for name in ("Image", "Layer", "PendingImage", "StagedLayer", "Txn"):
         assert getattr(service, name) is getattr(model, name), name
     assert images.Image is model.Image and images.Layer is model.Layer
+
+
+def test_a_containers_etc_files_have_one_writer() -> None:
+    """hostname, hosts and resolv.conf are named (and so written) only in containers/etcfiles.py;
+    record.py only reports their paths in inspect."""
+    import re
+
+    named = re.compile(r'/\s*"(hosts|resolv\.conf|hostname)"')
+    offenders = [str(p.relative_to(CORE)) for p in CORE.rglob("*.py")
+                 if p.name not in ("etcfiles.py", "record.py") and named.search(p.read_text())]
+    assert offenders == []
+
+
+def test_etc_files_are_rewritten_in_place(tmp_path: Path) -> None:
+    import os
+
+    from dockyard.containers import etcfiles
+
+    etcfiles.write(tmp_path, {"Hostname": "h"}, {"Dns": ["192.0.2.1"]})
+    inodes = {name: os.stat(p).st_ino for name, p in etcfiles.paths(tmp_path).items()}
+    etcfiles.write_resolv_conf(tmp_path, "nameserver 127.0.0.11\n")
+    etcfiles.write_hosts(tmp_path, {"Hostname": "h"}, {}, "10.0.0.2")
+    etcfiles.append_hosts(tmp_path, ["10.0.0.3\tother"])
+    assert {name: os.stat(p).st_ino for name, p in etcfiles.paths(tmp_path).items()} == inodes
+    assert etcfiles.read_resolv_conf(tmp_path) == "nameserver 127.0.0.11\n"
+    assert (tmp_path / "hosts").read_text().endswith("10.0.0.2\th\n10.0.0.3\tother\n")
