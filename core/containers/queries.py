@@ -1,0 +1,211 @@
+"""What is asked of containers without changing them: list (with Docker's filters), inspect,
+logs, processes, stats, counts, and the root filesystem of a stopped one (``mounted``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from .. import filters as F
+from ..errors import DockyardError, InvalidArgument, NoSuchContainer
+from ..lifecycle import State
+from ..runtime.logfile import JsonLogReader
+from . import logopts, options, ports
+from .record import Container, rfc3339
+
+if TYPE_CHECKING:
+    from .service import ContainerService
+
+LIST_FILTERS = ("id", "name", "label", "status", "ancestor", "exited", "before", "since", "network",
+                "volume", "health", "is-task", "expose", "publish")
+STATUSES = {"created", "restarting", "running", "removing", "paused", "exited", "dead"}
+
+
+def list_(svc: ContainerService, all_: bool = False, limit: int = -1, filters: str | None = None,
+          size: bool = False) -> list[dict[str, Any]]:
+    f = F.parse(filters, LIST_FILTERS)
+    for s in f.get("status", []):
+        if s not in STATUSES:
+            raise InvalidArgument(f"invalid filter 'status={s}'")
+    if "status" in f or "exited" in f:
+        all_ = True
+    items = list(reversed(svc.containers.values()))  # dicts keep creation order: newest first
+    if "before" in f:
+        ref = svc.get(f["before"][0])
+        items = [c for c in items if c.created_ns < ref.created_ns]
+    if "since" in f:
+        ref = svc.get(f["since"][0])
+        items = [c for c in items if c.created_ns > ref.created_ns]
+    out = []
+    for c in items:
+        if not all_ and not c.running:
+            continue
+        if not _matches(svc, c, f):
+            continue
+        sizes = None
+        if size:
+            sizes = {"SizeRw": rw_size(svc, c), "SizeRootFs": 0}
+        out.append(c.list_json(c.image, sizes))
+        out[-1]["Status"] += svc.health.status_suffix(c)
+        if 0 < limit <= len(out):
+            break
+    return out
+
+
+def rw_size(svc: ContainerService, c: Container) -> int:
+    try:
+        return int(svc.storage.rw_size(c.id))
+    except Exception:
+        return 0
+
+
+def _matches(svc: ContainerService, c: Container, f: F.Filters) -> bool:
+    def any_of(key: str, pred: Callable[[str], bool]) -> bool:
+        return key not in f or any(pred(v) for v in f[key])
+
+    image_ids: dict[str, str] = {}
+
+    def ancestor(v: str) -> bool:
+        if v not in image_ids:
+            try:
+                image_ids[v] = svc.images.resolve(v).id
+            except DockyardError:
+                image_ids[v] = ""
+        return c.image_id == image_ids[v] or c.image == v
+
+    return (
+        any_of("id", lambda v: c.id.startswith(v))
+        and any_of("name", lambda v: v.lstrip("/") in c.name or bool(_re_search(v.lstrip("/"), c.name)))
+        and ("label" not in f or F.match_labels(f["label"], c.labels))
+        and any_of("status", lambda v: c.state.value == v)
+        and any_of("exited", lambda v: c.state == State.EXITED and c.has_been_started and str(c.exit_code) == v)
+        and any_of("ancestor", ancestor)
+        and any_of("network", lambda v: v in c.networks or c.host_config.get("NetworkMode") == v)
+        and ports.matches(f, c.config, c.host_config, c.network_settings)
+        and any_of("health", lambda v: svc.health.status(c.id) == v)
+    )
+
+
+def _re_search(pattern: str, text: str) -> Any:
+    try:
+        return re.search(pattern, text)
+    except re.error:
+        return None
+
+
+def logs(svc: ContainerService, c: Container) -> Any:
+    """The runtime's log reader, or None for a container that never ran."""
+    if not c.has_been_started or svc.runtime is None:
+        return None
+    reader = svc.runtime.logs(c.id)
+    path = logopts.json_log_path(svc, c)
+    if options.log_driver(c.host_config) == "json-file" and (path.exists() or JsonLogReader(path).files()):
+        return JsonLogReader(path, getattr(reader, "exit_path", None))
+    return reader  # local, or a runtime that writes no json-file (the fake runtime)
+
+
+def pids(svc: ContainerService, c: Container) -> list[int]:
+    if svc.cgroups is not None and svc.cgroups.exists(c.id):
+        return svc.cgroups.pids(c.id)
+    pid = svc.runtime.pid(c.id) if svc.runtime is not None else None
+    return [pid] if pid else []
+
+
+def stats(svc: ContainerService, c: Container, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """Docker's stats JSON; ``previous`` fills ``precpu_stats``."""
+    now = time.time_ns()
+    empty_cpu = {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
+                 "system_cpu_usage": 0, "online_cpus": 0, "throttling_data": {
+                     "periods": 0, "throttled_periods": 0, "throttled_time": 0}}
+    data: dict[str, Any] = {"memory_stats": {}, "cpu_stats": empty_cpu, "pids_stats": {},
+                            "blkio_stats": {"io_service_bytes_recursive": None}}
+    if c.running and svc.cgroups is not None and svc.cgroups.exists(c.id):
+        with contextlib.suppress(Exception):
+            data.update(svc.cgroups.stats(c.id))
+    return {
+        "read": rfc3339(now),
+        "preread": previous["read"] if previous else rfc3339(0),
+        "pids_stats": data["pids_stats"],
+        "blkio_stats": data["blkio_stats"],
+        "num_procs": 0,
+        "storage_stats": {},
+        "cpu_stats": data["cpu_stats"],
+        "precpu_stats": previous["cpu_stats"] if previous else empty_cpu,
+        "memory_stats": data["memory_stats"],
+        "name": "/" + c.name,
+        "id": c.id,
+        "networks": _net_stats(c.pid) if c.running and c.pid and c.host_config.get("NetworkMode") != "host" else {},
+    }
+
+
+NET_DEV_FIELDS = ("rx_bytes", "rx_packets", "rx_errors", "rx_dropped", "tx_bytes", "tx_packets", "tx_errors",
+                  "tx_dropped")
+
+
+def _net_stats(pid: int) -> dict[str, dict[str, int]]:
+    """Docker's stats ``networks``: the counters of every interface but ``lo`` in the
+    container's network namespace, from ``/proc/<pid>/net/dev``."""
+    try:
+        lines = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]
+    except OSError:
+        return {}
+    out = {}
+    for line in lines:
+        name, _, counters = line.partition(":")
+        name, values = name.strip(), counters.split()
+        if name != "lo" and len(values) >= 12:
+            rx, tx = values[0:4], values[8:12]  # bytes packets errs drop, for each direction
+            out[name] = dict(zip(NET_DEV_FIELDS, map(int, rx + tx)))
+    return out
+
+
+def inspect(svc: ContainerService, ref: str, size: bool = False) -> dict[str, Any]:
+    c = svc.get(ref)
+    graph: dict[str, Any] = {"Name": c.storage_driver, "Data": None}
+    data = c.inspect(svc.dir(c), logopts.log_path(svc, c), graph)
+    if (health := svc.health.inspect(c.id)) is not None:
+        data["State"]["Health"] = health
+    if size:
+        data["SizeRw"] = rw_size(svc, c)
+        data["SizeRootFs"] = 0
+    return data
+
+
+def counts(svc: ContainerService) -> dict[str, int]:
+    states = [c.state for c in svc.containers.values()]
+    return {
+        "Containers": len(states),
+        "ContainersRunning": sum(s in (State.RUNNING, State.RESTARTING) for s in states),
+        "ContainersPaused": sum(s == State.PAUSED for s in states),
+        "ContainersStopped": sum(s not in (State.RUNNING, State.RESTARTING, State.PAUSED) for s in states),
+    }
+
+
+def image_users(svc: ContainerService, image_id: str) -> list[tuple[str, bool]]:
+    return [(c.id, c.running) for c in svc.containers.values() if c.image_id == image_id]
+
+
+@contextlib.asynccontextmanager
+async def mounted(svc: ContainerService, c: Container) -> Any:
+    """The container's root filesystem for the duration: a stopped container's is mounted
+    here and unmounted when its last user is done (unless the container runs by then)."""
+    svc.require_drivers()
+    async with svc.lock(c.id):
+        if c.id not in svc.containers:
+            raise NoSuchContainer(c.id)
+        path = await asyncio.to_thread(svc.storage.mount, c.id)
+        svc.fs_users[c.id] = svc.fs_users.get(c.id, 0) + 1
+    try:
+        yield Path(path)
+    finally:
+        async with svc.lock(c.id):
+            left = svc.fs_users.pop(c.id, 1) - 1
+            if left:
+                svc.fs_users[c.id] = left
+            elif c.id in svc.containers and c.state not in (State.RUNNING, State.PAUSED):
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(svc.storage.unmount, c.id)

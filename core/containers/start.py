@@ -1,0 +1,159 @@
+"""``docker start`` and ``restart``: the rootfs, cgroup, mounts, network and /etc files in one
+undo, the intent saved before the runtime launches the process (crash-safe: reconcile adopts
+or kills what a killed daemon left), then the monitor."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .. import userns
+from ..crashpoints import crashpoint
+from ..drivers.cgroups import Resources
+from ..errors import Conflict, DockyardError, NotModified
+from ..lifecycle import State, require
+from . import cgparent, devices, effective, etcfiles, logopts, monitor, mounts, options, startopts, stop, syslog
+from .persist import raise_if_disk_full
+from .record import Container
+from .spec import build_spec
+
+if TYPE_CHECKING:
+    from .service import ContainerService
+
+
+async def start(svc: ContainerService, ref: str) -> None:
+    c = svc.get(ref)
+    # before the AutoRemove clean-up below: a denied start changes nothing
+    await effective.authorize(svc.daemon, "start", lambda: effective.of_record(svc, c), container=c.id)
+    try:
+        async with svc.lock(c.id):
+            require(c.state, "start", c.id)
+            try:
+                await launch(svc, c)
+            except (OSError, DockyardError) as exc:  # a full disk: say so (the steps were undone)
+                raise_if_disk_full(exc, f"cannot start container {c.id[:12]}")
+                raise
+    except DockyardError as exc:
+        if c.host_config.get("AutoRemove") and not isinstance(exc, NotModified):
+            await svc.remove(c.id, force=True, volumes=True)  # as Docker does: `run --rm` waits for removal
+        raise
+
+
+async def launch(svc: ContainerService, c: Container) -> None:
+    """Start the container's process (the lock is held): everything it needs, in one undo."""
+    svc.require_drivers()
+    directory = svc.dir(c)
+    cg = svc.cgroups
+    async with contextlib.AsyncExitStack() as undo:
+        rootfs = Path(await asyncio.to_thread(svc.storage.mount, c.id))
+        undo.callback(svc.storage.unmount, c.id)
+        procs: list[str] = []
+        device_plan = devices.plan(c.host_config)
+        if cg is not None:
+            if cg.exists(c.id):
+                cg.remove(c.id)
+            c.cgroup_parent = cgparent.effective(svc.daemon.config, c.host_config)
+            cg.create(c.id, dataclasses.replace(Resources.from_host_config(c.host_config), devices=device_plan.rules),
+                      **({"parent": c.cgroup_parent} if c.cgroup_parent is not None else {}))
+            undo.callback(cg.remove, c.id)
+            procs = cg.procs_files(c.id)
+        log_max_size, log_max_files = logopts.container_limits(svc, c)
+        extra_mounts = await mounts.setup(svc, c, rootfs, undo)
+        namespaces = _namespaces(svc, c)
+        if svc.networks is not None:
+            undo.push_async_callback(svc.networks.teardown, c)
+            sandbox = await svc.networks.setup(c, directory)
+            if sandbox:
+                namespaces["net"] = sandbox
+        files = _etc_files(svc, c, directory)
+        if userns.remapped(svc.daemon_userns, c.host_config):  # writable by its root, as without remapping
+            userns.give_to_root(svc.daemon_userns, files.values())
+        config = await startopts.prepare(svc, c, directory, namespaces)  # links, sysctls
+        spec = build_spec(
+            cid=c.id, config=config, host_config=c.host_config, rootfs=rootfs,
+            files=files, mounts=[*extra_mounts, *startopts.shm_mounts(c)], cgroup_procs=procs,
+            log_path=logopts.channel_path(svc, c), log_max_size=log_max_size, log_max_files=log_max_files,
+            json_log=logopts.json_log(svc, c),
+            syslog=syslog.spec_fields(c.host_config["LogConfig"].get("Config") or {}, c)
+            if options.log_driver(c.host_config) == "syslog" else None,
+            namespaces=namespaces, devices=device_plan.nodes,
+        )
+        if userns.remapped(svc.daemon_userns, c.host_config):  # root in the container: a host nobody
+            spec.uid_map, spec.gid_map = svc.daemon_userns.uid_map(), svc.daemon_userns.gid_map()
+        # the intent: a daemon killed from here on leaves a process the record does not
+        # name yet; reconcile adopts it (or kills it) because the record says "starting"
+        c.starting = True
+        try:
+            svc.save(c)
+            crashpoint("container.start.after_intent")
+            pid = await svc.runtime.start(spec)
+        except DockyardError as exc:
+            c.starting = False
+            code = getattr(exc, "exit_code", 128)
+            c.exit_code, c.error = code, exc.message
+            svc.save_soft(c)
+            svc.wake(svc.start_waiters, c.id, False)
+            raise
+        except BaseException:
+            c.starting = False
+            raise
+        crashpoint("container.start.after_launch")
+        undo.pop_all()
+    c.status, c.pid, c.error, c.starting = State.RUNNING.value, pid, "", False
+    c.started_ns, c.has_been_started, c.manually_stopped, c.oom_killed = time.time_ns(), True, False, False
+    c.exit_code = 0
+    svc.save_soft(c)  # it runs and is watched whatever the disk says
+    svc.emit("start", c)
+    monitor.watch(svc, c)
+    svc.wake(svc.start_waiters, c.id, True)
+
+
+def _etc_files(svc: ContainerService, c: Container, directory: Path) -> dict[str, Path]:
+    """The /etc/hostname, hosts and resolv.conf bound into the container: its own, or with
+    ``--network container:X`` X's files and names, as Docker (they share X's network
+    namespace, so X's resolver at 127.0.0.11 answers for both)."""
+    mode = c.host_config.get("NetworkMode") or ""
+    if not mode.startswith("container:"):
+        return etcfiles.paths(directory)
+    other = svc.get(mode.split(":", 1)[1])
+    for key in ("Hostname", "Domainname"):
+        c.config[key] = other.config.get(key) or ""
+    return etcfiles.paths(svc.dir(other))
+
+
+def _namespaces(svc: ContainerService, c: Container) -> dict[str, str | None]:
+    ns: dict[str, str | None] = {"net": None, "ipc": None, "uts": None, "pid": None}
+    mode = c.host_config.get("NetworkMode") or "default"
+    if mode == "host":
+        ns["net"] = "host"  # as Docker: its own UTS namespace, named after the host unless -h
+    elif mode.startswith("container:"):
+        other = svc.get(mode.split(":", 1)[1])
+        if other.state != State.RUNNING or not other.pid:
+            raise Conflict(f"cannot join network of a non running container: {other.id}")
+        ns["net"] = f"/proc/{other.pid}/ns/net"
+    for kind, key in (("pid", "PidMode"), ("ipc", "IpcMode")):
+        join = c.host_config.get(key) or ""
+        if join == "host":
+            ns[kind] = "host"
+        elif join.startswith("container:"):
+            ns[kind] = startopts.joined_namespace(svc, join, kind)
+    if c.host_config.get("UTSMode") == "host":
+        ns["uts"] = "host"
+    return ns
+
+
+async def restart(svc: ContainerService, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
+    c = svc.get(ref)
+    await effective.authorize(svc.daemon, "start", lambda: effective.of_record(svc, c), container=c.id)
+    if c.running:
+        c.manually_stopped = True
+        await stop.stop_process(svc, c, timeout, sig)
+    async with svc.lock(c.id):
+        if c.running:  # a restart policy got there first
+            return
+        await launch(svc, c)
+    svc.emit("restart", c)
