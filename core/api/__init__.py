@@ -15,6 +15,8 @@ from . import build
 from . import registry
 from . import networks
 from . import swarm
+from .fastpath import FastPath
+from .limits import FAST_PATH
 from .middleware import make_middleware
 from .router import VersionedRouter
 from .util import DAEMON
@@ -31,12 +33,14 @@ ROUTE_TABLES: list[Iterable[web.AbstractRouteDef]] = [system.routes, images.rout
 async def make_app(daemon: "Daemon") -> web.Application:
     with warnings.catch_warnings():  # aiohttp deprecates router=, yet it is the one way to resolve prefixes once
         warnings.simplefilter("ignore", DeprecationWarning)
+        middleware = make_middleware(daemon.plugins)
         app = web.Application(
             router=VersionedRouter(),
-            middlewares=[make_middleware(daemon.plugins)],
+            middlewares=[middleware],
             client_max_size=0,  # image loads and archives stream large bodies
         )
     app[DAEMON] = daemon
+    app[FAST_PATH] = lambda: FastPath(app, middleware, middleware.request_hooks, system.ping)
     for table in ROUTE_TABLES:
         app.add_routes(table)
     for extra in await call_hook(daemon.plugins.hook.register_routes, daemon=daemon):

@@ -40,6 +40,8 @@ DEFAULT_MAX_CONNECTIONS_PER_PEER = 512
 
 # routes whose handlers stream the request body from ``request.content`` (not JSON)
 STREAMED_BODY_ROUTES = frozenset({"/images/load", "/images/create", "/build", "/containers/{id}/archive"})
+# a callable the app stores (make_app): the FastPath for the app, or None (dockyard.api.fastpath)
+FAST_PATH: web.AppKey[Any] = web.AppKey("fast_path")
 BINARY_TYPES = frozenset({"application/x-tar", "application/tar", "application/octet-stream",
                           "application/gzip", "application/x-gzip", "application/x-xz",
                           "application/x-bzip2", "application/zstd"})
@@ -123,6 +125,8 @@ class LimitedRequestHandler(RequestHandler):
         self.counted: Any = None  # the transport counted for ``peer``
         self.over_cap = False
         self._header_timer: asyncio.TimerHandle | None = None
+        self.peer_info: Any = None  # the middleware's Peer for this connection (it cannot change)
+        self.fast_tasks: set[asyncio.Task[None]] = set()  # fast-path answers waiting on a hook
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = peer_key(transport)
@@ -131,6 +135,11 @@ class LimitedRequestHandler(RequestHandler):
         else:
             self.over_cap = True  # answered 429 by the middleware, then closed
         super().connection_made(transport)
+        fast = getattr(self._manager, "fast", None)
+        if fast is not None and self._parser is not None:
+            from .fastpath import FastParser
+
+            self._parser = FastParser(self._parser, self, fast)
         self._arm_header_timer()
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -142,12 +151,23 @@ class LimitedRequestHandler(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         idle = self._waiter is not None and not self._waiter.done() and not self._upgraded
-        if idle and data and self._header_timer is None:
-            self._arm_header_timer()  # the first byte of the next request on a kept-alive connection
         before = self._request_count
         super().data_received(data)
         if self._request_count != before:
             self._cancel_header_timer()
+        elif idle and data and self._header_timer is None:
+            # the first bytes of the next request on a kept-alive connection, not a whole head
+            # yet (a whole one, the common case, needs no timer: arming one costs as much as a ping)
+            self._arm_header_timer()
+
+    def fast_answered(self) -> None:
+        """The fast path (:mod:`dockyard.api.fastpath`) answered a request: restart the
+        keep-alive clock as aiohttp does after each response."""
+        if self._keepalive_timeout > 0 and not self._force_close:
+            close_time = self._loop.time() + self._keepalive_timeout
+            self._next_keepalive_close_time = close_time
+            if self._keepalive_handle is None:
+                self._keepalive_handle = self._loop.call_at(close_time, self._process_keepalive)
 
     def _arm_header_timer(self) -> None:
         if self.limits.header_timeout and self._header_timer is None:
@@ -171,6 +191,7 @@ class LimitedRequestHandler(RequestHandler):
 
 class LimitedServer(Server):
     limits: Limits
+    fast: Any = None  # dockyard.api.fastpath.FastPath, when the app allows it
 
     def __call__(self) -> RequestHandler:
         return LimitedRequestHandler(self, loop=self._loop, limits=self.limits, **self._kwargs)
@@ -188,7 +209,17 @@ class LimitedAppRunner(web.AppRunner):
         server = await super()._make_server()
         server.__class__ = LimitedServer  # the same object: only how it makes handlers changes
         server.limits = self.limits  # type: ignore[attr-defined]
+        server.fast = self.fast_path()  # type: ignore[attr-defined]
         return server
+
+    def fast_path(self) -> Any:
+        from .fastpath import FastPath
+
+        make = self.app.get(FAST_PATH) if FAST_PATH in self.app else None
+        if make is None:
+            return None
+        fast = make()
+        return fast if fast is not None and FastPath.usable(self.app, fast.middleware) else None
 
 
 def over_cap_response(request: web.Request) -> web.Response | None:

@@ -34,7 +34,18 @@ COMMON_HEADERS = {
 
 
 def peer_of(request: web.Request) -> Peer:
-    """What the connection tells about the caller; SO_PEERCRED on Unix sockets."""
+    """What the connection tells about the caller; SO_PEERCRED on Unix sockets. Kept on the
+    connection (a kept-alive one asks once): uvloop makes a socket object per question."""
+    protocol = request.protocol
+    peer = getattr(protocol, "peer_info", None)
+    if peer is None:
+        peer = _peer_of(request)
+        if hasattr(protocol, "peer_info"):
+            protocol.peer_info = peer  # type: ignore[union-attr]
+    return peer
+
+
+def _peer_of(request: web.Request) -> Peer:
     transport = request.transport
     sock = transport.get_extra_info("socket") if transport else None
     if transport is not None and transport.get_extra_info("sslcontext") is not None:
@@ -151,6 +162,8 @@ def make_middleware(plugins: Plugins) -> Any:
             response.headers.update(COMMON_HEADERS)
         return response
 
+    # for the fast path (dockyard.api.fastpath): without these hooks it may skip the middleware
+    middleware.request_hooks = has_auth or has_authz or has_finished  # type: ignore[attr-defined]
     return middleware
 
 

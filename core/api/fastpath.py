@@ -1,0 +1,255 @@
+"""A fast path for ``GET``/``HEAD /_ping`` (issue 18: request overhead).
+
+Docker clients ping before almost every command and health checkers ping in a loop. aiohttp's
+full request path (a task per request, request and response objects, the router, the
+middleware chain, the header writer) costs ~25 us of CPU for a bare handler; the ping itself
+is constant. So the connection's parser is wrapped (:class:`FastParser`): a message that llhttp
+(aiohttp's own C parser: nothing here parses HTTP) reports as a complete ``GET`` or ``HEAD`` of
+``/_ping`` or ``/vX.Y/_ping`` (a supported version), HTTP/1.1, keep-alive, without a body,
+``Upgrade`` or ``Expect``, arriving on an idle connection that is not over its peer's cap, is
+answered right there, and aiohttp never sees it. Anything else goes the normal way.
+
+Guarantees kept:
+
+* Without ``authenticate_request``, ``authorize_request`` and ``request_finished``
+  implementations, the middleware would do nothing but add headers to the handler's response:
+  the answer is those bytes, made once from the real handler's response and the middleware's
+  headers (``Date`` per second, as aiohttp).
+* With any of them implemented, a real ``aiohttp.web.Request`` is made (same factory, the
+  route's match info) and the real middleware runs on it around the ping handler, so every
+  hook sees what it sees on the normal path. The middleware coroutine is stepped in place;
+  when a hook really waits (an async implementation), it finishes in a task while the
+  connection's reading is paused, so responses stay in order.
+* Error answers (a denial, a failing hook) are written by aiohttp's own response writer.
+
+The fast path turns itself off when the app has other middlewares or ``on_response_prepare``
+handlers, which it would skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Callable
+
+from aiohttp import web
+from aiohttp.helpers import rfc822_formatted_time
+from aiohttp.http import HttpVersion11
+from aiohttp.http_writer import StreamWriter
+from aiohttp.streams import EMPTY_PAYLOAD
+from aiohttp.web_urldispatcher import UrlMappingMatchInfo
+
+from ..versions import check_version, split_version
+from .middleware import COMMON_HEADERS
+
+log = logging.getLogger("dockyard.api")
+
+PING = "/_ping"
+MAX_VERSIONED = 64  # "/vX.Y/_ping" paths remembered as valid (clients use one or two)
+
+
+class _Unversioned:
+    __slots__ = ("rel_url", "method")
+
+    def __init__(self, rel_url: Any, method: str) -> None:
+        self.rel_url, self.method = rel_url, method
+
+
+def _drive(coro: Any) -> tuple[bool, Any]:
+    """Step ``coro`` once: ``(True, result)`` when it finished without waiting, else
+    ``(False, what it waits on)`` (resume it with :func:`_finish`)."""
+    try:
+        return False, coro.send(None)
+    except StopIteration as stop:
+        return True, stop.value
+
+
+async def _finish(coro: Any, waiting: Any) -> Any:
+    """Run a coroutine that :func:`_drive` left waiting on ``waiting`` to its end, as a task
+    would: wait for what it yielded, then resume it (it reads the result itself)."""
+    while True:
+        try:
+            if waiting is None:
+                await asyncio.sleep(0)
+            else:
+                waiting._asyncio_future_blocking = False  # as Task.__step does with what it gets
+                await waiting
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                coro.close()
+                raise
+        except BaseException:  # noqa: S110 - the coroutine gets it from the future itself
+            pass
+        done, waiting = _drive(coro)
+        if done:
+            return waiting
+
+
+class FastPath:
+    """What the fast path answers with, built once per app (see the module docstring)."""
+
+    def __init__(self, app: web.Application, middleware: Any, hooked: bool, handler: Callable[..., Any]) -> None:
+        self.app = app
+        self.middleware = middleware
+        self.hooked = hooked  # some request hook is implemented: run the middleware
+        self.handler = handler
+        self.versions: dict[str, str] = {}  # "/v1.44/_ping" -> "1.44", for valid versions only
+        # the ping handler's response, with the middleware's headers: ping ignores its request
+        done, response = _drive(handler(None))
+        assert done, "the ping handler must not wait"
+        response.headers.update(COMMON_HEADERS)
+        self.response = response
+        self.routes = {m: self._route(m) for m in ("GET", "HEAD")}
+        head = f"HTTP/1.1 {response.status} {response.reason}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in response.headers.items())
+        head += f"Content-Length: {len(response.body)}\r\n"
+        self.heads = {"GET": head.encode("latin-1"), "HEAD": head.encode("latin-1")}
+        self.bodies = {"GET": bytes(response.body), "HEAD": b""}
+        self._second = -1
+        self._answers: dict[str, bytes] = {}
+
+    def _route(self, method: str) -> Any:
+        resolve = web.UrlDispatcher.resolve  # the plain router's: the prefix is not there
+        done, info = _drive(resolve(self.app.router, _Unversioned(_url(PING), method)))  # type: ignore[arg-type]
+        assert done and info.route is not None and info.route.resource.canonical == PING, info
+        return info.route
+
+    @classmethod
+    def usable(cls, app: web.Application, middleware: Any) -> bool:
+        """Only when our middleware is the app's one and nothing hooks response preparation."""
+        return list(app.middlewares) == [middleware] and not app.on_response_prepare and not app._subapps
+
+    def answer(self, method: str) -> bytes:
+        """The whole response without hooks (Date per second, as aiohttp does)."""
+        now = int(time.time())
+        if now != self._second:
+            date = rfc822_formatted_time().encode()
+            self._answers = {m: self.heads[m] + b"Date: " + date + b"\r\n\r\n" + self.bodies[m]
+                             for m in self.heads}
+            self._second = now
+        return self._answers[method]
+
+    def version_of(self, path: str) -> str | None | bool:
+        """None for ``/_ping``, the version of a valid ``/vX.Y/_ping``, False otherwise."""
+        if path == PING:
+            return None
+        version = self.versions.get(path)
+        if version is not None:
+            return version
+        if not path.endswith(PING):
+            return False
+        v, rest = split_version(path)
+        if v is None or rest != PING:
+            return False
+        try:
+            check_version(v)
+        except Exception:  # the normal path answers it (400)
+            return False
+        if len(self.versions) < MAX_VERSIONED:
+            self.versions[path] = v
+        return v
+
+    # -- serving -------------------------------------------------------------------------
+
+    def serve(self, proto: Any, message: Any, payload: Any) -> bool:
+        """Answer ``message`` on ``proto`` if it is a fast one; False leaves it to aiohttp."""
+        method = getattr(message, "method", None)  # a parse error is an _ErrInfo
+        if method != "GET" and method != "HEAD":
+            return False
+        version = self.version_of(message.path)
+        if version is False:
+            return False
+        if (payload is not EMPTY_PAYLOAD or message.version != HttpVersion11 or message.should_close
+                or message.upgrade or message.chunked or "Expect" in message.headers):
+            return False
+        waiter = proto._waiter
+        if (waiter is None or waiter.done() or proto._messages or proto.over_cap or proto._close
+                or proto._force_close or proto.transport is None):
+            return False  # not idle: a request is in progress, queued, or the connection ends
+        proto._request_count += 1
+        manager = proto._manager
+        if manager is not None:
+            manager.requests_count += 1
+        if not self.hooked:
+            proto.transport.write(self.answer(method))
+            proto.fast_answered()
+            return True
+        request = proto._request_factory(message, payload, proto, StreamWriter(proto, proto._loop),
+                                         proto._task_handler)
+        info = UrlMappingMatchInfo({}, self.routes[method])
+        info.add_app(self.app)
+        info.freeze()
+        request._match_info = info
+        request["api_version_raw"] = version
+        responses: list[Any] = []
+
+        async def handler(req: web.Request) -> web.StreamResponse:
+            responses.append(self.response)
+            return self.response
+
+        coro = self.middleware(request, handler)
+        try:
+            done, result = _drive(coro)
+        except Exception:
+            log.exception("fast path failed for %s %s", method, message.path)
+            proto.force_close()
+            return True
+        if done and responses and result is self.response:
+            proto.transport.write(self.answer(method))
+            proto.fast_answered()
+            return True
+        # a hook waits, or the answer is not the ping (a denial, an error): finish in a task,
+        # with reading paused so that the next request waits for this answer
+        proto.transport.pause_reading()
+        task = proto._loop.create_task(self._slow(proto, request, method, coro, done, result))
+        proto.fast_tasks.add(task)
+        task.add_done_callback(proto.fast_tasks.discard)
+        return True
+
+    async def _slow(self, proto: Any, request: web.Request, method: str, coro: Any, done: bool, result: Any) -> None:
+        try:
+            response = result if done else await _finish(coro, result)
+            if response is self.response:
+                if proto.transport is not None:
+                    proto.transport.write(self.answer(method))
+            else:
+                await response.prepare(request)
+                await response.write_eof()
+                if not response.keep_alive:
+                    proto.force_close()
+                    return
+            proto.fast_answered()
+        except Exception:
+            log.exception("fast path failed for %s %s", method, request.path)
+            proto.force_close()
+        finally:
+            if proto.transport is not None and not proto._force_close:
+                proto.transport.resume_reading()
+
+
+def _url(path: str) -> Any:
+    from yarl import URL
+
+    return URL.build(path=path, encoded=True)
+
+
+class FastParser:
+    """aiohttp's request parser with the fast path between it and the connection handler."""
+
+    __slots__ = ("parser", "proto", "fast")
+
+    def __init__(self, parser: Any, proto: Any, fast: FastPath) -> None:
+        self.parser, self.proto, self.fast = parser, proto, fast
+
+    def feed_data(self, data: bytes) -> Any:
+        messages, upgraded, tail = self.parser.feed_data(data)
+        if len(messages) == 1 and not upgraded:
+            msg, payload = messages[0]
+            if self.fast.serve(self.proto, msg, payload):
+                self.parser.message_consumed()
+                return (), False, b""
+        return messages, upgraded, tail
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.parser, name)

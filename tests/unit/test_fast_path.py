@@ -1,0 +1,189 @@
+"""The ``/_ping`` fast path (dockyard.api.fastpath): same bytes as the normal path, every
+request hook still runs, answers stay in order, and pings really skip aiohttp's handler path.
+
+In-process: the real middleware, router and connection handler on a Unix socket in a temp dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from dockyard import hookimpl
+from dockyard.api import system
+from dockyard.api.fastpath import FastPath
+from dockyard.api.limits import FAST_PATH, LimitedAppRunner, Limits
+from dockyard.api.middleware import make_middleware
+from dockyard.api.router import VersionedRouter
+from dockyard.builtin import error_renderer
+from dockyard.identity import Decision, Identity
+from dockyard.plugins import Plugins
+
+
+class Hooks:
+    """A request-hook plugin recording what it saw; ``deny`` paths are refused, ``slow``
+    ones wait in an async authorization first."""
+
+    def __init__(self, *, slow: bool = False) -> None:
+        self.seen: list[tuple[str, str, str, str]] = []
+        self.finished: list[tuple[str, int, str]] = []
+        self.slow = slow
+
+    @hookimpl
+    def authenticate_request(self, request: Any, peer: Any) -> Identity:
+        return Identity(name=f"uid:{peer.uid}", kind="unix", uid=peer.uid)
+
+    @hookimpl
+    def authorize_request(self, request: Any, identity: Identity) -> Any:
+        self.seen.append((request.method, request.path, request["route"], identity.name))
+
+        async def later() -> Decision:
+            await asyncio.sleep(0.01)
+            return Decision(allow="deny" not in request.headers.get("X-Test", ""), message="no pings")
+
+        if self.slow:
+            return later()
+        if "deny" in request.headers.get("X-Test", ""):
+            return Decision(allow=False, message="no pings")
+        return None
+
+    @hookimpl
+    def request_finished(self, request: Any, identity: Identity, response: Any, duration: float) -> None:
+        self.finished.append((request.path, response.status, identity.name))
+
+
+async def serve(tmp: Path, hooks: Any, calls: list[int]) -> tuple[LimitedAppRunner, Path]:
+    plugins = Plugins()
+    plugins.pm.register(error_renderer, name="builtin_errors")
+    if hooks is not None:
+        plugins.pm.register(hooks, name="test_hooks")
+    middleware = make_middleware(plugins)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        app = web.Application(router=VersionedRouter(), middlewares=[middleware])
+
+    async def ping(request: Any) -> web.Response:  # the real handler, counted
+        calls.append(1)
+        return await system.ping(request)
+
+    app.router.add_get("/_ping", ping)
+    app[FAST_PATH] = lambda: FastPath(app, middleware, middleware.request_hooks, ping)
+    runner = LimitedAppRunner(app, limits=Limits(), access_log=None, handle_signals=False)
+    await runner.setup()
+    sock = tmp / "api.sock"
+    await web.UnixSite(runner, str(sock)).start()
+    return runner, sock
+
+
+async def exchange(sock: Path, *chunks: bytes, answers: int | None = None) -> list[bytes]:
+    """Send each chunk (one request, or several pipelined) on one kept-alive connection and
+    read its answers before the next (``answers``: read that many after the last chunk)."""
+    reader, writer = await asyncio.open_unix_connection(str(sock))
+    out = []
+    for i, raw in enumerate(chunks):
+        writer.write(raw)
+        n = raw.count(b" HTTP/1.1\r\n") if answers is None or i < len(chunks) - 1 else answers
+        for _ in range(n):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
+            body = b"" if raw.startswith(b"HEAD") else await reader.readexactly(length)
+            out.append(head + body)
+    writer.close()
+    return out
+
+
+def request(method: str, path: str, *extra: str) -> bytes:
+    return "".join([f"{method} {path} HTTP/1.1\r\nHost: docker\r\n", *(h + "\r\n" for h in extra), "\r\n"]).encode()
+
+
+def without_date(answer: bytes) -> bytes:
+    return re.sub(rb"Date: [^\r]*\r\n", b"", answer)
+
+
+def run(tmp: Path, hooks: Any, body: Any) -> list[int]:
+    calls: list[int] = []
+
+    async def main() -> None:
+        runner, sock = await serve(tmp, hooks, calls)
+        try:
+            await body(sock, calls)
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
+    return calls
+
+
+def test_fast_pings_are_the_normal_answer_without_the_handler_path(tmp_path: Path) -> None:
+    async def body(sock: Path, calls: list[int]) -> None:
+        started = len(calls)  # the fast path takes its answer from the handler once
+        fast = await exchange(sock, *[request("GET", "/_ping")] * 3, request("GET", "/v1.44/_ping"))
+        head = await exchange(sock, request("HEAD", "/_ping"))
+        assert len(calls) == started, "pings went through aiohttp's handler path"
+        slow = await exchange(sock, request("GET", "/_ping?normal=1"))  # a query: the normal path
+        slow_head = await exchange(sock, request("HEAD", "/_ping?normal=1"))
+        assert len(calls) == started + 2
+        assert {without_date(a) for a in fast} == {without_date(slow[0])}
+        assert without_date(head[0]) == without_date(slow_head[0])
+        assert fast[0].startswith(b"HTTP/1.1 200 OK\r\n") and fast[0].endswith(b"\r\n\r\nOK")
+        for name in (b"Api-Version", b"Ostype", b"Server", b"Builder-Version", b"Swarm", b"Cache-Control", b"Date"):
+            assert b"\r\n" + name + b": " in fast[0], name
+        # a version the daemon does not speak is the normal path's 400
+        old = await exchange(sock, request("GET", "/v1.10/_ping"))
+        # pipelined requests (several in one read) take the normal path, in order
+        both = await exchange(sock, request("GET", "/_ping") + request("GET", "/v1.10/_ping"))
+        assert [a.split(b"\r\n", 1)[0] for a in both] == [b"HTTP/1.1 200 OK", b"HTTP/1.1 400 Bad Request"]
+        assert old[0].startswith(b"HTTP/1.1 400 ")
+
+    run(tmp_path, None, body)
+
+
+def test_every_request_hook_runs_for_fast_pings(tmp_path: Path) -> None:
+    hooks = Hooks()
+
+    async def body(sock: Path, calls: list[int]) -> None:
+        started = len(calls)
+        ok = await exchange(sock, request("GET", "/_ping"), request("GET", "/v1.44/_ping"))
+        denied = await exchange(sock, request("GET", "/_ping", "X-Test: deny"))
+        assert len(calls) == started
+        assert all(a.startswith(b"HTTP/1.1 200 OK") for a in ok)
+        assert denied[0].startswith(b"HTTP/1.1 403 ") and b"no pings" in denied[0]
+        assert b"Api-Version: " in denied[0]
+
+    run(tmp_path, hooks, body)
+    assert [s[:3] for s in hooks.seen] == [("GET", "/_ping", "/_ping"), ("GET", "/v1.44/_ping", "/_ping"),
+                                           ("GET", "/_ping", "/_ping")]
+    assert all(s[3].startswith("uid:") for s in hooks.seen)
+    assert [f[:2] for f in hooks.finished] == [("/_ping", 200), ("/v1.44/_ping", 200), ("/_ping", 403)]
+
+
+def test_an_async_hook_keeps_answers_in_order(tmp_path: Path) -> None:
+    hooks = Hooks(slow=True)
+
+    async def body(sock: Path, calls: list[int]) -> None:
+        # a ping whose authorization waits; the next requests arrive before its answer (reading
+        # is paused meanwhile, so they come in as one later read: the normal path)
+        reader, writer = await asyncio.open_unix_connection(str(sock))
+        writer.write(request("GET", "/_ping"))
+        await writer.drain()
+        await asyncio.sleep(0.001)
+        writer.write(request("GET", "/_ping", "X-Test: deny") + request("GET", "/_ping?n=1"))
+        answers = []
+        for _ in range(3):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
+            answers.append(head + await reader.readexactly(length))
+        writer.close()
+        assert [a.split(b"\r\n", 1)[0] for a in answers] == [b"HTTP/1.1 200 OK", b"HTTP/1.1 403 Forbidden",
+                                                             b"HTTP/1.1 200 OK"]
+        # alone, a denied ping waits for its hook on the fast path too
+        denied = await exchange(sock, request("GET", "/_ping", "X-Test: deny"))
+        assert denied[0].startswith(b"HTTP/1.1 403 ")
+
+    run(tmp_path, hooks, body)
+    assert [f[:2] for f in hooks.finished] == [("/_ping", 200), ("/_ping", 403), ("/_ping", 200), ("/_ping", 403)]
