@@ -1,7 +1,9 @@
 """``dockyardd``: flags and config -> plugins and drivers -> API on every ``-H`` address.
 
 The :class:`Daemon` owns the config, the plugin manager, the event bus, the drivers and the
-services; it is what hooks receive as ``daemon``.
+services; it is what hooks receive as ``daemon``. :meth:`Daemon.start` is the composition root:
+it builds every service (images, registry, build cache, volumes, networks, containers and
+their execs) once, and the API only looks them up: nothing is created lazily in a handler.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import click
@@ -29,6 +31,15 @@ from .events import EventBus, Event
 from .host import Host
 from .plugins import GROUPS, Plugins, await_me_maybe, entry_point_names
 from .timestamps import rfc3339_millis, rfc3339_nano
+
+if TYPE_CHECKING:
+    from .build.cache import BuildCache
+    from .containers.execs import ExecService
+    from .containers.service import ContainerService
+    from .images import ImageService
+    from .networks import NetworkService
+    from .registry import RegistryService
+    from .volumes import VolumeService
 
 log = logging.getLogger("dockyard.daemon")
 
@@ -59,6 +70,14 @@ class Daemon:
         self.started_at = time.time()
         self._background: set[asyncio.Task[Any]] = set()
         self.userns: Any = None  # dockyard.userns.IdMapping with --userns-remap
+        # the services, built by start() in this order (None until then, or when it failed early)
+        self.images: ImageService | None = None
+        self.registry: RegistryService | None = None
+        self.build_cache: BuildCache | None = None
+        self.volumes: VolumeService | None = None
+        self.networks: NetworkService | None = None
+        self.containers: ContainerService | None = None
+        self.execs: ExecService | None = None
 
     # -- start and stop ------------------------------------------------------------------
 
@@ -86,6 +105,14 @@ class Daemon:
         self.images = ImageService(c.data_root / "image", self.drivers.get("storage"), self.events,
                                    asyncio.get_running_loop())
         self.services.append(self.images)
+        from .registry import RegistryService
+
+        self.registry = RegistryService(self.images, c)
+        from .build.cache import BuildCache
+
+        self.build_cache = BuildCache(c.data_root / "build")
+        images = self.images
+        self.build_cache.forget_missing(lambda image_id: image_id in images.images)  # removed while down
         from .volumes import VolumeService
 
         self.volumes = VolumeService(self)
@@ -98,6 +125,7 @@ class Daemon:
         from .containers.service import ContainerService
 
         self.containers = ContainerService(self)
+        self.execs = self.containers.execs
         await self.containers.reconcile()
         await self.networks.reconcile({cid for cid, c in self.containers.containers.items() if c.running})
         await self.volumes.reconcile(self.containers)
@@ -280,7 +308,7 @@ class Daemon:
                 "Network": entry_point_names(GROUPS["network"]),
                 "Authorization": sorted({i.plugin_name for i in self.plugins.hook.authorize_request.get_hookimpls()})
                 or None,  # hook modules that implement authorize_request
-                "Log": ["json-file", "local"],  # both served by the engine's own log store
+                "Log": self.containers.logging.drivers.names(),  # the registered log drivers (dockyard.logging)
             },
             "MemoryLimit": cgroups is not None, "SwapLimit": cgroups is not None,
             "KernelMemory": False, "KernelMemoryTCP": False,
@@ -290,7 +318,7 @@ class Daemon:
             "IPv4Forwarding": h.ip_forwarding(), "BridgeNfIptables": False, "BridgeNfIp6tables": False,
             "Debug": c.debug, "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": len(asyncio.all_tasks()),
             "SystemTime": rfc3339_nano(time.time_ns(), local=True),
-            "LoggingDriver": "json-file",
+            "LoggingDriver": c.log_driver,
             "CgroupDriver": cgroups.driver if cgroups is not None else "none",
             "CgroupVersion": str(cgroups.version) if cgroups is not None else "",
             "NEventsListener": len(self.events.subscribers),

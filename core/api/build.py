@@ -20,9 +20,8 @@ import json
 import logging
 import shutil
 import tempfile
-import weakref
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -37,20 +36,19 @@ from ..images.streams import BodyReader, decompressed
 from .middleware import add_common_headers
 from .util import daemon_of, drain_body, query_bool
 
+if TYPE_CHECKING:
+    from ..daemon import Daemon
+
 log = logging.getLogger("dockyard.api.build")
 
 routes = web.RouteTableDef()
 
 BUILDKIT = ("BuildKit is not supported by dockyard: use the classic builder "
             "(set DOCKER_BUILDKIT=0 for the docker CLI)")
-_caches: "weakref.WeakKeyDictionary[Any, BuildCache]" = weakref.WeakKeyDictionary()
-
-
-def _cache(daemon: Any) -> BuildCache:
-    cache = _caches.get(daemon)
+def _cache(daemon: Daemon) -> BuildCache:
+    cache = daemon.build_cache  # built by Daemon.start
     if cache is None:
-        cache = _caches[daemon] = BuildCache(daemon.config.data_root / "build")
-        cache.forget_missing(lambda image_id: image_id in daemon.images.images)  # images removed since
+        raise Unavailable("the build cache is not available on this daemon")
     return cache
 
 
@@ -216,7 +214,7 @@ def error_message(exc: BaseException) -> dict[str, Any]:
 @routes.post("/build")
 async def build(request: web.Request) -> web.StreamResponse:
     daemon = daemon_of(request)
-    if getattr(daemon, "images", None) is None or getattr(daemon, "containers", None) is None:
+    if daemon.images is None or daemon.containers is None:
         raise Unavailable("building needs the image and container services")
     try:
         opts = options(request)

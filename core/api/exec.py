@@ -23,15 +23,9 @@ routes = web.RouteTableDef()
 
 
 def execs(request: web.Request) -> ExecService:
-    daemon = daemon_of(request)
-    svc = getattr(daemon, "execs", None)
+    svc = daemon_of(request).execs  # the containers service's, set by Daemon.start
     if svc is None:
-        containers = getattr(daemon, "containers", None)
-        if containers is None:
-            raise NotSupported("containers are not available on this daemon")
-        svc = getattr(containers, "execs", None)
-        if svc is None:
-            svc = containers.execs = ExecService(containers)
+        raise NotSupported("containers are not available on this daemon")
     return svc
 
 

@@ -27,7 +27,7 @@ routes = web.RouteTableDef()
 
 
 def images_of(request: web.Request) -> ImageService:
-    svc = getattr(daemon_of(request), "images", None)
+    svc = daemon_of(request).images
     if svc is None:
         raise Unavailable("the image service is not running")
     return svc

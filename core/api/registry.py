@@ -19,13 +19,9 @@ routes = web.RouteTableDef()
 
 
 def registry_of(request: web.Request) -> RegistryService:
-    daemon = daemon_of(request)
-    svc = getattr(daemon, "registry", None)
+    svc = daemon_of(request).registry  # built by Daemon.start with the image service
     if svc is None:
-        images = getattr(daemon, "images", None)
-        if images is None:
-            raise Unavailable("the image service is not running")
-        svc = daemon.registry = RegistryService(images, daemon.config)  # type: ignore[attr-defined]
+        raise Unavailable("the image service is not running")
     return svc
 
 

@@ -283,11 +283,9 @@ class Builder:
         """Fetch an image through the daemon's registry service, with the credentials of
         ``X-Registry-Config`` for its registry; its progress messages (``Pulling from``, the
         layers, ``Status: Downloaded newer image``) go into the build output as Docker's do."""
-        from ..registry import Credentials, RegistryService, pull_reference
+        from ..registry import Credentials, pull_reference
 
-        svc = getattr(self.daemon, "registry", None)
-        if svc is None:
-            svc = self.daemon.registry = RegistryService(self.images, self.daemon.config)
+        svc = self.daemon.registry  # built by Daemon.start
         domain = pull_reference(name, None).domain
         auth = self.opts.registry_config.get(domain) or {}
         loop = asyncio.get_running_loop()

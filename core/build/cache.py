@@ -47,7 +47,10 @@ class BuildCache:
 
     def forget_missing(self, exists: Callable[[str], bool]) -> None:
         with self.lock:
-            self.entries = {k: v for k, v in self.entries.items() if exists(v)}
-            self.images = {k: v for k, v in self.images.items() if exists(k)}
+            entries = {k: v for k, v in self.entries.items() if exists(v)}
+            images = {k: v for k, v in self.images.items() if exists(k)}
+            if entries == self.entries and images == self.images:
+                return  # nothing removed (the usual daemon start): no write
+            self.entries, self.images = entries, images
             write_json(self.path, self.entries, sync=False)
             write_json(self.images_path, self.images, sync=False)

@@ -68,3 +68,39 @@ def test_etc_files_are_rewritten_in_place(tmp_path: Path) -> None:
     assert {name: os.stat(p).st_ino for name, p in etcfiles.paths(tmp_path).items()} == inodes
     assert etcfiles.read_resolv_conf(tmp_path) == "nameserver 127.0.0.11\n"
     assert (tmp_path / "hosts").read_text().endswith("10.0.0.2\th\n10.0.0.3\tother\n")
+
+
+def test_api_keeps_no_service_state_in_module_caches() -> None:
+    """Daemon.start builds every service (registry and build cache too); api/ only looks them up.
+    Allowed: memos of pure functions of static types (msgspec decoders and type info)."""
+    allowed = {("models.py", "_INFO_CACHE"), ("models.py", "_decoder")}
+    found = []
+    for path in sorted((CORE / "api").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names = [t.id for t in targets if isinstance(t, ast.Name)]
+                value = ast.unparse(node.value) if node.value is not None else ""
+                if any("cache" in n.lower() for n in names) or "WeakKeyDictionary" in value \
+                        or "WeakValueDictionary" in value:
+                    found += [(path.name, n) for n in names]
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if any("cache" in ast.unparse(d) for d in node.decorator_list):
+                    found.append((path.name, node.name))
+    assert set(found) <= allowed, sorted(set(found) - allowed)
+
+
+def test_composition_root_builds_every_service() -> None:
+    import inspect
+
+    from dockyard.daemon import Daemon
+
+    source = inspect.getsource(Daemon.start)
+    for built in ("ImageService(", "RegistryService(", "BuildCache(", "VolumeService(", "NetworkService(",
+                  "ContainerService("):
+        assert built in source, built
+    for path in (CORE / "api").glob("*.py"):
+        text = path.read_text()
+        for service in ("RegistryService(", "BuildCache(", "ExecService(", "ImageService("):
+            assert service not in text, (path.name, service)
