@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Literal
 
 from ..drivers import contracts
 from ..drivers.contracts import DriverRecord
@@ -35,7 +35,8 @@ class RuntimeSet:
     (:class:`~dockyard.drivers.runtime.MultiRuntime`: ``names()``, ``path_of(name)``,
     ``owns(cid)``)."""
 
-    def __init__(self, default: Any, extras: list[Any] = ()) -> None:  # type: ignore[assignment]
+    def __init__(self, default: Any, extras: Iterable[Any] = ()) -> None:
+        extras = list(extras)
         self.default = default
         self.name: str = default.name
         self.records: dict[int, DriverRecord] = {id(d): contracts.record("runtime", d) for d in (default, *extras)}
@@ -103,7 +104,7 @@ class RuntimeSet:
     async def kill(self, cid: str, sig: int) -> None:
         await self.runtime_of(cid).kill(cid, sig)
 
-    def state(self, cid: str) -> str:
+    def state(self, cid: str) -> Literal["running", "exited", "unknown"]:
         return self.runtime_of(cid).state(cid)
 
     def exit_status(self, cid: str) -> ExitStatus | None:
