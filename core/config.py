@@ -76,7 +76,7 @@ class DaemonConfig:
     api_header_timeout: float = 60.0  # seconds to receive a request's headers
     api_idle_timeout: float = 300.0  # seconds a kept-alive connection may wait for its next request
     api_max_connections_per_peer: int = 512  # open connections per uid (Unix socket) or IP (TCP)
-    log_driver: str = "json-file"  # dockerd's log-driver: containers without --log-driver (json-file, local, none)
+    log_driver: str = "json-file"  # dockerd's log-driver: containers without --log-driver (dockyard.logging names)
     log_opts: dict[str, str] = field(default_factory=dict)
     # dockerd's runtimes: --runtime NAME -> OCI runtime binary, served by the oci runtime plugin
     runtimes: dict[str, str] = field(default_factory=dict)
@@ -236,9 +236,12 @@ def _coerce(name: str, value: Any) -> Any:
         if value not in LOG_LEVELS:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(LOG_LEVELS)}")
         return value
-    if name == "log_driver":
-        if value not in ("json-file", "local", "none", "syslog"):
-            raise ConfigError(f"{key}: log driver {value!r} is not supported (json-file, local, none, syslog)")
+    if name == "log_driver":  # the drivers registered in dockyard.logging (dockyard.drivers.logging)
+        from .drivers.logging import LogDrivers
+
+        names = LogDrivers().names()
+        if value not in names:
+            raise ConfigError(f"{key}: logger: no log driver named {value!r} is registered ({', '.join(names)})")
         return value
     if name == "log_format":
         if value not in ("text", "json"):

@@ -259,7 +259,7 @@ def _tail(request: web.Request) -> int | None:
 async def logs(request: web.Request) -> web.StreamResponse:
     svc = service(request)
     c = svc.get(request.match_info["id"])
-    if options.log_driver(c.host_config) in ("none", "syslog"):  # nothing to read back (as Docker)
+    if not svc.logging.readable(c):  # a log driver without ReadableLogs (none, syslog): as Docker
         raise NotSupported("configured logging driver does not support reading")
     streams = _streams(request, False)
     if not streams:

@@ -16,7 +16,6 @@ from ..drivers.cgroups import Resources
 from ..errors import DockyardError, InvalidArgument, NameInUse, NoSuchContainer
 from ..runtime import capabilities
 from . import configure, effective, etcfiles, health, mounts, options, ports, runtime_opts, startopts
-from .logopts import log_limits
 from .persist import raise_if_disk_full
 from .record import Container
 
@@ -49,11 +48,7 @@ async def _create(svc: ContainerService, body: dict[str, Any], name: str | None,
         raise InvalidArgument("Config.Image is required")
     image = svc.images.resolve(image_ref)
     host_config = configure.normalize_host_config(body.get("HostConfig"))
-    if not ((body.get("HostConfig") or {}).get("LogConfig") or {}).get("Type"):  # dockerd's log-driver
-        host_config["LogConfig"]["Type"] = getattr(svc.daemon.config, "log_driver", "json-file")
-    if host_config["LogConfig"]["Type"] == getattr(svc.daemon.config, "log_driver", "json-file"):
-        # and its log-opts for the keys the container leaves out (as dockerd; inspect shows them)
-        host_config["LogConfig"]["Config"] = {**svc.daemon.config.log_opts, **host_config["LogConfig"]["Config"]}
+    svc.logging.configure(body.get("HostConfig"), host_config)  # dockerd's log-driver and log-opts
     request_config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
     from ..plugins import call_hook
 
@@ -66,9 +61,7 @@ async def _create(svc: ContainerService, body: dict[str, Any], name: str | None,
     capabilities.resolve(host_config.get("CapAdd"), host_config.get("CapDrop"))  # unknown names -> 400
     Resources.from_host_config(host_config)  # limits the kernel would refuse -> 400 now
     runtime_opts.validate(host_config, getattr(svc.cgroups, "version", 1))  # devices, cgroupns, oom score
-    log_limits((host_config.get("LogConfig") or {}).get("Config") or {},
-               {"max-size": str(svc.log_defaults[0]), "max-file": str(svc.log_defaults[1])},
-               options.log_driver(host_config))
+    svc.logging.validate(host_config)  # the log driver's name and options -> 400 now
     mount_points = mounts.plan(config, host_config, svc)  # bad mounts -> 400 before anything exists
     networks = (svc.networks.container_networks(host_config, body.get("NetworkingConfig"))
                 if svc.networks is not None else {})

@@ -24,7 +24,9 @@ log = logging.getLogger("dockyard.containers")
 
 
 def watch(svc: ContainerService, c: Container) -> None:
-    """Start the monitor task of a running container (and its healthcheck)."""
+    """Start the monitor task of a running container (and its healthcheck, and the forwarding
+    of its output to a forwarded log driver, from where it stopped)."""
+    svc.logging.forward(svc, c)
     task = spawn(_wait_exit(svc, c), f"monitor of container {c.id[:12]}")
     svc.health.start(c)
     svc.monitors[c.id] = task
@@ -39,6 +41,7 @@ async def _wait_exit(svc: ContainerService, c: Container) -> None:
     except Exception as exc:
         log.exception("waiting for %s failed", c.id[:12])
         status = ExitStatus(exit_code=255, error=str(exc))
+    await svc.logging.drained(c)  # as Docker: the output reaches the log driver before the exit counts
     async with svc.lock(c.id):
         await record_exit(svc, c, status)
     await after_exit(svc, c)

@@ -17,12 +17,6 @@ if TYPE_CHECKING:
     from .runtimes import RuntimeSet
 
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
-#: ``LogConfig.Type`` values: json-file (Docker's JSON lines at LogPath, written by the shim),
-#: local/dockyard (the binary record store), none (nothing kept; attach still works).
-LOG_DRIVERS = ("", "dockyard", "json-file", "local", "none", "syslog")
-#: Docker's other built-in drivers: known, refused with a 400 naming them.
-UNSUPPORTED_LOG_DRIVERS = ("journald", "fluentd", "gelf", "awslogs", "splunk", "etwlogs", "gcplogs",
-                           "logentries")
 #: Runtime names known from Docker that need a separately installed runtime plugin here.
 RUNTIME_PLUGINS = {"runc": "dockyard-oci-runtime", "crun": "dockyard-oci-runtime"}
 #: Sysctls of the IPC namespace (with fs.mqueue.*): allowed unless --ipc host, as Docker.
@@ -105,16 +99,8 @@ def _check_storage_opt(hc: dict[str, Any], storage: Any) -> None:
 
 
 def log_driver(hc: dict[str, Any]) -> str:
-    """The container's ``--log-driver``; every name but "none" is the engine's log store."""
+    """The container's ``--log-driver`` (its driver: ``ContainerLogging.driver``, from the registry)."""
     return (hc.get("LogConfig") or {}).get("Type") or "json-file"
-
-
-def _check_log_driver(hc: dict[str, Any]) -> None:
-    kind = (hc.get("LogConfig") or {}).get("Type") or ""
-    if kind in UNSUPPORTED_LOG_DRIVERS:
-        raise InvalidArgument(f"log driver '{kind}' is not supported by this engine (json-file, local, none, syslog)")
-    if kind not in LOG_DRIVERS:
-        raise InvalidArgument(f"logger: no log driver named '{kind}' is registered")
 
 
 def _check_modes(hc: dict[str, Any]) -> None:
@@ -234,7 +220,6 @@ def check(config: dict[str, Any], hc: dict[str, Any], *, runtime: Any = None, st
     _check_runtime(hc, runtime)
     _check_device_requests(hc)
     _check_storage_opt(hc, storage)
-    _check_log_driver(hc)
     _check_modes(hc)
     check_resources(hc)
     _check_sysctls(hc)

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .. import filters as F
 from ..errors import DockyardError, InvalidArgument, NoSuchContainer
 from ..lifecycle import State
-from ..runtime.logfile import JsonLogReader
-from . import logopts, options, ports
+from . import logopts, ports
 from .record import Container, rfc3339
 
 if TYPE_CHECKING:
@@ -98,14 +97,8 @@ def _re_search(pattern: str, text: str) -> Any:
 
 
 def logs(svc: ContainerService, c: Container) -> Any:
-    """The runtime's log reader, or None for a container that never ran."""
-    if not c.has_been_started or svc.runtime is None:
-        return None
-    reader = svc.runtime.logs(c.id)
-    path = logopts.json_log_path(svc, c)
-    if options.log_driver(c.host_config) == "json-file" and (path.exists() or JsonLogReader(path).files()):
-        return JsonLogReader(path, getattr(reader, "exit_path", None))
-    return reader  # local, or a runtime that writes no json-file (the fake runtime)
+    """The log driver's reader for docker logs, or None for a container that never ran."""
+    return svc.logging.reader(svc, c)
 
 
 def pids(svc: ContainerService, c: Container) -> list[int]:

@@ -94,6 +94,8 @@ async def _reconcile_one(svc: ContainerService, c: Container) -> None:
     if status is None:
         status = ExitStatus(exit_code=255, error="container vanished while the daemon was down")
     log.info("container %s exited while the daemon was down (exit code %s)", c.id[:12], status.exit_code)
+    svc.logging.forward(svc, c)  # what it wrote meanwhile, to a forwarded log driver
+    await svc.logging.drained(c)
     await monitor.record_exit(svc, c, status)
     spawn(monitor.after_exit(svc, c), f"restart policy of container {c.id[:12]}")
 
@@ -167,6 +169,7 @@ async def close(svc: ContainerService) -> None:
                 await stop.stop_process(svc, c, None)
     for task in list(svc.monitors.values()):
         task.cancel()
+    await svc.logging.close()  # forwarders stop; the shims keep the output for the next daemon
     for cid in list(svc.unsaved):  # a last try for records a full disk kept back
         c = svc.containers.get(cid)
         if c is not None:

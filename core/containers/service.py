@@ -16,10 +16,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, InvalidArgument, NoSuchContainer, Unavailable
+from ..errors import InvalidArgument, NoSuchContainer, Unavailable
 from . import create as _create, monitor as _monitor, persist, queries as _queries, reconcile as _reconcile
 from . import start as _start, stop as _stop, update as _update
-from .logopts import json_log_path, log_limits, log_path
+from .logopts import ContainerLogging, json_log_path, log_path
 from .record import Container
 
 
@@ -50,13 +50,7 @@ class ContainerService:
         self.attached: dict[str, int] = {}  # open attach streams per container
         self.fs_users: dict[str, int] = {}  # open uses of a rootfs (archive, export, commit)
         self.detached = asyncio.Condition()
-        try:
-            self.log_defaults = log_limits(daemon.config.log_opts, {"max-size": "10m", "max-file": "3"},
-                                           getattr(daemon.config, "log_driver", "json-file"))
-            if getattr(daemon.config, "log_driver", "json-file") == "syslog":  # its opts are no file limits
-                self.log_defaults = log_limits({}, {"max-size": "10m", "max-file": "3"})
-        except InvalidArgument as exc:
-            raise ConfigError(f"log-opts: {exc}") from None
+        self.logging = ContainerLogging(daemon.config)  # log drivers (dockyard.logging), forwarders
         self.daemon_stopping = False
         from .execs import ExecService
         from .health import HealthMonitor

@@ -16,7 +16,7 @@ from ..crashpoints import crashpoint
 from ..drivers.cgroups import Resources
 from ..errors import Conflict, DockyardError, NotModified
 from ..lifecycle import State, require
-from . import cgparent, devices, effective, etcfiles, logopts, monitor, mounts, options, startopts, stop, syslog
+from . import cgparent, devices, effective, etcfiles, logopts, monitor, mounts, startopts, stop
 from .persist import raise_if_disk_full
 from .record import Container
 from .spec import build_spec
@@ -77,9 +77,7 @@ async def launch(svc: ContainerService, c: Container) -> None:
             cid=c.id, config=config, host_config=c.host_config, rootfs=rootfs,
             files=files, mounts=[*extra_mounts, *startopts.shm_mounts(c)], cgroup_procs=procs,
             log_path=logopts.channel_path(svc, c), log_max_size=log_max_size, log_max_files=log_max_files,
-            json_log=logopts.json_log(svc, c),
-            syslog=syslog.spec_fields(c.host_config["LogConfig"].get("Config") or {}, c)
-            if options.log_driver(c.host_config) == "syslog" else None,
+            json_log=logopts.json_log(svc, c), syslog=logopts.syslog_fields(svc, c),
             namespaces=namespaces, devices=device_plan.nodes,
         )
         if userns.remapped(svc.daemon_userns, c.host_config):  # root in the container: a host nobody
@@ -88,10 +86,12 @@ async def launch(svc: ContainerService, c: Container) -> None:
         # name yet; reconcile adopts it (or kills it) because the record says "starting"
         c.starting = True
         try:
+            svc.logging.prepare(svc, c)  # a forwarded log driver's receiver (none there: no start)
             svc.save(c)
             crashpoint("container.start.after_intent")
             pid = await svc.runtime.start(spec)
         except DockyardError as exc:
+            svc.logging.discard(c)
             c.starting = False
             code = getattr(exc, "exit_code", 128)
             c.exit_code, c.error = code, exc.message

@@ -1,7 +1,8 @@
 """Log drivers: json-file writes Docker's exact on-disk format at inspect's LogPath (the file
 cri-dockerd links for kubelet, tail -f and node log agents read), rotation, reading back with
 docker logs, the shim writing while the daemon is down; daemon log-driver/log-opts defaults and
-the drivers refused with a 400 that names them."""
+the drivers refused with a 400 that names them. (journald and the conformance of every driver:
+tests/conformance/test_logging.py.)"""
 
 import gzip
 import json
@@ -182,11 +183,9 @@ def test_local_and_none_drivers(d):
 
 
 def test_unsupported_drivers_and_options_are_a_400_naming_them(d):
-    for driver in ("journald", "fluentd", "gelf"):
+    for driver in ("fluentd", "gelf", "nosuch"):  # not registered in dockyard.logging: Docker's text
         r = d.docker("run", "--rm", "--log-driver", driver, "busybox", "true")
-        assert r.returncode != 0 and f"log driver '{driver}' is not supported".encode() in r.stderr, r.stderr
-    r = d.docker("run", "--rm", "--log-driver", "nosuch", "busybox", "true")
-    assert r.returncode != 0 and b"no log driver named 'nosuch'" in r.stderr
+        assert r.returncode != 0 and f"logger: no log driver named '{driver}' is registered".encode() in r.stderr
     r = d.docker("run", "--rm", "--log-opt", "compress=true", "--log-opt", "max-file=1", "busybox", "true")
     assert r.returncode != 0 and b"compress cannot be true when max-file is less than 2" in r.stderr
     r = d.docker("run", "--rm", "--log-opt", "compress=maybe", "busybox", "true")
@@ -211,9 +210,22 @@ def test_daemon_log_driver_and_log_opts_defaults(make_daemon, busybox_tar, tmp_p
     assert sorted(p.name for p in path.parent.glob(path.name + "*")) == [path.name, path.name + ".1"]
     assert ok(dd, "logs", "--tail", "1", "dj") == "line299\n"
     ok(dd, "rm", "-f", "dl", "dj")
-    bad = make_daemon("--log-driver", "journald", base=tmp_path / "bad", start=False)
-    with pytest.raises(RuntimeError, match="journald"):
+    bad = make_daemon("--log-driver", "fluentd", base=tmp_path / "bad", start=False)
+    with pytest.raises(RuntimeError, match="no log driver named 'fluentd' is registered"):
         bad.start(timeout=30)
+
+
+def test_info_lists_exactly_the_registered_log_drivers(d, make_daemon, busybox_tar):
+    """Plugins.Log is the dockyard.logging registry: a driver blocked by name is neither listed nor usable."""
+    info = json.loads(ok(d, "info", "--format", "{{json .}}"))
+    assert info["Plugins"]["Log"] == ["journald", "json-file", "local", "none", "syslog"]
+    assert info["LoggingDriver"] == "json-file"
+    dd = make_daemon("--log-driver", "local", env={"DOCKYARD_DISABLE_PLUGINS": "journald"})
+    info = json.loads(ok(dd, "info", "--format", "{{json .}}"))
+    assert info["Plugins"]["Log"] == ["json-file", "local", "none", "syslog"] and info["LoggingDriver"] == "local"
+    dd.load(busybox_tar)
+    r = dd.docker("run", "--rm", "--log-driver", "journald", "busybox", "true")
+    assert r.returncode != 0 and b"logger: no log driver named 'journald' is registered" in r.stderr
 
 
 # -- syslog: one datagram a line, sent by the shim (Docker's formats) ------------------------------

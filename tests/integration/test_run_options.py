@@ -32,7 +32,7 @@ REFUSED = [
     (["--link", "nosuchcontainer:db"], "could not get container for nosuchcontainer"),
     (["--mac-address", "01:00:5e:00:00:01"], "multicast"),
     (["--network", "host", "--mac-address", "02:42:ac:11:00:99"], "conflicting options: mac-address"),
-    (["--log-driver", "journald"], "log driver 'journald' is not supported by this engine"),
+    (["--log-driver", "fluentd"], "logger: no log driver named 'fluentd' is registered"),
     (["--cpu-rt-runtime", "950000"], "--cpu-rt-runtime is not supported"),
     (["--device-read-bps", "/dev/null:1mb"], "--device-read-bps is not supported"),
     (["--blkio-weight-device", "/dev/null:100"], "--blkio-weight-device is not supported"),

@@ -87,8 +87,10 @@ def test_daemon_config_log_driver_key(tmp_path):
     f.write_text('log-driver = "syslog"\n[log-opts]\nsyslog-address = "udp://127.0.0.1:514"\n')
     c = cfg.build({}, f)
     assert c.log_driver == "syslog" and c.log_opts == {"syslog-address": "udp://127.0.0.1:514"}
-    f.write_text('log-driver = "journald"\n')
-    with pytest.raises(ConfigError, match="journald"):
+    f.write_text('log-driver = "journald"\n')  # registered in dockyard.logging
+    assert cfg.build({}, f).log_driver == "journald"
+    f.write_text('log-driver = "fluentd"\n')
+    with pytest.raises(ConfigError, match="no log driver named 'fluentd' is registered"):
         cfg.build({}, f)
 
 

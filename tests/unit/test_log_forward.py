@@ -1,0 +1,115 @@
+"""The daemon's forwarding of a container's output to a log driver (Docker's copier rules) and
+journald's native-protocol datagrams (exact bytes, the memfd fallback for a big entry)."""
+
+import array
+import os
+import socket
+import struct
+
+import pytest
+
+from dockyard.builtin import journald
+from dockyard.containers.logforward import Forwarder, read_cursor
+from dockyard.drivers.logging import LogDrivers, LogInfo, LogMessage
+from dockyard.runtime.logfile import LogRecord
+
+
+class Sink:
+    def __init__(self):
+        self.got = []
+
+    def log(self, msg):
+        self.got.append((msg.stream, msg.line, msg.partial))
+
+    def close(self):
+        pass
+
+
+def info(tmp_path, **kw):
+    return LogInfo(container_id="c" * 64, name="web", image_name="busybox", image_id="sha256:" + "1" * 64,
+                   config=kw.pop("config", {}), directory=tmp_path, **kw)
+
+
+def fwd(tmp_path):
+    return Forwarder(LogDrivers().get("journald"), info(tmp_path), None, Sink())
+
+
+def test_lines_streams_and_16k_partials(tmp_path):
+    f = fwd(tmp_path)
+    f.feed(LogRecord(1, 10, b"a\nb"))
+    f.feed(LogRecord(2, 11, b"err\n"))
+    f.feed(LogRecord(1, 12, b"c\n" + b"x" * 20000 + b"\n" + b"tail"))
+    f.flush()
+    assert f.sink.got == [("stdout", b"a", False), ("stderr", b"err", False), ("stdout", b"bc", False),
+                          ("stdout", b"x" * 16384, True), ("stdout", b"x" * (20000 - 16384), False),
+                          ("stdout", b"tail", True)]
+
+
+def test_resume_from_the_cursor_sends_nothing_twice_and_loses_nothing(tmp_path):
+    recs = [LogRecord(1, 10, b"one\ntw"), LogRecord(2, 11, b"e1\n"), LogRecord(1, 12, b"o\nthr"),
+            LogRecord(1, 13, b"ee\nfour\n")]
+    f = fwd(tmp_path)
+    for r in recs[:3]:
+        f.feed(r)
+    f.save()  # the daemon dies here: "thr" was not sent yet
+    assert read_cursor(tmp_path)["pos"]
+    g = fwd(tmp_path)
+    for r in recs:  # the buffer is read again from the cursor's oldest record
+        g.feed(r)
+    g.flush()
+    lines = [x[1] for x in f.sink.got + g.sink.got]
+    assert lines == [b"one", b"e1", b"two", b"three", b"four"]
+
+
+def test_journal_entry_bytes():
+    msg = LogMessage("stderr", b"hello", 1_700_000_000_123_000_000, partial=True)
+    data = journald.entry(msg, {"CONTAINER_ID": "abc", "LABEL_X": "two\nlines"})
+    assert data == (b"PRIORITY=3\nMESSAGE=hello\nCONTAINER_ID=abc\nLABEL_X\n" + struct.pack("<Q", 9) + b"two\nlines\n"
+                    b"CONTAINER_PARTIAL_MESSAGE=true\nSYSLOG_TIMESTAMP=2023-11-14T22:13:20.123Z\n")
+
+
+def test_extra_attributes_as_docker():
+    opts = {"labels": "com.example.team,missing", "env": "STAGE", "env-regex": "^X_"}
+    got = journald.extra_attributes(opts, {"com.example.team": "ops", "other": "no"}, ["STAGE=prod", "X_A=1", "Y=2"])
+    assert got == {"COM_EXAMPLE_TEAM": "ops", "STAGE": "prod", "X_A": "1"}
+    assert journald.sanitize_key("_a-b.c9") == "A_B_C9"
+
+
+def test_big_entry_goes_through_a_sealed_memfd(tmp_path):
+    path = str(tmp_path / "journal.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as srv:
+        srv.bind(path)
+        sink = journald.JournalSink(path, {"CONTAINER_ID": "abc"})
+        try:
+            sink.log(LogMessage("stdout", b"small", 1))
+            big = b"y" * (4 << 20)  # over any socket buffer: EMSGSIZE
+            sink.log(LogMessage("stdout", big, 1))
+        finally:
+            sink.close()
+        srv.settimeout(30)
+        assert srv.recv(1 << 16).startswith(b"PRIORITY=6\nMESSAGE=small\n")
+        fds = array.array("i")
+        data, anc, _, _ = srv.recvmsg(1, socket.CMSG_SPACE(fds.itemsize))
+        assert data == b""
+        (level, kind, raw), = anc
+        assert (level, kind) == (socket.SOL_SOCKET, socket.SCM_RIGHTS)
+        fds.frombytes(raw[:fds.itemsize])
+        fd = fds[0]
+        try:
+            import fcntl
+
+            assert fcntl.fcntl(fd, 1034) & 0xF == 0xF  # F_GET_SEALS: seal, shrink, grow, write
+            os.lseek(fd, 0, os.SEEK_SET)
+            content = b""
+            while chunk := os.read(fd, 1 << 20):
+                content += chunk
+        finally:
+            os.close(fd)
+        assert content.startswith(b"PRIORITY=6\nMESSAGE=" + big + b"\nCONTAINER_ID=abc\n")
+
+
+def test_no_receiver_is_an_error_naming_journald(tmp_path):
+    from dockyard.errors import DockyardError
+
+    with pytest.raises(DockyardError, match="journald"):
+        journald.JournalSink(str(tmp_path / "nobody"), {})
