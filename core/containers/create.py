@@ -60,7 +60,8 @@ async def _create(svc: ContainerService, body: dict[str, Any], name: str | None,
     ports.validate(config, host_config)  # bad port specs -> 400 now
     capabilities.resolve(host_config.get("CapAdd"), host_config.get("CapDrop"))  # unknown names -> 400
     Resources.from_host_config(host_config)  # limits the kernel would refuse -> 400 now
-    runtime_opts.validate(host_config, getattr(svc.cgroups, "version", 1))  # devices, cgroupns, oom score
+    cg_version = svc.cgroups.version if svc.cgroups is not None else 1
+    runtime_opts.validate(host_config, cg_version)  # devices, cgroupns, oom score
     svc.logging.validate(host_config)  # the log driver's name and options -> 400 now
     mount_points = mounts.plan(config, host_config, svc)  # bad mounts -> 400 before anything exists
     networks = (svc.networks.container_networks(host_config, body.get("NetworkingConfig"))
@@ -79,7 +80,7 @@ async def _create(svc: ContainerService, body: dict[str, Any], name: str | None,
         name = generate_name(svc)
         reserve(svc, name, cid)
     c = Container(id=cid, name=name, image=image_ref, image_id=image.id, config=config,
-                  host_config=host_config, storage_driver=getattr(svc.storage, "name", ""),
+                  host_config=host_config, storage_driver=svc.storage.name if svc.storage is not None else "",
                   top_layer=svc.images.top_layer(image.id), networks=networks)
     if not config.get("Hostname"):  # as Docker: a host-network container has the host's name
         config["Hostname"] = socket.gethostname() if host_config.get("NetworkMode") == "host" else cid[:12]

@@ -178,7 +178,6 @@ async def close(svc: ContainerService) -> None:
     if svc.unsaved:
         log.warning("%d container records could not be written (disk full?); the next start "
                     "rebuilds them from the runtime's state", len(svc.unsaved))
-    remove_parent = getattr(svc.cgroups, "remove_parent", None)
-    if remove_parent is not None and not any(c.running for c in svc.containers.values()):
+    if svc.cgroups is not None and not any(c.running for c in svc.containers.values()):
         with contextlib.suppress(Exception):
-            remove_parent()  # leaves nothing behind; fails harmlessly while others use it
+            svc.cgroups.remove_parent()  # leaves nothing behind; fails harmlessly while others use it
