@@ -12,6 +12,7 @@ dockerd (docker.io 20.10, its own containerd) is started with --data-root/--exec
 -H unix:// under the work dir, a bridge of our own (created here, deleted at the end),
 --iptables=false --ip-forward=false (the host firewall and sysctls are not touched; no row
 publishes a port, so no per-container rule is missing), --cgroup-parent of our own.
+Both exec roots are a private tmpfs each (as /run is in production; --exec-root-on-disk: not).
 Everything it leaves (containerd + shims, mounts, cgroups, the bridge) is removed at the end by
 ``cleanup`` (also run by compare.sh's trap with ``--cleanup-only`` if this process dies).
 
@@ -148,6 +149,7 @@ class DockyardTarget(Target):
         self.socket = self.eng.socket
 
     def start(self) -> None:
+        exec_tmpfs(self.eng.daemon.exec_root)
         self.eng.start()
 
     def daemon_pids(self) -> list[int]:
@@ -168,6 +170,17 @@ class DockyardTarget(Target):
             log(f"{self.name}: removing containers failed: {exc}")
         self.eng.daemon.stop()
         dockyard_cleanup(self.eng)
+
+
+EXEC_TMPFS = True  # --exec-root-on-disk turns it off
+
+
+def exec_tmpfs(path: Path) -> None:
+    """A private tmpfs for a daemon's exec root, as /run is in production (/run/docker,
+    /run/dockyard): state files there are not on the data root's disk. Unmounted by cleanup."""
+    path.mkdir(parents=True, exist_ok=True)
+    if EXEC_TMPFS:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0711,size=256m", "dycmp-exec", str(path)], check=True)
 
 
 def free_subnet() -> str:
@@ -198,6 +211,7 @@ class DockerdTarget(Target):
         subprocess.run(["ip", "addr", "add", f"{net}.1/24", "dev", self.bridge], check=True)
         subprocess.run(["ip", "link", "set", self.bridge, "up"], check=True)
         (self.base / "daemon.json").write_text("{}")
+        exec_tmpfs(self.base / "exec")
         cmd = [DOCKERD, "--data-root", str(self.base / "data"), "--exec-root", str(self.base / "exec"),
                "--pidfile", str(self.base / "dockerd.pid"), "-H", f"unix://{self.socket}",
                "--config-file", str(self.base / "daemon.json"), "--bridge", self.bridge,
@@ -652,6 +666,8 @@ def main() -> int:
     ap.add_argument("-n", type=int, help="samples of the per-operation rows (api, cli, exec)")
     ap.add_argument("--runs", type=int, help="repetitions of the heavy rows")
     ap.add_argument("--thousand", type=int, help="containers of the 1,000 row")
+    ap.add_argument("--exec-root-on-disk", action="store_true",
+                    help="exec roots on the work dir's disk instead of a tmpfs each (/run is a tmpfs in production)")
     args = ap.parse_args()
     work = Path(args.workdir).resolve()
     if args.cleanup_only:
@@ -667,6 +683,8 @@ def main() -> int:
             else:
                 ap.error(f"unknown row {x!r}")
     SELECTED = sel or set(KEYS)
+    global EXEC_TMPFS
+    EXEC_TMPFS = not args.exec_root_on_disk
     q = args.quick
     n = args.n or (8 if q else 30)
     runs = args.runs or (1 if q else 3)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,12 @@ class Container:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def save(self, directory: Path, sync: bool = True) -> None:
-        write_json(directory / RECORD, asdict(self), sync=sync)
+        write_json(directory / RECORD, self.to_dict(), sync=sync)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict for the JSON encoder, which walks the nested dicts and lists
+        itself: ``dataclasses.asdict`` deep-copied every value first (~1 ms per save)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     # -- state ---------------------------------------------------------------------------
 

@@ -31,7 +31,10 @@ def read_exit(state_dir: Path) -> ExitStatus | None:
 
 
 def write_exit(state_dir: Path, status: ExitStatus) -> None:
-    write_atomic(state_dir / EXIT, f"{status.exit_code} {status.signal} {status.finished_at_ns}\n".encode())
+    # not fsynced, as the shim's (shim.c write_file_atomic): the state dir is under the exec
+    # root (tmpfs), gone with its containers at a power loss; a daemon crash keeps the file
+    write_atomic(state_dir / EXIT, f"{status.exit_code} {status.signal} {status.finished_at_ns}\n".encode(),
+                 sync=False)
 
 
 def read_pids(state_dir: Path) -> tuple[int, int] | None:
