@@ -32,6 +32,7 @@ from typing import Any, Callable, ClassVar, Iterator
 
 import pytest
 
+from dockyard.drivers import contracts
 from dockyard.drivers.network import Endpoint, Network
 from dockyard.errors import InvalidArgument
 
@@ -162,7 +163,7 @@ class NetworkDriverSuite:
             pytest.skip("no options this driver must refuse")
         for options in self.bad_options:
             net = self.network(drv, create=False, options=dict(options))
-            if hasattr(drv, "validate"):
+            if contracts.record("network", drv).has("validate"):
                 with pytest.raises(InvalidArgument):
                     drv.validate(net)
             with pytest.raises(InvalidArgument):
@@ -232,8 +233,8 @@ class NetworkDriverSuite:
         self.forget_endpoint(ep)
 
     def test_forget_if_declared(self, drv):
-        if not hasattr(drv, "forget"):
-            pytest.skip("the driver has no forget()")
+        if not contracts.record("network", drv).has("forget"):
+            pytest.skip("the driver has no forget capability")
         from dockyard.networks import netns
 
         net = self.network(drv)

@@ -32,6 +32,7 @@ from typing import Any, Callable, ClassVar, Iterator
 
 import pytest
 
+from dockyard.drivers import contracts
 from dockyard.errors import InvalidArgument, NotFound
 
 from .conformance_storage import mounts_under
@@ -125,7 +126,7 @@ class VolumeDriverSuite:
         assert not os.path.exists(os.path.join(where, "f"))
         with pytest.raises(NotFound):
             drv.mount(name, "c")
-        if hasattr(drv, "list"):
+        if contracts.record("volume", drv).has("list"):
             assert name not in drv.list()
 
     def test_mount_of_unknown_volume_is_not_found(self, drv):
@@ -140,14 +141,14 @@ class VolumeDriverSuite:
                 drv.create(name, dict(options))
             with pytest.raises(NotFound):
                 drv.mount(name, "c")
-            if hasattr(drv, "list"):
+            if contracts.record("volume", drv).has("list"):
                 assert name not in drv.list()
         after = sorted(os.listdir(drv.root)) if os.path.isdir(drv.root) else []
         assert after == before
 
     def test_list_shows_created_volumes(self, drv):
-        if not hasattr(drv, "list"):
-            pytest.skip("the driver does not list its volumes")
+        if not contracts.record("volume", drv).has("list"):
+            pytest.skip("the driver has no list capability")
         a, b = self.new(drv), self.new(drv)
         assert {a, b} <= set(drv.list())
         drv.remove(a)
