@@ -187,3 +187,35 @@ def test_an_async_hook_keeps_answers_in_order(tmp_path: Path) -> None:
 
     run(tmp_path, hooks, body)
     assert [f[:2] for f in hooks.finished] == [("/_ping", 200), ("/_ping", 403), ("/_ping", 200), ("/_ping", 403)]
+
+
+def test_direct_hook_calls_answer_as_pluggy_does() -> None:
+    from dockyard.api.middleware import HookCalls
+    from dockyard.plugins import call_hook, first_answer
+
+    class Answer:
+        def __init__(self, value: Any) -> None:
+            self.value = value
+
+        @hookimpl
+        def authorize_request(self, request: Any, identity: Any) -> Any:
+            if self.value == "async":
+                async def later() -> str:
+                    return "later"
+                return later()
+            return self.value
+
+    plugins = Plugins()
+    for i, value in enumerate(["a", None, "async", "b"]):
+        plugins.pm.register(Answer(value), name=f"p{i}")
+    calls = HookCalls(plugins.hook.authorize_request)
+    assert calls.calls is not None  # called directly
+
+    async def compare() -> None:
+        kw = {"request": object(), "identity": object()}
+        assert await calls.all(**kw) == await call_hook(plugins.hook.authorize_request, **kw) == ["b", "later", "a"]
+        assert await calls.first(**kw) == await first_answer(plugins.hook.authorize_request, **kw) == "b"
+        plugins.pm.register(Answer("late"), name="late")  # registered after: not missed
+        assert await calls.all(**kw) == ["late", "b", "later", "a"]
+
+    asyncio.run(compare())
