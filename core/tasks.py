@@ -13,12 +13,21 @@ The test fixtures (``dockyard.testing.pytest_plugin``) fail a test whose daemon 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from typing import Any, Coroutine
+from typing import Any, Coroutine, overload
 
 log = logging.getLogger("dockyard.tasks")
 
 _running: set[asyncio.Future[Any]] = set()
+
+
+@overload
+def spawn(coro: Coroutine[Any, Any, Any], what: str = "") -> asyncio.Task[Any]: ...
+
+
+@overload
+def spawn(coro: asyncio.Future[Any], what: str = "") -> asyncio.Future[Any]: ...
 
 
 def spawn(coro: Coroutine[Any, Any, Any] | asyncio.Future[Any], what: str = "") -> asyncio.Future[Any]:
@@ -28,8 +37,14 @@ def spawn(coro: Coroutine[Any, Any, Any] | asyncio.Future[Any], what: str = "") 
     task may still be awaited or cancelled by the caller."""
     task = asyncio.ensure_future(coro)
     _running.add(task)
-    task.add_done_callback(lambda t, what=what: _done(t, what))
+    task.add_done_callback(functools.partial(_done, what=what))
     return task
+
+
+def set_done(fut: asyncio.Future[None]) -> None:
+    """A loop callback (``add_reader``, ``call_later``): resolve ``fut`` unless it already is."""
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _done(task: asyncio.Future[Any], what: str) -> None:

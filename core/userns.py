@@ -225,7 +225,7 @@ def ensure_default_user(subuid: Path = SUBUID, subgid: Path = SUBGID) -> None:
         r = subprocess.run(["useradd", "--system", "--shell", "/bin/false", "--user-group", DEFAULT_USER],
                            capture_output=True, text=True)
         if r.returncode != 0 and "already exists" not in r.stderr:
-            raise ConfigError(f"userns-remap: cannot create the {DEFAULT_USER} user: {r.stderr.strip()}")
+            raise ConfigError(f"userns-remap: cannot create the {DEFAULT_USER} user: {r.stderr.strip()}") from None
         log.info("created the %s user for --userns-remap", DEFAULT_USER)
     uid = pwd.getpwnam(DEFAULT_USER).pw_uid
     try:
@@ -233,7 +233,7 @@ def ensure_default_user(subuid: Path = SUBUID, subgid: Path = SUBGID) -> None:
     except KeyError:
         r = subprocess.run(["groupadd", "--system", DEFAULT_USER], capture_output=True, text=True)
         if r.returncode != 0 and "already exists" not in r.stderr:
-            raise ConfigError(f"userns-remap: cannot create the {DEFAULT_USER} group: {r.stderr.strip()}")
+            raise ConfigError(f"userns-remap: cannot create the {DEFAULT_USER} group: {r.stderr.strip()}") from None
         gid = grp.getgrnam(DEFAULT_USER).gr_gid
     for path, ident in ((subuid, uid), (subgid, gid)):
         if not read_ranges(path, {DEFAULT_USER, str(ident)}):

@@ -26,7 +26,7 @@ from ..images.streams import BodyReader, ResponseWriter
 from .containers import service
 from . import models
 from .middleware import add_common_headers
-from .util import drain_body, json_body, json_response, query_bool
+from .util import drain_body, json_response, query_bool
 
 log = logging.getLogger("dockyard.api.archive")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 from ..containers.detachkeys import DetachScanner
+from ..tasks import set_done
 from .hijack import Hijacked
 
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -47,7 +48,7 @@ async def open_fifo_writer(path: Path, timeout: float = 5.0) -> int | None:
 async def _writable(fd: int) -> None:
     loop = asyncio.get_running_loop()
     fut = loop.create_future()
-    loop.add_writer(fd, lambda: fut.done() or fut.set_result(None))
+    loop.add_writer(fd, set_done, fut)
     try:
         await fut
     finally:

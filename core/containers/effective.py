@@ -28,7 +28,7 @@ import contextvars
 import logging
 import os
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from ..drivers.runtime import DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS

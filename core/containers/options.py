@@ -243,7 +243,7 @@ def settle_mac(config: dict[str, Any], hc: dict[str, Any], networks: dict[str, A
     networks' endpoint MACs stay in their settings (kept across stops, networks/service.py)."""
     primary = next(iter(networks), None)
     wanted = config.get("MacAddress") or ""
-    for i, (name, settings) in enumerate(networks.items()):
+    for i, (_name, settings) in enumerate(networks.items()):
         mac = settings.get("MacAddress") or ""
         if not mac:
             continue

@@ -89,7 +89,7 @@ def check_links(svc: Any, hc: dict[str, Any], networks: dict[str, Any] | None = 
 
 def _address_of(target: Any, c: Any) -> str:
     """The target's address on a network both share, else its first address."""
-    for name, settings in c.networks.items():
+    for name in c.networks:
         other = target.networks.get(name) or {}
         if other.get("IPAddress"):
             return other["IPAddress"]

@@ -496,7 +496,7 @@ class ImageService:
         if not soft_except_refs and len(self.refs_of(image.id)) > 1:
             raise Conflict(f"conflict: unable to delete {sid} (must be forced) - "
                            "image is referenced in multiple repositories")
-        for cid, running in using:
+        for cid, _running in using:
             raise Conflict(f"conflict: unable to delete {sid} (must be forced) - "
                            f"image is being used by stopped container {cid[:12]}")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 from ..errors import InvalidArgument, NotFound
-from ..store import fsync_dir, read_json, write_atomic, write_json
+from ..store import fsync_dir, read_json, write_atomic, write_json  # noqa: F401  (read_json: re-exported)
 
 CHUNK = 1 << 20
 

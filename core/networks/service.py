@@ -550,22 +550,21 @@ class NetworkService:
             if v not in ("true", "false", "1", "0"):
                 raise InvalidArgument(f"invalid filter 'dangling={v}'")
 
-        def any_of(key: str, pred: Any) -> bool:
-            return key not in f or any(pred(v) for v in f[key])
-
-        out = []
-        for rec in sorted(self.records.values(), key=lambda r: r.net.created_ns):
+        def keep(rec: NetRecord) -> bool:
             n = rec.net
-            if not (any_of("driver", lambda v: n.driver == v)
+
+            def any_of(key: str, pred: Callable[[str], bool]) -> bool:
+                return key not in f or any(pred(v) for v in f[key])
+
+            return (any_of("driver", lambda v: n.driver == v)
                     and any_of("id", lambda v: v in n.id)
                     and any_of("name", lambda v: v in n.name)
                     and any_of("scope", lambda v: v == "local")
                     and any_of("type", lambda v: (v == "builtin") == n.predefined)
                     and any_of("dangling", lambda v: (v in ("true", "1")) == (not rec.endpoints and not n.predefined))
-                    and F.labels_match(f, n.labels)):
-                continue
-            out.append(rec.to_json())
-        return out
+                    and F.labels_match(f, n.labels))
+
+        return [rec.to_json() for rec in sorted(self.records.values(), key=lambda r: r.net.created_ns) if keep(rec)]
 
     def inspect(self, ref: str) -> dict[str, Any]:
         rec = self.get(ref)
@@ -825,7 +824,7 @@ class NetworkService:
         cfg = cfg or {}
         mode = c.host_config.get("NetworkMode") or "default"
         if rec.net.driver in ("host", "null"):
-            raise InvalidArgument(f"container cannot be disconnected from host network or connected to host network"
+            raise InvalidArgument("container cannot be disconnected from host network or connected to host network"
                                   if rec.net.driver == "host" else
                                   "container cannot be connected to multiple networks with one of the networks "
                                   "in private (none) mode")

@@ -21,6 +21,8 @@ import struct
 import weakref
 from pathlib import Path
 
+from ..tasks import set_done
+
 IN_MODIFY = 0x002
 IN_ATTRIB = 0x004
 IN_CLOSE_WRITE = 0x008
@@ -137,7 +139,7 @@ class DirWatcher:
             # together with the wake-up, and a cancelled follower must stop
             loop = asyncio.get_running_loop()
             fut = self._waiter = loop.create_future()
-            timer = loop.call_later(timeout, lambda: fut.done() or fut.set_result(None))
+            timer = loop.call_later(timeout, set_done, fut)
             try:
                 await fut
             finally:

@@ -158,7 +158,7 @@ class LogReader:
             for p in self.files()[:-1]:
                 with _open(p) as f:
                     history.extend(r for r, _ in self._scan(f, 0))
-            for r, offset in self._scan(cur, 0):
+            for r, offset in self._scan(cur, 0):  # noqa: B007  (the last offset: where following starts)
                 history.append(r)
             history = [r for r in history if r.timestamp_ns >= since_ns and (not until_ns or r.timestamp_ns <= until_ns)]
             if tail is not None and tail >= 0:
@@ -168,7 +168,7 @@ class LogReader:
             del history
             while True:
                 got = False
-                for r, offset in self._scan(cur, offset):
+                for r, offset in self._scan(cur, offset):  # noqa: B007, B020  (the last offset: where to go on)
                     got = True
                     if until_ns and r.timestamp_ns > until_ns:
                         return
@@ -186,7 +186,7 @@ class LogReader:
                 except FileNotFoundError:
                     new_ino = ino
                 if new_ino != ino:  # rotated: drain what was written before the rename, switch
-                    for r, offset in self._scan(cur, offset):
+                    for r, offset in self._scan(cur, offset):  # noqa: B007, B020
                         if r.timestamp_ns >= since_ns and (not until_ns or r.timestamp_ns <= until_ns):
                             yield r
                     try:

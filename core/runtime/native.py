@@ -32,6 +32,7 @@ from typing import ClassVar, Literal
 
 from ..drivers.runtime import ContainerSpec, ContainerStartError, ExecSpec, ExecStartError, ExitStatus
 from ..errors import ConfigError, Conflict, InvalidState, NoSuchContainer, SkipPlugin
+from ..tasks import set_done
 from . import spec as specmod
 from . import state as st
 from .logfile import LogReader
@@ -200,7 +201,7 @@ def start_error(err: int, stage: str, detail: str, spec: ContainerSpec) -> Conta
 async def _readable(fd: int) -> None:
     loop = asyncio.get_running_loop()
     fut = loop.create_future()
-    loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
+    loop.add_reader(fd, set_done, fut)
     try:
         await fut
     finally:
@@ -510,7 +511,7 @@ class NativeRuntime:
                     return await self._wait_orphan(sd, orphan)
                 return st.read_exit(sd) or ExitStatus(exit_code=255, error="container monitor is gone")
             fut = loop.create_future()
-            loop.add_reader(pidfd, lambda: fut.done() or fut.set_result(None))
+            loop.add_reader(pidfd, set_done, fut)
             try:
                 await fut
             finally:

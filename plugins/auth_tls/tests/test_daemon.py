@@ -61,7 +61,7 @@ def start(daemons, base: Path, *flags: str) -> DaemonProcess:
     for flag, value in zip(flags, flags[1:]):
         if flag == "-H" and value.startswith(("tcp://", "tls://")):
             port = int(value.rsplit(":", 1)[1])
-            wait_for(lambda: _accepts(port))
+            wait_for(lambda port=port: _accepts(port))
     return d
 
 
