@@ -64,6 +64,8 @@ class RuntimeSet:
             if e.owns(cid):
                 self._owner[cid] = e
                 return e
+        if self.extras:  # remembered: no state-dir lookups on every later call
+            self._owner[cid] = self.default
         return self.default
 
     def record(self, cid: str) -> DriverRecord:
@@ -82,10 +84,7 @@ class RuntimeSet:
     # -- the base contract ----------------------------------------------------------------------
     async def start(self, spec: ContainerSpec) -> int:
         d = self._by_name.get(spec.runtime, self.default)
-        if d is not self.default:
-            self._owner[spec.id] = d
-        else:
-            self._owner.pop(spec.id, None)
+        self._owner[spec.id] = d
         return await d.start(spec)
 
     def list(self) -> list[str]:
