@@ -211,3 +211,22 @@ def test_capabilities_are_reported_and_used(fake_daemon):
         assert status == 200, body  # the fake runtime has a TTY: the resize is done
     finally:
         _post(d, f"/containers/{cid}/kill")
+
+
+@pytest.mark.privileged
+def test_overlay_layer_info_and_storage_opts_are_its_capabilities(busybox_daemon):
+    """GraphDriver.Data comes from the ``layer-info`` capability (no driver had the attribute
+    core read before: Data was always null); StorageOpt is the driver's to refuse."""
+    client = busybox_daemon.docker_client()
+    try:
+        if client.info()["Driver"] != "overlay2":
+            pytest.skip("the session daemon does not run overlay2")
+        graph = client.api.inspect_image("busybox")["GraphDriver"]
+        assert graph["Name"] == "overlay2"
+        data = graph["Data"]
+        assert set(data) >= {"MergedDir", "UpperDir", "WorkDir"} and Path(data["UpperDir"]).is_dir()
+        r = busybox_daemon.docker("create", "--storage-opt", "size=1G", "busybox", "true")
+        assert r.returncode != 0
+        assert b"--storage-opt is supported only for overlay over xfs with 'pquota' mount option" in r.stderr
+    finally:
+        client.close()
