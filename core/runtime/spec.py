@@ -82,10 +82,11 @@ def _s(v: str | bytes | int) -> bytes:
 
 
 def _fields(*vals: str | int) -> bytes:
-    out = [_s(v) for v in vals]
-    if any(b"\0" in b for b in out):
+    out = [v if isinstance(v, bytes) else str(v).encode("utf-8", "surrogateescape") for v in vals]
+    data = b"\0".join(out)
+    if data.count(0) != max(len(out) - 1, 0):  # one NUL between fields, none inside one (~80 a start)
         raise InvalidArgument("NUL byte in container configuration")
-    return b"\0".join(out)
+    return data
 
 
 def encode(records: list[tuple[str, bytes]]) -> bytes:

@@ -50,6 +50,11 @@ class CgroupV1:
         self.mounts = sorted({Path(m) for ctl, m in self.layout.v1.items() if ctl in V1_CONTROLLERS})
         self.unified = Path(self.layout.unified) if self.layout.unified else None
         self.parents = c.Parents(state)
+        # the container's directories per (cid, parent): a start and an exit ask for them ~10
+        # times, and building 9 Paths costs more than the syscalls that use them
+        self._paths: dict[tuple[str, str], list[Path]] = {}
+        cpuset = self.layout.v1.get("cpuset")
+        self._cpuset = f"{cpuset}/" if cpuset else None  # only this hierarchy has cpuset.* files
 
     # -- paths ----------------------------------------------------------------------
     def _parent(self, cid: str) -> str:
@@ -66,7 +71,13 @@ class CgroupV1:
         return Path(self.unified, self._parent(cid), cid) if self.unified else None
 
     def _dirs(self, cid: str) -> list[Path]:
-        return [Path(b, self._parent(cid), cid) for b in self._bases()]
+        key = (cid, self._parent(cid))
+        dirs = self._paths.get(key)
+        if dirs is None:
+            if len(self._paths) > 4096:
+                self._paths.clear()
+            dirs = self._paths[key] = [Path(b, key[1], cid) for b in self._bases()]
+        return list(dirs)
 
     def path(self, cid: str) -> str:
         """The container's cgroup path as /proc/<pid>/cgroup shows it (``/<parent>/<cid>``)."""
@@ -127,6 +138,8 @@ class CgroupV1:
     def _inherit_cpuset(self, d: Path) -> None:
         """A new v1 cpuset cgroup starts with empty cpus/mems: copy the parent's (runc does
         the same for an existing ancestor left empty)."""
+        if self._cpuset is None or not str(d).startswith(self._cpuset):
+            return
         for f in ("cpuset.cpus", "cpuset.mems"):
             if (d / f).exists() and not c.read(d / f) and (d.parent / f).exists():
                 c.write(d / f, c.read(d.parent / f))
@@ -353,8 +366,10 @@ class CgroupV1:
             if self.exists(cid) and self._dir(cid, "memory").is_dir():
                 self.kill_all(cid)
 
+        key = (cid, self._parent(cid))
         c.rmdir_all(self._dirs(cid), timeout, kill)
         self._release(cid)
+        self._paths.pop(key, None)
 
     def list(self) -> list[str]:
         ids: set[str] = set()
@@ -371,7 +386,7 @@ class CgroupV1:
 
     def exists(self, cid: str) -> bool:
         c.check_cid(cid)
-        return any(d.is_dir() for d in self._dirs(cid))
+        return any(os.path.isdir(d) for d in self._dirs(cid))
 
     def remove_parent(self) -> None:
         bases = self._bases()
