@@ -93,15 +93,34 @@ def field(key: str, value: bytes) -> bytes:
     return key.encode() + b"=" + value + b"\n"
 
 
-def entry(msg: LogMessage, fields: dict[str, str]) -> bytes:
+def encode_fields(fields: dict[str, str]) -> bytes:
+    """A container's fields, encoded once (they are the same for each of its messages)."""
+    return b"".join(field(k, v.encode()) for k, v in fields.items())
+
+
+_stamp_cache: dict[int, bytes] = {}
+
+
+def _timestamp_field(ns: int) -> bytes:
+    got = _stamp_cache.get(ns)
+    if got is None:
+        if len(_stamp_cache) > 64:
+            _stamp_cache.clear()
+        got = _stamp_cache[ns] = field("SYSLOG_TIMESTAMP", rfc3339_nano(ns).encode())
+    return got
+
+
+_PRIORITY = {"stdout": field("PRIORITY", str(PRI_INFO).encode()), "stderr": field("PRIORITY", str(PRI_ERR).encode())}
+_PARTIAL = field("CONTAINER_PARTIAL_MESSAGE", b"true")
+
+
+def entry(msg: LogMessage, fields: dict[str, str] | bytes) -> bytes:
     """The datagram for one message: PRIORITY, MESSAGE, then the container's fields."""
-    parts = [field("PRIORITY", str(PRI_ERR if msg.stream == "stderr" else PRI_INFO).encode()),
-             field("MESSAGE", msg.line)]
-    parts += [field(k, v.encode()) for k, v in fields.items()]
-    if msg.partial:
-        parts.append(field("CONTAINER_PARTIAL_MESSAGE", b"true"))
-    parts.append(field("SYSLOG_TIMESTAMP", rfc3339_nano(msg.timestamp_ns).encode()))
-    return b"".join(parts)
+    static = fields if isinstance(fields, bytes) else encode_fields(fields)
+    line = msg.line
+    message = (b"MESSAGE\n" + struct.pack("<Q", len(line)) + line + b"\n") if b"\n" in line else b"MESSAGE=" + line + b"\n"
+    return b"".join((_PRIORITY.get(msg.stream, _PRIORITY["stdout"]), message, static,
+                     _PARTIAL if msg.partial else b"", _timestamp_field(msg.timestamp_ns)))
 
 
 class JournalSink:
@@ -109,6 +128,7 @@ class JournalSink:
 
     def __init__(self, path: str, fields: dict[str, str]) -> None:
         self.path, self.fields = path, fields
+        self.static = encode_fields(fields)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         try:
             self.sock.connect(path)
@@ -118,7 +138,7 @@ class JournalSink:
                               f"({path}: {exc.strerror})") from None
 
     def log(self, msg: LogMessage) -> None:
-        data = entry(msg, self.fields)
+        data = entry(msg, self.static)
         try:
             self.sock.send(data)
         except OSError as exc:

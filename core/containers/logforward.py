@@ -59,9 +59,10 @@ class Forwarder:
         self.lost = 0  # messages the sink refused (OSError)
         self.carry: dict[int, tuple[bytes, int, int, int]] = {}  # stream -> (bytes, first ts, rec ts, rec offset)
         self._dirty = False
+        self._busy = False  # a record is being sent (in a worker thread)
 
     def save(self, ended: bool = False) -> None:
-        data = {"pos": {str(k): list(v) for k, v in self.pos.items()}, "last_ns": self.last_ns,
+        data = {"pos": {str(k): list(v) for k, v in list(self.pos.items())}, "last_ns": self.last_ns,
                 "sent": self.sent, "ended": ended}
         path = cursor_path(self.info.directory)
         tmp = path.with_suffix(".tmp")
@@ -133,7 +134,7 @@ class Forwarder:
     async def _saver(self) -> None:
         while True:
             await asyncio.sleep(SAVE_EVERY)
-            if self._dirty:
+            if self._dirty and not self._busy:
                 self.save()
 
     async def run(self) -> None:
@@ -145,7 +146,12 @@ class Forwarder:
             try:
                 async with contextlib.aclosing(self.buffer.follow(since)) as records:
                     async for r in records:
-                        self.feed(r)
+                        # in a thread: a receiver that does not keep up blocks its sends, never the daemon
+                        self._busy = True
+                        try:
+                            await asyncio.to_thread(self.feed, r)
+                        finally:
+                            self._busy = False
                         if self._dirty:  # sent: saved at once (a kill -9 re-sends at most this record's lines)
                             self.save()
             finally:
