@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -154,7 +155,7 @@ class Daemon:
 
         from . import userns
 
-        self.userns = userns.resolve(self.config.userns_remap)
+        self.userns = userns.resolve(self.config.userns_remap or "")  # only called when it is set
         userns.activate(self.userns)  # the layer code shifts what it unpacks and exports
         root = userns.data_root(self.config.data_root, self.userns)
         self.config = dataclasses.replace(self.config, data_root=root)
@@ -178,7 +179,7 @@ class Daemon:
             name = getattr(c, attr)
             try:
                 self.drivers[kind] = self.plugins.load_driver(
-                    kind, name, candidates=candidates, config=lambda choice, kind=kind: self._driver_config(kind, choice),
+                    kind, name, candidates=candidates, config=functools.partial(self._driver_config, kind),
                     root=c.data_root, state=c.exec_root,
                 )
             except PluginError:
@@ -308,7 +309,8 @@ class Daemon:
                 "Network": entry_point_names(GROUPS["network"]),
                 "Authorization": sorted({i.plugin_name for i in self.plugins.hook.authorize_request.get_hookimpls()})
                 or None,  # hook modules that implement authorize_request
-                "Log": self.containers.logging.drivers.names(),  # the registered log drivers (dockyard.logging)
+                # the registered log drivers (dockyard.logging)
+                "Log": self.containers.logging.drivers.names() if self.containers is not None else [],
             },
             "MemoryLimit": cgroups is not None, "SwapLimit": cgroups is not None,
             "KernelMemory": False, "KernelMemoryTCP": False,
@@ -464,7 +466,7 @@ def run(config: cfg.DaemonConfig) -> None:
             try:
                 import uvloop
 
-                runner = uvloop.run
+                runner: Any = uvloop.run
             except ImportError:
                 runner = asyncio.run
             runner(serve(config))

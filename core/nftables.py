@@ -11,6 +11,7 @@ import ctypes.util
 import shutil
 import subprocess
 import threading
+from typing import Any
 
 from .errors import DockyardError
 
@@ -41,7 +42,7 @@ class Nft:
             self._ctx = lib.nft_ctx_new(0)
             lib.nft_ctx_buffer_output(self._ctx)
             lib.nft_ctx_buffer_error(self._ctx)
-        self._lib = lib
+        self._lib: Any = lib
         self.backend = "libnftables" if self._ctx else "nft"
         if self._ctx is None and shutil.which("nft") is None:
             raise NftError("neither libnftables nor the nft command is installed")

@@ -87,12 +87,12 @@ def _distribution_of(group: str, name: str) -> tuple[str | None, str | None]:
 def _load(group: str, names: list[str]) -> list[Any]:
     """Import the named entry points; an import failure is a PluginError naming the plugin."""
 
-    def fail(_manager: Any, ep: Any, exc: Exception) -> None:
+    def fail(_manager: Any, ep: Any, exc: BaseException) -> None:
         raise PluginError(f"plugin {ep.name!r} ({group}) failed to load: {exc}") from exc
 
     if not names:
         return []
-    manager = NamedExtensionManager(
+    manager: NamedExtensionManager[Any] = NamedExtensionManager(
         group, names, invoke_on_load=False, on_load_failure_callback=fail, name_order=True
     )
     return list(manager)
@@ -202,7 +202,7 @@ class Plugins:
             self.register(driver, group, choice, record.capabilities)
             return driver
         raise PluginError(
-            f"no usable {kind} driver among {', '.join(wanted) or 'none'}"
+            f"no usable {kind} driver among {', '.join(map(str, wanted)) or 'none'}"
             + (f" ({'; '.join(reasons)})" if reasons else "")
             + f"; installed {kind} drivers: {', '.join(installed) or 'none'}"
         )

@@ -73,7 +73,7 @@ def remove_stale_temps(directory: Path, names: "set[str] | None" = None) -> list
     process was killed between ``mkstemp`` and the rename; only those of records called
     ``names`` if given. For start-up, under the data-root lock, before anything writes there
     (a temp file of a write in progress looks the same). Returns what was removed."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(directory))
     except (FileNotFoundError, NotADirectoryError):

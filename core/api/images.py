@@ -174,7 +174,7 @@ async def tag(request: web.Request) -> web.Response:
 
 
 @routes.post("/images/{name:.+}/push")
-async def push(request: web.Request) -> web.Response:
+async def push(request: web.Request) -> web.StreamResponse:
     from .registry import push as push_image
 
     return await push_image(request)

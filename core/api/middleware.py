@@ -54,7 +54,7 @@ def _peer_of(request: web.Request) -> Peer:
         ssl_obj = transport.get_extra_info("ssl_object")
         cert = ssl_obj.getpeercert() if ssl_obj is not None else None
         return Peer("tls", address=str(transport.get_extra_info("peername")), cert=cert)
-    if sock is not None and sock.family == socket.AF_UNIX:
+    if transport is not None and sock is not None and sock.family == socket.AF_UNIX:
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         pid, uid, gid = struct.unpack("3i", creds)
         return Peer("unix", uid=uid, gid=gid, pid=pid, address=transport.get_extra_info("sockname"))

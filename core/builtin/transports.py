@@ -33,7 +33,7 @@ class UnixTransport:
 
     scheme = "unix"
     #: optional contracts (dockyard.drivers.contracts): none beyond the base Protocol
-    capabilities = frozenset()
+    capabilities: frozenset[str] = frozenset()
 
     def __init__(self, config: dict[str, Any], root: Path, state: Path) -> None:
         if config:
@@ -111,7 +111,7 @@ class TCPTransport:
 
     scheme = "tcp"
     #: optional contracts (dockyard.drivers.contracts): none beyond the base Protocol
-    capabilities = frozenset()
+    capabilities: frozenset[str] = frozenset()
 
     def __init__(self, config: dict[str, Any], root: Path, state: Path) -> None:
         if config:
@@ -170,7 +170,7 @@ class FDTransport:
 
     scheme = "fd"
     #: optional contracts (dockyard.drivers.contracts): none beyond the base Protocol
-    capabilities = frozenset()
+    capabilities: frozenset[str] = frozenset()
 
     def __init__(self, config: dict[str, Any], root: Path, state: Path) -> None:
         if config:

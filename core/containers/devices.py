@@ -56,7 +56,7 @@ def _is_device(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
 
 
-def _walk(top: str, skip_dirs: set[str] = frozenset()) -> list[tuple[str, os.stat_result]]:
+def _walk(top: str, skip_dirs: set[str] | frozenset[str] = frozenset()) -> list[tuple[str, os.stat_result]]:
     """Every device node below ``top`` (symlinks not followed), sorted by path."""
     out = []
     for dirpath, dirnames, filenames in os.walk(top):

@@ -16,6 +16,7 @@ Every mutation runs under one lock in a worker thread and rolls back whole on fa
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 import os
@@ -374,7 +375,7 @@ class ImageService:
             "Metadata": {"LastTagTime": image.last_tag_time or ZERO_TIME},
         }
 
-    def history(self, name: str) -> list[dict[str, Any]]:
+    def history(self, name: str) -> builtins.list[dict[str, Any]]:
         image = self.resolve(name)
         c = image.config
         entries = list(c.get("history") or [])
@@ -436,11 +437,11 @@ class ImageService:
 
     # -- delete and prune -----------------------------------------------------------------
 
-    def delete(self, name: str, force: bool = False, prune: bool = True) -> list[dict[str, str]]:
+    def delete(self, name: str, force: bool = False, prune: bool = True) -> builtins.list[dict[str, str]]:
         self.require_driver()
         with self.lock:
             image = self.resolve(name)
-            records: list[dict[str, str]] = []
+            records: builtins.list[dict[str, str]] = []
             ref_key = self._ref_key(name)
             removed_repo_ref = False
             if ref_key is not None:
@@ -476,7 +477,7 @@ class ImageService:
                 self._save_refs()
             return records
 
-    def _untag(self, key: str, records: list[dict[str, str]]) -> None:
+    def _untag(self, key: str, records: builtins.list[dict[str, str]]) -> None:
         image_id = self.refs.pop(key)
         familiar = R.familiar(key)
         records.append({"Untagged": familiar})
@@ -500,7 +501,7 @@ class ImageService:
             raise Conflict(f"conflict: unable to delete {sid} (must be forced) - "
                            f"image is being used by stopped container {cid[:12]}")
 
-    def _delete_helper(self, image: Image, records: list[dict[str, str]], force: bool, prune: bool,
+    def _delete_helper(self, image: Image, records: builtins.list[dict[str, str]], force: bool, prune: bool,
                        quiet: bool) -> None:
         try:
             self._check_conflicts(image, hard_only=force)
@@ -529,7 +530,7 @@ class ImageService:
         if parent is not None and not self.refs_of(parent.id):
             self._delete_helper(parent, records, False, prune, quiet=True)
 
-    def _delete_image(self, image: Image) -> list[str]:
+    def _delete_image(self, image: Image) -> builtins.list[str]:
         """Drop the record, the config blob and the layers no other image uses; return those layers."""
         self.images.pop(image.id, None)
         (self.images_dir / f"{split_digest(image.id)}.json").unlink(missing_ok=True)
@@ -555,7 +556,7 @@ class ImageService:
         if dangling is None:
             dangling = True
         until = _until(filters)
-        deleted: list[dict[str, str]] = []
+        deleted: builtins.list[dict[str, str]] = []
         reclaimed = 0
         with self.lock:
             for image in sorted(self.images.values(), key=lambda i: -len(i.chains)):
@@ -570,7 +571,7 @@ class ImageService:
                 if not F.labels_match(filters, image.labels):
                     continue
                 sizes = {c: self.layers[c].size for c in image.chains if c in self.layers}
-                records: list[dict[str, str]] = []
+                records: builtins.list[dict[str, str]] = []
                 for r in self.refs_of(image.id):
                     self._untag(str(r), records)
                 self._save_refs()
@@ -585,12 +586,12 @@ class ImageService:
 
     # -- commit: from staged, verified content to images --------------------------------------
 
-    def commit_images(self, pending: list[PendingImage], progress: Callable[[dict[str, Any]], None],
-                      event: str = "load") -> list[tuple[Image, list[R.Reference]]]:
+    def commit_images(self, pending: builtins.list[PendingImage], progress: Callable[[dict[str, Any]], None],
+                      event: str = "load") -> builtins.list[tuple[Image, builtins.list[R.Reference]]]:
         """Create layers, configs, images and references for staged images; all or nothing."""
         driver = self.require_driver()
         txn = Txn()
-        out: list[tuple[Image, list[R.Reference]]] = []
+        out: builtins.list[tuple[Image, builtins.list[R.Reference]]] = []
         with self.lock:
             txn.old_refs = dict(self.refs)
             try:
@@ -784,7 +785,7 @@ class ImageService:
             pcfg = parent.config if parent is not None else {}
             diff_ids = list(parent.diff_ids) if parent is not None else []
             files = [stage / "present"] * len(diff_ids)  # existing layers: never opened
-            hashes: list[str | None] = list(diff_ids)
+            hashes: builtins.list[str | None] = list(diff_ids)
             if not empty:
                 diff_ids.append(reader.digest)
                 files.append(path)
@@ -858,23 +859,23 @@ class ImageService:
     def staging_dir(self) -> Path:
         return Path(tempfile.mkdtemp(dir=self.tmp_dir, prefix="stage-"))
 
-    def load(self, stream: BinaryIO, progress: Callable[[dict[str, Any]], None], quiet: bool = False) -> list[str]:
+    def load(self, stream: BinaryIO, progress: Callable[[dict[str, Any]], None], quiet: bool = False) -> builtins.list[str]:
         from .archive import load_archive
 
         return load_archive(self, stream, progress, quiet)
 
     def import_rootfs(self, stream: BinaryIO, repo: str | None, tag: str | None, message: str,
-                      changes: list[str], platform_: str | None = None) -> Image:
+                      changes: builtins.list[str], platform_: str | None = None) -> Image:
         from .archive import import_rootfs
 
         return import_rootfs(self, stream, repo, tag, message, changes, platform_)
 
-    def save_targets(self, names: Iterable[str]) -> list[tuple[Image, list[R.Reference]]]:
+    def save_targets(self, names: Iterable[str]) -> builtins.list[tuple[Image, builtins.list[R.Reference]]]:
         from .archive import save_targets
 
         return save_targets(self, list(names))
 
-    def save(self, targets: list[tuple[Image, list[R.Reference]]], out: BinaryIO) -> None:
+    def save(self, targets: builtins.list[tuple[Image, builtins.list[R.Reference]]], out: BinaryIO) -> None:
         from .archive import write_archive
 
         write_archive(self, targets, out)

@@ -32,7 +32,7 @@ import platform
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from .seccomp_syscalls import numbers as _table
 
@@ -457,7 +457,7 @@ def _build_cached(text: str | None, caps: frozenset[str]) -> bytes | None:
     return None if res is None else compile_profile(res)
 
 
-def build(caps: set[str] | list[str] | frozenset[str] = (), profile: str | None = None) -> bytes | None:
+def build(caps: Iterable[str] = (), profile: str | None = None) -> bytes | None:
     """The program for a container holding ``caps`` (names like "CAP_SYS_ADMIN"): Docker's default
     profile, or ``profile`` (the JSON text of a Docker-format profile). None: the profile turns
     seccomp off."""
@@ -495,7 +495,7 @@ def for_container(profile: bool | str | None, caps: list[str], privileged: bool)
         raise InvalidArgument(str(e)) from None
 
 
-def denied(caps: set[str] | list[str] = ()) -> list[str]:
+def denied(caps: Iterable[str] = ()) -> list[str]:
     """Names of x86_64 syscalls that the default profile does not allow unconditionally."""
     res = resolve(default_profile(), set(caps))
     assert res is not None

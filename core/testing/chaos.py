@@ -745,9 +745,9 @@ class Chaos:
         self._check_processes(where, listed)
         for cid, c in listed.items():  # creates that were cut by a kill, yet happened
             if cid not in self.boxes:
-                box = self._adopt(cid, c)
-                if box is not None:
-                    self.boxes[cid] = box
+                new_box = self._adopt(cid, c)
+                if new_box is not None:
+                    self.boxes[cid] = new_box
         self._check_networks_volumes(where)
 
     def _processes(self) -> dict[str, set[int]]:

@@ -37,7 +37,7 @@ class FakeCgroups:
     version = 2
     driver = "cgroupfs"
     #: optional contracts (dockyard.drivers.contracts): none beyond the base Protocol
-    capabilities = frozenset()
+    capabilities: frozenset[str] = frozenset()
 
     @classmethod
     def check(cls) -> None:

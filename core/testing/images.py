@@ -144,7 +144,7 @@ def image_config(layers: list[bytes], *, cmd: list[str] | None = None, env: list
                  created: str = CREATED) -> dict[str, Any]:
     diff_ids = [sha256(layer) for layer in layers]
     history = history or [f"ADD layer {i} in /" for i in range(len(layers))]
-    hist = [{"created": created, "created_by": h} for h in history]
+    hist: list[dict[str, Any]] = [{"created": created, "created_by": h} for h in history]
     if cmd is not None:
         hist.append({"created": created, "created_by": f'CMD {json.dumps(cmd)}', "empty_layer": True})
     return {
@@ -162,7 +162,9 @@ def image_tar(path: Path | str, images: list[tuple[dict[str, Any], list[bytes], 
     """Write a classic docker-save tar: ``<hex>.json`` configs, ``<hex>/layer.tar`` layers,
     ``manifest.json`` and ``repositories``. ``images`` is ``[(config, layer tars, tags)]``."""
     path = Path(path)
-    manifest, repositories, written = [], {}, set()
+    manifest: list[Any] = []
+    repositories: dict[str, Any] = {}
+    written: set[Any] = set()
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
         def add(name: str, data: bytes) -> None:
             tar.addfile(_info(name, tarfile.REGTYPE, 0o644, len(data)), io.BytesIO(data))

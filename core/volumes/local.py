@@ -76,7 +76,7 @@ def is_mountpoint(path: Path) -> bool:
 class LocalVolumes:
     name = "local"
     #: optional contracts (dockyard.drivers.contracts): none beyond the base Protocol
-    capabilities = frozenset()
+    capabilities: frozenset[str] = frozenset()
     scope = "local"
 
     def __init__(self, config: dict[str, Any], root: Path, state: Path) -> None:

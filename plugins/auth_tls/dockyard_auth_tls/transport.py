@@ -133,7 +133,7 @@ class TLSTransport:
 
     scheme = "tls"
     #: optional contracts (dockyard.drivers.contracts): none beyond the base Protocol
-    capabilities = frozenset()
+    capabilities: frozenset[str] = frozenset()
 
     def __init__(self, config: dict[str, Any], root: Path, state: Path) -> None:
         if config:

@@ -31,7 +31,7 @@ class AutoCgroups:
     driver = "cgroupfs"
     name, version = "auto", 0  # until __init__ picked the backend
     #: optional contracts (dockyard.drivers.contracts): none beyond the base Protocol
-    capabilities = frozenset()
+    capabilities: frozenset[str] = frozenset()
 
     @classmethod
     def check(cls) -> None:

@@ -42,7 +42,7 @@ class CgroupV2:
     version = 2
     driver = "cgroupfs"
     #: optional contracts (dockyard.drivers.contracts): none beyond the base Protocol
-    capabilities = frozenset()
+    capabilities: frozenset[str] = frozenset()
 
     @classmethod
     def check(cls, layout: Layout | None = None) -> None:
