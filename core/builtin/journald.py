@@ -255,14 +255,29 @@ class JournalReader:
         return LogRecord(stream, ts, data), str(e.get("__CURSOR") or "")
 
     def _entries(self, since_ns: int = 0, until_ns: int = 0) -> Iterator[tuple[LogRecord, str]]:
+        """The container's entries, streamed from journalctl as it prints them (docker logs
+        writes them out in batches between its reads, as it does for a file)."""
         try:
-            out = subprocess.run(self._command(), capture_output=True, timeout=120).stdout
-        except (OSError, subprocess.TimeoutExpired) as exc:
+            proc = subprocess.Popen(self._command(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        except OSError as exc:
             raise Unavailable(f"reading the journal failed: {exc}") from None
-        for line in out.splitlines():
-            got = self._entry(line)
-            if got is not None and got[0].timestamp_ns >= since_ns and (not until_ns or got[0].timestamp_ns <= until_ns):
-                yield got
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                got = self._entry(line)
+                if got is not None and got[0].timestamp_ns >= since_ns and (not until_ns or got[0].timestamp_ns <= until_ns):
+                    yield got
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.stdout.close()
+            proc.wait()
+
+    async def _entries_async(self) -> list[tuple[LogRecord, str]]:
+        proc = await asyncio.create_subprocess_exec(*self._command(), stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.DEVNULL)
+        out, _ = await proc.communicate()
+        return [got for line in out.splitlines() if (got := self._entry(line)) is not None]
 
     def records(self, since_ns: int = 0, until_ns: int = 0) -> Iterator[LogRecord]:
         return (r for r, _ in self._entries(since_ns, until_ns))
@@ -283,7 +298,7 @@ class JournalReader:
                      poll_interval: float = 0.1) -> AsyncIterator[LogRecord]:
         """History, then new entries (``journalctl -f`` from the last one shown) until the
         container has exited and every message the daemon sent for it has been read."""
-        entries = list(self._entries())
+        entries = await self._entries_async()
         after = entries[-1][1] if entries else ""
         history = [r for r, _ in entries if r.timestamp_ns >= since_ns and (not until_ns or r.timestamp_ns <= until_ns)]
         if tail is not None and tail >= 0:
