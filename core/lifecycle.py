@@ -1,8 +1,11 @@
-"""Container states and which actions each allows: one table, one check (youki's ``can_*``)."""
+"""Container states: which API actions each allows (one table, one check: ``require``, youki's
+``can_*``) and the moves between them (``MOVES``; ``transition`` is the one place a container's
+status changes)."""
 
 from __future__ import annotations
 
 import enum
+from typing import NamedTuple, Protocol
 
 from .errors import InvalidState, NotModified
 
@@ -59,3 +62,60 @@ def require(state: State, action: str, cid: str) -> None:
         raise NotModified(f"container {cid} is already {'started' if action == 'start' else 'stopped'}")
     template = MESSAGES.get((action, state)) or MESSAGES.get(action) or f"cannot {action} a {{state}} container"
     raise InvalidState(template.format(id=cid, state=state.value), object_id=cid, state=state.value, action=action)
+
+
+class Move(NamedTuple):
+    sources: frozenset[State]  # the states it may start from
+    target: State
+    event: str | None  # the container event that announces it (None: the verb's own event, or none)
+
+
+_ANY = frozenset(State)
+# action -> the move it makes; a container's status changes only through transition()
+MOVES: dict[str, Move] = {
+    # its process runs: a start, a restart, the restart policy's next try
+    "start": Move(frozenset({S.CREATED, S.EXITED, S.RESTARTING}), S.RUNNING, "start"),
+    # start-up reconciliation: a process an interrupted start left running is the container's
+    "adopt": Move(frozenset({S.CREATED, S.EXITED, S.RESTARTING, S.RUNNING}), S.RUNNING, None),
+    # its process ended (also one that ended while the daemon was down, found at start-up)
+    "die": Move(frozenset({S.CREATED, S.RUNNING, S.PAUSED, S.RESTARTING, S.EXITED}), S.EXITED, "die"),
+    "pause": Move(frozenset({S.RUNNING}), S.PAUSED, "pause"),
+    "unpause": Move(frozenset({S.PAUSED}), S.RUNNING, "unpause"),
+    # a stop of a paused container thaws it first, so its process receives the stop signal
+    "thaw": Move(frozenset({S.PAUSED}), S.RUNNING, None),
+    # the restart policy waits (back-off) before the next start
+    "schedule-restart": Move(frozenset({S.EXITED}), S.RESTARTING, None),
+    # stop, kill, rm or a failed try end that wait: no process ran
+    "cancel-restart": Move(frozenset({S.RESTARTING}), S.EXITED, None),
+    # the intent of rm (whatever ran was stopped first; a half-done removal is finished)
+    "remove": Move(_ANY, S.REMOVING, None),
+}
+
+
+class HasStatus(Protocol):
+    id: str
+    status: str
+    oom_killed: bool
+
+
+def check(c: HasStatus, action: str) -> Move:
+    """The move ``action`` makes from ``c``'s state, or InvalidState (409) if it may not."""
+    move, state = MOVES[action], State(c.status)
+    if state not in move.sources:
+        template = (MESSAGES.get((action, state)) or MESSAGES.get(action)
+                    or f"cannot {action} a {{state}} container {{id}}")
+        raise InvalidState(template.format(id=c.id, state=state.value), object_id=c.id, state=state.value,
+                           action=action)
+    return move
+
+
+def transition(c: HasStatus, action: str) -> tuple[str, ...]:
+    """Move ``c`` to the state ``action`` leads to (InvalidState if its state does not allow
+    it) and return the events that announce it, in order: the caller saves the record, then
+    emits them (``ContainerService.transition`` does both). An OOM kill is announced before
+    the ``die``, as Docker does."""
+    move = check(c, action)
+    c.status = move.target.value
+    if move.event is None:
+        return ()
+    return ("oom", move.event) if action == "die" and c.oom_killed else (move.event,)

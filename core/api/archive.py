@@ -93,7 +93,7 @@ async def get_archive(request: web.Request) -> web.StreamResponse:
     async with WORKERS.slot(c.id), fsview.opened(svc, c) as view:
         archive = await WORKERS.run(A.Archive, view.root, c.id, path)
         try:
-            svc._emit("archive-path", c)
+            svc.emit("archive-path", c)
             return await _stream_tar(request, {A.STAT_HEADER: A.encode_stat(archive.stat)}, archive.chunks)
         finally:
             archive.close()
@@ -115,7 +115,7 @@ async def put_archive(request: web.Request) -> web.Response:
     except Exception:
         await drain_body(request)
         raise
-    svc._emit("extract-to-dir", c)
+    svc.emit("extract-to-dir", c)
     return web.Response(status=200)
 
 
@@ -126,7 +126,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     async with WORKERS.slot(c.id), svc.mounted(c) as rootfs:
         root = await WORKERS.run(R.Root, rootfs)
         try:
-            svc._emit("export", c)
+            svc.emit("export", c)
             return await _stream_tar(request, {}, lambda: A.export_chunks(root))
         finally:
             root.close()

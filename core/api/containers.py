@@ -361,7 +361,7 @@ async def _attach_streams(svc: Any, c: Any, conn: Any, framer: Framer, attached_
     stdin = pump_stdin(conn, svc.runtime.stdin_path(c.id), keys,
                        lambda: svc.runtime.stdin_detach(c.id)) if want_stdin else None
     if await run_streams(output(), stdin) == "detached":
-        svc._emit("detach", c)
+        svc.emit("detach", c)
 
 
 # -- stats, top, changes -------------------------------------------------------------------

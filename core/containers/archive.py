@@ -432,7 +432,7 @@ async def commit(svc: Any, ref: str, *, repo: str | None, tag: str | None, comme
     from ..lifecycle import State, require
 
     c = svc.get(ref)
-    svc._require_drivers()
+    svc.require_drivers()
     if c.state in (State.REMOVING, State.DEAD):
         raise Conflict(f"You cannot commit container {c.id} which is "
                        f"{'being removed' if c.state == State.REMOVING else 'Dead'}")
@@ -478,5 +478,5 @@ async def commit(svc: Any, ref: str, *, repo: str | None, tag: str | None, comme
                 import logging
 
                 logging.getLogger("dockyard.containers").exception("unpausing %s after commit failed", c.id[:12])
-    svc._emit("commit", c, comment=comment, imageID=image.id, imageRef=image_ref.familiar if image_ref else "")
+    svc.emit("commit", c, comment=comment, imageID=image.id, imageRef=image_ref.familiar if image_ref else "")
     return image.id

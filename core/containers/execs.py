@@ -75,7 +75,7 @@ class ExecService:
         except Exception:
             return
         cmd = " ".join(e.args)
-        self.containers._emit(f"{action}: {cmd}" if action not in ("exec_die", "exec_detach") else action, c,
+        self.containers.emit(f"{action}: {cmd}" if action not in ("exec_die", "exec_detach") else action, c,
                               execID=e.id, **extra)
 
     # -- create / lookup ------------------------------------------------------------------

@@ -135,7 +135,7 @@ class HealthMonitor:
     def _persist(self, c: Any, h: Health) -> None:
         c.health = h.to_json()
         with contextlib.suppress(OSError):  # the container's directory is being removed
-            self.containers._save(c)
+            self.containers.save(c)
 
     def stop(self, cid: str) -> None:
         """The container stopped: no more probes; the last result stays for inspect."""
@@ -223,7 +223,7 @@ class HealthMonitor:
             return
         self._persist(c, h)
         if h.status != old:
-            self.containers._emit(f"health_status: {h.status}", c)
+            self.containers.emit(f"health_status: {h.status}", c)
 
     async def _probe(self, cid: str, hc: dict[str, Any], timeout_ns: int) -> Result | None:
         svc = self.containers

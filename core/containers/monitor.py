@@ -68,14 +68,10 @@ async def record_exit(svc: ContainerService, c: Container, status: ExitStatus) -
         svc.health.stop(c.id)
     except Exception:
         log.exception("releasing what container %s held failed", c.id[:12])
-    c.status = State.EXITED.value
     c.exit_code, c.pid, c.oom_killed = status.exit_code, 0, oom or status.oom_killed
     c.error = status.error or ""
     c.finished_ns = status.finished_at_ns or time.time_ns()
-    svc.save_soft(c)
-    if c.oom_killed:
-        svc.emit("oom", c)
-    svc.emit("die", c, exitCode=c.exit_code)
+    svc.transition(c, "die", exitCode=c.exit_code)  # "oom" first if it was one
     svc.wake(svc.exit_waiters, c.id, c)
 
 
@@ -91,12 +87,11 @@ async def after_exit(svc: ContainerService, c: Container) -> None:
         with contextlib.suppress(DockyardError):
             await svc.remove(c.id, force=True, volumes=True)
         return
-    if should_restart(svc, c):
+    if c.state == State.EXITED and should_restart(svc, c):  # (not if it was started meanwhile)
         delay = min(0.1 * (2 ** min(c.restart_count, 10)), 60.0)
         if c.finished_ns - c.started_ns > 10 * 10**9:
             delay = 0.1  # Docker resets the back-off after 10 s of running
-        c.status = State.RESTARTING.value
-        svc.save_soft(c)
+        svc.transition(c, "schedule-restart")
         # stop, kill, rm and restart end this wait through cancel_restart (under the lock)
         await asyncio.sleep(delay)
         async with svc.lock(c.id):
@@ -114,9 +109,8 @@ async def after_exit(svc: ContainerService, c: Container) -> None:
 def cancel_restart(svc: ContainerService, c: Container) -> None:
     """A restarting container (between an exit and its restart, no process) becomes
     exited; whoever waits for it to stop is answered. Called with the lock held."""
-    c.status = State.EXITED.value
     c.pid = 0
-    svc.save_soft(c)
+    svc.transition(c, "cancel-restart")
     svc.wake(svc.exit_waiters, c.id, c)
 
 

@@ -122,9 +122,9 @@ async def _reconcile_start(svc: ContainerService, c: Container) -> None:
     c.starting = False
     if pid:
         log.warning("adopting container %s (%s): started when the daemon stopped, pid %d", c.id[:12], c.name, pid)
-        c.status, c.pid, c.error, c.exit_code = State.RUNNING.value, pid, "", 0
+        c.pid, c.error, c.exit_code = pid, "", 0
         c.started_ns, c.has_been_started, c.manually_stopped, c.oom_killed = time.time_ns(), True, False, False
-        svc.save_soft(c)
+        svc.transition(c, "adopt")
         monitor.watch(svc, c)
         return
     status = svc.runtime.exit_status(c.id) if state == "exited" and svc.runtime is not None else None
@@ -153,8 +153,7 @@ async def _reconcile_start(svc: ContainerService, c: Container) -> None:
     mounts.release(svc, c)
     c.error = "the daemon stopped while the container was starting"
     if c.state == State.RESTARTING:  # the restart policy tries again
-        c.status = State.EXITED.value
-        svc.save_soft(c)
+        svc.transition(c, "cancel-restart")  # and after_exit schedules the next try
         spawn(monitor.after_exit(svc, c), f"restart policy of container {c.id[:12]}")
         return
     svc.save_soft(c)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgument, NoSuchContainer, Unavailable
+from .. import lifecycle
 from . import create as _create, monitor as _monitor, persist, queries as _queries, reconcile as _reconcile
 from . import start as _start, stop as _stop, update as _update
 from .logopts import ContainerLogging, json_log_path, log_path
@@ -96,6 +97,19 @@ class ContainerService:
         attrs = {"name": c.name, "image": c.image, **c.labels, **{k: str(v) for k, v in extra.items()}}
         self.events.emit("container", action, c.id, **attrs)
 
+    def transition(self, c: Container, action: str, *, durable: bool = False, soft: bool = True,
+                   **attrs: Any) -> None:
+        """Change ``c``'s state (``lifecycle.transition``: InvalidState if it may not), save
+        the record (``soft``: kept in memory while the disk is full), then announce the change
+        (``attrs`` go with the move's own event, e.g. ``exitCode`` with ``die``)."""
+        events = lifecycle.transition(c, action)
+        if soft:
+            self.save_soft(c, durable)
+        else:
+            self.save(c, durable)
+        for event in events:
+            self.emit(event, c, **(attrs if event == events[-1] else {}))
+
     @staticmethod
     def wake(waiters: dict[str, list[asyncio.Future[Any]]], cid: str, value: Any) -> None:
         for fut in waiters.pop(cid, []):
@@ -110,9 +124,6 @@ class ContainerService:
 
     def image_users(self, image_id: str) -> list[tuple[str, bool]]:
         return _queries.image_users(self, image_id)
-
-    # the former private names, still used by other modules
-    _save, _save_soft, _emit, _wake, _require_drivers = save, save_soft, emit, wake, require_drivers
 
     # -- verbs ----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from .. import userns
 from ..crashpoints import crashpoint
 from ..drivers.cgroups import Resources
 from ..errors import Conflict, DockyardError, NotModified
+from .. import lifecycle
 from ..lifecycle import State, require
 from . import cgparent, devices, effective, etcfiles, logopts, monitor, mounts, startopts, stop
 from .persist import raise_if_disk_full
@@ -46,6 +47,7 @@ async def start(svc: ContainerService, ref: str) -> None:
 async def launch(svc: ContainerService, c: Container) -> None:
     """Start the container's process (the lock is held): everything it needs, in one undo."""
     svc.require_drivers()
+    lifecycle.check(c, "start")  # before anything is launched (the state holds: the lock is held)
     directory = svc.dir(c)
     cg = svc.cgroups
     async with contextlib.AsyncExitStack() as undo:
@@ -103,11 +105,10 @@ async def launch(svc: ContainerService, c: Container) -> None:
             raise
         crashpoint("container.start.after_launch")
         undo.pop_all()
-    c.status, c.pid, c.error, c.starting = State.RUNNING.value, pid, "", False
+    c.pid, c.error, c.starting = pid, "", False
     c.started_ns, c.has_been_started, c.manually_stopped, c.oom_killed = time.time_ns(), True, False, False
     c.exit_code = 0
-    svc.save_soft(c)  # it runs and is watched whatever the disk says
-    svc.emit("start", c)
+    svc.transition(c, "start")  # it runs and is watched whatever the disk says
     monitor.watch(svc, c)
     svc.wake(svc.start_waiters, c.id, True)
 

@@ -61,7 +61,7 @@ async def remove_link(svc: Any, name: str) -> None:
                 holder["Links"] = kept or None
         if not found:
             raise NotFound(f"No such container: {parent}/{alias}")
-        svc._save(c)
+        svc.save(c)
 
 
 def check_links(svc: Any, hc: dict[str, Any], networks: dict[str, Any] | None = None) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .. import filters as F
 from ..crashpoints import crashpoint
 from ..errors import InvalidArgument, InvalidState, NoSuchContainer, Unavailable
+from .. import lifecycle
 from ..lifecycle import State, require
 from ..timestamps import parse_timestamp
 from . import monitor, mounts, queries
@@ -77,7 +78,7 @@ async def stop_process(svc: ContainerService, c: Container, timeout: int | None,
     waiter = monitor.exit_future(svc, c)
     if c.state == State.PAUSED and svc.cgroups is not None:
         svc.cgroups.thaw(c.id)
-        c.status = State.RUNNING.value
+        lifecycle.transition(c, "thaw")  # in memory only (as before): the exit is saved soon
     with contextlib.suppress(InvalidState, NoSuchContainer):
         await svc.runtime.kill(c.id, stop_signal)
         svc.emit("kill", c, signal=stop_signal)
@@ -133,9 +134,7 @@ async def pause(svc: ContainerService, ref: str) -> None:
     async with svc.lock(c.id):
         require(c.state, "pause", c.id)
         need_cgroups(svc).freeze(c.id)
-        c.status = State.PAUSED.value
-        svc.save(c)
-    svc.emit("pause", c)
+        svc.transition(c, "pause", soft=False)
 
 
 async def unpause(svc: ContainerService, ref: str) -> None:
@@ -143,9 +142,7 @@ async def unpause(svc: ContainerService, ref: str) -> None:
     async with svc.lock(c.id):
         require(c.state, "unpause", c.id)
         need_cgroups(svc).thaw(c.id)
-        c.status = State.RUNNING.value
-        svc.save(c)
-    svc.emit("unpause", c)
+        svc.transition(c, "unpause", soft=False)
 
 
 def need_cgroups(svc: ContainerService) -> Any:
@@ -168,9 +165,8 @@ async def remove(svc: ContainerService, ref: str, force: bool = False, volumes: 
             return
         # the intent first: a daemon killed during the removal finishes it at its next
         # start (reconcile); a container in "removing" is removed by any later rm too
-        c.status = State.REMOVING.value
         c.remove_volumes = c.remove_volumes or volumes
-        svc.save_soft(c, durable=True)  # a full disk still removes (and frees space)
+        svc.transition(c, "remove", durable=True)  # a full disk still removes (and frees space)
         crashpoint("container.rm.after_intent")
         await destroy(svc, c)
     if c.remove_volumes:

@@ -846,7 +846,7 @@ class NetworkService:
             c.networks[rec.name] = settings
             if c.running:
                 await dns.setup_container(self, c, svc.dir(c), connect=True)  # a first user network: 127.0.0.11
-            svc._save(c)
+            svc.save(c)
 
     async def disconnect(self, ref: str, container_ref: str, force: bool = False) -> None:
         rec = self.get(ref)
@@ -876,7 +876,7 @@ class NetworkService:
                 for key in ("Bridge", "EndpointID", "Gateway", "IPAddress", "IPPrefixLen", "MacAddress",
                             "IPv6Gateway", "GlobalIPv6Address", "GlobalIPv6PrefixLen"):
                     c.network_settings.pop(key, None)
-            svc._save(c)
+            svc.save(c)
 
     # -- shutdown ----------------------------------------------------------------------------
 
