@@ -37,7 +37,7 @@ fi
 PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 "${PIP[@]}" -U pip setuptools wheel
 # The core distribution (editable) first: the plugins depend on it.
-"${PIP[@]}" -e '.[fast,test]'
+"${PIP[@]}" -e '.[fast,test,lint]'
 # Each plugin is its own distribution, installed the way users install them (non-editable);
 # they are what the 'all' extra names (pip install ./plugins/* '.[all]', or 'dockyard[all]' with
 # --find-links to a directory of their wheels: they are on no index).

@@ -8,4 +8,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# lint first: a finding fails CI before the (long) suite runs; config in pyproject.toml
+.venv/bin/ruff check core plugins
+.venv/bin/mypy
 exec .venv/bin/python -m pytest -q "$@"
