@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..builtin.logdrivers import file_limits, parse_compress
-from ..drivers.logging import DEFAULT_LIMITS, ForwardedLogs, LogDriver, LogDrivers, LogInfo, ReadableLogs, ShimOutput
+from ..drivers.logging import DEFAULT_LIMITS, GROUP, ForwardedLogs, LogDriver, LogDrivers, LogInfo, ReadableLogs, ShimOutput
 from ..errors import ConfigError, DockyardError, InvalidArgument
 from . import logforward, options
 from .record import Container
@@ -35,7 +35,7 @@ class ContainerLogging:
     """The containers' log drivers: the registry, the daemon's ``log-driver``/``log-opts``,
     and the forwarding tasks of running containers."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Any, plugins: Any = None) -> None:
         self.drivers = LogDrivers(config)
         self.default_driver: str = getattr(config, "log_driver", "json-file") or "json-file"
         self.daemon_opts: dict[str, str] = dict(getattr(config, "log_opts", {}) or {})
@@ -48,6 +48,9 @@ class ContainerLogging:
             raise ConfigError(f"log-opts: {exc}") from None
         self.forwarders: dict[str, asyncio.Task[None]] = {}
         self._sinks: dict[str, Any] = {}
+        if plugins is not None:  # loaded and checked against LogDriver once, listed by `dockyard plugins`
+            for name in self.drivers.names():  # a driver that fails to load stops the daemon (PluginError)
+                plugins.register(self.drivers.get(name), GROUP, name, self.drivers.capabilities(name))
 
     @property
     def limits(self) -> tuple[int, int]:

@@ -51,7 +51,7 @@ class ContainerService:
         self.attached: dict[str, int] = {}  # open attach streams per container
         self.fs_users: dict[str, int] = {}  # open uses of a rootfs (archive, export, commit)
         self.detached = asyncio.Condition()
-        self.logging = ContainerLogging(daemon.config)  # log drivers (dockyard.logging), forwarders
+        self.logging = ContainerLogging(daemon.config, daemon.plugins)  # log drivers (dockyard.logging), forwarders
         self.daemon_stopping = False
         from .execs import ExecService
         from .health import HealthMonitor

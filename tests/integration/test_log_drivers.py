@@ -220,6 +220,12 @@ def test_info_lists_exactly_the_registered_log_drivers(d, make_daemon, busybox_t
     info = json.loads(ok(d, "info", "--format", "{{json .}}"))
     assert info["Plugins"]["Log"] == ["journald", "json-file", "local", "none", "syslog"]
     assert info["LoggingDriver"] == "json-file"
+    status, body = d.request("GET", "/info")
+    assert status == 200
+    loaded = {p["Name"]: p["Capabilities"] for p in json.loads(body)["DockyardPlugins"]
+              if p["Group"] == "dockyard.logging"}
+    assert loaded == {"journald": ["ForwardedLogs", "ReadableLogs"], "json-file": ["ReadableLogs"],
+                      "local": ["ReadableLogs"], "none": [], "syslog": []}  # checked once when they loaded
     dd = make_daemon("--log-driver", "local", env={"DOCKYARD_DISABLE_PLUGINS": "journald"})
     info = json.loads(ok(dd, "info", "--format", "{{json .}}"))
     assert info["Plugins"]["Log"] == ["json-file", "local", "none", "syslog"] and info["LoggingDriver"] == "local"
