@@ -79,7 +79,7 @@ def _matches(svc: ContainerService, c: Container, f: F.Filters) -> bool:
     return (
         any_of("id", lambda v: c.id.startswith(v))
         and any_of("name", lambda v: v.lstrip("/") in c.name or bool(_re_search(v.lstrip("/"), c.name)))
-        and ("label" not in f or F.match_labels(f["label"], c.labels))
+        and F.labels_match(f, c.labels)
         and any_of("status", lambda v: c.state.value == v)
         and any_of("exited", lambda v: c.state == State.EXITED and c.has_been_started and str(c.exit_code) == v)
         and any_of("ancestor", ancestor)

@@ -16,7 +16,6 @@ from ..crashpoints import crashpoint
 from ..errors import InvalidArgument, InvalidState, NoSuchContainer, Unavailable
 from .. import lifecycle
 from ..lifecycle import State, require
-from ..timestamps import parse_timestamp
 from . import monitor, mounts, queries
 from .record import Container
 
@@ -203,16 +202,12 @@ async def destroy(svc: ContainerService, c: Container) -> None:
 
 async def prune(svc: ContainerService, filters: str | None) -> dict[str, Any]:
     f = F.parse(filters, ("label", "label!", "until"))
-    until = None
-    if "until" in f:
-        until = parse_timestamp(f["until"][0], "until")
+    until = F.until_ns(f)
     deleted, reclaimed = [], 0
     for c in list(svc.containers.values()):
         if c.running:  # one in "removing" (an rm that failed half-way) is finished too
             continue
-        if "label" in f and not F.match_labels(f["label"], c.labels):
-            continue
-        if "label!" in f and F.match_labels(f["label!"], c.labels):
+        if not F.labels_match(f, c.labels):
             continue
         if until is not None and c.created_ns > until:
             continue
