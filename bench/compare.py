@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
-import json
 import os
 import secrets
 import shutil
@@ -33,12 +31,11 @@ import signal
 import statistics
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Api, Engine, cleanup as dockyard_cleanup, cpu_seconds, pss_kb  # noqa: E402
@@ -571,7 +568,7 @@ def row_thousand(engines: list[Target], total: int, par: int) -> None:
     for e in engines:
         per = [total // par + (i < total % par) for i in range(par)]
 
-        def worker(k: int) -> None:
+        def worker(k: int, e: Target = e) -> None:
             a = e.api()
             for _ in range(k):
                 cid = a.json("POST", "/containers/create", body("true"))["Id"]
@@ -621,27 +618,28 @@ def table(engines: list[Target], args: argparse.Namespace) -> None:
                     cells.append(f"{r:.2f}x")
                 else:
                     cells.append("-")
-        gtext, check = "-", None
+        gtext, limit = "-", None  # limit: (op, value) a median is checked against
         if goal:
             op, gv = goal
             if op == "x<=":
                 fl = statistics.median(floors[key]) if floors.get(key) else None
                 tar = "tar -x" if key == "load" else "tar -c"
                 gtext = f"<= {gv}x {tar} ({fl:.2f} s here)" if fl else f"<= {gv}x {tar}"
-                if fl:
-                    check = (lambda v, fl=fl, gv=gv: v <= gv * fl)
+                limit = ("<=", gv * fl) if fl else None
             elif op == "keep":
                 gtext = f"keep ({gv:g} {unit} in the issue)"
-                check = (lambda v, gv=gv: v <= gv * 1.25)  # within the noise of the issue's figure
+                limit = ("<=", gv * 1.25)  # within the noise of the issue's figure
             elif op == "<=":
-                gtext = f"<= {gv:g} {unit}"
-                check = (lambda v, gv=gv: v <= gv)
+                gtext, limit = f"<= {gv:g} {unit}", ("<=", gv)
             else:
-                gtext = f">= {gv:g} {unit}"
-                check = (lambda v, gv=gv: v >= gv)
+                gtext, limit = f">= {gv:g} {unit}", (">=", gv)
         cells.append(gtext)
         for n in ours:
-            cells.append("-" if check is None or n not in med else ("met" if check(med[n]) else "NOT met"))
+            if limit is None or n not in med:
+                cells.append("-")
+            else:
+                ok = med[n] <= limit[1] if limit[0] == "<=" else med[n] >= limit[1]
+                cells.append("met" if ok else "NOT met")
         cells.append(" / ".join(issue))
         cells.append(str(min(len(v) for v in results[key].values())))
         print("| " + " | ".join(cells) + " |")

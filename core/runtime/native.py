@@ -551,6 +551,11 @@ class NativeRuntime:
             with contextlib.suppress(InvalidState):
                 await self.kill(cid, signal.SIGKILL)
             await self.wait(cid)
+        # file removals wait for the disk's journal (ms each on a busy ext4 after an fsync):
+        # in a worker thread, not on the daemon's event loop
+        await asyncio.to_thread(self._remove_files, sd, logs)
+
+    def _remove_files(self, sd: Path, logs: bool) -> None:
         log_path = self._log_path(sd)
         if not logs:  # the meta names the log file (logs() reads it): it stays with the logs
             keep = {st.META, *(p.name for p in LogReader(log_path).files() if p.parent == sd)}

@@ -127,6 +127,25 @@ def unmount(target: str) -> None:
     raise OSError(err, f"umount {target}: {os.strerror(err)}")
 
 
+def detach(target: str) -> int | None:
+    """Detach the mount on ``target`` (``MNT_DETACH``) while an ``O_PATH`` fd pins it; the fd,
+    or None if nothing was mounted there. The mount leaves the namespace at once; the last
+    reference goes when the fd is closed, and with it the superblock's shutdown, which for an
+    overlay syncs the whole upper filesystem (~0.5 ms on a quiet disk, several ms on a busy
+    one): the caller closes the fd where that wait does not hold anything up."""
+    try:
+        fd = os.open(target, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if _libc.umount2(target.encode(), MNT_DETACH) == 0:
+        return fd
+    err = ctypes.get_errno()
+    os.close(fd)
+    if err in (errno.EINVAL, errno.ENOENT):  # not a mount point (fd was on the directory)
+        return None
+    raise OSError(err, f"umount {target}: {os.strerror(err)}")
+
+
 def _unescape(field: str) -> str:
     """mountinfo escapes space, tab, newline and backslash as ``\\ooo``."""
     if "\\" not in field:

@@ -21,10 +21,12 @@ members (duplicate names) has none and is exported as a deterministic walk of ``
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import secrets
 import stat
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -33,6 +35,20 @@ from dockyard.errors import ConfigError, Conflict, DockyardError, InvalidArgumen
 from dockyard.layers.trees import open_dir_at
 
 from . import mounts
+
+log = logging.getLogger("dockyard.storage.overlay")
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _release_pool() -> ThreadPoolExecutor:
+    """The threads that close the fds pinning detached overlays (see OverlayDriver.unmount)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="overlay-release")
+        return _pool
+
 
 _MAGIC_NAMES = {"ext4": "extfs", "ext3": "extfs", "ext2": "extfs"}
 _NO_UPPER = {"overlay", "aufs", "nfs", "nfs4", "fuse", "ecryptfs"}  # cannot host upper dirs
@@ -71,6 +87,8 @@ class OverlayDriver:
         for junk in self.root.glob(".tmp-*"):
             L.remove_tree(junk)
         self._lock = threading.Lock()  # mount/unmount of one driver never interleave
+        # unmounted containers whose overlay superblock is still being released (see unmount)
+        self._releasing: dict[str, Future[None]] = {}
         self.idmap = None  # userns-remap: owners shifted into the mapping (use_id_mapping)
 
     def use_id_mapping(self, mapping) -> None:
@@ -275,6 +293,7 @@ class OverlayDriver:
         path = self._container(cid)
         merged = str(path / "merged")
         with self._lock:
+            self._released(cid)  # the kernel refuses an upper dir an older overlay still uses
             if mounts.is_mountpoint(merged):
                 return merged
             try:
@@ -299,12 +318,27 @@ class OverlayDriver:
         mounts.mount_overlay_legacy(str(self.root), lower, upper, work, merged)
 
     def unmount(self, cid: str) -> None:
+        """Detach the container's overlay at once; its superblock, whose shutdown syncs the
+        upper filesystem, is released by a worker thread (the caller, an exit being recorded
+        on the daemon's event loop, does not wait for the disk). ``mount`` and ``remove_rw``
+        of this container wait for that release; its errors are logged there."""
         merged = str(self._dir(cid) / "merged")
         with self._lock:
             try:
-                mounts.unmount(merged)
+                fd = mounts.detach(merged)
             except OSError as exc:
                 raise DockyardError(f"unmount {cid}: {exc}") from exc
+            if fd is not None:
+                self._releasing[cid] = _release_pool().submit(os.close, fd)
+
+    def _released(self, cid: str) -> None:
+        """Wait until the overlay ``unmount`` detached is gone."""
+        fut = self._releasing.pop(cid, None)
+        if fut is not None:
+            try:
+                fut.result()
+            except OSError as exc:  # closing an O_PATH fd: not expected to fail
+                log.warning("releasing the overlay of %s: %s", cid[:12], exc)
 
     def is_mounted(self, cid: str) -> bool:
         return mounts.is_mountpoint(str(self._dir(cid) / "merged"))
@@ -320,6 +354,8 @@ class OverlayDriver:
         if self._is_layer(path):
             raise Conflict(f"{cid} is a layer, not a container")
         self.unmount(cid)
+        with self._lock:
+            self._released(cid)
         trash = self.root / f".tmp-rm-{cid}-{secrets.token_hex(4)}"
         try:
             path.rename(trash)
