@@ -56,7 +56,7 @@ F_ADD_SEALS, F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE = 1033, 1, 2,
 def sanitize_key(key: str) -> str:
     """moby's journald sanitizeKeyMod: a-z upper-cased, anything else but A-Z0-9 to ``_``,
     leading ``_`` dropped (journald refuses them from clients)."""
-    out = []
+    out: list[str] = []
     for ch in key:
         if "a" <= ch <= "z":
             ch = ch.upper()

@@ -121,7 +121,13 @@ class ContainerLogging:
 
         task = spawn(fwd.run(), f"log forwarder of container {c.id[:12]}")
         self.forwarders[c.id] = task
-        task.add_done_callback(lambda t, cid=c.id: self.forwarders.pop(cid, None) if self.forwarders.get(cid) is t else None)
+        task.add_done_callback(self._forgotten(c.id))
+
+    def _forgotten(self, cid: str) -> Any:
+        def forget(task: asyncio.Task[None]) -> None:
+            if self.forwarders.get(cid) is task:
+                del self.forwarders[cid]
+        return forget
 
     async def drained(self, c: Container, timeout: float = 10.0) -> None:
         """Wait (at most ``timeout``, Docker's logger close timeout) for the container's
