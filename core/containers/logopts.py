@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..builtin.logdrivers import file_limits, parse_compress
+from ..builtin.logdrivers import file_limits
 from ..drivers.logging import DEFAULT_LIMITS, GROUP, ForwardedLogs, LogDriver, LogDrivers, LogInfo, ReadableLogs, ShimOutput
 from ..errors import ConfigError, DockyardError, InvalidArgument
 from . import logforward, options
@@ -21,14 +21,6 @@ if TYPE_CHECKING:
     from .service import ContainerService
 
 log = logging.getLogger("dockyard.logging")
-
-
-def log_limits(opts: dict[str, str], defaults: dict[str, str], driver: str = "json-file") -> tuple[int, int]:
-    """(max size in bytes, max files) from Docker's ``max-size``/``max-file``; a 400 naming a bad option."""
-    return file_limits(opts, defaults, driver, compress_ok=driver == "json-file")
-
-
-log_compress = parse_compress
 
 
 class ContainerLogging:
