@@ -125,7 +125,7 @@ def _hashed(items: Iterator[L.Entry], h: Any) -> Iterator[L.Entry]:
         st = e.st or os.lstat(e.path)  # type: ignore[arg-type]
         h.update(f"{e.name}\0{st.st_mode:o}\0{st.st_size}\0".encode("utf-8", "surrogateescape"))
         if stat.S_ISLNK(st.st_mode):
-            h.update(os.readlink(e.path).encode("utf-8", "surrogateescape"))  # type: ignore[arg-type]
+            h.update(os.readlink(e.path).encode("utf-8", "surrogateescape"))  # type: ignore[arg-type, type-var, union-attr]
         elif stat.S_ISREG(st.st_mode):
             fd, _ = open_regular(e.path)  # type: ignore[arg-type]
             if fd is not None:  # else no longer a regular file: never opened (a FIFO would block)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import secrets
@@ -164,7 +165,7 @@ def _binds(svc: Any, c: Any, undo: list[Callable[[], None]]) -> list[tuple[str, 
         kind, dest = point.get("Type"), point.get("Destination", "")
         if kind == "volume" and volumes is not None and point.get("Name") in volumes.records:
             source = volumes.attach(point["Name"], ref)
-            undo.append(lambda name=point["Name"]: volumes.unmount(name, ref))
+            undo.append(functools.partial(volumes.unmount, point["Name"], ref))
         elif kind == "bind":
             source = point.get("Source", "")
         else:

@@ -29,7 +29,7 @@ from typing import Any, Iterable, Iterator
 from ..errors import Conflict, InvalidArgument, Unavailable
 
 Net = ipaddress.IPv4Network
-RESERVED = [ipaddress.ip_network("172.17.0.0/16"), ipaddress.ip_network("10.88.0.0/16")]
+RESERVED = [ipaddress.IPv4Network("172.17.0.0/16"), ipaddress.IPv4Network("10.88.0.0/16")]
 LOCK_PATH = Path("/run/dockyard-subnets.lock")
 
 
@@ -39,12 +39,12 @@ def default_pools(configured: Iterable[tuple[str, int]] = ()) -> list[Net]:
     out: list[Net] = []
     for base, size in configured:
         net = ipaddress.ip_network(base)
-        if net.version == 4:
+        if isinstance(net, ipaddress.IPv4Network):
             out += list(itertools.islice(net.subnets(new_prefix=size), 4096))
     if out:
         return out
-    pools = [ipaddress.ip_network(f"172.{i}.0.0/16") for i in range(18, 32)]
-    pools += [ipaddress.ip_network(f"192.168.{i}.0/20") for i in range(0, 256, 16)]
+    pools = [ipaddress.IPv4Network(f"172.{i}.0.0/16") for i in range(18, 32)]
+    pools += [ipaddress.IPv4Network(f"192.168.{i}.0/20") for i in range(0, 256, 16)]
     return pools
 
 
@@ -61,7 +61,7 @@ def host_routes() -> list[Net]:
                 dest, mask = (struct.pack("<I", int(parts[i], 16)) for i in (1, 7))
                 if mask == b"\0\0\0\0":
                     continue
-                out.append(ipaddress.ip_network(f"{socket.inet_ntoa(dest)}/{socket.inet_ntoa(mask)}", strict=False))
+                out.append(ipaddress.IPv4Network(f"{socket.inet_ntoa(dest)}/{socket.inet_ntoa(mask)}", strict=False))
     except OSError:
         pass
     return out

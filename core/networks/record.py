@@ -65,7 +65,7 @@ class NetRecord:
         n = self.net
         config = []
         if n.subnet:
-            entry = {"Subnet": n.subnet, "Gateway": n.gateway}
+            entry: dict[str, Any] = {"Subnet": n.subnet, "Gateway": n.gateway}
             if n.ip_range:
                 entry["IPRange"] = n.ip_range
             if n.aux_addresses:

@@ -119,7 +119,7 @@ def endpoints(domain: str, settings: Settings, push: bool = False) -> list[Endpo
     if domain == DOCKER_HUB and not push:
         for m in settings.mirrors:
             url = URL(m if "://" in m else f"https://{m}")
-            host = url.host + (f":{url.explicit_port}" if url.explicit_port else "")
+            host = (url.host or "") + (f":{url.explicit_port}" if url.explicit_port else "")
             out.append(Endpoint(host, url.scheme, is_insecure(host, settings.insecure), mirror=True))
     host = DOCKER_HUB_ENDPOINT if domain == DOCKER_HUB else domain
     out.append(Endpoint(host, None, is_insecure(host, settings.insecure)))

@@ -48,7 +48,7 @@ def _lib() -> ctypes.CDLL | None:
             _libc = lib
         except (OSError, AttributeError):
             _libc = False
-    return _libc or None
+    return _libc if isinstance(_libc, ctypes.CDLL) else None
 
 
 class _Inotify:

@@ -171,7 +171,7 @@ class VolumeService:
             "Mountpoint": drv.path(record["Name"]) if drv is not None else "",
             "Name": record["Name"],
             "Options": record.get("Options") or None,
-            "Scope": drv.scope,
+            "Scope": drv.scope if drv is not None else "local",  # a driver no longer installed
         }
         status = drv.status(record["Name"]) if drv is not None else None
         if status:
@@ -288,7 +288,7 @@ class VolumeService:
         for record in list(self.records.values()):
             name, labels = record["Name"], record.get("Labels") or {}
             drv = self.drivers.get(record["Driver"])
-            if drv.scope != "local" or self.users(name):
+            if (drv.scope if drv is not None else "local") != "local" or self.users(name):
                 continue
             if not everything and ANONYMOUS_LABEL not in labels:
                 continue
