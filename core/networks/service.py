@@ -27,7 +27,7 @@ import logging
 import secrets
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import filters as F
 from ..crashpoints import crashpoint
@@ -39,6 +39,10 @@ from ..errors import (
 from ..store import remove_stale_temps
 from . import dns, ipam, netns, publishing
 from .record import NetRecord
+
+
+if TYPE_CHECKING:
+    from ..daemon import Daemon
 
 log = logging.getLogger("dockyard.networks")
 
@@ -111,7 +115,7 @@ def _split_ipam_configs(configs: list[dict[str, Any]]) -> tuple[list[dict[str, A
 
 
 class NetworkService:
-    def __init__(self, daemon: Any) -> None:
+    def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         config = daemon.config
         self.root: Path = config.data_root / "networks"

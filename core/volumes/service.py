@@ -23,7 +23,7 @@ import re
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import filters as F
 from ..errors import Conflict, InvalidArgument, NoSuchVolume, PluginError
@@ -32,6 +32,10 @@ from ..store import read_json, remove_stale_temps, write_json
 from ..timestamps import rfc3339_seconds
 from ..versions import _vtuple
 from .local import LocalVolumes, is_mountpoint
+
+
+if TYPE_CHECKING:
+    from ..daemon import Daemon
 
 log = logging.getLogger("dockyard.volumes")
 
@@ -50,7 +54,7 @@ def check_name(name: str) -> str:
 
 
 class VolumeService:
-    def __init__(self, daemon: Any) -> None:
+    def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self.events = daemon.events
         self.root: Path = daemon.config.data_root / "volumes"
