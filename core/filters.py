@@ -9,6 +9,8 @@ reads the shared keys: ``label``/``label!`` (:func:`labels_match`), boolean keys
 from __future__ import annotations
 
 import json
+import re
+from functools import lru_cache
 from typing import Iterable
 
 from .errors import InvalidArgument
@@ -78,3 +80,21 @@ def bool_value(f: Filters, key: str) -> bool | None:
 def until_ns(f: Filters) -> int | None:
     """The ``until`` filter (unix seconds, RFC 3339 or a Go duration) in ns; None when absent."""
     return parse_timestamp(f["until"][0], "until") if f.get("until") else None
+
+
+@lru_cache(maxsize=256)
+def _regex(pattern: str) -> re.Pattern[str] | None:
+    try:
+        return re.compile(pattern)
+    except re.error:
+        return None
+
+
+def name_match(value: str, name: str) -> bool:
+    """moby's ``filters.Args.Match``: ``value`` equals ``name`` or is a regular expression found
+    in it (containers are matched by ``"/" + name``, so ``^/web$`` is an exact name). A value
+    that is no valid expression matches nothing else (dockerd answers 200, not 400)."""
+    if value == name:
+        return True
+    rx = _regex(value)
+    return rx is not None and rx.search(name) is not None

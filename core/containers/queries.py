@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -78,7 +77,7 @@ def _matches(svc: ContainerService, c: Container, f: F.Filters) -> bool:
 
     return (
         any_of("id", lambda v: c.id.startswith(v))
-        and any_of("name", lambda v: v.lstrip("/") in c.name or bool(_re_search(v.lstrip("/"), c.name)))
+        and any_of("name", lambda v: F.name_match(v, "/" + c.name))
         and F.labels_match(f, c.labels)
         and any_of("status", lambda v: c.state.value == v)
         and any_of("exited", lambda v: c.state == State.EXITED and c.has_been_started and str(c.exit_code) == v)
@@ -87,13 +86,6 @@ def _matches(svc: ContainerService, c: Container, f: F.Filters) -> bool:
         and ports.matches(f, c.config, c.host_config, c.network_settings)
         and any_of("health", lambda v: svc.health.status(c.id) == v)
     )
-
-
-def _re_search(pattern: str, text: str) -> Any:
-    try:
-        return re.search(pattern, text)
-    except re.error:
-        return None
 
 
 def logs(svc: ContainerService, c: Container) -> Any:
