@@ -190,6 +190,32 @@ class TestJournaldSocket(LogDriverSuite):
         finally:
             log_daemon.docker("rm", "-f", "jexact")
 
+    def test_output_of_a_container_that_ended_while_the_daemon_was_down(self, log_daemon: DaemonProcess,
+                                                                        tmp_path: Path) -> None:
+        """The shim buffers what the container writes while the daemon is down; the daemon,
+        back, sends it (reconcile), also when the container has ended meanwhile."""
+        marks = tmp_path / "m"
+        marks.mkdir()
+        ok = log_daemon.docker("run", "-d", "--name", "jdown", "--log-driver", "journald", "-v", f"{marks}:/m",
+                               "busybox", "sh", "-c", "echo before; while [ ! -e /m/go ]; do sleep 0.05; done; "
+                               "echo during1; echo during2 >&2; touch /m/done")
+        assert ok.returncode == 0, ok.stderr
+        try:
+            wait_for(lambda: [e["MESSAGE"] for e in self.entries("jdown")] == [b"before"], timeout=60)
+            log_daemon.kill()
+            try:
+                (marks / "go").touch()
+                wait_for(lambda: (marks / "done").exists(), timeout=60)
+            finally:
+                log_daemon.start()
+            got = wait_for(lambda: (lambda e: e if len(e) >= 3 else None)(self.entries("jdown")), timeout=60)
+            assert [(e["PRIORITY"], e["MESSAGE"]) for e in got] in (
+                [(b"6", b"before"), (b"6", b"during1"), (b"3", b"during2")],
+                [(b"6", b"before"), (b"3", b"during2"), (b"6", b"during1")])
+            assert log_daemon.docker("inspect", "-f", "{{.State.Status}}", "jdown").stdout.strip() == b"exited"
+        finally:
+            log_daemon.docker("rm", "-f", "jdown")
+
     def test_carriage_return_kept(self, log_daemon: DaemonProcess) -> None:
         r = log_daemon.docker("run", "--name", "jbin", "--log-driver", "journald", "busybox", "printf", "a\\rb\\n")
         try:

@@ -234,6 +234,16 @@ def test_info_lists_exactly_the_registered_log_drivers(d, make_daemon, busybox_t
     assert r.returncode != 0 and b"logger: no log driver named 'journald' is registered" in r.stderr
 
 
+def test_journald_without_a_journal_fails_the_start(make_daemon, busybox_tar, tmp_path):
+    cfg = tmp_path / "d.toml"
+    cfg.write_text(f'[plugins.journald]\nsocket = "{tmp_path / "nobody"}"\n')
+    dd = make_daemon("--config-file", str(cfg))
+    dd.load(busybox_tar)
+    r = dd.docker("run", "--rm", "--log-driver", "journald", "busybox", "true")
+    assert r.returncode != 0 and b"journald is not enabled on this host" in r.stderr, r.stderr
+    assert dd.docker("ps", "-aq").stdout == b""  # --rm: nothing left
+
+
 # -- syslog: one datagram a line, sent by the shim (Docker's formats) ------------------------------
 
 
