@@ -25,6 +25,7 @@ from typing import Any
 
 from ..drivers.logging import MAX_LINE, ForwardedLogs, LogDriver, LogInfo, LogMessage, LogSink
 from ..runtime.logfile import STDERR, LogRecord
+from ..timestamps import rfc3339_nano
 
 log = logging.getLogger("dockyard.logging")
 
@@ -120,16 +121,19 @@ class Forwarder:
             self.pos[stream] = (rts, 1 << 62)
         self.carry.clear()
 
-    def check_lost(self) -> None:
-        """Say what the buffer no longer holds (rotated away while the daemon was down)."""
-        if not self.pos:
-            return
+    def check_lost(self) -> bool:
+        """Say (a warning) when the record the cursor points at is no longer in the buffer: what
+        came after it may have rotated out while the daemon was down. True if so."""
+        if not self.pos or not self.sent:
+            return False
         since = min(ts for ts, _ in self.pos.values())
         first = next(iter(self.buffer.records()), None)
-        if first is not None and first.timestamp_ns > since and self.sent:
-            log.warning("log driver %s: output of container %s written after %d and before %d (ns since the epoch) "
-                        "was rotated out of the buffer while the daemon was down and is lost",
-                        self.driver.name, self.info.id12, since, first.timestamp_ns)
+        if first is None or first.timestamp_ns <= since:
+            return False
+        log.warning("log driver %s: output of container %s written after %s and before %s may be lost: it "
+                    "rotated out of the buffer while the daemon was down (raise the daemon's log-opts max-size/max-file)",
+                    self.driver.name, self.info.id12, rfc3339_nano(since), rfc3339_nano(first.timestamp_ns))
+        return True
 
     async def _saver(self) -> None:
         while True:

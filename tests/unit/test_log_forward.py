@@ -61,6 +61,26 @@ def test_resume_from_the_cursor_sends_nothing_twice_and_loses_nothing(tmp_path):
     assert lines == [b"one", b"e1", b"two", b"three", b"four"]
 
 
+def test_what_rotated_out_of_the_buffer_is_reported(tmp_path, caplog):
+    class Buffer:
+        def __init__(self, recs):
+            self.recs = recs
+
+        def records(self):
+            return iter(self.recs)
+
+    f = fwd(tmp_path)
+    f.feed(LogRecord(1, 10, b"one\n"))
+    f.save()
+    g = Forwarder(LogDrivers().get("journald"), info(tmp_path), Buffer([LogRecord(1, 10, b"one\n"), LogRecord(1, 20, b"x\n")]),
+                  Sink())
+    assert not g.check_lost()  # the cursor's record is still there: nothing lost
+    g.buffer = Buffer([LogRecord(1, 30, b"late\n")])
+    with caplog.at_level("WARNING", logger="dockyard.logging"):
+        assert g.check_lost()
+    assert "may be lost" in caplog.text and ("c" * 12) in caplog.text
+
+
 def test_journal_entry_bytes():
     msg = LogMessage("stderr", b"hello", 1_700_000_000_123_000_000, partial=True)
     data = journald.entry(msg, {"CONTAINER_ID": "abc", "LABEL_X": "two\nlines"})
