@@ -167,10 +167,7 @@ class FastPath:
         if (waiter is None or waiter.done() or proto._messages or proto.over_cap or proto._close
                 or proto._force_close or proto.transport is None):
             return False  # not idle: a request is in progress, queued, or the connection ends
-        proto._request_count += 1
-        manager = proto._manager
-        if manager is not None:
-            manager.requests_count += 1
+        proto._request_count += 1  # not the server's requests_count: pings are no work (api.janitor)
         if not self.hooked:
             proto.transport.write(self.answer(method))
             proto.fast_answered()

@@ -37,6 +37,7 @@ DEFAULT_MAX_JSON_BODY = 4 << 20
 DEFAULT_HEADER_TIMEOUT = 60.0
 DEFAULT_IDLE_TIMEOUT = 300.0
 DEFAULT_MAX_CONNECTIONS_PER_PEER = 512
+PRUNE_AT = 8  # a peer's counted connections past which closed ones are looked for
 
 # routes whose handlers stream the request body from ``request.content`` (not JSON)
 STREAMED_BODY_ROUTES = frozenset({"/images/load", "/images/create", "/build", "/containers/{id}/archive"})
@@ -66,11 +67,13 @@ class Limits:
 
     def acquire(self, peer: tuple[str, Any], transport: Any) -> bool:
         conns = self.open.setdefault(peer, set())
+        if len(conns) >= PRUNE_AT:
+            # hijacked connections (attach, exec) are never released: drop the closed ones
+            # now, not only at the cap (each kept its transport, protocol and last request)
+            conns.difference_update([t for t in conns if t.is_closing()])
         cap = self.max_connections_per_peer
         if cap and len(conns) >= cap:
-            conns.difference_update([t for t in conns if t.is_closing()])
-            if len(conns) >= cap:
-                return False
+            return False
         conns.add(transport)
         return True
 
@@ -204,6 +207,19 @@ class LimitedAppRunner(web.AppRunner):
         kwargs.setdefault("keepalive_timeout", limits.idle_timeout or 365 * 86400.0)
         super().__init__(app, **kwargs)
         self.limits = limits
+
+    async def setup(self) -> None:
+        await super().setup()
+        from .janitor import MemoryJanitor
+
+        self.janitor = MemoryJanitor(lambda: self.server.requests_count if self.server is not None else 0)
+        self.janitor.start()
+
+    async def cleanup(self) -> None:
+        janitor = getattr(self, "janitor", None)
+        if janitor is not None:
+            janitor.stop()
+        await super().cleanup()
 
     async def _make_server(self) -> Server:
         server = await super()._make_server()
