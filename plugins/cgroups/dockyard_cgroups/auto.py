@@ -14,7 +14,7 @@ from .v1 import CgroupV1
 from .v2 import CgroupV2
 
 
-def pick(layout: Layout) -> type:
+def pick(layout: Layout) -> type[CgroupV1] | type[CgroupV2]:
     """v1 when the memory controller is on a v1 mount (v1 and hybrid hosts), else v2."""
     version = layout.memory_version()
     if version == 1:
@@ -29,7 +29,8 @@ class AutoCgroups:
     ``name`` and ``version`` tell which one."""
 
     driver = "cgroupfs"
-    name, version = "auto", 0  # until __init__ picked the backend
+    name: str = "auto"  # until __init__ picked the backend
+    version: int = 0
     #: optional contracts (dockyard.drivers.contracts): none beyond the base Protocol
     capabilities: frozenset[str] = frozenset()
 
@@ -42,8 +43,8 @@ class AutoCgroups:
                  *, layout: Layout | None = None) -> None:
         layout = layout or host_layout()
         self.impl = pick(layout)(config, root, state, layout=layout)
-        self.name: str = self.impl.name
-        self.version: int = self.impl.version
+        self.name = self.impl.name
+        self.version = self.impl.version
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self.impl, attr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import errno
 import json
 import logging
@@ -285,9 +286,9 @@ class Parents:
         if changed:
             self.save()
 
-    def ancestors(self) -> set[str]:
+    def ancestors(self) -> builtins.set[str]:
         """Every proper prefix (and itself) of the registered parents: never container ids."""
-        out: set[str] = set()
+        out: builtins.set[str] = set()
         for p in set(self.of.values()):
             parts = [x for x in p.split("/") if x]
             out.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))

@@ -31,7 +31,7 @@ class CgroupV1:
     version = 1
     driver = "cgroupfs"
     #: optional contracts (dockyard.drivers.contracts): none beyond the base Protocol
-    capabilities = frozenset()
+    capabilities: frozenset[str] = frozenset()
 
     @classmethod
     def check(cls, layout: Layout | None = None) -> None:
@@ -67,6 +67,10 @@ class CgroupV1:
         m = self.layout.v1.get(controller)
         return Path(m, self._parent(cid), cid) if m else None
 
+    def _req(self, cid: str, controller: str) -> Path:
+        """The directory of a REQUIRED controller (check() refused a host without it)."""
+        return Path(self.layout.v1[controller], self._parent(cid), cid)
+
     def _tracking(self, cid: str) -> Path | None:
         return Path(self.unified, self._parent(cid), cid) if self.unified else None
 
@@ -91,7 +95,7 @@ class CgroupV1:
 
     def _need(self, cid: str) -> None:
         c.check_cid(cid)
-        c.require(self._dir(cid, "memory"), cid)
+        c.require(self._req(cid, "memory"), cid)
 
     # -- lifecycle -------------------------------------------------------------------
     def create(self, cid: str, resources: Resources, parent: str | None = None) -> None:
@@ -149,14 +153,14 @@ class CgroupV1:
         self._apply(cid, resources)
 
     def _apply(self, cid: str, r: Resources) -> None:
-        mem = self._dir(cid, "memory")
+        mem = self._req(cid, "memory")
         self._apply_memory(mem, r)
         if r.memory_reservation is not None:
             c.write(mem / "memory.soft_limit_in_bytes", r.memory_reservation)
         swappiness = getattr(r, "memory_swappiness", None)  # a core older than this plugin has none
         if swappiness is not None:
             c.write(mem / "memory.swappiness", swappiness)
-        cpu = self._dir(cid, "cpu")
+        cpu = self._req(cid, "cpu")
         if r.cpu_shares is not None:
             c.write(cpu / "cpu.shares", r.cpu_shares)
         quota, period = r.cfs()
@@ -171,7 +175,7 @@ class CgroupV1:
                     raise NotSupported("the cpuset cgroup controller is not mounted")
                 c.write(cpuset / f, value)
         if r.pids_limit is not None:
-            c.write(self._dir(cid, "pids") / "pids.max", r.pids_limit if r.pids_limit > 0 else "max")
+            c.write(self._req(cid, "pids") / "pids.max", r.pids_limit if r.pids_limit > 0 else "max")
         if r.blkio_weight is not None:
             self._apply_blkio_weight(self._dir(cid, "blkio"), r.blkio_weight)
         if r.devices is not None:
@@ -225,7 +229,7 @@ class CgroupV1:
 
     def pids(self, cid: str) -> list[int]:
         self._need(cid)
-        return c.procs(self._dir(cid, "memory") / "cgroup.procs")
+        return c.procs(self._req(cid, "memory") / "cgroup.procs")
 
     # -- freeze / kill ------------------------------------------------------------------
     def _freezer(self, cid: str) -> Path:
@@ -275,12 +279,12 @@ class CgroupV1:
     # -- accounting ---------------------------------------------------------------------
     def oom_kills(self, cid: str) -> int:
         self._need(cid)
-        return c.read_kv(self._dir(cid, "memory") / "memory.oom_control").get("oom_kill", 0)
+        return c.read_kv(self._req(cid, "memory") / "memory.oom_control").get("oom_kill", 0)
 
     def oom_fd(self, cid: str) -> int | None:
         """An eventfd registered on memory.oom_control through cgroup.event_control."""
         self._need(cid)
-        mem = self._dir(cid, "memory")
+        mem = self._req(cid, "memory")
         efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         cfd = os.open(mem / "memory.oom_control", os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -294,7 +298,7 @@ class CgroupV1:
 
     def stats(self, cid: str) -> dict[str, Any]:
         self._need(cid)
-        mem = self._dir(cid, "memory")
+        mem = self._req(cid, "memory")
         limit = c.read_int(mem / "memory.limit_in_bytes")
         host = c.machine_memory()
         memory_stats = {
@@ -304,13 +308,13 @@ class CgroupV1:
             "limit": min(limit, host) if host else limit,
             "stats": c.read_kv(mem / "memory.stat"),
         }
-        acct = self._dir(cid, "cpuacct")
+        acct = self._req(cid, "cpuacct")
         times = c.read_kv(acct / "cpuacct.stat")
         try:
             percpu = [int(x) for x in (acct / "cpuacct.usage_percpu").read_text().split()]
         except OSError:
             percpu = []
-        cpu_stat = c.read_kv(self._dir(cid, "cpu") / "cpu.stat")
+        cpu_stat = c.read_kv(self._req(cid, "cpu") / "cpu.stat")
         cpu_stats = {
             "cpu_usage": {
                 "total_usage": c.read_int(acct / "cpuacct.usage"),
@@ -326,7 +330,7 @@ class CgroupV1:
                 "throttled_time": cpu_stat.get("throttled_time", 0),
             },
         }
-        pids_dir = self._dir(cid, "pids")
+        pids_dir = self._req(cid, "pids")
         pids_stats: dict[str, int] = {"current": c.read_int(pids_dir / "pids.current")}
         if c.read(pids_dir / "pids.max") != "max":
             pids_stats["limit"] = c.read_int(pids_dir / "pids.max")
@@ -363,7 +367,7 @@ class CgroupV1:
         c.check_cid(cid)
 
         def kill() -> None:
-            if self.exists(cid) and self._dir(cid, "memory").is_dir():
+            if self.exists(cid) and self._req(cid, "memory").is_dir():
                 self.kill_all(cid)
 
         key = (cid, self._parent(cid))
