@@ -14,7 +14,7 @@ from ..drivers.runtime import ExitStatus
 from ..errors import DockyardError, InvalidArgument
 from ..lifecycle import State
 from ..tasks import spawn
-from . import mounts, start
+from . import mounts, start, stop
 from .record import Container
 
 if TYPE_CHECKING:
@@ -30,7 +30,12 @@ def watch(svc: ContainerService, c: Container) -> None:
     task = spawn(_wait_exit(svc, c), f"monitor of container {c.id[:12]}")
     svc.health.start(c)
     svc.monitors[c.id] = task
-    task.add_done_callback(lambda t, cid=c.id: svc.monitors.pop(cid, None) if svc.monitors.get(cid) is t else None)
+
+    def forget(t: asyncio.Task[None], cid: str = c.id) -> None:
+        if svc.monitors.get(cid) is t:
+            svc.monitors.pop(cid, None)
+
+    task.add_done_callback(forget)
 
 
 async def _wait_exit(svc: ContainerService, c: Container) -> None:
@@ -85,7 +90,7 @@ async def after_exit(svc: ContainerService, c: Container) -> None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(svc.detached.wait_for(lambda: not svc.attached.get(c.id)), 30)
         with contextlib.suppress(DockyardError):
-            await svc.remove(c.id, force=True, volumes=True)
+            await stop.remove(svc, c.id, force=True, volumes=True)
         return
     if c.state == State.EXITED and should_restart(svc, c):  # (not if it was started meanwhile)
         delay = min(0.1 * (2 ** min(c.restart_count, 10)), 60.0)

@@ -170,10 +170,10 @@ async def close(svc: ContainerService) -> None:
         task.cancel()
     await svc.logging.close()  # forwarders stop; the shims keep the output for the next daemon
     for cid in list(svc.unsaved):  # a last try for records a full disk kept back
-        c = svc.containers.get(cid)
-        if c is not None:
+        kept = svc.containers.get(cid)
+        if kept is not None:
             with contextlib.suppress(DockyardError):
-                svc.save(c, durable=True)
+                svc.save(kept, durable=True)
     if svc.unsaved:
         log.warning("%d container records could not be written (disk full?); the next start "
                     "rebuilds them from the runtime's state", len(svc.unsaved))

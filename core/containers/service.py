@@ -13,6 +13,7 @@ removals). This class holds the state they share and keeps the public API.
 from __future__ import annotations
 
 import asyncio
+import builtins
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ class ContainerService:
         self.root: Path = daemon.config.data_root / "containers"
         self.root.mkdir(parents=True, exist_ok=True)
         self.events = daemon.events
-        self.images = getattr(daemon, "images", None)
+        self.images: Any = getattr(daemon, "images", None)  # required by the verbs (require_drivers)
         self.storage = daemon.drivers.get("storage")
         self.cgroups = daemon.drivers.get("cgroups")
         self.runtime = daemon.drivers.get("runtime")
@@ -178,7 +179,7 @@ class ContainerService:
     # -- queries --------------------------------------------------------------------------
 
     def list(self, all_: bool = False, limit: int = -1, filters: str | None = None,
-             size: bool = False) -> list[dict[str, Any]]:
+             size: bool = False) -> builtins.list[dict[str, Any]]:
         return _queries.list_(self, all_, limit, filters, size)
 
     def inspect(self, ref: str, size: bool = False) -> dict[str, Any]:
@@ -194,7 +195,7 @@ class ContainerService:
     def log_path(self, c: Container) -> Path | None:
         return log_path(self, c)
 
-    def pids(self, c: Container) -> list[int]:
+    def pids(self, c: Container) -> builtins.list[int]:
         return _queries.pids(self, c)
 
     def stats(self, c: Container, previous: dict[str, Any] | None) -> dict[str, Any]:

@@ -40,7 +40,7 @@ async def start(svc: ContainerService, ref: str) -> None:
                 raise
     except DockyardError as exc:
         if c.host_config.get("AutoRemove") and not isinstance(exc, NotModified):
-            await svc.remove(c.id, force=True, volumes=True)  # as Docker does: `run --rm` waits for removal
+            await stop.remove(svc, c.id, force=True, volumes=True)  # as Docker does: `run --rm` waits for removal
         raise
 
 
@@ -72,8 +72,9 @@ async def launch(svc: ContainerService, c: Container) -> None:
             if sandbox:
                 namespaces["net"] = sandbox
         files = _etc_files(svc, c, directory)
-        if userns.remapped(svc.daemon_userns, c.host_config):  # writable by its root, as without remapping
-            userns.give_to_root(svc.daemon_userns, files.values())
+        mapping = svc.daemon_userns if userns.remapped(svc.daemon_userns, c.host_config) else None
+        if mapping is not None:  # writable by its root, as without remapping
+            userns.give_to_root(mapping, files.values())
         config = await startopts.prepare(svc, c, directory, namespaces)  # links, sysctls
         spec = build_spec(
             cid=c.id, config=config, host_config=c.host_config, rootfs=rootfs,
@@ -82,8 +83,8 @@ async def launch(svc: ContainerService, c: Container) -> None:
             json_log=logopts.json_log(svc, c), syslog=logopts.syslog_fields(svc, c),
             namespaces=namespaces, devices=device_plan.nodes,
         )
-        if userns.remapped(svc.daemon_userns, c.host_config):  # root in the container: a host nobody
-            spec.uid_map, spec.gid_map = svc.daemon_userns.uid_map(), svc.daemon_userns.gid_map()
+        if mapping is not None:  # root in the container: a host nobody
+            spec.uid_map, spec.gid_map = mapping.uid_map(), mapping.gid_map()
         # the intent: a daemon killed from here on leaves a process the record does not
         # name yet; reconcile adopts it (or kills it) because the record says "starting"
         c.starting = True

@@ -212,7 +212,7 @@ async def prune(svc: ContainerService, filters: str | None) -> dict[str, Any]:
         if until is not None and c.created_ns > until:
             continue
         reclaimed += queries.rw_size(svc, c)
-        await svc.remove(c.id)
+        await remove(svc, c.id)
         deleted.append(c.id)
     svc.events.emit("container", "prune", "", reclaimed=reclaimed)
     return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
