@@ -292,8 +292,8 @@ class OverlayDriver:
     def mount(self, cid: str) -> str:
         path = self._container(cid)
         merged = str(path / "merged")
+        self._released(cid)  # the kernel refuses an upper dir an older overlay still uses
         with self._lock:
-            self._released(cid)  # the kernel refuses an upper dir an older overlay still uses
             if mounts.is_mountpoint(merged):
                 return merged
             try:
@@ -332,8 +332,10 @@ class OverlayDriver:
                 self._releasing[cid] = _release_pool().submit(os.close, fd)
 
     def _released(self, cid: str) -> None:
-        """Wait until the overlay ``unmount`` detached is gone."""
-        fut = self._releasing.pop(cid, None)
+        """Wait until the overlay ``unmount`` detached is gone (not holding the driver's lock:
+        other containers' mounts go on meanwhile)."""
+        with self._lock:
+            fut = self._releasing.pop(cid, None)
         if fut is not None:
             try:
                 fut.result()
@@ -354,8 +356,7 @@ class OverlayDriver:
         if self._is_layer(path):
             raise Conflict(f"{cid} is a layer, not a container")
         self.unmount(cid)
-        with self._lock:
-            self._released(cid)
+        self._released(cid)
         trash = self.root / f".tmp-rm-{cid}-{secrets.token_hex(4)}"
         try:
             path.rename(trash)
