@@ -74,7 +74,7 @@ class State:
     def close(self) -> None:
         if self.audit is not None:
             self.audit.close()
-        self.__init__()
+        self.__init__()  # type: ignore[misc]  # back to the state before configure
 
 
 STATE = State()

@@ -173,7 +173,7 @@ class Rule:
 
     def allowances(self) -> dict[str, Any]:
         """What each privilege class may hold (None: anything), defaults applied."""
-        none_if_unprivileged = frozenset() if self.privileged is False else None
+        none_if_unprivileged: frozenset[str] | None = frozenset() if self.privileged is False else None
         return {
             "host_namespaces": self.host_namespaces if self.host_namespaces is not None else none_if_unprivileged,
             "capabilities": self.capabilities if self.capabilities is not None else none_if_unprivileged,

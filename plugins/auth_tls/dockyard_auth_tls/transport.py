@@ -70,11 +70,11 @@ class HalfCloseSSLProtocol(sslproto.SSLProtocol):
     _half_open = False
 
     def _call_eof_received(self) -> None:
-        if self._app_state != sslproto.AppProtocolState.STATE_CON_MADE:
+        if self._app_state != sslproto.AppProtocolState.STATE_CON_MADE:  # type: ignore[has-type]  # asyncio internals
             return
         self._app_state = sslproto.AppProtocolState.STATE_EOF
         try:
-            self._half_open = bool(self._app_protocol.eof_received())
+            self._half_open = bool(self._app_protocol.eof_received())  # type: ignore[attr-defined]
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:
@@ -120,7 +120,7 @@ class TLSSite(web.TCPSite):
             waiter = loop.create_future()
             waiter.add_done_callback(_handshake_done)
             return HalfCloseSSLProtocol(loop, server(), ctx, waiter, server_side=True,
-                                        ssl_handshake_timeout=60.0)
+                                        ssl_handshake_timeout=60)
 
         self._server = await loop.create_server(protocol, self._host, self._port, backlog=self._backlog,
                                                 reuse_address=self._reuse_address, reuse_port=self._reuse_port)

@@ -443,8 +443,12 @@ class PortPublisher:
         self._on_loop(go)
 
     def _stop(self, listeners: list[_Listener]) -> None:
+        def close_all() -> None:
+            for listener in listeners:
+                listener.close()
+
         if listeners:
-            self._on_loop(lambda: [listener.close() for listener in listeners])
+            self._on_loop(close_all)
 
     def publish(self, cid: str, target_ip: str, bindings: list[PortBinding], target_ip6: str = "") -> list[PortBinding]:
         """Reserve and publish ``bindings`` of one container whose address is ``target_ip``:

@@ -77,6 +77,8 @@ class OverlayDriver:
         self.mount_api = config.get("mount_api", "auto")
         if self.mount_api not in ("auto", "new", "legacy"):
             raise ConfigError(f"storage overlay: mount_api must be auto, new or legacy, not {self.mount_api!r}")
+        if root is None:
+            raise ConfigError("storage overlay: the daemon gives no data root")
         Path(root).mkdir(parents=True, exist_ok=True)
         self.root = Path(os.path.realpath(root))
         self.state = Path(state) if state else None
