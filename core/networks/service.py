@@ -21,6 +21,7 @@ Seams for published ports and name resolution (the ports+DNS work) are marked ``
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import hashlib
 import logging
@@ -34,7 +35,7 @@ from ..crashpoints import crashpoint
 from ..drivers import contracts
 from ..drivers.network import Endpoint, Network
 from ..errors import (
-    ConfigError, Conflict, DockyardError, Forbidden, InvalidArgument, NoSuchNetwork, NotFound, PluginError,
+    ConfigError, Conflict, DockyardError, Forbidden, InvalidArgument, NoSuchNetwork, NotFound, PluginError, Unavailable,
 )
 from ..store import remove_stale_temps
 from . import dns, ipam, netns, publishing
@@ -42,6 +43,7 @@ from .record import NetRecord
 
 
 if TYPE_CHECKING:
+    from ..containers.service import ContainerService
     from ..daemon import Daemon
 
 log = logging.getLogger("dockyard.networks")
@@ -103,7 +105,8 @@ def _split_ipam_configs(configs: list[dict[str, Any]]) -> tuple[list[dict[str, A
     """``IPAM.Config`` entries by address family (of the subnet, else of the gateway or range)."""
     import ipaddress
 
-    v4, v6 = [], []
+    v4: list[dict[str, Any]] = []
+    v6: list[dict[str, Any]] = []
     for cfg in configs:
         text = cfg.get("Subnet") or cfg.get("Gateway") or cfg.get("IPRange") or ""
         try:
@@ -263,7 +266,7 @@ class NetworkService:
                 bip = getattr(self.daemon.config, "bip", None)
                 subnet = None
                 if bip:  # dockerd's bip: the bridge's address and prefix
-                    iface = ipam.ipaddress.ip_interface(bip)
+                    iface = ipam.ipaddress.IPv4Interface(bip)  # config.py checked it is IPv4
                     self._check_bip(iface, rec)
                     subnet = iface.network
                     net.subnet, net.gateway = str(subnet), str(iface.ip)
@@ -347,7 +350,7 @@ class NetworkService:
             with ipam.host_lock():
                 if subnet is None:
                     start = int(self.instance, 16) if self.instance else 0
-                    chosen = ipam.pick_subnet([ipam.ipaddress.ip_network(r.net.subnet) for r in self.records.values()
+                    chosen = ipam.pick_subnet([ipam.ipaddress.IPv4Network(r.net.subnet) for r in self.records.values()
                                                if r.net.subnet], start,
                                               getattr(self.daemon.config, "default_address_pools", ()))
                     net.subnet = str(chosen)
@@ -508,7 +511,7 @@ class NetworkService:
         """A /64 of this daemon's unique-local /48 (Docker 27's default IPv6 pool), under the host lock."""
         seed = getattr(self.daemon, "id", "") or str(self.daemon.config.data_root.resolve())
         base = ipam.ula_base(str(seed))
-        taken = [ipam.ipaddress.ip_network(r.net.subnet6) for r in self.records.values() if r.net.subnet6]
+        taken = [ipam.ipaddress.IPv6Network(r.net.subnet6) for r in self.records.values() if r.net.subnet6]
         chosen = ipam.pick_subnet6(taken, base, secrets.randbelow(1 << 16))
         rec.net.subnet6, rec.net.gateway6 = str(chosen), str(chosen.network_address + 1)
         rec.allocated[rec.net.gateway6] = "gateway"
@@ -591,7 +594,14 @@ class NetworkService:
                                  "MacAddress": "", "IPv4Address": "", "IPv6Address": ""}
         return out
 
-    def endpoints_of(self, container_id: str) -> list[tuple[NetRecord, Endpoint]]:
+    def containers_service(self) -> ContainerService:
+        """The daemon's containers service, for connect and disconnect (built before any request)."""
+        svc = self.daemon.containers
+        if svc is None:
+            raise Unavailable("the container service is not running")
+        return svc
+
+    def endpoints_of(self, container_id: str) -> builtins.list[tuple[NetRecord, Endpoint]]:
         return [(r, e) for r in self.records.values() for e in r.endpoints.values() if e.container_id == container_id]
 
     # -- containers: create ------------------------------------------------------------
@@ -823,7 +833,7 @@ class NetworkService:
 
     async def connect(self, ref: str, container_ref: str, cfg: dict[str, Any] | None) -> None:
         rec = self.get(ref)
-        svc = self.daemon.containers
+        svc = self.containers_service()
         c = svc.get(container_ref)
         cfg = cfg or {}
         mode = c.host_config.get("NetworkMode") or "default"
@@ -854,7 +864,7 @@ class NetworkService:
 
     async def disconnect(self, ref: str, container_ref: str, force: bool = False) -> None:
         rec = self.get(ref)
-        svc = self.daemon.containers
+        svc = self.containers_service()
         try:
             c = svc.get(container_ref)
         except NotFound:
