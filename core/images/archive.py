@@ -9,13 +9,16 @@ config's diff ids, and the commit is all or nothing (``ImageService.commit_image
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import os
 import posixpath
 import shutil
 import tarfile
 import tempfile
+import threading
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable
@@ -24,7 +27,7 @@ from ..errors import InvalidArgument, NotFound
 from . import reference as R
 from .model import Image, PendingImage, host_arch, now_rfc3339
 from .store import CHUNK, DigestMismatch, split_digest
-from .streams import HashingReader, IterReader, decompressed
+from .streams import HashingReader, IterReader, decompressed, sniff
 
 if TYPE_CHECKING:
     from .service import ImageService
@@ -98,7 +101,10 @@ def _norm(name: str) -> str:
     return "/".join(parts)
 
 
-def extract(stream: BinaryIO, stage: Path) -> Staged:
+def extract(stream: BinaryIO, stage: Path, unpacker: "Unpacker | None" = None) -> Staged:
+    """Stage every member of the archive under a numbered name, hashing it on the way. With
+    ``unpacker``, a member that looks like a layer tar is also handed to it while it is being
+    written (unpacked in parallel, see :class:`Unpacker`)."""
     staged = Staged(stage)
     if not isinstance(stream, io.BufferedReader):
         stream = io.BufferedReader(stream, CHUNK)  # type: ignore[arg-type]
@@ -113,10 +119,19 @@ def extract(stream: BinaryIO, stage: Path) -> Staged:
                     h = hashlib.sha256()
                     src = tar.extractfile(m)
                     assert src is not None
-                    with open(dest, "wb") as f:
-                        while chunk := src.read(CHUNK):
-                            h.update(chunk)
-                            f.write(chunk)
+                    spool = None
+                    with open(dest, "wb", buffering=0) as f:
+                        try:
+                            while chunk := src.read(CHUNK):
+                                h.update(chunk)
+                                _write_all(f, chunk)
+                                if spool is not None:
+                                    spool.add(len(chunk))
+                                elif unpacker is not None and f.tell() == len(chunk):
+                                    spool = unpacker.offer(dest, m.size, chunk, name)
+                        finally:
+                            if spool is not None:
+                                spool.close()
                     staged.files[name] = (dest, h.hexdigest(), m.size)
                 elif m.issym():
                     staged.links[name] = _norm(posixpath.join(posixpath.dirname(name), m.linkname))
@@ -131,6 +146,178 @@ def extract(stream: BinaryIO, stage: Path) -> Staged:
     if not staged.files:
         raise BadArchive("invalid archive: empty or not a tar archive")
     return staged
+
+
+def _write_all(f: Any, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[f.write(view):]
+
+
+# -- unpacking layers while the archive is read ---------------------------------------------
+
+
+class _Spool:
+    """A staged member being written: readers follow it as it grows (``add``) until the
+    member is complete; ``close`` before completion (a bad or cut archive) fails them."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path, self.size = path, size
+        self.avail = 0
+        self.closed = False
+        self.cond = threading.Condition()
+
+    def add(self, n: int) -> None:
+        with self.cond:
+            self.avail += n
+            self.cond.notify_all()
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+    def wait(self, pos: int) -> int:
+        """Bytes readable at ``pos`` (0 at the member's end); raises if the writer gave up."""
+        with self.cond:
+            while self.avail <= pos < self.size and not self.closed:
+                self.cond.wait()
+            if self.avail <= pos < self.size:
+                raise BadArchive("invalid archive: unexpected end of data")
+            return self.avail - pos if pos < self.size else 0
+
+
+class _SpoolReader(io.RawIOBase):
+    def __init__(self, spool: _Spool) -> None:
+        self.spool = spool
+        self.fd = os.open(spool.path, os.O_RDONLY | os.O_CLOEXEC)
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = min(len(b), self.spool.wait(self.pos))
+        if n <= 0:
+            return 0
+        got = os.preadv(self.fd, [memoryview(b)[:n]], self.pos)
+        self.pos += got
+        return got
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        super().close()
+
+
+def _looks_like_layer(name: str, head: bytes) -> bool:
+    """A compressed stream, or a tar whose first header checks out (a guess: a wrong one
+    costs only the discarded unpack)."""
+    if name.endswith(".json") or name in ("repositories", "oci-layout"):
+        return False
+    if sniff(head[:8]) in ("gzip", "bzip2", "xz"):
+        return True
+    if len(head) < tarfile.BLOCKSIZE:
+        return False
+    try:
+        tarfile.TarInfo.frombuf(head[:tarfile.BLOCKSIZE], "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
+class _Unpacked:
+    def __init__(self, handle: Any, digest: str | None, count: int) -> None:
+        self.handle, self.digest, self.count = handle, digest, count
+
+
+class Unpacker:
+    """Unpacks the archive's layers while it is still being read: each member that looks
+    like a layer is unpacked by the storage driver's ``stage_layer`` in a worker thread (at
+    most one per core), reading the staged file as it is written. The unpack is a guess
+    checked later: only a layer whose content matches its diff id in the config is
+    committed (``take``); anything else is discarded, and a layer whose unpack failed is
+    unpacked again the ordinary way, which reports the error. Decompression, hashing and
+    unpacking of different layers then run in parallel, and the layer is ready when the
+    archive's last byte arrives."""
+
+    def __init__(self, svc: "ImageService") -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.svc = svc
+        self.driver = svc.require_driver()
+        self.pool = ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 8)),
+                                       thread_name_prefix="layer-unpack")
+        self.jobs: dict[Path, Any] = {}
+        self.spools: list[_Spool] = []
+        self.kept: list[Any] = []  # StagedLayer handed to the commit
+
+    def offer(self, path: Path, size: int, head: bytes, name: str) -> _Spool | None:
+        if not _looks_like_layer(name, head):
+            return None
+        spool = _Spool(path, size)
+        spool.add(len(head))
+        self.spools.append(spool)
+        self.jobs[path] = self.pool.submit(self._unpack, spool)
+        return spool
+
+    def _unpack(self, spool: _Spool) -> _Unpacked | None:
+        reader = _SpoolReader(spool)
+        try:
+            raw = io.BufferedReader(reader, CHUNK)
+            compressed = sniff(raw.peek(8)[:8]) != "none"
+            # uncompressed: the content's digest is the staged file's, taken by the writer
+            hashing = HashingReader(decompressed(raw), verified=None if compressed else "-")
+            buffered = io.BufferedReader(hashing, CHUNK)
+            handle = self.driver.stage_layer(buffered)
+            try:
+                while buffered.read(CHUNK):  # tar padding still counts for the digest
+                    pass
+                hashing.drain()
+            except BaseException:
+                self.driver.discard_staged(handle)
+                raise
+            return _Unpacked(handle, hashing.digest if compressed else None, hashing.count)
+        except Exception:
+            return None  # unpacked again by the commit, which reports what is wrong
+        finally:
+            reader.close()
+
+    def take(self, pending: list[PendingImage], staged: Staged) -> None:
+        """Give each pending image's layers that were unpacked and match their diff ids."""
+        from .model import StagedLayer
+
+        for p in pending:
+            diff_ids = list((p.config.get("rootfs") or {}).get("diff_ids") or [])
+            for i, path in enumerate(p.layer_files):
+                job = self.jobs.pop(path, None)
+                if job is None:
+                    continue
+                done = job.result()
+                if done is None:
+                    continue
+                digest = done.digest or "sha256:" + next(
+                    (h for f, h, _ in staged.files.values() if f == path), "")
+                layer = StagedLayer(done.handle, digest, done.count)
+                self.kept.append(layer)
+                if i < len(diff_ids) and diff_ids[i] == digest:
+                    p.staged[i] = layer
+
+    def close(self) -> None:
+        """Stop and drop every unpack not committed (on success and on failure alike)."""
+        for spool in self.spools:
+            spool.close()
+        self.pool.shutdown(wait=True)
+        for job in self.jobs.values():
+            with contextlib.suppress(Exception):
+                done = job.result()
+                if done is not None:
+                    self.driver.discard_staged(done.handle)
+        self.jobs.clear()
+        for layer in self.kept:
+            with contextlib.suppress(Exception):
+                self.svc.discard_staged(layer)
 
 
 def _digest_in_name(name: str) -> str | None:
@@ -246,8 +433,9 @@ def _platform_ok(desc: dict[str, Any]) -> bool:
 def load_archive(svc: ImageService, stream: BinaryIO, progress: Progress, quiet: bool) -> list[str]:
     svc.require_driver()
     stage = svc.staging_dir()
+    unpacker = Unpacker(svc) if svc.can_stage() else None
     try:
-        staged = extract(stream, stage)
+        staged = extract(stream, stage, unpacker)
         if "manifest.json" in staged.files or "manifest.json" in staged.links:
             pending = parse_docker(staged)
         elif "index.json" in staged.files:
@@ -256,6 +444,8 @@ def load_archive(svc: ImageService, stream: BinaryIO, progress: Progress, quiet:
             raise BadArchive("invalid archive: neither manifest.json nor index.json found")
         if not pending:
             raise BadArchive("invalid archive: no images in the archive")
+        if unpacker is not None:
+            unpacker.take(pending, staged)
 
         def layer_progress(msg: dict[str, Any]) -> None:
             if not quiet or "stream" in msg:
@@ -263,6 +453,8 @@ def load_archive(svc: ImageService, stream: BinaryIO, progress: Progress, quiet:
 
         done = svc.commit_images(pending, layer_progress, event="load")
     finally:
+        if unpacker is not None:
+            unpacker.close()
         shutil.rmtree(stage, ignore_errors=True)
     lines = []
     for image, tags in done:
