@@ -142,6 +142,13 @@ class NetworkDriverSuite:
     def forget_endpoint(self, ep: Endpoint) -> None:
         self._eps = [(n, e) for n, e in self._eps if e.id != ep.id]
 
+    # -- the contract ----------------------------------------------------------------------------
+    def test_contract(self, drv):
+        """The base Protocol and every declared capability's methods are there (the daemon's
+        load-time check), and the driver names itself."""
+        contracts.check("network", drv.name, drv)
+        assert drv.name and drv.scope in ("local", "global", "swarm")
+
     # -- networks ---------------------------------------------------------------------------
     def test_create_and_delete_are_idempotent(self, drv):
         net = self.network(drv, create=False)

@@ -134,6 +134,16 @@ class TransportSuite:
         return asyncio.run(main())
 
     # -- tests ------------------------------------------------------------------------------------
+    def test_contract(self, transport_factory):
+        """The Transport Protocol's methods are there (the daemon's load-time check)."""
+        from dockyard.drivers import contracts
+
+        drv = transport_factory()
+        try:
+            contracts.check("transport", type(drv).__name__, drv)
+        finally:
+            asyncio.run(drv.close())
+
     def test_serves_requests(self, transport_factory, listen_url, daemon_config):
         def client(transport, site):
             assert self.request(listen_url, site, "GET", "/ping") == (200, b"OK")

@@ -82,6 +82,12 @@ class VolumeDriverSuite:
         yield out
         shutil.rmtree(out, ignore_errors=True)
 
+    # -- the contract ----------------------------------------------------------------------------
+    def test_contract(self, drv):
+        """The VolumeDriver Protocol's methods are there (the daemon's load-time check)."""
+        contracts.check("volume", drv.name, drv)
+        assert drv.name and drv.scope in ("local", "global")
+
     # -- create, mount, remove ---------------------------------------------------------------
     def test_create_mount_write_and_read_back(self, drv):
         name = self.new(drv)

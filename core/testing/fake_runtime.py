@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
+import select
 import shutil
 import signal
+import struct
 import subprocess
+import termios
 import time
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -48,6 +52,7 @@ class FakeRuntime:
         self.root, self.state_root = Path(root), Path(state)
         self.state_root.mkdir(parents=True, exist_ok=True)
         self._tasks: dict[str, asyncio.Task] = {}
+        self._masters: dict[str, int] = {}  # TTY containers' pty masters (resize)
 
     @classmethod
     def check(cls) -> None:
@@ -85,8 +90,13 @@ class FakeRuntime:
         writer = LogWriter(log_path, spec.log_max_size, spec.log_max_files)
         cwd = spec.cwd if spec.cwd and os.path.isdir(spec.cwd) else str(sd)
         master = slave = None
+        if spec.open_stdin:  # there when start returns; its reader comes with the monitor
+            os.mkfifo(sd / st.STDIN, 0o600)
         if spec.tty:
             master, slave = os.openpty()
+            if spec.console_size:
+                _set_size(master, *spec.console_size)
+            self._masters[spec.id] = master
             stdio = dict(stdin=slave, stdout=slave, stderr=slave)
         else:
             stdio = dict(stdin=subprocess.PIPE if spec.open_stdin else subprocess.DEVNULL,
@@ -130,6 +140,8 @@ class FakeRuntime:
         await asyncio.wait(pumps, timeout=2)
         if master is not None:
             loop.remove_reader(master)
+            if self._masters.get(spec.id) == master:
+                del self._masters[spec.id]
             os.close(master)
         if fifo_task:
             fifo_task.cancel()
@@ -141,7 +153,6 @@ class FakeRuntime:
 
     async def _feed_stdin(self, sd: Path, proc, master: int | None, once: bool) -> None:
         path = sd / st.STDIN
-        os.mkfifo(path, 0o600)
         while True:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
             try:
@@ -152,6 +163,9 @@ class FakeRuntime:
                         await asyncio.sleep(0.02)
                         continue
                     if not data:
+                        if not _hung_up(fd):  # no writer came yet: not an EOF
+                            await asyncio.sleep(0.02)
+                            continue
                         break
                     if master is not None:
                         os.write(master, data)
@@ -235,7 +249,21 @@ class FakeRuntime:
                 p.unlink(missing_ok=True)
 
     def resize(self, cid: str, height: int, width: int) -> None:
-        return None
+        master = self._masters.get(cid)
+        if master is not None:
+            with contextlib.suppress(OSError):
+                _set_size(master, height, width)
 
     def stdin_path(self, cid: str) -> Path:
         return self._dir(cid) / st.STDIN
+
+
+def _set_size(master: int, height: int, width: int) -> None:
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+
+def _hung_up(fd: int) -> bool:
+    """A FIFO's read end saw a writer come and go (an empty read alone may mean no writer yet)."""
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    return any(ev & select.POLLHUP for _, ev in p.poll(0))

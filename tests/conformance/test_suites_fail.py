@@ -14,6 +14,8 @@ from dockyard.builtin.transports import UnixTransport
 from dockyard.config import DaemonConfig
 from dockyard.errors import NotFound
 from dockyard.networks.drivers import NullDriver
+from dockyard.testing.conformance_runtime import RuntimeDriverSuite
+from dockyard.testing.fake_runtime import FakeRuntime
 from dockyard.testing.conformance_network import NetworkDriverSuite, links
 from dockyard.testing.conformance_transport import TransportSuite
 from dockyard.testing.conformance_volume import VolumeDriverSuite
@@ -136,3 +138,30 @@ def test_network_suite_fails_a_driver_whose_delete_of_an_unknown_id_fails(tmp_pa
             test(drv)
     else:
         test(drv)
+
+
+# -- runtime ----------------------------------------------------------------------------------
+
+class LeakyStartFake(FakeRuntime):
+    """A start that fails leaves its state dir: the daemon would list a container that never ran."""
+
+    async def start(self, spec):
+        try:
+            return await super().start(spec)
+        except Exception:
+            self._dir(spec.id).mkdir(parents=True, exist_ok=True)
+            raise
+
+
+@pytest.mark.parametrize("driver,fails", [(FakeRuntime, False), (LeakyStartFake, True)])
+def test_runtime_suite_fails_a_runtime_whose_failed_start_leaves_state(tmp_path, driver, fails):
+    suite = RuntimeDriverSuite()
+    suite.kernel, suite._ids = False, []
+    suite._factory = lambda: driver({}, tmp_path / "root", tmp_path / "state")
+    drv = suite._factory()
+    test = suite.test_start_errors_leave_nothing
+    if fails:
+        with pytest.raises(AssertionError):
+            test(drv, tmp_path, ["no-such-command"], 127)
+    else:
+        test(drv, tmp_path, ["no-such-command"], 127)

@@ -4,10 +4,8 @@ auth_tls plugin's tls transport (all on loopback or a socket file under the test
 from __future__ import annotations
 
 import http.client
-import os
 import socket
 import ssl
-from pathlib import Path
 
 import pytest
 

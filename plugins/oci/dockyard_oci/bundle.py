@@ -200,6 +200,9 @@ def config(spec: ContainerSpec, *, init_path: str) -> dict[str, Any]:
         # a TTY: runc run in the foreground makes the container's pty and relays it to its own
         # stdio, the shim's pty (SIGWINCH from the shim's resize reaches runc, which resizes)
         "terminal": bool(spec.tty),
+        # the first size before the process runs (runc's relay of the shim's size comes later:
+        # an early `stty size` would see 0 0)
+        **console_size(spec.tty, spec.console_size),
         "user": {"uid": spec.uid, "gid": spec.gid, **({"additionalGids": list(spec.additional_gids)}
                                                        if spec.additional_gids else {})},
         "args": args,
@@ -252,3 +255,10 @@ def config(spec: ContainerSpec, *, init_path: str) -> dict[str, Any]:
         if spec.domainname:  # runc < 1.2 has no "domainname": the sysctl, as moby set it
             linux["sysctl"]["kernel.domainname"] = spec.domainname
     return doc
+
+
+def console_size(tty: bool, size: tuple[int, int] | None) -> dict[str, Any]:
+    """OCI ``process.consoleSize`` for a TTY with a known (height, width); empty otherwise."""
+    if not tty or not size or not all(size):
+        return {}
+    return {"consoleSize": {"height": int(size[0]), "width": int(size[1])}}

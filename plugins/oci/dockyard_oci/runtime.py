@@ -374,6 +374,7 @@ class OciRuntime(NativeRuntime):
                                  else list(settings.get("caps") or capabilities.DOCKER_DEFAULT))
         process: dict[str, Any] = {
             "terminal": bool(spec.tty),
+            **bundle.console_size(spec.tty, spec.console_size),
             "user": {"uid": spec.uid, "gid": spec.gid,
                      **({"additionalGids": list(spec.additional_gids)} if spec.additional_gids else {})},
             "args": list(spec.args), "env": list(spec.env), "cwd": cwd,
