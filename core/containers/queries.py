@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .. import filters as F
 from ..errors import DockyardError, InvalidArgument, NoSuchContainer
 from ..lifecycle import State
-from . import logopts, ports
+from . import hostconfig, logopts, ports
 from .record import Container, rfc3339
 
 if TYPE_CHECKING:
@@ -39,20 +39,16 @@ def list_(svc: ContainerService, all_: bool = False, limit: int = -1, filters: s
         ref = svc.get(f["since"][0])
         items = [c for c in items if c.created_ns > ref.created_ns]
     out = []
-    now = time.time_ns()
     for c in items:
         if not all_ and not c.running:
             continue
-        if f and not _matches(svc, c, f):  # (no filter: every test passes)
+        if not _matches(svc, c, f):
             continue
         sizes = None
         if size:
             sizes = {"SizeRw": rw_size(svc, c), "SizeRootFs": 0}
-        row = c.list_json(c.image, sizes, now)
-        suffix = svc.health.status_suffix(c)
-        if suffix:
-            row["Status"] += suffix
-        out.append(row)
+        out.append(c.list_json(c.image, sizes))
+        out[-1]["Status"] += svc.health.status_suffix(c)
         if 0 < limit <= len(out):
             break
     return out
@@ -156,6 +152,7 @@ def inspect(svc: ContainerService, ref: str, size: bool = False) -> dict[str, An
     c = svc.get(ref)
     graph: dict[str, Any] = {"Name": c.storage_driver, "Data": None}
     data = c.inspect(svc.dir(c), logopts.log_path(svc, c), graph)
+    data["HostConfig"] = hostconfig.render(data["HostConfig"])  # dockerd's defaults for what is unset
     if (health := svc.health.inspect(c.id)) is not None:
         data["State"]["Health"] = health
     if size:
