@@ -22,7 +22,7 @@ import os
 import socket
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from dockyard.drivers.network import Endpoint, Network, PortBinding
 from dockyard.errors import Conflict, DockyardError, InvalidArgument, SkipPlugin
@@ -44,39 +44,9 @@ KNOWN_OPTS = {BRIDGE_NAME_OPT, MTU_OPT, MASQ_OPT, "com.docker.network.bridge.ena
               "com.docker.network.enable_ipv6"}
 
 
-_local = threading.local()
-
-
-@contextlib.contextmanager
-def _ipr() -> Iterator[Any]:
-    """The calling thread's netlink socket in the host namespace, kept for the thread's life:
-    making one costs ~0.6 ms, a tenth of a container's wiring (pyroute2 objects belong to the
-    thread that made them, hence one per thread). A socket that failed mid-request is dropped."""
-    from pyroute2 import IPRoute
-
-    ipr = getattr(_local, "ipr", None)
-    if ipr is None:
-        ipr = _local.ipr = IPRoute()
-    try:
-        yield ipr
-    except BaseException as exc:
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        if not isinstance(exc, (NetlinkError, DockyardError)):
-            _local.ipr = None
-            with contextlib.suppress(Exception):
-                ipr.close()
-        raise
-
-
-def _index(ipr: Any, name: str) -> int | None:
-    """A link's index by name with one targeted request (``link_lookup`` dumps every link)."""
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    try:
-        return ipr.link("get", ifname=name)[0]["index"]
-    except NetlinkError:
-        return None
+def _index(name: str) -> int | None:
+    """A link's index by name (no netlink socket, no pyroute2)."""
+    return rtnl.index_of(name)
 
 
 def host_ifname(ep: Endpoint) -> str:
@@ -93,10 +63,10 @@ class BridgeDriver:
     def check(cls) -> None:
         if os.geteuid() != 0:
             raise SkipPlugin("the bridge driver needs root")
-        try:
-            import pyroute2  # noqa: F401
-        except ImportError as exc:
-            raise SkipPlugin(f"pyroute2 is missing: {exc}") from None
+        import importlib.util
+
+        if importlib.util.find_spec("pyroute2") is None:  # the package's dependency (bridges use rtnl.py)
+            raise SkipPlugin("pyroute2 is missing")
 
     def __init__(self, config: dict[str, Any], root: Path, state: Path) -> None:
         self.instance = str(config.get("instance") or "")
@@ -170,8 +140,8 @@ class BridgeDriver:
     def create(self, net: Network) -> None:
         self.validate(net)
         name = self.bridge_name(net)
-        with self.lock, _ipr() as ipr:
-            if not net.predefined and _index(ipr, name) is not None and name not in self._known():
+        with self.lock:
+            if not net.predefined and _index(name) is not None and name not in self._known():
                 raise Conflict(f"bridge device {name} already exists on the host")
             iface = ipaddress.ip_interface(f"{net.gateway}/{ipaddress.ip_network(net.subnet).prefixlen}")
             try:
@@ -181,7 +151,7 @@ class BridgeDriver:
                 self._remember(self._known() | {name})
                 if not net.predefined:  # user networks (the default one is made at a start)
                     crashpoint("bridge.create.remembered")
-                self._ensure_bridge(ipr, name, iface, self.mtu(net), iface6)
+                self._ensure_bridge(name, iface, self.mtu(net), iface6)
                 if not net.predefined:
                     crashpoint("bridge.create.link")
                 net.driver_state["bridge"] = name
@@ -189,49 +159,49 @@ class BridgeDriver:
                 self._apply_firewall()
             except BaseException:
                 self.nets.pop(net.id, None)
-                self._delete_bridge(ipr, name)
+                self._delete_bridge(name)
                 raise
 
-    def _ensure_bridge(self, ipr: Any, name: str, iface: ipaddress.IPv4Interface, mtu: int,
+    def _ensure_bridge(self, name: str, iface: ipaddress.IPv4Interface, mtu: int,
                        iface6: ipaddress.IPv6Interface | None = None) -> None:
-        if not ipr.link_lookup(ifname=name):
-            ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
-        idx = ipr.link_lookup(ifname=name)[0]
-        have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx, family=socket.AF_INET)}
+        if _index(name) is None:
+            rtnl.add_bridge(name, mtu)
+        idx = _index(name)
+        if idx is None:
+            raise DockyardError(f"bridge {name} vanished while it was set up")
+        have = {(a, p) for a, p, _ in rtnl.addresses(idx, socket.AF_INET)}
         if (str(iface.ip), iface.network.prefixlen) not in have:
-            ipr.addr("add", index=idx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+            rtnl.add_address(idx, socket.AF_INET, str(iface.ip), iface.network.prefixlen)
         # global IPv6 addresses other than the gateway are an older one (the default bridge after
         # a change of the daemon's ipv6 / fixed-cidr-v6): removed (link-local ones stay)
-        have6 = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx, family=socket.AF_INET6)
-                 if a["scope"] == 0}
+        have6 = {(a, p) for a, p, scope in rtnl.addresses(idx, socket.AF_INET6) if scope == 0}
         for address, prefixlen in have6:
             if iface6 is None or (address, prefixlen) != (str(iface6.ip), iface6.network.prefixlen):
                 with contextlib.suppress(Exception):
-                    ipr.addr("del", index=idx, family=socket.AF_INET6, address=address, prefixlen=prefixlen)
+                    rtnl.del_address(idx, socket.AF_INET6, address, prefixlen)
         if iface6 is not None:  # the IPv6 gateway, without duplicate address detection: usable at once
             _sysctl6(name, "disable_ipv6", "0")
             if (str(iface6.ip), iface6.network.prefixlen) not in have6:
-                ipr.addr("add", index=idx, family=socket.AF_INET6, address=str(iface6.ip),
-                         prefixlen=iface6.network.prefixlen, flags=rtnl.IFA_F_NODAD)
-        ipr.link("set", index=idx, state="up")
+                rtnl.add_address(idx, socket.AF_INET6, str(iface6.ip), iface6.network.prefixlen, rtnl.IFA_F_NODAD)
+        rtnl.set_up(idx)
         self.bridge_index[name] = idx
 
-    def _delete_bridge(self, ipr: Any, name: str) -> None:
+    def _delete_bridge(self, name: str) -> None:
         self.bridge_index.pop(name, None)
-        idx = ipr.link_lookup(ifname=name)
-        if idx:
+        idx = _index(name)
+        if idx is not None:
             try:
-                ipr.link("del", index=idx[0])
+                rtnl.del_link(idx)
             except Exception as exc:  # gone meanwhile
                 log.debug("deleting bridge %s: %s", name, exc)
         self._remember(self._known() - {name})
 
     def delete(self, net: Network) -> None:
         name = self.bridge_name(net)
-        with self.lock, _ipr() as ipr:
+        with self.lock:
             self.nets.pop(net.id, None)
             self._apply_firewall()
-            self._delete_bridge(ipr, name)
+            self._delete_bridge(name)
 
     # -- endpoints ----------------------------------------------------------------------------
 
@@ -246,8 +216,7 @@ class BridgeDriver:
             if cached:
                 bridge = self.bridge_index.get(name)
             else:
-                with _ipr() as ipr:
-                    bridge = _index(ipr, name)
+                bridge = _index(name)
             if bridge is None:
                 if cached:
                     continue
@@ -284,23 +253,24 @@ class BridgeDriver:
         try:
             netns.run_in(ep.netns, inside)
         except BaseException as exc:
-            with _ipr() as ipr:
-                self._del_link(ipr, veth)
+            self._del_link(veth)
             if isinstance(exc, OSError):
                 raise DockyardError(f"configuring {ep.ifname} of {ep.container_id[:12]}: {exc.strerror}") from None
             raise
         # no ep.driver_state: the host end's name is host_ifname(ep), so the service need not save it
 
     @staticmethod
-    def _del_link(ipr: Any, name: str) -> None:
+    def _del_link(name: str) -> None:
+        index = _index(name)
+        if index is None:
+            return  # already gone
         try:
-            ipr.link("del", ifname=name)
-        except Exception as exc:  # already gone
+            rtnl.del_link(index)
+        except Exception as exc:  # gone meanwhile
             log.debug("deleting %s: %s", name, exc)
 
     def leave(self, net: Network, ep: Endpoint) -> None:
-        with _ipr() as ipr:
-            self._del_link(ipr, ep.driver_state.get("host_ifname") or host_ifname(ep))
+        self._del_link(ep.driver_state.get("host_ifname") or host_ifname(ep))
 
     def forget(self, net: Network, ep: Endpoint) -> None:
         """The container is gone and its namespace is about to be unpinned: the kernel deletes
@@ -319,34 +289,33 @@ class BridgeDriver:
     # -- startup, shutdown ----------------------------------------------------------------
 
     def reconcile(self, nets: list[Network], endpoints: list[Endpoint]) -> None:
-        with self.lock, _ipr() as ipr:
+        with self.lock:
             self.nets = {n.id: n for n in nets}
             wanted = {self.bridge_name(n) for n in nets}
             for name in self._known() - wanted:
                 log.info("removing stale bridge %s", name)
-                self._delete_bridge(ipr, name)
+                self._delete_bridge(name)
             for n in nets:
                 name = self.bridge_name(n)
                 iface = ipaddress.ip_interface(f"{n.gateway}/{ipaddress.ip_network(n.subnet).prefixlen}")
-                self._ensure_bridge(ipr, name, iface, self.mtu(n), gateway6(n))
+                self._ensure_bridge(name, iface, self.mtu(n), gateway6(n))
                 n.driver_state["bridge"] = name
             self._remember(wanted)
             nets_by_id = {n.id: n for n in nets}
             for e in endpoints:  # a running container's link that went missing is wired again
                 net = nets_by_id.get(e.network_id)
-                if net is not None and _index(ipr, host_ifname(e)) is None and Path(e.netns).exists():
+                if net is not None and _index(host_ifname(e)) is None and Path(e.netns).exists():
                     log.info("re-creating the missing veth of container %s on %s", e.container_id[:12], net.name)
                     try:
                         self.join(net, e)
                     except Exception as exc:
                         log.warning("re-creating the veth of %s failed: %s", e.container_id[:12], exc)
             live = {host_ifname(e) for e in endpoints}
-            bridge_idx = {i for name in wanted for i in ipr.link_lookup(ifname=name)}
-            for link in ipr.get_links():
-                name = link.get_attr("IFLA_IFNAME") or ""
-                if name.startswith("dyv") and link.get_attr("IFLA_MASTER") in bridge_idx and name not in live:
+            bridge_idx = {i for i in (_index(name) for name in wanted) if i is not None}
+            for _, name, master in rtnl.links():
+                if name.startswith("dyv") and master in bridge_idx and name not in live:
                     log.info("removing stale veth %s", name)
-                    self._del_link(ipr, name)
+                    self._del_link(name)
             self._apply_firewall()
         targets: dict[str, set[str]] = {}
         for e in endpoints:
@@ -360,13 +329,13 @@ class BridgeDriver:
             self.ports.close()
             return
         self.ports.remove_all()
-        with self.lock, _ipr() as ipr:
+        with self.lock:
             self.nets = {}
             firewall.remove(self.nft, self.table)
             self.accepts.sync([])
             self.accepts6.sync([])
             for name in self._known() | {self.bridge_name(n) for n in nets}:
-                self._delete_bridge(ipr, name)
+                self._delete_bridge(name)
 
 
 def route_localnet(bridge: str) -> bool:

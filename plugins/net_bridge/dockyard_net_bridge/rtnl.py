@@ -5,8 +5,10 @@ plus ~0.6 ms to make an ``IPRoute`` on a socket: more than the kernel work (host
 So :func:`add_veth` (host side: the pair, the peer created in the container's namespace as
 ``eth0`` with its MAC and MTU; the host end on the bridge, up) is one message, and
 :func:`configure` (inside the namespace: up, address, default route) is one ``sendmsg`` of three
-messages that the kernel handles in order, each acknowledged. Everything else (bridges,
-listings, reconcile) stays on pyroute2.
+messages that the kernel handles in order, each acknowledged. The bridges' own requests
+(:func:`links`, :func:`addresses`, :func:`add_bridge`, :func:`set_up`, :func:`add_address`,
+:func:`del_address`, :func:`del_link`) are here too: pyroute2 costs ~7 MB of the daemon's memory
+once imported, and the default bridge is made at every start.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import os
 import socket
 import struct
 import threading
+from typing import Any
 
 NETLINK_ROUTE = 0
-RTM_NEWLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 20, 24
-NLMSG_ERROR = 2
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR, RTM_NEWROUTE = 20, 21, 22, 24
+NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
+NLM_F_DUMP = 0x300
 NEW = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
 IFF_UP = 0x1
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 28
@@ -90,8 +95,125 @@ class Socket:
         if error:
             raise RtnlError(error, f"netlink: {os.strerror(error)}")
 
+    def dump(self, kind: int, body: bytes) -> list[tuple[int, bytes]]:
+        """A dump request: every answer ``(type, payload)`` up to NLMSG_DONE."""
+        self.seq += 1
+        seq = self.seq
+        self.sock.send(_msg(kind, NLM_F_REQUEST | NLM_F_DUMP, seq, body))
+        out: list[tuple[int, bytes]] = []
+        while True:
+            data = self.sock.recv(1 << 17)
+            off = 0
+            while off + 16 <= len(data):
+                size, mtype, _, mseq, _ = struct.unpack_from("=IHHII", data, off)
+                if mseq == seq:
+                    if mtype == NLMSG_DONE:
+                        return out
+                    if mtype == NLMSG_ERROR:
+                        code = -struct.unpack_from("=i", data, off + 16)[0]
+                        if code:
+                            raise RtnlError(code, f"netlink: {os.strerror(code)}")
+                    else:
+                        out.append((mtype, data[off + 16:off + size]))
+                off += (size + 3) & ~3 if size else len(data)
+
     def close(self) -> None:
         self.sock.close()
+
+
+def _attrs(payload: bytes, off: int) -> dict[int, bytes]:
+    """The attributes of a message (first of each type), nested flag dropped."""
+    out: dict[int, bytes] = {}
+    while off + 4 <= len(payload):
+        size, kind = struct.unpack_from("=HH", payload, off)
+        if size < 4:
+            break
+        out.setdefault(kind & ~NLA_F_NESTED, payload[off + 4:off + size])
+        off += (size + 3) & ~3
+    return out
+
+
+def _host(request: "Any") -> "Any":
+    """Run ``request(sock)`` on the thread's host socket (a new one after a failure)."""
+    try:
+        return request(host_socket())
+    except RtnlError:
+        raise
+    except BaseException:  # the socket may be out of step: a new one next time
+        drop_host_socket()
+        raise
+
+
+def index_of(name: str) -> int | None:
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return None
+
+
+def links() -> list[tuple[int, str, int | None]]:
+    """Every link of the host namespace: ``(index, name, master index or None)``."""
+    out = []
+    for mtype, payload in _host(lambda s: s.dump(RTM_GETLINK, _ifinfo())):
+        if mtype != RTM_NEWLINK:
+            continue
+        index = struct.unpack_from("=i", payload, 4)[0]
+        attrs = _attrs(payload, 16)
+        name = attrs.get(IFLA_IFNAME, b"").split(b"\0", 1)[0].decode(errors="replace")
+        master = struct.unpack("=I", attrs[IFLA_MASTER][:4])[0] if IFLA_MASTER in attrs else None
+        out.append((index, name, master))
+    return out
+
+
+def addresses(index: int, family: int) -> list[tuple[str, int, int]]:
+    """Link ``index``'s addresses of ``family``: ``(address, prefixlen, scope)``."""
+    out = []
+    body = struct.pack("=BBBBI", family, 0, 0, 0, 0)
+    for mtype, payload in _host(lambda s: s.dump(RTM_GETADDR, body)):
+        if mtype != RTM_NEWADDR:
+            continue
+        fam, prefixlen, _, scope, idx = struct.unpack_from("=BBBBI", payload)
+        if idx != index or fam != family:
+            continue
+        raw = _attrs(payload, 8).get(IFA_ADDRESS)
+        if raw is not None:
+            out.append((socket.inet_ntop(fam, raw), prefixlen, scope))
+    return out
+
+
+def add_bridge(name: str, mtu: int) -> None:
+    body = _ifinfo() + _attr(IFLA_IFNAME, name.encode() + b"\0") + _u32(IFLA_MTU, mtu)
+    body += _attr(IFLA_LINKINFO | NLA_F_NESTED, _attr(IFLA_INFO_KIND, b"bridge"))
+    _host(lambda s: s.request((RTM_NEWLINK, NEW, body)))
+
+
+def set_up(index: int) -> None:
+    _host(lambda s: s.request((RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, _ifinfo(IFF_UP, IFF_UP, index))))
+
+
+def del_link(index: int) -> None:
+    _host(lambda s: s.request((RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, _ifinfo(index=index))))
+
+
+def _ifaddr(index: int, family: int, address: str, prefixlen: int, flags: int = 0) -> bytes:
+    ip = socket.inet_pton(family, address)
+    body = struct.pack("=BBBBI", family, prefixlen, flags, 0, index)
+    if family == socket.AF_INET:
+        body += _attr(IFA_LOCAL, ip)
+    body += _attr(IFA_ADDRESS, ip)
+    if flags:
+        body += _u32(IFA_FLAGS, flags)
+    return body
+
+
+def add_address(index: int, family: int, address: str, prefixlen: int, flags: int = 0) -> None:
+    body = _ifaddr(index, family, address, prefixlen, flags)
+    _host(lambda s: s.request((RTM_NEWADDR, NEW, body)))
+
+
+def del_address(index: int, family: int, address: str, prefixlen: int) -> None:
+    body = _ifaddr(index, family, address, prefixlen)
+    _host(lambda s: s.request((RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK, body)))
 
 
 _local = threading.local()
