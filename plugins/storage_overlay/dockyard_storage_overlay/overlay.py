@@ -41,6 +41,13 @@ _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
+def _detach(merged: str) -> None:
+    """Detach the overlay on ``merged`` and release it (see OverlayDriver.unmount)."""
+    fd = mounts.detach(merged)
+    if fd is not None:
+        os.close(fd)
+
+
 def _release_pool() -> ThreadPoolExecutor:
     """The threads that close the fds pinning detached overlays (see OverlayDriver.unmount)."""
     global _pool
@@ -320,18 +327,15 @@ class OverlayDriver:
         mounts.mount_overlay_legacy(str(self.root), lower, upper, work, merged)
 
     def unmount(self, cid: str) -> None:
-        """Detach the container's overlay at once; its superblock, whose shutdown syncs the
-        upper filesystem, is released by a worker thread (the caller, an exit being recorded
-        on the daemon's event loop, does not wait for the disk). ``mount`` and ``remove_rw``
-        of this container wait for that release; its errors are logged there."""
+        """Unmount the container's overlay from a worker thread: the caller (an exit being
+        recorded, on the daemon's event loop) waits neither for the unmount's RCU grace
+        period nor for the superblock's shutdown, which syncs the upper filesystem (several
+        ms each on a busy host). ``mount``, ``remove_rw`` and ``is_mounted``' callers that
+        mount again wait for it (see ``_released``); its errors are logged there."""
         merged = str(self._dir(cid) / "merged")
         with self._lock:
-            try:
-                fd = mounts.detach(merged)
-            except OSError as exc:
-                raise DockyardError(f"unmount {cid}: {exc}") from exc
-            if fd is not None:
-                self._releasing[cid] = _release_pool().submit(os.close, fd)
+            if cid not in self._releasing:  # one under way detaches this mount already
+                self._releasing[cid] = _release_pool().submit(_detach, merged)
 
     def _released(self, cid: str) -> None:
         """Wait until the overlay ``unmount`` detached is gone (not holding the driver's lock:
@@ -341,8 +345,8 @@ class OverlayDriver:
         if fut is not None:
             try:
                 fut.result()
-            except OSError as exc:  # closing an O_PATH fd: not expected to fail
-                log.warning("releasing the overlay of %s: %s", cid[:12], exc)
+            except OSError as exc:
+                log.warning("unmounting the overlay of %s: %s", cid[:12], exc)
 
     def is_mounted(self, cid: str) -> bool:
         return mounts.is_mountpoint(str(self._dir(cid) / "merged"))
