@@ -39,16 +39,20 @@ def list_(svc: ContainerService, all_: bool = False, limit: int = -1, filters: s
         ref = svc.get(f["since"][0])
         items = [c for c in items if c.created_ns > ref.created_ns]
     out = []
+    now = time.time_ns()
     for c in items:
         if not all_ and not c.running:
             continue
-        if not _matches(svc, c, f):
+        if f and not _matches(svc, c, f):  # (no filter: every test passes)
             continue
         sizes = None
         if size:
             sizes = {"SizeRw": rw_size(svc, c), "SizeRootFs": 0}
-        out.append(c.list_json(c.image, sizes))
-        out[-1]["Status"] += svc.health.status_suffix(c)
+        row = c.list_json(c.image, sizes, now)
+        suffix = svc.health.status_suffix(c)
+        if suffix:
+            row["Status"] += suffix
+        out.append(row)
         if 0 < limit <= len(out):
             break
     return out
