@@ -15,6 +15,11 @@ import pytest
 
 from .daemon import DaemonProcess
 
+# The conformance suites (dockyard.testing.conformance_<kind>) are test code that plugin authors
+# subclass: their asserts get pytest's rewriting (the values in a failure), as a test module's.
+pytest.register_assert_rewrite(*(f"dockyard.testing.conformance_{kind}" for kind in (
+    "cgroups", "logging", "network", "runtime", "storage", "transport", "volume")))
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "privileged: needs root and real kernel features")

@@ -165,3 +165,12 @@ def test_runtime_suite_fails_a_runtime_whose_failed_start_leaves_state(tmp_path,
             test(drv, tmp_path, ["no-such-command"], 127)
     else:
         test(drv, tmp_path, ["no-such-command"], 127)
+
+
+@pytest.mark.parametrize("kind", ["network", "runtime", "transport", "volume", "storage", "cgroups"])
+def test_suites_get_pytests_assert_rewriting(kind):
+    """The pytest11 plugin registers the suites for rewriting: a failure shows its values."""
+    import importlib
+
+    module = importlib.import_module(f"dockyard.testing.conformance_{kind}")
+    assert type(module.__loader__).__name__ == "AssertionRewritingHook"
