@@ -34,6 +34,7 @@ from ..errors import DockyardError, InvalidArgument, NotSupported, Unavailable
 from ..images.model import host_arch
 from ..images.streams import BodyReader, decompressed
 from .middleware import add_common_headers
+from .registry import registry_of
 from .util import daemon_of, drain_body, query_bool
 
 if TYPE_CHECKING:
@@ -238,7 +239,7 @@ async def build(request: web.Request) -> web.StreamResponse:
     try:
         loop = asyncio.get_running_loop()
         await asyncio.to_thread(_receive_context, BodyReader(request.content, loop), context)
-        await Builder(daemon, context, opts, out, _cache(daemon)).run()
+        await Builder(daemon.images, daemon.containers, registry_of(request), context, opts, out, _cache(daemon)).run()
     except Exception as exc:
         if not response.prepared:
             await drain_body(request)

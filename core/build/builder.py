@@ -22,7 +22,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import stat
 
@@ -36,6 +36,11 @@ from . import dockerfile as D
 from . import files as F
 from .cache import BuildCache
 from .ignore import Matcher
+
+if TYPE_CHECKING:
+    from ..containers.service import ContainerService
+    from ..images.service import ImageService
+    from ..registry import RegistryService
 
 log = logging.getLogger("dockyard.build")
 
@@ -108,11 +113,12 @@ def short(image_id: str) -> str:
 
 
 class Builder:
-    def __init__(self, daemon: Any, context: Path, opts: Options, out: Callable[[dict[str, Any]], Awaitable[None]],
+    def __init__(self, images: ImageService, containers: ContainerService, registry: RegistryService,
+                 context: Path, opts: Options, out: Callable[[dict[str, Any]], Awaitable[None]],
                  cache: BuildCache) -> None:
-        self.daemon = daemon
-        self.images = daemon.images
-        self.containers = daemon.containers
+        self.images = images
+        self.containers = containers
+        self.registry = registry
         self.context = context
         self.opts = opts
         self._out = out
@@ -285,7 +291,7 @@ class Builder:
         layers, ``Status: Downloaded newer image``) go into the build output as Docker's do."""
         from ..registry import Credentials, pull_reference
 
-        svc = self.daemon.registry  # built by Daemon.start
+        svc = self.registry
         domain = pull_reference(name, None).domain
         auth = self.opts.registry_config.get(domain) or {}
         loop = asyncio.get_running_loop()

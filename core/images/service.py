@@ -34,6 +34,7 @@ from ..timestamps import parse_rfc3339
 from . import reference as R
 from .model import Image, Layer, PendingImage, StagedLayer, Txn, host_arch, now_rfc3339, short_id
 from .store import CHUNK, ContentStore, DigestMismatch, read_json, split_digest, write_json_atomic
+from .streams import ByteStream
 
 log = logging.getLogger("dockyard.images")
 
@@ -687,7 +688,7 @@ class ImageService:
         and no original blob needs keeping, since there is no staged file to keep)."""
         return "staging" in self.caps and not self.keep_layer_blobs
 
-    def stage_layer(self, stream: BinaryIO, diff_id: str) -> StagedLayer:
+    def stage_layer(self, stream: ByteStream, diff_id: str) -> StagedLayer:
         """Decompress, hash and unpack ``stream`` in one pass (call from a worker thread).
         The content is checked against ``diff_id`` before anything can be committed; on a
         mismatch or any error the driver's staging directory is discarded."""
@@ -763,7 +764,7 @@ class ImageService:
 
     # -- commit: a container's changes as a new image ----------------------------------------
 
-    def commit(self, parent_id: str | None, layer: BinaryIO, container_config: dict[str, Any], *,
+    def commit(self, parent_id: str | None, layer: ByteStream, container_config: dict[str, Any], *,
                container_id: str = "", comment: str = "", author: str = "", created_by: str = "",
                ref: R.Reference | None = None) -> Image:
         """``docker commit``: a new image made of the parent's layers plus ``layer`` (an

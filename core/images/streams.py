@@ -18,6 +18,10 @@ BZIP2_MAGIC = b"BZh"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
+#: what the image code reads from or writes to: a file, or one of the raw streams below
+#: (request bodies, registry blobs, iterators) that are io.RawIOBase, not typing.BinaryIO
+ByteStream = BinaryIO | io.RawIOBase
+
 
 def sniff(head: bytes) -> str:
     if head.startswith(GZIP_MAGIC):
@@ -31,10 +35,10 @@ def sniff(head: bytes) -> str:
     return "none"
 
 
-def decompressed(stream: BinaryIO) -> BinaryIO:
+def decompressed(stream: ByteStream) -> BinaryIO:
     """``stream`` (buffered, peekable or not) decompressed according to its magic bytes."""
     if not isinstance(stream, io.BufferedReader):
-        stream = io.BufferedReader(stream, 1 << 20)  # type: ignore[arg-type]
+        stream = io.BufferedReader(stream, 1 << 20)  # type: ignore[arg-type, type-var]
     kind = sniff(stream.peek(8)[:8])
     if kind == "gzip":
         return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
@@ -50,7 +54,7 @@ def decompressed(stream: BinaryIO) -> BinaryIO:
 class HashingReader(io.RawIOBase):
     """Reads through ``inner``, hashing (sha256) and counting; decompression errors are 400s."""
 
-    def __init__(self, inner: BinaryIO, on_progress: Callable[[int], None] | None = None,
+    def __init__(self, inner: ByteStream, on_progress: Callable[[int], None] | None = None,
                  verified: str | None = None) -> None:
         self.inner = inner
         self.hash = hashlib.sha256()
