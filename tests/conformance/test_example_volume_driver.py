@@ -70,5 +70,6 @@ def test_docker_cli_uses_the_driver(example_driver, make_daemon, busybox_tar):
     loaded = {(p["Group"], p["Name"]): p for p in json.loads(d.cli("plugins", "--format", "json", check=True).stdout)}
     mine = loaded[("dockyard.volume", "exampledriver")]
     assert (mine["Distribution"], mine["Version"]) == ("dockyard-example-volume", "0.3.0")
+    assert mine["Capabilities"] == ["list"]
     docker("volume", "rm", "private")
     assert not Path(info["Mountpoint"]).exists()

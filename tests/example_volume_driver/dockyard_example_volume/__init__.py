@@ -32,6 +32,8 @@ OPTIONS = {"mode", "uid", "gid"}
 class ExampleVolumeDriver:
     name = "exampledriver"
     scope = "local"
+    #: optional contracts beyond VolumeDriver (dockyard.drivers.volume): ``list``, checked at load
+    capabilities = frozenset({"list"})
 
     def __init__(self, config: dict[str, Any], root: Path, state: Path) -> None:
         unknown = set(config) - {"default_mode"}
