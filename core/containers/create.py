@@ -93,7 +93,7 @@ async def _create(svc: ContainerService, body: dict[str, Any], name: str | None,
         await mounts.create_volumes(svc.daemon.volumes, mount_points, undo)
         c.mounts = mount_points
         etcfiles.write(directory, config, host_config)
-        svc.save(c, durable=True)
+        await svc.save_async(c, durable=True)
         undo.pop_all()
     svc.containers[cid] = c
     svc.names[name] = cid

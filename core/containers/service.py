@@ -93,6 +93,10 @@ class ContainerService:
         """Write the record, or keep it in memory and retry while the disk is full."""
         return persist.save_soft(self, c, durable)
 
+    async def save_async(self, c: Container, durable: bool = False) -> None:
+        """``save`` with the write in a worker thread (the event loop goes on meanwhile)."""
+        await persist.save_async(self, c, durable)
+
     def emit(self, action: str, c: Container, **extra: Any) -> None:
         """A ``container`` event about ``c`` (its name, image and labels as attributes)."""
         attrs = {"name": c.name, "image": c.image, **c.labels, **{k: str(v) for k, v in extra.items()}}
@@ -108,6 +112,18 @@ class ContainerService:
             self.save_soft(c, durable)
         else:
             self.save(c, durable)
+        for event in events:
+            self.emit(event, c, **(attrs if event == events[-1] else {}))
+
+    async def transition_async(self, c: Container, action: str, *, durable: bool = False, soft: bool = True,
+                               **attrs: Any) -> None:
+        """``transition`` with the record written in a worker thread (for durable saves: their
+        fsyncs do not hold up the event loop)."""
+        events = lifecycle.transition(c, action)
+        if soft:
+            await persist.save_soft_async(self, c, durable)
+        else:
+            await persist.save_async(self, c, durable)
         for event in events:
             self.emit(event, c, **(attrs if event == events[-1] else {}))
 

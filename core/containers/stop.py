@@ -165,7 +165,7 @@ async def remove(svc: ContainerService, ref: str, force: bool = False, volumes: 
         # the intent first: a daemon killed during the removal finishes it at its next
         # start (reconcile); a container in "removing" is removed by any later rm too
         c.remove_volumes = c.remove_volumes or volumes
-        svc.transition(c, "remove", durable=True)  # a full disk still removes (and frees space)
+        await svc.transition_async(c, "remove", durable=True)  # a full disk still removes (and frees space)
         crashpoint("container.rm.after_intent")
         await destroy(svc, c)
     if c.remove_volumes:
