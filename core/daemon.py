@@ -128,6 +128,7 @@ class Daemon:
         self.containers = ContainerService(self)
         self.execs = self.containers.execs
         await self.containers.reconcile()
+        self.images.release_unused()  # images `rmi -f` deleted whose last container went while down
         await self.networks.reconcile({cid for cid, c in self.containers.containers.items() if c.running})
         await self.volumes.reconcile(self.containers)
         self.services.append(self.containers)
@@ -495,11 +496,13 @@ FLAG_FIELDS = {
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-H", "--host", multiple=True, metavar="URL",
-              help=f"Address to listen on: unix:///path, tcp://host:port, fd:// (systemd socket activation) (repeatable; default {cfg.DEFAULT_HOST})")
+              help="Address to listen on: unix:///path, tcp://host:port, fd:// (systemd socket activation) "
+                   f"(repeatable; default {cfg.DEFAULT_HOST})")
 @click.option("--data-root", type=click.Path(path_type=Path), help="Persistent state (default /var/lib/dockyard)")
 @click.option("--exec-root", type=click.Path(path_type=Path), help="Runtime state (default /run/dockyard)")
 @click.option("-p", "--pidfile", type=click.Path(path_type=Path), help="Pid file (default <exec-root>/dockyardd.pid)")
-@click.option("--config-file", type=click.Path(path_type=Path), help=f"TOML config (default {DEFAULT_CONFIG_FILE} if present)")
+@click.option("--config-file", type=click.Path(path_type=Path),
+              help=f"TOML config (default {DEFAULT_CONFIG_FILE} if present)")
 @click.option("-G", "--group", help="Group that owns the Unix socket (default: dockyard, if it exists)")
 @click.option("-D", "--debug", is_flag=True, default=None, help="Debug logging and access log")
 @click.option("-l", "--log-level", type=click.Choice(cfg.LOG_LEVELS), help="Log level (default info)")
@@ -508,11 +511,15 @@ FLAG_FIELDS = {
 @click.option("--runtime", "--default-runtime", "runtime", help="Runtime driver (default native)")
 @click.option("--cgroups", help="cgroups driver: auto, v1, v2 (default auto)")
 @click.option("--insecure-tcp", is_flag=True, default=None, help="Allow plain TCP on non-loopback addresses")
-@click.option("--live-restore/--no-live-restore", default=None, help="Keep containers running while the daemon is down (default on)")
+@click.option("--live-restore/--no-live-restore", default=None,
+              help="Keep containers running while the daemon is down (default on)")
 @click.option("--tls", is_flag=True, default=None, help="Use TLS on tcp:// addresses; implied by --tlsverify")
-@click.option("--tlsverify", is_flag=True, default=None, help="Use TLS and verify client certificates against --tlscacert")
-@click.option("--tlscacert", type=click.Path(path_type=Path), help="Trust client certificates signed by this CA (default /etc/dockyard/ca.pem)")
-@click.option("--tlscert", type=click.Path(path_type=Path), help="Server TLS certificate (default /etc/dockyard/cert.pem)")
+@click.option("--tlsverify", is_flag=True, default=None,
+              help="Use TLS and verify client certificates against --tlscacert")
+@click.option("--tlscacert", type=click.Path(path_type=Path),
+              help="Trust client certificates signed by this CA (default /etc/dockyard/ca.pem)")
+@click.option("--tlscert", type=click.Path(path_type=Path),
+              help="Server TLS certificate (default /etc/dockyard/cert.pem)")
 @click.option("--tlskey", type=click.Path(path_type=Path), help="Server TLS key (default /etc/dockyard/key.pem)")
 @click.option("--userns-remap", metavar="default|USER[:GROUP]",
               help="Run containers in a user namespace mapped to the subordinate ids of USER (default: dockremap)")
@@ -525,14 +532,16 @@ FLAG_FIELDS = {
               help="IPv6 subnet of the default bridge (with --ipv6; default: a /64 of a unique-local /48)")
 @click.option("--metrics-addr", metavar="HOST:PORT",
               help="Serve Prometheus metrics at http://HOST:PORT/metrics (needs the dockyard-metrics plugin)")
-@click.option("--log-opt", multiple=True, metavar="KEY=VALUE", help="Default container log options (max-size, max-file)")
+@click.option("--log-opt", multiple=True, metavar="KEY=VALUE",
+              help="Default container log options (max-size, max-file)")
 @click.option("--log-driver", metavar="NAME", help="Default container log driver (json-file, local, none)")
 @click.option("--bip", metavar="CIDR", help="Default bridge's address and prefix (e.g. 192.168.200.1/24)")
 @click.option("--dns", multiple=True, metavar="IP", help="DNS server of containers without --dns")
 @click.option("--dns-search", multiple=True, metavar="DOMAIN", help="Search domain of containers without --dns-search")
 @click.option("--dns-opt", multiple=True, metavar="OPT", help="resolv.conf option of containers without --dns-option")
 @click.option("--default-shm-size", metavar="SIZE", help="/dev/shm size of containers without --shm-size (default 64m)")
-@click.option("--default-ulimit", multiple=True, metavar="NAME=SOFT[:HARD]", help="ulimit of containers that do not set it")
+@click.option("--default-ulimit", multiple=True, metavar="NAME=SOFT[:HARD]",
+              help="ulimit of containers that do not set it")
 @click.version_option(__version__, "-v", "--version", prog_name="dockyardd")
 @click.pass_context
 def cli(ctx: click.Context, config_file: Path | None, **params: Any) -> None:

@@ -39,6 +39,7 @@ def list_(svc: ContainerService, all_: bool = False, limit: int = -1, filters: s
         ref = svc.get(f["since"][0])
         items = [c for c in items if c.created_ns > ref.created_ns]
     out = []
+    names: dict[str, str] = {}
     now = time.time_ns()
     for c in items:
         if not all_ and not c.running:
@@ -48,7 +49,7 @@ def list_(svc: ContainerService, all_: bool = False, limit: int = -1, filters: s
         sizes = None
         if size:
             sizes = {"SizeRw": rw_size(svc, c), "SizeRootFs": 0}
-        row = c.list_json(c.image, sizes, now)
+        row = c.list_json(image_name(svc, c, names), sizes, now)
         suffix = svc.health.status_suffix(c)
         if suffix:
             row["Status"] += suffix
@@ -56,6 +57,20 @@ def list_(svc: ContainerService, all_: bool = False, limit: int = -1, filters: s
         if 0 < limit <= len(out):
             break
     return out
+
+
+def image_name(svc: ContainerService, c: Container, known: dict[str, str]) -> str:
+    """The Image of ``docker ps``: the name the container was created with while it still names
+    the container's image, else the image id (moby's list: retagged, or deleted by ``rmi -f``)."""
+    name = c.image
+    if name == c.image_id or svc.images is None:
+        return name
+    if name not in known:
+        try:
+            known[name] = svc.images.resolve(name).id
+        except DockyardError:
+            known[name] = ""
+    return name if known[name] == c.image_id else c.image_id
 
 
 def rw_size(svc: ContainerService, c: Container) -> int:

@@ -198,6 +198,8 @@ async def destroy(svc: ContainerService, c: Container) -> None:
     if svc.names.get(c.name) == c.id:
         del svc.names[c.name]
     svc.locks.pop(c.id, None)
+    if svc.images is not None and c.image_id in svc.images.held:  # its image went with `rmi -f`
+        await asyncio.to_thread(svc.images.release, c.image_id)
 
 
 async def prune(svc: ContainerService, filters: str | None) -> dict[str, Any]:

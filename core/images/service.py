@@ -80,6 +80,10 @@ class ImageService:
         self.images: dict[str, Image] = {}
         self.layers: dict[str, Layer] = {}
         self.refs: dict[str, str] = {}
+        # images `rmi -f` deleted while stopped containers use them (moby deletes the image, the
+        # containers keep its layers): invisible to every lookup, their layers kept until the
+        # last of those containers is gone (release); the record says "Held"
+        self.held: dict[str, Image] = {}
         self._restore()
 
     # -- startup ---------------------------------------------------------------------------
@@ -109,7 +113,7 @@ class ImageService:
                 log.warning("image %s misses layers %s: dropped", short_id(image.id), missing)
                 p.unlink()
                 continue
-            self.images[image.id] = image
+            (self.held if rec.get("Held") else self.images)[image.id] = image
         refs = (read_json(self.refs_path, {}) or {}).get("refs", {})
         self.refs = {k: v for k, v in refs.items() if v in self.images}
         if self.refs != refs:
@@ -118,7 +122,7 @@ class ImageService:
 
     def _collect_garbage(self) -> None:
         """Remove what a crash left: layers no image uses, configs no image has."""
-        used = {c for img in self.images.values() for c in img.chains}
+        used = {c for img in (*self.images.values(), *self.held.values()) for c in img.chains}
         for chain in sorted(set(self.layers) - used, key=lambda c: -self._depth(c)):
             log.info("removing unused layer %s", chain)
             self._remove_layer(chain)
@@ -133,7 +137,7 @@ class ImageService:
                     self.driver.remove_layer(layer_id)
                 except Exception:
                     log.exception("removing orphaned layer %s failed", layer_id)
-        keep = set(self.images) | {l.blob for l in self.layers.values() if l.blob}
+        keep = set(self.images) | set(self.held) | {l.blob for l in self.layers.values() if l.blob}
         for digest in list(self.blobs.digests()):
             if digest not in keep:
                 self.blobs.delete(digest)
@@ -186,7 +190,7 @@ class ImageService:
         return [r.familiar for r in self.refs_of(image_id) if r.digest]
 
     def layer_refcount(self, chain: str) -> int:
-        return sum(1 for img in self.images.values() if chain in img.chains)
+        return sum(1 for img in (*self.images.values(), *self.held.values()) if chain in img.chains)
 
     def image_size(self, image: Image) -> int:
         return sum(self.layers[c].size for c in image.chains if c in self.layers)
@@ -514,22 +518,42 @@ class ImageService:
         for r in self.refs_of(image.id):
             self._untag(str(r), records)
         self._save_refs()
-        using = self._containers_using(image.id)
-        if using:
-            # a container's rootfs stands on the image's layers: `rmi -f` untags it at most and
-            # the image stays, dangling, until its last container is gone (then prune removes it)
-            if quiet or any("Untagged" in r for r in records):
-                return
-            raise Conflict(f"conflict: unable to delete {short_id(image.id)} (cannot be forced) - "
-                           f"image is being used by {'running' if using[0][1] else 'stopped'} "
-                           f"container {using[0][0][:12]}")
-        removed = self._delete_image(image)
+        if self._containers_using(image.id):
+            # forced, only stopped containers (a running one is a hard conflict above): the image
+            # is deleted as moby does; the containers' rootfs stands on its layers, kept (held)
+            # until the last of them is gone
+            removed = self._hold(image)
+        else:
+            removed = self._delete_image(image)
         self.emit("delete", image.id)
         records.append({"Deleted": image.id})
         records.extend({"Deleted": c} for c in removed)
         parent = self.images.get(image.parent) if prune and image.parent else None
         if parent is not None and not self.refs_of(parent.id):
             self._delete_helper(parent, records, False, prune, quiet=True)
+
+    def _hold(self, image: Image) -> builtins.list[str]:
+        """Delete ``image`` for every lookup but keep its layers and config for the containers
+        that use it (see ``held``); no layer is removed."""
+        write_json_atomic(self.images_dir / f"{split_digest(image.id)}.json", {**image.record(), "Held": True})
+        self.images.pop(image.id, None)
+        self.held[image.id] = image
+        return []
+
+    def release(self, image_id: str) -> None:
+        """A held image no container uses any more goes, with the layers no image uses."""
+        with self.lock:
+            image = self.held.get(image_id)
+            if image is None or self._containers_using(image_id):
+                return
+            del self.held[image_id]
+            removed = self._delete_image(image)
+        log.info("released deleted image %s (%d layers removed)", short_id(image_id), len(removed))
+
+    def release_unused(self) -> None:
+        """At start, once the containers are known: release what a crash left held."""
+        for image_id in list(self.held):
+            self.release(image_id)
 
     def _delete_image(self, image: Image) -> builtins.list[str]:
         """Drop the record, the config blob and the layers no other image uses; return those layers."""
@@ -773,7 +797,8 @@ class ImageService:
         from .streams import HashingReader
 
         self.require_driver()
-        parent = self.images.get(parent_id) if parent_id else None
+        # a container whose image `rmi -f` deleted still commits: its parent is the held image
+        parent = (self.images.get(parent_id) or self.held.get(parent_id)) if parent_id else None
         if parent_id and parent is None:
             raise NoSuchImage(parent_id)
         stage = self.staging_dir()
@@ -819,7 +844,7 @@ class ImageService:
                     raise NotFound(f"layer {missing[0]} of image {parent_id} is missing")
                 pending = PendingImage(data, config, files, hashes, [ref] if ref is not None else [])
                 [(image, _)] = self.commit_images([pending], lambda msg: None, event="commit")
-                if parent is not None and image.parent != parent.id:
+                if parent is not None and image.parent != parent.id and parent.id in self.images:
                     image.parent = parent.id
                     self._save_image(image)
             return image
@@ -860,7 +885,8 @@ class ImageService:
     def staging_dir(self) -> Path:
         return Path(tempfile.mkdtemp(dir=self.tmp_dir, prefix="stage-"))
 
-    def load(self, stream: BinaryIO, progress: Callable[[dict[str, Any]], None], quiet: bool = False) -> builtins.list[str]:
+    def load(self, stream: BinaryIO, progress: Callable[[dict[str, Any]], None],
+             quiet: bool = False) -> builtins.list[str]:
         from .archive import load_archive
 
         return load_archive(self, stream, progress, quiet)
