@@ -327,7 +327,8 @@ class RuntimeDriverSuite:
     def test_tty_size_and_resize(self, drv, rootfs):
         self.needs(drv, "tty")
         self.needs(drv, "stdin")
-        s = self.spec(rootfs, "sh", "-c", 'stty size; while read line; do [ "$line" = end ] && exit 0; stty size; done', tty=True,
+        s = self.spec(rootfs, "sh", "-c", 'stty size; while read line; do [ "$line" = end ] && exit 0; stty size; done',
+                      tty=True,
                       console_size=(24, 80), open_stdin=True, stdin_once=True)
 
         async def body():
@@ -375,6 +376,47 @@ class RuntimeDriverSuite:
 
         self.go(drv, body)
 
+    def test_exec_stdin_and_tty(self, drv, rootfs):
+        """``docker exec -i`` (stdin until EOF) and ``docker exec -t`` (a terminal of the asked
+        size, resized while it runs)."""
+        self.needs(drv, "exec")
+        s = self.spec(rootfs, "sleep", "1000")
+
+        async def body():
+            await drv.start(s)
+            await drv.exec(s.id, ExecSpec(id="in", args=["sh", "-c", "cat; echo END"], open_stdin=True))
+            fd = await open_stdin(drv.exec_stdin_path(s.id, "in"))
+            os.write(fd, b"to the exec\n")
+            os.close(fd)
+            assert (await asyncio.wait_for(drv.exec_wait(s.id, "in"), 60)).exit_code == 0
+            out = b"".join(r.data for r in drv.exec_logs(s.id, "in").records())
+            assert out == b"to the exec\nEND\n"
+            script = 'stty size; while read line; do [ "$line" = end ] && exit 0; stty size; done'
+            await drv.exec(s.id, ExecSpec(id="tty", args=["sh", "-c", script], tty=True, console_size=(25, 90),
+                                          open_stdin=True))
+
+            def seen() -> bytes:
+                return b"".join(r.data for r in drv.exec_logs(s.id, "tty").records())
+
+            fd = await open_stdin(drv.exec_stdin_path(s.id, "tty"))
+            try:
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 30
+                while b"25 90" not in seen() and loop.time() < deadline:
+                    await asyncio.sleep(0.05)
+                assert b"25 90" in seen(), seen()
+                drv.exec_resize(s.id, "tty", 33, 111)
+                while b"33 111" not in seen() and loop.time() < deadline:
+                    os.write(fd, b"size?\n")
+                    await asyncio.sleep(0.1)
+                os.write(fd, b"end\n")  # the exec ends by itself: closing its TTY's stdin first hangs it up
+                status = await asyncio.wait_for(drv.exec_wait(s.id, "tty"), 60)
+            finally:
+                os.close(fd)
+            assert status.exit_code == 0 and b"33 111" in seen(), seen()
+
+        self.go(drv, body)
+
     def test_exec_of_a_missing_command(self, drv, rootfs):
         self.needs(drv, "exec")
         from dockyard.drivers.runtime import ExecStartError
@@ -399,6 +441,24 @@ class RuntimeDriverSuite:
             await self.run(drv, s)
             with pytest.raises(DockyardError):  # a clear error (NotFound, InvalidState...), not a crash
                 await drv.exec(s.id, ExecSpec(id="late", args=["true"]))
+
+        self.go(drv, body)
+
+    # -- several --runtime names -------------------------------------------------------------------
+    def test_runtime_names(self, drv, rootfs):
+        """``runtime-names``: the names it serves (its own first), each with a binary ``docker
+        info`` can show, and ownership of the containers it started (live-restore routing)."""
+        self.needs(drv, "runtime-names")
+        names = drv.names()
+        assert names and names[0] == drv.name and len(set(names)) == len(names)
+        for n in names:
+            path = drv.path_of(n)
+            assert path is None or (os.path.isabs(path) and os.access(path, os.X_OK)), (n, path)
+        s = self.spec(rootfs, "true", runtime=names[-1])
+
+        async def body():
+            await self.run(drv, s)
+            assert drv.owns(s.id) and not drv.owns(f"conf-other-{secrets.token_hex(4)}")
 
         self.go(drv, body)
 
