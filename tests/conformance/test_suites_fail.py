@@ -92,6 +92,7 @@ def unix_suite() -> TransportSuite:
     return suite
 
 
+@pytest.mark.privileged  # the unix transport chowns its socket to root
 @pytest.mark.parametrize("driver,fails", [(UnixTransport, False), (WorldWritableUnix, True)])
 def test_transport_suite_fails_a_world_writable_socket_left_behind(tmp_path, driver, fails):
     factory = lambda: driver({}, tmp_path / "root", tmp_path / "state")  # noqa: E731

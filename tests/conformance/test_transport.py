@@ -20,6 +20,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.privileged  # the socket is chowned to root and the daemon's group
 class TestUnix(TransportSuite):
     socket_file = True
     refused_urls = []
