@@ -8,8 +8,10 @@ pins a network namespace per "container" under the test's directory, and checks 
 driver did with ``ip`` run inside them.
 
 Drivers that change the host (links, firewall) must run where that is harmless: the
-built-in bridge runs this suite inside ``unshare --net --mount`` (see
-tests/conformance/test_network.py); nothing it makes outlives that process.
+built-in bridge runs this suite inside ``unshare --net --mount`` with ``lo`` up (see
+tests/conformance/test_network.py); nothing it makes outlives that process. Drivers with the
+``ports`` capability publish a port on 127.0.0.1 to a server in an endpoint's namespace; the
+test makes the driver on an event loop running in a thread, as the daemon does.
 
 Class attributes:
 
@@ -24,8 +26,12 @@ Class attributes:
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import socket
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
@@ -33,7 +39,7 @@ from typing import Any, Callable, ClassVar, Iterator
 import pytest
 
 from dockyard.drivers import contracts
-from dockyard.drivers.network import Endpoint, Network
+from dockyard.drivers.network import Endpoint, Network, PortBinding
 from dockyard.errors import InvalidArgument
 
 
@@ -295,3 +301,74 @@ class NetworkDriverSuite:
         ep = self.endpoint(again, n1, 2)
         if self.wires:
             assert reaches(ep.netns, n1.gateway)
+
+    # -- published ports (the ``ports`` capability) -------------------------------------------
+    @pytest.fixture
+    def daemon_loop(self) -> Iterator[asyncio.AbstractEventLoop]:
+        """The daemon's event loop, running in a thread: drivers are made on it and called
+        from worker threads (a port publisher hands its proxies to it)."""
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="conformance-loop", daemon=True)
+        thread.start()
+        yield loop
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+    @staticmethod
+    def on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[[], Any]) -> Any:
+        async def call() -> Any:
+            return fn()
+        return asyncio.run_coroutine_threadsafe(call(), loop).result(60)
+
+    @staticmethod
+    def serve_once(ns: str, port: int, reply: bytes) -> subprocess.Popen:
+        """A TCP server inside namespace ``ns`` that answers every connection with ``reply``."""
+        code = ("import socket,sys\n"
+                "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+                f"s.bind(('0.0.0.0', {port})); s.listen(8); print('ready', flush=True)\n"
+                "while True:\n    c,_=s.accept(); c.sendall(" + repr(reply) + "); c.close()\n")
+        p = subprocess.Popen(["nsenter", f"--net={ns}", sys.executable, "-c", code], stdout=subprocess.PIPE)
+        assert p.stdout is not None and p.stdout.readline() == b"ready\n"
+        return p
+
+    @staticmethod
+    def fetch(port: int, timeout: float = 30.0) -> bytes | None:
+        """What 127.0.0.1:``port`` answers, retried until ``timeout`` (None: never answered)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                    data = c.recv(100)
+                if data:
+                    return data
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.1)
+
+    def test_published_port(self, daemon_loop, drv, network_driver_factory):
+        """``-p 127.0.0.1::80``: a free host port is chosen and reaches the container's port
+        80; after ``unpublish`` (twice: missing is fine) nothing answers there."""
+        if not contracts.record("network", drv).has("ports"):
+            pytest.skip("the driver does not declare the 'ports' capability")
+        if not self.wires:
+            pytest.skip("nothing to wire")
+        driver = self.on_loop(daemon_loop, network_driver_factory)
+        self._driver = driver
+        net = self.network(driver)
+        ep = self.endpoint(driver, net, 2)
+        server = self.serve_once(ep.netns, 80, b"from the container\n")
+        try:
+            (bound,) = driver.publish(net, ep, [PortBinding(container_port=80, protocol="tcp", host_ip="127.0.0.1",
+                                                            host_port=0)])
+            assert bound.container_port == 80 and bound.protocol == "tcp" and bound.host_port > 0, bound
+            assert self.fetch(bound.host_port) == b"from the container\n"
+            driver.unpublish(net, ep)
+            driver.unpublish(net, ep)
+            assert self.fetch(bound.host_port, timeout=1) is None
+        finally:
+            server.kill()
+            server.wait()
+

@@ -27,8 +27,9 @@ def test_in_a_private_namespace(tmp_path):
     if shutil.which("unshare") is None:
         pytest.skip("needs unshare")
     root = Path(__file__).resolve().parents[2]
-    r = subprocess.run(["unshare", "--net", "--mount", sys.executable, "-m", "pytest", "-q", "-rs",
-                        "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "inner"), str(Path(__file__).resolve())],
+    pytest_cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                  "--basetemp", str(tmp_path / "inner"), str(Path(__file__).resolve())]
+    r = subprocess.run(["unshare", "--net", "--mount", "sh", "-c", 'ip link set lo up && exec "$@"', "-", *pytest_cmd],
                        cwd=root, capture_output=True, text=True, timeout=600,
                        env={**os.environ, "DOCKYARD_NETWORK_CONFORMANCE_INNER": "1", "DOCKYARD_SKIP_LEAK_CHECK": "1"})
     assert r.returncode == 0, r.stdout[-20000:] + r.stderr[-5000:]
