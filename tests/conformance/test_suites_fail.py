@@ -175,3 +175,18 @@ def test_suites_get_pytests_assert_rewriting(kind):
 
     module = importlib.import_module(f"dockyard.testing.conformance_{kind}")
     assert type(module.__loader__).__name__ == "AssertionRewritingHook"
+
+
+def test_plugin_docs_name_every_group_and_suite():
+    """docs/plugins.md covers every entry-point group, every capability and every suite."""
+    from dockyard.drivers import contracts
+    from dockyard.plugins import GROUPS
+
+    text = (Path(__file__).parents[2] / "docs" / "plugins.md").read_text()
+    for group in [*GROUPS.values(), "dockyard.logging"]:
+        assert f"`{group}`" in text, group
+    for suite in sorted(Path(__file__).parents[2].glob("core/testing/conformance_*.py")):
+        assert suite.stem in text, suite.stem
+    for kind, contract in contracts.CONTRACTS.items():
+        for cap in contract.capabilities:
+            assert f"`{cap}`" in text, (kind, cap)
