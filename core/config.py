@@ -256,7 +256,8 @@ def _coerce(name: str, value: Any) -> Any:
             if not isinstance(path, str) or not path:
                 raise ConfigError(f"{key}.{rname}: expected a table with a path")
             if set(entry) - {"path"}:
-                raise ConfigError(f"{key}.{rname}: only path is supported (not {', '.join(sorted(set(entry) - {'path'}))})")
+                extra = ", ".join(sorted(set(entry) - {"path"}))
+                raise ConfigError(f"{key}.{rname}: only path is supported (not {extra})")
             if rname in ("native", "oci"):
                 raise ConfigError(f"{key}.{rname}: the name is reserved")
             out[str(rname)] = path

@@ -81,7 +81,8 @@ class EventBus:
             except Exception:  # observers never break the engine
                 log.exception("on_event hook failed for %s %s", event.type, event.action)
 
-    def emit(self, type: str, action: str, actor_id: str, /, **attributes: object) -> Event:  # str() of each, None dropped
+    def emit(self, type: str, action: str, actor_id: str, /, **attributes: object) -> Event:
+        # attributes: str() of each, None dropped
         event = Event(type, action, actor_id, {k: str(v) for k, v in attributes.items() if v is not None})
         self.publish(event)
         return event

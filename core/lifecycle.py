@@ -45,7 +45,8 @@ MESSAGES = {
     "pause": "Container {id} is not running",
     ("pause", S.PAUSED): "Container {id} is already paused",
     "unpause": "Container {id} is not paused",
-    "remove": "You cannot remove a {state} container {id}. Stop the container before attempting removal or force remove",
+    "remove": ("You cannot remove a {state} container {id}. "
+               "Stop the container before attempting removal or force remove"),
     "exec": "Container {id} is not running",
     ("exec", S.PAUSED): "Container {id} is paused, unpause the container before exec",
     ("start", S.PAUSED): "cannot start a paused container, try unpause instead",

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from ..daemon import Daemon
 
 # One route table per resource.
-ROUTE_TABLES: list[Iterable[web.AbstractRouteDef]] = [system.routes, images.routes, containers.routes, archive.routes, exec_.routes,
+ROUTE_TABLES: list[Iterable[web.AbstractRouteDef]] = [system.routes, images.routes, containers.routes, archive.routes,
+                                                     exec_.routes,
                                                      volumes.routes, build.routes, registry.routes, networks.routes,
                                                      swarm.routes]
 

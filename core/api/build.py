@@ -73,7 +73,8 @@ def options(request: web.Request) -> Options:
     if q.get("remote"):
         raise NotSupported("remote build contexts (git or URL) are not supported: send the context as a tar")
     platform = q.get("platform", "")
-    if platform and platform not in ("linux", f"linux/{host_arch()}") and not platform.startswith(f"linux/{host_arch()}/"):
+    if (platform and platform not in ("linux", f"linux/{host_arch()}")
+            and not platform.startswith(f"linux/{host_arch()}/")):
         raise NotSupported(f"platform {platform} is not supported: this daemon builds for linux/{host_arch()} only")
     from ..images import reference as R
 

@@ -47,7 +47,8 @@ _GOT = {"int": "number", "float": "number", "str": "string", "bool": "bool", "ar
         "object": "object", "null": "null"}
 _WANT = {"str": "string", "int": "int64", "float": "float64", "bool": "bool", "array": "array",
          "object": "object"}
-_EXPECTED = re.compile(r"^Expected `(?P<want>[^`]+)`(?:, got `(?P<got>[^`]+)`)?(?P<rest>.*?)(?: - at `(?P<at>[^`]+)`)?$")
+_EXPECTED = re.compile(r"^Expected `(?P<want>[^`]+)`(?:, got `(?P<got>[^`]+)`)?"
+                       r"(?P<rest>.*?)(?: - at `(?P<at>[^`]+)`)?$")
 
 
 @lru_cache(maxsize=None)
@@ -121,7 +122,9 @@ def _message(exc: msgspec.ValidationError, typ: type) -> str:
     m = _EXPECTED.match(text)
     if m is None:
         msg, sep, at = text.partition(" - at `")
-        return f"json: {msg[:1].lower()}{msg[1:]} in Go struct field {_field(at.rstrip('`'))}" if sep else f"json: {text}"
+        if not sep:
+            return f"json: {text}"
+        return f"json: {msg[:1].lower()}{msg[1:]} in Go struct field {_field(at.rstrip('`'))}"
     at = m.group("at")
     field = _field(at) if at else ""
     want = _go_type(m.group("want"))
@@ -133,8 +136,8 @@ def _message(exc: msgspec.ValidationError, typ: type) -> str:
     got = m.group("got")
     if got is None:  # a bound: "Expected `int` <= 9223372036854775807"
         rest = m.group("rest").strip()
-        why = "the number overflows a 64-bit integer" if rest.endswith(("9223372036854775807", "-9223372036854775808")) \
-            else f"out of range ({rest})"
+        overflow = rest.endswith(("9223372036854775807", "-9223372036854775808"))
+        why = "the number overflows a 64-bit integer" if overflow else f"out of range ({rest})"
         return f"json: cannot unmarshal number into Go struct field {field} of type {want}: {why}" if field \
             else f"json: {text}"
     got = _GOT.get(got, got)

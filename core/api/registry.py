@@ -1,6 +1,6 @@
-"""Registry routes: ``POST /auth`` and ``GET /distribution/{name}/json`` here; pull (``POST /images/create?fromImage=``) and push
-(``POST /images/{name}/push``) live in the images route table and call :func:`pull` and
-:func:`push`.
+"""Registry routes: ``POST /auth`` and ``GET /distribution/{name}/json`` here; pull
+(``POST /images/create?fromImage=``) and push (``POST /images/{name}/push``) live in the images
+route table and call :func:`pull` and :func:`push`.
 
 Progress is Docker's JSON stream. The response starts with the first message, so an error
 before it (a bad reference, a missing manifest, bad credentials) is a plain HTTP error, and

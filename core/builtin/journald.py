@@ -118,7 +118,10 @@ def entry(msg: LogMessage, fields: dict[str, str] | bytes) -> bytes:
     """The datagram for one message: PRIORITY, MESSAGE, then the container's fields."""
     static = fields if isinstance(fields, bytes) else encode_fields(fields)
     line = msg.line
-    message = (b"MESSAGE\n" + struct.pack("<Q", len(line)) + line + b"\n") if b"\n" in line else b"MESSAGE=" + line + b"\n"
+    if b"\n" in line:
+        message = b"MESSAGE\n" + struct.pack("<Q", len(line)) + line + b"\n"
+    else:
+        message = b"MESSAGE=" + line + b"\n"
     return b"".join((_PRIORITY.get(msg.stream, _PRIORITY["stdout"]), message, static,
                      _PARTIAL if msg.partial else b"", _timestamp_field(msg.timestamp_ns)))
 
@@ -265,7 +268,8 @@ class JournalReader:
         try:
             for line in proc.stdout:
                 got = self._entry(line)
-                if got is not None and got[0].timestamp_ns >= since_ns and (not until_ns or got[0].timestamp_ns <= until_ns):
+                if (got is not None and got[0].timestamp_ns >= since_ns
+                        and (not until_ns or got[0].timestamp_ns <= until_ns)):
                     yield got
         finally:
             if proc.poll() is None:

@@ -51,7 +51,8 @@ def cgroup_driver(exec_opts: Iterable[str]) -> str:
             raise ConfigError("native.cgroupdriver=systemd needs systemd running as PID 1, and this host's "
                               "PID 1 is not systemd: use native.cgroupdriver=cgroupfs (the default)")
         raise ConfigError("native.cgroupdriver=systemd (slices and scopes through systemd's D-Bus API) is not "
-                          "implemented by dockyardd: use native.cgroupdriver=cgroupfs (kubelet: --cgroup-driver=cgroupfs)")
+                          "implemented by dockyardd: use native.cgroupdriver=cgroupfs "
+                          "(kubelet: --cgroup-driver=cgroupfs)")
     if driver == "none":
         raise ConfigError(f"native.cgroupdriver option {driver} is internally used and cannot be specified manually")
     raise ConfigError(f"native.cgroupdriver option {driver} not supported")

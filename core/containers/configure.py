@@ -88,7 +88,8 @@ def merge_config(body: dict[str, Any], image_config: dict[str, Any]) -> dict[str
     cfg["Labels"] = {**(img.get("Labels") or {}), **labels}
     cfg["WorkingDir"] = cfg.get("WorkingDir") or img.get("WorkingDir") or ""
     if cfg["WorkingDir"] and not cfg["WorkingDir"].startswith("/"):
-        raise InvalidArgument(f"the working directory '{cfg['WorkingDir']}' is invalid, it needs to be an absolute path")
+        raise InvalidArgument(f"the working directory '{cfg['WorkingDir']}' is invalid, "
+                              "it needs to be an absolute path")
     cfg["User"] = cfg.get("User") or img.get("User") or ""
     cfg["ExposedPorts"] = {**(img.get("ExposedPorts") or {}), **(cfg.get("ExposedPorts") or {})} or None
     cfg["Volumes"] = {**(img.get("Volumes") or {}), **(cfg.get("Volumes") or {})} or None

@@ -107,7 +107,8 @@ class ExecService:
             privileged=bool(body.get("Privileged")), attach_stdin=bool(body.get("AttachStdin")),
             attach_stdout=bool(body.get("AttachStdout")), attach_stderr=bool(body.get("AttachStderr")),
             detach_keys=keys,
-            console_size=(int(size[0]), int(size[1])) if isinstance(size, list) and len(size) == 2 and size[0] else None,
+            console_size=((int(size[0]), int(size[1])) if isinstance(size, list) and len(size) == 2 and size[0]
+                          else None),
         )
         self.execs[e.id] = e
         self._emit("exec_create", e)

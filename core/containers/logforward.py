@@ -131,7 +131,8 @@ class Forwarder:
         if first is None or first.timestamp_ns <= since:
             return False
         log.warning("log driver %s: output of container %s written after %s and before %s may be lost: it "
-                    "rotated out of the buffer while the daemon was down (raise the daemon's log-opts max-size/max-file)",
+                    "rotated out of the buffer while the daemon was down "
+                    "(raise the daemon's log-opts max-size/max-file)",
                     self.driver.name, self.info.id12, rfc3339_nano(since), rfc3339_nano(first.timestamp_ns))
         return True
 

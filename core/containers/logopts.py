@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..builtin.logdrivers import file_limits
-from ..drivers.logging import DEFAULT_LIMITS, GROUP, ForwardedLogs, LogDriver, LogDrivers, LogInfo, ReadableLogs, ShimOutput
+from ..drivers.logging import (DEFAULT_LIMITS, GROUP, ForwardedLogs, LogDriver, LogDrivers, LogInfo, ReadableLogs,
+                               ShimOutput)
 from ..errors import ConfigError, DockyardError, InvalidArgument
 from . import logforward, options
 from .record import Container

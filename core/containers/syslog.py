@@ -39,7 +39,8 @@ def validate(opts: dict[str, str]) -> None:
 def check_tag(tag: str) -> None:
     """``--log-opt tag`` (syslog, journald): the templates this engine replaces, else a 400."""
     if "{{" in _tag(tag, "0" * 64, "n", "i", "sha256:" + "0" * 64):
-        raise InvalidArgument(f"log opt tag {tag!r}: only {{{{.ID}}}}, {{{{.FullID}}}}, {{{{.Name}}}}, {{{{.ImageName}}}}, "
+        raise InvalidArgument(f"log opt tag {tag!r}: only {{{{.ID}}}}, {{{{.FullID}}}}, {{{{.Name}}}}, "
+                              "{{.ImageName}}, "
                               "{{.ImageID}}, {{.ImageFullID}}, {{.DaemonName}} are supported by this engine")
 
 

@@ -37,7 +37,8 @@ from .transport import Transport
 from .volume import ListingVolume, VolumeDriver
 
 __all__ = ["CONTRACTS", "CgroupDriver", "CgroupStats", "ClosableDriver", "DriverRecord", "Endpoint", "ExecRuntime",
-           "ExecStdinDetachRuntime", "ExportingStorage", "ForgettingNetwork", "IdMappedStorage", "LayerInfoStorage", "ListingVolume",
+           "ExecStdinDetachRuntime", "ExportingStorage", "ForgettingNetwork", "IdMappedStorage", "LayerInfoStorage",
+           "ListingVolume",
            "MultiRuntime", "Network", "NetworkDriver", "PortPublisher", "Resources", "Runtime", "StagingStorage",
            "StdinDetachRuntime", "StdinRuntime", "StorageDriver", "StorageOptsStorage", "Transport", "TtyRuntime",
            "UnsupportedCapability", "ValidatingNetwork", "VolumeDriver"]

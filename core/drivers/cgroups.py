@@ -7,7 +7,8 @@ parent (Docker's ``--cgroup-parent``, e.g. ``/kubepods/burstable/pod<uid>``): it
 then ``<parent>/<id>`` in every hierarchy, the driver creates the missing ancestors (v1
 cpuset ones with the cpus/mems of their parent, v2 ones with the controllers enabled in
 ``cgroup.subtree_control`` down the path), remembers which ones it created (in its state
-directory, so a restarted daemon still knows) and removes only those, and only when empty. Built-in backends live in the ``dockyard-cgroups``
+directory, so a restarted daemon still knows) and removes only those, and only when empty.
+Built-in backends live in the ``dockyard-cgroups``
 distribution (entry points ``v1``, ``v2``, ``auto``); ``fake`` is an in-memory driver for
 API tests (:class:`dockyard.testing.fake_cgroups.FakeCgroups`).
 
@@ -197,7 +198,8 @@ class Resources:
                 raise InvalidArgument(
                     f"Range of CPUs is from 0.01 to {ncpus}.00, as there are only {ncpus} CPUs available")
         if r.cpu_period is not None and not 1000 <= r.cpu_period <= 1_000_000:
-            raise InvalidArgument("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)")
+            raise InvalidArgument("CPU cfs period can not be less than 1ms (i.e. 1000) "
+                                  "or larger than 1s (i.e. 1000000)")
         if r.cpu_quota is not None and 0 < r.cpu_quota < 1000:
             raise InvalidArgument("CPU cfs quota can not be less than 1ms (i.e. 1000)")
         if r.cpu_quota is not None and r.cpu_quota < -1:
@@ -218,7 +220,8 @@ class Resources:
                 raise InvalidArgument(f"Invalid value {text} for {what}") from None
             if attr == "cpuset_cpus" and wanted - set(range(os.cpu_count() or ncpus)):
                 raise InvalidArgument(
-                    f"Requested CPUs are not available - requested {text}, available: 0-{(os.cpu_count() or ncpus) - 1}")
+                    f"Requested CPUs are not available - requested {text}, "
+                    f"available: 0-{(os.cpu_count() or ncpus) - 1}")
         return r
 
 

@@ -25,6 +25,8 @@ from typing import Any, AsyncIterator, ClassVar, Iterator, Literal, Protocol, ru
 
 from ..errors import InvalidArgument
 
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # a process without Env
+
 # Docker's lists (moby daemon/pkg/oci/defaults.go); /proc/interrupts and the per-CPU
 # thermal_throttle directories since GHSA-6fw5-f8r9-fgfm (they leak other tenants' activity).
 DEFAULT_MASKED_PATHS = [
@@ -97,7 +99,7 @@ class ContainerSpec:
     id: str
     rootfs: Path  # an already mounted directory (the storage driver mounts it)
     args: list[str]
-    env: list[str] = field(default_factory=lambda: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
+    env: list[str] = field(default_factory=lambda: [DEFAULT_PATH])
     cwd: str = "/"
     uid: int = 0
     gid: int = 0
@@ -117,7 +119,8 @@ class ContainerSpec:
     ulimits: list[tuple[str, int, int]] = field(default_factory=list)  # (name, soft, hard), -1 = unlimited
     init: bool = False
     # kind -> None (new namespace), "host" (share the daemon's) or a path to join (/proc/<pid>/ns/net)
-    namespaces: dict[str, str | None] = field(default_factory=lambda: {"net": None, "ipc": None, "uts": None, "pid": None})
+    namespaces: dict[str, str | None] = field(
+        default_factory=lambda: {"net": None, "ipc": None, "uts": None, "pid": None})
     cgroup_procs: list[str] = field(default_factory=list)  # cgroup.procs files the process joins before exec
     masked_paths: list[str] = field(default_factory=lambda: list(DEFAULT_MASKED_PATHS))
     readonly_paths: list[str] = field(default_factory=lambda: list(DEFAULT_READONLY_PATHS))
@@ -159,7 +162,7 @@ class ExecSpec:
 
     id: str
     args: list[str]
-    env: list[str] = field(default_factory=lambda: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
+    env: list[str] = field(default_factory=lambda: [DEFAULT_PATH])
     cwd: str = "/"
     uid: int = 0
     gid: int = 0

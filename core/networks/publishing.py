@@ -2,7 +2,8 @@
 
 At start (:func:`publish`, after the container's endpoints exist) the container's requested
 bindings (:func:`dockyard.containers.ports.requested`) go to the driver of its first network
-that publishes ports (the ``ports`` capability, :class:`~dockyard.drivers.network.PortPublisher`), with the container's address on
+that publishes ports (the ``ports`` capability, :class:`~dockyard.drivers.network.PortPublisher`),
+with the container's address on
 that network; what the driver made is shown as ``NetworkSettings.Ports``. Before an endpoint
 goes (:func:`unpublish`) the driver removes them again. ``host`` and ``none`` containers
 publish nothing, as in Docker. A network's ``com.docker.network.bridge.host_binding_ipv4``

@@ -83,7 +83,8 @@ class NetRecord:
             "Scope": "local",
             "Driver": n.driver,
             "EnableIPv6": n.enable_ipv6,
-            "IPAM": {"Driver": "default", "Options": (None if n.ipam_options is None else dict(n.ipam_options)) if not n.predefined else None, "Config": config},
+            "IPAM": {"Driver": "default", "Options": None if n.predefined or n.ipam_options is None
+                     else dict(n.ipam_options), "Config": config},
             "Internal": n.internal,
             "Attachable": n.attachable,
             "Ingress": False,

@@ -656,7 +656,8 @@ class NetworkService:
                                       "(created without --ipv6)")
             addr6 = ipam.parse_address(address6, "IPv6 address", 6)
             if not pool6.usable(addr6):
-                raise InvalidArgument(f"Invalid address {address6}: it does not belong to any of this network's subnets")
+                raise InvalidArgument(f"Invalid address {address6}: "
+                                      "it does not belong to any of this network's subnets")
             if str(addr6) == rec.net.gateway6:
                 raise Conflict(f"Address already in use: {address6} (the network's gateway)")
         lls = ipam_cfg.get("LinkLocalIPs") or []

@@ -297,7 +297,8 @@ class RegistryClient:
                 if resp.content_length is not None and resp.content_length > MAX_MANIFEST:
                     raise BadManifest(f"manifest for {what} is too large: {resp.content_length} bytes "
                                       f"(limit {MAX_MANIFEST})")
-                body = await read_limited(resp, MAX_MANIFEST, f"manifest for {what} is too large (limit {MAX_MANIFEST} bytes)")
+                body = await read_limited(resp, MAX_MANIFEST,
+                                          f"manifest for {what} is too large (limit {MAX_MANIFEST} bytes)")
                 media = resp.headers.get("Content-Type", "").split(";")[0].strip()
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise RegistryUnavailable(f"fetching the manifest for {what} failed: {exc or type(exc).__name__}") from None

@@ -13,7 +13,8 @@ from typing import Any
 from ..errors import Forbidden, NotFound, Unauthorized
 from ..images import reference as R
 from .auth import Credentials
-from .client import LIST_TYPES, MANIFEST_TYPES, MAX_CONFIG, BadManifest, RegistryClient, RegistryUnavailable, Settings, endpoints
+from .client import (LIST_TYPES, MANIFEST_TYPES, MAX_CONFIG, BadManifest, RegistryClient, RegistryUnavailable, Settings,
+                     endpoints)
 from .pull import _digest_of, _json_object
 
 

@@ -5,7 +5,8 @@ this layer was pulled from or pushed as), a cross-repository mount from another 
 of the same registry, the layer's kept original blob, or else the layer exported by the
 storage driver (checked against its diff id) and gzipped deterministically, so that pushing
 the same layer twice gives the same blob. That export is streamed: exported, gzipped, hashed
-and uploaded in one pass (no temp file); the upload is completed only after the diff id matched. The config is pushed byte for byte: the image id
+and uploaded in one pass (no temp file); the upload is completed only after the diff id matched.
+The config is pushed byte for byte: the image id
 (the config's digest) survives a push and a pull.
 """
 

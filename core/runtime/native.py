@@ -194,8 +194,10 @@ def start_error(err: int, stage: str, detail: str, spec: ContainerSpec) -> Conta
         return ContainerStartError(f'exec: "{name}": {_strerror(err)}', 126, err)
     if stage == "chdir":
         return ContainerStartError(
-            f'error during container init: chdir to cwd ("{detail}") set in config.json failed: {_strerror(err)}', 128, err)
-    return ContainerStartError(f"error during container init: {stage} {detail}: {_strerror(err)}".replace("  ", " "), 128, err)
+            f'error during container init: chdir to cwd ("{detail}") set in config.json failed: '
+            f'{_strerror(err)}', 128, err)
+    message = f"error during container init: {stage} {detail}: {_strerror(err)}".replace("  ", " ")
+    return ContainerStartError(message, 128, err)
 
 
 async def _readable(fd: int) -> None:
@@ -529,13 +531,15 @@ class NativeRuntime:
         try:
             fd = os.pidfd_open(cpid)
         except ProcessLookupError:
-            raise InvalidState(f"Container {cid} is not running", object_id=cid, state="exited", action="kill") from None
+            raise InvalidState(f"Container {cid} is not running", object_id=cid, state="exited",
+                               action="kill") from None
         try:
             if not self._same_process(sd, cpid, mpid):  # recycled pid
                 raise InvalidState(f"Container {cid} is not running", object_id=cid, state="exited", action="kill")
             signal.pidfd_send_signal(fd, sig)
         except (ProcessLookupError, FileNotFoundError):
-            raise InvalidState(f"Container {cid} is not running", object_id=cid, state="exited", action="kill") from None
+            raise InvalidState(f"Container {cid} is not running", object_id=cid, state="exited",
+                               action="kill") from None
         finally:
             os.close(fd)
 

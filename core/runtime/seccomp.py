@@ -286,7 +286,8 @@ def _cond(c: Cond, wide: bool, fail: int) -> list[tuple[int, int, int, int]]:
     lo_off, hi_off = 16 + 8 * index, 20 + 8 * index
     v_hi, v_lo = value >> 32, value & 0xFFFFFFFF
     if op == "SCMP_CMP_MASKED_EQ":
-        parts = [(hi_off, v_hi, two >> 32), (lo_off, v_lo, two & 0xFFFFFFFF)] if wide else [(lo_off, v_lo, two & 0xFFFFFFFF)]
+        low = (lo_off, v_lo, two & 0xFFFFFFFF)
+        parts = [(hi_off, v_hi, two >> 32), low] if wide else [low]
         out: list = []
         for k, (off, mask, datum) in enumerate(parts):
             rest = 3 * (len(parts) - k - 1)

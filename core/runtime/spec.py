@@ -18,7 +18,8 @@ stdin, stdin_once
 op                    after pivot_root, in order: ``mount\\0src\\0target\\0fstype\\0flags\\0data``,
                       ``bind\\0hostsrc\\0target\\0MOUNT_ATTR_*\\0recursive\\0MS_<propagation>``,
                       ``tmpfs\\0target\\0MOUNT_ATTR_*\\0data`` (targets of bind and tmpfs resolved
-                      in the root, missing ones created), ``symlink\\0target\\0linkpath``, ``mkdir\\0path\\0octal mode``,
+                      in the root, missing ones created), ``symlink\\0target\\0linkpath``,
+                      ``mkdir\\0path\\0octal mode``,
                       ``mask\\0path``, ``ropath\\0path``, ``rootro``, ``setro\\0path`` (one mount),
                       ``sysctl\\0key\\0value`` (written to /proc/sys/<key with / for .>),
                       ``mknod\\0path\\0c|b\\0major\\0minor\\0octal mode\\0uid\\0gid`` (parent dirs
@@ -70,7 +71,8 @@ MS_OPT = {"ro": MS_RDONLY, "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_
 # made with mknod, as runc does outside user namespaces: a bind of the host's node would let a
 # container chmod/chown the host's /dev/null
 DEVICES = [DeviceNode("/dev/null", "c", 1, 3), DeviceNode("/dev/zero", "c", 1, 5), DeviceNode("/dev/full", "c", 1, 7),
-           DeviceNode("/dev/random", "c", 1, 8), DeviceNode("/dev/urandom", "c", 1, 9), DeviceNode("/dev/tty", "c", 5, 0)]
+           DeviceNode("/dev/random", "c", 1, 8), DeviceNode("/dev/urandom", "c", 1, 9),
+           DeviceNode("/dev/tty", "c", 5, 0)]
 CGROUP_ROOT = "/sys/fs/cgroup"
 CLONE_NEWUSER = 0x10000000
 INIT_TARGET = "/sbin/docker-init"
@@ -169,7 +171,8 @@ def _cgroup_ops(op: Any, spec: ContainerSpec, private: bool) -> None:
             op("mount", "cgroup", target, m.fstype, MS_NOSUID | MS_NODEV | MS_NOEXEC | (MS_RDONLY if ro else 0),
                m.options if m.fstype == "cgroup" else "")
         else:
-            op("bind", m.host_dir, target, ATTR["nosuid"] | ATTR["nodev"] | ATTR["noexec"] | (ATTR["ro"] if ro else 0), 0)
+            op("bind", m.host_dir, target,
+               ATTR["nosuid"] | ATTR["nodev"] | ATTR["noexec"] | (ATTR["ro"] if ro else 0), 0)
     if on_tmpfs:
         for target, link in spec.cgroup_links:
             op("symlink", target, f"{CGROUP_ROOT}/{link}")
@@ -298,7 +301,8 @@ def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Pa
             raise InvalidArgument(f"invalid mount config: mount path must be absolute: {m.target}")
         if m.type == "bind":
             if not Path(m.source).exists():
-                raise InvalidArgument(f'invalid mount config for type "bind": bind source path does not exist: {m.source}')
+                raise InvalidArgument('invalid mount config for type "bind": '
+                                      f'bind source path does not exist: {m.source}')
             attr = sum(ATTR[o] for o in m.options if o in ATTR)
             prop = next((PROPAGATION[o] for o in m.options if o in PROPAGATION), 0)  # 0: private
             op("bind", m.source, m.target, attr, int("rbind" in m.options or "bind" not in m.options), prop)

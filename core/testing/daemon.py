@@ -172,7 +172,8 @@ class DaemonProcess:
 
         return docker.DockerClient(base_url=self.url, **kw)
 
-    def cli(self, *args: str, input: bytes | None = None, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess[bytes]:
+    def cli(self, *args: str, input: bytes | None = None, timeout: float = 60,
+            check: bool = False) -> subprocess.CompletedProcess[bytes]:
         """Run the ``dockyard`` CLI against this daemon."""
         return subprocess.run([sys.executable, "-m", "dockyard_cli", "-H", self.url, *args],
                               input=input, capture_output=True, timeout=timeout, check=check, env=self.env)

@@ -45,7 +45,8 @@ class FakeRuntime:
         if narrowed is not None:
             wanted = frozenset(n.strip() for n in narrowed.split(",") if n.strip())
             if not wanted <= FakeRuntime.capabilities:
-                raise ConfigError(f"runtime fake: DOCKYARD_FAKE_RUNTIME_CAPABILITIES: only {sorted(FakeRuntime.capabilities)}")
+                raise ConfigError("runtime fake: DOCKYARD_FAKE_RUNTIME_CAPABILITIES: "
+                                  f"only {sorted(FakeRuntime.capabilities)}")
             self.capabilities = wanted
         if config:
             raise ConfigError(f"runtime fake: unknown option(s): {', '.join(sorted(config))}")

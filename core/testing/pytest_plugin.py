@@ -55,7 +55,8 @@ def dockyard_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon
 def make_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     made: list[DaemonProcess] = []
 
-    def make(*args: str, base: Path | None = None, start: bool = True, env: dict[str, str] | None = None) -> DaemonProcess:
+    def make(*args: str, base: Path | None = None, start: bool = True,
+             env: dict[str, str] | None = None) -> DaemonProcess:
         d = DaemonProcess(base or tmp_path / f"d{len(made)}", *args, env=env)
         made.append(d)
         return d.start() if start else d

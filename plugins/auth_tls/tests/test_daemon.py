@@ -210,7 +210,8 @@ message = "this daemon is read-only for you"
 def test_unix_identity_policy_denies_create(tmp_path, daemons):
     conf = write_config(tmp_path, UNIX_POLICY, audit=True)
     d = start(daemons, tmp_path, "--config-file", str(conf))
-    status, body = unix_request(d, "POST", "/v1.44/containers/create?name=denied", {"Image": "busybox", "Cmd": ["true"]})
+    status, body = unix_request(d, "POST", "/v1.44/containers/create?name=denied",
+                                {"Image": "busybox", "Cmd": ["true"]})
     assert status == 403
     assert body["message"] == "this daemon is read-only for you"
     status, body = unix_request(d, "GET", "/containers/json?all=1")
@@ -526,7 +527,8 @@ def test_hijacked_and_streaming_requests_are_denied(tmp_path, daemons, busybox_t
     r = d.docker("run", "-d", "--name", "streamer", "busybox", "sleep", "60")
     assert r.returncode == 0, r.stderr
     try:
-        for args in (["attach", "streamer"], ["exec", "streamer", "echo", "no"], ["logs", "-f", "streamer"], ["logs", "streamer"],
+        for args in (["attach", "streamer"], ["exec", "streamer", "echo", "no"], ["logs", "-f", "streamer"],
+                     ["logs", "streamer"],
                      ["events", "--since", "0", "--until", "1"], ["run", "--rm", "busybox", "echo", "no"]):
             r = d.docker(*args, timeout=60)
             assert r.returncode != 0, (args, r.stdout)

@@ -257,7 +257,8 @@ def test_audit_file_rotates_without_splitting_lines(tmp_path):
 
 
 @pytest.mark.parametrize("host_config, privileged", [
-    ({}, False), ({"Privileged": False, "CapAdd": [], "NetworkMode": "bridge", "SecurityOpt": ["no-new-privileges"]}, False),
+    ({}, False),
+    ({"Privileged": False, "CapAdd": [], "NetworkMode": "bridge", "SecurityOpt": ["no-new-privileges"]}, False),
     ({"Privileged": True}, True), ({"Privileged": 1}, True), ({"Privileged": "false"}, True),
     ({"CapAdd": ["NET_RAW"]}, False),  # in Docker's default set: no privilege beyond a default container
     ({"CapAdd": ["NET_ADMIN"]}, True), ({"CapAdd": "ALL"}, True), ({"MaskedPaths": []}, True),

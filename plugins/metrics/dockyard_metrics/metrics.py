@@ -247,11 +247,13 @@ class _RecordedCollector:
                              "Time to answer an API request (streams: until the stream ended)",
                              ["route", "method"], m.request_seconds)
             actions = CounterMetricFamily("dockyard_container_actions",
-                                          "Container events, by action (create, start, die, destroy...)", labels=["action"])
+                                          "Container events, by action (create, start, die, destroy...)",
+                                          labels=["action"])
             for action, n in m.container_actions.items():
                 actions.add_metric([action], n)
             yield actions
-            yield _histogram("dockyard_container_actions_seconds", "Time the API took for a successful container action",
+            yield _histogram("dockyard_container_actions_seconds",
+                             "Time the API took for a successful container action",
                              ["action"], m.container_action_seconds)
             events = CounterMetricFamily("dockyard_events", "Events emitted, by type", labels=["type"])
             for type_, n in m.events.items():

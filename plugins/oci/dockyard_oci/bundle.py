@@ -117,14 +117,16 @@ def _mounts(spec: ContainerSpec, init_path: str) -> list[dict[str, Any]]:
     out = [
         _mount("/proc", "proc", "proc", ["nosuid", "noexec", "nodev"]),
         _mount("/dev", "tmpfs", "tmpfs", ["nosuid", "strictatime", "mode=755", "size=65536k"]),
-        _mount("/dev/pts", "devpts", "devpts", ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
+        _mount("/dev/pts", "devpts", "devpts",
+               ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
         _mount("/sys", "sysfs", "sysfs", ["nosuid", "noexec", "nodev", *ro_sys]),
         _mount("/sys/fs/cgroup", "cgroup", "cgroup", [*ro_sys, "nosuid", "noexec", "nodev"]),
     ]
     if ns.get("ipc") is None:
         out.append(_mount("/dev/mqueue", "mqueue", "mqueue", ["nosuid", "noexec", "nodev"]))
     if spec.shm_size is not None and not any(m.target == "/dev/shm" for m in spec.mounts):
-        out.append(_mount("/dev/shm", "tmpfs", "shm", ["nosuid", "noexec", "nodev", "mode=1777", f"size={spec.shm_size}"]))
+        out.append(_mount("/dev/shm", "tmpfs", "shm",
+                          ["nosuid", "noexec", "nodev", "mode=1777", f"size={spec.shm_size}"]))
     if spec.init:
         out.append(_mount(INIT_TARGET, "bind", init_path, ["bind", "ro"]))
     for m in sorted(spec.mounts, key=lambda m: m.target.rstrip("/").count("/")):
@@ -132,7 +134,8 @@ def _mounts(spec: ContainerSpec, init_path: str) -> list[dict[str, Any]]:
             raise InvalidArgument(f"invalid mount config: mount path must be absolute: {m.target}")
         if m.type == "bind":
             if not Path(m.source).exists():
-                raise InvalidArgument(f'invalid mount config for type "bind": bind source path does not exist: {m.source}')
+                raise InvalidArgument('invalid mount config for type "bind": '
+                                      f'bind source path does not exist: {m.source}')
             opts = list(m.options)
             if "rbind" not in opts and "bind" not in opts:
                 opts.insert(0, "rbind")

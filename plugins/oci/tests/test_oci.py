@@ -57,7 +57,8 @@ def test_run_prints_and_exit_codes(d):
     assert run(d, "run", "--rm", "--runtime", "runc", "busybox", "echo", "hi").stdout == b"hi\n"
     r = run(d, "run", "--rm", "--runtime", "runc", "busybox", "sh", "-c", "echo err >&2; exit 3", ok=False)
     assert r.returncode == 3 and r.stderr == b"err\n"
-    cid = run(d, "run", "-d", "--runtime", "runc", "busybox", "sh", "-c", "echo out; echo err >&2; exit 7").stdout.decode().strip()
+    cid = run(d, "run", "-d", "--runtime", "runc", "busybox", "sh", "-c",
+              "echo out; echo err >&2; exit 7").stdout.decode().strip()
     assert run(d, "wait", cid).stdout == b"7\n"
     logs = run(d, "logs", cid)
     assert logs.stdout == b"out\n" and logs.stderr == b"err\n"
@@ -152,7 +153,8 @@ def test_privileged_gets_what_the_daemon_has(d):
 def test_live_restore_keeps_a_runc_container(make_daemon, busybox_tar, tmp_path):
     d2 = make_daemon("--live-restore")
     d2.load(busybox_tar)
-    cid = run(d2, "run", "-d", "--runtime", "runc", "busybox", "sh", "-c", "echo before; sleep 300").stdout.decode().strip()
+    cid = run(d2, "run", "-d", "--runtime", "runc", "busybox", "sh", "-c",
+              "echo before; sleep 300").stdout.decode().strip()
     pid = json.loads(run(d2, "inspect", cid).stdout)[0]["State"]["Pid"]
     d2.stop()
     assert Path(f"/proc/{pid}").exists()  # runc and its container outlive the daemon
