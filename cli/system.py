@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import click
@@ -126,6 +125,8 @@ def info(client: Client, fmt: str | None) -> None:
 @click.pass_obj
 def events(client: Client, since: str | None, until: str | None, filters: tuple[str, ...], fmt: str | None) -> None:
     """Stream events from the daemon."""
+    from dockyard.timestamps import rfc3339_nano_fixed
+
     params = {"since": to_timestamp(since), "until": to_timestamp(until), "filters": filter_dict(filters) or None}
     response = client.request("GET", "/events", params=params, stream=True)
     try:
@@ -135,9 +136,9 @@ def events(client: Client, since: str | None, until: str | None, filters: tuple[
             elif fmt:
                 click.echo(render_template(fmt, ev))
             else:
-                stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ev["time"]))
+                stamp = rfc3339_nano_fixed(ev["timeNano"], local=True)  # as the docker CLI: local, with the zone
                 attrs = ", ".join(f"{k}={v}" for k, v in sorted(ev["Actor"]["Attributes"].items()))
-                click.echo(f"{stamp}.{ev['timeNano'] % 10**9:09d} {ev['Type']} {ev['Action']} {ev['Actor']['ID']}"
+                click.echo(f"{stamp} {ev['Type']} {ev['Action']} {ev['Actor']['ID']}"
                            + (f" ({attrs})" if attrs else ""))
     except KeyboardInterrupt:
         pass

@@ -45,9 +45,13 @@ def _zone(tm: time.struct_time, local: bool) -> str:
     return f"{sign}{off // 3600:02d}:{off % 3600 // 60:02d}"
 
 
-def rfc3339_nano_fixed(ns: int) -> str:
-    """moby's RFC3339NanoFixed in UTC: ``2006-01-02T15:04:05.000000000Z``."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
+def rfc3339_nano_fixed(ns: int, local: bool = False) -> str:
+    """moby's RFC3339NanoFixed: ``2006-01-02T15:04:05.000000000Z`` in UTC, or in the local zone
+    (``...+01:00``, as the docker CLI prints event times)."""
+    if not local:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
+    tm = time.localtime(ns // 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", tm) + f".{ns % 1_000_000_000:09d}" + _zone(tm, True)
 
 
 def rfc3339(ns: int) -> str:

@@ -248,3 +248,13 @@ def test_swarm_and_managed_plugins_answer_as_an_inactive_dockerd(dockyard_daemon
             client.plugins.install("vieux/sshfs")
     finally:
         client.close()
+
+
+def test_cli_events_times_are_rfc3339_nano_fixed_with_the_zone(dockyard_daemon):
+    """As ``docker events``: local time, nine digits and the zone (``Z`` or ``+01:00``)."""
+    import re
+
+    r = dockyard_daemon.cli("system", "events", "--since", "0", "--until", str(int(time.time()) + 1))
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.decode().splitlines() if " daemon start " in x)
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}(Z|[+-]\d\d:\d\d) daemon start ", line), line

@@ -76,3 +76,19 @@ def test_local_rfc3339_nano_has_a_go_zone(monkeypatch):
             time.tzset()
         assert text.endswith(".25" + zone), (tz, text)
         assert parse_rfc3339(text) == 1_700_000_000.25
+
+
+def test_rfc3339_nano_fixed_in_the_local_zone(monkeypatch):
+    """`docker events` prints local times with nine digits and the zone (RFC3339NanoFixed)."""
+    import time
+
+    from dockyard.timestamps import rfc3339_nano_fixed
+
+    monkeypatch.setenv("TZ", "CET-1")
+    time.tzset()
+    try:
+        text = rfc3339_nano_fixed(1_700_000_000_050_000_000, local=True)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert text == "2023-11-14T23:13:20.050000000+01:00"
