@@ -103,6 +103,24 @@ def parse_rfc3339_ns(text: str) -> int:
     return secs * 1_000_000_000 + frac
 
 
+def rfc3339_ns(text: object) -> int | None:
+    """Exact nanoseconds since the epoch of an RFC 3339 time (any zone, up to nine fraction
+    digits); None when absent or not one."""
+    m = _RFC3339.match(text.strip()) if isinstance(text, str) and text else None
+    if not m:
+        return None
+    clock = m.group(2) or "00:00:00"
+    try:
+        base = dt.datetime.strptime(f"{m.group(1)}T{clock if clock.count(':') == 2 else clock + ':00'}",
+                                    "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.timezone.utc)
+    except ValueError:  # month 13, hour 25, ...
+        return None
+    tz = (m.group(4) or "Z").replace(":", "")
+    offset = 0 if tz == "Z" else (int(tz[1:3]) * 3600 + int(tz[3:5]) * 60) * (1 if tz[0] == "+" else -1)
+    frac = int(((m.group(3) or ".")[1:] + "000000000")[:9])
+    return (calendar.timegm(base.timetuple()) - offset) * 1_000_000_000 + frac
+
+
 def parse_rfc3339(text: str | None) -> float:
     """Seconds since the epoch for Docker's RFC 3339 (nano) timestamps; 0 when absent or not one."""
     m = _RFC3339.match(text.strip()) if text else None

@@ -92,3 +92,18 @@ def test_rfc3339_nano_fixed_in_the_local_zone(monkeypatch):
         monkeypatch.undo()
         time.tzset()
     assert text == "2023-11-14T23:13:20.050000000+01:00"
+
+
+@pytest.mark.parametrize("text,ns", [
+    ("2026-12-06T09:00:00.123456789Z", 1796547600123456789),
+    ("2026-12-06T10:00:00.5+01:00", 1796547600500000000),
+    ("2026-12-06T08:30:00-00:30", 1796547600000000000),
+    ("1970-01-01T00:00:00Z", 0), ("1970-01-01", 0),
+    ("garbage", None), ("", None), (None, None), ("2026-13-01T00:00:00Z", None),
+])
+def test_rfc3339_ns_is_exact(text, ns):
+    from dockyard.timestamps import parse_rfc3339, rfc3339_ns
+
+    assert rfc3339_ns(text) == ns
+    if ns is not None:
+        assert abs(parse_rfc3339(text) - ns / 1e9) < 1e-6

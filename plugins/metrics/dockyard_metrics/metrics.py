@@ -19,6 +19,8 @@ import logging
 import threading
 from typing import Any, Iterator
 
+from dockyard.timestamps import rfc3339_ns
+
 log = logging.getLogger("dockyard.metrics")
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
@@ -65,26 +67,7 @@ def status_class(status: int) -> str:
 
 def _ns(text: Any) -> int | None:
     """RFC 3339 (with up to nanoseconds) to Unix nanoseconds; None when unreadable."""
-    if not isinstance(text, str) or not text:
-        return None
-    from datetime import datetime
-
-    body, frac = text.rstrip("Z"), ""
-    if "." in body:
-        body, frac = body.split(".", 1)
-    zone = "+00:00"
-    for sign in ("+", "-"):
-        if sign in frac:
-            frac, tail = frac.split(sign, 1)
-            zone = sign + tail
-    if not frac and len(body) > 19:  # an offset without a fraction
-        body, zone = body[:19], body[19:]
-    try:
-        seconds = int(datetime.fromisoformat(body + zone).timestamp())
-    except ValueError:
-        return None
-    digits = (frac + "000000000")[:9]
-    return seconds * 1_000_000_000 + int(digits or 0)
+    return rfc3339_ns(text)
 
 
 class _Histogram:
