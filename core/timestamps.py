@@ -123,15 +123,8 @@ def rfc3339_ns(text: object) -> int | None:
 
 def parse_rfc3339(text: str | None) -> float:
     """Seconds since the epoch for Docker's RFC 3339 (nano) timestamps; 0 when absent or not one."""
-    m = _RFC3339.match(text.strip()) if text else None
-    if not m:
-        return 0.0
-    clock = m.group(2) or "00:00:00"
-    base = dt.datetime.strptime(f"{m.group(1)}T{clock if clock.count(':') == 2 else clock + ':00'}",
-                                "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.timezone.utc)
-    tz = (m.group(4) or "Z").replace(":", "")
-    offset = 0 if tz == "Z" else (int(tz[1:3]) * 3600 + int(tz[3:5]) * 60) * (1 if tz[0] == "+" else -1)
-    return base.timestamp() - offset + (float("0" + m.group(3)) if m.group(3) else 0.0)
+    ns = rfc3339_ns(text)
+    return 0.0 if ns is None else ns // 1_000_000_000 + (ns % 1_000_000_000) / 1e9
 
 
 def duration_ns(text: str) -> int | None:
@@ -161,7 +154,8 @@ def parse_timestamp(value: str | None, name: str, now_ns: int | None = None) -> 
     d = duration_ns(value)
     if d is not None:
         return (time.time_ns() if now_ns is None else now_ns) - d
-    if _RFC3339.match(value):
-        return round(parse_rfc3339(value) * 1e9)
+    ns = rfc3339_ns(value)
+    if ns is not None:
+        return ns
     raise InvalidArgument(f"invalid value for {name}: {value!r}: expected unix seconds, an RFC 3339 time "
                           "or a duration such as 10m")
