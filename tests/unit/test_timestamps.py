@@ -107,3 +107,8 @@ def test_rfc3339_ns_is_exact(text, ns):
     assert rfc3339_ns(text) == ns
     if ns is not None:
         assert abs(parse_rfc3339(text) - ns / 1e9) < 1e-6
+
+
+def test_an_impossible_date_is_a_400():
+    with pytest.raises(InvalidArgument):
+        parse_timestamp("2026-13-01T00:00:00Z", "until")
