@@ -653,11 +653,15 @@ class Builder:
     async def _mounted(self, stack: contextlib.AsyncExitStack, image_id: str | None) -> Path:
         """A created (never started) container of ``image_id``, its rootfs mounted."""
         if image_id is None:
-            return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dockyard-build-")))
+            return Path(stack.enter_context(self._scratch_dir()))
         c = await self.containers.create({"Image": image_id, "Cmd": ["/bin/true"], "Entrypoint": None}, None)
         self.made.append(c.id)
         stack.push_async_callback(self._drop, c.id)
         return await stack.enter_async_context(self.containers.mounted(c))
+
+    def _scratch_dir(self) -> tempfile.TemporaryDirectory[str]:
+        # under the image store's tmp/ (emptied at start): a killed daemon leaves nothing behind
+        return tempfile.TemporaryDirectory(prefix="dockyard-build-", dir=self.images.tmp_dir)
 
     async def _drop(self, cid: str) -> None:
         if cid in self.made:
@@ -669,7 +673,7 @@ class Builder:
         """Where a COPY writes: the rootfs of a created container of the current image (and
         its id), or for a scratch stage an empty directory (and None)."""
         if st.image_id is None:
-            return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dockyard-build-"))), None
+            return Path(stack.enter_context(self._scratch_dir())), None
         c = await self.containers.create({"Image": st.image_id, "Cmd": ["/bin/true"], "Entrypoint": None}, None)
         self.made.append(c.id)
         stack.push_async_callback(self._drop, c.id)

@@ -6,11 +6,19 @@ On disk, under ``<data-root>/image``::
     images/<hex>.json         one record per image: parent, when it was loaded, last tag time
     layers/<chain hex>.json   one record per layer: chain id, diff id, parent, sizes
     repositories.json         references: {"refs": {"docker.io/library/busybox:latest": "sha256:..."}}
-    tmp/                      staging for loads and imports (emptied at start)
+    tmp/                      staging for loads, imports, commits and build contexts (emptied at start)
+    intent.json               what a commit of images (load, import, pull, commit, build) under way
+                              will create: a daemon killed half-way rolls it back at start
 
 Layers are keyed in the storage driver by their chain id without ``sha256:``. A layer is
 referenced by every image whose chain contains it; it is removed when no image does.
 Every mutation runs under one lock in a worker thread and rolls back whole on failure.
+
+Crashes: ``commit_images`` writes its intent (the images it creates, the old value of each
+reference it moves) before the first layer and removes it after the references are saved. A
+daemon killed in between (crash points ``image.commit.*``) finds the intent at start: the new
+image records go, the references get their old values back, and the garbage collection that
+follows removes the layers, driver directories and blobs nothing uses any more: the old state.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable
 
 from .. import filters as F
+from ..crashpoints import crashpoint
 from ..errors import Conflict, InvalidArgument, NoSuchImage, NotFound, Unavailable
 from ..timestamps import parse_rfc3339
 from . import reference as R
@@ -77,6 +86,7 @@ class ImageService:
         for d in (self.images_dir, self.layers_dir, self.tmp_dir):
             d.mkdir(parents=True, exist_ok=True)
         self.refs_path = self.root / "repositories.json"
+        self.intent_path = self.root / "intent.json"
         self.images: dict[str, Image] = {}
         self.layers: dict[str, Layer] = {}
         self.refs: dict[str, str] = {}
@@ -114,11 +124,42 @@ class ImageService:
                 p.unlink()
                 continue
             (self.held if rec.get("Held") else self.images)[image.id] = image
-        refs = (read_json(self.refs_path, {}) or {}).get("refs", {})
+        stored = (read_json(self.refs_path, {}) or {}).get("refs", {})
+        refs = dict(stored)
+        self._undo_intent(refs)
         self.refs = {k: v for k, v in refs.items() if v in self.images}
-        if self.refs != refs:
+        if self.refs != stored:
             self._save_refs()
         self._collect_garbage()
+        self.intent_path.unlink(missing_ok=True)  # after the collection: a crash in it redoes it
+
+    def _undo_intent(self, refs: dict[str, str]) -> None:
+        """Roll back the commit of images a crash interrupted (see the module): drop the image
+        records it created and give the references it moved their old values (in ``refs``)."""
+        try:
+            intent = read_json(self.intent_path, None)
+        except ValueError:
+            intent = None
+        if not isinstance(intent, dict):
+            return
+        log.warning("rolling back an interrupted image %s (%d images)", intent.get("Op", "commit"),
+                    len(intent.get("Images") or []))
+        for image_id in intent.get("Images") or []:
+            if isinstance(image_id, str) and (image_id in self.images or image_id in self.held):
+                self.images.pop(image_id, None)
+                self.held.pop(image_id, None)
+                (self.images_dir / f"{split_digest(image_id)}.json").unlink(missing_ok=True)
+        for key, old in (intent.get("Refs") or {}).items():
+            if old:
+                refs[key] = old
+            else:
+                refs.pop(key, None)
+
+    def _write_intent(self, op: str, pending: builtins.list[PendingImage]) -> None:
+        ids = ["sha256:" + __import__("hashlib").sha256(p.config_bytes).hexdigest() for p in pending]
+        write_json_atomic(self.intent_path, {
+            "Op": op, "Images": [i for i in dict.fromkeys(ids) if i not in self.images and i not in self.held],
+            "Refs": {str(r): self.refs.get(str(r)) for p in pending for r in p.tags}})
 
     def _collect_garbage(self) -> None:
         """Remove what a crash left: layers no image uses, configs no image has."""
@@ -612,25 +653,33 @@ class ImageService:
     # -- commit: from staged, verified content to images --------------------------------------
 
     def commit_images(self, pending: builtins.list[PendingImage], progress: Callable[[dict[str, Any]], None],
-                      event: str = "load") -> builtins.list[tuple[Image, builtins.list[R.Reference]]]:
-        """Create layers, configs, images and references for staged images; all or nothing."""
+                      event: str = "load", parent: str = "") -> builtins.list[tuple[Image, builtins.list[R.Reference]]]:
+        """Create layers, configs, images and references for staged images; all or nothing,
+        also across a crash (the intent, see the module). ``parent``: the new images' parent."""
         driver = self.require_driver()
         txn = Txn()
         out: builtins.list[tuple[Image, builtins.list[R.Reference]]] = []
         with self.lock:
             txn.old_refs = dict(self.refs)
             try:
+                self._write_intent(event, pending)
+                crashpoint("image.commit.intent")
                 for p in pending:
-                    out.append((self._commit_one(driver, p, txn, progress), p.tags))
+                    out.append((self._commit_one(driver, p, txn, progress, parent), p.tags))
+                crashpoint("image.commit.record")
                 self._save_refs()
+                crashpoint("image.commit.refs")
             except BaseException:
                 self._rollback(txn)
+                self.intent_path.unlink(missing_ok=True)
                 raise
+            self.intent_path.unlink(missing_ok=True)
         for image, tags in out:
             self.emit(event, image.id, name=tags[0].familiar if tags else image.id)
         return out
 
-    def _commit_one(self, driver: Any, p: PendingImage, txn: Txn, progress: Callable[[dict[str, Any]], None]) -> Image:
+    def _commit_one(self, driver: Any, p: PendingImage, txn: Txn, progress: Callable[[dict[str, Any]], None],
+                    parent_id: str = "") -> Image:
         image_id = "sha256:" + __import__("hashlib").sha256(p.config_bytes).hexdigest()
         diff_ids = list((p.config.get("rootfs") or {}).get("diff_ids") or [])
         if len(diff_ids) != len(p.layer_files):
@@ -655,14 +704,18 @@ class ImageService:
                 if reader.digest != diff:
                     raise DigestMismatch(f"layer digest mismatch: config says {diff}, content is {reader.digest}")
             parent = chain
+            crashpoint("image.commit.layer")
         _, created = self.blobs.write(p.config_bytes, image_id)
         if created:
             txn.blobs.append(image_id)
+        crashpoint("image.commit.config")
         image = self.images.get(image_id)
         if image is None:
-            image = self._image_from_config(image_id, p.config_bytes, {"LoadedAt": now_rfc3339()})
+            image = self._image_from_config(image_id, p.config_bytes, {"LoadedAt": now_rfc3339(), "Parent": parent_id})
             self.images[image_id] = image
             txn.images.append(image_id)
+        elif parent_id and image.parent != parent_id:
+            image.parent = parent_id
         for ref in p.tags:
             old = self.refs.get(str(ref))
             if old is not None and old != image_id:
@@ -843,10 +896,8 @@ class ImageService:
                 if missing:
                     raise NotFound(f"layer {missing[0]} of image {parent_id} is missing")
                 pending = PendingImage(data, config, files, hashes, [ref] if ref is not None else [])
-                [(image, _)] = self.commit_images([pending], lambda msg: None, event="commit")
-                if parent is not None and image.parent != parent.id and parent.id in self.images:
-                    image.parent = parent.id
-                    self._save_image(image)
+                known = parent.id if parent is not None and parent.id in self.images else ""  # not a held one
+                [(image, _)] = self.commit_images([pending], lambda msg: None, event="commit", parent=known)
             return image
         finally:
             shutil.rmtree(stage, ignore_errors=True)
@@ -874,10 +925,8 @@ class ImageService:
             data = json.dumps(config, separators=(",", ":")).encode()
             present = self.tmp_dir / "present"  # never opened: every layer exists (chain ids of the source's)
             pending = PendingImage(data, config, [present] * len(diff_ids), list(diff_ids), [])
-            [(image, _)] = self.commit_images([pending], lambda msg: None, event="commit")
-            if parent_id and image.parent != parent_id:
-                image.parent = parent_id
-                self._save_image(image)
+            [(image, _)] = self.commit_images([pending], lambda msg: None, event="commit",
+                                              parent=parent_id or "")
             return image
 
     # -- load, import, save (implemented in archive.py) ------------------------------------

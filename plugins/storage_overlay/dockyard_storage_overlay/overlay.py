@@ -14,8 +14,9 @@ Layout under ``root``::
 
 Layers and containers are built in ``.tmp-*`` directories and renamed into place, so a
 failure or crash leaves nothing that :meth:`layers` would list (the constructor deletes
-``.tmp-*`` leftovers). ``export_layer`` replays ``tar-split``; a tar that rewrites its own
-members (duplicate names) has none and is exported as a deterministic walk of ``diff``.
+``.tmp-*`` leftovers and the ``l/`` links of layers that never got their name).
+``export_layer`` replays ``tar-split``; a tar that rewrites its own members (duplicate names)
+has none and is exported as a deterministic walk of ``diff``.
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ class OverlayDriver:
         (self.root / "l").mkdir(exist_ok=True)
         for junk in self.root.glob(".tmp-*"):
             L.remove_tree(junk)
+        for link in (self.root / "l").iterdir():  # made for a layer whose rename a crash cut short
+            if link.is_symlink() and not link.exists():
+                link.unlink()
         self._lock = threading.Lock()  # mount/unmount of one driver never interleave
         # unmounted containers whose overlay superblock is still being released (see unmount)
         self._releasing: dict[str, Future[None]] = {}
