@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..drivers.runtime import Mount
-from ..errors import DockyardError, InvalidArgument, NoSuchContainer
+from ..errors import DockyardError, InvalidArgument, NoSuchContainer, Unavailable
 from .inroot import resolve_in_root
 
 PROPAGATIONS = {"private", "rprivate", "shared", "rshared", "slave", "rslave"}
@@ -317,6 +317,8 @@ async def setup(service: Any, c: Any, rootfs: Path, undo: contextlib.AsyncExitSt
     wanted = [p for p in c.mounts if p["Type"] == "volume"]
     paths: dict[str, str] = {}
     if wanted:  # one worker thread for all of them: drivers and copies may block
+        if volumes is None:
+            raise Unavailable("the volume service is not running")
         paths = await asyncio.to_thread(_attach_volumes, volumes, c.id, rootfs, wanted)
         for point in wanted:
             undo.callback(volumes.unmount, point["Name"], c.id)

@@ -34,7 +34,8 @@ def resolve_user(root: Path, user: str, group_add: list[str] | None = None) -> t
     /etc/passwd gives the primary group and /etc/group the supplementary ones."""
     passwd, groups = _read_db(root, "passwd"), _read_db(root, "group")
     name, _, group = (user or "0").partition(":")
-    uid = gid = None
+    uid: int | None = None
+    gid: int | None = None
     username = None
     for entry in passwd:
         if len(entry) >= 4 and (entry[0] == name or (name.isdigit() and entry[2] == name)):
@@ -65,7 +66,7 @@ def resolve_user(root: Path, user: str, group_add: list[str] | None = None) -> t
             extra.append(int(g))
         else:
             raise InvalidArgument(f"unable to find group {g}: no matching entries in group file")
-    return uid, gid, sorted(set(extra))
+    return uid, gid if gid is not None else 0, sorted(set(extra))  # gid is set on every path above
 
 
 def _ulimits(hc: dict[str, Any]) -> list[tuple[str, int, int]]:
@@ -81,7 +82,8 @@ def _console_size(value: Any) -> tuple[int, int] | None:
 
 
 def _security_opts(hc: dict[str, Any]) -> tuple[bool, bool | str]:
-    nnp, seccomp = False, "default"
+    nnp = False
+    seccomp: bool | str = "default"
     for opt in hc.get("SecurityOpt") or []:
         key, sep, value = opt.partition("=") if "=" in opt else opt.partition(":")
         if key == "no-new-privileges":
@@ -132,8 +134,12 @@ def build_spec(
     hostname = config.get("Hostname") or cid[:12]
     init = hc.get("Init")
     # --security-opt systempaths=unconfined: the CLI sends empty MaskedPaths and ReadonlyPaths
-    paths = {k: list(hc[f]) for k, f in (("masked_paths", "MaskedPaths"), ("readonly_paths", "ReadonlyPaths"))
-             if hc.get(f) is not None}
+    paths: dict[str, Any] = {k: list(hc[f]) for k, f in (("masked_paths", "MaskedPaths"),
+                                                          ("readonly_paths", "ReadonlyPaths"))
+                             if hc.get(f) is not None}
+    json_log_fields: dict[str, Any] = {} if not json_log else {
+        "json_log_path": json_log[0], "json_log_max_size": json_log[1], "json_log_max_files": json_log[2],
+        "json_log_compress": json_log[3]}
     return ContainerSpec(
         **paths,
         **runtime_opts.spec_fields(hc, cgroup_procs, devices or []),  # devices, cgroup view, oom score
@@ -168,8 +174,7 @@ def build_spec(
         log_path=log_path,
         log_max_size=log_max_size,
         log_max_files=log_max_files,
-        **({"json_log_path": json_log[0], "json_log_max_size": json_log[1], "json_log_max_files": json_log[2],
-            "json_log_compress": json_log[3]} if json_log else {}),
+        **json_log_fields,
         syslog=dict(syslog or {}),
         runtime=str(hc.get("Runtime") or ""),
     )

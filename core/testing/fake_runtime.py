@@ -21,7 +21,7 @@ import subprocess
 import termios
 import time
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from ..drivers.runtime import ContainerSpec, ContainerStartError, ExitStatus
 from ..errors import ConfigError, Conflict, InvalidState, NoSuchContainer
@@ -98,7 +98,7 @@ class FakeRuntime:
             if spec.console_size:
                 _set_size(master, *spec.console_size)
             self._masters[spec.id] = master
-            stdio = dict(stdin=slave, stdout=slave, stderr=slave)
+            stdio: dict[str, Any] = dict(stdin=slave, stdout=slave, stderr=slave)
         else:
             stdio = dict(stdin=subprocess.PIPE if spec.open_stdin else subprocess.DEVNULL,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
