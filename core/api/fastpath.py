@@ -165,8 +165,11 @@ class FastPath:
             return False
         waiter = proto._waiter
         if (waiter is None or waiter.done() or proto._messages or proto.over_cap or proto._close
-                or proto._force_close or proto.transport is None):
-            return False  # not idle: a request is in progress, queued, or the connection ends
+                or proto._force_close or proto.transport is None or proto._paused):
+            # not idle: a request is in progress, queued, or the connection ends; or the client
+            # does not read its answers (writing paused): the normal path waits for it (drain)
+            # and so stops reading, where answering here would buffer without end
+            return False
         proto._request_count += 1  # not the server's requests_count: pings are no work (api.janitor)
         if not self.hooked:
             proto.transport.write(self.answer(method))
