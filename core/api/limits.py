@@ -142,7 +142,7 @@ class LimitedRequestHandler(RequestHandler):
         if fast is not None and self._parser is not None:
             from .fastpath import FastParser
 
-            self._parser = FastParser(self._parser, self, fast)
+            self._parser = FastParser(self._parser, self, fast)  # type: ignore[assignment]  # duck-typed
         self._arm_header_timer()
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -243,7 +243,7 @@ def over_cap_response(request: web.Request) -> web.Response | None:
     protocol = request.protocol
     if not getattr(protocol, "over_cap", False):
         return None
-    limits: Limits = protocol.limits  # type: ignore[union-attr]
+    limits: Limits = protocol.limits  # type: ignore[union-attr, attr-defined]
     response = web.json_response(
         {"message": f"too many connections from this client: at most {limits.max_connections_per_peer} "
                     "at once per user (Unix socket) or address (TCP) (api-max-connections-per-peer)"},

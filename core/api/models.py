@@ -83,7 +83,7 @@ def _go_name(t: Any) -> str | None:
         return "float64"
     if isinstance(t, mi.IntType):
         if t.ge == 0:
-            return {255: "uint8", 65535: "uint16", (1 << 32) - 1: "uint32"}.get(t.le, "uint64")
+            return {255: "uint8", 65535: "uint16", (1 << 32) - 1: "uint32"}.get(t.le or 0, "uint64")  # 0: no bound
         return "int32" if t.le == (1 << 31) - 1 else "int64"
     if isinstance(t, mi.ListType):
         return f"[]{_go_name(t.item_type)}"
@@ -153,7 +153,7 @@ def decode(raw: bytes | str, typ: type[T]) -> T:
     if not raw.strip() or raw.strip() == b"null":  # Go: null (and our empty body) is the zero value
         return typ()
     try:
-        return _decoder(typ).decode(raw)
+        return _decoder(typ).decode(raw)  # type: ignore[arg-type]  # a type is hashable
     except msgspec.ValidationError as exc:
         raise InvalidArgument(_message(exc, typ)) from None
     except msgspec.DecodeError as exc:

@@ -77,11 +77,10 @@ def C(name: str, major: int = 1, minor: int = 3, block: bool = False) -> tarfile
 
 
 def _info(name: str, kind: bytes, mode: int, uid: int = 0, gid: int = 0,
-          mtime: int = MTIME, xattrs: dict[str, str] | None = None) -> tarfile.TarInfo:
+          mtime: int = MTIME, xattrs: dict[str, str] | None = None) -> Member:
     info = Member(name)
     info.type, info.mode, info.uid, info.gid, info.mtime = kind, mode, uid, gid, mtime
-    for key, value in (xattrs or {}).items():
-        info.pax_headers["SCHILY.xattr." + key] = value
+    info.pax_headers = {**info.pax_headers, **{"SCHILY.xattr." + k: v for k, v in (xattrs or {}).items()}}
     return info
 
 

@@ -143,7 +143,7 @@ class BridgeDriver:
         with self.lock:
             if not net.predefined and _index(name) is not None and name not in self._known():
                 raise Conflict(f"bridge device {name} already exists on the host")
-            iface = ipaddress.ip_interface(f"{net.gateway}/{ipaddress.ip_network(net.subnet).prefixlen}")
+            iface = ipaddress.IPv4Interface(f"{net.gateway}/{ipaddress.ip_network(net.subnet).prefixlen}")
             try:
                 iface6 = gateway6(net)
                 # the intent first: a daemon killed between the two finds a remembered name with
@@ -297,7 +297,7 @@ class BridgeDriver:
                 self._delete_bridge(name)
             for n in nets:
                 name = self.bridge_name(n)
-                iface = ipaddress.ip_interface(f"{n.gateway}/{ipaddress.ip_network(n.subnet).prefixlen}")
+                iface = ipaddress.IPv4Interface(f"{n.gateway}/{ipaddress.ip_network(n.subnet).prefixlen}")
                 self._ensure_bridge(name, iface, self.mtu(n), gateway6(n))
                 n.driver_state["bridge"] = name
             self._remember(wanted)
