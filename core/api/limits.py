@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.log import access_logger
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 
@@ -232,8 +233,8 @@ class LimitedAppRunner(web.AppRunner):
         from .fastpath import FastPath
 
         make = self.app.get(FAST_PATH) if FAST_PATH in self.app else None
-        if make is None:
-            return None
+        if make is None or self._kwargs.get("access_log", access_logger) is not None:
+            return None  # an access log (dockyardd --debug) sees every request: no fast path
         fast = make()
         return fast if fast is not None and FastPath.usable(self.app, fast.middleware) else None
 

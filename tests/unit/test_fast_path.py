@@ -57,7 +57,7 @@ class Hooks:
         self.finished.append((request.path, response.status, identity.name))
 
 
-async def serve(tmp: Path, hooks: Any, calls: list[int]) -> tuple[LimitedAppRunner, Path]:
+async def serve(tmp: Path, hooks: Any, calls: list[int], access_log: Any = None) -> tuple[LimitedAppRunner, Path]:
     plugins = Plugins()
     plugins.pm.register(error_renderer, name="builtin_errors")
     if hooks is not None:
@@ -73,7 +73,7 @@ async def serve(tmp: Path, hooks: Any, calls: list[int]) -> tuple[LimitedAppRunn
 
     app.router.add_get("/_ping", ping)
     app[FAST_PATH] = lambda: FastPath(app, middleware, middleware.request_hooks, ping)
-    runner = LimitedAppRunner(app, limits=Limits(), access_log=None, handle_signals=False)
+    runner = LimitedAppRunner(app, limits=Limits(), access_log=access_log, handle_signals=False)
     await runner.setup()
     sock = tmp / "api.sock"
     await web.UnixSite(runner, str(sock)).start()
@@ -105,11 +105,11 @@ def without_date(answer: bytes) -> bytes:
     return re.sub(rb"Date: [^\r]*\r\n", b"", answer)
 
 
-def run(tmp: Path, hooks: Any, body: Any) -> list[int]:
+def run(tmp: Path, hooks: Any, body: Any, access_log: Any = None) -> list[int]:
     calls: list[int] = []
 
     async def main() -> None:
-        runner, sock = await serve(tmp, hooks, calls)
+        runner, sock = await serve(tmp, hooks, calls, access_log)
         try:
             await body(sock, calls)
         finally:
@@ -219,3 +219,14 @@ def test_direct_hook_calls_answer_as_pluggy_does() -> None:
         assert await calls.all(**kw) == ["late", "b", "later", "a"]
 
     asyncio.run(compare())
+
+
+def test_an_access_log_sees_every_ping(tmp_path: Path) -> None:
+    import logging
+
+    async def body(sock: Path, calls: list[int]) -> None:
+        started = len(calls)
+        await exchange(sock, request("GET", "/_ping"), request("GET", "/_ping"))
+        assert len(calls) == started + 2  # the normal path: the access log has them
+
+    run(tmp_path, None, body, access_log=logging.getLogger("test.access"))
