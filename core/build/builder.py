@@ -367,7 +367,9 @@ class Builder:
         elif cmd == "volume":
             vols = dict(config.get("Volumes") or {})
             raw = ins.json_args()
-            for v in [D.expand(v, env, ins.escape) for v in raw] if raw is not None else D.words(ins.args, env, ins.escape):
+            targets = ([D.expand(v, env, ins.escape) for v in raw] if raw is not None
+                       else D.words(ins.args, env, ins.escape))
+            for v in targets:
                 if not v:
                     raise D.ParseError(ins.line, "VOLUME specified can not be an empty string")
                 vols[v] = {}
@@ -477,7 +479,8 @@ class Builder:
                 continue
             if s_hist[n].get("created_by") != created_by:
                 continue
-            if len(s_hist) == n + 1 and (source.config.get("config") or {}) == config and source.parent in ("", parent_id):
+            if (len(s_hist) == n + 1 and (source.config.get("config") or {}) == config
+                    and source.parent in ("", parent_id)):
                 return source.id
             return self.images.restore_cached(parent_id, source.id, n + 1, config).id
         return None
@@ -507,7 +510,8 @@ class Builder:
         created_by = " ".join(argv)
         if run_args:
             created_by = f"|{len(run_args)} " + " ".join(f"{k}={v}" for k, v in run_args) + " " + created_by
-        key = self.cache.key(st.image_id, "run", json.dumps(argv), json.dumps(run_args), json.dumps(st.config, sort_keys=True))
+        key = self.cache.key(st.image_id, "run", json.dumps(argv), json.dumps(run_args),
+                             json.dumps(st.config, sort_keys=True))
         cached = await self._cached(key, st, created_by)
         if cached is not None:
             st.image_id = cached
@@ -562,7 +566,7 @@ class Builder:
     async def _copy(self, ins: D.Instruction, st: StageState, env: dict[str, str], done: dict[str, str | None]) -> None:
         what = ins.cmd.upper()
         if "chmod" in ins.flags:
-            raise BuildFailed(f"the --chmod option requires BuildKit. Refer to https://docs.docker.com/go/buildkit/ "
+            raise BuildFailed("the --chmod option requires BuildKit. Refer to https://docs.docker.com/go/buildkit/ "
                               "to learn how to build images with BuildKit enabled")
         raw = ins.json_args()
         words = [D.expand(w, env, ins.escape) for w in raw] if raw is not None else D.words(ins.args, env, ins.escape)
@@ -601,7 +605,8 @@ class Builder:
             key = self.cache.key(st.image_id, ins.cmd, summary, digest, dest_abs)
             # the history entry names the content, as moby's (`COPY file:<hash> in /dest `): what
             # a cachefrom image's history is matched by
-            kind = "multi" if len(sources) > 1 else ("dir" if sources and stat.S_ISDIR(sources[0].st.st_mode) else "file")
+            kind = ("multi" if len(sources) > 1
+                    else "dir" if sources and stat.S_ISDIR(sources[0].st.st_mode) else "file")
             history = f"{what} {'--chown=' + chown + ' ' if chown else ''}{kind}:{digest.split(':')[-1]} in {dest} "
             cached = await self._cached(key, st, "/bin/sh -c #(nop) " + history)
             if cached is not None:
@@ -618,8 +623,8 @@ class Builder:
                     dest_is_dir = True
             spool_dir = Path(tempfile.gettempdir())
             with contextlib.ExitStack() as fds:
-                tar = await asyncio.to_thread(F.spool_tar, F.entries(src_root, sources, dest_abs, dest_is_dir, ignore, fds),
-                                              spool_dir)
+                tar = await asyncio.to_thread(
+                    F.spool_tar, F.entries(src_root, sources, dest_abs, dest_is_dir, ignore, fds), spool_dir)
             stack.callback(tar.close)
             uid, gid = 0, 0
             if chown:
@@ -639,7 +644,8 @@ class Builder:
                                                          and F.is_archive(str(src_root_path / "/".join(s.parts))))]
                     if len(plain) != len(sources):
                         with contextlib.ExitStack() as fds2:
-                            tar2 = F.spool_tar(F.entries(src_root, plain, dest_abs, dest_is_dir, ignore, fds2), spool_dir)
+                            tar2 = F.spool_tar(F.entries(src_root, plain, dest_abs, dest_is_dir, ignore, fds2),
+                                               spool_dir)
                         with tar2:
                             F.extract(tgt_root, parts, tar2, uid, gid)
                         return
