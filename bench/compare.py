@@ -507,11 +507,14 @@ def row_exec(engines: list[Target], work: Path, n: int, mb: int, runs: int) -> N
                     t = time.perf_counter()
                     p = subprocess.Popen([DOCKER, "exec", "-i", cids[e.name], "cat"], env=e.env(), stdin=f,
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                    watchdog = threading.Timer(300, p.kill)  # a stream that never ends fails the row
+                    watchdog.start()
                     got = 0
                     assert p.stdout is not None
                     while chunk := p.stdout.read1(1 << 20):
                         got += len(chunk)
                     p.wait()
+                    watchdog.cancel()
                     dt = time.perf_counter() - t
                 assert p.returncode == 0 and got == size, (e.name, p.returncode, got)
                 add("exec_i", e, size / dt / 1e6)
@@ -658,6 +661,8 @@ def main() -> int:
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--cleanup-only", action="store_true")
     ap.add_argument("--quick", action="store_true", help="a short pass: few samples, small sizes")
+    ap.add_argument("--tiny", action="store_true",
+                    help="the smallest pass that still fills every row (the CI smoke test): no timing means anything")
     ap.add_argument("--only", nargs="+", default=[], help=f"rows: {', '.join(KEYS)}; groups: {', '.join(GROUPS)}")
     ap.add_argument("--engines", default="dockerd,dockyard", help="dockerd and/or dockyard (comma-separated)")
     ap.add_argument("--baseline-pythonpath", default="", help="also a Dockyard on older code (engine 'base')")
@@ -683,13 +688,14 @@ def main() -> int:
     SELECTED = sel or set(KEYS)
     global EXEC_TMPFS
     EXEC_TMPFS = not args.exec_root_on_disk
-    q = args.quick
-    n = args.n or (8 if q else 30)
+    q = args.quick or args.tiny
+    n = args.n or (2 if args.tiny else 8 if q else 30)
     runs = args.runs or (1 if q else 3)
-    args.thousand = args.thousand or (100 if q else 1000)
-    log_mb = 20 if q else 106
-    exec_mb = 20 if q else 100
-    big_mb, small = (20, 2000) if q else (200, 20000)
+    args.thousand = args.thousand or (20 if args.tiny else 100 if q else 1000)
+    log_mb = 2 if args.tiny else 20 if q else 106
+    exec_mb = 2 if args.tiny else 20 if q else 100
+    big_mb, small = (2, 200) if args.tiny else (20, 2000) if q else (200, 20000)
+    concurrent = 10 if args.tiny else 50
 
     wanted = [x.strip() for x in args.engines.split(",") if x.strip()]
     engines: list[Target] = []
@@ -726,9 +732,9 @@ def main() -> int:
         if "cli_run" in SELECTED:
             row_cli(engines, n)
         if SELECTED & {"concurrent", "memory", "list_cpu"}:
-            row_concurrent(engines, 50, runs, 200 if q else 1000)
+            row_concurrent(engines, concurrent, runs, 20 if args.tiny else 200 if q else 1000)
         if "ping_cpu" in SELECTED:
-            row_ping(engines, work, 1.0 if q else 5.0, runs if q else 2)
+            row_ping(engines, work, 0.3 if args.tiny else 1.0 if q else 5.0, runs if q else 2)
         if SELECTED & {"logs_run", "logs_read"}:
             row_logs(engines, log_mb, runs)
         if SELECTED & {"exec", "exec_i"}:
@@ -745,8 +751,8 @@ def main() -> int:
         cleanup(work)
     print(f"# {' '.join(sys.argv)}  (load average at the end: {os.getloadavg()[0]:.1f})")
     if q:
-        print("# --quick: few samples and small sizes (logs/exec -i 20 MB, image 20 MB + 2k files): "
-              "not comparable with the issue's figures")
+        print(f"# --{'tiny' if args.tiny else 'quick'}: few samples and small sizes (logs/exec -i {log_mb} MB, "
+              f"image {big_mb} MB + {small} files, {concurrent} concurrent): not comparable with the issue's figures")
     table(engines, args)
     return 0
 
