@@ -424,6 +424,31 @@ def commit_config(c: Any, body: dict[str, Any] | None, changes: list[str]) -> di
     return merge_config(apply_changes(changes, base), c.config)
 
 
+COMMIT_PAUSE_MARKER = "commit-paused"
+
+
+async def resume_interrupted_commits(svc: Any) -> None:
+    """At start: unpause the containers a commit paused when the daemon was killed during it
+    (the old state: running, as before the commit)."""
+    from ..lifecycle import State
+
+    for c in list(svc.containers.values()):
+        marker = svc.dir(c) / COMMIT_PAUSE_MARKER
+        if not marker.exists():
+            continue
+        if c.state == State.PAUSED:
+            import logging
+
+            logging.getLogger("dockyard.containers").warning("unpausing %s, paused by an interrupted commit",
+                                                             c.id[:12])
+            try:
+                await svc.unpause(c.id)
+            except Exception:  # noqa: BLE001 - it stays paused, as docker unpause can still say
+                logging.getLogger("dockyard.containers").exception("unpausing %s failed", c.id[:12])
+                continue
+        marker.unlink(missing_ok=True)
+
+
 async def commit(svc: Any, ref: str, *, repo: str | None, tag: str | None, comment: str, author: str,
                  pause: bool, changes: list[str], config: dict[str, Any] | None) -> str:
     """``POST /commit``: the container's changes as a new image; returns its id."""
@@ -445,17 +470,25 @@ async def commit(svc: Any, ref: str, *, repo: str | None, tag: str | None, comme
         image_ref = image_ref.with_tag(tag) if tag else image_ref.with_default_tag()
     new_config = commit_config(c, config, changes)
     paused = False
+    # the pause is the commit's own: a daemon killed during the commit unpauses at its next start
+    # (resume_interrupted_commits), the marker written before the pause, removed after the unpause
+    marker = svc.dir(c) / COMMIT_PAUSE_MARKER
     if pause and c.state == State.RUNNING and svc.cgroups is not None:
         from ..errors import InvalidState
 
+        marker.touch()
         try:
             await svc.pause(c.id)
             paused = True
         except InvalidState:
+            marker.unlink(missing_ok=True)
             if c.state in (State.RUNNING, State.PAUSED):
                 raise
             # it exited since the check (docker-py commits a `touch` container at once): moby
             # commits it as it is, there is nothing to pause
+        except BaseException:
+            marker.unlink(missing_ok=True)
+            raise
     try:
         def run() -> Any:
             layer = IterReader(svc.storage.export_changes(c.id))
@@ -478,5 +511,7 @@ async def commit(svc: Any, ref: str, *, repo: str | None, tag: str | None, comme
                 import logging
 
                 logging.getLogger("dockyard.containers").exception("unpausing %s after commit failed", c.id[:12])
+        if paused:
+            marker.unlink(missing_ok=True)
     svc.emit("commit", c, comment=comment, imageID=image.id, imageRef=image_ref.familiar if image_ref else "")
     return image.id

@@ -101,6 +101,31 @@ def test_kill9_during_commit_leaves_the_old_state(own_daemon, point):
     state(daemon)
 
 
+@pytest.mark.parametrize("point", ["image.commit.intent", "image.commit.refs"])
+def test_kill9_during_commit_of_a_running_container_unpauses_it(own_daemon, point):
+    """docker commit pauses a running container: the daemon killed during the commit finds it
+    paused at start and unpauses it (as it was before the commit), then the commit works."""
+    daemon = own_daemon()
+    cid = _ok(daemon, "run", "-d", "--network", "none", "busybox", "sh", "-c", "echo live > /marker; exec sleep 300")
+    pid = _ok(daemon, "inspect", "-f", "{{.State.Pid}}", cid)
+    restart(daemon, {"DOCKYARD_CRASHPOINT": point})
+    api = daemon.docker_client(timeout=60).api
+    _crash(daemon, lambda: api.commit(cid, repository="gaps/live", tag="1"))
+    api.close()
+    restart(daemon)
+    assert "paused by an interrupted commit" in daemon.log()
+    got = json.loads(_ok(daemon, "inspect", "-f", "{{json .State}}", cid))
+    assert got["Status"] == "running" and not got["Paused"] and str(got["Pid"]) == pid
+    assert _ok(daemon, "exec", cid, "cat", "/marker") == "live"  # not frozen
+    assert "gaps/live:1" not in _ok(daemon, "images", "--format", "{{.Repository}}:{{.Tag}}").split()
+    _settled(daemon)
+    _ok(daemon, "commit", cid, "gaps/live:1")
+    assert _ok(daemon, "inspect", "-f", "{{.State.Status}}", cid) == "running"
+    assert not (daemon.data_root / "containers" / cid / "commit-paused").exists()
+    _ok(daemon, "rm", "-f", cid)
+    state(daemon)
+
+
 DOCKERFILE = b"""FROM scratch AS files
 COPY f /f
 FROM busybox
