@@ -1,5 +1,5 @@
 """kill -9 of the daemon while it writes images: ``docker commit`` and ``docker build`` (each
-image a build writes), at every crash point of ``ImageService.commit_images``
+image a build writes) and ``docker load``, at every crash point of ``ImageService.commit_images``
 (``image.commit.*``, dockyard.crashpoints). Started again on the same data root, the daemon
 rolls the interrupted commit back from its intent: the old state, with no layer directory
 without a record, no image record without its layers or config, no reference to a missing
@@ -123,6 +123,31 @@ def test_kill9_during_commit_of_a_running_container_unpauses_it(own_daemon, poin
     assert _ok(daemon, "inspect", "-f", "{{.State.Status}}", cid) == "running"
     assert not (daemon.data_root / "containers" / cid / "commit-paused").exists()
     _ok(daemon, "rm", "-f", cid)
+    state(daemon)
+
+
+@pytest.mark.parametrize("point", ["image.commit.layer", "image.commit.refs"])
+def test_kill9_during_load_leaves_the_old_state(own_daemon, tmp_path, point):
+    daemon = own_daemon()
+    cid = _ok(daemon, "create", "--network", "none", "busybox", "sh", "-c", "echo loaded > /marker")
+    _ok(daemon, "start", "-a", cid)
+    _ok(daemon, "commit", cid, "gaps/loaded:1")
+    archive = tmp_path / "image.tar"
+    r = daemon.docker("save", "-o", str(archive), "gaps/loaded:1")
+    assert r.returncode == 0, r.stderr.decode()
+    _ok(daemon, "rm", cid)
+    _ok(daemon, "rmi", "gaps/loaded:1")  # its own layer goes with it
+    before = state(daemon)
+    restart(daemon, {"DOCKYARD_CRASHPOINT": point})
+    r = daemon.docker("load", "-i", str(archive), timeout=120)
+    assert r.returncode != 0
+    assert daemon.proc.wait(60) == 137
+    restart(daemon)
+    assert "rolling back an interrupted image load" in daemon.log()
+    _settled(daemon)
+    assert state(daemon) == before
+    _ok(daemon, "load", "-i", str(archive))
+    assert _ok(daemon, "run", "--rm", "--network", "none", "gaps/loaded:1", "cat", "/marker") == "loaded"
     state(daemon)
 
 
