@@ -136,7 +136,11 @@ def _mounts(spec: ContainerSpec, init_path: str) -> list[dict[str, Any]]:
             if not Path(m.source).exists():
                 raise InvalidArgument('invalid mount config for type "bind": '
                                       f'bind source path does not exist: {m.source}')
-            opts = list(m.options)
+            # "ro" is recursive (Docker's default, mount_setattr AT_RECURSIVE): runc's "rro" (1.1+)
+            # beside "ro" for the top mount; "ro-top" (ReadOnlyNonRecursive) is runc's plain "ro"
+            opts = ["ro" if o == "ro-top" else o for o in m.options]
+            if "ro" in m.options:
+                opts.append("rro")
             if "rbind" not in opts and "bind" not in opts:
                 opts.insert(0, "rbind")
             out.append(_mount(m.target, "bind", m.source, opts))

@@ -49,7 +49,7 @@ START_TIMEOUT = 60.0  # seconds for the OCI runtime to report the container's pi
 
 def _runc_error(path: Path) -> str:
     """The last error the OCI runtime logged (``--log-format json``), without its own prefix."""
-    msg = ""
+    msg = nsexec = ""
     try:
         lines = path.read_text(errors="replace").splitlines()
     except OSError:
@@ -61,13 +61,32 @@ def _runc_error(path: Path) -> str:
             continue
         if rec.get("level") in ("error", "fatal") and rec.get("msg"):
             msg = str(rec["msg"])
+            if msg.startswith("nsexec") and not nsexec:  # "nsexec[PID]: failed to ...: Permission denied"
+                nsexec = msg.split(": ", 1)[-1]
+    if nsexec and (msg.startswith("nsexec") or "from pipe" in msg):
+        # runc's own error is then "can't get final child's PID from pipe: EOF": its init's says why
+        return _nsexec_error(nsexec, path.parent)
     for prefix in ("runc run failed: ", "runc exec failed: ", "runc create failed: "):
         msg = msg.removeprefix(prefix)
     return msg.removeprefix("unable to start container process: ").removeprefix("exec failed: ").removeprefix(
         "unable to start container process: ")
 
 
+def _nsexec_error(detail: str, sd: Path) -> str:
+    """runc's init failure in the native runtime's wording (``error during container init: ...``)."""
+    what, _, err = detail.rpartition(": ")
+    if "oom_score_adj" in what:
+        try:
+            adj = json.loads((sd / "bundle" / "config.json").read_text())["process"]["oomScoreAdj"]
+        except (OSError, ValueError, KeyError):
+            adj = ""
+        what = f"oom_score_adj {adj}"
+    return f"error during container init: {what or detail}: {err[:1].lower() + err[1:]}"
+
+
 def _exit_code_for(detail: str) -> int:
+    if detail.startswith("error during container init: "):
+        return 128
     low = detail.lower()
     if "not found" in low or "no such file" in low:
         return 127

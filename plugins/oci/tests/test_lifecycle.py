@@ -174,3 +174,41 @@ def test_default_runtime_oci_runs_under_runc(make_daemon, busybox_tar):
         assert r.returncode == 0 and json.loads(r.stdout)["status"] == "running"
     finally:
         dk(d, "rm", "-f", cid)
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """<tmp>/src with a tmpfs submount at src/sub holding a file."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "dyk-oci-sub", str(src / "sub")], check=True)
+    try:
+        (src / "sub" / "inner.txt").write_text("inner")
+        yield src
+    finally:
+        subprocess.run(["umount", "-l", str(src / "sub")], check=True)
+
+
+def test_read_only_binds_recursive_or_not(daemon, rt, tree):
+    """Read-only binds are recursive (runc: "rro"); bind-recursive=writable is the top only."""
+    probe = ("touch /data/new 2>/dev/null && echo top-rw || echo top-ro; "
+             "touch /data/sub/new 2>/dev/null && echo sub-rw || echo sub-ro; cat /data/sub/inner.txt")
+    for opts, want in ((",readonly", ["top-ro", "sub-ro", "inner"]),
+                       (",readonly,bind-recursive=writable", ["top-ro", "sub-rw", "inner"]),
+                       ("", ["top-rw", "sub-rw", "inner"])):
+        r = dk(daemon, "run", "--rm", "--runtime", rt, "--network", "none",
+               "--mount", f"type=bind,src={tree},dst=/data{opts}", "busybox", "sh", "-c", probe)
+        assert r.stdout.decode().split() == want, opts
+
+
+def test_init_failure_is_reported_as_native_does(daemon, rt):
+    """A failure in runc's init (nsexec) is named, not runc's "can't get final child's PID"."""
+    with open("/proc/self/status") as f:
+        cap_sys_resource = int(next(line for line in f if line.startswith("CapEff:")).split()[1], 16) & (1 << 24)
+    r = dk(daemon, "run", "--rm", "--runtime", rt, "--oom-score-adj", "-500", "busybox", "cat",
+           "/proc/self/oom_score_adj", ok=False)
+    if cap_sys_resource:
+        assert (r.returncode, r.stdout) == (0, b"-500\n"), r.stderr
+    else:
+        assert r.returncode != 0 and b"error during container init: oom_score_adj -500: permission denied" \
+            in r.stderr, r.stderr
