@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 from aiohttp import web
 
@@ -13,7 +14,8 @@ from ..drivers.runtime import ExecStartError
 from ..errors import InvalidArgument, NotSupported
 from ..runtime.logfile import LogRecord
 from .hijack import hijack
-from .stdin import pump_stdin, run_streams
+from . import zerocopy
+from .stdin import open_fifo_writer, pump_stdin, run_streams
 from . import models
 from .util import daemon_of, json_response, resize_size
 from ..tasks import spawn
@@ -100,15 +102,33 @@ async def start(request: web.Request) -> web.StreamResponse:
             await conn.write(_frame(tty, 1, (str(exc) + "\r\n").encode()))
         return response
     streams = {s for s, on in ((1, e.attach_stdout), (2, e.attach_stderr)) if on}
+    reader = svc.logs(e)
+    direct = zerocopy.usable(reader, conn)  # sendfile/splice: the payload never enters Python
 
     async def output() -> None:
-        async with contextlib.aclosing(svc.logs(e).follow()) as records:
+        if direct:
+            await zerocopy.send_output(conn, reader, tty, streams)
+            return
+        async with contextlib.aclosing(reader.follow()) as records:
             async for r in records:
                 if r.stream in streams:
                     await conn.write(r.data if tty else r.frame())
 
-    stdin = pump_stdin(conn, svc.stdin_path(e), keys, lambda: svc.stdin_detached(e)) \
-        if e.attach_stdin else None
+    async def spliced_stdin() -> str:
+        fd = await open_fifo_writer(svc.stdin_path(e))
+        if fd is None:
+            return "gone"
+        try:
+            return await zerocopy.splice_stdin(conn, fd)
+        finally:
+            os.close(fd)
+
+    if not e.attach_stdin:
+        stdin = None
+    elif direct and not keys:  # no detach keys to look for (no TTY): spliced
+        stdin = spliced_stdin()
+    else:
+        stdin = pump_stdin(conn, svc.stdin_path(e), keys, lambda: svc.stdin_detached(e))
     try:
         if await run_streams(output(), stdin) == "detached":
             svc.detached(e)
