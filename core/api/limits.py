@@ -31,6 +31,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.log import access_logger
+from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 
@@ -159,6 +160,10 @@ class LimitedRequestHandler(RequestHandler):
         super().data_received(data)
         if self._request_count != before:
             self._cancel_header_timer()
+            if not data.endswith(b"\r\n\r\n") and (not self._messages or self._messages[-1][1] is EMPTY_PAYLOAD):
+                # a bodiless request and the start of the next head in one write: that head
+                # is timed from now (else it could wait until the idle timeout)
+                self._arm_header_timer()
         elif idle and data and self._header_timer is None:
             # the first bytes of the next request on a kept-alive connection, not a whole head
             # yet (a whole one, the common case, needs no timer: arming one costs as much as a ping)

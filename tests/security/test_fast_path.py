@@ -10,6 +10,10 @@ The fast path answers a ping on the connection, before aiohttp's handler. Found 
   to read (aiohttp's drain) and then stops reading its requests. Now the fast path leaves a
   ping to the normal path while the transport's writing is paused, so the same client stalls.
 
+* **a head cut short behind a whole request** (one write: a request, then the first bytes of the
+  next) cancelled the header timer and armed none: the rest could wait until the idle timeout
+  (300 s), not ``api-header-timeout`` (60 s); on the fast path and the normal one alike.
+
 Also checked here (these held before): a route pipelined behind a ping (in the same write, in
 the next one, or split across both) is still authorized by the policy, and a ping refused by
 the policy is refused on the fast path too, in order.
@@ -32,6 +36,7 @@ TIOCOUTQ = 0x5411  # on a Unix stream socket: bytes the peer has not read yet
 # bounds on a hang, not expectations
 STALL = 5.0
 MAX_PINGS = 30000  # ~10 MB of answers: far past any socket and transport buffer
+HANG_CLOSE = 300  # more than the idle timeout of slow_daemon: its close comes first
 
 
 def _unread(s: socket.socket) -> int:
@@ -105,7 +110,7 @@ action = "allow"
 name = "pings only"
 kind = "unix"
 uid = 1001
-methods = ["GET", "HEAD"]
+methods = ["GET"]
 routes = ["/_ping"]
 action = "allow"
 '''
@@ -135,8 +140,9 @@ def test_routes_pipelined_behind_a_ping_are_authorized(make_daemon, tmp_path):
                            capture_output=True, timeout=120)
         assert r.returncode == 0, r.stderr.decode()
         statuses = r.stdout.decode().split()
-        # ping, then /info (same write, next write, split), then ping, /version, and HEAD ping
-        assert statuses == ["200", "403", "200", "403", "200", "403", "200", "403", "200"], statuses
+        # ping, then /info (same write, next write, split), then ping, /version, and a HEAD ping
+        # (the rule allows GET only: the fast path runs the policy too)
+        assert statuses == ["200", "403", "200", "403", "200", "403", "200", "403", "403"], statuses
         d.stop()
     finally:
         subprocess.run(["rm", "-rf", str(base)], check=False)
@@ -162,3 +168,32 @@ while len(re.findall(rb"HTTP/1\.1 (\d+)", out)) < want:
     out += chunk
 print(" ".join(x.decode() for x in re.findall(rb"HTTP/1\.1 (\d+)", out)))
 '''
+
+
+# -- a head cut short behind a whole request still meets the header timeout -----------------
+
+
+@pytest.fixture
+def slow_daemon(make_daemon, tmp_path):
+    conf = tmp_path / "limits.toml"
+    conf.write_text("api-header-timeout = 2\napi-idle-timeout = 120\n")
+    return make_daemon("--config-file", str(conf), env={"DOCKYARD_DISABLE_PLUGINS": "auth_tls"})
+
+
+@pytest.mark.parametrize("first", [b"/_ping", b"/version"])  # the fast path and the normal one
+def test_the_start_of_a_head_behind_a_request_is_timed(slow_daemon, first):
+    """Before, a request and the first bytes of the next in one write cancelled the header timer
+    and armed none: the cut head held the connection until the idle timeout (300 s by default,
+    120 s here), not api-header-timeout's 2 s (the 408 names it; the idle close says nothing)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(HANG_CLOSE)
+    s.connect(str(slow_daemon.socket))
+    try:
+        s.sendall(b"GET " + first + b" HTTP/1.1\r\nHost: x\r\n\r\nGET /_pi")
+        got = b""
+        while chunk := s.recv(65536):
+            got += chunk
+    finally:
+        s.close()
+    assert got.startswith(b"HTTP/1.1 200 OK"), got[:200]
+    assert b"HTTP/1.1 408" in got and b"api-header-timeout" in got, got[-300:]
