@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
 from ..errors import InvalidArgument, NotFound
+from ..layers.tarfmt import READ_SIZE
 from . import reference as R
 from .model import Image, PendingImage, host_arch, now_rfc3339
 from .store import CHUNK, DigestMismatch, split_digest
@@ -110,7 +111,8 @@ def extract(stream: BinaryIO, stage: Path, unpacker: "Unpacker | None" = None) -
         stream = io.BufferedReader(stream, CHUNK)  # type: ignore[arg-type]
     n = 0
     try:
-        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+        # tarfile's stream reads in 10 KiB pieces by default: a 200 MB member is 20k reads and joins
+        with tarfile.open(fileobj=stream, mode="r|*", bufsize=READ_SIZE) as tar:
             for m in tar:
                 name = _norm(m.name)
                 if m.isreg():
@@ -267,8 +269,18 @@ class Unpacker:
         try:
             raw = io.BufferedReader(reader, CHUNK)
             compressed = sniff(raw.peek(8)[:8]) != "none"
-            # uncompressed: the content's digest is the staged file's, taken by the writer
-            hashing = HashingReader(decompressed(raw), verified=None if compressed else "-")
+            if not compressed:
+                # the content is the staged file: its digest is taken by the writer, its size
+                # is the member's; the driver reads the file directly (no copy through a hasher)
+                handle = self.driver.stage_layer(raw)
+                try:
+                    while raw.read(CHUNK):  # tar padding: read to the end (a cut archive fails)
+                        pass
+                except BaseException:
+                    self.driver.discard_staged(handle)
+                    raise
+                return _Unpacked(handle, None, spool.size)
+            hashing = HashingReader(decompressed(raw))
             buffered = io.BufferedReader(hashing, CHUNK)
             handle = self.driver.stage_layer(buffered)
             try:
@@ -278,7 +290,7 @@ class Unpacker:
             except BaseException:
                 self.driver.discard_staged(handle)
                 raise
-            return _Unpacked(handle, hashing.digest if compressed else None, hashing.count)
+            return _Unpacked(handle, hashing.digest, hashing.count)
         except Exception:
             return None  # unpacked again by the commit, which reports what is wrong
         finally:
