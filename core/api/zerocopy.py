@@ -57,8 +57,10 @@ async def _ready(fd: int, write: bool) -> None:
 
 async def _drain_transport(conn: Hijacked) -> None:
     """What the transport still buffers goes first (the frames must stay in order)."""
+    delay = 0.001
     while conn.transport.get_write_buffer_size() and not conn.lost.is_set():
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(delay)  # a client that does not read costs a wake-up per 50 ms at most
+        delay = min(delay * 2, 0.05)
 
 
 async def _send_all(conn: Hijacked, sock: int, data: bytes) -> None:
