@@ -123,6 +123,7 @@ def test_exec(daemon, rt):
     r = dk(d, "exec", "-u", "nobody", "-w", "/tmp", "-e", "B=2", cid, "sh", "-c", "echo $A $B; pwd; id -u; exit 4",
            ok=False)
     assert r.returncode == 4 and r.stdout.decode().split() == ["1", "2", "/tmp", "65534"]
+    assert dk(d, "exec", "-i", cid, "cat", input=b"piped\n").stdout == b"piped\n"
     r = dk(d, "exec", cid, "no-such-command", ok=False)
     assert r.returncode == 127
     # an exec sees the container's pid namespace: its init is pid 1
