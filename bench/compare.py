@@ -118,17 +118,19 @@ class Target:
         return {"Type": "json-file", "Config": {}}
 
     def procs_with(self, comm: str, exact: bool = False) -> list[int]:
-        """Processes whose command name is (starts with) ``comm`` and whose command line names
-        our base directory."""
+        """Processes whose command name or argv[0]'s base name is (starts with) ``comm`` and
+        whose command line names our base directory (Dockyard's shim runs from a memfd: its
+        command name is the fd number, its argv[0] the shim's path)."""
         out = []
         for p in Path("/proc").iterdir():
             if p.name.isdigit():
                 try:
-                    if (lambda c: c == comm[:15] if exact else c.startswith(comm[:15]))(
-                            (p / "comm").read_text().strip()) and \
-                            str(self.base).encode() in (p / "cmdline").read_bytes():
+                    cmdline = (p / "cmdline").read_bytes()
+                    names = ((p / "comm").read_text().strip(), os.path.basename(cmdline.split(b"\0")[0].decode()))
+                    if any(n == comm[:15] if exact else n.startswith(comm) for n in names) and \
+                            str(self.base).encode() in cmdline:
                         out.append(int(p.name))
-                except OSError:
+                except (OSError, UnicodeDecodeError):
                     pass
         return out
 
