@@ -141,6 +141,7 @@ class Daemon:
         app = await make_app(self)
         for result in self.plugins.hook.startup(daemon=self):
             await await_me_maybe(result)
+        self.plugins.settle(self)  # request hooks a module has nothing to do with here: off the request path
         # streaming and hijacked connections must not hold a shutdown for aiohttp's 60 s default
         # request limits (header and idle timeouts, connections per peer) on every connection
         self.runner = LimitedAppRunner(app, limits=Limits.from_config(c), access_log=log if c.debug else None,

@@ -40,6 +40,30 @@ def startup(daemon):
 
 
 @hookspec
+def inactive_hooks(daemon):
+    """Name this module's request hooks that have nothing to do under this daemon's config.
+
+    Called once, after every ``startup`` implementation ran and before the daemon listens.
+
+    :param daemon: the :class:`dockyard.daemon.Daemon`.
+    :return: an iterable of hook names among ``authenticate_request``, ``authorize_request``,
+        ``authorize_container`` and ``request_finished`` (another name stops the daemon), or
+        None. For the daemon's lifetime core then does not call this module's implementation
+        of an ``authorize_*`` or ``request_finished`` hook named here (a module that may have
+        to deny later, e.g. after a reload, must not name it: authorization fails closed).
+        ``authenticate_request`` named here means "my identity is only for my own hooks":
+        it is still called while any module's ``authorize_request``, ``authorize_container``
+        or ``request_finished`` implementation stays active (the identity is theirs to see);
+        when none does, nothing observes an identity and ``request["identity"]`` is anonymous
+        (a module whose routes read it keeps one of those hooks active).
+
+    Checked once, so the request path pays nothing for a module that is inactive here
+    (the ``/_ping`` fast path answers without building a request when no request hook is
+    left). All implementations run, in registration order. Synchronous only.
+    """
+
+
+@hookspec
 def shutdown(daemon):
     """Run once when the daemon is stopping, after it stopped listening, before drivers close.
 
@@ -117,6 +141,26 @@ def request_finished(request, identity, response, duration):
 
     All implementations run; return values are ignored; an exception is logged and does
     not change the response. May be async (it is then awaited before the response returns).
+    """
+
+
+@hookspec
+def request_observed(route, method, status, duration):
+    """Count a request: ``request_finished`` for metrics, with plain values and no request.
+
+    Called once per request, when ``request_finished`` is (same moment, same requests), and
+    also for every ``/_ping`` the fast path answers (:mod:`dockyard.api.fastpath`) without
+    building an ``aiohttp`` request: so a module that only counts costs a function call per
+    ping, where ``request_finished`` makes every ping take aiohttp's request path.
+
+    :param route: the route template (``/containers/{id}/json``, ``/_ping``), or None when
+        the request matched no route (raw paths are unbounded: never use them as labels).
+    :param method: the HTTP method as sent.
+    :param status: the response's status code.
+    :param duration: seconds from the start of the middleware to the end of the handler.
+
+    All implementations run; return values are ignored; an exception is logged. Synchronous
+    only (it runs on the connection's data callback): keep it to counting.
     """
 
 

@@ -39,6 +39,9 @@ GROUPS = {
     "hooks": "dockyard.hooks",
 }
 DISABLE_ENV = "DOCKYARD_DISABLE_PLUGINS"
+#: the hooks a module may name in ``inactive_hooks`` (see :mod:`dockyard.hookspecs`)
+SETTLED_HOOKS = ("authenticate_request", "authorize_request", "authorize_container", "request_finished")
+IDENTITY_CONSUMERS = ("authorize_request", "authorize_container", "request_finished")
 
 
 @dataclass
@@ -113,6 +116,10 @@ class Plugins:
     def __init__(self) -> None:
         self.pm = make_plugin_manager()
         self.loaded: list[PluginInfo] = []
+        #: hook name -> the modules whose implementation of it is inactive (:meth:`settle`)
+        self.inactive: dict[str, set[Any]] = {}
+        #: called after :meth:`settle` (the middleware re-reads its hooks)
+        self.on_settle: list[Callable[[], None]] = []
 
     @property
     def hook(self) -> Any:
@@ -136,6 +143,35 @@ class Plugins:
         hooks = sorted(h.name for h in self.pm.get_hookcallers(obj) or ())
         caps = sorted(capabilities) if capabilities is not None else None
         self.loaded.append(PluginInfo(group, name, dist, version, hooks, obj, caps))
+
+    def settle(self, daemon: Any) -> None:
+        """Ask ``inactive_hooks`` once (after ``startup``): which request hooks core can skip
+        for the daemon's lifetime. ``authenticate_request`` implementations named there are
+        skipped only when no identity consumer stays active (see the hookspec)."""
+        named: dict[str, set[Any]] = {}
+        for impl in reversed(self.pm.hook.inactive_hooks.get_hookimpls()):  # registration order
+            if inspect.iscoroutinefunction(impl.function):
+                raise PluginError(f"plugin {impl.plugin_name!r}: inactive_hooks must be synchronous")
+            names: Any = impl.function(*[{"daemon": daemon}[a] for a in impl.argnames])
+            for name in names or ():
+                if name not in SETTLED_HOOKS:
+                    raise PluginError(f"plugin {impl.plugin_name!r}: inactive_hooks named {name!r}; "
+                                      f"only {', '.join(SETTLED_HOOKS)} can be inactive")
+                named.setdefault(name, set()).add(impl.plugin)
+        self.inactive = {k: v for k, v in named.items() if k != "authenticate_request"}
+        if "authenticate_request" in named and not any(self.active(h).get_hookimpls() for h in IDENTITY_CONSUMERS):
+            self.inactive["authenticate_request"] = named["authenticate_request"]
+        for name, modules in sorted(self.inactive.items()):
+            log.info("hook %s inactive for this config in: %s", name,
+                     ", ".join(sorted(str(self.pm.get_name(m)) for m in modules)))
+        for listener in list(self.on_settle):
+            listener()
+
+    def active(self, name: str) -> Any:
+        """The hook ``name`` without the implementations :meth:`settle` found inactive."""
+        inactive = self.inactive.get(name)
+        hook = getattr(self.pm.hook, name)
+        return self.pm.subset_hook_caller(name, inactive) if inactive else hook
 
     def check(self) -> None:
         """Fail on hook implementations that match no spec (e.g. a misspelled hook name)."""

@@ -11,10 +11,12 @@ answered right there, and aiohttp never sees it. Anything else goes the normal w
 
 Guarantees kept:
 
-* Without ``authenticate_request``, ``authorize_request`` and ``request_finished``
-  implementations, the middleware would do nothing but add headers to the handler's response:
-  the answer is those bytes, made once from the real handler's response and the middleware's
-  headers (``Date`` per second, as aiohttp).
+* Without active ``authenticate_request``, ``authorize_request`` and ``request_finished``
+  implementations (``inactive_hooks`` may have taken a module's off the request path), the
+  middleware would do nothing but add headers to the handler's response and call
+  ``request_observed``: the answer is those bytes, made once from the real handler's response
+  and the middleware's headers (``Date`` per second, as aiohttp), and ``request_observed`` is
+  called here with the ping's route, method and status.
 * With any of them implemented, a real ``aiohttp.web.Request`` is made (same factory, the
   route's match info) and the real middleware runs on it around the ping handler, so every
   hook sees what it sees on the normal path. The middleware coroutine is stepped in place;
@@ -93,6 +95,7 @@ class FastPath:
         self.app = app
         self.middleware = middleware
         self.hooked = hooked  # some request hook is implemented: run the middleware
+        self.observe = getattr(middleware, "observe", None)  # request_observed: called here when not hooked
         self.handler = handler
         self.versions: dict[str, str] = {}  # "/v1.44/_ping" -> "1.44", for valid versions only
         # the ping handler's response, with the middleware's headers: ping ignores its request
@@ -172,8 +175,15 @@ class FastPath:
             return False
         proto._request_count += 1  # not the server's requests_count: pings are no work (api.janitor)
         if not self.hooked:
+            observe = self.observe
+            if observe is None:
+                proto.transport.write(self.answer(method))
+                proto.fast_answered()
+                return True
+            started = time.monotonic()
             proto.transport.write(self.answer(method))
             proto.fast_answered()
+            observe(PING, method, self.response.status, time.monotonic() - started)
             return True
         request = proto._request_factory(message, payload, proto, StreamWriter(proto, proto._loop),
                                          proto._task_handler)

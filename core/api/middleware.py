@@ -156,25 +156,68 @@ class HookCalls:
         return None
 
 
+def observer(hook: Any) -> Callable[[str | None, str, int, float], None] | None:
+    """One function calling every ``request_observed`` implementation (None when there is
+    none), each directly as :class:`HookCalls` does; an exception is logged, never raised."""
+    calls = HookCalls(hook)
+    if not calls:
+        return None
+    plan = calls.calls
+
+    def observe(route: str | None, method: str, status: int, duration: float) -> None:
+        kwargs = {"route": route, "method": method, "status": status, "duration": duration}
+        if plan is None:
+            try:
+                hook(**kwargs)
+            except Exception:
+                log.exception("request_observed hook failed")
+            return
+        for function, argnames in plan:
+            try:
+                function(*[kwargs[a] for a in argnames])
+            except Exception:
+                log.exception("request_observed hook %s failed", getattr(function, "__module__", function))
+
+    return observe
+
+
 def make_middleware(plugins: Plugins) -> Any:
-    hook = plugins.hook
-    # The checks below run per request; hooks with no implementation cost nothing.
-    authenticate = HookCalls(hook.authenticate_request)
-    authorize = HookCalls(hook.authorize_request)
-    finished = HookCalls(hook.request_finished)
-    has_auth, has_authz, has_finished = bool(authenticate), bool(authorize), bool(finished)
+    # The checks below run per request; hooks with no (active) implementation cost nothing.
+    # Read again once plugins.settle() asked the modules which hooks are inactive for this
+    # config (hookspecs.inactive_hooks), before the daemon listens.
+    authenticate = authorize = finished = HookCalls(plugins.active("request_finished"))
+    has_auth = has_authz = has_finished = False
+    observe: Callable[[str | None, str, int, float], None] | None = None
+
+    def configure() -> None:
+        nonlocal authenticate, authorize, finished, has_auth, has_authz, has_finished, observe
+        authenticate = HookCalls(plugins.active("authenticate_request"))
+        authorize = HookCalls(plugins.active("authorize_request"))
+        finished = HookCalls(plugins.active("request_finished"))
+        has_auth, has_authz, has_finished = bool(authenticate), bool(authorize), bool(finished)
+        observe = observer(plugins.active("request_observed"))
+        # for the fast path (dockyard.api.fastpath): without these hooks it may skip the middleware;
+        # it calls request_observed itself
+        middleware.request_hooks = has_auth or has_authz or has_finished  # type: ignore[attr-defined]
+        middleware.observe = observe  # type: ignore[attr-defined]
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not has_finished:
+        if not has_finished and observe is None:
             return await _handle(request, handler)
         started = time.monotonic()
         response = await _handle(request, handler)
-        try:
-            await finished.all(request=request, identity=request.get("identity", ANONYMOUS),
-                               response=response, duration=time.monotonic() - started)
-        except Exception:
-            log.exception("request_finished hook failed")
+        duration = time.monotonic() - started
+        if has_finished:
+            try:
+                await finished.all(request=request, identity=request.get("identity", ANONYMOUS),
+                                   response=response, duration=duration)
+            except Exception:
+                log.exception("request_finished hook failed")
+        if observe is not None:
+            info = request.match_info
+            resource = info.route.resource if info.route is not None else None
+            observe(resource.canonical if resource is not None else None, request.method, response.status, duration)
         return response
 
     async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -213,8 +256,8 @@ def make_middleware(plugins: Plugins) -> Any:
             response.headers.update(COMMON_HEADERS)
         return response
 
-    # for the fast path (dockyard.api.fastpath): without these hooks it may skip the middleware
-    middleware.request_hooks = has_auth or has_authz or has_finished  # type: ignore[attr-defined]
+    configure()
+    plugins.on_settle.append(configure)
     return middleware
 
 

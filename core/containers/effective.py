@@ -374,7 +374,7 @@ def wanted(daemon: Any) -> bool:
     plugins = getattr(daemon, "plugins", None)
     if plugins is None or REQUEST.get() is None:
         return False
-    return bool(plugins.hook.authorize_container.get_hookimpls())
+    return bool(plugins.active("authorize_container").get_hookimpls())
 
 
 async def authorize(daemon: Any, action: str, privileges: Privileges | Any, **target: Any) -> None:
@@ -397,7 +397,7 @@ async def authorize(daemon: Any, action: str, privileges: Privileges | Any, **ta
             privileges = None
     identity = request.get("identity", ANONYMOUS)
     try:
-        answers = await call_hook(daemon.plugins.hook.authorize_container, request=request, identity=identity,
+        answers = await call_hook(daemon.plugins.active("authorize_container"), request=request, identity=identity,
                                   action=action, privileges=privileges, target=dict(target))
     except DockyardError:
         raise

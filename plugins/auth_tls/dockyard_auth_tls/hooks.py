@@ -15,6 +15,7 @@ Configured in the daemon's config file::
 * ``authorize_container``: the same policy on the effective container's privileges, before
   core creates or starts anything (create, start, exec, build, volume create).
 * ``request_finished``: the audit record.
+* ``inactive_hooks``: without a policy (and an audit log) those hooks are off the request path.
 * ``register_commands``: ``dockyard tls init``.
 """
 
@@ -126,6 +127,20 @@ def startup(daemon):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, STATE.reload)
         except (RuntimeError, NotImplementedError, ValueError):  # not in the main thread
             log.warning("cannot install a SIGHUP handler: policy reload is unavailable")
+
+
+@hookimpl
+def inactive_hooks(daemon):
+    """What this module has nothing to do for under its config (``dockyard.hookspecs``): without
+    a policy its authorization hooks abstain on every request, and for the daemon's lifetime
+    (SIGHUP reloads only a configured policy file); without an audit log ``request_finished``
+    writes nothing; its identity is then only for other modules' hooks. An audit log keeps
+    ``authorize_request`` (it makes core read the JSON body: the record's ``body_keys``)."""
+    if STATE.policy is not None or STATE.policy_path is not None:
+        return None  # may deny: every hook stays on the request path
+    if STATE.audit is not None:
+        return ["authorize_container"]
+    return ["authenticate_request", "authorize_request", "authorize_container", "request_finished"]
 
 
 @hookimpl

@@ -1,4 +1,4 @@
-"""The hooks: ``GET /metrics`` on the API (``register_routes``), requests (``request_finished``),
+"""The hooks: ``GET /metrics`` on the API (``register_routes``), requests (``request_observed``),
 events (``on_event``), and dockerd's ``metrics-addr`` listener (``startup``/``shutdown``).
 
 One daemon per process: the metrics live in this module from ``register_routes`` (the first
@@ -77,9 +77,11 @@ def register_routes(daemon: Any) -> Any:
 
 
 @hookimpl
-def request_finished(request: web.Request, response: web.StreamResponse, duration: float) -> None:
+def request_observed(route: str | None, method: str, status: int, duration: float) -> None:
+    """Plain values, not ``request_finished``: a ``/_ping`` answered by the fast path is counted
+    without an aiohttp request being built for it."""
     if _metrics is not None:
-        _metrics.request_finished(request, response, duration)
+        _metrics.observe(route, method, status, duration)
 
 
 @hookimpl

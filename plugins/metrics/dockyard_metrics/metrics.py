@@ -105,9 +105,15 @@ class Metrics:
     # -- inputs ------------------------------------------------------------------------
 
     def request_finished(self, request: Any, response: Any, duration: float) -> None:
-        route = route_label(request)
-        method = request.method if request.method in METHODS else "OTHER"
-        status = getattr(response, "status", 500)
+        self._count(route_label(request), request.method, getattr(response, "status", 500), duration)
+
+    def observe(self, route: str | None, method: str, status: int, duration: float) -> None:
+        """The ``request_observed`` hook's values (None: no route matched)."""
+        self._count(route or UNMATCHED, method, status, duration)
+
+    def _count(self, route: str, method: str, status: int, duration: float) -> None:
+        if method not in METHODS:
+            method = "OTHER"
         key = (route, method, status_class(status))
         with self.lock:
             self.requests[key] = self.requests.get(key, 0) + 1
