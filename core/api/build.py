@@ -25,11 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .. import layers as L
-from ..build.builder import Builder, Options
-from ..build.cache import BuildCache
 from ..containers import effective
-from ..containers.archive import _RefuseWhiteouts
 from ..errors import DockyardError, InvalidArgument, NotSupported, Unavailable
 from ..images.model import host_arch
 from ..images.streams import BodyReader, decompressed
@@ -38,7 +34,12 @@ from .registry import registry_of
 from .util import daemon_of, drain_body, query_bool
 
 if TYPE_CHECKING:
+    from ..build.builder import Options
+    from ..build.cache import BuildCache
     from ..daemon import Daemon
+
+# The builder (dockerfile-parse, the instruction code), the layer extractor and the container
+# archive code are imported by the first build: an idle daemon does not hold them (issue 18).
 
 log = logging.getLogger("dockyard.api.build")
 
@@ -83,6 +84,8 @@ def options(request: web.Request) -> Options:
             raise InvalidArgument(f"invalid tag {tag!r}: a digest cannot be a tag")
     buildargs = _json_map(request, "buildargs")
     labels = _json_map(request, "labels")
+    from ..build.builder import Options
+
     return Options(
         dockerfile=q.get("dockerfile") or "Dockerfile",
         tags=[t for t in q.getall("t", []) if t],
@@ -199,6 +202,9 @@ def _receive_context(body: Any, directory: Path) -> None:
         # padding its last member or the end-of-archive blocks (Go's reader accepts that)
         spool.write(b"\0" * (-spool.tell() % 512) + b"\0" * 1024)
         spool.seek(0)
+        from .. import layers as L
+        from ..containers.archive import _RefuseWhiteouts
+
         L.extract(spool, directory, _RefuseWhiteouts())  # type: ignore[arg-type]
 
 
@@ -240,6 +246,8 @@ async def build(request: web.Request) -> web.StreamResponse:
     try:
         loop = asyncio.get_running_loop()
         await asyncio.to_thread(_receive_context, BodyReader(request.content, loop), context)
+        from ..build.builder import Builder
+
         await Builder(daemon.images, daemon.containers, registry_of(request), context, opts, out, _cache(daemon)).run()
     except Exception as exc:
         if not response.prepared:
