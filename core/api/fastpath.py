@@ -42,6 +42,7 @@ from aiohttp.http_writer import StreamWriter
 from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_urldispatcher import UrlMappingMatchInfo
 
+from ..tasks import spawn
 from ..versions import check_version, split_version
 from .middleware import COMMON_HEADERS
 
@@ -212,7 +213,7 @@ class FastPath:
         # a hook waits, or the answer is not the ping (a denial, an error): finish in a task,
         # with reading paused so that the next request waits for this answer
         proto.transport.pause_reading()
-        task = proto._loop.create_task(self._slow(proto, request, method, coro, done, result))
+        task = spawn(self._slow(proto, request, method, coro, done, result), f"fast-path answer to {method}")
         proto.fast_tasks.add(task)
         task.add_done_callback(proto.fast_tasks.discard)
         return True

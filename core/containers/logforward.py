@@ -25,6 +25,7 @@ from typing import Any
 
 from ..drivers.logging import MAX_LINE, ForwardedLogs, LogDriver, LogInfo, LogMessage, LogSink
 from ..runtime.logfile import STDERR, LogRecord
+from ..tasks import spawn
 from ..timestamps import rfc3339_nano
 
 log = logging.getLogger("dockyard.logging")
@@ -147,7 +148,7 @@ class Forwarder:
         self.check_lost()
         ended = False
         try:
-            saver = asyncio.ensure_future(self._saver())
+            saver = spawn(self._saver(), f"log cursor saver of container {self.info.id12}")
             try:
                 async with contextlib.aclosing(self.buffer.follow(since)) as records:
                     async for r in records:
@@ -180,6 +181,4 @@ def start(driver: LogDriver, info: LogInfo, buffer: Any) -> asyncio.Task[None] |
     with contextlib.suppress(OSError):  # a new run: "ended" no longer holds
         if read_cursor(info.directory).get("ended"):
             fwd.save(False)
-    from ..tasks import spawn
-
     return spawn(fwd.run(), f"log forwarder of container {info.id12}")
