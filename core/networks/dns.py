@@ -41,9 +41,10 @@ import logging
 import socket
 import struct
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from dnslib import AAAA, PTR, QTYPE, RCODE, RR, A, DNSError, DNSRecord
+if TYPE_CHECKING:
+    from dnslib import DNSRecord
 
 from .. import container_defaults
 from ..containers import etcfiles
@@ -106,6 +107,9 @@ class Resolver:
         self.reverse = reverse  # address -> names, for PTR questions about containers' addresses
 
     async def answer(self, data: bytes) -> bytes | None:
+        # dnslib (~0.6 MB) comes with the first query: a daemon without user networks never asks
+        from dnslib import AAAA, PTR, QTYPE, RCODE, RR, A, DNSError, DNSRecord
+
         try:
             query = DNSRecord.parse(data)
         except (DNSError, Exception):
@@ -136,6 +140,8 @@ class Resolver:
         return await self.forward(query, data)
 
     async def forward(self, query: DNSRecord, data: bytes) -> bytes:
+        from dnslib import RCODE
+
         servers = self.upstreams()
         for server in servers or ():
             with contextlib.suppress(OSError, asyncio.TimeoutError):
