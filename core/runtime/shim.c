@@ -199,7 +199,14 @@ static int setattr_prop(int fd, unsigned flags, unsigned long long set, unsigned
 static int openat2_(int dfd, const char *path, uint64_t flags, uint64_t resolve)
 {
     struct open_how how = { .flags = flags, .mode = 0, .resolve = resolve };
-    return (int)syscall(SYS_openat2, dfd, path, &how, sizeof how);
+    /* EAGAIN: a rename or mount anywhere on the host raced a ".." walk and the kernel could not
+     * prove it stayed inside the root; openat2(2) says retry (as runc's libpathrs does). Under
+     * mount churn (other containers starting) this failed container starts. */
+    for (int tries = 0;; tries++) {
+        int fd = (int)syscall(SYS_openat2, dfd, path, &how, sizeof how);
+        if (fd >= 0 || errno != EAGAIN || tries >= 256)
+            return fd;
+    }
 }
 
 static int open_in_root(int rootfd, const char *path, int dir)

@@ -3,6 +3,7 @@ dockyardd, real mounts. Every test removes the volumes, mounts and files it made
 
 import json
 import os
+import threading
 import subprocess
 
 import docker
@@ -154,6 +155,33 @@ def test_symlink_in_image_cannot_point_a_mount_at_the_host(v, images, tmp_path):
     assert "passwd" in os.listdir(json.loads(ok(v.docker("volume", "inspect", "esc2")))[0]["Mountpoint"])
     passwd = os.path.join(json.loads(ok(v.docker("volume", "inspect", "esc2")))[0]["Mountpoint"], "passwd")
     assert open(passwd).read() != open("/etc/passwd").read()  # the image's, not the host's
+
+
+def test_mount_through_dotdot_symlink_survives_host_renames(v, images, tmp_path):
+    """openat2(RESOLVE_IN_ROOT) answers EAGAIN when a rename anywhere on the host races a ".."
+    walk; the shim retries (as openat2(2) asks) instead of failing the start. Renames run in a
+    loop here while containers mount through the image's ``up -> ../../..`` symlink."""
+    stop = threading.Event()
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_text("x")
+
+    def churn() -> None:
+        while not stop.is_set():
+            os.rename(a, b)
+            os.rename(b, a)
+
+    workers = [threading.Thread(target=churn) for _ in range(2)]
+    for w in workers:
+        w.start()
+    try:
+        failures = [r.stderr.decode() for r in (
+            v.docker("run", "--rm", "-v", f"{tmp_path}:/up/tmp/dockyard-dotdot-{i}", "escape", "true") for i in range(30))
+            if r.returncode != 0]
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+    assert failures == []
 
 
 @pytest.mark.parametrize("args, message", [
