@@ -171,7 +171,8 @@ class LogReader:
                     history.extend(r for r, _ in self._scan(f, 0))
             for r, offset in self._scan(cur, 0):  # noqa: B007  (the last offset: where following starts)
                 history.append(r)
-            history = [r for r in history if r.timestamp_ns >= since_ns and (not until_ns or r.timestamp_ns <= until_ns)]
+            history = [r for r in history
+                       if r.timestamp_ns >= since_ns and (not until_ns or r.timestamp_ns <= until_ns)]
             if tail is not None and tail >= 0:
                 history = list(deque(split_lines(history), maxlen=tail)) if tail else []
             for r in history:
