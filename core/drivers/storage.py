@@ -84,10 +84,14 @@ class StorageDriver(Protocol):
         ...
 
     def unmount(self, cid: str) -> None:
-        """Unmount; idempotent. Never leaves a mount behind, even if files are busy (lazy detach)."""
+        """Unmount; idempotent. Never leaves a mount behind, even if files are busy (lazy detach).
+        The work may finish in the background (overlay: in a worker thread); ``mount``,
+        ``remove_rw`` and ``is_mounted`` wait for it."""
         ...
 
-    def is_mounted(self, cid: str) -> bool: ...
+    def is_mounted(self, cid: str) -> bool:
+        """Whether the container's rootfs is mounted; False once ``unmount`` has returned."""
+        ...
 
     def remove_rw(self, cid: str) -> None:
         """Unmount if needed and delete the writable layer; missing is fine."""

@@ -353,6 +353,8 @@ class OverlayDriver:
                 log.warning("unmounting the overlay of %s: %s", cid[:12], exc)
 
     def is_mounted(self, cid: str) -> bool:
+        """After ``unmount`` returned: False (an unmount under way is waited for first)."""
+        self._released(cid)
         return mounts.is_mountpoint(str(self._dir(cid) / "merged"))
 
     def remove_rw(self, cid: str) -> None:
