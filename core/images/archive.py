@@ -3,12 +3,15 @@
 ``repositories``, ``index.json``, ``oci-layout`` and ``blobs/sha256/<hex>``).
 
 Archives are hostile input: every member is staged under a numbered name (never its own
-path), every blob is checked against the digest that names it, every layer against the
-config's diff ids, and the commit is all or nothing (``ImageService.commit_images``).
+path) or, a layer on a driver that can stage layers, unpacked straight from the stream
+(:class:`Unpacker`: written once); every blob is checked against the digest that names it,
+every layer against the config's diff ids, and the commit is all or nothing
+(``ImageService.commit_images``).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import io
@@ -75,7 +78,7 @@ class Staged:
         if size > MAX_JSON:
             raise BadArchive(f"invalid archive: {name} is too large")
         try:
-            return json.loads(path.read_bytes())
+            return json.loads(_read(path, name))
         except ValueError as exc:
             raise BadArchive(f"invalid archive: {name}: {exc}") from None
 
@@ -93,6 +96,13 @@ class Staged:
         return path, got, n
 
 
+def _read(path: Path, name: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:  # a tar member, taken for a layer and not staged
+        raise BadArchive(f"invalid archive: {name} is not a JSON document") from None
+
+
 def _norm(name: str) -> str:
     if name.startswith("/"):
         raise BadArchive(f"invalid archive: absolute member name {name!r}")
@@ -104,8 +114,8 @@ def _norm(name: str) -> str:
 
 def extract(stream: BinaryIO, stage: Path, unpacker: "Unpacker | None" = None) -> Staged:
     """Stage every member of the archive under a numbered name, hashing it on the way. With
-    ``unpacker``, a member that looks like a layer tar is also handed to it while it is being
-    written (unpacked in parallel, see :class:`Unpacker`)."""
+    ``unpacker``, a member that looks like a layer tar is not staged: its bytes go straight
+    to the unpacker (see :class:`Unpacker`), written once, as the layer's files."""
     staged = Staged(stage)
     if not isinstance(stream, io.BufferedReader):
         stream = io.BufferedReader(stream, CHUNK)  # type: ignore[arg-type]
@@ -121,19 +131,23 @@ def extract(stream: BinaryIO, stage: Path, unpacker: "Unpacker | None" = None) -
                     h = hashlib.sha256()
                     src = tar.extractfile(m)
                     assert src is not None
-                    spool = None
-                    with open(dest, "wb", buffering=0) as f:
+                    chunk = src.read(CHUNK)
+                    spool = unpacker.offer(dest, m.size, chunk, name) if unpacker is not None else None
+                    if spool is not None:
                         try:
-                            while chunk := src.read(CHUNK):
+                            while chunk:
+                                h.update(chunk)
+                                spool.put(chunk)
+                                chunk = src.read(CHUNK)
+                            spool.finish()
+                        finally:
+                            spool.close()
+                    else:
+                        with open(dest, "wb", buffering=0) as f:
+                            while chunk:
                                 h.update(chunk)
                                 _write_all(f, chunk)
-                                if spool is not None:
-                                    spool.add(len(chunk))
-                                elif unpacker is not None and f.tell() == len(chunk):
-                                    spool = unpacker.offer(dest, m.size, chunk, name)
-                        finally:
-                            if spool is not None:
-                                spool.close()
+                                chunk = src.read(CHUNK)
                     staged.files[name] = (dest, h.hexdigest(), m.size)
                 elif m.issym():
                     staged.links[name] = _norm(posixpath.join(posixpath.dirname(name), m.linkname))
@@ -156,22 +170,35 @@ def _write_all(f: Any, data: bytes) -> None:
         view = view[f.write(view):]
 
 
-# -- unpacking layers while the archive is read ---------------------------------------------
+# -- unpacking layers straight from the archive stream --------------------------------------
+
+SPOOL_MAX = 64 << 20  # bytes of layer data read ahead of the unpackers, all layers together
 
 
 class _Spool:
-    """A staged member being written: readers follow it as it grows (``add``) until the
-    member is complete; ``close`` before completion (a bad or cut archive) fails them."""
+    """A layer member's bytes on their way from the archive reader to its unpacker: the
+    reader ``put``s chunks (waiting while the unpackers are ``SPOOL_MAX`` behind), the
+    unpacker reads them; ``close`` before ``finish`` (a bad or cut archive) fails the
+    unpacker, an unpacker that ``abandon``s the member makes the reader drop the rest."""
 
-    def __init__(self, path: Path, size: int) -> None:
-        self.path, self.size = path, size
-        self.avail = 0
-        self.closed = False
-        self.cond = threading.Condition()
+    def __init__(self, budget: "Unpacker") -> None:
+        self.budget = budget
+        self.cond = budget.cond
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.done = self.closed = self.abandoned = False
 
-    def add(self, n: int) -> None:
+    def put(self, chunk: bytes) -> None:
         with self.cond:
-            self.avail += n
+            while self.budget.buffered >= SPOOL_MAX and not self.abandoned:
+                self.cond.wait()
+            if not self.abandoned:
+                self.chunks.append(chunk)
+                self.budget.buffered += len(chunk)
+                self.cond.notify_all()
+
+    def finish(self) -> None:
+        with self.cond:
+            self.done = True
             self.cond.notify_all()
 
     def close(self) -> None:
@@ -179,43 +206,50 @@ class _Spool:
             self.closed = True
             self.cond.notify_all()
 
-    def wait(self, pos: int) -> int:
-        """Bytes readable at ``pos`` (0 at the member's end); raises if the writer gave up."""
+    def abandon(self) -> None:
         with self.cond:
-            while self.avail <= pos < self.size and not self.closed:
+            self.abandoned = True
+            self.budget.buffered -= sum(map(len, self.chunks))
+            self.chunks.clear()
+            self.cond.notify_all()
+
+    def get(self) -> bytes:
+        """The next chunk, ``b""`` at the member's end; raises if the reader gave up."""
+        with self.cond:
+            while not self.chunks and not self.done and not self.closed:
                 self.cond.wait()
-            if self.avail <= pos < self.size:
-                raise BadArchive("invalid archive: unexpected end of data")
-            return self.avail - pos if pos < self.size else 0
+            if self.chunks:
+                chunk = self.chunks.popleft()
+                self.budget.buffered -= len(chunk)
+                self.cond.notify_all()
+                return chunk
+            if self.done:
+                return b""
+            raise BadArchive("invalid archive: unexpected end of data")
 
 
 class _SpoolReader(io.RawIOBase):
     def __init__(self, spool: _Spool) -> None:
         self.spool = spool
-        self.fd = os.open(spool.path, os.O_RDONLY | os.O_CLOEXEC)
-        self.pos = 0
+        self.view = memoryview(b"")
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: Any) -> int:
-        n = min(len(b), self.spool.wait(self.pos))
-        if n <= 0:
-            return 0
-        got = os.preadv(self.fd, [memoryview(b)[:n]], self.pos)
-        self.pos += got
-        return got
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        super().close()
+        if not self.view:
+            self.view = memoryview(self.spool.get())
+            if not self.view:
+                return 0
+        n = min(len(b), len(self.view))
+        b[:n] = self.view[:n]
+        self.view = self.view[n:]
+        return n
 
 
 def _looks_like_layer(name: str, head: bytes) -> bool:
-    """A compressed stream, or a tar whose first header checks out (a guess: a wrong one
-    costs only the discarded unpack)."""
+    """A compressed stream, or a tar whose first header checks out (a guess: a member
+    guessed wrong is not staged, and the archive is refused if an image needs it as JSON)."""
     if name.endswith(".json") or name in ("repositories", "oci-layout"):
         return False
     if sniff(head[:8]) in ("gzip", "bzip2", "xz"):
@@ -230,19 +264,27 @@ def _looks_like_layer(name: str, head: bytes) -> bool:
 
 
 class _Unpacked:
-    def __init__(self, handle: Any, digest: str | None, count: int) -> None:
-        self.handle, self.digest, self.count = handle, digest, count
+    def __init__(self, handle: Any, compressed: bool, digest: str | None, count: int,
+                 error: BaseException | None) -> None:
+        # digest, count: of the decompressed content (the digest None when it could not be
+        # decompressed: ``error`` says why); an uncompressed member's are the archive reader's
+        self.handle, self.compressed, self.digest, self.count, self.error = handle, compressed, digest, count, error
 
 
 class Unpacker:
-    """Unpacks the archive's layers while it is still being read: each member that looks
+    """Unpacks the archive's layers straight from the archive stream, so that each layer's
+    bytes are written once, as its files (no staged copy of the tar). Each member that looks
     like a layer is unpacked by the storage driver's ``stage_layer`` in a worker thread (at
-    most one per core), reading the staged file as it is written. The unpack is a guess
-    checked later: only a layer whose content matches its diff id in the config is
-    committed (``take``); anything else is discarded, and a layer whose unpack failed is
-    unpacked again the ordinary way, which reports the error. Decompression, hashing and
-    unpacking of different layers then run in parallel, and the layer is ready when the
-    archive's last byte arrives."""
+    most one per core; decompression, hashing and unpacking of different layers overlap with
+    each other and with reading the archive), fed from memory (``SPOOL_MAX`` read ahead).
+
+    Members come in any order relative to manifest.json and the configs, so the unpack is a
+    guess checked when the whole archive is read (``take``): a layer is committed only if
+    its content's digest is the diff id in its image's config; a mismatch or a failed unpack
+    an image needs fails the load, and every staged unpack not committed is discarded
+    (``close``; after a crash, the driver's ``.tmp-stage-*`` directories are swept at start).
+    A member used by a second chain is committed from the first one's export (the driver's
+    ``reproducible-export``: ``ImageService.can_stage`` requires it)."""
 
     def __init__(self, svc: "ImageService") -> None:
         from concurrent.futures import ThreadPoolExecutor
@@ -251,6 +293,8 @@ class Unpacker:
         self.driver = svc.require_driver()
         self.pool = ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 8)),
                                        thread_name_prefix="layer-unpack")
+        self.cond = threading.Condition()
+        self.buffered = 0
         self.jobs: dict[Path, Any] = {}
         self.spools: list[_Spool] = []
         self.kept: list[Any] = []  # StagedLayer handed to the commit
@@ -258,73 +302,89 @@ class Unpacker:
     def offer(self, path: Path, size: int, head: bytes, name: str) -> _Spool | None:
         if not _looks_like_layer(name, head):
             return None
-        spool = _Spool(path, size)
-        spool.add(len(head))
+        spool = _Spool(self)
         self.spools.append(spool)
         self.jobs[path] = self.pool.submit(self._unpack, spool)
         return spool
 
-    def _unpack(self, spool: _Spool) -> _Unpacked | None:
-        reader = _SpoolReader(spool)
+    def _unpack(self, spool: _Spool) -> _Unpacked:
+        raw = io.BufferedReader(_SpoolReader(spool), CHUNK)
+        compressed, handle, hashing = False, None, None
         try:
-            raw = io.BufferedReader(reader, CHUNK)
             compressed = sniff(raw.peek(8)[:8]) != "none"
-            if not compressed:
-                # the content is the staged file: its digest is taken by the writer, its size
-                # is the member's; the driver reads the file directly (no copy through a hasher)
-                handle = self.driver.stage_layer(raw)
-                try:
-                    while raw.read(CHUNK):  # tar padding: read to the end (a cut archive fails)
-                        pass
-                except BaseException:
+            # uncompressed: the content is the member, its digest taken by the archive reader
+            hashing = HashingReader(decompressed(raw)) if compressed else None
+            src = io.BufferedReader(hashing, CHUNK) if hashing is not None else raw
+            handle = self.driver.stage_layer(src)
+            while src.read(CHUNK):  # tar padding (counts for the digest)
+                pass
+            if hashing is None:
+                return _Unpacked(handle, False, None, 0, None)
+            return _Unpacked(handle, True, hashing.digest, hashing.count, None)
+        except Exception as error:
+            if handle is not None:
+                with contextlib.suppress(Exception):
                     self.driver.discard_staged(handle)
-                    raise
-                return _Unpacked(handle, None, spool.size)
-            hashing = HashingReader(decompressed(raw))
-            buffered = io.BufferedReader(hashing, CHUNK)
-            handle = self.driver.stage_layer(buffered)
-            try:
-                while buffered.read(CHUNK):  # tar padding still counts for the digest
+            digest = None
+            with contextlib.suppress(Exception):  # still learn the content's digest
+                while raw.read(CHUNK) if hashing is None else hashing.read(CHUNK):
                     pass
-                hashing.drain()
-            except BaseException:
-                self.driver.discard_staged(handle)
-                raise
-            return _Unpacked(handle, hashing.digest, hashing.count)
-        except Exception:
-            return None  # unpacked again by the commit, which reports what is wrong
+                digest = hashing.digest if hashing is not None else None
+            return _Unpacked(None, compressed, digest, 0, error)
         finally:
-            reader.close()
+            spool.abandon()  # an unpacker that stopped early must not hold the reader up
 
     def take(self, pending: list[PendingImage], staged: Staged) -> None:
-        """Give each pending image's layers that were unpacked and match their diff ids."""
+        """Check every streamed layer against its diff id and give each image the layers
+        that were unpacked for it; raises the load's error (a digest mismatch, a layer that
+        could not be unpacked) before anything is committed."""
         from .model import StagedLayer
 
+        files = {f: (h, size) for f, h, size in staged.files.values()}
+        used: set[Path] = set()
+        seen: set[str] = set(self.svc.layers)
         for p in pending:
             diff_ids = list((p.config.get("rootfs") or {}).get("diff_ids") or [])
-            for i, path in enumerate(p.layer_files):
-                job = self.jobs.pop(path, None)
+            if len(diff_ids) != len(p.layer_files):
+                continue  # the commit says what is wrong
+            try:
+                chains = R.chain_ids(diff_ids)
+            except Exception:
+                continue
+            for i, (path, diff, chain) in enumerate(zip(p.layer_files, diff_ids, chains)):
+                job = self.jobs.get(path)
                 if job is None:
-                    continue
+                    continue  # a staged file: the commit unpacks and checks it
                 done = job.result()
-                if done is None:
-                    continue
-                digest = done.digest or "sha256:" + next(
-                    (h for f, h, _ in staged.files.values() if f == path), "")
-                layer = StagedLayer(done.handle, digest, done.count)
+                hexpart, size = files[path]
+                content = done.digest if done.compressed else "sha256:" + hexpart
+                if content != diff:
+                    if content is None and done.error is not None:
+                        raise done.error
+                    raise DigestMismatch(f"layer digest mismatch: config says {diff}, content is {content}")
+                p.layer_hashes[i] = diff  # verified: the commit needs no staged file for it
+                if chain in seen:
+                    continue  # committed by an earlier image, or already there
+                seen.add(chain)
+                if done.error is not None:
+                    raise done.error
+                if path in used:
+                    continue  # the commit makes it from the first chain's export
+                used.add(path)
+                layer = StagedLayer(done.handle, diff, done.count if done.compressed else size)
                 self.kept.append(layer)
-                if i < len(diff_ids) and diff_ids[i] == digest:
-                    p.staged[i] = layer
+                p.staged[i] = layer
 
     def close(self) -> None:
         """Stop and drop every unpack not committed (on success and on failure alike)."""
         for spool in self.spools:
             spool.close()
         self.pool.shutdown(wait=True)
+        kept = {id(layer.handle) for layer in self.kept}
         for job in self.jobs.values():
             with contextlib.suppress(Exception):
                 done = job.result()
-                if done is not None:
+                if done.handle is not None and id(done.handle) not in kept:
                     self.driver.discard_staged(done.handle)
         self.jobs.clear()
         for layer in self.kept:
@@ -349,7 +409,7 @@ def _config(staged: Staged, name: str) -> tuple[bytes, dict[str, Any]]:
     expected = _digest_in_name(name)
     if expected is not None and expected != got:
         raise DigestMismatch(f"digest mismatch for image config {name}: content is sha256:{got}")
-    data = path.read_bytes()
+    data = _read(path, name)
     try:
         config = json.loads(data)
     except ValueError as exc:
@@ -391,7 +451,7 @@ def parse_oci(staged: Staged) -> list[PendingImage]:
         name = _name_of(desc) or name
         mt = desc.get("mediaType", "")
         path, _, _ = staged.blob(desc.get("digest", ""), desc.get("size"))
-        doc = json.loads(path.read_bytes())
+        doc = json.loads(_read(path, desc.get("digest", "")))
         mt = mt or doc.get("mediaType", "")
         if mt in (OCI_INDEX, DOCKER_LIST) or "manifests" in doc:
             subs = [d for d in doc.get("manifests") or [] if _platform_ok(d)]
@@ -400,7 +460,7 @@ def parse_oci(staged: Staged) -> list[PendingImage]:
             return
         cdesc = doc.get("config") or {}
         cpath, chex, _ = staged.blob(cdesc.get("digest", ""), cdesc.get("size"))
-        data = cpath.read_bytes()
+        data = _read(cpath, cdesc.get("digest", ""))
         try:
             config = json.loads(data)
         except ValueError as exc:

@@ -729,9 +729,22 @@ class ImageService:
 
     def _create_layer(self, driver: Any, path: Path, known: str | None, diff: str, chain: str,
                       parent: str | None, txn: Txn, progress: Callable[[dict[str, Any]], None]) -> None:
-        from .streams import HashingReader, decompressed
+        from .streams import HashingReader, IterReader, decompressed
 
-        total = path.stat().st_size
+        if not path.exists():
+            # a load streamed this member into another chain's layer (no staged file): the
+            # same content again from that layer's export, still checked against the diff id
+            same = next((la for la in self.layers.values() if la.diff_id == diff), None)
+            if same is None:
+                raise DigestMismatch(f"layer {diff}: no content for it in the archive")
+            raw_src: Any = __import__("io").BufferedReader(
+                IterReader(driver.export_layer(split_digest(same.chain_id))), CHUNK)
+            known, total = None, same.tar_size or 0
+            where: Callable[[int], int] = lambda n: n  # noqa: E731
+        else:
+            raw_src = open(path, "rb")
+            total = path.stat().st_size
+            where = lambda n: raw.tell()  # noqa: E731
         sid = split_digest(diff)[:12]
         last = [0.0]
 
@@ -739,9 +752,9 @@ class ImageService:
             t = time.monotonic()
             if t - last[0] > 0.2:
                 last[0] = t
-                progress(_progress("Loading layer", sid, min(raw.tell(), total), total))
+                progress(_progress("Loading layer", sid, min(where(n), total), total))
 
-        with open(path, "rb") as raw:
+        with raw_src as raw:
             # a staged file whose digest (taken while staging it) is the diff id needs no second hash
             reader = HashingReader(decompressed(raw), on_progress, verified=diff if known == diff else None)
             buffered = __import__("io").BufferedReader(reader, CHUNK)
