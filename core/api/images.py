@@ -14,7 +14,6 @@ from aiohttp import web
 
 from .. import filters as F
 from ..errors import DockyardError, InvalidArgument, NotSupported, Unavailable
-from ..images.archive import BadArchive
 from ..images.service import IMAGE_LIST_FILTERS, PRUNE_FILTERS, ImageService
 from ..images.streams import BodyReader, ResponseWriter
 from ..plugins import await_me_maybe
@@ -56,7 +55,11 @@ async def load(request: web.Request) -> web.StreamResponse:
         return await stream_progress(
             request, lambda progress: asyncio.to_thread(svc.load, BodyReader(request.content, loop), progress, quiet),
             what="image load", finish=lambda lines: [{"stream": line} for line in lines])
-    except BadArchive as exc:
+    except DockyardError as exc:
+        from ..images.archive import BadArchive  # the archive code comes with the first load (issue 18)
+
+        if not isinstance(exc, BadArchive):
+            raise
         # dockerd answers a load that fails with 200 and the error in the stream (docker-py's
         # ImageLoadError), in Go's archive/tar words
         message = _go_tar_wording(str(exc))
