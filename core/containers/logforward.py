@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ log = logging.getLogger("dockyard.logging")
 CURSOR = "log-forward.json"
 STREAMS = {1: "stdout", STDERR: "stderr"}
 SAVE_EVERY = 0.2  # seconds between saves of a cursor that moved without a send
+LOSS_CHECK_EVERY = 1.0  # seconds between looks at the buffer's oldest record while forwarding
+LOSS_WARN_EVERY = 60.0  # seconds between warnings of output lost while running (the first at once)
 
 
 def cursor_path(directory: Path) -> Path:
@@ -59,13 +62,25 @@ class Forwarder:
         self.last_ns = int(state.get("last_ns") or 0)
         self.sent = int(state.get("sent") or 0)
         self.lost = 0  # messages the sink refused (OSError)
+        # output that rotated out of the buffer before it was sent, while forwarding (estimates)
+        self.gaps = int(state.get("gaps") or 0)
+        self.gap_bytes = int(state.get("gap_bytes") or 0)
+        self.gap_messages = int(state.get("gap_messages") or 0)
+        self.fed_ts = 0  # timestamp of the last record fed (this run)
+        self._rate: tuple[int, int, int] | None = None  # (first ts fed, bytes fed, messages sent) this run
+        self._oldest = 0  # the buffer's oldest record when last looked, if newer than what was fed
+        self._checked = 0.0  # monotonic time of that look
+        self._ino = 0  # of the buffer's current file at that look
+        self._warned = 0.0
+        self._unwarned = [0, 0, 0, 0, 0]  # gaps, bytes, messages, first gap start, last gap end
         self.carry: dict[int, tuple[bytes, int, int, int]] = {}  # stream -> (bytes, first ts, rec ts, rec offset)
         self._dirty = False
         self._busy = False  # a record is being sent (in a worker thread)
 
     def save(self, ended: bool = False) -> None:
         data = {"pos": {str(k): list(v) for k, v in list(self.pos.items())}, "last_ns": self.last_ns,
-                "sent": self.sent, "ended": ended}
+                "sent": self.sent, "ended": ended, "gaps": self.gaps, "gap_bytes": self.gap_bytes,
+                "gap_messages": self.gap_messages}
         path = cursor_path(self.info.directory)
         tmp = path.with_suffix(".tmp")
         try:
@@ -115,6 +130,73 @@ class Forwarder:
             self.carry[r.stream] = (data[start:], first_ts, r.timestamp_ns, start - base)
         self.pos.setdefault(r.stream, (r.timestamp_ns, start - base))  # where this stream's unsent bytes begin
 
+    def watch(self, r: LogRecord) -> None:
+        """Feed ``r`` and say (a warning, the counters) when records before it were skipped
+        because they rotated out of the buffer while the forwarder was behind: every
+        LOSS_CHECK_EVERY seconds the buffer's oldest record is looked at; if it is newer than the
+        last record fed, the first record fed at or after it closes a gap (from the last record
+        fed before it), unless it is that oldest record itself (it came next: nothing was skipped)."""
+        now = time.monotonic()
+        if self.fed_ts and not self._oldest and (self._rotated() or now - self._checked >= LOSS_CHECK_EVERY):
+            self._checked = now
+            first = next(iter(self.buffer.records()), None)
+            if first is not None and first.timestamp_ns > self.fed_ts:
+                self._oldest = first.timestamp_ns
+        if self._oldest and r.timestamp_ns >= self._oldest:
+            if r.timestamp_ns > self._oldest:
+                self._gap(self.fed_ts, r.timestamp_ns, now)
+            self._oldest = 0
+        if self._rate is None:
+            self._rate = (r.timestamp_ns, 0, self.sent)
+        t0, nbytes, sent0 = self._rate
+        self._rate = (t0, nbytes + len(r.data), sent0)
+        self.fed_ts = max(self.fed_ts, r.timestamp_ns)
+        self.feed(r)
+
+    def _rotated(self) -> bool:
+        """The buffer's current file changed since the last call (always True for a buffer
+        without a ``path``)."""
+        try:
+            ino = os.stat(self.buffer.path).st_ino
+        except (AttributeError, OSError):
+            return True
+        changed, self._ino = ino != self._ino, ino
+        return changed
+
+    def _gap(self, start: int, end: int, now: float) -> None:
+        """Output written after ``start`` and before ``end`` was not sent: estimated at the rate
+        of the output forwarded so far (bytes per second of output, bytes per message)."""
+        t0, nbytes, sent0 = self._rate or (start, 0, self.sent)
+        span = start - t0
+        est_bytes = nbytes * (end - start) // span if span > 0 else nbytes  # no rate yet: a guess
+        est_msgs = est_bytes * max(self.sent - sent0, 0) // max(nbytes, 1)
+        self.gaps += 1
+        self.gap_bytes += est_bytes
+        self.gap_messages += est_msgs
+        self._dirty = True
+        u = self._unwarned
+        u[0] += 1
+        u[1] += est_bytes
+        u[2] += est_msgs
+        u[3] = u[3] or start
+        u[4] = end
+        if not self._warned or now - self._warned >= LOSS_WARN_EVERY:
+            self.warn_gaps(now)
+
+    def warn_gaps(self, now: float) -> None:
+        """The warning for the gaps not said yet (rate-limited by :meth:`_gap`; the rest at the end)."""
+        u = self._unwarned
+        if not u[0]:
+            return
+        self._warned = now
+        log.warning("log driver %s: output of container %s written after %s and before %s was not sent: it "
+                    "rotated out of the buffer before the driver took it (%d gap(s), about %d bytes, %d "
+                    "message(s); %d gap(s), about %d bytes in all; the driver "
+                    "is slower than the output: raise the daemon's log-opts max-size/max-file)",
+                    self.driver.name, self.info.id12, rfc3339_nano(u[3]), rfc3339_nano(u[4]), u[0], u[1], u[2],
+                    self.gaps, self.gap_bytes)
+        self._unwarned = [0, 0, 0, 0, 0]
+
     def flush(self) -> None:
         """The output ended: what is left of a line goes out, marked partial (no newline)."""
         for stream, (data, ts, rts, _) in sorted(self.carry.items()):
@@ -155,13 +237,14 @@ class Forwarder:
                         # in a thread: a receiver that does not keep up blocks its sends, never the daemon
                         self._busy = True
                         try:
-                            await asyncio.to_thread(self.feed, r)
+                            await asyncio.to_thread(self.watch, r)
                         finally:
                             self._busy = False
                         if self._dirty:  # sent: saved at once (a kill -9 re-sends at most this record's lines)
                             self.save()
             finally:
                 saver.cancel()
+                self.warn_gaps(time.monotonic())
             self.flush()
             ended = True
         finally:

@@ -169,8 +169,10 @@ class LogReader:
             for p in self.files()[:-1]:
                 with _open(p) as f:
                     history.extend(r for r, _ in self._scan(f, 0))
+            last_ts = 0  # of the last record read from cur
             for r, offset in self._scan(cur, 0):  # noqa: B007  (the last offset: where following starts)
                 history.append(r)
+                last_ts = r.timestamp_ns
             history = [r for r in history
                        if r.timestamp_ns >= since_ns and (not until_ns or r.timestamp_ns <= until_ns)]
             if tail is not None and tail >= 0:
@@ -182,6 +184,7 @@ class LogReader:
                 got = False
                 for r, offset in self._scan(cur, offset):  # noqa: B007, B020  (the last offset: where to go on)
                     got = True
+                    last_ts = r.timestamp_ns
                     if until_ns and r.timestamp_ns > until_ns:
                         return
                     if r.timestamp_ns >= since_ns:
@@ -199,13 +202,18 @@ class LogReader:
                     new_ino = ino
                 if new_ino != ino:  # rotated: drain what was written before the rename, switch
                     for r, offset in self._scan(cur, offset):  # noqa: B007, B020
+                        last_ts = r.timestamp_ns
                         if r.timestamp_ns >= since_ns and (not until_ns or r.timestamp_ns <= until_ns):
                             yield r
-                    try:
-                        nxt = open(self.path, "rb", buffering=1 << 20)
-                    except FileNotFoundError:  # the writer is between its rename and create
-                        await watch.wait(poll_interval)
-                        continue
+                    # to the file written next (rotated again meanwhile, it is a ``.N`` now), not
+                    # the newest: a reader behind the writer skips nothing that is still there
+                    nxt = self._successor(ino, last_ts) if last_ts else None
+                    if nxt is None:
+                        try:
+                            nxt = open(self.path, "rb", buffering=1 << 20)
+                        except FileNotFoundError:  # the writer is between its rename and create
+                            await watch.wait(poll_interval)
+                            continue
                     cur.close()
                     cur = nxt
                     ino, offset = os.fstat(cur.fileno()).st_ino, 0
@@ -217,6 +225,24 @@ class LogReader:
                     await watch.wait(poll_interval)
         finally:
             cur.close()
+
+    def _successor(self, ino: int, last_ts: int):
+        """The oldest log file (not a compressed one) whose first record comes after ``last_ts``,
+        open; None if there is none (yet)."""
+        for p in self.files():
+            if p.name.endswith(".gz"):
+                continue
+            try:
+                f = open(p, "rb", buffering=1 << 20)
+            except FileNotFoundError:
+                continue
+            first = None
+            if os.fstat(f.fileno()).st_ino != ino:
+                first = next((r for r, _ in self._scan(f, 0)), None)
+            if first is not None and first.timestamp_ns > last_ts:
+                return f
+            f.close()
+        return None
 
     def _exited(self) -> bool:
         """The exit file exists, or the whole state dir is gone (the container was removed)."""

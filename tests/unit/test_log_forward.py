@@ -2,6 +2,7 @@
 journald's native-protocol datagrams (exact bytes, the memfd fallback for a big entry)."""
 
 import array
+import contextlib
 import os
 import socket
 import struct
@@ -72,8 +73,8 @@ def test_what_rotated_out_of_the_buffer_is_reported(tmp_path, caplog):
     f = fwd(tmp_path)
     f.feed(LogRecord(1, 10, b"one\n"))
     f.save()
-    g = Forwarder(LogDrivers().get("journald"), info(tmp_path), Buffer([LogRecord(1, 10, b"one\n"), LogRecord(1, 20, b"x\n")]),
-                  Sink())
+    g = Forwarder(LogDrivers().get("journald"), info(tmp_path),
+                  Buffer([LogRecord(1, 10, b"one\n"), LogRecord(1, 20, b"x\n")]), Sink())
     assert not g.check_lost()  # the cursor's record is still there: nothing lost
     g.buffer = Buffer([LogRecord(1, 30, b"late\n")])
     with caplog.at_level("WARNING", logger="dockyard.logging"):
@@ -133,3 +134,81 @@ def test_no_receiver_is_an_error_naming_journald(tmp_path):
 
     with pytest.raises(DockyardError, match="journald"):
         journald.JournalSink(str(tmp_path / "nobody"), {})
+
+
+class RotatingBuffer:
+    """A buffer that rotates while it is followed: ``states[i]`` is what records() holds (the
+    buffer's files) once the follower has taken ``i`` records; follow() yields ``seen``."""
+
+    def __init__(self, seen, states):
+        self.seen, self.states, self.taken = seen, states, 0
+
+    def records(self):
+        return iter(self.states[min(self.taken, len(self.states) - 1)])
+
+    async def follow(self, since=0):
+        for r in self.seen:
+            yield r
+            self.taken += 1
+
+
+def run_forwarder(tmp_path, buf):
+    import asyncio
+
+    f = Forwarder(LogDrivers().get("journald"), info(tmp_path), buf, Sink())
+    asyncio.run(f.run())
+    return f
+
+
+def test_output_that_rotated_out_while_forwarding_is_said_and_counted(tmp_path, caplog):
+    a1, a2 = LogRecord(1, 10_000, b"a1\n"), LogRecord(1, 20_000, b"a2\n")
+    b1, c1, d1 = LogRecord(1, 30_000, b"b1\n"), LogRecord(1, 40_000, b"c1\n"), LogRecord(1, 50_000, b"d1\n")
+    # the forwarder is slow: once it took a1, file A (a1, a2) rotated out; once it took a2, B too:
+    # it goes on with c1 (b1 was never sent)
+    buf = RotatingBuffer([a1, a2, c1, d1], [[a1, a2, b1, c1], [b1, c1], [c1, d1]])
+    with caplog.at_level("WARNING", logger="dockyard.logging"):
+        f = run_forwarder(tmp_path, buf)
+    assert [x[1] for x in f.sink.got] == [b"a1", b"a2", b"c1", b"d1"]
+    assert "was not sent" in caplog.text and ("c" * 12) in caplog.text and "rotated out" in caplog.text
+    assert "1 gap(s)" in caplog.text
+    assert f.gaps == 1 and f.gap_bytes > 0
+    assert read_cursor(tmp_path)["gaps"] == 1
+
+
+def test_rotation_without_loss_is_not_reported(tmp_path, caplog):
+    a1, a2 = LogRecord(1, 10_000, b"a1\n"), LogRecord(1, 20_000, b"a2\n")
+    b1, c1 = LogRecord(1, 30_000, b"b1\n"), LogRecord(1, 40_000, b"c1\n")
+    # A rotated out while being sent, but B (what came next) was still there and was sent
+    buf = RotatingBuffer([a1, a2, b1, c1], [[a1, a2, b1], [b1, c1]])
+    with caplog.at_level("WARNING", logger="dockyard.logging"):
+        f = run_forwarder(tmp_path, buf)
+    assert [x[1] for x in f.sink.got] == [b"a1", b"a2", b"b1", b"c1"]
+    assert "was not sent" not in caplog.text and f.gaps == 0
+
+
+def test_a_follower_behind_reads_the_rotated_files_in_order(tmp_path):
+    """Two rotations while the follower is still in the first file: the file between (now .1)
+    is read next, not skipped for the newest one."""
+    import asyncio
+
+    from dockyard.runtime.logfile import LogReader, LogWriter
+
+    path, exit_path = tmp_path / "container.log", tmp_path / "exit"
+    w = LogWriter(path, max_size=100, max_files=3)
+    w.write(1, b"r1" * 25, 1)
+
+    async def main():
+        got = []
+        async with contextlib.aclosing(LogReader(path, exit_path).follow()) as records:
+            async for r in records:
+                got.append(r.timestamp_ns)
+                if r.timestamp_ns == 1:  # the follower is at A: A -> .1 -> .2, B -> .1, C
+                    w.write(1, b"r2" * 25, 2)
+                    w.write(1, b"r3" * 25, 3)
+                    exit_path.write_text("0")
+        return got
+
+    try:
+        assert asyncio.run(main()) == [1, 2, 3]
+    finally:
+        w.close()
