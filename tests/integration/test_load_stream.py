@@ -190,3 +190,22 @@ def test_hostile_archives_streamed_leave_the_store_unchanged(tmp_path, busybox_t
         load(svc, hostile[case])
     assert tree(tmp_path) == before
     assert set(svc.images) == images_before
+
+
+def test_a_reader_held_back_by_the_read_ahead_limit_still_loads_every_layer(tmp_path, svc, monkeypatch):
+    """With a one-byte read-ahead the archive reader waits for the unpackers after every
+    chunk; layers queued behind busy workers must not stall it (nor the other way round)."""
+    import dockyard.images.archive as archive_mod
+
+    monkeypatch.setattr(archive_mod, "SPOOL_MAX", 1)
+    layers = [tar_from_entries([(f"d{i}", "dir", None)] + [(f"d{i}/f{j}", "file", os.urandom(700_000))
+                                                           for j in range(3)]) for i in range(5)]
+    path = archive(tmp_path / "many.tar", layers, manifest_first=True)
+    assert load(svc, path) == ["Loaded image: s:1\n"]
+    assert len(svc.resolve("s:1").chains) == 5 and leftovers(svc) == []
+    diff_ids = ["sha256:" + sha(b) for b in layers[:4]] + ["sha256:" + "1" * 64]
+    bad = archive(tmp_path / "bad.tar", layers[:4] + [TOP], diff_ids)
+    other = make_svc(tmp_path / "b")
+    with pytest.raises(InvalidArgument, match="digest mismatch"):
+        load(other, bad)
+    assert leftovers(other) == [] and not other.layers
