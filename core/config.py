@@ -131,6 +131,7 @@ FILE_KEYS = {
     "log-level": "log_level",
     "log-format": "log_format",
     "storage-driver": "storage_driver",
+    "default-runtime": "runtime",  # dockerd's spelling (before "runtime": messages say runtime)
     "runtime": "runtime",
     "cgroups": "cgroups",
     "cgroup-parent": "cgroup_parent",
@@ -406,6 +407,8 @@ def read_file(path: Path) -> dict[str, Any]:
     unknown = sorted(set(raw) - set(FILE_KEYS))
     if unknown:
         raise ConfigError(f"config file {path}: unknown option(s): {', '.join(unknown)}")
+    if "runtime" in raw and "default-runtime" in raw:
+        raise ConfigError(f"config file {path}: runtime and default-runtime are the same option: give one")
     return {FILE_KEYS[k]: _coerce(FILE_KEYS[k], v) for k, v in raw.items()}
 
 

@@ -30,7 +30,7 @@ from . import config as cfg
 from .errors import ConfigError, PluginError, SkipPlugin
 from .events import EventBus, Event
 from .host import Host
-from .plugins import GROUPS, Plugins, await_me_maybe, entry_point_names
+from .plugins import GROUPS, Plugins, await_me_maybe, blocked_names, entry_point_names
 from .timestamps import rfc3339_millis, rfc3339_nano
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ class Daemon:
         self.transports: dict[str, Any] = {}
         self.services: list[Any] = []  # objects with optional info() / close() (containers, images...)
         self.runner: web.AppRunner | None = None
+        self._default_runtime_name: str | None = None  # --default-runtime runc: the name, served by oci
         self.started_at = time.time()
         self._background: set[asyncio.Task[Any]] = set()
         self.userns: Any = None  # dockyard.userns.IdMapping with --userns-remap
@@ -182,6 +183,9 @@ class Daemon:
         c = self.config
         for kind, (attr, candidates) in DRIVER_KINDS.items():
             name = getattr(c, attr)
+            if kind == "runtime" and name is not None and name not in entry_point_names(GROUPS["runtime"]):
+                self.drivers[kind] = self._load_serving_runtime(name)  # --default-runtime runc, as dockerd's
+                continue
             try:
                 self.drivers[kind] = self.plugins.load_driver(
                     kind, name, candidates=candidates, config=functools.partial(self._driver_config, kind),
@@ -195,6 +199,32 @@ class Daemon:
         for info in self.plugins.loaded:
             if info.capabilities is not None:
                 log.info("%s driver %s: capabilities %s", info.group, info.name, ", ".join(info.capabilities) or "none")
+
+    def _load_serving_runtime(self, name: str) -> Any:
+        """The default runtime given as a ``HostConfig.Runtime`` name no runtime driver is called
+        (``--default-runtime runc``, a name of the ``runtimes`` table): the installed runtime driver
+        that serves it (``runtime-names``), with ``name`` what containers get by default."""
+        from .drivers import contracts
+
+        installed = [n for n in entry_point_names(GROUPS["runtime"]) if n not in blocked_names()]
+        served: list[str] = []
+        for choice in (n for n in EXTRA_RUNTIMES if n in installed):
+            try:
+                driver = self.plugins.load_driver(
+                    "runtime", choice, config=lambda ch: self._driver_config("runtime", ch),
+                    root=self.config.data_root, state=self.config.exec_root)
+            except (PluginError, SkipPlugin) as exc:
+                log.info("runtime %s not available: %s", choice, exc)
+                continue
+            names = driver.names() if contracts.record("runtime", driver).has("runtime-names") else [choice]
+            if name in names:
+                self._default_runtime_name = name
+                return driver
+            served += names
+        raise PluginError(
+            f"default runtime {name!r} is neither an installed runtime driver nor a runtime name one serves; "
+            f"installed runtime drivers: {', '.join(installed) or 'none'}"
+            + (f"; runtime names served: {', '.join(dict.fromkeys(served))}" if served else ""))
 
     def _load_extra_runtimes(self) -> None:
         """Runtime drivers serving other ``--runtime`` names beside the default (the oci plugin:
@@ -214,7 +244,8 @@ class Daemon:
                 log.info("runtime %s not available: %s", name, exc)
         from .containers.runtimes import RuntimeSet
 
-        self.drivers["runtime"] = RuntimeSet(default, extras)  # core routes by container and capability
+        # core routes by container and capability
+        self.drivers["runtime"] = RuntimeSet(default, extras, name=self._default_runtime_name)
 
     def _driver_config(self, kind: str, name: str) -> dict[str, Any]:
         """A driver's ``[plugins.NAME]`` table. Daemons with different data roots get their own
@@ -512,7 +543,8 @@ FLAG_FIELDS = {
 @click.option("-l", "--log-level", type=click.Choice(cfg.LOG_LEVELS), help="Log level (default info)")
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format (default text)")
 @click.option("-s", "--storage-driver", help="Storage driver (default: first usable of overlay, vfs)")
-@click.option("--runtime", "--default-runtime", "runtime", help="Runtime driver (default native)")
+@click.option("--runtime", "--default-runtime", "runtime",
+              help="Default runtime: a runtime driver (native, oci) or a name one serves (runc; default native)")
 @click.option("--cgroups", help="cgroups driver: auto, v1, v2 (default auto)")
 @click.option("--insecure-tcp", is_flag=True, default=None, help="Allow plain TCP on non-loopback addresses")
 @click.option("--live-restore/--no-live-restore", default=None,

@@ -35,13 +35,15 @@ class RuntimeSet:
     (:class:`~dockyard.drivers.runtime.MultiRuntime`: ``names()``, ``path_of(name)``,
     ``owns(cid)``)."""
 
-    def __init__(self, default: Any, extras: Iterable[Any] = ()) -> None:
+    def __init__(self, default: Any, extras: Iterable[Any] = (), name: str | None = None) -> None:
         extras = list(extras)
         self.default = default
-        self.name: str = default.name
+        #: the default ``HostConfig.Runtime``: the default driver's name, or a name it serves (runc)
+        self.name: str = name or default.name
         self.records: dict[int, DriverRecord] = {id(d): contracts.record("runtime", d) for d in (default, *extras)}
         self.extras = [d for d in extras if self.records[id(d)].has("runtime-names")]
-        self._by_name = {n: d for d in self.extras for n in d.names() if n not in (self.name, d.name)}
+        self._by_name = {n: d for d in self.extras for n in d.names()
+                         if n not in (self.name, default.name, d.name)}
         self._owner: dict[str, Any] = {}
 
     # -- which runtime ------------------------------------------------------------------------

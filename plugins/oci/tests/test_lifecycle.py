@@ -177,6 +177,40 @@ def test_default_runtime_oci_runs_under_runc(make_daemon, busybox_tar):
         dk(d, "rm", "-f", cid)
 
 
+def test_default_runtime_runc_is_the_oci_drivers_name(make_daemon, busybox_tar, tmp_path):
+    """``--default-runtime runc`` (dockerd's spelling): runc is a name the oci driver serves, not a
+    driver; containers get it as HostConfig.Runtime and run under runc; ``default-runtime`` in the
+    config file names one of its ``runtimes`` the same way; an unknown name is refused naming both."""
+    d = make_daemon("--default-runtime", "runc")
+    d.load(busybox_tar)
+    assert dk(d, "info", "--format", "{{.DefaultRuntime}}").stdout == b"runc\n"
+    cid = dk(d, "run", "-d", "busybox", "sleep", "300").stdout.decode().strip()
+    try:
+        check_runtime(d, "runc", cid)
+    finally:
+        dk(d, "rm", "-f", cid)
+    conf = tmp_path / "dockyardd.toml"
+    conf.write_text(f'default-runtime = "myrunc"\n[runtimes.myrunc]\npath = "{shutil.which("runc")}"\n')
+    d2 = make_daemon("--config-file", str(conf))
+    d2.load(busybox_tar)
+    assert dk(d2, "info", "--format", "{{.DefaultRuntime}}").stdout == b"myrunc\n"
+    cid = dk(d2, "run", "-d", "busybox", "sleep", "300").stdout.decode().strip()
+    try:
+        state = inspect(d2, cid)
+        assert state["HostConfig"]["Runtime"] == "myrunc" and parent_name(state["State"]["Pid"]) == "runc"
+    finally:
+        dk(d2, "rm", "-f", cid)
+
+
+def test_default_runtime_unknown_name_is_refused(make_daemon):
+    d = make_daemon("--default-runtime", "nosuch", start=False)
+    with pytest.raises(RuntimeError, match="exited") as exc:
+        d.start()
+    msg = str(exc.value)
+    assert "default runtime 'nosuch' is neither an installed runtime driver nor a runtime name one serves" in msg
+    assert "installed runtime drivers: " in msg and "runtime names served: oci, runc" in msg
+
+
 @pytest.fixture
 def tree(tmp_path):
     """<tmp>/src with a tmpfs submount at src/sub holding a file."""
