@@ -343,8 +343,10 @@ class Daemon:
             "Plugins": {
                 "Volume": entry_point_names(GROUPS["volume"]),
                 "Network": entry_point_names(GROUPS["network"]),
-                "Authorization": sorted({i.plugin_name for i in self.plugins.hook.authorize_request.get_hookimpls()})
-                or None,  # hook modules that implement authorize_request
+                # hook modules whose authorize_* hooks are active under this config (Plugins.settle),
+                # as dockerd lists only the authorization plugins configured
+                "Authorization": sorted({i.plugin_name for h in ("authorize_request", "authorize_container")
+                                         for i in self.plugins.active(h).get_hookimpls()}) or None,
                 # the registered log drivers (dockyard.logging)
                 "Log": self.containers.logging.drivers.names() if self.containers is not None else [],
             },

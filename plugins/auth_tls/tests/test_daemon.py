@@ -652,11 +652,19 @@ def test_audit_one_line_per_request_no_credentials_and_rotation(tmp_path, daemon
 
 
 def test_info_lists_the_authorization_plugins(tmp_path, daemons):
-    d = start(daemons, tmp_path)
+    """auth_tls is listed when a policy is configured, not when its authorization hooks are
+    inactive under the config (no policy), as dockerd lists only the authz plugins configured."""
+    conf = write_config(tmp_path / "policy", policy='[[rule]]\nname = "all"\naction = "allow"\n')
+    d = start(daemons, tmp_path / "policy", "--config-file", str(conf))
     status, info = unix_request(d, "GET", "/info")
     assert status == 200 and "auth_tls" in info["Plugins"]["Authorization"]
     r = d.docker("info", "--format", "{{json .Plugins.Authorization}}")
     assert r.returncode == 0 and "auth_tls" in json.loads(r.stdout)
+    bare = start(daemons, tmp_path / "bare")
+    status, info = unix_request(bare, "GET", "/info")
+    assert status == 200 and "auth_tls" not in (info["Plugins"]["Authorization"] or [])
+    r = bare.docker("info", "--format", "{{json .Plugins.Authorization}}")
+    assert r.returncode == 0 and "auth_tls" not in (json.loads(r.stdout) or [])
 
 
 def test_plain_tcp_off_loopback_needs_the_insecure_flag_and_then_warns(pki, tmp_path, daemons):
