@@ -131,7 +131,6 @@ FILE_KEYS = {
     "log-level": "log_level",
     "log-format": "log_format",
     "storage-driver": "storage_driver",
-    "default-runtime": "runtime",  # dockerd's spelling (before "runtime": messages say runtime)
     "runtime": "runtime",
     "cgroups": "cgroups",
     "cgroup-parent": "cgroup_parent",
@@ -188,6 +187,8 @@ REFUSED_FALSE = {
                 "networks work here; there is no mode without them",
 }
 FIELD_TO_KEY = {v: k for k, v in FILE_KEYS.items()}
+#: other spellings of a key: dockerd's (daemon.json) -> this file's
+KEY_ALIASES = {"default-runtime": "runtime"}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -404,11 +405,14 @@ def read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
-    unknown = sorted(set(raw) - set(FILE_KEYS))
+    unknown = sorted(set(raw) - set(FILE_KEYS) - set(KEY_ALIASES))
     if unknown:
         raise ConfigError(f"config file {path}: unknown option(s): {', '.join(unknown)}")
-    if "runtime" in raw and "default-runtime" in raw:
-        raise ConfigError(f"config file {path}: runtime and default-runtime are the same option: give one")
+    for alias, key in KEY_ALIASES.items():
+        if alias in raw:
+            if key in raw:
+                raise ConfigError(f"config file {path}: {key} and {alias} are the same option: give one")
+            raw[key] = raw.pop(alias)
     return {FILE_KEYS[k]: _coerce(FILE_KEYS[k], v) for k, v in raw.items()}
 
 
