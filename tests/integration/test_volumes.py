@@ -162,15 +162,15 @@ def test_mount_through_dotdot_symlink_survives_host_renames(v, images, tmp_path)
     walk; the shim retries (as openat2(2) asks) instead of failing the start. Renames run in a
     loop here while containers mount through the image's ``up -> ../../..`` symlink."""
     stop = threading.Event()
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.write_text("x")
 
-    def churn() -> None:
+    def churn(n: int) -> None:  # each worker renames its own file back and forth
+        a, b = tmp_path / f"a{n}", tmp_path / f"b{n}"
+        a.write_text("x")
         while not stop.is_set():
             os.rename(a, b)
             os.rename(b, a)
 
-    workers = [threading.Thread(target=churn) for _ in range(2)]
+    workers = [threading.Thread(target=churn, args=(n,)) for n in range(2)]
     for w in workers:
         w.start()
     try:

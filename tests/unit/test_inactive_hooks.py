@@ -141,7 +141,8 @@ ALL = ["authenticate_request", "authorize_request", "authorize_container", "requ
 OK = b"HTTP/1.1 200 OK"
 
 
-def test_inactive_request_hooks_are_never_called_and_pings_skip_the_handler(tmp_path: Path) -> None:
+def test_hook_inactive_hooks(tmp_path: Path) -> None:
+    """Request hooks a module names inactive are never called; pings skip the handler."""
     module, counter = Recorder(inactive=ALL), Counter()
     answers, handler_calls = run(tmp_path, [module, counter], "/_ping", "/v1.44/_ping", "/other", "/_ping")
     assert answers == [OK] * 4
@@ -150,6 +151,25 @@ def test_inactive_request_hooks_are_never_called_and_pings_skip_the_handler(tmp_
     # request_observed still sees every request, the fast path's pings too
     assert counter.observed == [("/_ping", "GET", 200), ("/_ping", "GET", 200), ("/other", "GET", 200),
                                 ("/_ping", "GET", 200)]
+
+
+def test_hook_request_observed(tmp_path: Path) -> None:
+    """Every request is observed once with its route template, method and status: fast-path
+    pings, versioned pings, routed requests and a path no route matches (route None)."""
+    counter = Counter()
+    calls: list[int] = []
+
+    async def main() -> list[bytes]:
+        runner, sock = await serve(tmp_path, [counter], calls)
+        try:
+            return await exchange(sock, "/_ping", "/v1.44/_ping", "/other", "/nosuch/route")
+        finally:
+            await runner.cleanup()
+
+    answers = asyncio.run(main())
+    assert answers[:3] == [OK] * 3 and answers[3].startswith(b"HTTP/1.1 404")
+    assert counter.observed == [("/_ping", "GET", 200), ("/_ping", "GET", 200), ("/other", "GET", 200),
+                                (None, "GET", 404)]
 
 
 def test_a_module_that_stays_active_sees_every_ping_and_its_denial_holds(tmp_path: Path) -> None:
