@@ -14,10 +14,13 @@ V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "freezer", "blki
 class Layout:
     """Where each controller is: ``v1`` maps a controller to its v1 mount point (co-mounted
     controllers share one); ``unified`` is the cgroup2 mount point (or None);
-    ``v2_controllers`` are the controllers available in the unified tree."""
+    ``v2_controllers`` are the controllers available in the unified tree; ``named`` maps a
+    named v1 hierarchy (``systemd`` for ``name=systemd``) to its mount point: no controller,
+    but OCI runtimes such as runc make every container's cgroup path there too."""
 
     v1: dict[str, str] = field(default_factory=dict)
     unified: str | None = None
+    named: dict[str, str] = field(default_factory=dict)
     v2_controllers: set[str] = field(default_factory=set)
 
     @property
@@ -48,7 +51,8 @@ def detect(mountinfo: str, proc_cgroups: str = "") -> Layout:
     """Parse the text of /proc/self/mountinfo and /proc/cgroups into a :class:`Layout`.
 
     A controller counts as v2 when /proc/cgroups lists it enabled with hierarchy 0 and a
-    cgroup2 tree is mounted. Named v1 hierarchies (``name=systemd``) are ignored.
+    cgroup2 tree is mounted. Named v1 hierarchies (``name=systemd``) hold no controller: they
+    are listed apart, in ``named``.
     """
     layout = Layout()
     for line in mountinfo.splitlines():
@@ -63,7 +67,9 @@ def detect(mountinfo: str, proc_cgroups: str = "") -> Layout:
             layout.unified = mountpoint
         elif fstype == "cgroup":
             for opt in b[2].split(","):
-                if opt in V1_CONTROLLERS or opt in ("net_cls", "net_prio", "perf_event", "hugetlb", "rdma", "misc"):
+                if opt.startswith("name="):
+                    layout.named.setdefault(opt[5:], mountpoint)
+                elif opt in V1_CONTROLLERS or opt in ("net_cls", "net_prio", "perf_event", "hugetlb", "rdma", "misc"):
                     layout.v1.setdefault(opt, mountpoint)
     if layout.unified:
         for line in proc_cgroups.splitlines():

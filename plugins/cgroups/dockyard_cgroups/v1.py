@@ -408,3 +408,14 @@ class CgroupV1:
                 except OSError as e:
                     c.log.warning("cannot remove %s: %s", b / "/".join(parts[:i]), e.strerror)
                     break
+        # an OCI runtime (runc) makes the parent in named hierarchies too (name=systemd) and
+        # removes only its containers' leaves: the now empty parent goes with ours (rmdir never
+        # removes a directory that still holds a cgroup or a process)
+        for root in self.layout.named.values():
+            for i in range(len(parts), 0, -1):
+                try:
+                    Path(root, *parts[:i]).rmdir()
+                except FileNotFoundError:
+                    continue
+                except OSError:
+                    break

@@ -114,6 +114,28 @@ def test_v1_refused_limit_is_invalid_argument_and_cleaned(v1):
 
 @pytest.mark.privileged
 @needs_v1
+@pytest.mark.skipif(not LAYOUT.named, reason="no named v1 hierarchy (name=systemd) on this host")
+def test_v1_remove_parent_also_removes_what_runc_made_in_named_hierarchies(v1):
+    """runc makes the containers' cgroup path in name=systemd too and removes only the leaves:
+    the daemon's empty parent there went on existing after every daemon (one a test daemon)."""
+    made = [Path(m, v1.parent) for m in LAYOUT.named.values()]
+    busy = Path(next(iter(LAYOUT.named.values())), v1.parent + "-busy")
+    for d in made:
+        d.mkdir(exist_ok=True)
+    busy.mkdir(exist_ok=True)
+    (busy / "child").mkdir(exist_ok=True)  # someone else's parent that still holds a cgroup
+    try:
+        v1.remove_parent()
+        assert [d for d in made if d.exists()] == []
+        assert (busy / "child").is_dir()  # rmdir never takes what is in use
+    finally:
+        for d in (busy / "child", busy, *made):
+            if d.exists():
+                d.rmdir()
+
+
+@pytest.mark.privileged
+@needs_v1
 def test_v1_remove_cleans_every_hierarchy(v1):
     v1.create("gone", Resources(memory=64 * MIB))
     v1.remove("gone")
