@@ -116,36 +116,44 @@ action = "allow"
 '''
 
 
-def test_routes_pipelined_behind_a_ping_are_authorized(make_daemon, tmp_path):
-    import os
-    import subprocess
-    import sys
+@pytest.fixture
+def open_base():
+    """A directory uid 1001 can traverse (pytest's tmp_path is 0700 above it); requested before
+    make_daemon, so it is removed after the daemon's teardown (which still writes its log)."""
+    import shutil
     import tempfile
     from pathlib import Path
 
     base = Path(tempfile.mkdtemp(prefix="dockyard-fastpath-"))
     base.chmod(0o711)
-    try:
-        (base / "policy.toml").write_text(POLICY)
-        (base / "d.toml").write_text(f'[plugins.auth_tls]\npolicy = "{base / "policy.toml"}"\n')
-        d = make_daemon("--config-file", str(base / "d.toml"), base=base / "d")
-        (base / "d").chmod(0o711)
-        os.chmod(d.socket, 0o666)
-        probe = base / "probe.py"
-        probe.write_text(_PROBE)
-        probe.chmod(0o644)
-        uid = 1001
-        r = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
-                            sys.executable, str(probe), str(d.socket)],
-                           capture_output=True, timeout=120)
-        assert r.returncode == 0, r.stderr.decode()
-        statuses = r.stdout.decode().split()
-        # ping, then /info (same write, next write, split), then ping, /version, and a HEAD ping
-        # (the rule allows GET only: the fast path runs the policy too)
-        assert statuses == ["200", "403", "200", "403", "200", "403", "200", "403", "403"], statuses
-        d.stop()
-    finally:
-        subprocess.run(["rm", "-rf", str(base)], check=False)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_routes_pipelined_behind_a_ping_are_authorized(open_base, make_daemon, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    base = open_base
+    (base / "policy.toml").write_text(POLICY)
+    (base / "d.toml").write_text(f'[plugins.auth_tls]\npolicy = "{base / "policy.toml"}"\n')
+    d = make_daemon("--config-file", str(base / "d.toml"), base=base / "d")
+    (base / "d").chmod(0o711)
+    os.chmod(d.socket, 0o666)
+    probe = base / "probe.py"
+    probe.write_text(_PROBE)
+    probe.chmod(0o644)
+    uid = 1001
+    r = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                        sys.executable, str(probe), str(d.socket)],
+                       capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()
+    statuses = r.stdout.decode().split()
+    # ping, then /info (same write, next write, split), then ping, /version, and a HEAD ping
+    # (the rule allows GET only: the fast path runs the policy too)
+    assert statuses == ["200", "403", "200", "403", "200", "403", "200", "403", "403"], statuses
+    d.stop()
 
 
 _PROBE = r'''
