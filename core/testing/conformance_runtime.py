@@ -66,22 +66,15 @@ async def until_output(driver: Any, cid: str, marker: bytes, timeout: float = 30
 
 
 async def open_stdin(path: Path, timeout: float = 30.0) -> int:
-    """Open a stdin FIFO for writing as the daemon does (core/api/stdin.py): without blocking,
-    retrying while it is not there yet (ENOENT) or has no reader yet (ENXIO)."""
-    import errno
+    """Open a stdin FIFO for writing as the daemon does (``dockyard.api.stdin.open_fifo_writer``:
+    without blocking, retrying while it is not there yet or has no reader yet); blocking after."""
+    from ..api.stdin import open_fifo_writer
 
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as exc:
-            if exc.errno not in (errno.ENXIO, errno.ENOENT) or loop.time() > deadline:
-                raise
-            await asyncio.sleep(0.02)
-            continue
-        os.set_blocking(fd, True)
-        return fd
+    fd = await open_fifo_writer(path, timeout)
+    if fd is None:
+        raise TimeoutError(f"no reader on the stdin FIFO {path} within {timeout} s")
+    os.set_blocking(fd, True)
+    return fd
 
 
 class RuntimeDriverSuite:
