@@ -142,14 +142,10 @@ async def splice_stdin(conn: Hijacked, fifo: int) -> str:
         chunk = conn.input.get_nowait()
         if chunk is None:
             return "eof"
-        view = memoryview(chunk)
-        while view:
-            try:
-                view = view[os.write(fifo, view):]
-            except BlockingIOError:
-                await _ready(fifo, True)
-            except OSError:
-                return "gone"
+        try:
+            await _send_all(conn, fifo, chunk)
+        except OSError:  # the reader went away
+            return "gone"
     conn.queued = 0
     sock = _sock_fd(conn)
     try:
