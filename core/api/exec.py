@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 
@@ -9,11 +10,11 @@ from aiohttp import web
 
 from ..containers import effective
 from ..containers.detachkeys import parse_detach_keys
-from ..containers.execs import ExecService
+from ..containers.execs import ExecInstance, ExecService
 from ..drivers.runtime import ExecStartError
 from ..errors import InvalidArgument, NotSupported
 from ..runtime.logfile import LogRecord
-from .hijack import hijack
+from .hijack import Hijacked, hijack
 from . import zerocopy
 from .stdin import open_fifo_writer, pump_stdin, run_streams
 from . import models
@@ -90,9 +91,17 @@ async def start(request: web.Request) -> web.StreamResponse:
     # Docker takes the keys from the exec's create config; a query parameter overrides them
     keys = parse_detach_keys(request.query.get("detachKeys") or e.detach_keys) if tty else b""
     content_type = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
-    response, conn = await hijack(request, content_type)
+    # The process starts while the 101 goes out and the client reads it (hijack waits for
+    # that): its output is in the exec's log until then, and a start error is still reported
+    # in the stream. A client gone before the stream finds the process started, as detached.
+    starting = asyncio.ensure_future(svc.start(e))
     try:
-        await svc.start(e)
+        response, conn = await hijack(request, content_type)
+    except BaseException:
+        spawn(_cleanup_started(svc, e, starting), f"cleanup of exec {e.id[:12]}")
+        raise
+    try:
+        await starting
     except ExecStartError as exc:
         with contextlib.suppress(ConnectionResetError):
             await conn.write(_frame(tty, 1, (exc.message + "\r\n").encode()))
@@ -138,5 +147,23 @@ async def start(request: web.Request) -> web.StreamResponse:
         pass  # the client went away: the process keeps running, like Docker
     if not conn.lost.is_set():
         await e.done.wait()  # the client asks for ExitCode right after the stream ends
+        end_stream(conn)
     spawn(svc.cleanup(e), f"cleanup of exec {e.id[:12]}")
     return response
+
+
+def end_stream(conn: Hijacked) -> None:
+    """The end of the output, now: the client sees EOF at once and asks for the exit code,
+    instead of after the handler's return, the cleanup task and the response's teardown
+    (a shutdown of our side; the connection closes when the handler returns)."""
+    transport = conn.transport
+    with contextlib.suppress(OSError, RuntimeError):
+        if not transport.is_closing() and transport.can_write_eof() and not transport.get_write_buffer_size():
+            transport.write_eof()
+
+
+async def _cleanup_started(svc: ExecService, e: ExecInstance, starting: asyncio.Future[None]) -> None:
+    """The hijack failed (the client went away) while the process was starting."""
+    with contextlib.suppress(BaseException):
+        await starting
+    await svc.cleanup(e)
