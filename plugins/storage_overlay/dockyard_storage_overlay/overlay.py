@@ -39,14 +39,32 @@ from . import mounts
 
 log = logging.getLogger("dockyard.storage.overlay")
 _pool: ThreadPoolExecutor | None = None
+_trash_pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
-def _detach(merged: str) -> None:
+def _detach(merged: str, rel: _Release) -> None:
     """Detach the overlay on ``merged`` and release it (see OverlayDriver.unmount)."""
-    fd = mounts.detach(merged)
+    try:
+        fd = mounts.detach(merged)
+    except BaseException:
+        rel.failed = True
+        raise
+    finally:
+        rel.detached.set()
     if fd is not None:
         os.close(fd)
+
+
+class _Release:
+    """An unmount under way: ``detached`` is set once the mount left the namespace (or the
+    detach ``failed``), ``future`` is done once the overlay is released (its superblock shut
+    down, which syncs the upper filesystem)."""
+
+    def __init__(self, merged: str) -> None:
+        self.detached = threading.Event()
+        self.failed = False
+        self.future: Future[None] = _release_pool().submit(_detach, merged, self)
 
 
 def _release_pool() -> ThreadPoolExecutor:
@@ -56,6 +74,34 @@ def _release_pool() -> ThreadPoolExecutor:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="overlay-release")
         return _pool
+
+
+def _trash_worker() -> ThreadPoolExecutor:
+    """The thread that deletes removed containers' directories (see OverlayDriver.remove_rw):
+    apart from the release pool, so that unmounts never queue behind a deletion."""
+    global _trash_pool
+    with _pool_lock:
+        if _trash_pool is None:
+            _trash_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="overlay-discard")
+        return _trash_pool
+
+
+def _result(fut: Future[None], cid: str) -> None:
+    """Wait for a release or deletion; its error is logged (a kill would leave the same)."""
+    try:
+        fut.result()
+    except OSError as exc:
+        log.warning("unmounting the overlay of %s: %s", cid[:12], exc)
+
+
+def _discard(trash: Path, rel: _Release | None, cid: str) -> None:
+    """Delete a removed container's renamed directory once its overlay is released."""
+    if rel is not None:
+        _result(rel.future, cid)
+    try:
+        L.remove_tree(trash)
+    except OSError as exc:  # the constructor deletes what is left (.tmp-*)
+        log.warning("deleting the writable layer of %s: %s", cid[:12], exc)
 
 
 _MAGIC_NAMES = {"ext4": "extfs", "ext3": "extfs", "ext2": "extfs"}
@@ -101,7 +147,9 @@ class OverlayDriver:
                 link.unlink()
         self._lock = threading.Lock()  # mount/unmount of one driver never interleave
         # unmounted containers whose overlay superblock is still being released (see unmount)
-        self._releasing: dict[str, Future[None]] = {}
+        self._releasing: dict[str, _Release] = {}
+        # removed containers' directories (renamed ``.tmp-rm-*``) being deleted (see remove_rw)
+        self._discarding: set[Future[None]] = set()
         self.idmap = None  # userns-remap: owners shifted into the mapping (use_id_mapping)
 
     def use_id_mapping(self, mapping) -> None:
@@ -339,18 +387,15 @@ class OverlayDriver:
         merged = str(self._dir(cid) / "merged")
         with self._lock:
             if cid not in self._releasing:  # one under way detaches this mount already
-                self._releasing[cid] = _release_pool().submit(_detach, merged)
+                self._releasing[cid] = _Release(merged)
 
     def _released(self, cid: str) -> None:
         """Wait until the overlay ``unmount`` detached is gone (not holding the driver's lock:
         other containers' mounts go on meanwhile)."""
         with self._lock:
-            fut = self._releasing.pop(cid, None)
-        if fut is not None:
-            try:
-                fut.result()
-            except OSError as exc:
-                log.warning("unmounting the overlay of %s: %s", cid[:12], exc)
+            rel = self._releasing.pop(cid, None)
+        if rel is not None:
+            _result(rel.future, cid)
 
     def is_mounted(self, cid: str) -> bool:
         """After ``unmount`` returned: False (an unmount under way is waited for first)."""
@@ -361,20 +406,42 @@ class OverlayDriver:
         """Unmount, then rename the directory to ``.tmp-rm-*`` (atomic) and delete that: a
         crash leaves the container whole or a ``.tmp-*`` the constructor deletes. What an
         interrupted removal of an older version left (no ``work``, no ``merged``, maybe no
-        ``diff``) is removed too: only a real layer (with a ``link``) is refused."""
+        ``diff``) is removed too: only a real layer (with a ``link``) is refused.
+
+        Only the detach and the rename are waited for: the overlay's release (which syncs the
+        upper filesystem) and the deletion of the renamed directory (a journal wait per
+        unlink on a busy ext4) finish in a worker thread (``close`` waits for them), so a
+        ``docker rm`` does not wait for the disk. Once this returns the container is neither
+        mounted nor listed by :meth:`containers`."""
         path = self._dir(cid)
         if not path.exists():
             return
         if self._is_layer(path):
             raise Conflict(f"{cid} is a layer, not a container")
         self.unmount(cid)
-        self._released(cid)
-        trash = self.root / f".tmp-rm-{cid}-{secrets.token_hex(4)}"
+        with self._lock:
+            rel = self._releasing.pop(cid, None)
+        if rel is not None:
+            rel.detached.wait()
+            if rel.failed:
+                _result(rel.future, cid)  # logged; unmounted again below, or this fails
+                rel = None
+        if rel is None:  # the detach failed: a mount still there keeps its directory
+            mounts.unmount(str(path / "merged"))
+        # not named after the container: nothing named by its id is left once this returns
+        trash = self.root / f".tmp-rm-{secrets.token_hex(8)}"
         try:
             path.rename(trash)
         except FileNotFoundError:
             return
-        L.remove_tree(trash)
+        fut = _trash_worker().submit(_discard, trash, rel, cid)
+        with self._lock:
+            self._discarding.add(fut)
+        fut.add_done_callback(self._discarded)
+
+    def _discarded(self, fut: Future[None]) -> None:
+        with self._lock:
+            self._discarding.discard(fut)
 
     def changes(self, cid: str) -> list[dict]:
         path = self._container(cid)
@@ -393,7 +460,12 @@ class OverlayDriver:
                       if not p.name.startswith(".") and p.name != "l" and p.is_dir() and not self._is_layer(p))
 
     def close(self) -> None:
-        """Mounts of running containers stay (live-restore)."""
+        """Mounts of running containers stay (live-restore). Waits for the deletions that
+        ``remove_rw`` left to a worker (what a kill leaves, the constructor deletes)."""
+        with self._lock:
+            pending = list(self._discarding)
+        for fut in pending:
+            _result(fut, "")
 
 
 def _exists_in(lowers: list[Path], rel: str) -> os.stat_result | None:

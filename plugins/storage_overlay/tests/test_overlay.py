@@ -25,7 +25,8 @@ def overlay(tmp_path):
     yield drv
     for cid in drv.containers():
         drv.remove_rw(cid)
-    assert mounts_under(drv.root) == []
+    drv.close()
+    assert mounts_under(drv.root) == [] and list(drv.root.glob(".tmp-*")) == []
 
 
 def test_entry_points():
@@ -140,3 +141,44 @@ def test_fifo_and_devices_option(tmp_path):
     drv.create_layer("dev", None, make_tar(C("dev/null", 1, 3)))
     st = os.lstat(drv.root / "layers/dev/rootfs/dev/null")
     assert os.major(st.st_rdev) == 1 and os.minor(st.st_rdev) == 3
+
+
+@pytest.mark.privileged
+def test_remove_rw_waits_for_neither_the_release_nor_the_deletion(overlay, monkeypatch):
+    """``docker rm`` waits for the overlay's detach and the rename only: the release (the
+    superblock's shutdown syncs the upper filesystem) and the deletion of the renamed
+    directory finish in workers, and ``close`` waits for them. Held here: the release is
+    gated, so a remove_rw that waited for it would never return."""
+    import threading
+
+    from dockyard_storage_overlay import overlay as ov
+
+    gate = threading.Event()
+
+    class GatedOs:
+        def __getattr__(self, name):
+            return getattr(os, name)
+
+        def close(self, fd):
+            if threading.current_thread().name.startswith("overlay-release"):
+                assert gate.wait(60)
+            os.close(fd)
+
+    monkeypatch.setattr(ov, "os", GatedOs())
+    overlay.create_layer("base", None, make_tar(*BASE))
+    overlay.create_rw("c", "base")
+    with open(os.path.join(overlay.mount("c"), "written"), "w") as f:
+        f.write("data")
+    done = threading.Event()
+    remover = threading.Thread(target=lambda: (overlay.remove_rw("c"), done.set()))
+    try:
+        remover.start()
+        assert done.wait(60), "remove_rw waited for the overlay's release"
+        assert overlay.containers() == [] and mounts_under(overlay.root) == []
+        assert not overlay.is_mounted("c")
+        assert [p.name[:8] for p in overlay.root.glob(".tmp-*")] == [".tmp-rm-"]  # not deleted yet
+    finally:
+        gate.set()
+        remover.join(60)
+    overlay.close()
+    assert list(overlay.root.glob(".tmp-*")) == [] and overlay.layers() == ["base"]
