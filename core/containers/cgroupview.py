@@ -60,13 +60,55 @@ _GENERIC = {"xattr", "noprefix", "clone_children", "cpuset_v2_mode", "nsdelegate
 
 def view(procs_files: list[str], mountinfo: str | None = None,
          root: str = HOST_ROOT) -> tuple[list[CgroupMount], list[tuple[str, str]]]:
-    """The hierarchies to show the container and the host's symlinks between them."""
+    """The hierarchies to show the container and the host's symlinks between them. Without
+    ``mountinfo``, the host's cgroup mounts and the symlinks under ``root`` are read once
+    and kept (they do not change while the daemon runs; the mount table grows with every
+    running container, and was read at every start): read again when a procs file lies
+    under none of the kept hierarchies."""
     if not procs_files:
         return [], []
-    if mountinfo is None:
+    if mountinfo is not None:
+        return _view(procs_files, _sorted_mounts(mountinfo), lambda: _symlinks(root), root)
+    key = root
+    kept = _HOST.get(key)
+    if kept is None or not all(_under_any(os.path.dirname(p), kept[0]) for p in procs_files):
         with open("/proc/self/mountinfo") as f:
-            mountinfo = f.read()
-    mounts = sorted(cgroup_mounts(mountinfo), key=lambda m: len(m[0]), reverse=True)
+            kept = (_sorted_mounts(f.read()), _symlinks(root))
+        _HOST[key] = kept
+    mounts, links = kept
+    return _view(procs_files, mounts, lambda: links, root)
+
+
+# root -> (the host's cgroup mounts, longest first; the symlinks under root)
+_HOST: dict[str, tuple[list[tuple[str, str, str]], list[tuple[str, str]]]] = {}
+
+
+def _sorted_mounts(mountinfo: str) -> list[tuple[str, str, str]]:
+    return sorted(cgroup_mounts(mountinfo), key=lambda m: len(m[0]), reverse=True)
+
+
+def _under_any(d: str, mounts: list[tuple[str, str, str]]) -> bool:
+    return any(d == point or d.startswith(point.rstrip("/") + "/") for point, _, _ in mounts)
+
+
+def _symlinks(root: str) -> list[tuple[str, str]]:
+    """``(name, target)`` of each symlink directly under ``root``, by name."""
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return []
+    out = []
+    for e in entries:
+        if e.is_symlink():
+            try:
+                out.append((e.name, os.readlink(e.path)))
+            except OSError:
+                continue
+    return out
+
+
+def _view(procs_files: list[str], mounts: list[tuple[str, str, str]],
+          symlinks: Any, root: str) -> tuple[list[CgroupMount], list[tuple[str, str]]]:
     out: list[CgroupMount] = []
     for procs in procs_files:
         d = os.path.dirname(procs)
@@ -80,13 +122,7 @@ def view(procs_files: list[str], mountinfo: str | None = None,
     names = {m.name for m in out}
     links: list[tuple[str, str]] = []
     if "" not in names:
-        try:
-            entries = sorted(os.scandir(root), key=lambda e: e.name)
-        except OSError:
-            entries = []
-        for e in entries:
-            if e.is_symlink() and e.name not in names:
-                target = os.readlink(e.path)
-                if target in names:
-                    links.append((target, e.name))
+        for name, target in symlinks():
+            if name not in names and target in names:
+                links.append((target, name))
     return out, links

@@ -101,9 +101,16 @@ def hosts(config: dict[str, Any], host_config: dict[str, Any], address: str | No
 
 def write_hosts(directory: Path, config: dict[str, Any], host_config: dict[str, Any], address: str | None,
                 address6: str | None = None) -> None:
-    """Rewrite ``hosts`` in place (same inode: a running container's bind mount sees it)."""
-    with open(paths(directory)["hosts"], "w") as f:
-        f.write(hosts(config, host_config, address, address6))
+    """Rewrite ``hosts`` in place (same inode: a running container's bind mount sees it),
+    and only when its content changes (a start without an address writes what create wrote:
+    a read is cheaper than ext4's truncate and rewrite)."""
+    path = paths(directory)["hosts"]
+    text = hosts(config, host_config, address, address6)
+    with contextlib.suppress(OSError):
+        if path.read_text() == text:
+            return
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def host_network_files(host_config: dict[str, Any]) -> tuple[str, str]:

@@ -29,10 +29,13 @@ def _read_db(root: Path, name: str) -> list[list[str]]:
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 
-def resolve_user(root: Path, user: str, group_add: list[str] | None = None) -> tuple[int, int, list[int]]:
+def resolve_user(root: Path, user: str, group_add: list[str] | None = None,
+                 passwd: list[list[str]] | None = None) -> tuple[int, int, list[int]]:
     """Docker's ``-u`` rules: ``uid``, ``name``, ``uid:gid``, ``name:group``; the image's
-    /etc/passwd gives the primary group and /etc/group the supplementary ones."""
-    passwd, groups = _read_db(root, "passwd"), _read_db(root, "group")
+    /etc/passwd gives the primary group and /etc/group the supplementary ones (``passwd``:
+    that file already read)."""
+    passwd = _read_db(root, "passwd") if passwd is None else passwd
+    groups = _read_db(root, "group")
     name, _, group = (user or "0").partition(":")
     uid: int | None = None
     gid: int | None = None
@@ -126,7 +129,8 @@ def build_spec(
     syslog: dict[str, str | int] | None = None,
 ) -> ContainerSpec:
     hc = host_config
-    uid, gid, groups = resolve_user(rootfs, config.get("User") or "", hc.get("GroupAdd"))
+    passwd = environ.read_passwd(rootfs)  # once: the user's ids and its home
+    uid, gid, groups = resolve_user(rootfs, config.get("User") or "", hc.get("GroupAdd"), passwd)
     caps = capabilities.resolve(hc.get("CapAdd"), hc.get("CapDrop"), privileged=hc.get("Privileged", False))
     nnp, seccomp = _security_opts(hc)
     etc_mounts = [Mount(str(path), f"/etc/{name}", "bind", ["rbind", "rprivate"]) for name, path in files.items()]
@@ -148,7 +152,7 @@ def build_spec(
         args=cmd,
         env=environ.with_home(environ.daemon_environment(hostname, bool(config.get("Tty")),
                                                          list(config.get("Env") or [])),
-                              environ.read_passwd(rootfs), config.get("User") or ""),
+                              passwd, config.get("User") or ""),
         cwd=config.get("WorkingDir") or "/",
         uid=uid,
         gid=gid,

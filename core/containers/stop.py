@@ -60,10 +60,12 @@ async def stop(svc: ContainerService, ref: str, timeout: int | None = None, sig:
     svc.emit("stop", c)
 
 
-async def stop_process(svc: ContainerService, c: Container, timeout: int | None, sig: str | None = None) -> None:
-    """Stop signal, wait up to ``timeout`` seconds, then SIGKILL every process. A
-    restarting container has no process: its pending restart is cancelled. Never called
-    with the container's lock held."""
+async def stop_process(svc: ContainerService, c: Container, timeout: int | None, sig: str | None = None,
+                       kill_now: bool = False) -> None:
+    """Stop signal, wait up to ``timeout`` seconds, then SIGKILL every process; ``kill_now``
+    (``rm -f``, as moby's Kill): SIGKILL at once, no stop signal first. A restarting
+    container has no process: its pending restart is cancelled. Never called with the
+    container's lock held."""
     if c.state == State.RESTARTING:
         async with svc.lock(c.id):
             if c.state == State.RESTARTING:
@@ -78,14 +80,15 @@ async def stop_process(svc: ContainerService, c: Container, timeout: int | None,
     if c.state == State.PAUSED and svc.cgroups is not None:
         svc.cgroups.thaw(c.id)
         lifecycle.transition(c, "thaw")  # in memory only (as before): the exit is saved soon
-    with contextlib.suppress(InvalidState, NoSuchContainer):
-        await svc.runtime.kill(c.id, stop_signal)
-        svc.emit("kill", c, signal=stop_signal)
-    try:
-        await asyncio.wait_for(asyncio.shield(waiter), timeout if timeout >= 0 else None)
-        return
-    except asyncio.TimeoutError:
-        log.info("container %s did not stop after %ss, killing it", c.id[:12], timeout)
+    if not kill_now:
+        with contextlib.suppress(InvalidState, NoSuchContainer):
+            await svc.runtime.kill(c.id, stop_signal)
+            svc.emit("kill", c, signal=stop_signal)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout if timeout >= 0 else None)
+            return
+        except asyncio.TimeoutError:
+            log.info("container %s did not stop after %ss, killing it", c.id[:12], timeout)
     svc.emit("kill", c, signal=int(signals.SIGKILL))
     if svc.cgroups is not None and svc.cgroups.exists(c.id):
         with contextlib.suppress(Exception):
@@ -158,7 +161,7 @@ async def remove(svc: ContainerService, ref: str, force: bool = False, volumes: 
         if not force:
             require(c.state, "remove", c.id)
         c.manually_stopped = True
-        await stop_process(svc, c, timeout=0)
+        await stop_process(svc, c, timeout=0, kill_now=True)
     async with svc.lock(c.id):
         if c.id not in svc.containers:
             return

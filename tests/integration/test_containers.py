@@ -245,6 +245,21 @@ def test_events_for_a_container_lifecycle(d):
     assert actions[:1] == ["create"] and "start" in actions and "die" in actions and actions[-1] == "destroy"
 
 
+def test_rm_force_kills_at_once_as_moby(d):
+    """``rm -f`` of a running container is moby's Kill: SIGKILL, one ``kill`` event with
+    signal 9, no stop signal first (a TERM trap never runs)."""
+    cid = d.docker("run", "-d", "busybox", "sh", "-c",
+                   "trap 'echo term' TERM; echo ready; while true; do sleep 0.1; done").stdout.strip().decode()
+    wait_for(lambda: b"ready" in d.docker("logs", cid).stdout)
+    since = f"{time.time():.3f}"
+    assert d.docker("rm", "-f", cid).returncode == 0
+    r = d.docker("events", "--since", since, "--until", f"{time.time() + 0.5:.3f}",
+                 "--filter", f"container={cid}", "--format", "{{.Action}} {{index .Actor.Attributes \"signal\"}}")
+    lines = r.stdout.decode().splitlines()
+    assert [line for line in lines if line.startswith("kill")] == ["kill 9"], lines
+    assert lines[-1].startswith("destroy"), lines
+
+
 def test_log_rotation_per_container(d):
     cid = d.docker("run", "-d", "--log-opt", "max-size=10k", "--log-opt", "max-file=2", "busybox", "sh", "-c",
                    # ~100 KB of output, five times what two 10k files keep, however it is chunked
