@@ -95,6 +95,7 @@ async def start(request: web.Request) -> web.StreamResponse:
     # that): its output is in the exec's log until then, and a start error is still reported
     # in the stream. A client gone before the stream finds the process started, as detached.
     starting = asyncio.ensure_future(svc.start(e))
+    await asyncio.sleep(0)  # its spec is written and the shim's spawn handed over before the 101
     try:
         response, conn = await hijack(request, content_type)
     except BaseException:

@@ -127,12 +127,14 @@ class ExecService:
 
     def _spec(self, e: ExecInstance, c: Any) -> ExecSpec:
         root = Path(f"/proc/{c.pid}/root")
-        uid, gid, groups = resolve_user(root, e.user or c.config.get("User") or "", c.host_config.get("GroupAdd"))
+        passwd = environ.read_passwd(root)  # once, for the user and HOME
+        uid, gid, groups = resolve_user(root, e.user or c.config.get("User") or "", c.host_config.get("GroupAdd"),
+                                        passwd=passwd)
         # moby: the daemon's environment (PATH, HOSTNAME, TERM with a TTY), the container's
         # Env, then the exec's; HOME from the image's passwd as runc sets it
         env = environ.daemon_environment(c.config.get("Hostname") or c.id[:12], e.tty, list(c.config.get("Env") or []))
         env = environ.replace_or_append(env, list(e.env))
-        env = environ.with_home(env, environ.read_passwd(root), e.user or c.config.get("User") or "")
+        env = environ.with_home(env, passwd, e.user or c.config.get("User") or "")
         return ExecSpec(id=e.id, args=e.args, env=env, cwd=e.workdir or c.config.get("WorkingDir") or "/",
                         uid=uid, gid=gid, additional_gids=groups, tty=e.tty, console_size=e.console_size,
                         open_stdin=e.attach_stdin, privileged=e.privileged)

@@ -269,6 +269,8 @@ async def spawn_shim(shim: Path | str, spec_path: Path, argv0: str | None = None
 
 async def _reap(pid: int) -> None:
     """The shim's first process exits as soon as it has forked the monitor: reap it."""
+    if os.waitpid(pid, os.WNOHANG)[0] == pid:  # gone already (always, once the status line came)
+        return
     pidfd = os.pidfd_open(pid)
     try:
         await _readable(pidfd)
