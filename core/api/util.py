@@ -84,7 +84,12 @@ def _int64(text: str) -> int:
 
 def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
     """Docker's boolean query values: ``1``/``true``/``True``; ``0``/``false``/empty."""
-    value = request.query.get(name)
+    return query_flag(request.query, name, default)
+
+
+def query_flag(query: Any, name: str, default: bool = False) -> bool:
+    """``query_bool`` of a query mapping."""
+    value = query.get(name)
     if value is None:
         return default
     return value.strip().lower() not in ("", "0", "false", "no")

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
+
+import orjson
 
 from .. import filters as F
 from ..errors import DockyardError, InvalidArgument, NoSuchContainer
@@ -25,6 +29,36 @@ STATUSES = {"created", "restarting", "running", "removing", "paused", "exited", 
 
 def list_(svc: ContainerService, all_: bool = False, limit: int = -1, filters: str | None = None,
           size: bool = False) -> list[dict[str, Any]]:
+    out = []
+    names: dict[str, str] = {}
+    now = time.time_ns()
+    for c in _listed(svc, all_, limit, filters):
+        sizes = None
+        if size:
+            sizes = {"SizeRw": rw_size(svc, c), "SizeRootFs": 0}
+        row = c.list_json(image_name(svc, c, names), sizes, now)
+        suffix = svc.health.status_suffix(c)
+        if suffix:
+            row["Status"] += suffix
+        out.append(row)
+    return out
+
+
+def list_bytes(svc: ContainerService, all_: bool = False, limit: int = -1, filters: str | None = None,
+               size: bool = False) -> bytes:
+    """``list_`` as the JSON array the API sends: each row's bytes are kept with the values
+    they were made from (:func:`_row_bytes`), so a poll re-encodes only what changed."""
+    if size:  # sizes are read from the disk each time: nothing to keep
+        return _dumps(list_(svc, all_, limit, filters, size))
+    names: dict[str, str] = {}
+    now = time.time_ns()
+    suffix_of = svc.health.status_suffix
+    rows = [_row_bytes(c, image_name(svc, c, names), now, suffix_of(c)) for c in _listed(svc, all_, limit, filters)]
+    return b"[" + b",".join(rows) + b"]"
+
+
+def _listed(svc: ContainerService, all_: bool, limit: int, filters: str | None) -> list[Container]:
+    """The containers a list shows, newest first (Docker's filters, ``all``, ``limit``)."""
     f = F.parse(filters, LIST_FILTERS)
     for s in f.get("status", []):
         if s not in STATUSES:
@@ -39,24 +73,51 @@ def list_(svc: ContainerService, all_: bool = False, limit: int = -1, filters: s
         ref = svc.get(f["since"][0])
         items = [c for c in items if c.created_ns > ref.created_ns]
     out = []
-    names: dict[str, str] = {}
-    now = time.time_ns()
     for c in items:
         if not all_ and not c.running:
             continue
         if f and not _matches(svc, c, f):  # (no filter: every test passes)
             continue
-        sizes = None
-        if size:
-            sizes = {"SizeRw": rw_size(svc, c), "SizeRootFs": 0}
-        row = c.list_json(image_name(svc, c, names), sizes, now)
-        suffix = svc.health.status_suffix(c)
-        if suffix:
-            row["Status"] += suffix
-        out.append(row)
+        out.append(c)
         if 0 < limit <= len(out):
             break
     return out
+
+
+def _row_inputs(c: Container, image: str) -> tuple[Any, ...]:
+    """Every value a list row is made of but its ``Status`` text (which moves with the clock).
+    Keep in step with ``Container.list_json``: a value it reads that is missing here would
+    leave rows stale."""
+    config, ns = c.config, c.network_settings
+    return (c.id, c.name, c.status, image, c.image_id, c.created_ns, config.get("Entrypoint"), config.get("Cmd"),
+            config.get("Labels"), c.host_config.get("NetworkMode"), ns.get("Ports"), c.networks, c.mounts)
+
+
+def _row_bytes(c: Container, image: str, now_ns: int, suffix: str) -> bytes:
+    """One row's JSON. The bytes around ``Status`` are kept on the container with a deep copy
+    of the values they were made from (:func:`_row_inputs`) and made again when any of them
+    differs: the check compares values, not a version that each place changing a container
+    would have to bump, so a change made anywhere (a rename, a state change, a network
+    connected, a port published, an endpoint's address set in place) is in the next list."""
+    inputs = _row_inputs(c, image)
+    cached = c.__dict__.get("_list_row")
+    if cached is None or cached[0] != inputs:
+        row = c.list_json(image, None, now_ns)
+        keys = list(row)
+        i = keys.index("Status")  # encoded around, in list_json's order
+        head = _dumps({k: row[k] for k in keys[:i]})[:-1] + (b',"Status":' if i else b'"Status":')
+        tail = _dumps({k: row[k] for k in keys[i + 1:]})
+        tail = b"," + tail[1:] if len(tail) > 2 else b"}"
+        cached = c.__dict__["_list_row"] = (copy.deepcopy(inputs), head, tail)
+    return cached[1] + _dumps(c.status_text(now_ns) + suffix) + cached[2]
+
+
+def _dumps(data: Any) -> bytes:
+    """orjson, or the standard encoder for what orjson refuses (integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(data)
+    except TypeError:
+        return json.dumps(data, separators=(",", ":")).encode()
 
 
 def image_name(svc: ContainerService, c: Container, known: dict[str, str]) -> str:
