@@ -24,6 +24,14 @@ Guarantees kept:
   connection's reading is paused, so responses stay in order.
 * Error answers (a denial, a failing hook) are written by aiohttp's own response writer.
 
+``GET /containers/json`` (with any query, ``/vX.Y`` or not) is answered the same way when no
+request hook is implemented (``docker ps`` and compose poll it): the list handler's own code
+makes the body (:func:`dockyard.containers.queries.list_bytes`), the headers are the handler's
+and the middleware's, and ``request_observed`` is called with the list's route. A list that
+raises (a bad filter, an unknown ``before``) is left to the normal path, which answers it again
+and renders the error through the ``handle_exception`` hook. With request hooks implemented,
+the list always takes the normal path.
+
 The fast path turns itself off when the app has other middlewares or ``on_response_prepare``
 handlers, which it would skip.
 """
@@ -45,10 +53,12 @@ from aiohttp.web_urldispatcher import UrlMappingMatchInfo
 from ..tasks import spawn
 from ..versions import check_version, split_version
 from .middleware import COMMON_HEADERS
+from .util import DAEMON
 
 log = logging.getLogger("dockyard.api")
 
 PING = "/_ping"
+LIST = "/containers/json"
 MAX_VERSIONED = 64  # "/vX.Y/_ping" paths remembered as valid (clients use one or two)
 
 
@@ -112,12 +122,31 @@ class FastPath:
         self.bodies = {"GET": bytes(response.body), "HEAD": b""}
         self._second = -1
         self._answers: dict[str, bytes] = {}
+        self._date = b""
+        self.list_versions: dict[str, str | None] = {}  # "/v1.44/containers/json" -> "1.44"
+        self.list_route = self._list_route()
+        self.list_head = ("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                          + "".join(f"{k}: {v}\r\n" for k, v in COMMON_HEADERS.items())).encode("latin-1")
 
     def _route(self, method: str) -> Any:
         resolve = web.UrlDispatcher.resolve  # the plain router's: the prefix is not there
         done, info = _drive(resolve(self.app.router, _Unversioned(_url(PING), method)))  # type: ignore[arg-type]
         assert done and info.route is not None and info.route.resource.canonical == PING, info
         return info.route
+
+    def _list_route(self) -> Any:
+        """The route ``GET /containers/json`` resolves to, when it is the list handler's (a
+        plugin's route cannot take it over unseen); else None: no fast list."""
+        from ..containers.queries import list_bytes
+        from . import containers
+
+        self.list_bytes, self.list_args = list_bytes, containers.list_args
+        resolve = web.UrlDispatcher.resolve
+        done, info = _drive(resolve(self.app.router, _Unversioned(_url(LIST), "GET")))  # type: ignore[arg-type]
+        route = info.route if done else None
+        if route is None or route.resource is None or route.resource.canonical != LIST:
+            return None
+        return route if route.handler is containers.list_ else None
 
     @classmethod
     def usable(cls, app: web.Application, middleware: Any) -> bool:
@@ -128,11 +157,16 @@ class FastPath:
         """The whole response without hooks (Date per second, as aiohttp does)."""
         now = int(time.time())
         if now != self._second:
-            date = rfc822_formatted_time().encode()
+            date = self._date = rfc822_formatted_time().encode()
             self._answers = {m: self.heads[m] + b"Date: " + date + b"\r\n\r\n" + self.bodies[m]
                              for m in self.heads}
             self._second = now
         return self._answers[method]
+
+    def date(self) -> bytes:
+        if int(time.time()) != self._second:
+            self.answer("GET")
+        return self._date
 
     def version_of(self, path: str) -> str | None | bool:
         """None for ``/_ping``, the version of a valid ``/vX.Y/_ping``, False otherwise."""
@@ -163,16 +197,8 @@ class FastPath:
             return False
         version = self.version_of(message.path)
         if version is False:
-            return False
-        if (payload is not EMPTY_PAYLOAD or message.version != HttpVersion11 or message.should_close
-                or message.upgrade or message.chunked or "Expect" in message.headers):
-            return False
-        waiter = proto._waiter
-        if (waiter is None or waiter.done() or proto._messages or proto.over_cap or proto._close
-                or proto._force_close or proto.transport is None or proto._paused):
-            # not idle: a request is in progress, queued, or the connection ends; or the client
-            # does not read its answers (writing paused): the normal path waits for it (drain)
-            # and so stops reading, where answering here would buffer without end
+            return method == "GET" and self.list_route is not None and self.serve_list(proto, message, payload)
+        if not self.plain(proto, message, payload):
             return False
         proto._request_count += 1  # not the server's requests_count: pings are no work (api.janitor)
         if not self.hooked:
@@ -216,6 +242,61 @@ class FastPath:
         task = spawn(self._slow(proto, request, method, coro, done, result), f"fast-path answer to {method}")
         proto.fast_tasks.add(task)
         task.add_done_callback(proto.fast_tasks.discard)
+        return True
+
+    @staticmethod
+    def plain(proto: Any, message: Any, payload: Any) -> bool:
+        """A bodiless HTTP/1.1 keep-alive request on an idle connection under its cap."""
+        if (payload is not EMPTY_PAYLOAD or message.version != HttpVersion11 or message.should_close
+                or message.upgrade or message.chunked or "Expect" in message.headers):
+            return False
+        waiter = proto._waiter
+        # not idle: a request is in progress, queued, or the connection ends; or the client
+        # does not read its answers (writing paused): the normal path waits for it (drain)
+        # and so stops reading, where answering here would buffer without end
+        return not (waiter is None or waiter.done() or proto._messages or proto.over_cap or proto._close
+                    or proto._force_close or proto.transport is None or proto._paused)
+
+    def list_version(self, path: str) -> str | None | bool:
+        """None for ``/containers/json``, the version of a valid ``/vX.Y/containers/json``,
+        False otherwise (the path without its query)."""
+        if path == LIST:
+            return None
+        version = self.list_versions.get(path, False)
+        if version is not False or not path.endswith(LIST):
+            return version
+        v, rest = split_version(path)
+        if v is None or rest != LIST:
+            return False
+        try:
+            check_version(v)
+        except Exception:  # the normal path answers it (400)
+            return False
+        if len(self.list_versions) < MAX_VERSIONED:
+            self.list_versions[path] = v
+        return v
+
+    def serve_list(self, proto: Any, message: Any, payload: Any) -> bool:
+        """``GET /containers/json`` without request hooks (see the module docstring)."""
+        if self.hooked or self.list_version(message.path.partition("?")[0]) is False:
+            return False
+        if not self.plain(proto, message, payload):
+            return False
+        svc = getattr(self.app[DAEMON], "containers", None)
+        if svc is None:
+            return False
+        started = time.monotonic()
+        try:
+            body = self.list_bytes(svc, **self.list_args(message.url.query))
+        except Exception:  # the normal path answers it, errors through handle_exception
+            return False
+        proto._request_count += 1
+        proto._manager.requests_count += 1  # work for the memory janitor (dockyard.api.janitor)
+        proto.transport.write(b"".join((self.list_head, b"Content-Length: %d\r\nDate: " % len(body), self.date(),
+                                         b"\r\n\r\n", body)))
+        proto.fast_answered()
+        if self.observe is not None:
+            self.observe(LIST, "GET", 200, time.monotonic() - started)
         return True
 
     async def _slow(self, proto: Any, request: web.Request, method: str, coro: Any, done: bool, result: Any) -> None:

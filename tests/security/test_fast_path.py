@@ -32,6 +32,7 @@ import pytest
 pytestmark = pytest.mark.privileged
 
 PING = b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n"
+LIST = b"GET /v1.44/containers/json?all=1 HTTP/1.1\r\nHost: x\r\n\r\n"
 TIOCOUTQ = 0x5411  # on a Unix stream socket: bytes the peer has not read yet
 # bounds on a hang, not expectations
 STALL = 5.0
@@ -62,7 +63,8 @@ def daemon(make_daemon):
     return make_daemon(env={"DOCKYARD_DISABLE_PLUGINS": "auth_tls"})
 
 
-def test_pings_never_read_stall_the_client_not_fill_the_daemon(daemon):
+@pytest.mark.parametrize("request_", [PING, LIST])  # both fast-path routes
+def test_pings_never_read_stall_the_client_not_fill_the_daemon(daemon, request_):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.connect(str(daemon.socket))
@@ -70,7 +72,7 @@ def test_pings_never_read_stall_the_client_not_fill_the_daemon(daemon):
     stalled = False
     try:
         while sent < MAX_PINGS:
-            s.sendall(PING)  # one ping per read of the daemon: each one takes the fast path
+            s.sendall(request_)  # one request per read of the daemon: each one takes the fast path
             sent += 1
             deadline = time.monotonic() + STALL
             while _unread(s) and time.monotonic() < deadline:
@@ -90,7 +92,7 @@ def test_pings_never_read_stall_the_client_not_fill_the_daemon(daemon):
             assert chunk, "connection closed"
             answers += chunk
         assert re.findall(rb"HTTP/1\.1 (\d+)", answers) == [b"200"] * sent
-        s.sendall(PING)
+        s.sendall(request_)
         assert b"HTTP/1.1 200 OK" in s.recv(65536)
     finally:
         s.close()
@@ -151,8 +153,8 @@ def test_routes_pipelined_behind_a_ping_are_authorized(open_base, make_daemon, t
     assert r.returncode == 0, r.stderr.decode()
     statuses = r.stdout.decode().split()
     # ping, then /info (same write, next write, split), then ping, /version, and a HEAD ping
-    # (the rule allows GET only: the fast path runs the policy too)
-    assert statuses == ["200", "403", "200", "403", "200", "403", "200", "403", "403"], statuses
+    # (the rule allows GET only: the fast path runs the policy too), and lists (fast without hooks)
+    assert statuses == ["200", "403", "200", "403", "200", "403", "200", "403", "403", "403", "403"], statuses
     d.stop()
 
 
@@ -162,12 +164,14 @@ P = b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n"
 I = b"GET /info HTTP/1.1\r\nHost: x\r\n\r\n"
 V = b"GET /v1.44/version HTTP/1.1\r\nHost: x\r\n\r\n"
 H = b"HEAD /_ping HTTP/1.1\r\nHost: x\r\n\r\n"
+L = b"GET /containers/json HTTP/1.1\r\nHost: x\r\n\r\n"
+L2 = b"GET /v1.44/containers/json?all=1 HTTP/1.1\r\nHost: x\r\n\r\n"
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
-for part in (P + I, P, I, P + I[:7], I[7:], P + V, H):
+for part in (P + I, P, I, P + I[:7], I[7:], P + V, H, L, L2):
     s.sendall(part)
     time.sleep(0.05)
-want, out = 9, b""
+want, out = 11, b""
 s.settimeout(30)
 while len(re.findall(rb"HTTP/1\.1 (\d+)", out)) < want:
     chunk = s.recv(65536)
@@ -188,7 +192,7 @@ def slow_daemon(make_daemon, tmp_path):
     return make_daemon("--config-file", str(conf), env={"DOCKYARD_DISABLE_PLUGINS": "auth_tls"})
 
 
-@pytest.mark.parametrize("first", [b"/_ping", b"/version"])  # the fast path and the normal one
+@pytest.mark.parametrize("first", [b"/_ping", b"/containers/json", b"/version"])  # the fast paths, the normal one
 def test_the_start_of_a_head_behind_a_request_is_timed(slow_daemon, first):
     """Before, a request and the first bytes of the next in one write cancelled the header timer
     and armed none: the cut head held the connection until the idle timeout (300 s by default,

@@ -15,11 +15,13 @@ from typing import Any
 from aiohttp import web
 
 from dockyard import hookimpl
+from dockyard.api import containers as containers_api
 from dockyard.api import system
 from dockyard.api.fastpath import FastPath
 from dockyard.api.limits import FAST_PATH, LimitedAppRunner, Limits
 from dockyard.api.middleware import make_middleware
 from dockyard.api.router import VersionedRouter
+from dockyard.api.util import DAEMON
 from dockyard.builtin import error_renderer
 from dockyard.identity import Decision, Identity
 from dockyard.plugins import Plugins
@@ -57,15 +59,21 @@ class Hooks:
         self.finished.append((request.path, response.status, identity.name))
 
 
-async def serve(tmp: Path, hooks: Any, calls: list[int], access_log: Any = None) -> tuple[LimitedAppRunner, Path]:
+async def serve(tmp: Path, hooks: Any, calls: list[int], access_log: Any = None,
+                daemon: Any = None, *more_hooks: Any) -> tuple[LimitedAppRunner, Path]:
     plugins = Plugins()
     plugins.pm.register(error_renderer, name="builtin_errors")
     if hooks is not None:
         plugins.pm.register(hooks, name="test_hooks")
+    for i, extra in enumerate(more_hooks):
+        plugins.pm.register(extra, name=f"test_hooks_{i}")
     middleware = make_middleware(plugins)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         app = web.Application(router=VersionedRouter(), middlewares=[middleware])
+    if daemon is not None:  # the real container routes on a daemon with only a container service
+        app[DAEMON] = daemon
+        app.add_routes(containers_api.routes)
 
     async def ping(request: Any) -> web.Response:  # the real handler, counted
         calls.append(1)
@@ -230,3 +238,124 @@ def test_an_access_log_sees_every_ping(tmp_path: Path) -> None:
         assert len(calls) == started + 2  # the normal path: the access log has them
 
     run(tmp_path, None, body, access_log=logging.getLogger("test.access"))
+
+
+# -- GET /containers/json ----------------------------------------------------------------------
+
+class Observed:
+    """A request_observed plugin: not a request hook, the fast path calls it itself."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, str, int]] = []
+
+    @hookimpl
+    def request_observed(self, route: Any, method: str, status: int, duration: float) -> None:
+        self.seen.append((route, method, status))
+
+
+def list_daemon() -> Any:
+    """A daemon with a container service of three containers whose rows do not move with the
+    clock (created; running and exited for days)."""
+    import time
+    from types import SimpleNamespace
+
+    from dockyard.containers.record import Container
+    from dockyard.errors import NoSuchContainer
+
+    days = time.time_ns() - 3 * 86400 * 10**9
+    rows = {}
+    for i, (status, extra) in enumerate([("created", {}), ("running", {"started_ns": days}),
+                                         ("exited", {"has_been_started": True, "finished_ns": days, "exit_code": 3})]):
+        c = Container(id=f"{i + 1:064x}", name=f"c{i}", image="busybox", image_id="sha256:" + "f" * 64,
+                      config={"Cmd": ["sleep", "1"], "Labels": {"n": str(i)}}, host_config={"NetworkMode": "none"},
+                      status=status, created_ns=days + i, networks={"none": {"IPAddress": ""}}, **extra)
+        rows[c.id] = c
+
+    def get(ref: str) -> Any:
+        raise NoSuchContainer(ref)
+
+    svc = SimpleNamespace(containers=rows, images=None, get=get,
+                          health=SimpleNamespace(status_suffix=lambda c: ""))
+    return SimpleNamespace(containers=svc)
+
+
+def run_list(tmp: Path, hooks: Any, body: Any, *more_hooks: Any) -> Any:
+    daemon = list_daemon()
+
+    async def main() -> None:
+        runner, sock = await serve(tmp, hooks, [], None, daemon, *more_hooks)
+        fast = runner.server.fast  # type: ignore[union-attr]
+        made: list[int] = []
+        real = fast.list_bytes
+
+        def counted(*args: Any, **kwargs: Any) -> bytes:
+            out = real(*args, **kwargs)
+            made.append(1)  # answered on the fast path (the handler calls queries.list_bytes)
+            return out
+
+        fast.list_bytes = counted
+        try:
+            await body(sock, made, daemon.containers)
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
+LISTS = ["/containers/json?all=1", "/v1.44/containers/json?all=1&limit=2", "/containers/json",
+         "/containers/json?all=true&filters=%7B%22label%22%3A%5B%22n%3D2%22%5D%7D"]
+
+
+def test_fast_lists_are_the_normal_answer_and_observed(tmp_path: Path) -> None:
+    observed = Observed()
+
+    async def body(sock: Path, made: list[int], svc: Any) -> None:
+        fast = await exchange(sock, *[request("GET", path) for path in LISTS])
+        assert len(made) == len(LISTS)
+        # two requests in one write take the normal path
+        slow = await exchange(sock, *[request("GET", path) + request("GET", "/_ping?n=1") for path in LISTS])
+        assert len(made) == len(LISTS)
+        assert [without_date(a) for a in fast] == [without_date(a) for a in slow[::2]]
+        import json
+        ids = [[r["Id"][-1] for r in json.loads(a.partition(b"\r\n\r\n")[2])] for a in fast]
+        assert ids == [["3", "2", "1"], ["3", "2"], ["2"], ["3"]]
+        for name in (b"Content-Type: application/json", b"Api-Version", b"Ostype", b"Server", b"Date"):
+            assert b"\r\n" + name in fast[0], name
+        # a change is in the next list (the row's bytes are kept): a rename, an endpoint's address
+        c = svc.containers["0" * 63 + "2"]
+        c.name = "renamed"
+        c.networks["none"]["IPAddress"] = "10.9.9.9"
+        again = json.loads((await exchange(sock, request("GET", LISTS[0])))[0].partition(b"\r\n\r\n")[2])
+        assert again[1]["Names"] == ["/renamed"]
+        assert again[1]["NetworkSettings"]["Networks"]["none"]["IPAddress"] == "10.9.9.9"
+        # what the list refuses, the normal path answers (through handle_exception)
+        made.clear()
+        bad = await exchange(sock, request("GET", "/containers/json?filters=nojson"),
+                             request("GET", "/containers/json?limit=x"), request("GET", "/v1.10/containers/json"),
+                             request("GET", '/containers/json?filters={"before":["nosuch"]}'))
+        assert [a.split(b"\r\n", 1)[0] for a in bad] == [b"HTTP/1.1 400 Bad Request"] * 3 + [b"HTTP/1.1 404 Not Found"]
+        assert b"invalid filter" in bad[0] and b"invalid limit" in bad[1] and b"Api-Version: " in bad[0]
+        assert made == []
+
+    run_list(tmp_path, None, body, observed)
+    lists = [s for s in observed.seen if s[0] == "/containers/json"]
+    assert lists[:len(LISTS)] == [("/containers/json", "GET", 200)] * len(LISTS)
+    assert ("/containers/json", "GET", 400) in lists and ("/containers/json", "GET", 404) in lists
+
+
+def test_every_request_hook_runs_for_lists(tmp_path: Path) -> None:
+    hooks = Hooks()
+
+    async def body(sock: Path, made: list[int], svc: Any) -> None:
+        ok = await exchange(sock, request("GET", "/containers/json"), request("GET", "/v1.44/containers/json?all=1"))
+        denied = await exchange(sock, request("GET", "/containers/json", "X-Test: deny"))
+        assert made == []  # with request hooks, lists take the normal path
+        assert all(a.startswith(b"HTTP/1.1 200 OK") for a in ok)
+        assert denied[0].startswith(b"HTTP/1.1 403 ") and b"no pings" in denied[0]
+
+    run_list(tmp_path, hooks, body)
+    assert [s[:3] for s in hooks.seen] == [("GET", "/containers/json", "/containers/json"),
+                                           ("GET", "/v1.44/containers/json", "/containers/json"),
+                                           ("GET", "/containers/json", "/containers/json")]
+    assert [f[:2] for f in hooks.finished] == [("/containers/json", 200), ("/v1.44/containers/json", 200),
+                                               ("/containers/json", 403)]
