@@ -88,6 +88,31 @@ def write(path: Path, value: object) -> None:
         raise InvalidArgument(f"cgroup: cannot write {value!r} to {path}: {e.strerror}") from e
 
 
+def write_each(path: Path, values: list[object]) -> None:
+    """Write each value with a write() of its own through one open fd (files such as
+    ``devices.allow`` take one rule per write): ``write`` per value, without an open and a
+    close each. The kernel's refusal of one becomes InvalidArgument naming it."""
+    if len(values) < 2:
+        for value in values:
+            write(path, value)
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    except OSError:
+        write(path, values[0])  # its error (missing file or cgroup)
+        raise
+    try:
+        for value in values:
+            data = str(value).encode()
+            try:
+                if os.write(fd, data) != len(data):
+                    raise OSError(errno.EIO, "short write")
+            except OSError as e:
+                raise InvalidArgument(f"cgroup: cannot write {value!r} to {path}: {e.strerror}") from e
+    finally:
+        os.close(fd)
+
+
 def require(d: Path, cid: str) -> None:
     if not d.is_dir():
         raise NotFound(f"no cgroup for container {cid}")

@@ -55,6 +55,7 @@ class CgroupV1:
         self._paths: dict[tuple[str, str], list[Path]] = {}
         cpuset = self.layout.v1.get("cpuset")
         self._cpuset = f"{cpuset}/" if cpuset else None  # only this hierarchy has cpuset.* files
+        self._parent_made: set[Path] = set()  # hierarchies where the default parent exists
 
     # -- paths ----------------------------------------------------------------------
     def _parent(self, cid: str) -> str:
@@ -109,11 +110,18 @@ class CgroupV1:
             try:
                 for b in self._bases():
                     if rel is None:
-                        c.mkdirs(b, self.parent, on_new=self._inherit_cpuset)
+                        if b not in self._parent_made:  # made (or found) once: not 9 mkdirs a start
+                            c.mkdirs(b, self.parent, on_new=self._inherit_cpuset)
+                            self._parent_made.add(b)
                     else:
                         self.parents.mkdirs(b, rel, on_dir=self._inherit_cpuset)
-                for d in self._dirs(cid):
-                    d.mkdir()
+                for b, d in zip(self._bases(), self._dirs(cid)):
+                    try:
+                        d.mkdir()
+                    except FileNotFoundError:  # the parent went meanwhile (removed by hand)
+                        self._parent_made.clear()
+                        c.mkdirs(b, self.parent if rel is None else rel, on_new=self._inherit_cpuset)
+                        d.mkdir()
                     created.append(d)
                     self._inherit_cpuset(d)
                 self._apply(cid, resources)
@@ -187,8 +195,13 @@ class CgroupV1:
         devices.deny resets it to deny-all, which needs a cgroup without children)."""
         if d is None:
             raise NotSupported("the devices cgroup controller is not mounted")
-        for rule in rules:
-            c.write(d / ("devices.allow" if rule.allow else "devices.deny"), str(rule))
+        i = 0
+        while i < len(rules):  # each run of allow (or deny) rules through one fd
+            j = i
+            while j < len(rules) and rules[j].allow == rules[i].allow:
+                j += 1
+            c.write_each(d / ("devices.allow" if rules[i].allow else "devices.deny"), [str(r) for r in rules[i:j]])
+            i = j
 
     def _apply_memory(self, mem: Path, r: Resources) -> None:
         """memory.limit_in_bytes and memory.memsw.limit_in_bytes, in the order the kernel
@@ -394,6 +407,7 @@ class CgroupV1:
 
     def remove_parent(self) -> None:
         bases = self._bases()
+        self._parent_made.clear()
         with self.parents.lock:
             for key in sorted(self.parents.created, key=lambda k: -k.count("/")):
                 base, _, rel = key.partition("\0")

@@ -41,3 +41,24 @@ def test_v1_new_ancestors_inherit_cpuset_and_registry_survives_restart(make_driv
     finally:
         for d in sorted((Path(r) for r, _, _ in os.walk(foreign)), key=lambda p: -len(str(p))):
             d.rmdir()
+
+
+@pytest.mark.privileged
+@pytest.mark.skipif(not LAYOUT.v1, reason="no v1 hierarchies")
+def test_v1_default_parent_removed_between_creates_is_made_again(make_driver):
+    """The driver makes its default parent once, not at every start: one removed meanwhile
+    (remove_parent, or by hand) is made again, with the devices rules applied as before."""
+    from dockyard.drivers.cgroups import DeviceRule
+
+    drv = make_driver(CgroupV1)
+    rules = [DeviceRule(False, "a"), DeviceRule(True, "c", 1, 3, "rwm"), DeviceRule(True, "c", 1, 5, "rwm")]
+    first, second = "c" + secrets.token_hex(6), "c" + secrets.token_hex(6)
+    drv.create(first, Resources(devices=rules))
+    drv.remove(first)
+    for base in drv._bases():  # by hand: the driver does not know
+        Path(base, drv.parent).rmdir()
+    drv.create(second, Resources(devices=rules))
+    assert drv.exists(second)
+    if "devices" in LAYOUT.v1:
+        allowed = (Path(LAYOUT.v1["devices"], drv.parent, second) / "devices.list").read_text().split("\n")
+        assert sorted(filter(None, allowed)) == ["c 1:3 rwm", "c 1:5 rwm"]
