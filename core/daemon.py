@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import functools
+import gc
 import hashlib
 import json
 import logging
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import click
 from aiohttp import web
 
 from . import API_VERSION, __version__
@@ -514,102 +514,43 @@ def run(config: cfg.DaemonConfig) -> None:
         lock.release()
 
 
-# -- the command line ----------------------------------------------------------------------
+# -- the command line (dockyard.daemon_cli) -------------------------------------------------
 
-FLAG_FIELDS = {
-    "host": "hosts", "data_root": "data_root", "exec_root": "exec_root", "pidfile": "pidfile",
-    "group": "group", "debug": "debug", "log_level": "log_level", "log_format": "log_format",
-    "storage_driver": "storage_driver", "runtime": "runtime", "cgroups": "cgroups",
-    "insecure_tcp": "insecure_tcp", "live_restore": "live_restore", "log_opt": "log_opts",
-    "log_driver": "log_driver",
-    "tls": "tls", "tlsverify": "tlsverify", "tlscacert": "tlscacert", "tlscert": "tlscert",
-    "tlskey": "tlskey", "userns_remap": "userns_remap", "cgroup_parent": "cgroup_parent",
-    "exec_opt": "exec_opts", "ipv6": "ipv6", "fixed_cidr_v6": "fixed_cidr_v6",
-    "metrics_addr": "metrics_addr",
-    "bip": "bip", "dns": "dns", "dns_search": "dns_search", "dns_opt": "dns_opts",
-    "default_shm_size": "default_shm_size", "default_ulimit": "default_ulimits",
-}
+#: what parsing the command line imports and the running daemon never needs
+_PARSER_MODULES = ("click", "dockyard.daemon_cli", "difflib")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-H", "--host", multiple=True, metavar="URL",
-              help="Address to listen on: unix:///path, tcp://host:port, fd:// (systemd socket activation) "
-                   f"(repeatable; default {cfg.DEFAULT_HOST})")
-@click.option("--data-root", type=click.Path(path_type=Path), help="Persistent state (default /var/lib/dockyard)")
-@click.option("--exec-root", type=click.Path(path_type=Path), help="Runtime state (default /run/dockyard)")
-@click.option("-p", "--pidfile", type=click.Path(path_type=Path), help="Pid file (default <exec-root>/dockyardd.pid)")
-@click.option("--config-file", type=click.Path(path_type=Path),
-              help=f"TOML config (default {DEFAULT_CONFIG_FILE} if present)")
-@click.option("-G", "--group", help="Group that owns the Unix socket (default: dockyard, if it exists)")
-@click.option("-D", "--debug", is_flag=True, default=None, help="Debug logging and access log")
-@click.option("-l", "--log-level", type=click.Choice(cfg.LOG_LEVELS), help="Log level (default info)")
-@click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format (default text)")
-@click.option("-s", "--storage-driver", help="Storage driver (default: first usable of overlay, vfs)")
-@click.option("--runtime", "--default-runtime", "runtime",
-              help="Default runtime: a runtime driver (native, oci) or a name one serves (runc; default native)")
-@click.option("--cgroups", help="cgroups driver: auto, v1, v2 (default auto)")
-@click.option("--insecure-tcp", is_flag=True, default=None, help="Allow plain TCP on non-loopback addresses")
-@click.option("--live-restore/--no-live-restore", default=None,
-              help="Keep containers running while the daemon is down (default on)")
-@click.option("--tls", is_flag=True, default=None, help="Use TLS on tcp:// addresses; implied by --tlsverify")
-@click.option("--tlsverify", is_flag=True, default=None,
-              help="Use TLS and verify client certificates against --tlscacert")
-@click.option("--tlscacert", type=click.Path(path_type=Path),
-              help="Trust client certificates signed by this CA (default /etc/dockyard/ca.pem)")
-@click.option("--tlscert", type=click.Path(path_type=Path),
-              help="Server TLS certificate (default /etc/dockyard/cert.pem)")
-@click.option("--tlskey", type=click.Path(path_type=Path), help="Server TLS key (default /etc/dockyard/key.pem)")
-@click.option("--userns-remap", metavar="default|USER[:GROUP]",
-              help="Run containers in a user namespace mapped to the subordinate ids of USER (default: dockremap)")
-@click.option("--cgroup-parent", metavar="PATH",
-              help="Parent cgroup of containers without --cgroup-parent (cgroupfs: <PATH>/<id> in every hierarchy)")
-@click.option("--exec-opt", multiple=True, metavar="KEY=VALUE",
-              help="Runtime options: native.cgroupdriver=cgroupfs (systemd is refused: not implemented)")
-@click.option("--ipv6", is_flag=True, default=None, help="IPv6 on the default bridge network")
-@click.option("--fixed-cidr-v6", metavar="SUBNET",
-              help="IPv6 subnet of the default bridge (with --ipv6; default: a /64 of a unique-local /48)")
-@click.option("--metrics-addr", metavar="HOST:PORT",
-              help="Serve Prometheus metrics at http://HOST:PORT/metrics (needs the dockyard-metrics plugin)")
-@click.option("--log-opt", multiple=True, metavar="KEY=VALUE",
-              help="Default container log options (max-size, max-file)")
-@click.option("--log-driver", metavar="NAME", help="Default container log driver (json-file, local, none)")
-@click.option("--bip", metavar="CIDR", help="Default bridge's address and prefix (e.g. 192.168.200.1/24)")
-@click.option("--dns", multiple=True, metavar="IP", help="DNS server of containers without --dns")
-@click.option("--dns-search", multiple=True, metavar="DOMAIN", help="Search domain of containers without --dns-search")
-@click.option("--dns-opt", multiple=True, metavar="OPT", help="resolv.conf option of containers without --dns-option")
-@click.option("--default-shm-size", metavar="SIZE", help="/dev/shm size of containers without --shm-size (default 64m)")
-@click.option("--default-ulimit", multiple=True, metavar="NAME=SOFT[:HARD]",
-              help="ulimit of containers that do not set it")
-@click.version_option(__version__, "-v", "--version", prog_name="dockyardd")
-@click.pass_context
-def cli(ctx: click.Context, config_file: Path | None, **params: Any) -> None:
-    """dockyardd: the Dockyard container engine daemon (Docker Engine API)."""
-    from click.core import ParameterSource
+def _unload_parser(loaded_before: set[str]) -> None:
+    """Forget the command-line parser's modules (those it imported: ``difflib`` stays when
+    something else had it) and collect them: their code is 1 MB of an idle daemon."""
+    gone = [m for m in list(sys.modules) if m not in loaded_before
+            and any(m == p or m.startswith(p + ".") for p in _PARSER_MODULES)]
+    for name in gone:
+        del sys.modules[name]
+        parent, _, child = name.rpartition(".")
+        if parent in sys.modules:
+            sys.modules[parent].__dict__.pop(child, None)
+    gc.collect()
 
-    # after click has parsed the arguments: --help and --version (eager) work for any user, as dockerd's
-    if os.geteuid() != 0:
-        click.echo("dockyardd: error: the daemon must run as root", err=True)
-        sys.exit(1)
-    flags: dict[str, Any] = {}
-    for param, value in params.items():
-        source = ctx.get_parameter_source(param)
-        if source != ParameterSource.COMMANDLINE or value is None or value == ():
-            continue
-        if param == "log_opt":
-            value = dict(item.partition("=")[::2] for item in value)
-        flags[FLAG_FIELDS[param]] = list(value) if param in ("host", "exec_opt") else value
+
+def main(argv: list[str] | None = None) -> None:
+    loaded_before = set(sys.modules)
+    from . import daemon_cli
+
+    flags, config_file = daemon_cli.parse(argv)  # exits for --help, --version, usage errors, non-root
+    del daemon_cli
+    _unload_parser(loaded_before)
     if config_file is None and DEFAULT_CONFIG_FILE.exists():
         config_file = DEFAULT_CONFIG_FILE
     try:
         config = cfg.build(flags, config_file)
         run(config)
     except (PluginError, ConfigError) as exc:
-        click.echo(f"dockyardd: error: {exc}", err=True)
+        print(f"dockyardd: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
-
-
-def main(argv: list[str] | None = None) -> None:
-    cli.main(args=argv, prog_name="dockyardd")
+    except (KeyboardInterrupt, EOFError):  # as click's standalone mode did around the whole run
+        print("Aborted!", file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,104 @@
+"""An idle daemon keeps only what serving needs (issue 18, idle PSS): what only some requests
+need is imported by them, the command-line parser is gone once parsed, and libnftables'
+contexts (a copy of the ruleset each) are freed once start-up is over.
+
+A real ``dockyardd`` (its own ``main()``, run through a wrapper that lists ``sys.modules`` on
+request) on a temporary socket, with the default bridge when the host allows it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dockyard.testing.daemon import DaemonProcess
+
+# Imported by a running daemon only when a request (or flag) needs them: the parser that read
+# the command line, the archive formats, ...
+LAZY = ("click", "dockyard.daemon_cli", "difflib")
+
+WRAPPER = """
+import gc, json, os, sys, threading, time
+from pathlib import Path
+
+ask = Path(os.environ["DY_IDLE_ASK"])
+
+def answer():
+    while True:
+        while not ask.exists():
+            time.sleep(0.05)
+        nft = sys.modules.get("dockyard.nftables")
+        contexts = sum(1 for o in gc.get_objects() if nft and type(o) is nft.Nft and o._ctx is not None)
+        out = ask.with_suffix(".json")
+        out.with_suffix(".tmp").write_text(json.dumps({"modules": sorted(sys.modules), "nft_contexts": contexts,
+                                                       "nft_loaded": nft is not None}))
+        os.rename(out.with_suffix(".tmp"), out)
+        ask.unlink()
+
+threading.Thread(target=answer, daemon=True).start()
+sys.argv[0] = "dockyardd"
+from dockyard.daemon import main
+main(sys.argv[1:])
+"""
+
+
+class ListingDaemon(DaemonProcess):
+    def command(self) -> list[str]:
+        return [sys.executable, "-c", WRAPPER, *super().command()[3:]]  # without "-m dockyard"
+
+    def listing(self) -> dict:
+        ask = self.base / "ask"
+        out = ask.with_suffix(".json")
+        out.unlink(missing_ok=True)
+        ask.touch()
+        deadline = time.monotonic() + 30
+        while not out.exists():
+            assert time.monotonic() < deadline, "the daemon did not answer"
+            time.sleep(0.05)
+        return json.loads(out.read_text())
+
+
+@pytest.fixture
+def idle_daemon(tmp_path: Path):
+    base = tmp_path / "d"
+    d = ListingDaemon(base, env={"DY_IDLE_ASK": str(base / "ask")})
+    d.start()
+    yield d
+    d.stop()
+
+
+def test_an_idle_daemon_has_not_imported_what_only_some_requests_need(idle_daemon: ListingDaemon) -> None:
+    modules = set(idle_daemon.listing()["modules"])
+    assert "dockyard.daemon" in modules and "aiohttp.web" in modules  # it is the daemon
+    assert sorted(m for m in LAZY if m in modules) == []
+
+
+def test_an_idle_daemon_keeps_no_nftables_context(idle_daemon: ListingDaemon) -> None:
+    # the default bridge's start-up ran nft batches (when the bridge driver runs here); the
+    # janitor's first look after start-up frees the contexts: polled, not timed
+    deadline = time.monotonic() + 60
+    while True:
+        listing = idle_daemon.listing()
+        if not listing["nft_loaded"]:
+            pytest.skip("no nftables user here (the bridge driver cannot run)")
+        if listing["nft_contexts"] == 0:
+            break
+        assert time.monotonic() < deadline, f"{listing['nft_contexts']} nftables contexts kept at idle"
+        time.sleep(0.2)
+    assert idle_daemon.ping()  # and nftables still works for what comes next (a new network)
+    from dockyard_cli.client import UnixHTTPConnection
+
+    conn = UnixHTTPConnection(str(idle_daemon.socket), timeout=60)
+    conn.request("POST", "/networks/create", body=json.dumps({"Name": "dy-idle-net"}),
+                 headers={"Content-Type": "application/json"})
+    r = conn.getresponse()
+    body = r.read()
+    assert r.status == 201, body
+    conn.request("DELETE", "/networks/dy-idle-net")
+    r = conn.getresponse()
+    assert r.status == 204, r.read()
+    conn.close()
