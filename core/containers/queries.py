@@ -93,12 +93,17 @@ def _row_inputs(c: Container, image: str) -> tuple[Any, ...]:
             config.get("Labels"), c.host_config.get("NetworkMode"), ns.get("Ports"), c.networks, c.mounts)
 
 
+_SINCE_FINISHED = (State.RESTARTING.value, State.EXITED.value)  # Status counts from finished_ns
+
+
 def _row_bytes(c: Container, image: str, now_ns: int, suffix: str) -> bytes:
     """One row's JSON. The bytes around ``Status`` are kept on the container with a deep copy
     of the values they were made from (:func:`_row_inputs`) and made again when any of them
     differs: the check compares values, not a version that each place changing a container
     would have to bump, so a change made anywhere (a rename, a state change, a network
-    connected, a port published, an endpoint's address set in place) is in the next list."""
+    connected, a port published, an endpoint's address set in place) is in the next list.
+    The whole row is kept too, with what its ``Status`` text is made of besides the state:
+    ``Container.status_text`` counts whole seconds from the start or the finish."""
     inputs = _row_inputs(c, image)
     cached = c.__dict__.get("_list_row")
     if cached is None or cached[0] != inputs:
@@ -108,8 +113,13 @@ def _row_bytes(c: Container, image: str, now_ns: int, suffix: str) -> bytes:
         head = _dumps({k: row[k] for k in keys[:i]})[:-1] + (b',"Status":' if i else b'"Status":')
         tail = _dumps({k: row[k] for k in keys[i + 1:]})
         tail = b"," + tail[1:] if len(tail) > 2 else b"}"
-        cached = c.__dict__["_list_row"] = (copy.deepcopy(inputs), head, tail)
-    return cached[1] + _dumps(c.status_text(now_ns) + suffix) + cached[2]
+        cached = c.__dict__["_list_row"] = [copy.deepcopy(inputs), head, tail, None, b""]
+    since = c.finished_ns if c.status in _SINCE_FINISHED else c.started_ns
+    clock = (int((now_ns - since) / 1e9), c.exit_code, c.has_been_started, suffix)
+    if cached[3] != clock:
+        cached[4] = cached[1] + _dumps(c.status_text(now_ns) + suffix) + cached[2]
+        cached[3] = clock
+    return cached[4]
 
 
 def _dumps(data: Any) -> bytes:

@@ -328,6 +328,13 @@ def test_fast_lists_are_the_normal_answer_and_observed(tmp_path: Path) -> None:
         again = json.loads((await exchange(sock, request("GET", LISTS[0])))[0].partition(b"\r\n\r\n")[2])
         assert again[1]["Names"] == ["/renamed"]
         assert again[1]["NetworkSettings"]["Networks"]["none"]["IPAddress"] == "10.9.9.9"
+        assert [r["Status"] for r in again] == ["Exited (3) 3 days ago", "Up 3 days", "Created"]
+        # and what the Status text counts from (the row is kept with its text): a restart, an exit code
+        import time
+        c.started_ns = time.time_ns()
+        svc.containers["0" * 63 + "3"].exit_code = 5
+        again = json.loads((await exchange(sock, request("GET", LISTS[0])))[0].partition(b"\r\n\r\n")[2])
+        assert [r["Status"] for r in again] == ["Exited (5) 3 days ago", "Up Less than a second", "Created"]
         # what the list refuses, the normal path answers (through handle_exception)
         made.clear()
         bad = await exchange(sock, request("GET", "/containers/json?filters=nojson"),
