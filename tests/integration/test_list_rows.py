@@ -85,6 +85,11 @@ def test_each_change_through_the_api_is_in_the_next_list(d, client):
         assert row["State"] == "exited" and row["Status"].startswith("Exited (137) ")
         assert row["Ports"] == []
 
+        client.api.commit(cid, *tag.split(":"))  # the name now names another image: the id is shown
+        assert _fresh(client, cid)["Image"] == row["ImageID"]
+        client.api.tag("busybox", *tag.split(":"))  # and the name again once it names the image
+        assert _fresh(client, cid)["Image"] == tag
+
         client.api.remove_image(tag)  # the name no longer names the image: its id is shown
         row = _fresh(client, cid)
         assert row["Image"] == row["ImageID"]
