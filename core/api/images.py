@@ -15,7 +15,7 @@ from aiohttp import web
 from .. import filters as F
 from ..errors import DockyardError, InvalidArgument, NotSupported, Unavailable
 from ..images.service import IMAGE_LIST_FILTERS, PRUNE_FILTERS, ImageService
-from ..images.streams import BodyReader, ResponseWriter
+from ..images.streams import BodyReader, ResponseWriter, SocketWriter, transport_drained
 from ..plugins import await_me_maybe
 from .middleware import add_common_headers
 from .util import daemon_of, drain_body, json_line, json_response, query_bool, stream_progress
@@ -87,25 +87,59 @@ async def _save(request: web.Request, names: list[str]) -> web.StreamResponse:
     if not names:
         raise InvalidArgument("no image names given")
     targets = svc.save_targets(names)
-    loop = asyncio.get_running_loop()
-    response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
-    add_common_headers(response)
-    await response.prepare(request)
-    writer = ResponseWriter(response, loop)
-
-    def run() -> None:
-        svc.save(targets, writer)
-        writer.send()
-
+    # planned first: errors are still plain HTTP errors, and the size is the Content-Length
+    # (a client sees a cut archive as one; no chunk framing)
+    archive = await asyncio.to_thread(svc.save_archive, targets)
+    writing = None
     try:
-        await asyncio.to_thread(run)
-    except Exception:
-        log.exception("image save failed; aborting the archive")
-        if request.transport is not None:
-            request.transport.close()  # a truncated archive, never a silently short one
+        response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+        response.content_length = archive.size
+        add_common_headers(response)
+        await response.prepare(request)
+        await response.write(archive.take_head())  # the headers go out with it
+        transport = request.transport
+        direct = SocketWriter.usable(transport)
+        if direct:  # the rest straight from the worker to the socket (sendfile for blob files)
+            await transport_drained(transport)
+            direct = SocketWriter.usable(transport)
+        if direct:
+            writer: Any = SocketWriter.for_transport(transport)
+        else:
+            writer = ResponseWriter(response, asyncio.get_running_loop())
+
+        def run() -> None:
+            # the archive's files and the socket's dup are closed here, never under the
+            # feet of a write still running (the handler may be cancelled meanwhile)
+            try:
+                archive.write(writer)
+                writer.send()
+            finally:
+                archive.close()
+                if direct:
+                    writer.close()
+
+        writing = asyncio.ensure_future(asyncio.to_thread(run))
+        writing.add_done_callback(lambda f: f.cancelled() or f.exception())  # read, also if we were cancelled
+        try:
+            await asyncio.shield(writing)
+        except asyncio.CancelledError:
+            if direct:
+                writer.cancel()
+            raise
+        except Exception as exc:
+            if isinstance(exc, ConnectionError):
+                log.info("image save: the client went away (%s)", exc)
+            else:
+                log.exception("image save failed; aborting the archive")
+            if request.transport is not None:
+                request.transport.close()  # a truncated archive, never a silently short one
+            return response
+        svc.saved(targets)
+        await response.write_eof()
         return response
-    await response.write_eof()
-    return response
+    finally:
+        if writing is None:
+            archive.close()
 
 
 @routes.post("/images/create")

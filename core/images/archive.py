@@ -695,6 +695,15 @@ def _info(name: str, size: int, mode: int = 0o644, kind: bytes = tarfile.REGTYPE
     return info
 
 
+def _header(name: str, size: int, mode: int = 0o644, kind: bytes = tarfile.REGTYPE) -> bytes:
+    """A member's header block(s), as ``tarfile`` writes them (PAX, utf-8)."""
+    return _info(name, size, mode, kind).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def _pad(size: int) -> bytes:
+    return b"\0" * (-size % tarfile.BLOCKSIZE)
+
+
 def _descriptor(media_type: str, data_or_digest: bytes | str, size: int | None = None) -> dict[str, Any]:
     if isinstance(data_or_digest, bytes):
         return {"mediaType": media_type, "digest": "sha256:" + hashlib.sha256(data_or_digest).hexdigest(),
@@ -702,21 +711,127 @@ def _descriptor(media_type: str, data_or_digest: bytes | str, size: int | None =
     return {"mediaType": media_type, "digest": data_or_digest, "size": size}
 
 
-def write_archive(svc: ImageService, targets: list[tuple[Image, list[R.Reference]]], out: BinaryIO) -> None:
+class _LayerContent:
+    """A layer blob's content in the archive: an open file already known good (the kept
+    original blob, or an export spooled and verified while planning), or the storage
+    driver's export, checked against its size and diff id while it is written."""
+
+    def __init__(self, size: int, file: BinaryIO | None = None, export: tuple[Any, str, str] | None = None) -> None:
+        self.size, self.file, self.export = size, file, export
+
+    def write(self, out: Any) -> None:
+        if self.file is not None:
+            _copy_file(self.file, self.size, out)
+            return
+        assert self.export is not None
+        driver, chain_hex, diff_id = self.export
+        h, n = hashlib.sha256(), 0
+        chunks = driver.export_layer(chain_hex)
+        try:
+            for chunk in chunks:
+                n += len(chunk)
+                if n > self.size:
+                    break
+                h.update(chunk)
+                out.write(chunk)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        if n != self.size or "sha256:" + h.hexdigest() != diff_id:
+            raise DigestMismatch(f"layer sha256:{chain_hex} exported by the storage driver does not match "
+                                 f"its diff id {diff_id}")
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def _copy_file(f: BinaryIO, size: int, out: Any) -> None:
+    """``size`` bytes of the open file ``f`` from its start (sendfile when ``out`` can)."""
+    sendfile = getattr(out, "sendfile", None)
+    if sendfile is not None:
+        sendfile(f.fileno(), 0, size)
+        return
+    f.seek(0)
+    left = size
+    while left > 0:
+        chunk = f.read(min(CHUNK, left))
+        if not chunk:
+            raise DigestMismatch("a layer blob is shorter than its recorded size")
+        out.write(chunk)
+        left -= len(chunk)
+
+
+class SaveArchive:
+    """``docker save``'s archive, planned before a byte of it is sent: its exact size is
+    known (the response's Content-Length), every blob it needs is open (a blob removed
+    meanwhile cannot cut it short) and layers of unknown size are exported and verified
+    first; :meth:`write` then streams it. Byte for byte what ``tarfile`` wrote for the same
+    members (PAX headers, two zero blocks, padded to a 10 KiB record)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes | _LayerContent] = []
+        self.size = 0
+        self._pending = bytearray()
+
+    def add(self, data: bytes) -> None:
+        self._pending += data
+        self.size += len(data)
+
+    def add_member(self, name: str, data: bytes) -> None:
+        self.add(_header(name, len(data)) + data + _pad(len(data)))
+
+    def add_layer(self, name: str, content: _LayerContent) -> None:
+        self.add(_header(name, content.size))
+        self.parts.append(bytes(self._pending))
+        self._pending.clear()
+        self.parts.append(content)
+        self.size += content.size
+        self.add(_pad(content.size))
+
+    def finish(self) -> None:
+        self.add(b"\0" * (2 * tarfile.BLOCKSIZE))
+        self.add(b"\0" * (-self.size % tarfile.RECORDSIZE))
+        self.parts.append(bytes(self._pending))
+        self._pending.clear()
+
+    def take_head(self) -> bytes:
+        """The leading bytes (at least the first member's header), removed from the plan:
+        for the caller to send through its own path before the rest."""
+        head = self.parts.pop(0)
+        assert isinstance(head, bytes)
+        return head
+
+    def write(self, out: Any) -> None:
+        for part in self.parts:
+            if isinstance(part, bytes):
+                out.write(part)
+            else:
+                part.write(out)
+
+    def close(self) -> None:
+        for part in self.parts:
+            if isinstance(part, _LayerContent):
+                part.close()
+
+
+def plan_archive(svc: ImageService, targets: list[tuple[Image, list[R.Reference]]]) -> SaveArchive:
     driver = svc.require_driver()
     written: set[str] = set()
     manifest_json: list[dict[str, Any]] = []
     index_manifests: list[dict[str, Any]] = []
     repositories: dict[str, dict[str, str]] = {}
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+    arc = SaveArchive()
+    try:
         for d in ("blobs", "blobs/sha256"):
-            tar.addfile(_info(d, 0, 0o755, tarfile.DIRTYPE))
+            arc.add(_header(d, 0, 0o755, tarfile.DIRTYPE))
 
         def add_bytes(data: bytes) -> str:
             hexpart = hashlib.sha256(data).hexdigest()
             if hexpart not in written:
                 written.add(hexpart)
-                tar.addfile(_info(f"blobs/sha256/{hexpart}", len(data)), io.BytesIO(data))
+                arc.add_member(f"blobs/sha256/{hexpart}", data)
             return hexpart
 
         for image, refs in targets:
@@ -725,7 +840,7 @@ def write_archive(svc: ImageService, targets: list[tuple[Image, list[R.Reference
                 layer = svc.layers.get(chain)
                 if layer is None:
                     raise NotFound(f"layer {chain} of image {image.id} is missing")
-                layer_descs.append(_add_layer(svc, tar, driver, layer, written))
+                layer_descs.append(_plan_layer(svc, arc, driver, layer, written))
             config_bytes = svc.blobs.read(image.id)
             config_hex = add_bytes(config_bytes)
             oci_manifest = json.dumps({
@@ -750,30 +865,41 @@ def write_archive(svc: ImageService, targets: list[tuple[Image, list[R.Reference
             })
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index_manifests}
         for name, value in (("index.json", index), ("manifest.json", manifest_json)):
-            data = json.dumps(value, separators=(",", ":")).encode()
-            tar.addfile(_info(name, len(data)), io.BytesIO(data))
-        layout = b'{"imageLayoutVersion":"1.0.0"}'
-        tar.addfile(_info("oci-layout", len(layout)), io.BytesIO(layout))
+            arc.add_member(name, json.dumps(value, separators=(",", ":")).encode())
+        arc.add_member("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
         if repositories:
-            data = json.dumps(repositories, separators=(",", ":")).encode()
-            tar.addfile(_info("repositories", len(data)), io.BytesIO(data))
+            arc.add_member("repositories", json.dumps(repositories, separators=(",", ":")).encode())
+        arc.finish()
+    except BaseException:
+        arc.close()
+        raise
+    return arc
 
 
-def _add_layer(svc: ImageService, tar: tarfile.TarFile, driver: Any, layer: Any,
-               written: set[str]) -> dict[str, Any]:
-    """Write one layer blob (once per archive) and return its OCI descriptor.
+def write_archive(svc: ImageService, targets: list[tuple[Image, list[R.Reference]]], out: BinaryIO) -> None:
+    arc = plan_archive(svc, targets)
+    try:
+        arc.write(out)
+    finally:
+        arc.close()
 
-    The kept original blob when there is one; otherwise the driver's export, streamed when
-    its size is known and verified against the diff id on the way (a mismatch aborts).
+
+def _plan_layer(svc: ImageService, arc: SaveArchive, driver: Any, layer: Any, written: set[str]) -> dict[str, Any]:
+    """Plan one layer blob (once per archive) and return its OCI descriptor.
+
+    The kept original blob when there is one; otherwise the driver's export: streamed when
+    its size is known (verified against the diff id on the way: a mismatch aborts the
+    archive), else exported to a spool file and verified now.
     """
     if layer.blob and svc.blobs.has(layer.blob):
-        desc = _descriptor(layer.blob_media_type or OCI_LAYER, layer.blob, svc.blobs.size(layer.blob))
         hexpart = split_digest(layer.blob)
-        if hexpart not in written:
-            with open(svc.blobs.path(layer.blob), "rb") as f:
-                tar.addfile(_info(f"blobs/sha256/{hexpart}", desc["size"]), f)
-            written.add(hexpart)
-        return desc
+        if hexpart in written:
+            return _descriptor(layer.blob_media_type or OCI_LAYER, layer.blob, svc.blobs.size(layer.blob))
+        f = open(svc.blobs.path(layer.blob), "rb")
+        size = os.fstat(f.fileno()).st_size
+        arc.add_layer(f"blobs/sha256/{hexpart}", _LayerContent(size, file=f))
+        written.add(hexpart)
+        return _descriptor(layer.blob_media_type or OCI_LAYER, layer.blob, size)
     hexpart = split_digest(layer.diff_id)
     if hexpart in written:
         return _descriptor(OCI_LAYER, layer.diff_id, layer.tar_size)
@@ -781,25 +907,19 @@ def _add_layer(svc: ImageService, tar: tarfile.TarFile, driver: Any, layer: Any,
     size = layer.tar_size
     if size is None or svc.keep_layer_blobs:  # spool: learn the size, check before sending
         spool = tempfile.TemporaryFile(dir=svc.tmp_dir)
-        reader = HashingReader(IterReader(driver.export_layer(chain_hex)))
-        shutil.copyfileobj(reader, spool, CHUNK)
-        if reader.digest != layer.diff_id:
+        try:
+            reader = HashingReader(IterReader(driver.export_layer(chain_hex)))
+            shutil.copyfileobj(reader, spool, CHUNK)
+            if reader.digest != layer.diff_id:
+                raise DigestMismatch(f"the storage driver cannot reproduce layer {layer.diff_id} "
+                                     f"(its export is {reader.digest})")
+            size = spool.tell()
+        except BaseException:
             spool.close()
-            raise DigestMismatch(f"the storage driver cannot reproduce layer {layer.diff_id} "
-                                 f"(its export is {reader.digest})")
-        size = spool.tell()
-        spool.seek(0)
-        source: BinaryIO = spool
+            raise
+        content = _LayerContent(size, file=spool)
     else:
-        source = io.BufferedReader(IterReader(driver.export_layer(chain_hex)), CHUNK)  # type: ignore[assignment]
-    try:
-        reader = HashingReader(source)
-        tar.addfile(_info(f"blobs/sha256/{hexpart}", size), reader)
-        extra = source.read(1)
-        if extra or reader.digest != layer.diff_id:
-            raise DigestMismatch(f"layer {layer.chain_id} exported by the storage driver does not match "
-                                 f"its diff id {layer.diff_id}")
-    finally:
-        source.close()
+        content = _LayerContent(size, export=(driver, chain_hex, layer.diff_id))
+    arc.add_layer(f"blobs/sha256/{hexpart}", content)
     written.add(hexpart)
     return _descriptor(OCI_LAYER, layer.diff_id, size)

@@ -968,6 +968,16 @@ class ImageService:
         from .archive import write_archive
 
         write_archive(self, targets, out)
+        self.saved(targets)
+
+    def save_archive(self, targets: builtins.list[tuple[Image, builtins.list[R.Reference]]]) -> Any:
+        """The planned archive of ``targets`` (:class:`~dockyard.images.archive.SaveArchive`:
+        its size, then ``write``; ``close`` it); :meth:`saved` once it is sent."""
+        from .archive import plan_archive
+
+        return plan_archive(self, targets)
+
+    def saved(self, targets: builtins.list[tuple[Image, builtins.list[R.Reference]]]) -> None:
         for image, refs in targets:
             self.emit("save", image.id, name=refs[0].familiar if refs else image.id)
 
