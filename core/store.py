@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 import re
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +22,35 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _create_temp(path: Path) -> tuple[int, str]:
+    """``mkstemp``'s file (``.<name>.tmp-`` + 8 characters, O_EXCL, 0600) without its
+    per-call Python overhead."""
+    while True:
+        tmp = f"{path.parent}/.{path.name}.tmp-{secrets.token_hex(4)}"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600), tmp
+        except FileExistsError:
+            continue
+
+
 def write_atomic(path: Path, data: bytes, mode: int = 0o600, sync: bool = True) -> None:
     """Replace ``path`` with ``data``. ``sync=False`` skips the fsyncs, for files on tmpfs
-    that need no durability (the runtime's state under the exec root)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    that need no durability (the runtime's state under the exec root).
+
+    One open, write, fchmod (the exact ``mode``, whatever the umask), [fsync,] close and
+    rename: no buffered file object and no chmod by path, which on a busy ext4 waited for a
+    journal handle of its own (a record write 0.1-0.15 ms faster here)."""
+    fd, tmp = _create_temp(path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fchmod(fd, mode)
             if sync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.chmod(tmp, mode)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
