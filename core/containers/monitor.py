@@ -76,8 +76,10 @@ async def record_exit(svc: ContainerService, c: Container, status: ExitStatus) -
     c.exit_code, c.pid, c.oom_killed = status.exit_code, 0, oom or status.oom_killed
     c.error = status.error or ""
     c.finished_ns = status.finished_at_ns or time.time_ns()
-    svc.transition(c, "die", exitCode=c.exit_code)  # "oom" first if it was one
-    svc.wake(svc.exit_waiters, c.id, c)
+    try:  # the record written in a worker (a rename over it waits for ext4's flush)
+        await svc.transition_async(c, "die", exitCode=c.exit_code)  # "oom" first if it was one
+    finally:
+        svc.wake(svc.exit_waiters, c.id, c)
 
 
 async def after_exit(svc: ContainerService, c: Container) -> None:

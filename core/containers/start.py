@@ -90,7 +90,7 @@ async def launch(svc: ContainerService, c: Container) -> None:
         c.starting = True
         try:
             svc.logging.prepare(svc, c)  # a forwarded log driver's receiver (none there: no start)
-            svc.save(c)
+            await svc.save_async(c)  # in a worker: a rename over the record waits for ext4's flush
             crashpoint("container.start.after_intent")
             pid = await svc.runtime.start(spec)
         except DockyardError as exc:
@@ -109,9 +109,11 @@ async def launch(svc: ContainerService, c: Container) -> None:
     c.pid, c.error, c.starting = pid, "", False
     c.started_ns, c.has_been_started, c.manually_stopped, c.oom_killed = time.time_ns(), True, False, False
     c.exit_code = 0
-    svc.transition(c, "start")  # it runs and is watched whatever the disk says
-    monitor.watch(svc, c)
-    svc.wake(svc.start_waiters, c.id, True)
+    try:
+        await svc.transition_async(c, "start")  # the record written in a worker (soft: a full disk keeps it)
+    finally:  # it runs and is watched whatever the disk says (or a cancelled request)
+        monitor.watch(svc, c)
+        svc.wake(svc.start_waiters, c.id, True)
 
 
 def _etc_files(svc: ContainerService, c: Container, directory: Path) -> dict[str, Path]:
