@@ -114,13 +114,15 @@ def _row_bytes(c: Container, image: str, now_ns: int, suffix: str) -> bytes:
         head = _dumps({k: row[k] for k in keys[:i]})[:-1] + (b',"Status":' if i else b'"Status":')
         tail = _dumps({k: row[k] for k in keys[i + 1:]})
         tail = b"," + tail[1:] if len(tail) > 2 else b"}"
-        cached = c.__dict__["_list_row"] = [copy.deepcopy(inputs), head, tail, None, b""]
+        # [inputs, the row, where its Status value starts and ends in it, what the value counts]
+        cached = c.__dict__["_list_row"] = [copy.deepcopy(inputs), head + tail, len(head), len(head), None]
     since = c.finished_ns if c.status in _SINCE_FINISHED else c.started_ns
     clock = (int((now_ns - since) / 1e9), c.exit_code, c.has_been_started, suffix)
-    if cached[3] != clock:
-        cached[4] = cached[1] + _dumps(c.status_text(now_ns) + suffix) + cached[2]
-        cached[3] = clock
-    return cached[4]
+    if cached[4] != clock:
+        row, start, end = cached[1], cached[2], cached[3]
+        status = _dumps(c.status_text(now_ns) + suffix)
+        cached[1], cached[3], cached[4] = row[:start] + status + row[end:], start + len(status), clock
+    return cached[1]
 
 
 def _dumps(data: Any) -> bytes:
