@@ -153,6 +153,8 @@ class Response:
         while True:
             chunk = self.raw.read1(size) if hasattr(self.raw, "read1") else self.raw.read(size)
             if not chunk:
+                if getattr(self.raw, "length", None):  # a Content-Length body cut short (read1 says nothing)
+                    raise ClientError(f"the daemon's answer was cut short ({self.raw.length} bytes missing)")
                 return
             yield chunk
 

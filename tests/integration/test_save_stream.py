@@ -87,7 +87,7 @@ def test_save_declares_its_length_and_the_connection_stays_usable(daemon, loaded
     conn.close()
 
 
-def test_a_layer_changed_on_disk_cuts_the_archive_short(daemon, loaded):
+def test_a_layer_changed_on_disk_cuts_the_archive_short(daemon, loaded, tmp_path):
     diffs = [p for p in (daemon.data_root / "storage").glob("*/*/diff/d/f010") if p.is_file()]
     assert len(diffs) == 1, diffs
     victim = diffs[0]
@@ -103,6 +103,11 @@ def test_a_layer_changed_on_disk_cuts_the_archive_short(daemon, loaded):
         conn.request("GET", "/_ping")
         assert conn.getresponse().status == 200
         conn.close()
+        out = tmp_path / "cut.tar"
+        r = daemon.cli("save", "-o", str(out), "savestream:1", timeout=120)
+        assert r.returncode != 0 and b"cut short" in r.stderr and os.listdir(tmp_path) == []  # no short archive
+        r = daemon.docker("save", "-o", str(out), "savestream:1", timeout=120)
+        assert r.returncode != 0 and b"unexpected EOF" in r.stderr  # (the docker CLI leaves what it got)
     finally:
         victim.write_bytes(original)
     conn, r = get(daemon)
