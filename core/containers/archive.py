@@ -21,7 +21,6 @@ import json
 import os
 import posixpath
 import stat
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
@@ -216,6 +215,8 @@ def check_tar(tar: BinaryIO, dest_fd: int, no_overwrite_dir_non_dir: bool,
     in ``busy`` (or a directory holding one) as Docker does with EBUSY; with
     ``no_overwrite_dir_non_dir``, a directory replaced by a non-directory or the reverse.
     Returns the members' paths, in order."""
+    import tarfile  # here: an idle daemon imports this module (resume_interrupted_commits), not tarfile
+
     kinds: dict[tuple[str, ...], bool] = {}  # path -> is a directory, as the tar leaves it
     disk: dict[tuple[str, ...], os.stat_result | None] = {}
     out: list[tuple[str, ...]] = []

@@ -1,51 +1,22 @@
-"""A storage driver made of plain directories (vfs, fake), and the id and option checks
-every storage driver uses."""
+"""A storage driver made of plain directories (vfs, fake); the id and option checks every
+storage driver uses are in :mod:`.checks` (re-exported here)."""
 
 from __future__ import annotations
 
 import os
-import re
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import ConfigError, Conflict, DockyardError, InvalidArgument, NotFound
+from ..errors import Conflict, DockyardError, NotFound
 from .changes import changes_size, tree_changes
+from .checks import bool_option, check_config, check_id
 from .export import export_changes
 from .tarsplit import export_split
 from .trees import copy_tree, remove_tree
 from .unpack import extract
 from .whiteouts import DeleteWhiteouts
-
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-
-
-def check_id(value: str, what: str = "id") -> str:
-    """Layer and container ids are single safe path components."""
-    if not isinstance(value, str) or not _ID.match(value):
-        raise InvalidArgument(f"invalid {what} {value!r}")
-    return value
-
-
-def check_config(driver: str, options: tuple[str, ...], config: dict | None,
-                 root: Path | None) -> dict:
-    """A driver's ``config`` (copied) once it names only ``options`` and there is a ``root``."""
-    config = dict(config or {})
-    unknown = set(config) - set(options)
-    if unknown:
-        raise ConfigError(f"storage {driver}: unknown option(s): {', '.join(sorted(unknown))}")
-    if root is None:
-        raise ConfigError(f"storage {driver}: no root directory")
-    return config
-
-
-def bool_option(config: dict, key: str, default: bool, driver: str) -> bool:
-    value = config.get(key, default)
-    if not isinstance(value, bool):
-        raise ConfigError(f"storage {driver}: {key} must be true or false, not {value!r}")
-    return value
-
 
 class CopyStorage:
     """A storage driver of plain directories: no mounts, works without root.

@@ -18,8 +18,9 @@ import pytest
 from dockyard.testing.daemon import DaemonProcess
 
 # Imported by a running daemon only when a request (or flag) needs them: the parser that read
-# the command line, the archive formats, ...
-LAZY = ("click", "dockyard.daemon_cli", "difflib")
+# the command line, the tar code (load, save, cp, commit, build), the vfs driver beside overlay
+LAZY = ("click", "dockyard.daemon_cli", "difflib", "tarfile", "dockyard.layers.unpack", "dockyard.layers.export",
+        "dockyard.layers.tarsplit", "dockyard.layers.copy_storage", "dockyard_storage_overlay.vfs")
 
 WRAPPER = """
 import gc, json, os, sys, threading, time
