@@ -172,7 +172,40 @@ def mountinfo() -> list[tuple[str, str]]:
     return found
 
 
+AT_SYMLINK_NOFOLLOW, STATX_ATTR_MOUNT_ROOT = 0x100, 0x2000
+_statx = getattr(_libc, "statx", None)  # glibc 2.28+
+_statx_mount_root: bool | None = None  # does this kernel report STATX_ATTR_MOUNT_ROOT (5.8+)?
+
+
+def _is_mount_root(path: str) -> bool | None:
+    """Whether ``path`` is the root of a mount, from ``statx``'s STATX_ATTR_MOUNT_ROOT (one
+    syscall); None where statx or that attribute is not there."""
+    global _statx_mount_root
+    if _statx is None or _statx_mount_root is False:
+        return None
+    buf = ctypes.create_string_buffer(256)  # struct statx
+    if _statx(AT_FDCWD, path.encode(), AT_SYMLINK_NOFOLLOW, 0, buf) != 0:
+        err = ctypes.get_errno()
+        if err in (errno.ENOENT, errno.ENOTDIR):
+            return False
+        if err == errno.ENOSYS:
+            _statx_mount_root = False
+        return None
+    attributes, mask = int.from_bytes(buf.raw[8:16], "little"), int.from_bytes(buf.raw[56:64], "little")
+    if not mask & STATX_ATTR_MOUNT_ROOT:
+        _statx_mount_root = False
+        return None
+    _statx_mount_root = True
+    return bool(attributes & STATX_ATTR_MOUNT_ROOT)
+
+
 def is_mountpoint(path: str) -> bool:
+    """Something is mounted on ``path`` in this mount namespace: one ``statx`` (reading and
+    parsing mountinfo took ~0.6 ms with 30 mounts, more with every container running), or
+    mountinfo on kernels without STATX_ATTR_MOUNT_ROOT."""
+    found = _is_mount_root(path)
+    if found is not None:
+        return found
     return any(point == path for point, _ in mountinfo())
 
 

@@ -182,3 +182,28 @@ def test_remove_rw_waits_for_neither_the_release_nor_the_deletion(overlay, monke
         remover.join(60)
     overlay.close()
     assert list(overlay.root.glob(".tmp-*")) == [] and overlay.layers() == ["base"]
+
+
+@pytest.mark.privileged
+def test_is_mountpoint_asks_statx_and_agrees_with_mountinfo(overlay):
+    """is_mountpoint is one statx (STATX_ATTR_MOUNT_ROOT, Linux 5.8+) instead of a read of
+    mountinfo per start; it says what mountinfo says, for an overlay too, before and after."""
+    overlay.create_layer("base", None, make_tar(*BASE))
+    overlay.create_rw("c", "base")
+    merged = str(overlay.root / "c" / "merged")
+    paths = ["/", "/proc", "/sys", str(overlay.root), merged, merged + "/missing", "/no/such/path"]
+
+    def by_mountinfo(path):
+        return any(point == path for point, _ in mounts.mountinfo())
+
+    def check():
+        for path in paths:
+            assert mounts._is_mount_root(path) is not None, path  # this kernel has the attribute
+            assert mounts.is_mountpoint(path) == by_mountinfo(path), path
+
+    check()
+    assert overlay.mount("c") == merged and mounts.is_mountpoint(merged)
+    check()
+    overlay.unmount("c")
+    assert not overlay.is_mounted("c") and not mounts.is_mountpoint(merged)
+    check()
