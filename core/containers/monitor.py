@@ -57,11 +57,8 @@ async def record_exit(svc: ContainerService, c: Container, status: ExitStatus) -
     and waiters are woken whatever fails here (a release step, a full disk)."""
     oom = False
     try:
-        if svc.cgroups is not None and svc.cgroups.exists(c.id):
-            with contextlib.suppress(Exception):
-                oom = svc.cgroups.oom_kills(c.id) > 0
-            with contextlib.suppress(Exception):
-                svc.cgroups.remove(c.id)
+        if svc.cgroups is not None:  # in a worker: a cgroup's rmdir waits for the kernel's cgroup lock
+            oom = await asyncio.to_thread(_release_cgroup, svc.cgroups, c.id)
         with contextlib.suppress(Exception):
             svc.storage.unmount(c.id)
         if svc.networks is not None:
@@ -80,6 +77,17 @@ async def record_exit(svc: ContainerService, c: Container, status: ExitStatus) -
         await svc.transition_async(c, "die", exitCode=c.exit_code)  # "oom" first if it was one
     finally:
         svc.wake(svc.exit_waiters, c.id, c)
+
+
+def _release_cgroup(cgroups: Any, cid: str) -> bool:
+    """Remove the container's cgroup (if any); True if the OOM killer struck in it."""
+    oom = False
+    if cgroups.exists(cid):
+        with contextlib.suppress(Exception):
+            oom = cgroups.oom_kills(cid) > 0
+        with contextlib.suppress(Exception):
+            cgroups.remove(cid)
+    return oom
 
 
 async def after_exit(svc: ContainerService, c: Container) -> None:

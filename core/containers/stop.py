@@ -192,8 +192,8 @@ async def destroy(svc: ContainerService, c: Container) -> None:
         with contextlib.suppress(Exception):
             await svc.networks.teardown(c)
     if svc.cgroups is not None:
-        with contextlib.suppress(Exception):
-            svc.cgroups.remove(c.id)  # kills anything left in it first
+        with contextlib.suppress(Exception):  # kills anything left in it first; in a worker: a
+            await asyncio.to_thread(svc.cgroups.remove, c.id)  # rmdir waits for the kernel's cgroup lock
     await asyncio.to_thread(svc.storage.remove_rw, c.id)
     crashpoint("container.rm.after_layer")
     await asyncio.to_thread(shutil.rmtree, svc.dir(c), True)
