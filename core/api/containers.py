@@ -13,7 +13,7 @@ from aiohttp import web
 
 from ..errors import InvalidArgument, NoSuchContainer, NotSupported
 from ..lifecycle import State
-from ..runtime.logfile import LogRecord, split_lines
+from ..runtime.logfile import LogRecord, frame_lines
 from ..containers import options
 from ..containers import effective
 from ..containers import queries
@@ -284,12 +284,13 @@ async def logs(request: web.Request) -> web.StreamResponse:
         # one frame per line, as json-file stores them (docker-py's logs(stream=True) yields
         # frames: "hello\n", "world\n", not what one read of the pipe held)
         if follow:
-            records = _record_lines(reader.follow(since, until, tail))
-        elif tail is not None:
-            records = _aiter(reader.tail(tail, since, until))
+            await _write_records(response, _record_lines(reader.follow(since, until, tail)), framer, batch=1)
         else:
-            records = _aiter(split_lines(reader.records(since, until)))
-        await _write_records(response, records, framer, batch=1 if follow else 1 << 18)
+            # lines framed and joined in ~1 MiB buffers, one write each
+            lines = reader.tail(tail, since, until) if tail is not None else reader.records(since, until)
+            prefix = _rfc3339 if framer.timestamps else None
+            for chunk in frame_lines(lines, streams, tty, prefix):
+                await response.write(chunk)
     await response.write_eof()
     return response
 
