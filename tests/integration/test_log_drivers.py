@@ -342,3 +342,62 @@ def test_follow_joins_partial_records(d):
         follower.kill()
         follower.wait()
         ok(d, "rm", "-f", "jfol")
+
+
+def _escape_corpus() -> bytes:
+    """Long runs of plain text, NULs and control bytes, and every byte that needs a look
+    (\\ " < > & \\r \\n, UTF-8, invalid UTF-8, U+2028) at every offset modulo 8: the shim copies
+    plain bytes 8 at a time and escapes from a table."""
+    import random
+
+    rnd = random.Random(18)
+    special = [b"\\", b'"', b"<", b">", b"&", b"\r", b"\n", b"\x00", b"\x1f", b"\x7f", b"\x80", b"\xff",
+               "é".encode(), "€".encode(), "\U0001f600".encode(), b"\xe2\x80\xa8", b"\xe2\x80\xa9", b"\xed\xa0\x80"]
+    out = [b"a" * 40000, b"\x00" * 40000, b"\x01\x02" * 1000, b"plain text line\n" * 500]
+    for sp in special:
+        for k in range(16):
+            out.append(b"abcdefghijklmnop"[:k] + sp + b"xyz" * rnd.randint(0, 5))
+    out += [bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 300))) for _ in range(300)]
+    return b"".join(out)
+
+
+def test_json_file_escaping_of_long_runs_and_every_alignment(d, tmp_path):
+    """The shim's json-file strings against the Python reference (go_json_string, checked
+    against Go's rules by the corpus) for long runs and special bytes at every alignment."""
+    from dockyard.runtime.logfile import go_json_string
+
+    data = _escape_corpus()
+    (tmp_path / "data").write_bytes(data)
+    ok(d, "run", "--name", "jesc8", "-v", f"{tmp_path / 'data'}:/data:ro", "busybox", "cat", "/data")
+    want, rest = [], data
+    while rest:  # the shim's records: a line, or 16 KiB of one
+        nl = rest.find(b"\n")
+        take = min(nl + 1 if nl >= 0 else len(rest), 16384)
+        want.append(go_json_string(rest[:take]))
+        rest = rest[take:]
+    lines = Path(inspect(d, "jesc8")["LogPath"]).read_bytes().splitlines()
+    got = [re.match(rb'^\{"log":(".*"),"stream":"stdout","time":"[^"]+"\}$', line).group(1).decode() for line in lines]
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g == w
+
+
+def test_logs_of_a_line_longer_than_a_frame_piece(d, client):
+    """3 MiB without a newline (json-file keeps it as 16 KiB partial records): the logs come
+    back whole, the timestamp once, in frames of about 1 MiB (not one 3 MiB frame built in
+    memory), for both log formats."""
+    for driver in ("json-file", "local"):
+        name = f"jlong-{driver}"
+        ok(d, "run", "--name", name, "--log-driver", driver, "busybox", "sh", "-c",
+           "head -c 3145728 /dev/zero | tr '\\0' y; echo; echo after")
+        c = client.containers.get(name)
+        assert c.logs() == b"y" * 3145728 + b"\nafter\n"
+        stamped = c.logs(timestamps=True)
+        stamp, rest = stamped.split(b" ", 1)
+        assert re.match(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$", stamp), stamp
+        assert rest.startswith(b"y" * 3145728 + b"\n") and rest.count(b"Z ") == 1
+        frames = list(c.logs(stream=True))
+        assert b"".join(frames) == b"y" * 3145728 + b"\nafter\n"
+        assert len(frames) >= 3 and max(len(f) for f in frames) <= (1 << 20) + 131072
+        tail = c.logs(tail=1)
+        assert tail == b"after\n"
