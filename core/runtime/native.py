@@ -32,7 +32,7 @@ from typing import ClassVar, Literal
 
 from ..drivers.runtime import ContainerSpec, ContainerStartError, ExecSpec, ExecStartError, ExitStatus
 from ..errors import ConfigError, Conflict, InvalidState, NoSuchContainer, SkipPlugin
-from ..tasks import set_done
+from ..tasks import set_done, spawn
 from . import spec as specmod
 from . import state as st
 from .logfile import LogReader
@@ -217,12 +217,15 @@ async def _read_to_eof(fd: int) -> None:
             return
 
 
-async def spawn_shim(shim: Path | str, spec_path: Path, argv0: str | None = None) -> str:
+async def spawn_shim(shim: Path | str, spec_path: Path, argv0: str | None = None,
+                     monitor_child: bool = False) -> str:
     """Run the shim and return its status line.
 
     ``posix_spawn`` (vfork) keeps the cost flat whatever the daemon's size, and owning the
     status pipe means nothing waits for the container: an event loop's subprocess ``wait()``
     may wait for every holder of the child's pipes (uvloop's does), and the monitor outlives it.
+    ``monitor_child`` (a spec with "monitor_child"): the spawned process is the monitor
+    itself, reaped by a task of its own once it exits, not before this returns.
     """
     r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     # in a worker thread: vfork suspends the caller until the shim has exec'd (~0.3 ms, several
@@ -241,7 +244,10 @@ async def spawn_shim(shim: Path | str, spec_path: Path, argv0: str | None = None
             if spawning.exception() is not None:
                 raise
             pid = spawning.result()
-            await _reap(pid)
+            if monitor_child:
+                spawn(_reap(pid), f"reaper of shim {pid}")
+            else:
+                await _reap(pid)
             raise
     except BaseException:
         os.close(r)
@@ -263,7 +269,10 @@ async def spawn_shim(shim: Path | str, spec_path: Path, argv0: str | None = None
                 await asyncio.wait_for(_read_to_eof(r), 5)
     finally:
         os.close(r)
-        await _reap(pid)
+        if monitor_child and not buf.startswith(b"error"):
+            spawn(_reap(pid), f"reaper of shim {pid}")  # it monitors the process until its end
+        else:
+            await _reap(pid)
     return buf.split(b"\n", 1)[0].decode(errors="replace").strip()
 
 
@@ -634,9 +643,9 @@ class NativeRuntime:
         ed.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             data = specmod.build_exec(spec, settings, pid, state_dir=ed, log_path=ed / "exec.log",
-                                      exit_path=ed / st.EXIT)
+                                      exit_path=ed / st.EXIT, monitor_child=True)
             st.write_atomic(ed / st.SPEC, data, sync=False)
-            line = await spawn_shim(self._shim_exe, ed / st.SPEC, argv0=str(self.shim))
+            line = await spawn_shim(self._shim_exe, ed / st.SPEC, argv0=str(self.shim), monitor_child=True)
             parts = line.split(" ", 3)
             if parts[0] == "ok" and len(parts) >= 3:
                 return int(parts[1])

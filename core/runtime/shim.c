@@ -28,7 +28,8 @@
  *
  * Protocol on stdout (one line): "ok <container_pid> <monitor_pid>" or
  * "error <errno> <stage> [detail]". The process started by the daemon forks the monitor
- * and exits at once; the monitor calls setsid, survives the daemon, logs the container's
+ * and exits at once (exec mode with "monitor_child": it is the monitor, and the daemon reaps
+ * it); the monitor calls setsid, survives the daemon, logs the container's
  * output (binary records, see logfile.py), waits for it and writes the exit file
  * "<code> <signal> <finished_at_ns>\n" atomically, then exits.
  *
@@ -1418,9 +1419,14 @@ int main(int argc, char **argv)
     /* nothing the daemon had open may leak into the monitor or the container */
     syscall(SYS_close_range, 3U, ~0U, 0U);
 
-    pid_t p = fork();
-    if (p < 0) { status_error(errno, "fork", NULL); return 1; }
-    if (p > 0) _exit(0); /* the daemon's child exits: the monitor is reparented */
+    /* The daemon's child forks the monitor and exits (the monitor is reparented). An exec
+     * whose daemon reaps the monitor itself ("monitor_child") saves that fork: the daemon's
+     * child is the monitor (not a group leader, so setsid works as for a forked one). */
+    if (!(get("exec_root") && get_ll("monitor_child", 0))) {
+        pid_t p = fork();
+        if (p < 0) { status_error(errno, "fork", NULL); return 1; }
+        if (p > 0) _exit(0); /* the daemon's child exits: the monitor is reparented */
+    }
 
     setsid();
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);

@@ -380,8 +380,9 @@ EXEC_NS_ORDER = ["pid", "cgroup", "ipc", "uts", "net", "mnt", "user"]
 
 
 def build_exec(spec: ExecSpec, settings: dict, pid: int, *, state_dir: Path, log_path: Path,
-               exit_path: Path) -> bytes:
-    """The shim input to run ``spec`` inside the container whose pid 1 is ``pid`` (host pid)."""
+               exit_path: Path, monitor_child: bool = False) -> bytes:
+    """The shim input to run ``spec`` inside the container whose pid 1 is ``pid`` (host pid).
+    ``monitor_child``: the process the daemon spawns is the monitor (the daemon reaps it)."""
     if not spec.args:
         raise InvalidArgument("No exec command specified")
     r: list[tuple[str, bytes]] = []
@@ -390,6 +391,8 @@ def build_exec(spec: ExecSpec, settings: dict, pid: int, *, state_dir: Path, log
         r.append((key, _fields(*vals)))
 
     _add_files(add, state_dir, log_path, exit_path, 0, 1, settings.get("rootfs") or "/")
+    if monitor_child:
+        add("monitor_child", 1)
     add("exec_root", f"/proc/{pid}/root")
     flags = dict(NS_FLAGS, mnt=CLONE_NEWNS, user=CLONE_NEWUSER)
 

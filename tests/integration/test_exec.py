@@ -317,3 +317,35 @@ def test_output_waits_until_the_client_has_read_the_headers(d, ctr):
         assert client.api.exec_inspect(eid)["ExitCode"] == 0
     finally:
         client.close()
+
+
+def test_exec_monitors_are_reaped(d, ctr):
+    """An exec's monitor is the daemon's own child (one fork less per exec): the daemon reaps
+    it when the exec ends, whether the exec ran to its end, failed to start or was detached."""
+    assert d.docker("exec", ctr, "true").returncode == 0
+    assert d.docker("exec", ctr, "/no/such/binary").returncode == 127
+    assert d.docker("exec", "-d", ctr, "sh", "-c", "sleep 0.2").returncode == 0
+    assert d.docker("exec", ctr, "sh", "-c", "exit 3").returncode == 3
+
+    def exec_children() -> list[tuple[str, str]]:
+        """(pid, state) of the daemon's children that are (or were) exec monitors."""
+        out = []
+        for task in os.listdir(f"/proc/{d.proc.pid}/task"):
+            try:
+                with open(f"/proc/{d.proc.pid}/task/{task}/children") as f:
+                    pids = f.read().split()
+            except FileNotFoundError:
+                continue
+            for pid in pids:
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        state = f.read().rsplit(")", 1)[1].split()[0]
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        cmd = f.read()
+                except FileNotFoundError:
+                    continue
+                if state == "Z" or b"/exec/" in cmd:  # a zombie has no cmdline left
+                    out.append((pid, state))
+        return out
+
+    wait_for(lambda: not exec_children())
