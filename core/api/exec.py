@@ -97,7 +97,7 @@ async def start(request: web.Request) -> web.StreamResponse:
     starting = asyncio.ensure_future(svc.start(e))
     await asyncio.sleep(0)  # its spec is written and the shim's spawn handed over before the 101
     try:
-        response, conn = await hijack(request, content_type)
+        response, conn = await hijack(request, content_type, wait_read=False)  # output waits for that, an EOF not
     except BaseException:
         spawn(_cleanup_started(svc, e, starting), f"cleanup of exec {e.id[:12]}")
         raise

@@ -30,6 +30,7 @@ import time
 from aiohttp import web
 
 from ..versions import _vtuple
+from ..tasks import spawn
 from .middleware import add_common_headers
 
 RAW_STREAM = "application/vnd.docker.raw-stream"
@@ -58,6 +59,8 @@ class Hijacked(asyncio.Protocol):
         self.lost = asyncio.Event()
         self._writable = asyncio.Event()
         self._writable.set()
+        # hijack(wait_read=False): done once the client has read the response headers
+        self.headers_read: asyncio.Future[None] | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -85,7 +88,14 @@ class Hijacked(asyncio.Protocol):
 
     # -- for handlers ---------------------------------------------------------------------------
 
+    async def peer_ready(self) -> None:
+        """Until the client has read the response headers: the first byte of output waits
+        for it (see :func:`headers_read`); an end of the stream without output need not."""
+        if self.headers_read is not None and not self.headers_read.done():
+            await asyncio.shield(self.headers_read)
+
     async def write(self, data: bytes) -> None:
+        await self.peer_ready()
         if self.lost.is_set() or self.transport.is_closing():
             raise ConnectionResetError("the client went away")
         self.transport.write(data)
@@ -103,10 +113,13 @@ class Hijacked(asyncio.Protocol):
         return data
 
 
-async def hijack(request: web.Request, content_type: str) -> tuple[web.StreamResponse, Hijacked]:
+async def hijack(request: web.Request, content_type: str,
+                 wait_read: bool = True) -> tuple[web.StreamResponse, Hijacked]:
     """Answer ``101 UPGRADED`` (or 200 for clients that did not ask to upgrade, the stream then
     delimited by the connection's close) and take over. As dockerd, the multiplexed stream's
-    media type is announced from API 1.42 on; older clients are told ``raw-stream``."""
+    media type is announced from API 1.42 on; older clients are told ``raw-stream``.
+    ``wait_read``: return once the client has read the headers; else at once, and the
+    connection's writes (and :meth:`Hijacked.peer_ready`) wait for that instead."""
     upgrade = request.headers.get("Upgrade", "").lower() == "tcp"
     version = request.get("api_version")
     if content_type == MULTIPLEXED_STREAM and version and _vtuple(version) < (1, 42):
@@ -126,7 +139,10 @@ async def hijack(request: web.Request, content_type: str) -> tuple[web.StreamRes
     if early:
         conn.data_received(early)
     transport.set_protocol(conn)
-    await headers_read(transport)
+    if wait_read:
+        await headers_read(transport)
+    else:
+        conn.headers_read = spawn(headers_read(transport), "hijacked headers read")
     return response, conn
 
 

@@ -101,7 +101,7 @@ async def send_output(conn: Hijacked, reader: LogReader, tty: bool, streams: set
                     if reader._exited():
                         return
                     await watch.wait(poll_interval)
-            offset, exit_seen = 0, False
+            offset, exit_seen, ready = 0, False, False
             while True:
                 size = os.fstat(fd).st_size
                 progressed = False
@@ -111,6 +111,9 @@ async def send_output(conn: Hijacked, reader: LogReader, tty: bool, streams: set
                     if size - offset - _HEADER.size < n:
                         break  # the writer is mid-record
                     if stream in streams and n:
+                        if not ready:  # the first output waits until the client has read the headers
+                            await conn.peer_ready()
+                            ready = True
                         if not tty:
                             await _send_all(conn, sock, hdr[:8])
                         await _sendfile_all(conn, sock, fd, offset + _HEADER.size, n)
