@@ -47,6 +47,8 @@ class DaemonConfig:
     log_level: str = "info"
     log_format: str = "text"  # "text" or "json" (structured, one object per line)
     storage_driver: str | None = None  # None: the first usable of overlay, vfs
+    # bytes of layer tars docker save keeps to send again with sendfile (dockyard.images.layercache); 0: off
+    layer_tar_cache: int = 1 << 30
     runtime: str | None = None  # None: native
     cgroups: str | None = None  # None: auto
     # dockerd's --cgroup-parent: containers without HostConfig.CgroupParent go to <it>/<id>
@@ -131,6 +133,7 @@ FILE_KEYS = {
     "log-level": "log_level",
     "log-format": "log_format",
     "storage-driver": "storage_driver",
+    "layer-tar-cache": "layer_tar_cache",
     "runtime": "runtime",
     "cgroups": "cgroups",
     "cgroup-parent": "cgroup_parent",
@@ -213,10 +216,11 @@ def _coerce(name: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"{key}: expected a positive number")
         return value
-    if name == "api_max_json_body":
+    if name in ("api_max_json_body", "layer_tar_cache"):
         size = parse_size(value) if isinstance(value, str) else value
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise ConfigError(f"{key}: expected a size (\"16m\") or a number of bytes, 0 for no limit")
+            off = "no limit" if name == "api_max_json_body" else "off"
+            raise ConfigError(f"{key}: expected a size (\"16m\") or a number of bytes, 0 for {off}")
         return size
     if name in ("api_header_timeout", "api_idle_timeout", "api_max_connections_per_peer"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:

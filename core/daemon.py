@@ -105,7 +105,7 @@ class Daemon:
         from .images import ImageService
 
         self.images = ImageService(c.data_root / "image", self.drivers.get("storage"), self.events,
-                                   asyncio.get_running_loop())
+                                   asyncio.get_running_loop(), tar_cache_limit=c.layer_tar_cache)
         self.services.append(self.images)
         from .registry import RegistryService
 

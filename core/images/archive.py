@@ -716,8 +716,10 @@ class _LayerContent:
     original blob, or an export spooled and verified while planning), or the storage
     driver's export, checked against its size and diff id while it is written."""
 
-    def __init__(self, size: int, file: BinaryIO | None = None, export: tuple[Any, str, str] | None = None) -> None:
+    def __init__(self, size: int, file: BinaryIO | None = None, export: tuple[Any, str, str] | None = None,
+                 tee: Any = None) -> None:
         self.size, self.file, self.export = size, file, export
+        self.tee, self.verified = tee, False  # tee: a layer tar cache entry being written
 
     def write(self, out: Any) -> None:
         if self.file is not None:
@@ -734,6 +736,8 @@ class _LayerContent:
                     break
                 h.update(chunk)
                 out.write(chunk)
+                if self.tee is not None:
+                    self.tee.write(chunk)
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:
@@ -741,10 +745,15 @@ class _LayerContent:
         if n != self.size or "sha256:" + h.hexdigest() != diff_id:
             raise DigestMismatch(f"layer sha256:{chain_hex} exported by the storage driver does not match "
                                  f"its diff id {diff_id}")
+        self.verified = True
 
     def close(self) -> None:
+        """After the archive is sent: a verified export goes into the layer tar cache."""
         if self.file is not None:
             self.file.close()
+        if self.tee is not None:
+            tee, self.tee = self.tee, None
+            tee.commit() if self.verified else tee.abort()
 
 
 def _copy_file(f: BinaryIO, size: int, out: Any) -> None:
@@ -919,7 +928,13 @@ def _plan_layer(svc: ImageService, arc: SaveArchive, driver: Any, layer: Any, wr
             raise
         content = _LayerContent(size, file=spool)
     else:
-        content = _LayerContent(size, export=(driver, chain_hex, layer.diff_id))
+        cache = svc.tar_cache
+        cached = cache.open(layer.diff_id, size) if cache is not None else None
+        if cached is not None:  # kept by an earlier save (checked then): sent with sendfile
+            content = _LayerContent(size, file=cached)
+        else:
+            content = _LayerContent(size, export=(driver, chain_hex, layer.diff_id),
+                                    tee=cache.writer(layer.diff_id, size) if cache is not None else None)
     arc.add_layer(f"blobs/sha256/{hexpart}", content)
     written.add(hexpart)
     return _descriptor(OCI_LAYER, layer.diff_id, size)

@@ -63,7 +63,7 @@ class ImageService:
     """
 
     def __init__(self, root: Path, driver: Any, events: Any = None,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 loop: asyncio.AbstractEventLoop | None = None, tar_cache_limit: int | None = None) -> None:
         self.root = Path(root)
         self.driver = driver
         self.events = events
@@ -94,7 +94,18 @@ class ImageService:
         # containers keep its layers): invisible to every lookup, their layers kept until the
         # last of those containers is gone (release); the record says "Held"
         self.held: dict[str, Image] = {}
+        # docker save's layer tar cache (dockyard.images.layercache): only where layer tars
+        # are re-created from the files (no blobs kept)
+        self.tar_cache: Any = None
+        if driver is not None and not self.keep_layer_blobs and tar_cache_limit != 0:
+            from .layercache import DEFAULT_LIMIT, LayerTarCache
+
+            self.tar_cache = LayerTarCache(self.root / "layer-tars",
+                                           DEFAULT_LIMIT if tar_cache_limit is None else tar_cache_limit,
+                                           lambda d: any(l.diff_id == d for l in list(self.layers.values())))
         self._restore()
+        if self.tar_cache is not None:
+            self.tar_cache.keep_only({layer.diff_id for layer in self.layers.values()})
 
     # -- startup ---------------------------------------------------------------------------
 
@@ -615,6 +626,9 @@ class ImageService:
         layer = self.layers.pop(chain, None)
         if layer is not None and layer.blob and not any(l.blob == layer.blob for l in self.layers.values()):
             self.blobs.delete(layer.blob)
+        if (layer is not None and self.tar_cache is not None
+                and not any(l.diff_id == layer.diff_id for l in self.layers.values())):
+            self.tar_cache.remove(layer.diff_id)
 
     def prune(self, filters: F.Filters) -> dict[str, Any]:
         self.require_driver()
@@ -647,6 +661,8 @@ class ImageService:
                 records.extend({"Deleted": c} for c in removed)
                 reclaimed += sum(sizes.get(c, 0) for c in removed)
                 deleted.extend(records)
+            if self.tar_cache is not None:  # only a cache: pruning is asking for the space
+                reclaimed += self.tar_cache.clear()
         self.emit("prune", "", reclaimed=str(reclaimed))
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 import hashlib
 import http.client
 import io
+import json
 import os
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -87,11 +89,31 @@ def test_save_declares_its_length_and_the_connection_stays_usable(daemon, loaded
     conn.close()
 
 
+def cached(daemon) -> list[str]:
+    return sorted(p.name for p in (daemon.data_root / "image" / "layer-tars").iterdir() if p.name[0] != ".")
+
+
+def wait_cached(daemon, hexpart: str) -> None:
+    """The entry is put in place (fsync, rename) after the last byte went to the client."""
+    deadline = time.monotonic() + 30
+    while hexpart not in cached(daemon):
+        assert time.monotonic() < deadline, "the layer tar was not cached"
+        time.sleep(0.02)
+
+
+def prune(daemon) -> dict:
+    status, body = daemon.request("POST", "/images/prune")
+    assert status == 200
+    return json.loads(body)
+
+
 def test_a_layer_changed_on_disk_cuts_the_archive_short(daemon, loaded, tmp_path):
     diffs = [p for p in (daemon.data_root / "storage").glob("*/*/diff/d/f010") if p.is_file()]
     assert len(diffs) == 1, diffs
     victim = diffs[0]
     original = victim.read_bytes()
+    prune(daemon)  # empties the layer tar cache: the export reads the files
+    assert cached(daemon) == []
     victim.write_bytes(bytes(len(original)))  # same size: only the digest can tell
     try:
         conn, r = get(daemon)
@@ -108,6 +130,7 @@ def test_a_layer_changed_on_disk_cuts_the_archive_short(daemon, loaded, tmp_path
         assert r.returncode != 0 and b"cut short" in r.stderr and os.listdir(tmp_path) == []  # no short archive
         r = daemon.docker("save", "-o", str(out), "savestream:1", timeout=120)
         assert r.returncode != 0 and b"unexpected EOF" in r.stderr  # (the docker CLI leaves what it got)
+        assert cached(daemon) == []  # nothing unverified is kept
     finally:
         victim.write_bytes(original)
     conn, r = get(daemon)
@@ -124,3 +147,65 @@ def test_docker_cli_save_load_round_trip(daemon, loaded, tmp_path):
     r = daemon.docker("load", "-i", str(out), timeout=120)
     assert r.returncode == 0 and b"Loaded image: savestream:1" in r.stdout
     assert daemon.docker("image", "inspect", "-f", "{{.Id}}", "savestream:1").stdout.strip() == before
+
+
+def test_the_layer_tar_cache_serves_later_saves_and_goes_with_the_layer(daemon, loaded, tmp_path):
+    hexpart = hashlib.sha256(loaded).hexdigest()
+    prune(daemon)
+    conn, r = get(daemon)
+    first = r.read()
+    conn.close()
+    wait_cached(daemon, hexpart)
+    entry = daemon.data_root / "image" / "layer-tars" / hexpart
+    assert entry.read_bytes() == loaded and entry.stat().st_mode & 0o777 == 0o600
+    # a later save sends the kept tar (the layer's files are not read: a change there is not seen)
+    [victim] = [p for p in (daemon.data_root / "storage").glob("*/*/diff/d/f011") if p.is_file()]
+    original = victim.read_bytes()
+    victim.write_bytes(bytes(len(original)))
+    try:
+        conn, r = get(daemon)
+        assert r.read() == first
+        conn.close()
+    finally:
+        victim.write_bytes(original)
+    # an entry of the wrong size (a damaged cache) is not used: the export is made again
+    entry.write_bytes(loaded[:-512])
+    conn, r = get(daemon)
+    assert r.read() == first
+    conn.close()
+    deadline = time.monotonic() + 30
+    while entry.stat().st_size != len(loaded):  # kept again
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert entry.read_bytes() == loaded
+    reclaimed = prune(daemon)["SpaceReclaimed"]
+    assert reclaimed >= len(loaded) and cached(daemon) == []
+    conn, r = get(daemon)
+    r.read()
+    conn.close()
+    wait_cached(daemon, hexpart)
+    out = tmp_path / "keep.tar"
+    assert daemon.docker("save", "-o", str(out), "savestream:1").returncode == 0
+    assert daemon.docker("rmi", "savestream:1").returncode == 0
+    assert hexpart not in cached(daemon)  # the last layer of that diff id is gone: so is its tar
+    assert daemon.docker("load", "-i", str(out), timeout=120).returncode == 0
+
+
+def test_no_cache_when_turned_off_or_too_small(tmp_path, loaded):
+    for size in ("0", "100k"):
+        d = DaemonProcess(tmp_path / size, *storage_args())
+        (tmp_path / f"{size}.toml").write_text(f'layer-tar-cache = "{size}"\n')
+        d.args += ["--config-file", str(tmp_path / f"{size}.toml")]
+        d.start()
+        try:
+            path = image_tar(tmp_path / f"img{size}.tar",
+                             [(image_config([loaded], cmd=["sh"]), [loaded], ["savestream:1"])])
+            d.load(path)
+            conn, r = get(d)
+            body = r.read()
+            conn.close()
+            assert len(body) == int(r.getheader("Content-Length"))
+            root = d.data_root / "image" / "layer-tars"
+            assert not root.exists() or [p.name for p in root.iterdir()] == []
+        finally:
+            d.stop()
