@@ -345,7 +345,9 @@ async def setup(service: Any, c: Any, rootfs: Path, undo: contextlib.AsyncExitSt
     from . import shm  # --ipc shareable / container:X: the /dev/shm kept on the host
 
     undo.callback(shm.release, service, c)
-    out.extend(await asyncio.to_thread(shm.setup, service, c))
+    ipc = c.host_config.get("IpcMode") or ""
+    if ipc == "shareable" or ipc.startswith("container:"):  # else shm.setup has nothing to do
+        out.extend(await asyncio.to_thread(shm.setup, service, c))
     return out
 
 

@@ -191,18 +191,24 @@ async def destroy(svc: ContainerService, c: Container) -> None:
     if svc.networks is not None:
         with contextlib.suppress(Exception):
             await svc.networks.teardown(c)
-    if svc.cgroups is not None:
-        with contextlib.suppress(Exception):  # kills anything left in it first; in a worker: a
-            await asyncio.to_thread(svc.cgroups.remove, c.id)  # rmdir waits for the kernel's cgroup lock
-    await asyncio.to_thread(svc.storage.remove_rw, c.id)
-    crashpoint("container.rm.after_layer")
-    await asyncio.to_thread(shutil.rmtree, svc.dir(c), True)
+    await asyncio.to_thread(_remove_on_disk, svc, c)  # one worker for the three
     svc.containers.pop(c.id, None)
     if svc.names.get(c.name) == c.id:
         del svc.names[c.name]
     svc.locks.pop(c.id, None)
     if svc.images is not None and c.image_id in svc.images.held:  # its image went with `rmi -f`
         await asyncio.to_thread(svc.images.release, c.image_id)
+
+
+def _remove_on_disk(svc: ContainerService, c: Container) -> None:
+    """The cgroup (anything left in it is killed first; a v1 rmdir waits for the kernel's
+    cgroup lock), the writable layer, then the container's directory."""
+    if svc.cgroups is not None:
+        with contextlib.suppress(Exception):
+            svc.cgroups.remove(c.id)
+    svc.storage.remove_rw(c.id)
+    crashpoint("container.rm.after_layer")
+    shutil.rmtree(svc.dir(c), True)
 
 
 async def prune(svc: ContainerService, filters: str | None) -> dict[str, Any]:

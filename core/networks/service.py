@@ -25,6 +25,7 @@ import builtins
 import contextlib
 import hashlib
 import logging
+import os
 import secrets
 import time
 from pathlib import Path
@@ -795,7 +796,9 @@ class NetworkService:
         for rec, ep in self.endpoints_of(c.id):
             await self._leave(c, rec, ep, namespace_going=True)
         self.dns.stop(c.id)  # its sockets hold the namespace
-        await asyncio.to_thread(netns.remove, self.netns_path(c.id))
+        path = self.netns_path(c.id)
+        if os.path.lexists(path):  # (gone already at rm after the exit's teardown: no worker for that)
+            await asyncio.to_thread(netns.remove, path)
         for settings in c.networks.values():
             # a configured MAC (connect --mac-address) stays, as moby's DesiredMacAddress: one
             # that is not Docker's 02:42:<ip> scheme was asked for (Config.MacAddress holds the
