@@ -206,9 +206,14 @@ class ExecService:
         if e.running and e.tty:
             self.runtime.exec_resize(e.container_id, e.id, h, w)
 
+    # the client asks for the exit code right after the stream's end (docker exec: then it
+    # exits): that request is answered first, the state's removal (~0.3 ms) comes after it
+    CLEANUP_DELAY = 0.02
+
     async def cleanup(self, e: ExecInstance) -> None:
         """After the output is sent: drop the runtime's state (log, fifos); the record stays."""
         await e.done.wait()
+        await asyncio.sleep(self.CLEANUP_DELAY)
         with contextlib.suppress(Exception):
             await self.runtime.exec_delete(e.container_id, e.id)
 
