@@ -683,3 +683,21 @@ def test_plain_tcp_off_loopback_needs_the_insecure_flag_and_then_warns(pki, tmp_
     start(daemons, tmp_path / "tls", "-H", f"tcp://0.0.0.0:{port2}", "--tlsverify", "--tlscacert",
           str(pki / "ca.pem"), "--tlscert", str(pki / "cert.pem"), "--tlskey", str(pki / "key.pem"))
     assert https_request(port2, pki, "alice", "GET", "/_ping")[0] == 200
+
+
+def test_docker_save_over_tls_is_the_archive_saved_over_unix(pki, tmp_path, daemons, busybox_tar):
+    """Over TLS the bytes on the socket are not the body's: save goes through the event loop
+    (not straight to the socket), with its Content-Length, and gives the same archive."""
+    port = free_port()
+    d = start(daemons, tmp_path, *tls_flags(pki, port))
+    d.load(busybox_tar)
+    client = pki / "client"
+    tls_env = docker_env(tmp_path, DOCKER_HOST=f"tcp://127.0.0.1:{port}", DOCKER_TLS_VERIFY="1",
+                         DOCKER_CERT_PATH=str(client))
+    for _ in range(2):  # the second one from the layer tar cache (overlay), sent without sendfile
+        r = subprocess.run(["docker", "save", "-o", str(tmp_path / "tls.tar"), "busybox"],
+                           capture_output=True, text=True, timeout=120, env=tls_env)
+        assert r.returncode == 0, r.stderr
+        r = d.docker("save", "-o", str(tmp_path / "unix.tar"), "busybox", timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / "tls.tar").read_bytes() == (tmp_path / "unix.tar").read_bytes()
