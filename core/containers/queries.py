@@ -67,6 +67,8 @@ def _listed(svc: ContainerService, all_: bool, limit: int, filters: str | None) 
     if "status" in f or "exited" in f:
         all_ = True
     items = list(reversed(svc.containers.values()))  # dicts keep creation order: newest first
+    if not f and limit <= 0:  # docker ps, ps -a: no test to run per container
+        return items if all_ else [c for c in items if c.running]
     if "before" in f:
         ref = svc.get(f["before"][0])
         items = [c for c in items if c.created_ns < ref.created_ns]
