@@ -1,6 +1,6 @@
 """An idle daemon keeps only what serving needs (issue 18, idle PSS): what only some requests
 need is imported by them, the command-line parser is gone once parsed, and libnftables'
-contexts (a copy of the ruleset each) are freed once start-up is over.
+contexts (a copy of the ruleset each) are freed and the library unloaded once start-up is over.
 
 A real ``dockyardd`` (its own ``main()``, run through a wrapper that lists ``sys.modules`` on
 request) on a temporary socket, with the default bridge when the host allows it.
@@ -80,17 +80,20 @@ def test_an_idle_daemon_has_not_imported_what_only_some_requests_need(idle_daemo
     assert sorted(m for m in LAZY if m in modules) == []
 
 
-def test_an_idle_daemon_keeps_no_nftables_context(idle_daemon: ListingDaemon) -> None:
+def test_an_idle_daemon_keeps_no_nftables_context_nor_the_library(idle_daemon: ListingDaemon) -> None:
     # the default bridge's start-up ran nft batches (when the bridge driver runs here); the
-    # janitor's first look after start-up frees the contexts: polled, not timed
+    # janitor's first look after start-up frees the contexts and unloads libnftables: polled,
+    # not timed
     deadline = time.monotonic() + 60
     while True:
         listing = idle_daemon.listing()
         if not listing["nft_loaded"]:
             pytest.skip("no nftables user here (the bridge driver cannot run)")
-        if listing["nft_contexts"] == 0:
+        maps = Path(f"/proc/{idle_daemon.proc.pid}/maps").read_text()
+        if listing["nft_contexts"] == 0 and "libnftables" not in maps:
             break
-        assert time.monotonic() < deadline, f"{listing['nft_contexts']} nftables contexts kept at idle"
+        assert time.monotonic() < deadline, \
+            f"{listing['nft_contexts']} nftables contexts kept at idle, libnftables mapped: {'libnftables' in maps}"
         time.sleep(0.2)
     assert idle_daemon.ping()  # and nftables still works for what comes next (a new network)
     from dockyard_cli.client import UnixHTTPConnection
