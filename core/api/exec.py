@@ -91,9 +91,10 @@ async def start(request: web.Request) -> web.StreamResponse:
     # Docker takes the keys from the exec's create config; a query parameter overrides them
     keys = parse_detach_keys(request.query.get("detachKeys") or e.detach_keys) if tty else b""
     content_type = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
-    # The process starts while the 101 goes out and the client reads it (hijack waits for
-    # that): its output is in the exec's log until then, and a start error is still reported
-    # in the stream. A client gone before the stream finds the process started, as detached.
+    # The process starts while the 101 goes out and the client reads it: its output waits in
+    # the exec's log until the client has read the headers (Hijacked.peer_ready), and a start
+    # error is still reported in the stream. A client gone before the stream finds the
+    # process started, as detached.
     starting = asyncio.ensure_future(svc.start(e))
     await asyncio.sleep(0)  # its spec is written and the shim's spawn handed over before the 101
     try:
