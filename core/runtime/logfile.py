@@ -446,7 +446,11 @@ def _scan_json(f, offset: int) -> Iterator[tuple[LogRecord, int]]:
     into one buffer, each line decoded from a view of it (a line across two blocks is
     copied out); a line longer than MAX_JSON_LINE is skipped without keeping it."""
     f.seek(offset)
-    buf = bytearray(BLOCK)
+    size = BLOCK
+    if not isinstance(f, gzip.GzipFile):  # a follower's poll: a buffer for what is there, not 1 MiB
+        with contextlib.suppress(OSError, AttributeError, io.UnsupportedOperation):
+            size = min(BLOCK, max(os.fstat(f.fileno()).st_size - offset, 1 << 16))
+    buf = bytearray(size)
     view = memoryview(buf)
     head: list[bytes] = []  # the start of a line begun in an earlier block
     head_len = 0
