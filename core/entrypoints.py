@@ -126,10 +126,22 @@ def _needs_importlib_metadata() -> bool:
     return any(entry and os.path.isfile(entry) for entry in sys.path)  # a zip on the path
 
 
+def _unique_key(path: str, dist: Distribution) -> str:
+    """The name importlib.metadata tells distributions apart by (``_unique``: the path's
+    ``_normalized_name``): the directory's name before ``-`` when it ends exactly in
+    ``.dist-info``/``.egg-info``, else (an egg's ``EGG-INFO``, a ``.DIST-INFO``) the
+    metadata's Name, so a dotted egg and the same project's dist-info are one distribution."""
+    stem, ext = os.path.splitext(os.path.basename(path))
+    name = stem.partition("-")[0] if ext in (".dist-info", ".egg-info") else ""
+    return _normalize(name or dist.name or "")
+
+
 def _all() -> Iterator[EntryPoint]:
     seen: set[str] = set()
     for root in sys.path:
-        for normalized, path in _metadata_dirs(root):
+        for _, path in _metadata_dirs(root):
+            dist = Distribution(path)
+            normalized = _unique_key(path, dist)
             if normalized in seen:
                 continue
             seen.add(normalized)
@@ -138,7 +150,7 @@ def _all() -> Iterator[EntryPoint]:
                     text = f.read()
             except OSError:
                 continue
-            yield from _parse(text, Distribution(path))
+            yield from _parse(text, dist)
 
 
 def entry_points(group: str, name: str | None = None) -> list[Any]:
