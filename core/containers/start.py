@@ -62,7 +62,7 @@ async def launch(svc: ContainerService, c: Container) -> None:
         undo.callback(svc.storage.unmount, c.id)
         if cg is not None:
             undo.callback(cg.remove, c.id)
-        log_max_size, log_max_files = logopts.container_limits(svc, c)
+        output = svc.logging.shim_output(svc, c)  # once (logopts' helpers each work it out again)
         extra_mounts = await mounts.setup(svc, c, rootfs, undo)
         namespaces = _namespaces(svc, c)
         if svc.networks is not None:
@@ -78,8 +78,8 @@ async def launch(svc: ContainerService, c: Container) -> None:
         spec = build_spec(
             cid=c.id, config=config, host_config=c.host_config, rootfs=rootfs,
             files=files, mounts=[*extra_mounts, *startopts.shm_mounts(c)], cgroup_procs=procs,
-            log_path=logopts.channel_path(svc, c), log_max_size=log_max_size, log_max_files=log_max_files,
-            json_log=logopts.json_log(svc, c), syslog=logopts.syslog_fields(svc, c),
+            log_path=logopts.channel_path(svc, c), log_max_size=output.buffer_max_size,
+            log_max_files=output.buffer_max_files, json_log=output.json_file, syslog=output.syslog,
             namespaces=namespaces, devices=device_plan.nodes,
         )
         if mapping is not None:  # root in the container: a host nobody
