@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import threading
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -76,7 +75,7 @@ class LayerTarCache:
             return None
         if (vfs.f_bavail * vfs.f_frsize) - size < MIN_FREE * vfs.f_blocks * vfs.f_frsize:
             return None
-        tmp = self.root / f".tmp-{secrets.token_hex(8)}"
+        tmp = self.root / f".tmp-{os.urandom(8).hex()}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError:
