@@ -45,7 +45,7 @@ arg, env              repeatable, in order
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Sequence
 from pathlib import Path
 
 from ..drivers.runtime import ContainerSpec, DeviceNode, ExecSpec, validate_ulimits
@@ -379,10 +379,22 @@ def exec_settings(spec: ContainerSpec) -> dict:
 EXEC_NS_ORDER = ["pid", "cgroup", "ipc", "uts", "net", "mnt", "user"]
 
 
+def exec_namespaces(pid: int) -> list[str]:
+    """The namespaces of process ``pid`` an exec joins (in order): those not the daemon's."""
+    def same(kind: str) -> bool:
+        try:
+            return os.readlink(f"/proc/self/ns/{kind}") == os.readlink(f"/proc/{pid}/ns/{kind}")
+        except OSError:
+            return False
+
+    return [kind for kind in EXEC_NS_ORDER if not same(kind)]
+
+
 def build_exec(spec: ExecSpec, settings: dict, pid: int, *, state_dir: Path, log_path: Path,
-               exit_path: Path, monitor_child: bool = False) -> bytes:
+               exit_path: Path, monitor_child: bool = False, namespaces: Sequence[str] | None = None) -> bytes:
     """The shim input to run ``spec`` inside the container whose pid 1 is ``pid`` (host pid).
-    ``monitor_child``: the process the daemon spawns is the monitor (the daemon reaps it)."""
+    ``monitor_child``: the process the daemon spawns is the monitor (the daemon reaps it).
+    ``namespaces``: :func:`exec_namespaces` of ``pid``, if known."""
     if not spec.args:
         raise InvalidArgument("No exec command specified")
     r: list[tuple[str, bytes]] = []
@@ -395,16 +407,8 @@ def build_exec(spec: ExecSpec, settings: dict, pid: int, *, state_dir: Path, log
         add("monitor_child", 1)
     add("exec_root", f"/proc/{pid}/root")
     flags = dict(NS_FLAGS, mnt=CLONE_NEWNS, user=CLONE_NEWUSER)
-
-    def same(kind: str) -> bool:
-        try:
-            return os.readlink(f"/proc/self/ns/{kind}") == os.readlink(f"/proc/{pid}/ns/{kind}")
-        except OSError:
-            return False
-
-    for kind in EXEC_NS_ORDER:
-        if not same(kind):
-            add("exec_ns", flags[kind], f"/proc/{pid}/ns/{kind}")
+    for kind in exec_namespaces(pid) if namespaces is None else namespaces:
+        add("exec_ns", flags[kind], f"/proc/{pid}/ns/{kind}")
     add("clone_flags", 0)
     for p in settings.get("cgroup_procs") or []:
         add("cgroup", p)
