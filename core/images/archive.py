@@ -928,7 +928,7 @@ def _plan_layer(svc: ImageService, arc: SaveArchive, driver: Any, layer: Any, wr
             raise
         content = _LayerContent(size, file=spool)
     else:
-        cache = svc.tar_cache
+        cache = getattr(svc, "tar_cache", None)
         cached = cache.open(layer.diff_id, size) if cache is not None else None
         if cached is not None:  # kept by an earlier save (checked then): sent with sendfile
             content = _LayerContent(size, file=cached)
