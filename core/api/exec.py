@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 
 from aiohttp import web
 
@@ -93,8 +94,8 @@ async def start(request: web.Request) -> web.StreamResponse:
     content_type = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
     # The process starts while the 101 goes out and the client reads it: its output waits in
     # the exec's log until the client has read the headers (Hijacked.peer_ready), and a start
-    # error is still reported in the stream. A client gone before the stream finds the
-    # process started, as detached.
+    # error is still reported in the stream. A client gone before the stream has its process
+    # killed (Docker would not have started it).
     starting = asyncio.ensure_future(svc.start(e))
     await asyncio.sleep(0)  # its spec is written and the shim's spawn handed over before the 101
     try:
@@ -165,7 +166,11 @@ def end_stream(conn: Hijacked) -> None:
 
 
 async def _cleanup_started(svc: ExecService, e: ExecInstance, starting: asyncio.Future[None]) -> None:
-    """The hijack failed (the client went away) while the process was starting."""
+    """The hijack failed (the client went away) while the process was starting: it is killed
+    (nobody would ever send its stdin or read its output), its state removed."""
     with contextlib.suppress(BaseException):
         await starting
+    if e.running:
+        with contextlib.suppress(Exception):
+            await svc.runtime.exec_kill(e.container_id, e.id, signal.SIGKILL)
     await svc.cleanup(e)

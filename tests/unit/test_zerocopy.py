@@ -151,3 +151,70 @@ def test_tls_and_other_readers_keep_the_ordinary_path(tmp_path):
         pass
 
     assert not zerocopy.usable(Other(tmp_path / "exec.log"), C(T()))
+
+
+def test_output_waits_until_the_headers_are_read_an_empty_stream_does_not(tmp_path):
+    """hijack(wait_read=False): the first byte of output waits for conn.headers_read (the
+    client has read the 101: docker-py's buffered reader would swallow output sent with it);
+    a stream without output ends without waiting."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "empty").mkdir()
+    reader = _log(tmp_path / "out", [(1, b"out\n")])
+    empty = _log(tmp_path / "empty", [])
+
+    async def main():
+        a, b = socket.socketpair()
+        conn = await _server_side(a)
+        conn.headers_read = asyncio.get_running_loop().create_future()
+        sending = asyncio.ensure_future(zerocopy.send_output(conn, reader, False, {1}))
+        for _ in range(50):  # the whole log is there: a send that did not wait would be done
+            await asyncio.sleep(0)
+        b.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            b.recv(100)
+        assert not sending.done()
+        conn.headers_read.set_result(None)
+        await sending
+        b.setblocking(True)
+        first = b.recv(100)
+
+        c, d = socket.socketpair()
+        conn2 = await _server_side(c)
+        conn2.headers_read = asyncio.get_running_loop().create_future()  # never read
+        await asyncio.wait_for(zerocopy.send_output(conn2, empty, False, {1}), 30)
+        for s in (a, b, c, d):
+            s.close()
+        return first
+
+    assert asyncio.run(main()) == struct.pack(">B3xI", 1, 4) + b"out\n"
+
+
+def test_a_start_whose_client_went_away_is_killed_and_cleaned_up():
+    """The exec starts while the 101 goes out; when the hijack fails (the client is gone),
+    the started process is killed (nobody would send its stdin nor read its output)."""
+    from dockyard.api import exec as exec_api
+    from dockyard.containers.execs import ExecInstance
+
+    calls = []
+
+    class Runtime:
+        async def exec_kill(self, cid, eid, sig):
+            calls.append(("kill", cid, eid, sig))
+
+    class Svc:
+        runtime = Runtime()
+
+        async def cleanup(self, e):
+            calls.append(("cleanup", e.id))
+
+    e = ExecInstance(id="e1", container_id="c1", args=["cat"], env=[], user="", workdir="", tty=False,
+                     privileged=False, attach_stdin=True, attach_stdout=True, attach_stderr=True, detach_keys="")
+
+    async def main():
+        async def start():
+            e.running = True
+
+        await exec_api._cleanup_started(Svc(), e, asyncio.ensure_future(start()))
+
+    asyncio.run(main())
+    assert calls == [("kill", "c1", "e1", 9), ("cleanup", "e1")]
