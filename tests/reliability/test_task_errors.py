@@ -83,6 +83,8 @@ def test_no_fire_and_forget_task_outside_the_helper():
                "download = asyncio.ensure_future(client.stream_blob(",
                "write = asyncio.ensure_future(asyncio.to_thread(store.write_atomic",  # persist: shielded, awaited
                "spawning = asyncio.ensure_future(asyncio.to_thread(",  # native: shielded, awaited or reaped
-               "task = asyncio.ensure_future(result)")  # daemon._on_event: logged by _log_task_error
+               "task = asyncio.ensure_future(result)",  # daemon._on_event: logged by _log_task_error
+               "starting = asyncio.ensure_future(svc.start(e))",  # api/exec: awaited, or by the hijack's cleanup
+               "writing = asyncio.ensure_future(asyncio.to_thread(run))")  # api/images save: shielded, awaited
     unknown = [s for s in sites if not any(a in s for a in awaited)]
     assert unknown == [], "use dockyard.tasks.spawn for a task nobody awaits:\n" + "\n".join(unknown)
