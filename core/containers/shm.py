@@ -66,6 +66,8 @@ def setup(svc: Any, c: Any) -> list[Mount]:
 
 def release(svc: Any, c: Any) -> None:
     """The container stopped: its host shm goes (as Docker's UnmountIpcMounts)."""
+    if (c.host_config.get("IpcMode") or "") != "shareable":
+        return  # only a shareable one has a host shm (setup)
     d = host_dir(svc, c)
     if _mounted(d):
         if _libc.umount2(str(d).encode(), MNT_DETACH) != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT):

@@ -90,9 +90,8 @@ async def stop_process(svc: ContainerService, c: Container, timeout: int | None,
         except asyncio.TimeoutError:
             log.info("container %s did not stop after %ss, killing it", c.id[:12], timeout)
     svc.emit("kill", c, signal=int(signals.SIGKILL))
-    if svc.cgroups is not None and svc.cgroups.exists(c.id):
-        with contextlib.suppress(Exception):
-            svc.cgroups.kill_all(c.id, signals.SIGKILL)
+    if svc.cgroups is not None:  # in a worker: ~10 cgroupfs calls
+        await asyncio.to_thread(_kill_cgroup, svc.cgroups, c.id)
     with contextlib.suppress(InvalidState, NoSuchContainer):
         await svc.runtime.kill(c.id, signals.SIGKILL)
     while not waiter.done():
@@ -100,6 +99,13 @@ async def stop_process(svc: ContainerService, c: Container, timeout: int | None,
         if not waiter.done() and c.running and c.id not in svc.monitors:
             log.warning("container %s has no monitor: watching it again", c.id[:12])
             monitor.watch(svc, c)  # its exit is recorded (and the waiter answered) by the monitor
+
+
+def _kill_cgroup(cgroups: Any, cid: str) -> None:
+    """SIGKILL every process in the container's cgroup, if it has one."""
+    with contextlib.suppress(Exception):
+        if cgroups.exists(cid):
+            cgroups.kill_all(cid, signals.SIGKILL)
 
 
 async def kill(svc: ContainerService, ref: str, sig: str | None) -> None:
