@@ -533,7 +533,28 @@ def _unload_parser(loaded_before: set[str]) -> None:
     gc.collect()
 
 
+def limit_malloc_arenas() -> bool:
+    """One glibc malloc arena for all the daemon's threads (``mallopt(M_ARENA_MAX, 1)``), unless
+    the operator set ``MALLOC_ARENA_MAX``. glibc gives each thread that allocates under
+    contention an arena of its own (up to 8 per core), and freed memory stays in the arena it
+    came from: the executor's threads kept 3-4 MB after work (a mixed run, load, save, build,
+    exec, logs and a user network: 39.3 -> 36.0 MB anon at rest; 57.6 -> 43.5 MB at its peak;
+    idle 32.9 -> 32.1). Python allocates under the GIL, so threads hardly contend for one arena.
+    Called first thing in :func:`main`: glibc fixes the limit when a second thread first allocates."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(-8, 1))  # M_ARENA_MAX
+
+
 def main(argv: list[str] | None = None) -> None:
+    limit_malloc_arenas()  # before any thread
     loaded_before = set(sys.modules)
     from . import daemon_cli
 

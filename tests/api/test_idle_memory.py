@@ -37,15 +37,26 @@ def answer():
         nft = sys.modules.get("dockyard.nftables")
         contexts = sum(1 for o in gc.get_objects() if nft and type(o) is nft.Nft and o._ctx is not None)
         out = ask.with_suffix(".json")
+        if os.environ.get("DY_IDLE_MALLOC_STATS"):
+            import ctypes
+            sys.stderr.flush()
+            ctypes.CDLL(None).malloc_stats()  # "Arena N:" per glibc malloc arena, to the daemon's log
         out.with_suffix(".tmp").write_text(json.dumps({"modules": sorted(sys.modules), "nft_contexts": contexts,
                                                        "nft_loaded": nft is not None}))
         os.rename(out.with_suffix(".tmp"), out)
         ask.unlink()
 
-threading.Thread(target=answer, daemon=True).start()
 sys.argv[0] = "dockyardd"
-from dockyard.daemon import main
-main(sys.argv[1:])
+from dockyard import daemon
+
+run = daemon.run
+
+def run_and_answer(config):  # the thread starts where the daemon's first would (after main's set-up)
+    threading.Thread(target=answer, daemon=True).start()
+    run(config)
+
+daemon.run = run_and_answer
+daemon.main(sys.argv[1:])
 """
 
 
@@ -66,9 +77,10 @@ class ListingDaemon(DaemonProcess):
 
 
 @pytest.fixture
-def idle_daemon(tmp_path: Path):
+def idle_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     base = tmp_path / "d"
-    d = ListingDaemon(base, env={"DY_IDLE_ASK": str(base / "ask")})
+    d = ListingDaemon(base, env={"DY_IDLE_ASK": str(base / "ask"), "DY_IDLE_MALLOC_STATS": "1"})
     d.start()
     yield d
     d.stop()
@@ -108,3 +120,14 @@ def test_an_idle_daemon_keeps_no_nftables_context_nor_the_library(idle_daemon: L
     r = conn.getresponse()
     assert r.status == 204, r.read()
     conn.close()
+
+
+def test_the_daemons_threads_share_one_malloc_arena(idle_daemon: ListingDaemon) -> None:
+    # start-up ran work in executor threads (the networks' reconcile, the janitor's trim): with
+    # glibc's default each got an arena of its own, keeping what was freed in it
+    import re
+
+    idle_daemon.listing()
+    arenas = set(re.findall(r"^Arena (\d+):", idle_daemon.log(), re.M))
+    assert arenas == {"0"}, idle_daemon.log()[-2000:]
+    assert len(list(Path(f"/proc/{idle_daemon.proc.pid}/task").iterdir())) > 1  # threads there are
