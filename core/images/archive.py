@@ -919,6 +919,7 @@ def _plan_layer(svc: ImageService, arc: SaveArchive, driver: Any, layer: Any, wr
         try:
             reader = HashingReader(IterReader(driver.export_layer(chain_hex)))
             shutil.copyfileobj(reader, spool, CHUNK)
+            spool.flush()  # sent with sendfile from its fd: nothing may stay in the buffer
             if reader.digest != layer.diff_id:
                 raise DigestMismatch(f"the storage driver cannot reproduce layer {layer.diff_id} "
                                      f"(its export is {reader.digest})")
