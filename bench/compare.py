@@ -59,13 +59,16 @@ ROWS: list[tuple[str, str, str, bool, tuple[str, float] | None, tuple[str, str]]
     ("exec", "`docker exec C true`", "ms", True, ("<=", 10), ("58.4", "20.2")),
     ("exec_i", "100 MB through `docker exec -i C cat`", "MB/s", False, (">=", 300), ("146.5", "147.9")),
     ("load", "`docker load` 222 MB / 20k files, fresh root", "s", True, ("x<=", 1.3), ("2.73", "2.83")),
-    ("save", "`docker save` of it", "s", True, ("x<=", 1.2), ("2.29", "1.06")),
+    ("save", "`docker save` of it (repeated: median of runs)", "s", True, ("x<=", 1.2), ("2.29", "1.06")),
+    # the first save of an image: Dockyard's layer tar cache (core/images/layercache.py) has
+    # nothing yet and is filled while it streams
+    ("save_first", "`docker save` of it, first save", "s", True, ("x<=", 1.2), ("", "")),
     ("thousand", "1,000 containers create+start+rm, 10 at a time", "s", True, ("<=", 8), ("", "21.7")),
 ]
 KEYS = [r[0] for r in ROWS]
 GROUPS = {  # --only names that select several rows
     "api": ["api_none", "api_bridge"], "logs": ["logs_run", "logs_read"],
-    "images": ["load", "save"], "lifecycle": ["api_none", "api_bridge", "cli_run", "concurrent", "thousand",
+    "images": ["load", "save", "save_first"], "lifecycle": ["api_none", "api_bridge", "cli_run", "concurrent", "thousand",
                                               "exec", "list_cpu"],
 }
 
@@ -550,19 +553,23 @@ def row_images(engines: list[Target], work: Path, big_mb: int, small: int, runs:
             subprocess.run(["tar", "-x", "-f", str(layer), "-C", str(dest)], check=True)
         subprocess.run(["sync", "-f", str(dest)], check=True)
         floors.setdefault("load", []).append(time.perf_counter() - t)
-    if "save" in SELECTED:
-        for _ in range(runs):
+    if SELECTED & {"save", "save_first"}:
+        for i in range(runs):
             for e in engines:
                 out = work / "saved.tar"
                 subprocess.run(["sync"])
                 t = time.perf_counter()
                 e.docker("save", "-o", str(out), "bench:latest")
-                add("save", e, time.perf_counter() - t)
+                if i == 0:
+                    add("save_first", e, time.perf_counter() - t)
+                if i > 0 or runs == 1:
+                    add("save", e, time.perf_counter() - t)
                 out.unlink()
             subprocess.run(["sync"])
             t = time.perf_counter()
             subprocess.run(["tar", "-c", "-f", str(work / "floor.tar"), "-C", str(work / "floor0"), "."], check=True)
             floors.setdefault("save", []).append(time.perf_counter() - t)
+            floors["save_first"] = floors["save"]
             (work / "floor.tar").unlink()
     for e in engines:
         with contextlib.suppress(RuntimeError):
@@ -654,7 +661,7 @@ def table(engines: list[Target], args: argparse.Namespace) -> None:
         print("| " + " | ".join(cells) + " |")
     if floors:
         print("\nfloors: " + ", ".join(f"{'tar -x' if k == 'load' else 'tar -c'} {statistics.median(v):.2f} s"
-                                       for k, v in floors.items()))
+                                       for k, v in floors.items() if k != "save_first"))
     print("ratio: dockerd's median / ours for times and memory, ours / dockerd's for MB/s (> 1: ours is better)")
 
 
@@ -731,7 +738,7 @@ def main() -> int:
         tar = busybox_image_tar(work / "busybox.tar")
         for e in engines:
             e.docker("load", "-q", "-i", str(tar))
-        if SELECTED & {"load", "save"}:
+        if SELECTED & {"load", "save", "save_first"}:
             row_images(engines, work, big_mb, small, runs)
         if SELECTED & {"api_none", "api_bridge"}:
             row_api(engines, n)
