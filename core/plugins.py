@@ -1,4 +1,4 @@
-"""Finding and loading plugins: entry points find, pluggy announces, drivers do.
+"""Finding and loading plugins: stevedore finds, pluggy announces, drivers do.
 
 * Hook modules: every entry point in ``dockyard.hooks`` is imported and registered with
   pluggy (a module that fails to import stops the daemon: authorization fails closed).
@@ -9,9 +9,6 @@
   checked once against its kind's contract (:mod:`dockyard.drivers.contracts`): a missing
   base method is a :class:`PluginError` naming it; its capabilities are recorded and shown.
 * :func:`call_hook` is the only bridge between pluggy and asyncio.
-
-Entry points are read by :mod:`dockyard.entrypoints` (importlib.metadata's discovery without
-importing it, nor stevedore: 1.0 MB of an idle daemon).
 """
 
 from __future__ import annotations
@@ -20,12 +17,14 @@ import inspect
 import logging
 import os
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pluggy
+from stevedore import NamedExtensionManager
 
-from . import entrypoints, hookspecs
+from . import hookspecs
 from .errors import PluginError, SkipPlugin
 
 log = logging.getLogger("dockyard.plugins")
@@ -77,44 +76,29 @@ def blocked_names() -> set[str]:
 
 def entry_point_names(group: str) -> list[str]:
     """Installed entry-point names in a group, without importing anything."""
-    return sorted({ep.name for ep in entrypoints.entry_points(group)})
+    return sorted({ep.name for ep in metadata.entry_points(group=group)})
 
 
 def _distribution_of(group: str, name: str) -> tuple[str | None, str | None]:
-    for ep in entrypoints.entry_points(group, name):
-        if getattr(ep, "dist", None) is not None:
-            return entrypoints.distribution_of(ep)
+    for ep in metadata.entry_points(group=group, name=name):
+        dist = getattr(ep, "dist", None)
+        if dist is not None:
+            return dist.metadata["Name"], dist.version
     return None, None
 
 
-@dataclass
-class Extension:
-    """A loaded entry point (what stevedore called an extension)."""
+def _load(group: str, names: list[str]) -> list[Any]:
+    """Import the named entry points; an import failure is a PluginError naming the plugin."""
 
-    name: str
-    entry_point: Any
-    plugin: Any
+    def fail(_manager: Any, ep: Any, exc: BaseException) -> None:
+        raise PluginError(f"plugin {ep.name!r} ({group}) failed to load: {exc}") from exc
 
-
-def _load(group: str, names: list[str]) -> list[Extension]:
-    """Import the named entry points; one extension a name, in the order of ``names``. As
-    stevedore's ``NamedExtensionManager(name_order=True)`` did: every entry point of a wanted
-    name is imported, the last one found wins; an import failure is a PluginError naming the
-    plugin (an AssertionError propagates as it is)."""
     if not names:
         return []
-    by_name: dict[str, Extension] = {}
-    for ep in entrypoints.entry_points(group):
-        if ep.name not in names:
-            continue
-        try:
-            plugin = ep.load()
-        except AssertionError:
-            raise
-        except Exception as exc:
-            raise PluginError(f"plugin {ep.name!r} ({group}) failed to load: {exc}") from exc
-        by_name[ep.name] = Extension(ep.name, ep, plugin)
-    return [by_name[n] for n in names if n in by_name]
+    manager: NamedExtensionManager[Any] = NamedExtensionManager(
+        group, names, invoke_on_load=False, on_load_failure_callback=fail, name_order=True
+    )
+    return list(manager)
 
 
 def make_plugin_manager() -> pluggy.PluginManager:

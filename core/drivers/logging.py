@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -157,11 +158,10 @@ class LogDrivers:
 
     def __init__(self, config: Any = None, blocked: set[str] | None = None) -> None:
         self.config = config  # DaemonConfig or None (its [plugins.NAME] tables)
-        from .. import entrypoints
         from ..plugins import blocked_names
 
         self.blocked = blocked_names() if blocked is None else blocked
-        self._eps = {ep.name: ep for ep in entrypoints.entry_points(GROUP) if ep.name not in self.blocked}
+        self._eps = {ep.name: ep for ep in metadata.entry_points(group=GROUP) if ep.name not in self.blocked}
         self._drivers: dict[str, LogDriver] = {}
 
     def names(self) -> list[str]:

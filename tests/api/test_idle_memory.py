@@ -17,12 +17,10 @@ import pytest
 
 from dockyard.testing.daemon import DaemonProcess
 
-# Not imported by an idle daemon: the parser that read the command line, the tar code (load,
-# save, cp, commit, build: imported by those requests), the vfs driver beside overlay
+# Imported by a running daemon only when a request (or flag) needs them: the parser that read
+# the command line, the tar code (load, save, cp, commit, build), the vfs driver beside overlay
 LAZY = ("click", "dockyard.daemon_cli", "difflib", "tarfile", "dockyard.layers.unpack", "dockyard.layers.export",
-        "dockyard.layers.tarsplit", "dockyard.layers.copy_storage", "dockyard_storage_overlay.vfs",
-        # entry points are read without importlib.metadata (and zipfile, csv) and stevedore
-        "importlib.metadata", "stevedore", "zipfile")
+        "dockyard.layers.tarsplit", "dockyard.layers.copy_storage", "dockyard_storage_overlay.vfs")
 
 WRAPPER = """
 import gc, json, os, sys, threading, time
