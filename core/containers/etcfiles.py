@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,24 @@ def paths(directory: Path) -> dict[str, Path]:
     return {name: directory / name for name in NAMES}
 
 
+HOST_RESOLV = "/etc/resolv.conf"
+_host_resolv_kept: tuple[tuple[int, int, int, int], list[str]] | None = None  # (file's identity, lines)
+
+
 def _host_resolv() -> list[str]:
+    """The host's resolv.conf in lines, read again only when the file changes (a stat, not
+    an open and two reads at every create and start)."""
+    global _host_resolv_kept
     try:
-        return Path("/etc/resolv.conf").read_text().splitlines()
+        st = os.stat(HOST_RESOLV)
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if _host_resolv_kept is not None and _host_resolv_kept[0] == key:
+            return list(_host_resolv_kept[1])
+        lines = Path(HOST_RESOLV).read_text().splitlines()
     except OSError:
         return []
+    _host_resolv_kept = (key, lines)
+    return list(lines)
 
 
 def resolv_conf(host_config: dict[str, Any]) -> str:
