@@ -139,8 +139,20 @@ def frame_lines(records: Iterable[LogRecord], streams: Container[int], tty: bool
         if s not in streams:
             continue
         data = r.data
-        c = carry.pop(s, None)
         nl = data.find(b"\n")
+        if nl >= 0 and nl == len(data) - 1 and s not in carry:  # one whole line (json-file's records): as is
+            if prefix is not None:
+                data = prefix(r.timestamp_ns) + data
+            if not tty:
+                out.append(pack(s, len(data)))
+            out.append(data)
+            size += len(data)
+            if size >= batch:
+                yield b"".join(out)
+                out.clear()
+                size = 0
+            continue
+        c = carry.pop(s, None)
         if nl < 0:
             if c is None:
                 if not data:
@@ -249,6 +261,10 @@ class LogReader:
             except FileNotFoundError:
                 continue
             with f:
+                if not since_ns and not until_ns:
+                    for r, _ in self._scan(f, 0):
+                        yield r
+                    continue
                 for r, _ in self._scan(f, 0):
                     if r.timestamp_ns >= since_ns and (not until_ns or r.timestamp_ns <= until_ns):
                         yield r
@@ -445,6 +461,7 @@ def _scan_json(f, offset: int) -> Iterator[tuple[LogRecord, int]]:
     record's data has no trailing newline; :func:`split_lines` joins them). Read in blocks
     into one buffer, each line decoded from a view of it (a line across two blocks is
     copied out); a line longer than MAX_JSON_LINE is skipped without keeping it."""
+    loads, streams, parse_time = orjson.loads, _STREAMS, parse_rfc3339_ns
     f.seek(offset)
     size = BLOCK
     if not isinstance(f, gzip.GzipFile):  # a follower's poll: a buffer for what is there, not 1 MiB
@@ -484,9 +501,17 @@ def _scan_json(f, offset: int) -> Iterator[tuple[LogRecord, int]]:
                 if rec is not None:
                     yield rec, offset
         while (nl := buf.find(b"\n", start, n)) >= 0:
-            rec = _json_record(view[start:nl + 1])
+            line = view[start:nl + 1]
             offset += nl + 1 - start
             start = nl + 1
+            try:  # the usual line, inline; anything else the long way (_json_record)
+                obj = loads(line)
+                log, stream, t = obj["log"], obj["stream"], obj["time"]
+                if type(log) is not str or type(stream) is not str or type(t) is not str:
+                    raise TypeError
+                rec: LogRecord | None = LogRecord(streams.get(stream, STDOUT), parse_time(t), log.encode())
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeError):
+                rec = _json_record(line)
             if rec is not None:
                 yield rec, offset
         if start < n:
