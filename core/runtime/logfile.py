@@ -52,38 +52,39 @@ BLOCK = 1 << 20  # bytes a reader takes from a log file at a time
 
 def _scan(f, offset: int) -> Iterator[tuple[LogRecord, int]]:
     """Complete records of an open binary file from ``offset``, with the offset after each.
-    Read in blocks (a record is one slice of a block, not two reads); a record whose length
-    runs past the end of the file (the writer is mid-record, or the length is corrupt) ends
-    the scan without reading it."""
+    Read in blocks (a record is one slice of a block, not two reads); a record across the
+    end of a block is completed by reading just its rest (blocks are never joined); a record
+    whose length runs past the end of the file (the writer is mid-record, or the length is
+    corrupt) ends the scan without reading it."""
     f.seek(offset)
     buf, pos = b"", 0
     unpack = HEADER.unpack_from
     while True:
         avail = len(buf) - pos
-        if avail >= 16:
-            stream, n, ts = unpack(buf, pos)
-            end = pos + 16 + n
-            if end <= len(buf):
-                offset += 16 + n
-                yield LogRecord(stream, ts, buf[pos + 16:end]), offset
-                pos = end
+        if avail < 16:
+            more = f.read(16 - avail if avail else BLOCK)  # a header across blocks: just its rest
+            if not more:
+                return  # the end, or the writer is mid-record
+            buf, pos = (buf[pos:] + more if avail else more), 0
+            if len(buf) < 16:
                 continue
-            if n > BLOCK:  # a big record: read whole, once it is all there
-                if not isinstance(f, gzip.GzipFile):
-                    with contextlib.suppress(OSError, AttributeError, io.UnsupportedOperation):
-                        if os.fstat(f.fileno()).st_size < f.tell() + end - len(buf):
-                            return
-                data = buf[pos + 16:] + f.read(end - len(buf))
-                if len(data) < n:
-                    return  # the writer is mid-record
-                offset += 16 + n
-                yield LogRecord(stream, ts, data), offset
-                buf, pos = b"", 0
-                continue
-        more = f.read(BLOCK)
-        if not more:
-            return  # the end, or the writer is mid-record
-        buf, pos = (buf[pos:] + more if avail else more), 0
+        stream, n, ts = unpack(buf, pos)
+        end = pos + 16 + n
+        if end <= len(buf):
+            offset += 16 + n
+            yield LogRecord(stream, ts, buf[pos + 16:end]), offset
+            pos = end
+            continue
+        if n > BLOCK and not isinstance(f, gzip.GzipFile):  # a length to check before reading it
+            with contextlib.suppress(OSError, AttributeError, io.UnsupportedOperation):
+                if os.fstat(f.fileno()).st_size < f.tell() + end - len(buf):
+                    return
+        data = buf[pos + 16:] + f.read(end - len(buf))
+        if len(data) < n:
+            return  # the writer is mid-record
+        offset += 16 + n
+        yield LogRecord(stream, ts, data), offset
+        buf, pos = b"", 0
 
 
 def split_lines(records: Iterable[LogRecord]) -> Iterator[LogRecord]:
