@@ -108,7 +108,8 @@ class FastPath:
         self.hooked = hooked  # some request hook is implemented: run the middleware
         self.observe = getattr(middleware, "observe", None)  # request_observed: called here when not hooked
         self.handler = handler
-        self.versions: dict[str, str] = {}  # "/v1.44/_ping" -> "1.44", for valid versions only
+        # "/v1.44/_ping" -> "1.44", per route, for valid versions only
+        self.versions: dict[str, dict[str, str]] = {PING: {}, LIST: {}}
         # the ping handler's response, with the middleware's headers: ping ignores its request
         done, response = _drive(handler(None))
         assert done, "the ping handler must not wait"
@@ -123,7 +124,6 @@ class FastPath:
         self._second = -1
         self._answers: dict[str, bytes] = {}
         self._date = b""
-        self.list_versions: dict[str, str | None] = {}  # "/v1.44/containers/json" -> "1.44"
         self.list_route = self._list_route()
         self.list_head = ("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                           + "".join(f"{k}: {v}\r\n" for k, v in COMMON_HEADERS.items())).encode("latin-1")
@@ -168,24 +168,26 @@ class FastPath:
             self.answer("GET")
         return self._date
 
-    def version_of(self, path: str) -> str | None | bool:
-        """None for ``/_ping``, the version of a valid ``/vX.Y/_ping``, False otherwise."""
-        if path == PING:
+    def version_of(self, path: str, route: str = PING) -> str | None | bool:
+        """None for ``route`` itself (``/_ping`` or ``/containers/json``), the version of a
+        valid ``/vX.Y`` + ``route``, False otherwise (the path without its query)."""
+        if path == route:
             return None
-        version = self.versions.get(path)
+        cache = self.versions[route]
+        version = cache.get(path)
         if version is not None:
             return version
-        if not path.endswith(PING):
+        if not path.endswith(route):
             return False
         v, rest = split_version(path)
-        if v is None or rest != PING:
+        if v is None or rest != route:
             return False
         try:
             check_version(v)
         except Exception:  # the normal path answers it (400)
             return False
-        if len(self.versions) < MAX_VERSIONED:
-            self.versions[path] = v
+        if len(cache) < MAX_VERSIONED:
+            cache[path] = v
         return v
 
     # -- serving -------------------------------------------------------------------------
@@ -257,28 +259,9 @@ class FastPath:
         return not (waiter is None or waiter.done() or proto._messages or proto.over_cap or proto._close
                     or proto._force_close or proto.transport is None or proto._paused)
 
-    def list_version(self, path: str) -> str | None | bool:
-        """None for ``/containers/json``, the version of a valid ``/vX.Y/containers/json``,
-        False otherwise (the path without its query)."""
-        if path == LIST:
-            return None
-        version = self.list_versions.get(path, False)
-        if version is not False or not path.endswith(LIST):
-            return version
-        v, rest = split_version(path)
-        if v is None or rest != LIST:
-            return False
-        try:
-            check_version(v)
-        except Exception:  # the normal path answers it (400)
-            return False
-        if len(self.list_versions) < MAX_VERSIONED:
-            self.list_versions[path] = v
-        return v
-
     def serve_list(self, proto: Any, message: Any, payload: Any) -> bool:
         """``GET /containers/json`` without request hooks (see the module docstring)."""
-        if self.hooked or self.list_version(message.path.partition("?")[0]) is False:
+        if self.hooked or self.version_of(message.path.partition("?")[0], LIST) is False:
             return False
         if not self.plain(proto, message, payload):
             return False
