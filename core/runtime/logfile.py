@@ -135,6 +135,16 @@ def frame_lines(records: Iterable[LogRecord], streams: Container[int], tty: bool
     # stream -> [chunks, timestamp of the first, their length, prefix already sent]
     carry: dict[int, list] = {}
 
+    def emit(s: int, parts: list[bytes], ts: int, n: int, started: bool) -> int:
+        """A carried line's chunks as one frame (the prefix if the line's first); its size."""
+        if prefix is not None and not started:
+            parts.insert(0, prefix(ts))
+            n += len(parts[0])
+        if not tty:
+            out.append(pack(s, n))
+        out.extend(parts)
+        return n
+
     for r in records:
         s = r.stream
         if s not in streams:
@@ -164,14 +174,7 @@ def frame_lines(records: Iterable[LogRecord], streams: Container[int], tty: bool
                 c[2] += len(data)
             carry[s] = c  # last, as split_lines' carry (the order of partial lines at the end)
             if c[2] >= PIECE:  # a long line: what there is of it goes out now
-                parts, ts, n, started = c
-                if prefix is not None and not started:
-                    parts.insert(0, prefix(ts))
-                    n += len(parts[0])
-                if not tty:
-                    out.append(pack(s, n))
-                out += parts
-                size += n
+                size += emit(s, *c)
                 c[0], c[2], c[3] = [], 0, True
             if size >= batch:
                 yield b"".join(out)
@@ -182,14 +185,7 @@ def frame_lines(records: Iterable[LogRecord], streams: Container[int], tty: bool
         if c is not None:  # the newline ends the carried line
             parts, ts, n, started = c
             parts.append(data[:nl + 1])
-            n += nl + 1
-            if prefix is not None and not started:
-                parts.insert(0, prefix(ts))
-                n += len(parts[0])
-            if not tty:
-                out.append(pack(s, n))
-            out += parts
-            size += n
+            size += emit(s, parts, ts, n + nl + 1, started)
             start, ts = nl + 1, r.timestamp_ns
             nl = data.find(b"\n", start)
         while nl >= 0:
@@ -210,14 +206,8 @@ def frame_lines(records: Iterable[LogRecord], streams: Container[int], tty: bool
             out.clear()
             size = 0
     for s, (parts, ts, n, started) in carry.items():
-        if not n:
-            continue
-        if prefix is not None and not started:
-            parts.insert(0, prefix(ts))
-            n += len(parts[0])
-        if not tty:
-            out.append(pack(s, n))
-        out += parts
+        if n:
+            emit(s, parts, ts, n, started)
     if out:
         yield b"".join(out)
 
