@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import InvalidArgument
-from .tarfmt import CHUNK, READ_SIZE, XATTR_PAX_PREFIX, fast_stream
+from .tarfmt import CHUNK, READ_SIZE, XATTR_PAX_PREFIX, TarInfo, fast_stream
 from .tarsplit import Recorder, files_intact, write_split
 from .trees import lstat_at, remove_at
 from .whiteouts import OPAQUE, WHITEOUT_META_PREFIX, WHITEOUT_PREFIX, WhiteoutStrategy
@@ -358,7 +358,8 @@ def extract(tar: BinaryIO, dest: Path, strategy: WhiteoutStrategy, *,
     rec = Recorder(tar) if split is not None else None
     try:
         try:
-            with fast_stream(tarfile.open(fileobj=rec or tar, mode="r|", bufsize=READ_SIZE)) as tf:
+            with fast_stream(tarfile.open(fileobj=rec or tar, mode="r|", bufsize=READ_SIZE,
+                                          tarinfo=TarInfo)) as tf:
                 for m in tf:
                     if (rec is not None and m.isreg() and m.size  # before the data is read
                             and not m.name.rpartition("/")[2].startswith(WHITEOUT_PREFIX)):

@@ -74,3 +74,55 @@ def test_truncated_stream_fails_the_same():
             _members(data, 4, fast, 256 << 10)
         errors.append((type(exc.value), len(str(exc.value)) > 0))
     assert errors[0] == errors[1]
+
+
+_FIELDS = ("name", "mode", "uid", "gid", "size", "mtime", "chksum", "type", "linkname",
+           "uname", "gname", "devmajor", "devminor")
+
+
+def _parse(cls, buf):
+    try:
+        info = cls.frombuf(buf, "utf-8", "surrogateescape")
+    except Exception as exc:  # noqa: BLE001 -- the error itself is compared
+        return type(exc), str(exc)
+    return tuple(getattr(info, f) for f in _FIELDS) + (getattr(info, "_sparse_structs", None),)
+
+
+def _fix_checksum(block: bytearray, signed: bool = False) -> None:
+    block[148:156] = b" " * 8
+    total = sum((b - 256 if b > 127 else b) for b in block) if signed else sum(block)
+    block[148:156] = b"%06o\0 " % (total & 0o777777)
+
+
+def test_header_parse_matches_tarfile_on_mutated_headers():
+    """Every header the fast parse accepts gives tarfile's TarInfo; the rest falls back to it."""
+    from dockyard.layers.tarfmt import TarInfo
+
+    rng = random.Random(5)
+    seeds = []
+    for kind in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE,
+                 tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.FIFOTYPE, tarfile.GNUTYPE_SPARSE):
+        info = tarfile.TarInfo("p/" * 70 + "name/")
+        info.type, info.linkname, info.size = kind, "t\u00e9st", 5
+        info.uid, info.uname, info.devmajor = 1000, "us\u00e9r", 3
+        for fmt in (tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT):
+            try:
+                seeds.append(info.tobuf(fmt, "utf-8", "surrogateescape")[:512])
+            except ValueError:
+                pass
+    assert len(seeds) > 8
+    specials = [b"\x80", b"\xff", b" ", b"\0", b"\x1c", b"_", b"+", b"-", b"8", b"o", b"\xe9", b"/"]
+    cases = [b"", b"\0" * 512, b"x" * 100, seeds[0][:511]]
+    for _ in range(6000):
+        block = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(0, 4)):
+            pos = rng.randrange(512) if rng.random() < 0.5 else rng.randrange(100, 345)
+            block[pos:pos + 1] = rng.choice(specials) if rng.random() < 0.7 else bytes([rng.randrange(256)])
+        if rng.random() < 0.9:
+            _fix_checksum(block, signed=rng.random() < 0.1)
+        cases.append(bytes(block))
+    fast = 0
+    for buf in cases:
+        assert _parse(TarInfo, buf) == _parse(tarfile.TarInfo, buf), buf
+        fast += not isinstance(_parse(TarInfo, buf)[0], type)
+    assert fast > 1000
