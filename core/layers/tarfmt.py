@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 import tarfile
-from typing import Any
+from typing import Any, Self
 
 XATTR_PAX_PREFIX = "SCHILY.xattr."
 CHUNK = 1 << 20
@@ -54,13 +54,13 @@ class _StreamRead:
 def fast_stream(tf: tarfile.TarFile) -> tarfile.TarFile:
     """``tf`` (opened ``mode="r|"``) reading through :class:`_StreamRead`; left as it is when
     tarfile's stream is not the uncompressed ``_Stream`` this was written against."""
-    s = tf.fileobj
+    s: Any = tf.fileobj
     stream_cls = getattr(tarfile, "_Stream", None)
     if (stream_cls is not None and type(s) is stream_cls and getattr(s, "comptype", None) == "tar"
             and isinstance(getattr(s, "buf", None), bytes) and "_read" not in vars(s)
             and isinstance(getattr(s, "bufsize", None), int) and hasattr(s, "fileobj")):
-        s._read = _StreamRead(s.fileobj, s.bufsize, s.buf)  # type: ignore[union-attr]
-        s.buf = b""  # type: ignore[union-attr]
+        s._read = _StreamRead(s.fileobj, s.bufsize, s.buf)
+        s.buf = b""
     return tf
 
 
@@ -77,7 +77,7 @@ class TarInfo(tarfile.TarInfo):
     __slots__ = ()
 
     @classmethod
-    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
         try:
             (name, mode, uid, gid, size, mtime, chksum, kind, linkname, uname, gname,
              devmajor, devminor, prefix) = _HEADER.unpack(buf)
