@@ -79,13 +79,18 @@ class Recorder:
 
 def write_split(path: Path, records: list) -> None:
     """Save ``records`` (gzip): ``M`` + length + bytes, or ``F`` + name length, size, name."""
+    out = bytearray()  # one write: a GzipFile.write per record was a tenth of a 20k-file unpack
+    meta, file = struct.Struct("<cQ").pack, struct.Struct("<cIQ").pack
+    for kind, value, size in records:
+        if kind == "M":
+            out += meta(b"M", len(value))
+            out += value
+        else:
+            name = value.encode("utf-8", "surrogateescape")
+            out += file(b"F", len(name), size)
+            out += name
     with gzip.open(path, "wb", compresslevel=1) as f:
-        for kind, value, size in records:
-            if kind == "M":
-                f.write(b"M" + struct.pack("<Q", len(value)) + value)
-            else:
-                name = value.encode("utf-8", "surrogateescape")
-                f.write(b"F" + struct.pack("<IQ", len(name), size) + name)
+        f.write(out)
 
 
 SPLIT_READ = 256 << 10  # compressed bytes of a tar-split read at a time
@@ -197,10 +202,11 @@ def export_split(split: Path, root: Path, chunk: int = CHUNK) -> Iterator[bytes]
 def files_intact(dest: Path, records: list) -> bool:
     """Whether every file in ``records`` is still under ``dest`` as a regular file of the
     recorded size (else the stream cannot be given back from them)."""
+    root = str(dest)
     for kind, name, size in records:
         if kind == "F":
             try:
-                st = os.lstat(dest / name)
+                st = os.lstat(f"{root}/{name}")
             except OSError:
                 return False
             if not stat.S_ISREG(st.st_mode) or st.st_size != size:

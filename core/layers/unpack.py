@@ -45,12 +45,14 @@ def clean_name(name: str, what: str = "member") -> tuple[str, ...]:
     """Split a tar name into components; refuse absolute names and ``..``."""
     if name.startswith("/"):
         raise InvalidArgument(f"invalid layer tar: {what} {name!r} is an absolute path")
-    parts = tuple(p for p in name.split("/") if p not in ("", "."))
-    if ".." in parts:
+    split = name.split("/")
+    if "" in split or "." in split:
+        split = [p for p in split if p not in ("", ".")]
+    if ".." in split:
         raise InvalidArgument(f"invalid layer tar: {what} {name!r} contains '..'")
-    if any("\0" in p for p in parts):
+    if "\0" in name:  # the same as in a component: "/" and the dropped "" / "." hold none
         raise InvalidArgument(f"invalid layer tar: {what} {name!r} contains a NUL byte")
-    return parts
+    return tuple(split)
 
 
 class _Extractor:
@@ -121,17 +123,17 @@ class _Extractor:
         self.extracted.add(parts)
         self.children.setdefault(parts[:-1], set()).add(parts[-1])
 
-    def member(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
-        """Extract one member; OS errors caused by the tar's content become InvalidArgument."""
+    def member(self, tf: tarfile.TarFile, m: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
+        """Extract one member (``parts``: :func:`clean_name` of its name); OS errors caused
+        by the tar's content become InvalidArgument."""
         try:
-            self._member(tf, m)
+            self._member(tf, m, parts)
         except OSError as exc:
             if exc.errno in _CONTENT_ERRNOS:
                 raise InvalidArgument(f"invalid layer tar: member {m.name!r}: {exc.strerror}") from None
             raise
 
-    def _member(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
-        parts = clean_name(m.name)
+    def _member(self, tf: tarfile.TarFile, m: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
         if not parts:  # "." or "./": the layer root itself
             return
         dirparts, base = parts[:-1], parts[-1]
@@ -361,10 +363,11 @@ def extract(tar: BinaryIO, dest: Path, strategy: WhiteoutStrategy, *,
             with fast_stream(tarfile.open(fileobj=rec or tar, mode="r|", bufsize=READ_SIZE,
                                           tarinfo=TarInfo)) as tf:
                 for m in tf:
+                    parts = clean_name(m.name)
                     if (rec is not None and m.isreg() and m.size  # before the data is read
                             and not m.name.rpartition("/")[2].startswith(WHITEOUT_PREFIX)):
-                        rec.file(m.offset_data, m.size, "/".join(clean_name(m.name)))
-                    ex.member(tf, m)
+                        rec.file(m.offset_data, m.size, "/".join(parts))
+                    ex.member(tf, m, parts)
             if rec is not None:
                 rec.finish()
         except (tarfile.TarError, EOFError) as exc:
