@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
 from ..errors import InvalidArgument, NotFound
-from ..layers.tarfmt import READ_SIZE
+from ..layers.tarfmt import READ_SIZE, fast_stream
 from . import reference as R
 from .model import Image, PendingImage, host_arch, now_rfc3339
 from .store import CHUNK, DigestMismatch, split_digest
@@ -112,6 +112,23 @@ def _norm(name: str) -> str:
     return "/".join(parts)
 
 
+class _MemberReader:
+    """The ``size`` bytes of a member's data from tarfile's stream: its reads as they are,
+    ``ReadError`` when the stream ends first (as tarfile's own member reader)."""
+
+    def __init__(self, stream: Any, size: int) -> None:
+        self.stream, self.left = stream, size
+
+    def read(self, n: int) -> bytes:
+        if self.left <= 0:
+            return b""
+        chunk = self.stream.read(min(n, self.left))
+        if not chunk:
+            raise tarfile.ReadError("unexpected end of data")
+        self.left -= len(chunk)
+        return chunk
+
+
 def extract(stream: BinaryIO, stage: Path, unpacker: "Unpacker | None" = None) -> Staged:
     """Stage every member of the archive under a numbered name, hashing it on the way. With
     ``unpacker``, a member that looks like a layer tar is not staged: its bytes go straight
@@ -122,14 +139,16 @@ def extract(stream: BinaryIO, stage: Path, unpacker: "Unpacker | None" = None) -
     n = 0
     try:
         # tarfile's stream reads in 10 KiB pieces by default: a 200 MB member is 20k reads and joins
-        with tarfile.open(fileobj=stream, mode="r|*", bufsize=READ_SIZE) as tar:
+        with fast_stream(tarfile.open(fileobj=stream, mode="r|*", bufsize=READ_SIZE)) as tar:
             for m in tar:
                 name = _norm(m.name)
                 if m.isreg():
                     n += 1
                     dest = stage / f"m{n}"
                     h = hashlib.sha256()
-                    src = tar.extractfile(m)
+                    # A member's data is next in the stream: read there, not through the
+                    # extractfile object (a copy of every chunk); sparse members need its mapping.
+                    src = tar.extractfile(m) if m.issparse() else _MemberReader(tar.fileobj, m.size)
                     assert src is not None
                     chunk = src.read(CHUNK)
                     spool = unpacker.offer(dest, m.size, chunk, name) if unpacker is not None else None

@@ -29,10 +29,15 @@ class _StreamRead:
         if end <= len(buf):
             self.off = end
             return buf[off:end]
-        parts = [buf[off:]]
-        have = len(parts[0])
+        parts = [buf[off:]] if off < len(buf) else []
+        have = len(parts[0]) if parts else 0
         self.buf, self.off = b"", 0
         if size - have >= self.bufsize:  # a large read: not through the buffer
+            if not parts:  # nothing buffered: the source's own bytes when they are all of it
+                chunk = self.src.read(size)
+                if len(chunk) >= size or not chunk:
+                    return chunk
+                parts, have = [chunk], len(chunk)
             while have < size:
                 chunk = self.src.read(size - have)
                 if not chunk:

@@ -209,3 +209,19 @@ def test_a_reader_held_back_by_the_read_ahead_limit_still_loads_every_layer(tmp_
     with pytest.raises(InvalidArgument, match="digest mismatch"):
         load(other, bad)
     assert leftovers(other) == [] and not other.layers
+
+
+@pytest.mark.parametrize("cut", [100, 700_000, 1_500_000])
+def test_an_archive_cut_inside_a_layer_member_is_refused_and_leaves_nothing(tmp_path, svc, cut):
+    """The archive reader reads a member's data straight from tarfile's stream: a stream that
+    ends inside it (at a chunk boundary or within one) is a bad archive, as through tarfile's
+    own member reader, and the layer being unpacked from it is dropped."""
+    layer = tar_from_entries([("d", "dir", None)] + [(f"d/f{j}", "file", os.urandom(700_000))
+                                                     for j in range(3)])
+    path = archive(tmp_path / "a.tar", [layer], manifest_first=True)
+    data = path.read_bytes()
+    start = data.index(layer[:512])  # the layer member's data
+    path.write_bytes(data[:start + cut])
+    with pytest.raises(InvalidArgument):
+        load(svc, path)
+    assert leftovers(svc) == [] and not svc.layers and not svc.images
