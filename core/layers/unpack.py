@@ -68,6 +68,9 @@ class _Extractor:
         self.size = 0
         self.members: set[tuple[str, ...]] = set()
         self.reproducible = True  # False once the stream rewrites or deletes its own members
+        # True once anything under dest was removed (a replaced name, a whiteout, an opaque
+        # directory): only that can take away or change a file this stream created (O_EXCL)
+        self.removed = False
         self.umask = _umask()
         self.uid, self.gid = os.geteuid(), os.getegid()
         # An empty, non-setgid ``dest``: every directory below is made here (mode 0o755/0o700
@@ -181,6 +184,7 @@ class _Extractor:
             if stat.S_ISDIR(existing.st_mode):
                 self._invalidate(parts)
                 pfd = self.parent_fd(parts[:-1], m.name)
+            self.removed = True
             remove_at(pfd, base)
         if m.isreg():
             self.regular(tf, m, os.open(base, _FILE_FLAGS, self._open_mode(m), dir_fd=pfd))
@@ -213,6 +217,7 @@ class _Extractor:
     def whiteout(self, m: tarfile.TarInfo, dirparts: tuple[str, ...], base: str) -> None:
         if base == OPAQUE:
             pfd = self.parent_fd(dirparts, m.name)
+            self.removed = True
             self.strategy.opaque(pfd, set(self.children.get(dirparts, ())))
             return
         if base.startswith(WHITEOUT_META_PREFIX):
@@ -224,6 +229,7 @@ class _Extractor:
         if dirparts + (name,) in self.extracted:
             self.reproducible = False
         self._invalidate(dirparts + (name,))
+        self.removed = True
         self.strategy.whiteout(pfd, name)
 
     def _open_mode(self, m: tarfile.TarInfo) -> int:
@@ -375,7 +381,9 @@ def extract(tar: BinaryIO, dest: Path, strategy: WhiteoutStrategy, *,
         ex.finish()
     finally:
         ex.close()
-    if rec is not None and ex.reproducible and files_intact(dest, rec.records):
+    # files_intact (an lstat per file) only when something was removed or dest was not empty
+    if rec is not None and ex.reproducible and (
+            (ex.fresh and not ex.removed) or files_intact(dest, rec.records)):
         write_split(split, rec.records)
     return ex.size
 

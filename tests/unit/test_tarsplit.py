@@ -84,3 +84,33 @@ def test_a_corrupt_split_is_an_error(unpacked):
     split.write_bytes(split.read_bytes()[:-20])
     with pytest.raises(DockyardError, match="tar-split"):
         b"".join(export_split(split, root))
+
+
+def _tar(*members: tuple[str, bytes, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind, data in members:
+            info = tarfile.TarInfo(name)
+            info.type, info.size = kind, len(data)
+            tar.addfile(info, io.BytesIO(data) if data else None)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("case", ["file-over-implicit-dir", "whiteout", "opaque", "clean"])
+def test_a_split_is_kept_only_while_every_recorded_file_is_there(tmp_path, case):
+    """unpack skips the per-file check when nothing under the layer was removed; a member
+    replacing an implicit parent directory or a whiteout removes a file the stream made
+    (neither a duplicate member), and then no split may be kept; an opaque marker keeps
+    this layer's own files."""
+    reg, kind2 = tarfile.REGTYPE, {"whiteout": ".wh.f", "opaque": ".wh..wh..opq"}
+    members = [("d/f", reg, b"data")]
+    if case == "file-over-implicit-dir":
+        members.append(("d", reg, b"x"))
+    elif case in kind2:
+        members.append((f"d/{kind2[case]}", reg, b""))
+    (tmp_path / "root").mkdir()
+    extract(io.BytesIO(_tar(*members)), tmp_path / "root", DeleteWhiteouts(), split=tmp_path / "split")
+    assert (tmp_path / "split").exists() == (case in ("clean", "opaque"))
+    if case in ("clean", "opaque"):
+        out = b"".join(export_split(tmp_path / "split", tmp_path / "root"))
+        assert out == _tar(*members)
