@@ -15,7 +15,6 @@ import orjson
 
 from .. import filters as F
 from ..errors import DockyardError, InvalidArgument, NoSuchContainer
-from ..images import reference as R
 from ..lifecycle import State
 from . import hostconfig, logopts, ports
 from .record import Container, rfc3339
@@ -142,36 +141,11 @@ def image_name(svc: ContainerService, c: Container, known: dict[str, str]) -> st
     if name == c.image_id or svc.images is None:
         return name
     if name not in known:
-        images = svc.images
-        key = _tag_key(name)  # a name:tag reference resolves through the reference store (resolve)
-        image_id = images.refs.get(key) if key is not None and isinstance(getattr(images, "refs", None), dict) else None
-        if image_id is None:  # anything else (an id prefix, a digest, an unknown name): ask the store
-            try:
-                image_id = images.resolve(name).id
-            except DockyardError:
-                image_id = ""
-        known[name] = image_id
+        try:
+            known[name] = svc.images.resolve(name).id
+        except DockyardError:
+            known[name] = ""
     return name if known[name] == c.image_id else c.image_id
-
-
-_TAG_KEYS: dict[str, str | None] = {}  # container image name -> its reference-store key (from the text alone)
-
-
-def _tag_key(name: str) -> str | None:
-    """The key ``ImageService.resolve`` looks ``name`` up by when it is a reference without a
-    digest (``busybox`` -> ``docker.io/library/busybox:latest``), else None; parsing it took
-    ~8 us, once per image name and list. A pure function of the text, so kept (bounded)."""
-    key = _TAG_KEYS.get(name, False)
-    if key is not False:
-        return key  # type: ignore[return-value]
-    ref = None
-    if not name.startswith("sha256:") and not R.is_full_id(name):
-        ref = R.try_parse(name)
-    key = str(ref.with_default_tag()) if ref is not None and ref.digest is None else None
-    if len(_TAG_KEYS) >= 1024:
-        _TAG_KEYS.clear()
-    _TAG_KEYS[name] = key
-    return key
 
 
 def rw_size(svc: ContainerService, c: Container) -> int:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 import json
 import logging
 import os
@@ -54,6 +55,16 @@ EMPTY_TAR_DIGEST = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfa
 
 InUse = Callable[[str], list[Any]]
 
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(name: str) -> tuple[R.Reference | None, str | None]:
+    """``name`` parsed as a reference (None if it is not one) and, without a digest, the
+    reference-store key a tag resolves by (``busybox`` -> ``docker.io/library/busybox:latest``).
+    A pure function of the text, kept: every ``docker ps`` resolves each container's image
+    name, and the parse took ~8 us."""
+    ref = R.try_parse(name)
+    return ref, (str(ref.with_default_tag()) if ref is not None and ref.digest is None else None)
 
 class ImageService:
     """Images for the API and for the containers service (``resolve``, ``top_layer``, ``config``).
@@ -275,16 +286,16 @@ class ImageService:
             if image is None:
                 raise NoSuchImage(name)
             return image
-        ref = R.try_parse(name)
+        ref, tag_key = _parsed(name)
         if ref is not None:
-            if ref.digest is not None:
+            if tag_key is None:
                 image_id = self.refs.get(str(ref))
                 if image_id is None and ref.tag is not None:  # name:tag@digest: the digest wins
                     image_id = self.refs.get(str(R.Reference(ref.domain, ref.path, None, ref.digest)))
                 if image_id is not None:
                     return self.images[image_id]
             else:
-                image_id = self.refs.get(str(ref.with_default_tag()))
+                image_id = self.refs.get(tag_key)
                 if image_id is not None:
                     return self.images[image_id]
         if re.fullmatch(r"[0-9a-f]{1,63}", name):
