@@ -24,9 +24,10 @@ from ..containers.fsworkers import WORKERS
 from ..errors import InvalidArgument
 from ..images.streams import BodyReader, ResponseWriter
 from .containers import service
-from . import models
 from .middleware import add_common_headers
 from .util import drain_body, json_response, query_bool
+
+# models (msgspec and the generated schema, ~1 MB): imported by the handlers that decode a body
 
 log = logging.getLogger("dockyard.api.archive")
 
@@ -137,6 +138,8 @@ async def commit(request: web.Request) -> web.Response:
     svc = service(request)
     q = request.query
     raw = (await request.read()).strip()
+    from . import models
+
     req = await models.parse(request, models.CommitRequest, required=False)
     # no body (or ``null``): the container's own config; the service takes dicts
     body = models.plain(req) if raw and raw != b"null" else None

@@ -130,7 +130,7 @@ def _resources(request: web.Request) -> dict[str, Any]:
     ``shmsize``, ``memory``, ``memswap``, ``cpushares``, ``cpuperiod``, ``cpuquota``,
     ``cpusetcpus``, ``cpusetmems``, ``cgroupparent``, ``ulimits`` (the docker CLI sends the
     numbers as 0 when unset)."""
-    from .models import query_int
+    from .util import query_int
 
     out: dict[str, Any] = {}
     for name, key in (("shmsize", "ShmSize"), ("memory", "Memory"), ("memswap", "MemorySwap"),

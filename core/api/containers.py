@@ -22,8 +22,9 @@ from .hijack import hijack
 from .stdin import pump_stdin, run_streams
 from .middleware import add_common_headers
 from ..timestamps import parse_timestamp, rfc3339_nano_fixed
-from . import models
-from .util import json_response, query_bool, query_flag, resize_size, service_of
+from .util import json_response, query_bool, query_flag, query_int, resize_size, service_of
+
+# models (msgspec and the generated schema, ~1 MB): imported by the handlers that decode a body
 
 routes = web.RouteTableDef()
 
@@ -33,11 +34,13 @@ def service(request: web.Request) -> Any:
 
 
 def _timeout(request: web.Request) -> int | None:
-    return models.query_int(request, "t" if request.query.get("t") else "timeout")
+    return query_int(request, "t" if request.query.get("t") else "timeout")
 
 
 @routes.post("/containers/create")
 async def create(request: web.Request) -> web.Response:
+    from . import models
+
     req = await models.parse(request, models.ContainerCreateRequest)
     platform = request.query.get("platform")
     images = service(request).images
@@ -67,6 +70,8 @@ async def list_(request: web.Request) -> web.Response:
 
 @routes.get("/containers/{id}/json")
 async def inspect(request: web.Request) -> web.Response:
+    from . import models
+
     data = service(request).inspect(request.match_info["id"], size=query_bool(request, "size"))
     return json_response(models.render_inspect(data))  # spec types, whatever an old record holds
 
@@ -162,6 +167,8 @@ async def unpause(request: web.Request) -> web.Response:
 
 @routes.post("/containers/{id}/update")
 async def update(request: web.Request) -> web.Response:
+    from . import models
+
     req = await models.parse(request, models.ContainerUpdateRequest)
     warnings = await service(request).update(request.match_info["id"], models.plain(req))
     return json_response({"Warnings": warnings})

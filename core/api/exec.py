@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -18,9 +19,11 @@ from ..runtime.logfile import LogRecord
 from .hijack import Hijacked, hijack
 from . import zerocopy
 from .stdin import open_fifo_writer, pump_stdin, run_streams
-from . import models
 from .util import daemon_of, json_response, resize_size
 from ..tasks import spawn
+
+if TYPE_CHECKING:  # models (msgspec and the generated schema, ~1 MB) are imported by the handlers that decode a body
+    from . import models
 
 routes = web.RouteTableDef()
 
@@ -48,6 +51,8 @@ def _console_size(size: list[int] | None | models.UnsetType) -> tuple[int, int] 
 
 @routes.post("/containers/{id}/exec")
 async def create(request: web.Request) -> web.Response:
+    from . import models
+
     req = await models.parse(request, models.ExecConfig)
     _console_size(req.ConsoleSize)
     await effective.authorize_exec(request, execs(request).containers, request.match_info["id"])
@@ -74,6 +79,8 @@ async def start(request: web.Request) -> web.StreamResponse:
     svc = execs(request)
     e = svc.get(request.match_info["id"])
     await effective.authorize_exec(request, svc.containers, e.container_id, e.id)  # whoever created it
+    from . import models
+
     req = await models.parse(request, models.ExecStartConfig, required=False)
     # As moby's router: the pty is the create config's Tty; start's Tty only chooses raw or
     # multiplexed output (docker-py starts a Tty exec with Tty: false and demuxes the frames).

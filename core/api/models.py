@@ -30,6 +30,7 @@ from msgspec import UNSET, UnsetType
 
 from ..errors import InvalidArgument
 from . import schema
+from .util import query_int  # noqa: F401  (here before util had it)
 from .schema import (CommitRequest, ContainerCreateRequest, ContainerUpdateRequest, EndpointSettings, ExecConfig,
                      ExecStartConfig, NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
                      VolumeCreateRequest)
@@ -176,20 +177,6 @@ async def parse(request: web.Request, typ: type[T], *, required: bool = True) ->
 def plain(value: Any) -> Any:
     """A validated Struct as the dicts the services still take: only the fields the client sent."""
     return msgspec.to_builtins(value)
-
-
-def query_int(request: web.Request, name: str, default: int | None = None, *, minimum: int | None = None) -> int | None:
-    """An integer query parameter (Go's strconv.Atoi): anything else is a 400 naming it."""
-    value = request.query.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        number = int(value, 10)
-    except ValueError:
-        raise InvalidArgument(f"invalid value for {name}: {value!r}: not an integer") from None
-    if not -(1 << 63) <= number < (1 << 63) or (minimum is not None and number < minimum):
-        raise InvalidArgument(f"invalid value for {name}: {value!r}: out of range")
-    return number
 
 
 # -- responses --------------------------------------------------------------------------------

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ..errors import InvalidArgument
-from . import models
 from .util import json_response, service_of
+
+if TYPE_CHECKING:  # models (msgspec and the generated schema, ~1 MB) are imported by the handlers that decode a body
+    from . import models
 
 routes = web.RouteTableDef()
 
@@ -33,6 +35,8 @@ async def inspect(request: web.Request) -> web.Response:
 
 @routes.post("/networks/create")
 async def create(request: web.Request) -> web.Response:
+    from . import models
+
     req = await models.parse(request, models.NetworkCreateRequest)
     rec, warning = await service(request).create(models.plain(req))
     return json_response({"Id": rec.id, "Warning": warning}, status=201)
@@ -52,6 +56,8 @@ def _container_ref(req: models.NetworkConnectRequest | models.NetworkDisconnectR
 
 @routes.post("/networks/{id}/connect")
 async def connect(request: web.Request) -> web.Response:
+    from . import models
+
     req = await models.parse(request, models.NetworkConnectRequest)
     cfg = models.plain(req.EndpointConfig) if req.EndpointConfig else None
     await service(request).connect(request.match_info["id"], _container_ref(req), cfg)
@@ -60,6 +66,8 @@ async def connect(request: web.Request) -> web.Response:
 
 @routes.post("/networks/{id}/disconnect")
 async def disconnect(request: web.Request) -> web.Response:
+    from . import models
+
     req = await models.parse(request, models.NetworkDisconnectRequest)
     await service(request).disconnect(request.match_info["id"], _container_ref(req), bool(req.Force))
     return web.Response(status=200)

@@ -30,6 +30,20 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=body, status=status, content_type="application/json")
 
 
+def query_int(request: web.Request, name: str, default: int | None = None, *, minimum: int | None = None) -> int | None:
+    """An integer query parameter (Go's strconv.Atoi): anything else is a 400 naming it."""
+    value = request.query.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value, 10)
+    except ValueError:
+        raise InvalidArgument(f"invalid value for {name}: {value!r}: not an integer") from None
+    if not -(1 << 63) <= number < (1 << 63) or (minimum is not None and number < minimum):
+        raise InvalidArgument(f"invalid value for {name}: {value!r}: out of range")
+    return number
+
+
 def daemon_of(request: web.Request) -> "Daemon":
     return request.app[DAEMON]
 

@@ -7,8 +7,9 @@ from typing import Any
 from aiohttp import web
 
 from ..containers import effective
-from . import models
 from .util import json_response, query_bool, service_of
+
+# models (msgspec and the generated schema, ~1 MB): imported by the handlers that decode a body
 
 routes = web.RouteTableDef()
 
@@ -19,6 +20,8 @@ def service(request: web.Request) -> Any:
 
 @routes.post("/volumes/create")
 async def create(request: web.Request) -> web.Response:
+    from . import models
+
     req = await models.parse(request, models.VolumeCreateRequest, required=False)
     body = models.plain(req)  # the service still takes dicts
     svc = service(request)

@@ -16,17 +16,18 @@ Bytes 0-7 are exactly Docker's multiplexed-stream frame header, so
 from __future__ import annotations
 
 import contextlib
-import gzip
+import functools
 import io
 import os
 import struct
+import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import msgspec
 import orjson
 
 from ..timestamps import parse_rfc3339_ns  # noqa: F401  (re-exported)
@@ -75,7 +76,7 @@ def _scan(f, offset: int) -> Iterator[tuple[LogRecord, int]]:
             yield LogRecord(stream, ts, buf[pos + 16:end]), offset
             pos = end
             continue
-        if n > BLOCK and not isinstance(f, gzip.GzipFile):  # a length to check before reading it
+        if n > BLOCK and not _gzipped(f):  # a length to check before reading it
             with contextlib.suppress(OSError, AttributeError, io.UnsupportedOperation):
                 if os.fstat(f.fileno()).st_size < f.tell() + end - len(buf):
                     return
@@ -215,6 +216,8 @@ def frame_lines(records: Iterable[LogRecord], streams: Container[int], tty: bool
 def _open(p: Path):
     """A log file for reading: rotated ``.gz`` files (json-file's compress) decompressed."""
     if p.name.endswith(".gz"):
+        import gzip  # here, not at idle: only rotated compressed logs need it
+
         return gzip.open(p, "rb")
     return open(p, "rb", buffering=1 << 20)
 
@@ -419,13 +422,24 @@ _STREAMS = {"stdout": STDOUT, "stderr": STDERR}
 MAX_JSON_LINE = 8 << 20  # longer lines are skipped unread (a writer's are ~6 x 16 KiB at most)
 
 
-class _JsonLine(msgspec.Struct):
-    log: str = ""
-    stream: str = "stdout"
-    time: str = ""
+def _gzipped(f) -> bool:
+    """``f`` is a GzipFile (made by :func:`_open`, the one importer of gzip here)."""
+    gz = sys.modules.get("gzip")
+    return gz is not None and isinstance(f, gz.GzipFile)
 
 
-_decode_line = msgspec.json.Decoder(_JsonLine).decode
+@functools.cache
+def _line_decoder() -> Callable[[bytes], Any]:
+    """msgspec's typed decoder of a json-file line: msgspec (~1 MB) is imported by the first
+    json-file read, not by an idle daemon."""
+    import msgspec
+
+    class _JsonLine(msgspec.Struct):
+        log: str = ""
+        stream: str = "stdout"
+        time: str = ""
+
+    return msgspec.json.Decoder(_JsonLine).decode
 
 
 def _json_record(line) -> LogRecord | None:
@@ -440,8 +454,10 @@ def _json_record(line) -> LogRecord | None:
                 return LogRecord(_STREAMS.get(stream, STDOUT), parse_rfc3339_ns(t), log.encode())
     except (orjson.JSONDecodeError, ValueError, UnicodeError):
         pass
+    import msgspec
+
     try:
-        o = _decode_line(line)
+        o = _line_decoder()(line)
         return LogRecord(_STREAMS.get(o.stream, STDOUT), parse_rfc3339_ns(o.time), o.log.encode())
     except (msgspec.ValidationError, msgspec.DecodeError, ValueError, UnicodeError):
         return None
@@ -452,10 +468,12 @@ def _scan_json(f, offset: int) -> Iterator[tuple[LogRecord, int]]:
     record's data has no trailing newline; :func:`split_lines` joins them). Read in blocks
     into one buffer, each line decoded from a view of it (a line across two blocks is
     copied out); a line longer than MAX_JSON_LINE is skipped without keeping it."""
-    loads, decode, streams, parse_time = orjson.loads, _decode_line, _STREAMS, parse_rfc3339_ns
+    import msgspec
+
+    loads, decode, streams, parse_time = orjson.loads, _line_decoder(), _STREAMS, parse_rfc3339_ns
     f.seek(offset)
     size = BLOCK
-    if not isinstance(f, gzip.GzipFile):  # a follower's poll: a buffer for what is there, not 1 MiB
+    if not _gzipped(f):  # a follower's poll: a buffer for what is there, not 1 MiB
         with contextlib.suppress(OSError, AttributeError, io.UnsupportedOperation):
             size = min(BLOCK, max(os.fstat(f.fileno()).st_size - offset, 1 << 16))
     buf = bytearray(size)

@@ -20,7 +20,9 @@ from dockyard.testing.daemon import DaemonProcess
 # Imported by a running daemon only when a request (or flag) needs them: the parser that read
 # the command line, the tar code (load, save, cp, commit, build), the vfs driver beside overlay
 LAZY = ("click", "dockyard.daemon_cli", "difflib", "tarfile", "dockyard.layers.unpack", "dockyard.layers.export",
-        "dockyard.layers.tarsplit", "dockyard.layers.copy_storage", "dockyard_storage_overlay.vfs")
+        "dockyard.layers.tarsplit", "dockyard.layers.copy_storage", "dockyard_storage_overlay.vfs",
+        # the typed request model (msgspec, ~1 MB): the handlers that decode a body, the json-file reader
+        "msgspec", "dockyard.api.models", "dockyard.api.schema")
 
 WRAPPER = """
 import gc, json, os, sys, threading, time
