@@ -24,7 +24,6 @@ an error. Nothing else in the daemon reads the environment (except plugin switch
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -402,6 +401,8 @@ def _address_pools(key: str, value: Any) -> tuple[tuple[str, int], ...]:
 
 def read_file(path: Path) -> dict[str, Any]:
     """Parse a config file into field values; unknown keys are errors."""
+    import tomllib  # here: a daemon without a config file never needs it (idle memory)
+
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)

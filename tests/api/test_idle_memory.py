@@ -22,7 +22,9 @@ from dockyard.testing.daemon import DaemonProcess
 LAZY = ("click", "dockyard.daemon_cli", "difflib", "tarfile", "dockyard.layers.unpack", "dockyard.layers.export",
         "dockyard.layers.tarsplit", "dockyard.layers.copy_storage", "dockyard_storage_overlay.vfs",
         # the typed request model (msgspec, ~1 MB): the handlers that decode a body, the json-file reader
-        "msgspec", "dockyard.api.models", "dockyard.api.schema")
+        "msgspec", "dockyard.api.models", "dockyard.api.schema",
+        # a config file (tomllib), auth_tls's policy and audit log: read at start-up only when configured
+        "tomllib", "dockyard_auth_tls.policy", "dockyard_auth_tls.audit")
 
 WRAPPER = """
 import gc, json, os, sys, threading, time

@@ -29,7 +29,7 @@ import signal
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -39,8 +39,9 @@ from dockyard.errors import ConfigError, PluginError
 from dockyard.identity import Decision, Identity
 from dockyard.timestamps import rfc3339_millis
 
-from .audit import AuditFile
-from .policy import UNREADABLE, Policy, PolicyError
+if TYPE_CHECKING:  # imported by configure when the config names them: not by a daemon without
+    from .audit import AuditFile  # a policy nor an audit log (idle memory; tomllib with the policy)
+    from .policy import Policy
 
 log = logging.getLogger("dockyard.auth_tls")
 
@@ -61,6 +62,8 @@ class State:
         """Re-read the policy file; on error keep the old policy and log why."""
         if self.policy_path is None:
             return False
+        from .policy import Policy, PolicyError
+
         try:
             new = Policy.load(self.policy_path)
         except PolicyError as exc:
@@ -94,6 +97,8 @@ def configure(section: dict[str, Any]) -> None:
         if not isinstance(section["policy"], str) or not section["policy"]:
             raise PluginError(f"plugins.{NAME}: policy must be a path")
         STATE.policy_path = Path(section["policy"])
+        from .policy import Policy, PolicyError
+
         try:
             STATE.policy = Policy.load(STATE.policy_path)
         except PolicyError as exc:
@@ -111,6 +116,8 @@ def configure(section: dict[str, Any]) -> None:
         backups = section.get("audit_backups", 5)
         if not isinstance(backups, int) or isinstance(backups, bool) or backups < 0:
             raise PluginError(f"plugins.{NAME}: audit_backups must be a non-negative integer")
+        from .audit import AuditFile
+
         try:
             STATE.audit = AuditFile(path, max_bytes, backups)
         except OSError as exc:
@@ -207,6 +214,8 @@ def authorize_request(request, identity):
     policy = STATE.policy
     if policy is None:
         return None
+    from .policy import UNREADABLE  # loaded with the policy
+
     body = UNREADABLE if request.get("body_error") else request.get("body_json")
     try:
         decision = policy.decide(request.method, request["route"], request.path, body, identity,
@@ -228,6 +237,8 @@ def authorize_container(request, identity, action, privileges, target):
     policy = STATE.policy
     if policy is None:
         return None
+    from .policy import UNREADABLE  # loaded with the policy
+
     body = UNREADABLE if request.get("body_error") else request.get("body_json")
     try:
         decision = policy.decide(request.method, request["route"], request.path, body, identity,
