@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import platform
+import sys
 from functools import cached_property
 from typing import Any
 
@@ -28,11 +28,12 @@ def _os_release() -> dict[str, str]:
 class Host:
     @cached_property
     def kernel(self) -> str:
-        return platform.release()
+        return os.uname().release  # platform.release()'s answer, without the platform module (idle memory)
 
     @cached_property
     def arch(self) -> str:
-        return GOARCH.get(platform.machine(), platform.machine())
+        machine = os.uname().machine
+        return GOARCH.get(machine, machine)
 
     @cached_property
     def os_release(self) -> dict[str, str]:
@@ -65,7 +66,7 @@ class Host:
                         "KernelVersion": self.kernel,
                         "Experimental": "false",
                         "GitCommit": "",
-                        "GoVersion": f"python{platform.python_version()}",
+                        "GoVersion": f"python{sys.version.split()[0]}",
                     },
                 }
             ],
@@ -73,7 +74,7 @@ class Host:
             "ApiVersion": API_VERSION,
             "MinAPIVersion": MIN_API_VERSION,
             "GitCommit": "",
-            "GoVersion": f"python{platform.python_version()}",
+            "GoVersion": f"python{sys.version.split()[0]}",
             "Os": "linux",
             "Arch": self.arch,
             "KernelVersion": self.kernel,

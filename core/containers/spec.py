@@ -14,7 +14,6 @@ from .. import container_defaults
 from ..drivers.runtime import ContainerSpec, DeviceNode, Mount
 from ..errors import InvalidArgument
 from ..runtime import capabilities
-from ..runtime import seccomp as seccomp_profiles
 from . import environ, runtime_opts
 from .inroot import read_in_root
 
@@ -98,6 +97,8 @@ def _security_opts(hc: dict[str, Any]) -> tuple[bool, bool | str]:
             elif value in ("builtin", "default"):
                 seccomp = "default"
             else:
+                from ..runtime import seccomp as seccomp_profiles  # here: not at idle
+
                 try:
                     seccomp_profiles.check(value)
                 except seccomp_profiles.ProfileError as e:

@@ -6,7 +6,7 @@ client, none of which imports another for these types.
 
 from __future__ import annotations
 
-import platform
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ __all__ = ["Image", "Layer", "PendingImage", "StagedLayer", "Txn", "host_arch", 
 
 
 def host_arch() -> str:
-    machine = platform.machine()
+    machine = os.uname().machine  # platform.machine(), without importing platform at idle
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(machine, machine)
 
 

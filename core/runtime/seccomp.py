@@ -28,7 +28,6 @@ import functools
 import json
 import logging
 import os
-import platform
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -483,7 +482,7 @@ def for_container(profile: bool | str | None, caps: list[str], privileged: bool)
     custom = None if profile in (True, "default") else str(profile)
     if custom is None and privileged:
         return None
-    if platform.machine() != "x86_64":
+    if os.uname().machine != "x86_64":
         if custom is not None:
             from ..errors import NotSupported
             raise NotSupported("custom seccomp profiles are only supported on x86_64")

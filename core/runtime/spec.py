@@ -50,7 +50,7 @@ from pathlib import Path
 
 from ..drivers.runtime import ContainerSpec, DeviceNode, ExecSpec, validate_ulimits
 from ..errors import InvalidArgument
-from . import capabilities, seccomp
+from . import capabilities  # seccomp (its syscall tables) by the first spec that needs a filter
 
 CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS = 0x00020000, 0x02000000, 0x04000000
 CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x08000000, 0x20000000, 0x40000000
@@ -355,6 +355,8 @@ def build(spec: ContainerSpec, *, state_dir: Path, log_path: Path, exit_path: Pa
     caps = _container_caps(spec)
     add("caps", "%x" % capabilities.mask(caps))
     add("nnp", int(spec.no_new_privileges))
+    from . import seccomp
+
     prog = seccomp.for_container(spec.seccomp, caps, priv)
     if prog:
         r.append(("seccomp", prog))
@@ -427,6 +429,8 @@ def build_exec(spec: ExecSpec, settings: dict, pid: int, *, state_dir: Path, log
     add("caps", "%x" % capabilities.mask(caps))
     add("nnp", int(bool(settings.get("nnp"))))
     ccaps = list(settings.get("caps") or capabilities.DOCKER_DEFAULT)  # the container's own filter
+    from . import seccomp
+
     prog = seccomp.for_container(settings.get("seccomp", "default"), ccaps, bool(settings.get("privileged")))
     if prog:
         r.append(("seccomp", prog))

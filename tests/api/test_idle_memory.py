@@ -24,7 +24,9 @@ LAZY = ("click", "dockyard.daemon_cli", "difflib", "tarfile", "dockyard.layers.u
         # the typed request model (msgspec, ~1 MB): the handlers that decode a body, the json-file reader
         "msgspec", "dockyard.api.models", "dockyard.api.schema",
         # a config file (tomllib), auth_tls's policy and audit log: read at start-up only when configured
-        "tomllib", "dockyard_auth_tls.policy", "dockyard_auth_tls.audit")
+        "tomllib", "dockyard_auth_tls.policy", "dockyard_auth_tls.audit",
+        # the seccomp compiler and its syscall tables: the first container spec that has a filter
+        "dockyard.runtime.seccomp", "dockyard.runtime.seccomp_syscalls")
 
 WRAPPER = """
 import gc, json, os, sys, threading, time

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import struct
 
 from dockyard.drivers.cgroups import DeviceRule
@@ -26,7 +25,7 @@ from dockyard.errors import InvalidArgument, NotSupported
 
 BPF_PROG_LOAD, BPF_PROG_ATTACH = 5, 8
 BPF_PROG_TYPE_CGROUP_DEVICE, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI = 15, 6, 2
-SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine())
+SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine)  # not platform: idle memory
 
 DEV_TYPE = {"b": 1, "c": 2}  # BPF_DEVCG_DEV_BLOCK, BPF_DEVCG_DEV_CHAR
 ACCESS = {"m": 1, "r": 2, "w": 4}  # BPF_DEVCG_ACC_MKNOD, _READ, _WRITE
@@ -85,7 +84,7 @@ def assemble(rules: list[DeviceRule]) -> bytes:
 
 def _bpf(cmd: int, attr: bytes) -> int:
     if SYS_BPF is None:
-        raise NotSupported(f"eBPF device filter: unknown bpf syscall number on {platform.machine()}")
+        raise NotSupported(f"eBPF device filter: unknown bpf syscall number on {os.uname().machine}")
     libc = ctypes.CDLL(None, use_errno=True)
     buf = ctypes.create_string_buffer(attr, 128)
     r = libc.syscall(ctypes.c_long(SYS_BPF), ctypes.c_int(cmd), buf, ctypes.c_uint(128))

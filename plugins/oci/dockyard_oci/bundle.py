@@ -20,7 +20,7 @@ from typing import Any
 
 from dockyard.drivers.runtime import ULIMIT_NAMES, ContainerSpec
 from dockyard.errors import InvalidArgument
-from dockyard.runtime import capabilities, seccomp
+from dockyard.runtime import capabilities
 
 INIT_TARGET = "/sbin/docker-init"
 OCI_VERSION = "1.0.2"
@@ -75,6 +75,8 @@ def cgroups_path(cgroup_procs: list[str]) -> str:
 def seccomp_json(spec: ContainerSpec, caps: list[str]) -> dict[str, Any] | None:
     """OCI's ``linux.seccomp``: the profile the native runtime would compile, resolved for
     ``caps`` (Docker's includes/excludes applied), or None (unconfined)."""
+    from dockyard.runtime import seccomp  # here: an idle daemon has no use for its tables
+
     profile = spec.seccomp
     if profile in (False, "unconfined", None, ""):
         return None
