@@ -24,7 +24,7 @@ import os
 import stat
 import tarfile
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import InvalidArgument
 from .tarfmt import CHUNK, READ_SIZE, XATTR_PAX_PREFIX, TarInfo, fast_stream
@@ -32,7 +32,11 @@ from .tarsplit import Recorder, files_intact, write_split
 from .trees import lstat_at, remove_at
 from .whiteouts import OPAQUE, WHITEOUT_META_PREFIX, WHITEOUT_PREFIX, WhiteoutStrategy
 
+if TYPE_CHECKING:
+    from .newfiles import FileBatch
+
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+MAX_BATCHED = 256 << 10  # regular files up to this size may go to a FileBatch (newfiles)
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # errnos meaning "a parent component is not a real directory": refuse, do not follow
 _NOT_A_DIR = {errno.ELOOP, errno.ENOTDIR, errno.EMLINK}
@@ -77,8 +81,19 @@ class _Extractor:
         # until finish()), so a new file is owned by our euid/egid and needs no fchown to them.
         st = os.fstat(self.root_fd)
         self.fresh = not st.st_mode & stat.S_ISGID and not os.listdir(self.root_fd)
+        # a fresh dest: runs of small plain files are created in batches off the GIL
+        self.batch: FileBatch | None = None
+        if self.fresh:
+            from . import newfiles
+
+            lib = newfiles.library()
+            if lib is not None:
+                self.batch = newfiles.FileBatch(lib, self._replace_batched, self._batch_error)
 
     def close(self) -> None:
+        if self.batch is not None:
+            batch, self.batch = self.batch, None
+            batch.close()
         self._drop_cache()
         os.close(self.root_fd)
 
@@ -143,6 +158,18 @@ class _Extractor:
         if parts in self.members and not m.isdir():
             self.reproducible = False
         self.members.add(parts)
+        if self.batch is not None:
+            if (m.isreg() and m.size <= MAX_BATCHED and not base.startswith(WHITEOUT_PREFIX)
+                    and not m.issparse() and self._open_mode(m) == m.mode & 0o7777
+                    and (not self.chown or self._owner(m) == (self.uid, self.gid))
+                    and (not m.pax_headers or not _xattrs(m))):
+                self.batched(tf, m, parts)
+                return
+            # hard links, devices, FIFOs, whiteouts and anything at, under or above the queued
+            # files' directory: after them (elsewhere, a member cannot meet them)
+            if (not (m.isreg() or m.isdir() or m.issym()) or base.startswith(WHITEOUT_PREFIX)
+                    or self.batch.related(parts)):
+                self.batch.sync()
         if base.startswith(WHITEOUT_PREFIX):
             self.whiteout(m, dirparts, base)
             return
@@ -238,6 +265,41 @@ class _Extractor:
         mode = m.mode & 0o7777
         return mode if not mode & (0o7000 | self.umask) else 0o600
 
+    def batched(self, tf: tarfile.TarFile, m: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
+        """A small plain file of a fresh layer: read, and queued to the batch of its
+        directory (created with the mode and times the Python path gives it)."""
+        assert self.batch is not None
+        dirparts = parts[:-1]
+        self.batch.switch(dirparts)  # before parent_fd makes or opens a component
+        pfd = self.parent_fd(dirparts, m.name)
+        data = tf.fileobj.read(m.size) if m.size else b""
+        if len(data) != m.size:
+            raise InvalidArgument(f"invalid layer tar: member {m.name!r} is truncated")
+        self.batch.add(pfd, parts[-1], data, m.mode & 0o7777, _ns(m.mtime), m)
+        self.size += m.size
+        self._record(parts)
+
+    def _replace_batched(self, pfd: int, base: str, data: bytes, m: tarfile.TarInfo) -> None:
+        """A batched file whose name existed (``O_EXCL``): replaced, as :meth:`_create` does."""
+        try:
+            self._invalidate(clean_name(m.name))
+            self.removed = True
+            remove_at(pfd, base)
+            fd = os.open(base, _FILE_FLAGS, self._open_mode(m), dir_fd=pfd)
+            try:
+                _write_all(fd, data)
+                os.utime(fd, ns=(_ns(m.mtime), _ns(m.mtime)))
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise self._batch_error(m, exc.errno) from None
+
+    @staticmethod
+    def _batch_error(m: tarfile.TarInfo, err: int) -> BaseException:
+        if err in _CONTENT_ERRNOS:
+            return InvalidArgument(f"invalid layer tar: member {m.name!r}: {os.strerror(err)}")
+        return OSError(err, os.strerror(err), m.name)
+
     def regular(self, tf: tarfile.TarFile, m: tarfile.TarInfo, fd: int) -> None:
         """Fill the new file ``fd`` (created by :meth:`_create`, closed here) from the stream."""
         try:
@@ -290,6 +352,8 @@ class _Extractor:
 
     def finish(self) -> None:
         """Directories' modes and mtimes last (writing children changes them), deepest first."""
+        if self.batch is not None:
+            self.batch.sync()
         for parts, m in sorted(self.dirs, key=lambda d: len(d[0]), reverse=True):
             self._drop_cache()
             try:  # re-walked: still no symlink followed; a dir replaced later is skipped
