@@ -130,7 +130,7 @@ class Daemon:
         self.execs = self.containers.execs
         await self.containers.reconcile()
         self.images.release_unused()  # images `rmi -f` deleted whose last container went while down
-        from .containers.archive import resume_interrupted_commits
+        from .containers.reconcile import resume_interrupted_commits
 
         await resume_interrupted_commits(self.containers)  # the old state of a commit a crash cut short
         await self.networks.reconcile({cid for cid, c in self.containers.containers.items() if c.running})

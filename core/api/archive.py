@@ -16,18 +16,14 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from ..containers import archive as A
-from ..containers import inroot as R
-from ..containers import fsview
 from ..containers import effective
-from ..containers.fsworkers import WORKERS
 from ..errors import InvalidArgument
-from ..images.streams import BodyReader, ResponseWriter
 from .containers import service
 from .middleware import add_common_headers
 from .util import drain_body, json_response, query_bool
 
-# models (msgspec and the generated schema, ~1 MB): imported by the handlers that decode a body
+# imported by the handlers, not at idle: the tar code (containers.archive), the mount view (fsview), its
+# worker threads (fsworkers), the request-body streams, models (msgspec and the generated schema, ~1 MB)
 
 log = logging.getLogger("dockyard.api.archive")
 
@@ -47,6 +43,9 @@ async def _stream_tar(request: web.Request, headers: dict[str, str], chunks: Cal
     """Send the tar ``chunks()`` yields (called in a filesystem worker thread, the caller
     holding the container's slot); a failure mid-way cuts the connection, so the client sees
     a truncated archive, never a silently short one."""
+    from ..containers.fsworkers import WORKERS
+    from ..images.streams import ResponseWriter
+
     response = web.StreamResponse(headers={"Content-Type": "application/x-tar", **headers})
     add_common_headers(response)
     await response.prepare(request)
@@ -76,6 +75,9 @@ async def _stream_tar(request: web.Request, headers: dict[str, str], chunks: Cal
 
 @routes.head("/containers/{id}/archive")
 async def stat_path(request: web.Request) -> web.Response:
+    from ..containers import archive as A, fsview
+    from ..containers.fsworkers import WORKERS
+
     svc = service(request)
     c = svc.get(request.match_info["id"])
     await effective.authorize_use(svc, c, "archive")  # the host paths its mounts bind
@@ -87,6 +89,9 @@ async def stat_path(request: web.Request) -> web.Response:
 
 @routes.get("/containers/{id}/archive", allow_head=False)
 async def get_archive(request: web.Request) -> web.StreamResponse:
+    from ..containers import archive as A, fsview
+    from ..containers.fsworkers import WORKERS
+
     svc = service(request)
     c = svc.get(request.match_info["id"])
     await effective.authorize_use(svc, c, "archive")  # the host paths its mounts bind
@@ -102,6 +107,10 @@ async def get_archive(request: web.Request) -> web.StreamResponse:
 
 @routes.put("/containers/{id}/archive")
 async def put_archive(request: web.Request) -> web.Response:
+    from ..containers import archive as A, fsview
+    from ..containers.fsworkers import WORKERS
+    from ..images.streams import BodyReader
+
     svc = service(request)
     try:
         c = svc.get(request.match_info["id"])
@@ -122,6 +131,9 @@ async def put_archive(request: web.Request) -> web.Response:
 
 @routes.get("/containers/{id}/export")
 async def export(request: web.Request) -> web.StreamResponse:
+    from ..containers import archive as A, inroot as R
+    from ..containers.fsworkers import WORKERS
+
     svc = service(request)
     c = svc.get(request.match_info["id"])
     async with WORKERS.slot(c.id), svc.mounted(c) as rootfs:
@@ -135,11 +147,12 @@ async def export(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/commit")
 async def commit(request: web.Request) -> web.Response:
+    from ..containers import archive as A
+    from . import models
+
     svc = service(request)
     q = request.query
     raw = (await request.read()).strip()
-    from . import models
-
     req = await models.parse(request, models.CommitRequest, required=False)
     # no body (or ``null``): the container's own config; the service takes dicts
     body = models.plain(req) if raw and raw != b"null" else None

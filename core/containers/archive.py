@@ -32,6 +32,7 @@ from ..images.streams import decompressed
 from ..timestamps import rfc3339_nano
 from ..userns import to_host_ids
 from .inroot import DIR_FLAGS, Root, allowed, fd_path, open_below
+from .reconcile import COMMIT_PAUSE_MARKER, resume_interrupted_commits  # noqa: F401  (were here)
 from .spec import resolve_user
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
@@ -215,7 +216,7 @@ def check_tar(tar: BinaryIO, dest_fd: int, no_overwrite_dir_non_dir: bool,
     in ``busy`` (or a directory holding one) as Docker does with EBUSY; with
     ``no_overwrite_dir_non_dir``, a directory replaced by a non-directory or the reverse.
     Returns the members' paths, in order."""
-    import tarfile  # here: an idle daemon imports this module (resume_interrupted_commits), not tarfile
+    import tarfile  # here: not at import (the tar code is for requests, see tests/api/test_idle_memory.py)
 
     kinds: dict[tuple[str, ...], bool] = {}  # path -> is a directory, as the tar leaves it
     disk: dict[tuple[str, ...], os.stat_result | None] = {}
@@ -423,31 +424,6 @@ def commit_config(c: Any, body: dict[str, Any] | None, changes: list[str]) -> di
     base = dict(c.config) if body is None else {
         k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
     return merge_config(apply_changes(changes, base), c.config)
-
-
-COMMIT_PAUSE_MARKER = "commit-paused"
-
-
-async def resume_interrupted_commits(svc: Any) -> None:
-    """At start: unpause the containers a commit paused when the daemon was killed during it
-    (the old state: running, as before the commit)."""
-    from ..lifecycle import State
-
-    for c in list(svc.containers.values()):
-        marker = svc.dir(c) / COMMIT_PAUSE_MARKER
-        if not marker.exists():
-            continue
-        if c.state == State.PAUSED:
-            import logging
-
-            logging.getLogger("dockyard.containers").warning("unpausing %s, paused by an interrupted commit",
-                                                             c.id[:12])
-            try:
-                await svc.unpause(c.id)
-            except Exception:  # noqa: BLE001 - it stays paused, as docker unpause can still say
-                logging.getLogger("dockyard.containers").exception("unpausing %s failed", c.id[:12])
-                continue
-        marker.unlink(missing_ok=True)
 
 
 async def commit(svc: Any, ref: str, *, repo: str | None, tag: str | None, comment: str, author: str,

@@ -180,3 +180,26 @@ async def close(svc: ContainerService) -> None:
     if svc.cgroups is not None and not any(c.running for c in svc.containers.values()):
         with contextlib.suppress(Exception):
             svc.cgroups.remove_parent()  # leaves nothing behind; fails harmlessly while others use it
+
+
+# a commit pausing a container writes this marker in its dir first and removes it after the unpause
+# (dockyard.containers.archive.commit); here, not there: a daemon starts without the tar code
+COMMIT_PAUSE_MARKER = "commit-paused"
+
+
+async def resume_interrupted_commits(svc: ContainerService) -> None:
+    """At start: unpause the containers a commit paused when the daemon was killed during it
+    (the old state: running, as before the commit)."""
+    for c in list(svc.containers.values()):
+        marker = svc.dir(c) / COMMIT_PAUSE_MARKER
+        if not marker.exists():
+            continue
+        if c.state == State.PAUSED:
+            logging.getLogger("dockyard.containers").warning("unpausing %s, paused by an interrupted commit",
+                                                             c.id[:12])
+            try:
+                await svc.unpause(c.id)
+            except Exception:  # noqa: BLE001 - it stays paused, as docker unpause can still say
+                logging.getLogger("dockyard.containers").exception("unpausing %s failed", c.id[:12])
+                continue
+        marker.unlink(missing_ok=True)

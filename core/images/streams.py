@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import bz2
-import gzip
 import hashlib
 import io
 import lzma
@@ -42,6 +41,8 @@ def decompressed(stream: ByteStream) -> BinaryIO:
         stream = io.BufferedReader(stream, 1 << 20)  # type: ignore[arg-type, type-var]
     kind = sniff(stream.peek(8)[:8])
     if kind == "gzip":
+        import gzip  # here: an idle daemon has no gzip stream (bz2 and lzma come with shutil)
+
         return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
     if kind == "bzip2":
         return bz2.BZ2File(stream, "rb")  # type: ignore[return-value]

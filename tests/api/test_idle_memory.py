@@ -26,7 +26,9 @@ LAZY = ("click", "dockyard.daemon_cli", "difflib", "tarfile", "dockyard.layers.u
         # a config file (tomllib), auth_tls's policy and audit log: read at start-up only when configured
         "tomllib", "dockyard_auth_tls.policy", "dockyard_auth_tls.audit",
         # the seccomp compiler and its syscall tables: the first container spec that has a filter
-        "dockyard.runtime.seccomp", "dockyard.runtime.seccomp_syscalls")
+        "dockyard.runtime.seccomp", "dockyard.runtime.seccomp_syscalls",
+        # docker cp, export and commit: the tar code, the mount view and its worker threads; gzip streams
+        "dockyard.containers.archive", "dockyard.containers.fsview", "dockyard.containers.fsworkers", "gzip")
 
 WRAPPER = """
 import gc, json, os, sys, threading, time
