@@ -516,8 +516,9 @@ def run(config: cfg.DaemonConfig) -> None:
 
 # -- the command line (dockyard.daemon_cli) -------------------------------------------------
 
-#: what parsing the command line imports and the running daemon never needs
-_PARSER_MODULES = ("click", "dockyard.daemon_cli", "difflib")
+#: what parsing the command line imports and the running daemon never needs (uuid and gettext
+#: are click's: they stay when something imported them before, as aiohttp does)
+_PARSER_MODULES = ("click", "dockyard.daemon_cli", "difflib", "uuid", "gettext")
 
 
 def _unload_parser(loaded_before: set[str]) -> None:

@@ -12,7 +12,6 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import userns
 from ..drivers.cgroups import Resources
 from ..errors import DockyardError, InvalidArgument, NameInUse, NoSuchContainer
 from ..runtime import capabilities
@@ -69,7 +68,10 @@ async def _create(svc: ContainerService, body: dict[str, Any], name: str | None,
                 if svc.networks is not None else {})
     options.check(config, host_config, runtime=svc.runtime, storage=svc.storage,
                   networking=body.get("NetworkingConfig"))  # refused options -> 400
-    userns.check_container(svc.daemon_userns, host_config)  # what Docker refuses under --userns-remap
+    if svc.daemon_userns is not None:  # --userns-remap (dockyard.userns: not imported without it)
+        from .. import userns
+
+        userns.check_container(svc.daemon_userns, host_config)  # what Docker refuses under it
     found = options.settle_swappiness(host_config, svc.cgroups)  # cgroup v2: dropped, warned
     if warnings is not None:
         warnings.extend(found)

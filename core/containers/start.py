@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import userns
 from ..crashpoints import crashpoint
 from ..drivers.cgroups import Resources
 from ..errors import Conflict, DockyardError, NotModified
@@ -71,9 +70,13 @@ async def launch(svc: ContainerService, c: Container) -> None:
             if sandbox:
                 namespaces["net"] = sandbox
         files = _etc_files(svc, c, directory)
-        mapping = svc.daemon_userns if userns.remapped(svc.daemon_userns, c.host_config) else None
-        if mapping is not None:  # writable by its root, as without remapping
-            userns.give_to_root(mapping, files.values())
+        mapping = None
+        if svc.daemon_userns is not None:  # --userns-remap (dockyard.userns: not imported without it)
+            from .. import userns
+
+            mapping = svc.daemon_userns if userns.remapped(svc.daemon_userns, c.host_config) else None
+            if mapping is not None:  # writable by its root, as without remapping
+                userns.give_to_root(mapping, files.values())
         config = await startopts.prepare(svc, c, directory, namespaces)  # links, sysctls
         spec = build_spec(
             cid=c.id, config=config, host_config=c.host_config, rootfs=rootfs,

@@ -28,7 +28,9 @@ LAZY = ("click", "dockyard.daemon_cli", "difflib", "tarfile", "dockyard.layers.u
         # the seccomp compiler and its syscall tables: the first container spec that has a filter
         "dockyard.runtime.seccomp", "dockyard.runtime.seccomp_syscalls",
         # docker cp, export and commit: the tar code, the mount view and its worker threads; gzip streams
-        "dockyard.containers.archive", "dockyard.containers.fsview", "dockyard.containers.fsworkers", "gzip")
+        "dockyard.containers.archive", "dockyard.containers.fsview", "dockyard.containers.fsworkers", "gzip",
+        # --userns-remap's mapping code: a daemon started without the flag has no use for it
+        "dockyard.userns")
 
 WRAPPER = """
 import gc, json, os, sys, threading, time
