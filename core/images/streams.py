@@ -9,6 +9,7 @@ import hashlib
 import io
 import lzma
 import os
+import zlib
 from typing import Any, BinaryIO, Callable, Iterator
 
 from ..errors import InvalidArgument, NotSupported
@@ -70,7 +71,7 @@ class HashingReader(io.RawIOBase):
     def readinto(self, b: Any) -> int:
         try:
             data = self.inner.read(len(b))
-        except (EOFError, OSError, lzma.LZMAError, ValueError) as exc:
+        except (EOFError, OSError, lzma.LZMAError, ValueError, zlib.error) as exc:  # zlib: a corrupt gzip block
             raise InvalidArgument(f"invalid layer data: {exc or type(exc).__name__}") from None
         n = len(data)
         b[:n] = data
