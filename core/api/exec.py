@@ -17,7 +17,6 @@ from ..drivers.runtime import ExecStartError
 from ..errors import InvalidArgument, NotSupported
 from ..runtime.logfile import LogRecord
 from .hijack import Hijacked, hijack
-from . import zerocopy
 from .stdin import open_fifo_writer, pump_stdin, run_streams
 from .util import daemon_of, json_response, resize_size
 from ..tasks import spawn
@@ -122,6 +121,8 @@ async def start(request: web.Request) -> web.StreamResponse:
         return response
     streams = {s for s, on in ((1, e.attach_stdout), (2, e.attach_stderr)) if on}
     reader = svc.logs(e)
+    from . import zerocopy  # here: not at idle
+
     direct = zerocopy.usable(reader, conn)  # sendfile/splice: the payload never enters Python
 
     async def output() -> None:

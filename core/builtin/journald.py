@@ -39,8 +39,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..containers import syslog
-from ..containers.logforward import read_cursor
 from ..drivers.logging import LogInfo, LogMessage, ShimOutput
 from ..errors import InvalidArgument, Unavailable
 from ..runtime.logfile import STDERR, STDOUT, LogRecord, parse_rfc3339_ns, split_lines
@@ -188,6 +186,8 @@ class JournaldDriver:
                     re.compile(opts[key])
                 except re.error as exc:
                     raise InvalidArgument(f"log opt {key}: {exc}") from None
+        from ..containers import syslog  # here: the daemon registers every log driver at start (idle memory)
+
         syslog.check_tag(opts.get("tag") or "")
         return dict(opts)
 
@@ -199,6 +199,8 @@ class JournaldDriver:
         return None
 
     def fields(self, info: LogInfo) -> dict[str, str]:
+        from ..containers import syslog
+
         tag = syslog.render_tag(info.config.get("tag") or "", info.container_id, info.name, info.image_name,
                                 info.image_id)
         out = {"CONTAINER_ID": info.id12, "CONTAINER_ID_FULL": info.container_id, "CONTAINER_NAME": info.name,
@@ -295,6 +297,8 @@ class JournalReader:
         """The container exited and everything the forwarder sent has been read."""
         if self.exit_path is None or not (self.exit_path.exists() or not self.exit_path.parent.exists()):
             return False
+        from ..containers.logforward import read_cursor  # here: not at idle
+
         cur = read_cursor(self.info.directory)
         return bool(cur.get("ended")) and seen_ns >= int(cur.get("last_ns") or 0)
 
@@ -328,6 +332,8 @@ class JournalReader:
                     if until_ns and time.time_ns() > until_ns:
                         return
                     # journald may have dropped an entry: a bound once the forwarder is done
+                    from ..containers.logforward import read_cursor
+
                     if read_cursor(self.info.directory).get("ended"):
                         idle_after_end += 1
                         if idle_after_end > 50:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from ..config import parse_size
-from ..containers import syslog
 from ..drivers.logging import DEFAULT_LIMITS, LogInfo, ShimOutput
 from ..errors import ConfigError, InvalidArgument
 from ..runtime.logfile import JsonLogReader
@@ -125,10 +124,14 @@ class SyslogDriver(_Builtin):
     while_daemon_down = "the shim keeps sending; a datagram the receiver does not take is dropped"
 
     def validate(self, opts: dict[str, str], defaults: dict[str, str]) -> dict[str, str]:
+        from ..containers import syslog  # here: a daemon without syslog containers never needs it
+
         syslog.validate(opts)
         return dict(opts)
 
     def shim_output(self, info: LogInfo) -> ShimOutput:
+        from ..containers import syslog
+
         size, files = file_limits({}, {"max-size": "1m", "max-file": "1"}, self.name)  # attach's buffer
         return ShimOutput(size, files, syslog=syslog.fields(info.config, info.container_id, info.name,
                                                             info.image_name, info.image_id))

@@ -15,7 +15,7 @@ from ..builtin.logdrivers import file_limits
 from ..drivers.logging import (DEFAULT_LIMITS, GROUP, ForwardedLogs, LogDriver, LogDrivers, LogInfo, ReadableLogs,
                                ShimOutput)
 from ..errors import ConfigError, DockyardError, InvalidArgument
-from . import logforward, options
+from . import options  # logforward: by the first forwarded log driver (idle memory)
 from .record import Container
 
 if TYPE_CHECKING:
@@ -109,6 +109,8 @@ class ContainerLogging:
             log.warning("log driver %s of container %s: %s; its output stays in the buffer until the "
                         "next start or daemon restart", driver.name, c.id[:12], exc.message)
             return
+        from . import logforward
+
         fwd = logforward.Forwarder(driver, info, svc.runtime.logs(c.id), sink)
         from ..tasks import spawn
 

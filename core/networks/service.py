@@ -39,13 +39,14 @@ from ..errors import (
     ConfigError, Conflict, DockyardError, Forbidden, InvalidArgument, NoSuchNetwork, NotFound, PluginError, Unavailable,
 )
 from ..store import remove_stale_temps
-from . import dns, ipam, netns, publishing
+from . import ipam, netns, publishing  # dns: by the first container with a resolver (idle memory)
 from .record import NetRecord
 
 
 if TYPE_CHECKING:
     from ..containers.service import ContainerService
     from ..daemon import Daemon
+    from .dns import EmbeddedDNS
 
 log = logging.getLogger("dockyard.networks")
 
@@ -130,7 +131,16 @@ class NetworkService:
         self.records: dict[str, NetRecord] = {}
         self.drivers: dict[str, Any] = {}
         self.lock = asyncio.Lock()  # IPAM and records
-        self.dns = dns.EmbeddedDNS(self)  # 127.0.0.11 in containers on user networks (dns.py)
+        self._dns: EmbeddedDNS | None = None  # made by the first use of :attr:`dns`
+
+    @property
+    def dns(self) -> EmbeddedDNS:
+        """127.0.0.11 in containers on user networks (dns.py), imported and made at first use."""
+        if self._dns is None:
+            from .dns import EmbeddedDNS
+
+            self._dns = EmbeddedDNS(self)
+        return self._dns
 
     # -- drivers ----------------------------------------------------------------------------
 
@@ -236,7 +246,10 @@ class NetworkService:
                 log.exception("reconciling the networks of driver %s failed", name)
             for rec in recs:
                 self._save(rec)
-        await dns.restore(self)
+        if running:  # a resolver again for each running container that had one
+            from . import dns
+
+            await dns.restore(self)
 
     async def _ensure_predefined(self) -> None:
         for name, driver in PREDEFINED.items():
@@ -709,6 +722,8 @@ class NetworkService:
             address6 = next((s.get("GlobalIPv6Address") for s in c.networks.values()
                              if address and s.get("IPAddress") == address), None)
             etcfiles.write_hosts(directory, c.config, c.host_config, address, address6)
+            from . import dns
+
             await dns.setup_container(self, c, directory)  # resolv.conf; 127.0.0.11 on user networks
             await publishing.publish(self, c)  # HostConfig.PortBindings, after the endpoints exist
         except BaseException:
@@ -795,7 +810,8 @@ class NetworkService:
         Only for a container that does not run: its namespace goes, and its links with it."""
         for rec, ep in self.endpoints_of(c.id):
             await self._leave(c, rec, ep, namespace_going=True)
-        self.dns.stop(c.id)  # its sockets hold the namespace
+        if self._dns is not None:
+            self._dns.stop(c.id)  # its sockets hold the namespace
         path = self.netns_path(c.id)
         if os.path.lexists(path):  # (gone already at rm after the exit's teardown: no worker for that)
             await asyncio.to_thread(netns.remove, path)
@@ -863,6 +879,8 @@ class NetworkService:
                 await self._join(c, rec, settings, path)
             c.networks[rec.name] = settings
             if c.running:
+                from . import dns
+
                 await dns.setup_container(self, c, svc.dir(c), connect=True)  # a first user network: 127.0.0.11
             svc.save(c)
 
@@ -901,7 +919,8 @@ class NetworkService:
     async def close(self) -> None:
         """Daemon shutdown: a driver with no endpoint left removes its links and rules from the
         host (reconcile re-creates them at the next start); with live-restore they stay."""
-        self.dns.close()
+        if self._dns is not None:
+            self._dns.close()
         by_driver: dict[str, list[NetRecord]] = {}
         for rec in self.records.values():
             by_driver.setdefault(rec.net.driver, []).append(rec)

@@ -30,7 +30,10 @@ LAZY = ("click", "dockyard.daemon_cli", "difflib", "tarfile", "dockyard.layers.u
         # docker cp, export and commit: the tar code, the mount view and its worker threads; gzip streams
         "dockyard.containers.archive", "dockyard.containers.fsview", "dockyard.containers.fsworkers", "gzip",
         # --userns-remap's mapping code: a daemon started without the flag has no use for it
-        "dockyard.userns")
+        "dockyard.userns",
+        # the embedded DNS (the first container with a resolver), log forwarding and syslog (the first
+        # container with such a log driver), exec's sendfile/splice path (the first exec)
+        "dockyard.networks.dns", "dockyard.containers.logforward", "dockyard.containers.syslog", "dockyard.api.zerocopy")
 
 WRAPPER = """
 import gc, json, os, sys, threading, time
