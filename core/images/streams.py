@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import bz2
+import collections
 import hashlib
 import io
 import lzma
@@ -121,24 +122,47 @@ class IterReader(io.RawIOBase):
 
 
 class BodyReader(io.RawIOBase):
-    """A request body read from a worker thread: each read hops to the event loop."""
+    """A request body read from a worker thread: each hop to the event loop gathers up to
+    ``HOP`` bytes (the server hands a body on in pieces of its read-ahead, some 64-256 KiB:
+    a hop each was a thread switch both ways per piece), kept as the pieces they came in."""
+
+    HOP = 1 << 20
 
     def __init__(self, content: Any, loop: asyncio.AbstractEventLoop) -> None:
         self.content, self.loop = content, loop
-        self.buf = b""
+        self.chunks: collections.deque[memoryview] = collections.deque()
         self.eof = False
 
     def readable(self) -> bool:
         return True
 
+    async def _gather(self) -> list[bytes]:
+        out: list[bytes] = []
+        have = 0
+        while have < self.HOP:
+            chunk = await self.content.read(self.HOP - have)
+            if not chunk:
+                break
+            out.append(chunk)
+            have += len(chunk)
+        return out
+
     def readinto(self, b: Any) -> int:
-        if not self.buf and not self.eof:
-            self.buf = asyncio.run_coroutine_threadsafe(self.content.read(1 << 20), self.loop).result()
-            if not self.buf:
-                self.eof = True
-        n = min(len(b), len(self.buf))
-        b[:n] = self.buf[:n]
-        self.buf = self.buf[n:]
+        if not self.chunks and not self.eof:
+            got = asyncio.run_coroutine_threadsafe(self._gather(), self.loop).result()
+            self.chunks.extend(map(memoryview, got))
+            self.eof = sum(map(len, got)) < self.HOP
+        n = 0
+        want = len(b)
+        while n < want and self.chunks:
+            view = self.chunks[0]
+            k = min(want - n, len(view))
+            b[n:n + k] = view[:k]
+            n += k
+            if k == len(view):
+                self.chunks.popleft()
+            else:
+                self.chunks[0] = view[k:]
         return n
 
 
