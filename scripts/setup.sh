@@ -44,4 +44,8 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 for plugin in plugins/*/; do
     [ -f "$plugin/pyproject.toml" ] && "${PIP[@]}" "$plugin"
 done
+# The daemon runs under python -OO (core/__main__.py): its bytecode at that level, made once
+# here, as a distribution's install makes the default level's (PYTHONDONTWRITEBYTECODE may be set).
+.venv/bin/python -m compileall -q -j 0 -o 2 .venv/lib/python3*/site-packages core >/dev/null \
+    || echo "setup: some files did not byte-compile at -OO (they compile when imported)"
 echo "setup: ready ($(.venv/bin/python --version), $(.venv/bin/pip list 2>/dev/null | grep -c -i dockyard) dockyard distributions)"
