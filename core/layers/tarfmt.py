@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import tarfile
+import zlib
 from typing import Any, Self
 
 XATTR_PAX_PREFIX = "SCHILY.xattr."
@@ -69,6 +70,14 @@ def fast_stream(tf: tarfile.TarFile) -> tarfile.TarFile:
     return tf
 
 
+def _byte_sum(block: bytes | bytearray) -> int:
+    """The sum of a 512-byte block's bytes (tar's unsigned checksum): Adler-32's first half
+    of each 256 bytes is 1 + their sum, exact there (at most 65281 < 65521); 4x faster than
+    ``sum()`` over the bytes, a tenth of a header's parse."""
+    view = memoryview(block)
+    return (zlib.adler32(view[:256]) & 0xFFFF) + (zlib.adler32(view[256:]) & 0xFFFF) - 2
+
+
 _HEADER = struct.Struct("100s8s8s8s12s12s8sc100s8x32s32s8s8s155s12x")
 
 
@@ -89,7 +98,7 @@ class TarInfo(tarfile.TarInfo):
             # int() of the text before the first NUL: it refuses what tarfile reads differently
             # (base-256, empty, non-ASCII, whitespace beyond ASCII's), which then goes below
             chk = int(chksum.partition(b"\0")[0], 8)
-            if chk != 256 + sum(buf) - sum(chksum) or kind == tarfile.GNUTYPE_SPARSE:
+            if chk != 256 + _byte_sum(buf) - sum(chksum) or kind == tarfile.GNUTYPE_SPARSE:
                 raise ValueError
             nums = [int(f.partition(b"\0")[0] or b"0", 8)
                     for f in (mode, uid, gid, size, mtime, devmajor, devminor)]

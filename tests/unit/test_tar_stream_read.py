@@ -126,3 +126,14 @@ def test_header_parse_matches_tarfile_on_mutated_headers():
         assert _parse(TarInfo, buf) == _parse(tarfile.TarInfo, buf), buf
         fast += not isinstance(_parse(TarInfo, buf)[0], type)
     assert fast > 1000
+
+
+def test_the_header_byte_sum_is_exact_up_to_all_bytes_255():
+    from dockyard.layers.tarfmt import _byte_sum
+
+    rng = random.Random(7)
+    blocks = [bytes(512), b"\xff" * 512, b"\xff" * 256 + bytes(256), bytes(256) + b"\xff" * 256]
+    blocks += [bytes(rng.randrange(256) for _ in range(512)) for _ in range(2000)]
+    for block in blocks:
+        assert _byte_sum(block) == sum(block)
+        assert _byte_sum(bytearray(block)) == sum(block)
