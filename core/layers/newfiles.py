@@ -22,6 +22,7 @@ its Python path.
 
 from __future__ import annotations
 
+import collections
 import errno
 import hashlib
 import logging
@@ -41,6 +42,7 @@ _JOB = struct.Struct("<iiQQ")  # struct dy_job: dir fd, pad, buffer address, len
 _RES = struct.Struct("<qii")  # struct dy_res: files created (or -(n + 1)), errno, pad
 
 MAX_FILES = 256  # files per batch
+WORKERS = 2  # batches running at a time (their kernel work in parallel: a core each)
 MAX_BYTES = 4 << 20  # data per batch
 
 _lock = threading.Lock()
@@ -111,9 +113,23 @@ def _load() -> Any:
     return lib
 
 
+class _Run:
+    """A batch a worker has: its buffer must stay alive (the worker reads it by address)
+    until its result is read."""
+
+    __slots__ = ("dir_fd", "dirparts", "items", "buf", "names", "worker")
+
+    def __init__(self, dir_fd: int, dirparts: tuple[str, ...] | None, items: list[tuple[bytes, Any, str, bytes]],
+                 buf: bytes, names: set[str], worker: int) -> None:
+        self.dir_fd, self.dirparts, self.items, self.buf = dir_fd, dirparts, items, buf
+        self.names, self.worker = names, worker
+
+
 class FileBatch:
-    """Small new files of one layer, created by the library's worker thread in batches of up
-    to ``MAX_FILES``, one batch running while the next is filled.
+    """Small new files of one layer, created by the library's worker threads in batches of
+    up to ``MAX_FILES`` (up to ``WORKERS`` batches at a time, while the next is filled).
+    Batches that run at the same time never share a name of the same directory (the later
+    waits), so which one the kernel serves first cannot matter; results are taken in order.
 
     ``exists(dir_fd, base, data, member)`` creates a file whose name already existed (the
     unpacker's replace path), ``fail(member, errno)`` makes the error to raise for a file the
@@ -126,31 +142,33 @@ class FileBatch:
         self.dir_fd = -1  # a dup of the directory of the queued files
         self.dirparts: tuple[str, ...] | None = None
         self.items: list[tuple[bytes, Any, str, bytes]] = []  # record, member, name, data
+        self.names: set[str] = set()
         self.nbytes = 0
-        # the batch the worker has: (dir fd, items, buffer): the buffer must stay alive
-        # (the worker reads it by address) until its result is read
-        self.running: tuple[int, list[tuple[bytes, Any, str, bytes]], bytes] | None = None
-        self.running_dir: tuple[str, ...] | None = None
-        self.thread: threading.Thread | None = None
-        self.pipes: tuple[int, int, int, int] | None = None  # job r/w, result r/w
+        self.runs: collections.deque[_Run] = collections.deque()  # oldest first
+        self.workers: list[tuple[threading.Thread, tuple[int, int, int, int]]] = []  # job r/w, result r/w
 
     def related(self, parts: tuple[str, ...]) -> bool:
         """Whether a member at ``parts`` could touch the queued or running files: it is at or
         under their directory, or their directory is under it."""
-        for d in (self.dirparts, self.running_dir):
-            if d is not None and (parts[:len(d)] == d or d[:len(parts)] == parts):
-                return True
-        return False
+        d = self.dirparts
+        if d is not None and (parts[:len(d)] == d or d[:len(parts)] == parts):
+            return True
+        return any(self._related(run, parts) for run in self.runs)
+
+    @staticmethod
+    def _related(run: _Run, parts: tuple[str, ...]) -> bool:
+        d = run.dirparts
+        return d is not None and (parts[:len(d)] == d or d[:len(parts)] == parts)
 
     def switch(self, dirparts: tuple[str, ...]) -> None:
-        """The next files go to ``dirparts``: the queued ones are handed on; if the new
-        directory is related to the running batch's (under it, above it), that one is
-        waited for, before the unpacker opens or makes any of its components."""
+        """The next files go to ``dirparts``: the queued ones are handed on; running batches
+        whose directory is related to the new one (under it, above it) are waited for, before
+        the unpacker opens or makes any of its components."""
         if dirparts == self.dirparts:
             return
         self._submit()
         self._release()
-        if self.related(dirparts):
+        while any(self._related(run, dirparts) for run in self.runs):
             self._wait()
         self.dirparts = dirparts
 
@@ -159,9 +177,12 @@ class FileBatch:
         :meth:`switch`; opened by the unpacker, no symlink followed)."""
         if self.dir_fd < 0:
             self.dir_fd = os.dup(dir_fd)
+        while any(base in run.names and run.dirparts == self.dirparts for run in self.runs):
+            self._wait()  # the same name running: after it
         name = base.encode("utf-8", "surrogateescape")
         rec = _REC.pack(len(name), mode, len(data), mtime_ns) + name + b"\0" + data
         self.items.append((rec, member, base, data))
+        self.names.add(base)
         self.nbytes += len(rec)
         if len(self.items) >= MAX_FILES or self.nbytes >= MAX_BYTES:
             self._submit()
@@ -169,67 +190,73 @@ class FileBatch:
     def sync(self) -> None:
         """Every queued file created (errors raised); the next files start a new batch."""
         self._submit()
-        self._wait()
+        while self.runs:
+            self._wait()
         self._release()
 
     def close(self) -> None:
-        """Stop the worker (after its batch: it reads the buffer); errors are not raised
-        (the unpacker is done, or failing already)."""
-        if self.pipes is not None:
-            jr, jw, rr, rw = self.pipes
-            if self.running is not None:
-                fd = self.running[0]
+        """Stop the workers (after their batches: they read the buffers); errors are not
+        raised (the unpacker is done, or failing already)."""
+        try:
+            while self.runs:
+                run = self.runs[0]
                 try:
-                    _read_result(rr)
+                    _read_result(self.workers[run.worker][1][2])
                 finally:
-                    self.running = self.running_dir = None
-                    if fd != self.dir_fd:
-                        os.close(fd)
-            os.close(jw)  # the worker returns at the end of its job pipe
-            assert self.thread is not None
-            self.thread.join()
-            for fd in (jr, rr, rw):
-                os.close(fd)
-            self.thread = self.pipes = None
-        self.items = []
-        self._release()
+                    self.runs.popleft()
+                    self._close_fd(run.dir_fd)
+        finally:
+            for thread, (jr, jw, rr, rw) in self.workers:
+                os.close(jw)  # the worker returns at the end of its job pipe
+                thread.join()
+                for fd in (jr, rr, rw):
+                    os.close(fd)
+            self.workers = []
+            self.items, self.names = [], set()
+            self._release()
+
+    def _close_fd(self, fd: int) -> None:
+        """Close a batch's directory fd once neither the queue nor a running batch has it."""
+        if fd >= 0 and fd != self.dir_fd and all(run.dir_fd != fd for run in self.runs):
+            os.close(fd)
 
     def _release(self) -> None:
-        if self.dir_fd >= 0 and (self.running is None or self.running[0] != self.dir_fd):
-            os.close(self.dir_fd)
-        self.dir_fd, self.dirparts = -1, None
+        fd, self.dir_fd, self.dirparts = self.dir_fd, -1, None
+        self._close_fd(fd)
 
     def _submit(self) -> None:
         if not self.items:
             return
-        self._wait()
-        if self.pipes is None:
+        if len(self.runs) >= WORKERS:
+            self._wait()
+        busy = {run.worker for run in self.runs}
+        worker = next((i for i in range(len(self.workers)) if i not in busy), len(self.workers))
+        if worker == len(self.workers):
             jr, jw = os.pipe2(os.O_CLOEXEC)
             rr, rw = os.pipe2(os.O_CLOEXEC)
-            self.pipes = (jr, jw, rr, rw)
-            self.thread = threading.Thread(target=self.lib.dy_files_worker, args=(jr, rw),
-                                           name="layer-files", daemon=True)
-            self.thread.start()
+            thread = threading.Thread(target=self.lib.dy_files_worker, args=(jr, rw),
+                                      name="layer-files", daemon=True)
+            thread.start()
+            self.workers.append((thread, (jr, jw, rr, rw)))
         import ctypes
 
         buf = b"".join([item[0] for item in self.items])
         addr = ctypes.cast(ctypes.c_char_p(buf), ctypes.c_void_p).value or 0
-        self.running, self.running_dir = (self.dir_fd, self.items, buf), self.dirparts
-        self.items, self.nbytes = [], 0
-        os.write(self.pipes[1], _JOB.pack(self.dir_fd, 0, addr, len(buf)))
+        self.runs.append(_Run(self.dir_fd, self.dirparts, self.items, buf, self.names, worker))
+        self.items, self.names, self.nbytes = [], set(), 0
+        os.write(self.workers[worker][1][1], _JOB.pack(self.dir_fd, 0, addr, len(buf)))
 
     def _wait(self) -> None:
-        if self.running is None:
+        """Take the oldest running batch's result."""
+        if not self.runs:
             return
-        assert self.pipes is not None
-        n, err, _ = _read_result(self.pipes[2])
-        dir_fd, items, _buf = self.running
-        self.running = self.running_dir = None
+        run = self.runs[0]
+        n, err, _ = _read_result(self.workers[run.worker][1][2])
+        self.runs.popleft()
         try:
-            self._finish(dir_fd, items, n, err)
+            self._finish(run.dir_fd, run.items, n, err)
         finally:
-            if dir_fd != self.dir_fd:
-                os.close(dir_fd)
+            self._close_fd(run.dir_fd)
 
     def _finish(self, dir_fd: int, items: list[tuple[bytes, Any, str, bytes]], n: int, err: int) -> None:
         """A batch's result: an existing name is replaced by the unpacker, the rest of the

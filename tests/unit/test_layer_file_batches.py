@@ -63,6 +63,14 @@ LAYERS = {
     "rewrites": [dir_("d"), *small_files("d", 20), reg("d/f0003", b"second"), dir_("d/sub"),
                  *small_files("d/sub", 5), reg("d/sub", b"file over dir"), reg("e"), dir_("e"),
                  reg("e/inner", b"in e")],
+    # names again in the next batches, which may run at the same time as the first: the
+    # later member wins
+    "rewrites-across-batches": [dir_("d"), *small_files("d", 300), *small_files("d", 300, b"again"),
+                                reg("d/f0001", b"third"), *small_files("e", 600)],
+    # the last file of a full batch again as the first of the next (which starts while the
+    # first still runs)
+    "rewrite-at-a-batch-boundary": [dir_("d"), *small_files("d", newfiles.MAX_FILES - 1), reg("d/x", b"first"),
+                                    reg("d/x", b"second")],
     # a directory replaced by a file and then by a new directory: later files go to the new one
     "dir-file-dir": [dir_("d"), *small_files("d", 40), reg("d", b"now a file"), dir_("d"),
                      *small_files("d", 40, b"new"), reg("d/extra")],
