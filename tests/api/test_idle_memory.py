@@ -20,21 +20,7 @@ from dockyard.testing.daemon import DaemonProcess
 # Imported by a running daemon only when a request (or flag) needs them: the parser that read
 # the command line, the tar code (load, save, cp, commit, build), the vfs driver beside overlay
 LAZY = ("click", "dockyard.daemon_cli", "difflib", "tarfile", "dockyard.layers.unpack", "dockyard.layers.export",
-        "dockyard.layers.tarsplit", "dockyard.layers.copy_storage", "dockyard_storage_overlay.vfs",
-        # the typed request model (msgspec, ~1 MB): the handlers that decode a body, the json-file reader
-        "msgspec", "dockyard.api.models", "dockyard.api.schema",
-        # a config file (tomllib), auth_tls's policy and audit log: read at start-up only when configured
-        "tomllib", "dockyard_auth_tls.policy", "dockyard_auth_tls.audit",
-        # the seccomp compiler and its syscall tables: the first container spec that has a filter
-        "dockyard.runtime.seccomp", "dockyard.runtime.seccomp_syscalls",
-        # docker cp, export and commit: the tar code, the mount view and its worker threads; gzip streams
-        "dockyard.containers.archive", "dockyard.containers.fsview", "dockyard.containers.fsworkers", "gzip",
-        # --userns-remap's mapping code: a daemon started without the flag has no use for it
-        "dockyard.userns",
-        # the embedded DNS (the first container with a resolver), log forwarding and syslog (the first
-        # container with such a log driver), exec's sendfile/splice path (the first exec)
-        "dockyard.networks.dns", "dockyard.containers.logforward", "dockyard.containers.syslog",
-        "dockyard.api.zerocopy")
+        "dockyard.layers.tarsplit", "dockyard.layers.copy_storage", "dockyard_storage_overlay.vfs")
 
 WRAPPER = """
 import gc, json, os, sys, threading, time
@@ -101,10 +87,7 @@ def idle_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def test_an_idle_daemon_has_not_imported_what_only_some_requests_need(idle_daemon: ListingDaemon) -> None:
     modules = set(idle_daemon.listing()["modules"])
     assert "dockyard.daemon" in modules and "aiohttp.web" in modules  # it is the daemon
-    from dockyard.daemon import DEFAULT_CONFIG_FILE
-
-    read_config = DEFAULT_CONFIG_FILE.exists()  # a host with a config file: tomllib read it at start
-    assert sorted(m for m in LAZY if m in modules and not (m == "tomllib" and read_config)) == []
+    assert sorted(m for m in LAZY if m in modules) == []
 
 
 def test_an_idle_daemon_keeps_no_nftables_context_nor_the_library(idle_daemon: ListingDaemon) -> None:
@@ -146,3 +129,29 @@ def test_the_daemons_threads_share_one_malloc_arena(idle_daemon: ListingDaemon) 
     arenas = set(re.findall(r"^Arena (\d+):", idle_daemon.log(), re.M))
     assert arenas == {"0"}, idle_daemon.log()[-2000:]
     assert len(list(Path(f"/proc/{idle_daemon.proc.pid}/task").iterdir())) > 1  # threads there are
+
+# Imported at their first use, not by an idle daemon (issue 18, idle memory; commits "idle: ..."):
+FIRST_USE = (
+    # the typed request model (msgspec, ~1 MB): the handlers that decode a body, the json-file reader
+    "msgspec", "dockyard.api.models", "dockyard.api.schema",
+    # a config file (tomllib), auth_tls's policy and audit log: read at start-up only when configured
+    "tomllib", "dockyard_auth_tls.policy", "dockyard_auth_tls.audit",
+    # the seccomp compiler and its syscall tables: the first container spec that has a filter
+    "dockyard.runtime.seccomp", "dockyard.runtime.seccomp_syscalls",
+    # docker cp, export and commit: the tar code, the mount view and its worker threads; gzip streams
+    "dockyard.containers.archive", "dockyard.containers.fsview", "dockyard.containers.fsworkers", "gzip",
+    # --userns-remap's mapping code: a daemon started without the flag has no use for it
+    "dockyard.userns",
+    # the embedded DNS (the first container with a resolver), log forwarding and syslog (the first
+    # container with such a log driver), exec's sendfile/splice path (the first exec)
+    "dockyard.networks.dns", "dockyard.containers.logforward", "dockyard.containers.syslog",
+    "dockyard.api.zerocopy",
+)
+
+
+def test_an_idle_daemon_has_not_imported_what_their_first_use_imports(idle_daemon: ListingDaemon) -> None:
+    from dockyard.daemon import DEFAULT_CONFIG_FILE
+
+    modules = set(idle_daemon.listing()["modules"])
+    read_config = DEFAULT_CONFIG_FILE.exists()  # a host with a config file: tomllib read it at start
+    assert sorted(m for m in FIRST_USE if m in modules and not (m == "tomllib" and read_config)) == []
