@@ -177,8 +177,11 @@ class FileBatch:
         :meth:`switch`; opened by the unpacker, no symlink followed)."""
         if self.dir_fd < 0:
             self.dir_fd = os.dup(dir_fd)
-        while any(base in run.names and run.dirparts == self.dirparts for run in self.runs):
-            self._wait()  # the same name running: after it
+        for run in self.runs:
+            if base in run.names and run.dirparts == self.dirparts:  # the same name running: after it
+                while run in self.runs:
+                    self._wait()
+                break
         name = base.encode("utf-8", "surrogateescape")
         rec = _REC.pack(len(name), mode, len(data), mtime_ns) + name + b"\0" + data
         self.items.append((rec, member, base, data))

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_BATCHED = 256 << 10  # regular files up to this size may go to a FileBatch (newfiles)
+_PLAIN = (tarfile.REGTYPE, tarfile.AREGTYPE)
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # errnos meaning "a parent component is not a real directory": refuse, do not follow
 _NOT_A_DIR = {errno.ELOOP, errno.ENOTDIR, errno.EMLINK}
@@ -76,6 +77,7 @@ class _Extractor:
         # directory): only that can take away or change a file this stream created (O_EXCL)
         self.removed = False
         self.umask = _umask()
+        self.mode_fixups = 0o7000 | self.umask  # mode bits open() cannot give a new file (_open_mode)
         self.uid, self.gid = os.geteuid(), os.getegid()
         # An empty, non-setgid ``dest``: every directory below is made here (mode 0o755/0o700
         # until finish()), so a new file is owned by our euid/egid and needs no fchown to them.
@@ -159,9 +161,12 @@ class _Extractor:
             self.reproducible = False
         self.members.add(parts)
         if self.batch is not None:
-            if (m.isreg() and m.size <= MAX_BATCHED and not base.startswith(WHITEOUT_PREFIX)
-                    and not m.issparse() and self._open_mode(m) == m.mode & 0o7777
-                    and (not self.chown or self._owner(m) == (self.uid, self.gid))
+            # a plain file (not sparse, no xattrs) whose mode open() gives exactly (no set-id
+            # bits, nothing the umask takes) and whose owner is ours: no fchmod/fchown/setxattr
+            if (m.type in _PLAIN and m.size <= MAX_BATCHED and not m.mode & self.mode_fixups
+                    and m.sparse is None and not base.startswith(WHITEOUT_PREFIX)
+                    and (not self.chown or (m.uid == self.uid and m.gid == self.gid if self.idmap is None
+                                            else self._owner(m) == (self.uid, self.gid)))
                     and (not m.pax_headers or not _xattrs(m))):
                 self.batched(tf, m, parts)
                 return
@@ -268,14 +273,16 @@ class _Extractor:
     def batched(self, tf: tarfile.TarFile, m: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
         """A small plain file of a fresh layer: read, and queued to the batch of its
         directory (created with the mode and times the Python path gives it)."""
-        assert self.batch is not None
+        batch = self.batch
+        assert batch is not None
         dirparts = parts[:-1]
-        self.batch.switch(dirparts)  # before parent_fd makes or opens a component
+        if dirparts != batch.dirparts:
+            batch.switch(dirparts)  # before parent_fd makes or opens a component
         pfd = self.parent_fd(dirparts, m.name)
         data = tf.fileobj.read(m.size) if m.size else b""
         if len(data) != m.size:
             raise InvalidArgument(f"invalid layer tar: member {m.name!r} is truncated")
-        self.batch.add(pfd, parts[-1], data, m.mode & 0o7777, _ns(m.mtime), m)
+        batch.add(pfd, parts[-1], data, m.mode & 0o7777, _ns(m.mtime), m)
         self.size += m.size
         self._record(parts)
 

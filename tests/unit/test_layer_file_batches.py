@@ -87,6 +87,12 @@ LAYERS = {
     # modes and owners the batch does not do: set-id, a mode the umask would mask, another owner
     "modes": [dir_("d"), *small_files("d", 10), reg("d/suid", b"s", mode=0o4755), reg("d/world", b"w", mode=0o666),
               reg("d/owned", b"o", uid=1234, gid=4321), *small_files("d/z", 5)],
+    # old-style regular files (type '\\0'), a contiguous file (type '7': the Python path), an
+    # xattr (the Python path), a PAX header that is not one (batched)
+    "types-and-pax": [dir_("d"), *small_files("d", 5), reg("d/old", b"a", type=tarfile.AREGTYPE),
+                      reg("d/cont", b"c", type=tarfile.CONTTYPE), *small_files("d", 3, b"m"),
+                      reg("d/xattr", b"x", pax_headers={"SCHILY.xattr.user.k": "v"}),
+                      reg("d/paxed", b"p", pax_headers={"comment": "hello"}), *small_files("d/z", 3)],
     # a batched file and then a member under it: refused as not a directory
     "file-then-child": [dir_("d"), *small_files("d", 10), reg("d/f0002/child")],
     # a directory swapped for a symlink after batched files in it: a member under it is refused
