@@ -42,7 +42,8 @@ _JOB = struct.Struct("<iiQQ")  # struct dy_job: dir fd, pad, buffer address, len
 _RES = struct.Struct("<qii")  # struct dy_res: files created (or -(n + 1)), errno, pad
 
 MAX_FILES = 256  # files per batch
-WORKERS = 2  # batches running at a time (their kernel work in parallel: a core each)
+# batches running at a time: their kernel work in parallel, a core each (one on a single core)
+WORKERS = 2 if len(os.sched_getaffinity(0)) > 1 else 1
 MAX_BYTES = 4 << 20  # data per batch
 
 _lock = threading.Lock()

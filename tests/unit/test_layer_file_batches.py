@@ -150,11 +150,14 @@ def batches(monkeypatch):
     return count
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("strategy", [DeleteWhiteouts, OverlayWhiteouts])
 @pytest.mark.parametrize("case", sorted(LAYERS))
-def test_batched_files_give_the_python_paths_tree_split_and_errors(tmp_path, monkeypatch, batches, case, strategy):
+def test_batched_files_give_the_python_paths_tree_split_and_errors(tmp_path, monkeypatch, batches, case, strategy,
+                                                                   workers):
     if os.geteuid() != 0:
         pytest.skip("owners and whiteout devices need root")
+    monkeypatch.setattr(newfiles, "WORKERS", workers)
     data = tar_of(LAYERS[case])
     got, tree = unpack(data, tmp_path / "batched", tmp_path / "split-batched", strategy())
     assert batches[0] > 0
