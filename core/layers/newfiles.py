@@ -3,9 +3,9 @@
 Unpacking a 20k-small-file layer is per-file kernel work (create, write, set times: about
 two thirds) and per-member Python (parse, checks: a third), one after the other on one
 thread. :class:`FileBatch` takes runs of plain regular files of one directory from the
-unpacker (which has parsed and checked them as before) and has ``newfiles.c``'s worker create
-them on its own thread, which never needs the GIL: the kernel work of one batch overlaps with
-the parsing of the next. A Python thread calling ``os.open`` per file would not overlap: each
+unpacker (which has parsed and checked them as before) and has ``newfiles.c``'s workers
+create them, each on its own thread, which never needs the GIL: the kernel work of two batches
+runs on both cores while the next is parsed. A Python thread calling ``os.open`` per file would not overlap: each
 return from a syscall waits for the GIL the parser holds.
 
 Ordering: files of a batch are created after the members parsed before them and before any
