@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from aiohttp import web
+from .http import web
 
 from . import API_VERSION, __version__
 from . import config as cfg

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Iterable
 
-from aiohttp import web
+from ..http import web
 
 from ..plugins import call_hook
 from . import archive, containers, images, system

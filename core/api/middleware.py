@@ -12,7 +12,7 @@ import struct
 import time
 from typing import Any, Awaitable, Callable
 
-from aiohttp import web
+from ..http import web
 
 from .. import API_VERSION, __version__
 from ..containers.effective import REQUEST

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import web
+from ..http import web
 
 from ..config import DEFAULT_UNIX_SOCKET, DaemonConfig
 from ..errors import ConfigError
