@@ -14,7 +14,7 @@ import asyncio
 import logging
 from typing import Any, Callable
 
-from aiohttp import web
+from ..http import web
 
 from ..containers import archive as A
 from ..containers import inroot as R

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from ..http import web
 
 from ..containers import effective
 from ..errors import DockyardError, InvalidArgument, NotSupported, Unavailable

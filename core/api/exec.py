@@ -7,7 +7,7 @@ import contextlib
 import os
 import signal
 
-from aiohttp import web
+from ..http import web
 
 from ..containers import effective
 from ..containers.detachkeys import parse_detach_keys

@@ -27,7 +27,7 @@ import struct
 import termios
 import time
 
-from aiohttp import web
+from ..http import web
 
 from ..versions import _vtuple
 from ..tasks import spawn

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from typing import Any
 
-from aiohttp import web
+from ..http import web
 
 from .. import filters as F
 from ..errors import DockyardError, InvalidArgument, NotSupported, Unavailable

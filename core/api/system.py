@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from aiohttp import web
+from ..http import web
 
 from .. import filters as F
 from ..errors import InvalidArgument
