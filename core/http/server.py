@@ -53,8 +53,10 @@ log = logging.getLogger("dockyard.http")
 MAX_LINE = 8190  # the request target (aiohttp's max_line_size)
 MAX_FIELD = 8190  # one header's name or value (aiohttp's max_field_size)
 MAX_HEAD = 64 << 10  # a whole head, what a client may make us buffer before it is complete
+MAX_HEADERS = 1000  # fields in one head
 MAX_PIPELINED = 128  # requests queued on one connection
-LINGER = 10.0  # seconds to read and drop an unread body after its answer (aiohttp's lingering_time)
+LINGER = 10.0
+ERROR_LINGER = 2.0  # seconds to read and drop input after an error answer  # seconds to read and drop an unread body after its answer (aiohttp's lingering_time)
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
 
@@ -117,6 +119,7 @@ class HttpProtocol(asyncio.Protocol):
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self._in_head = False
         self._head_size = 0
+        self._fields_size = 0
         self._parsing: Request | None = None  # its Request (None for a fast-path candidate)
         self._fast_candidate = False
         self._method = ""
@@ -126,6 +129,9 @@ class HttpProtocol(asyncio.Protocol):
         self.queue: collections.deque[Request] = collections.deque()
         self.response: StreamResponse | None = None  # the current request's, once started
         self._upgraded = False  # an Upgrade request was parsed: no more parsing
+        self._upgrade_req: Request | None = None
+        self._upgrade_need = 0  # the Upgrade request's own body (Content-Length) still to come
+        self._tail: list[bytes] | None = None  # the raw stream after that body, until the answer starts
         self._dead_parser = False  # an error or too many pipelined: answer what is queued, then close
         self._pending_error: bytes | None = None
         self._discarding: Request | None = None  # a request whose unread body is being dropped
@@ -201,19 +207,16 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._upgraded or self._dead_parser:
-            if self._upgraded and self.queue:
-                self.queue[-1].content.feed_data(data)
-            elif self._upgraded and self.current is not None:
-                self.current.content.feed_data(data)
+            if self._upgraded:
+                self._upgrade_feed(data)
             return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             self._upgraded = True
-            tail = data[upgrade.args[0]:] if upgrade.args else b""
-            target = self.queue[-1] if self.queue else self.current
-            if tail and target is not None:
-                target.content.feed_data(tail)
+            self._upgrade_req = self._parsing or (self.queue[-1] if self.queue else self.current)
+            self._parsing = None
+            self._upgrade_feed(data[upgrade.args[0]:] if upgrade.args else b"")
             return
         except _Refuse as refuse:
             self._refuse(refuse.status, refuse.reason, refuse.message)
@@ -250,6 +253,7 @@ class HttpProtocol(asyncio.Protocol):
         self._raw_headers = []
         self._in_head = True
         self._head_size = 0
+        self._fields_size = 0
         if len(self.queue) >= MAX_PIPELINED:
             raise _Stop()
 
@@ -263,6 +267,10 @@ class HttpProtocol(asyncio.Protocol):
             raise _Refuse(431, "Request Header Fields Too Large",
                           f"a request header is longer than {MAX_FIELD} bytes")
         self._raw_headers.append((name, value))
+        self._fields_size += len(name) + len(value)  # a long head in one read (else counted per read)
+        if self._fields_size > MAX_HEAD or len(self._raw_headers) > MAX_HEADERS:
+            raise _Refuse(431, "Request Header Fields Too Large",
+                          f"the request head is larger than {MAX_HEAD} bytes or has over {MAX_HEADERS} fields")
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -294,6 +302,12 @@ class HttpProtocol(asyncio.Protocol):
             self._parsing = None
             return
         self._fast_candidate = False
+        if upgrade and length is not None and length != b"0":
+            try:
+                self._upgrade_need = int(length)
+            except ValueError:
+                raise _Refuse(400, "Bad Request", "invalid Content-Length") from None
+            self._tail = []
         self._parsing = self._make_request(method, upgrade, keep_alive,
                                            has_body=upgrade or chunked is not None or (
                                                length is not None and length != b"0"),
@@ -328,6 +342,30 @@ class HttpProtocol(asyncio.Protocol):
             self._pause("pipeline")  # answered in order: no more reading until the queue drains
 
     # -- requests -------------------------------------------------------------------------------
+
+    def _upgrade_feed(self, data: bytes) -> None:
+        """Bytes after an Upgrade request's head: its body (Content-Length, e.g. exec start's
+        JSON), then the raw stream, which ``request.content`` gets once the answer starts (a
+        hijacking handler takes it with ``read_nowait``; the JSON was read whole before)."""
+        request = self._upgrade_req
+        if request is None or not data:
+            return
+        need = self._upgrade_need
+        if need:
+            part = data[:need]
+            request.content.feed_data(part)
+            self._upgrade_need = need = need - len(part)
+            data = data[len(part):]
+            if not need:
+                request.content.feed_eof()
+        if not data:
+            return
+        if self._tail is not None:
+            self._tail.append(data)
+            if sum(map(len, self._tail)) > StreamReader.HIGH_WATER:
+                self._pause("tail")
+        else:
+            request.content.feed_data(data)
 
     def target(self) -> str:
         url = self._url
@@ -401,12 +439,20 @@ class HttpProtocol(asyncio.Protocol):
             except Exception:
                 log.exception("error handling %s %s", request.method, request.path)
                 response = self._internal_error()
+            if self._pending_error is not None and self.response is None and self._parsing is None:
+                # this request's own body was malformed: its 400, not what the handler made of it
+                error, self._pending_error = self._pending_error, None
+                self._write_and_close(error)
+                return
             if response is not None:
                 await self._send(request, response)
         except asyncio.CancelledError:
             self.close()
             raise
         except ConnectionError:
+            if self._pending_error is not None and self.response is None:
+                error, self._pending_error = self._pending_error, None
+                self._write_and_close(error)
             self.close()
         except Exception:
             log.exception("error answering %s %s", request.method, request.raw_path)
@@ -507,6 +553,11 @@ class HttpProtocol(asyncio.Protocol):
     def start_response(self, response: StreamResponse, request: Request) -> None:
         if request is self.current:
             self.response = response
+            if request is self._upgrade_req and self._tail is not None:
+                tail, self._tail = self._tail, None
+                for chunk in tail:
+                    request.content.feed_data(chunk)
+                self._resume("tail")
 
     def send(self, data: bytes) -> None:
         transport = self.transport
@@ -540,10 +591,27 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def _write_and_close(self, data: bytes) -> None:
+        """An error answer, then a lingering close: our side ends (EOF) while what the client
+        still sends is read and dropped for ``ERROR_LINGER`` s, so that it reads the answer
+        instead of a reset (closing with unread input resets the connection)."""
         transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.write(data)
+        if transport is None or transport.is_closing():
+            return
+        self._dead_parser = True
+        self._read_pauses.clear()
+        transport.write(data)
+        try:
+            can_eof = transport.can_write_eof() and transport.get_protocol() is self
+        except (NotImplementedError, AttributeError):
+            can_eof = False
+        if not can_eof:
             transport.close()
+            return
+        transport.write_eof()
+        transport.resume_reading()
+        if self._linger is not None:
+            self._linger.cancel()
+        self._linger = self.loop.call_later(ERROR_LINGER, self.close)
 
     def _refuse(self, status: int, reason: str, message: str) -> None:
         """A request we cannot parse or take: answered (after what is queued) and closed."""
