@@ -493,7 +493,10 @@ class HttpProtocol(asyncio.Protocol):
         keep = (request.keep_alive and not self._closing and not request.upgrade and not self._upgraded
                 and (response is None or response.keep_alive is not False))
         if not keep:
-            self.close()
+            if not request.content.is_eof() and not request.upgrade and not self._upgraded:
+                self._write_and_close(b"")  # a body still coming (a 413): the client reads the answer, not a reset
+            else:
+                self.close()
             return
         if not request.content.is_eof():
             # a body the handler did not read: drop the rest (at most LINGER s), then go on
