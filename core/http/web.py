@@ -1458,7 +1458,8 @@ class UrlDispatcher:
             method, path, handler = getattr(r, "method", None), getattr(r, "path", None), getattr(r, "handler", None)
             if not isinstance(method, str) or not isinstance(path, str) or not callable(handler):
                 raise TypeError(f"not a route definition: {r!r} (want method, path and handler)")
-            registered.extend(RouteDef(method, path, handler, dict(getattr(r, "kwargs", None) or {})).register(self))
+            registered.extend(RouteDef(method, path, _foreign_handler(handler),
+                                       dict(getattr(r, "kwargs", None) or {})).register(self))
         return registered
 
     def lookup(self, method: str, path: str) -> UrlMappingMatchInfo:
@@ -1492,6 +1493,52 @@ class UrlDispatcher:
 
     def freeze(self) -> None:
         pass
+
+
+_FOREIGN_DROP = frozenset(("content-length", "transfer-encoding", "connection"))
+
+
+def _foreign_response(obj: Any) -> bool:
+    """An aiohttp Response or HTTPException (not ours): a status, headers and a body."""
+    return (not isinstance(obj, StreamResponse) and isinstance(getattr(obj, "status", None), int)
+            and hasattr(obj, "headers") and hasattr(obj, "body"))
+
+
+class _ForeignHTTPError(HTTPException):
+    def __init__(self, status: int, **kwargs: Any) -> None:
+        self.status_code = status
+        super().__init__(**kwargs)
+
+
+def _adopt(r: Any, error: bool = False) -> Response:
+    """Our Response (or HTTPException) with what an aiohttp one says; a streamed aiohttp body
+    cannot be taken over (such a handler must be ported to this module)."""
+    body = r.body
+    if body is not None and not isinstance(body, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{type(r).__name__} with a streamed body: port the handler to dockyard.http.web")
+    headers = [(k, v) for k, v in r.headers.items() if k.lower() not in _FOREIGN_DROP]
+    if error:
+        return _ForeignHTTPError(r.status, headers=headers, reason=r.reason, body=bytes(body or b""))
+    return Response(status=r.status, reason=r.reason, headers=headers, body=body)
+
+
+def _foreign_handler(handler: Any) -> Handler:
+    """A third party's aiohttp route handler: it gets our Request; an aiohttp response it
+    returns, or HTTP exception it raises, is answered as ours."""
+    async def adapted(request: Request) -> StreamResponse:
+        try:
+            response = await handler(request)
+        except HTTPException:
+            raise
+        except Exception as exc:
+            if _foreign_response(exc):
+                raise _adopt(exc, error=True) from None
+            raise
+        return _adopt(response) if _foreign_response(response) else response  # type: ignore[no-any-return]
+
+    adapted.__name__ = getattr(handler, "__name__", "handler")
+    adapted.__doc__ = getattr(handler, "__doc__", None)
+    return adapted
 
 
 class AbstractRouteDef:
