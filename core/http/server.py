@@ -45,6 +45,7 @@ from typing import Any, Callable
 
 import httptools
 
+from ..tasks import spawn
 from .web import (EMPTY_PAYLOAD, CIMultiDict, HTTPException, HttpVersion10, HttpVersion11, Request, Response,
                   StreamReader, StreamResponse)
 
@@ -416,7 +417,7 @@ class HttpProtocol(asyncio.Protocol):
         self.current = request
         self.response = None
         self.server.requests_count += 1
-        self.task = request.task = self.loop.create_task(self._handle(request))
+        self.task = request.task = spawn(self._handle(request), "HTTP request")  # type: ignore[assignment]
 
     async def _handle(self, request: Request) -> None:
         response: StreamResponse | None = None
