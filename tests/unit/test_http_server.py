@@ -318,3 +318,24 @@ def test_http10_head_and_unread_bodies(tmp_path: Path) -> None:
         writer.close()
 
     run(tmp_path, body)
+
+
+def test_shutdown_stops_listening_and_cancels_what_still_runs_after_the_timeout(tmp_path: Path) -> None:
+    async def body(sock: Path, state: dict[str, Any]) -> None:
+        reader, writer = await asyncio.open_unix_connection(str(sock))
+        writer.write(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
+        idle_reader, idle_writer = await asyncio.open_unix_connection(str(sock))  # kept alive, no request
+        await writer.drain()
+        await asyncio.wait_for(state["started"].wait(), 10)
+        await asyncio.wait_for(state["runner"].cleanup(), 10)  # shutdown_timeout=0.5, then cancelled
+        assert state["cancelled"].done() and state["cancelled"].result() is True
+        assert await asyncio.wait_for(idle_reader.read(), 10) == b""  # the idle connection was closed
+        try:
+            await asyncio.open_unix_connection(str(sock))
+            raise AssertionError("still listening after shutdown")
+        except OSError:
+            pass
+        writer.close()
+        idle_writer.close()
+
+    run(tmp_path, body)
