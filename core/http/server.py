@@ -494,8 +494,10 @@ class HttpProtocol(asyncio.Protocol):
         keep = (request.keep_alive and not self._closing and not request.upgrade and not self._upgraded
                 and (response is None or response.keep_alive is not False))
         if not keep:
-            if not request.content.is_eof() and not request.upgrade and not self._upgraded:
-                self._write_and_close(b"")  # a body still coming (a 413): the client reads the answer, not a reset
+            if (not request.content.is_eof() or self._dead_parser) and not request.upgrade and not self._upgraded:
+                # a body still coming (a 413), or requests past MAX_PIPELINED: the client reads
+                # the answers, not a reset
+                self._write_and_close(b"")
             else:
                 self.close()
             return

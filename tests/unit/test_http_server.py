@@ -32,6 +32,7 @@ def make_app(state: dict[str, Any]) -> web.Application:
     @routes.get("/fast/{n}")
     async def fast(request: web.Request) -> web.Response:
         state["calls"].append("fast" + request.match_info["n"])
+        state["max_queue"] = max(state["max_queue"], len(request.protocol.queue))
         return web.Response(text="fast" + request.match_info["n"])
 
     @routes.post("/echo")
@@ -83,7 +84,7 @@ def run(tmp: Path, body: Body) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         state: dict[str, Any] = {"calls": [], "release": asyncio.Event(), "started": asyncio.Event(),
                                  "cancelled": loop.create_future(), "committed": loop.create_future(),
-                                 "written": 0, "buffered": 0, "flood_done": False}
+                                 "written": 0, "buffered": 0, "flood_done": False, "max_queue": 0}
         runner = web.AppRunner(make_app(state), shutdown_timeout=0.5)
         await runner.setup()
         sock = tmp / "api.sock"
@@ -337,5 +338,33 @@ def test_shutdown_stops_listening_and_cancels_what_still_runs_after_the_timeout(
             pass
         writer.close()
         idle_writer.close()
+
+    run(tmp_path, body)
+
+
+def test_a_pipelining_flood_is_answered_in_order_up_to_a_bound_then_closed(tmp_path: Path) -> None:
+    from dockyard.http.server import MAX_PIPELINED
+
+    async def body(sock: Path, state: dict[str, Any]) -> None:
+        flood = b"".join(b"GET /fast/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(20000))
+
+        def client() -> bytes:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+                c.settimeout(20)
+                c.connect(str(sock))
+                try:
+                    c.sendall(flood)
+                except ConnectionError:
+                    pass
+                out = b""
+                while chunk := c.recv(1 << 16):
+                    out += chunk
+                return out
+
+        answers = await asyncio.get_running_loop().run_in_executor(None, client)
+        bodies = re.findall(rb"\r\n\r\n(fast\d+)", answers)
+        assert bodies == [b"fast%d" % i for i in range(len(bodies))]  # in order, none lost between
+        assert 0 < len(bodies) < 20000, "a flood was queued without bound"
+        assert state["max_queue"] <= MAX_PIPELINED
 
     run(tmp_path, body)
