@@ -190,7 +190,9 @@ class HttpProtocol(asyncio.Protocol):
                 request.content.set_exception(lost)
             task = self.task
             response = self.response
-            if task is not None and not task.done() and (
+            # not once its answer has ended: the handler is in its cleanup then (unmounting a
+            # rootfs after an export), which a cancel would cut short
+            if task is not None and not task.done() and (response is None or not response._eof_sent) and (
                     (response is not None and response.prepared) or request.method in ("GET", "HEAD")):
                 task.cancel()
         self.transport = None
