@@ -117,7 +117,8 @@ class FastPath:
 
     def _route(self, method: str) -> Any:
         info = web.UrlDispatcher.lookup(self.app.router, method, PING)  # the plain router's: no prefix
-        assert info.route is not None and info.route.resource is not None and info.route.resource.canonical == PING, info
+        resource = info.route.resource if info.route is not None else None
+        assert resource is not None and resource.canonical == PING, info
         return info.route
 
     def _list_route(self) -> Any:

@@ -56,8 +56,8 @@ MAX_FIELD = 8190  # one header's name or value (aiohttp's max_field_size)
 MAX_HEAD = 64 << 10  # a whole head, what a client may make us buffer before it is complete
 MAX_HEADERS = 1000  # fields in one head
 MAX_PIPELINED = 128  # requests queued on one connection
-LINGER = 10.0
-ERROR_LINGER = 2.0  # seconds to read and drop input after an error answer  # seconds to read and drop an unread body after its answer (aiohttp's lingering_time)
+LINGER = 10.0  # seconds to read and drop an unread body after its answer (aiohttp's lingering_time)
+ERROR_LINGER = 2.0  # seconds to read and drop input after an error answer
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
 

@@ -32,7 +32,7 @@ __all__ = [
     "HTTPException", "HTTPForbidden", "HTTPInternalServerError", "HTTPMethodNotAllowed", "HTTPNotFound",
     "HTTPRequestEntityTooLarge", "HTTPServiceUnavailable", "HttpVersion", "HttpVersion10", "HttpVersion11",
     "MultiDict", "Request", "Response", "RouteDef", "RouteTableDef", "SockSite", "StreamReader",
-    "StreamResponse", "TCPSite", "UnixSite", "UrlDispatcher", "UrlMappingMatchInfo", "WebSocketResponse",
+    "StreamResponse", "TCPSite", "UnixSite", "UrlDispatcher", "UrlMappingMatchInfo",
     "delete", "get", "head", "json_response", "middleware", "patch", "post", "put", "route",
 ]
 
