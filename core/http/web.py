@@ -339,7 +339,8 @@ class StreamReader:
             data = buf[0] if len(buf) == 1 else b"".join(buf)
             buf.clear()
         else:
-            parts, need = [], n
+            parts: list[bytes] = []
+            need = n
             while need:
                 chunk = buf[0]
                 if len(chunk) <= need:
@@ -362,7 +363,7 @@ class StreamReader:
         if n == 0:
             return b""
         if n < 0:
-            parts = []
+            parts: list[bytes] = []
             while True:
                 chunk = await self.readany()
                 if not chunk:
@@ -373,7 +374,8 @@ class StreamReader:
         return self.read_nowait(n)
 
     async def readexactly(self, n: int) -> bytes:
-        parts, need = [], n
+        parts: list[bytes] = []
+        need = n
         while need > 0:
             chunk = await self.read(need)
             if not chunk:
@@ -384,7 +386,7 @@ class StreamReader:
         return b"".join(parts)
 
     async def readline(self) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             while not self._buffer and not self._eof:
                 await self._wait()
@@ -1532,7 +1534,7 @@ def _foreign_handler(handler: Any) -> Handler:
             raise
         except Exception as exc:
             if _foreign_response(exc):
-                raise _adopt(exc, error=True) from None
+                raise _adopt(exc, error=True) from None  # type: ignore[misc]  # an HTTPException
             raise
         return _adopt(response) if _foreign_response(response) else response  # type: ignore[no-any-return]
 
