@@ -282,10 +282,16 @@ async def mounted(svc: ContainerService, c: Container) -> Any:
     try:
         yield Path(path)
     finally:
-        async with svc.lock(c.id):
-            left = svc.fs_users.pop(c.id, 1) - 1
-            if left:
-                svc.fs_users[c.id] = left
-            elif c.id in svc.containers and c.state not in (State.RUNNING, State.PAUSED):
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(svc.storage.unmount, c.id)
+        # to its end even if the handler is cancelled now (its client hung up): else the
+        # unmount could be dropped while it waits for the lock or a worker thread
+        await asyncio.shield(_unmounted(svc, c))
+
+
+async def _unmounted(svc: ContainerService, c: Container) -> None:
+    async with svc.lock(c.id):
+        left = svc.fs_users.pop(c.id, 1) - 1
+        if left:
+            svc.fs_users[c.id] = left
+        elif c.id in svc.containers and c.state not in (State.RUNNING, State.PAUSED):
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(svc.storage.unmount, c.id)
