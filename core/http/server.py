@@ -64,7 +64,7 @@ _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PAT
 class _Refuse(Exception):
     def __init__(self, status: int, reason: str, message: str) -> None:
         super().__init__(message)
-        self.status, self.reason, self.message = status, reason, message
+        self.code, self.reason, self.message = status, reason, message
 
 
 def error_bytes(status: int, reason: str, message: str, close: bool = True) -> bytes:
@@ -222,12 +222,12 @@ class HttpProtocol(asyncio.Protocol):
             self._upgrade_feed(data[upgrade.args[0]:] if upgrade.args else b"")
             return
         except _Refuse as refuse:
-            self._refuse(refuse.status, refuse.reason, refuse.message)
+            self._refuse(refuse.code, refuse.reason, refuse.message)
             return
         except httptools.HttpParserCallbackError as err:
             cause = err.__context__ or err.__cause__
             if isinstance(cause, _Refuse):
-                self._refuse(cause.status, cause.reason, cause.message)
+                self._refuse(cause.code, cause.reason, cause.message)
             elif isinstance(cause, _Stop):
                 self._stop_parsing()
             else:
