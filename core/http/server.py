@@ -492,6 +492,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         if transport.get_protocol() is not self:  # hijacked: its handler ended, so does the connection
             transport.close()
+            self.connection_lost(None)  # its own protocol gets the real one: forget this connection now
             return
         keep = (request.keep_alive and not self._closing and not request.upgrade and not self._upgraded
                 and (response is None or response.keep_alive is not False))

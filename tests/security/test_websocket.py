@@ -132,6 +132,12 @@ def test_server_push_then_close(tmp_path):
                 got = [m.data async for m in ws]
                 assert got == [b"out0", b"out1", b"out2"]
                 assert ws.close_code == 1000
+            # the HTTP side forgets the taken-over connection (it kept one per attach before)
+            for _ in range(200):
+                if not srv.runner.server.connections:
+                    break
+                await asyncio.sleep(0.01)
+            assert not srv.runner.server.connections
     run(go())
 
 
