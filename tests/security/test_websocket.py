@@ -38,7 +38,22 @@ async def _push(request):
     return ws
 
 
+async def _flood(request):
+    """200 MB in 1 MB messages, counting what the socket took."""
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    chunk = b"x" * (1 << 20)
+    try:
+        for _ in range(200):
+            await ws.send_bytes(chunk)
+            request.app[SENT][0] += len(chunk)
+    except ConnectionResetError:
+        request.app[SEEN].append("reset")
+    return ws
+
+
 SEEN = web.AppKey("seen", list)
+SENT = web.AppKey("sent", list)
 
 
 class Server:
@@ -48,7 +63,9 @@ class Server:
     async def __aenter__(self):
         app = web.Application()
         app[SEEN] = []
+        app[SENT] = [0]
         app.router.add_get("/echo", _echo)
+        app.router.add_get("/flood", _flood)
         app.router.add_get("/push", _push)
         self.app = app
         self.runner = web.AppRunner(app)
@@ -62,11 +79,11 @@ class Server:
     def session(self):
         return aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(self.path)))
 
-    async def raw(self):
+    async def raw(self, path="/echo"):
         """A socket after a good handshake (the 101 read), for hand-made frames."""
         reader, writer = await asyncio.open_unix_connection(str(self.path))
         key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(("GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        writer.write((f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                       f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
         head = await reader.readuntil(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101"), head
@@ -243,3 +260,25 @@ def test_frame_reader_splits_anywhere():
     assert got == [(0x2, b"x" * 300), (0x1, b"hi!")]
     with pytest.raises(WebSocketError):
         FrameReader(10).feed(masked(0x2, b"x" * 11))
+
+
+def test_a_client_that_never_reads_holds_the_sender(tmp_path):
+    """Sending waits while the connection's buffer is full: a client that reads nothing makes
+    the handler wait, not the daemon buffer 200 MB; its hang-up ends the handler."""
+    async def go():
+        async with Server(tmp_path / "s.sock") as srv:
+            reader, writer = await srv.raw("/flood")
+            sent, still = -1, 0
+            while still < 50:  # until the count stops moving (what the socket holds is sent)
+                await asyncio.sleep(0.01)
+                now = srv.app[SENT][0]
+                still = still + 1 if now == sent else 0
+                sent = now
+            assert sent < 32 << 20, sent
+            writer.transport.abort()
+            for _ in range(500):
+                if srv.app[SEEN]:
+                    break
+                await asyncio.sleep(0.01)
+            assert srv.app[SEEN] == ["reset"]
+    run(go())
