@@ -5,11 +5,12 @@ raw frames on a socket for what a hostile or broken client sends."""
 import asyncio
 import base64
 import os
-import socket
 import struct
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dockyard.http import web
 from dockyard.http.websocket import FrameReader, WebSocketError, WSMsgType, accept_key, unmask
@@ -282,3 +283,22 @@ def test_a_client_that_never_reads_holds_the_sender(tmp_path):
                 await asyncio.sleep(0.01)
             assert srv.app[SEEN] == ["reset"]
     run(go())
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(data=st.one_of(
+    st.binary(max_size=3000),
+    st.lists(st.tuples(st.integers(0, 15), st.booleans(), st.binary(max_size=1100)), max_size=8).map(
+        lambda frames: b"".join(masked(op, payload, fin=fin) for op, fin, payload in frames))),
+    step=st.integers(1, 64))
+def test_frame_reader_on_any_bytes(data, step):
+    """Whatever arrives, in whatever pieces: whole messages within the size limit, or a
+    WebSocketError with a close code; never another exception."""
+    r = FrameReader(1024)
+    try:
+        for i in range(0, len(data), step):
+            for op, payload in r.feed(data[i:i + step]):
+                assert op in (0x1, 0x2, 0x8, 0x9, 0xA)
+                assert len(payload) <= (125 if op >= 0x8 else 1024)
+    except WebSocketError as exc:
+        assert exc.code in (1002, 1009)
