@@ -368,3 +368,87 @@ def test_a_pipelining_flood_is_answered_in_order_up_to_a_bound_then_closed(tmp_p
         assert state["max_queue"] <= MAX_PIPELINED
 
     run(tmp_path, body)
+
+
+def test_mutated_requests_get_an_answer_or_a_close_and_break_nothing(tmp_path: Path) -> None:
+    import logging
+    import random
+
+    corpus = [
+        b"GET /fast/1 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc",
+        b"GET /fast/2?a=%zz&b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        b"GET /slow HTTP/1.1\r\nUpgrade: tcp\r\nConnection: Upgrade\r\n\r\nraw bytes",
+    ]
+    noise = [b"\r", b"\n", b"\x00", b" ", b":", b"\xff", b"\r\n\r\n", b"Content-Length: 9\r\n",
+             b"Transfer-Encoding: chunked\r\n", b"%", b"?", b"HTTP/1.1", b"\t"]
+    rng = random.Random(1806)
+
+    def mutate(data: bytes) -> bytes:
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(len(data) + 1)
+            op = rng.randrange(4)
+            if op == 0:
+                data = data[:i] + rng.choice(noise) + data[i:]
+            elif op == 1:
+                data = data[:i] + data[i + rng.randint(1, 8):]
+            elif op == 2 and i < len(data):
+                data = data[:i] + bytes([data[i] ^ (1 << rng.randrange(8))]) + data[i + 1:]
+            else:
+                data = data[:i]
+        return data
+
+    cases = [mutate(rng.choice(corpus)) for _ in range(300)]
+    errors: list[logging.LogRecord] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.ERROR:
+                errors.append(record)
+
+    catch = Catch()
+
+    async def body(sock: Path, state: dict[str, Any]) -> None:
+        state["release"].set()  # /slow answers at once
+
+        def exchange(data: bytes) -> bytes:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+                c.settimeout(10)
+                c.connect(str(sock))
+                try:
+                    c.sendall(data)
+                    c.shutdown(socket.SHUT_WR)  # nothing more comes: an incomplete request ends here
+                except OSError:
+                    pass
+                out = b""
+                try:
+                    while chunk := c.recv(65536):
+                        out += chunk
+                except ConnectionError:
+                    pass
+                return out
+
+        loop = asyncio.get_running_loop()
+        for data in cases:
+            answer = await loop.run_in_executor(None, exchange, data)
+            assert answer == b"" or re.match(rb"HTTP/1\.[01] [1-5]\d\d ", answer), (data, answer[:200])
+        # the server still serves, and keeps nothing of the fuzzed connections
+        good = await loop.run_in_executor(None, exchange, b"GET /fast/7 HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert good.startswith(b"HTTP/1.1 200 ") and good.endswith(b"fast7")
+        server = state["runner"].server
+        for _ in range(500):
+            if not server.connections:
+                break
+            await asyncio.sleep(0.01)
+        assert not server.connections
+
+    for name in ("dockyard.http", "asyncio"):
+        logging.getLogger(name).addHandler(catch)
+    try:
+        run(tmp_path, body)
+    finally:
+        for name in ("dockyard.http", "asyncio"):
+            logging.getLogger(name).removeHandler(catch)
+    assert not errors, [(r.getMessage(), r.exc_info) for r in errors[:3]]
