@@ -529,6 +529,8 @@ class HttpProtocol(asyncio.Protocol):
         if self._dead_parser:
             self.close()
             return
+        if self._in_head:  # a head begun while the last request ran: its header timeout runs from now
+            self._arm_header_timer()
         self._touch_idle()
 
     def fast_answered(self) -> None:
