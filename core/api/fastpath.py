@@ -1,8 +1,8 @@
 """A fast path for ``GET``/``HEAD /_ping`` (issue 18: request overhead).
 
-Docker clients ping before almost every command and health checkers ping in a loop. aiohttp's
+Docker clients ping before almost every command and health checkers ping in a loop. The
 full request path (a task per request, request and response objects, the router, the
-middleware chain, the header writer) costs ~25 us of CPU for a bare handler; the ping itself
+middleware chain, the header writer) costs tens of us of CPU for a bare handler; the ping itself
 is constant. So the connection (:class:`dockyard.http.server.HttpProtocol`) asks the fast path
 first: a message that llhttp (httptools: nothing here parses HTTP) reports as a complete ``GET``
 or ``HEAD`` of ``/_ping`` or ``/vX.Y/_ping`` (a supported version), HTTP/1.1, keep-alive,
@@ -16,7 +16,7 @@ Guarantees kept:
   implementations (``inactive_hooks`` may have taken a module's off the request path), the
   middleware would do nothing but add headers to the handler's response and call
   ``request_observed``: the answer is those bytes, made once from the real handler's response
-  and the middleware's headers (``Date`` per second, as aiohttp), and ``request_observed`` is
+  and the middleware's headers (``Date`` per second, as the server's), and ``request_observed`` is
   called here with the ping's route, method and status.
 * With any of them implemented, a real ``dockyard.http.web.Request`` is made (the
   connection's, with the route's match info) and the real middleware runs on it around the ping handler, so every
@@ -140,7 +140,7 @@ class FastPath:
         return list(app.middlewares) == [middleware] and not app.on_response_prepare and not app._subapps
 
     def answer(self, method: str) -> bytes:
-        """The whole response without hooks (Date per second, as aiohttp does)."""
+        """The whole response without hooks (Date per second, as the server's responses)."""
         now = int(time.time())
         if now != self._second:
             date = self._date = web.http_date().encode()
