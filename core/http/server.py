@@ -449,6 +449,8 @@ class HttpProtocol(asyncio.Protocol):
                 return
             if response is not None:
                 await self._send(request, response)
+            elif self.writing_paused:  # answered in place (the fast path's hooked ping): drain too
+                await self.drain()
         except asyncio.CancelledError:
             self.close()
             raise
