@@ -448,7 +448,16 @@ class HttpProtocol(asyncio.Protocol):
                 self._write_and_close(error)
                 return
             if response is not None:
-                await self._send(request, response)
+                try:
+                    await self._send(request, response)
+                except (asyncio.CancelledError, ConnectionError):
+                    raise
+                except Exception:
+                    if response.prepared:
+                        raise
+                    log.exception("error answering %s %s", request.method, request.raw_path)
+                    response = self._internal_error()
+                    await self._send(request, response)
             elif self.writing_paused:  # answered in place (the fast path's hooked ping): drain too
                 await self.drain()
         except asyncio.CancelledError:

@@ -873,10 +873,14 @@ class StreamResponse:
         for _, k, v in headers._items:
             lines.append(f"{k}: {v}\r\n")
         lines.append("\r\n")
+        head = "".join(lines)
+        if head.count("\n") != len(lines) or head.count("\r") != len(lines):
+            # a CR or LF inside a name, value or the reason would split the response (aiohttp refuses too)
+            raise ValueError("Newline or carriage return character detected in HTTP status message or header")
         try:
-            return "".join(lines).encode("latin-1")
+            return head.encode("latin-1")
         except UnicodeEncodeError:
-            return "".join(lines).encode("utf-8")
+            return head.encode("utf-8")
 
     async def prepare(self, request: Request) -> Any:
         """Send the status line and headers (once)."""
@@ -885,9 +889,10 @@ class StreamResponse:
         if self._conn is not None:
             return self._conn
         conn = request._protocol
+        head = self._head(request)  # first: a header it refuses leaves the response unsent
         self._req, self._conn = request, conn
         conn.start_response(self, request)
-        conn.send(self._head(request))
+        conn.send(head)
         return conn
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -1004,9 +1009,9 @@ class Response(StreamResponse):
     def _send_whole(self, request: Request, conn: Any) -> None:
         """Head and body in one write (the server's path for an unprepared Response)."""
         self._set_length()
+        head = self._head(request)  # first: a header it refuses leaves the response unsent
         self._req, self._conn = request, conn
         conn.start_response(self, request)
-        head = self._head(request)
         body = self._body
         if body and not self._must_be_empty:
             if self._chunked:

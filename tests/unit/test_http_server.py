@@ -452,3 +452,18 @@ def test_mutated_requests_get_an_answer_or_a_close_and_break_nothing(tmp_path: P
         for name in ("dockyard.http", "asyncio"):
             logging.getLogger(name).removeHandler(catch)
     assert not errors, [(r.getMessage(), r.exc_info) for r in errors[:3]]
+
+
+def test_a_header_value_with_a_newline_cannot_split_the_response(tmp_path: Path) -> None:
+    async def body(sock: Path, state: dict[str, Any]) -> None:
+        async def inject(request: web.Request) -> web.Response:
+            return web.Response(text="ok", headers={"X-Name": request.query["v"]})
+
+        state["runner"].app.router.add_get("/inject", inject)
+        reader, writer = await asyncio.open_unix_connection(str(sock))
+        writer.write(b"GET /inject?v=a%0D%0ASet-Cookie:%20evil=1%0D%0A%0D%0Aowned HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await read_answer(reader)
+        assert status(answer) == 500 and b"evil" not in answer and b"owned" not in answer
+        writer.close()
+
+    run(tmp_path, body)
