@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from aiohttp import web
+from .http import web
 
 from . import API_VERSION, __version__
 from . import config as cfg
@@ -143,7 +143,7 @@ class Daemon:
         for result in self.plugins.hook.startup(daemon=self):
             await await_me_maybe(result)
         self.plugins.settle(self)  # request hooks a module has nothing to do with here: off the request path
-        # streaming and hijacked connections must not hold a shutdown for aiohttp's 60 s default
+        # streaming and hijacked connections must not hold a shutdown for long (2 s, then cancelled);
         # request limits (header and idle timeouts, connections per peer) on every connection
         self.runner = LimitedAppRunner(app, limits=Limits.from_config(c), access_log=log if c.debug else None,
                                        handle_signals=False, shutdown_timeout=2.0)

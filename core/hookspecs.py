@@ -83,9 +83,14 @@ def register_routes(daemon):
     Called once while the application is built, before ``startup``.
 
     :param daemon: the :class:`dockyard.daemon.Daemon`.
-    :return: an iterable of ``aiohttp.web.RouteDef`` (e.g. a ``web.RouteTableDef``) or None.
-        The routes are served with and without the ``/vX.Y`` prefix and go through the same
-        middleware (errors, authentication, authorization) as built-in routes.
+    :return: an iterable of ``dockyard.http.web.RouteDef`` (e.g. a ``web.RouteTableDef``,
+        ``from dockyard.http import web``) or None. The routes are served with and without
+        the ``/vX.Y`` prefix and go through the same middleware (errors, authentication,
+        authorization) as built-in routes. An ``aiohttp.web`` RouteDef from a plugin written
+        before is still accepted (its ``method``, ``path``, ``handler``): the handler gets a
+        ``dockyard.http.web.Request``, and an aiohttp response or HTTP exception it makes is
+        answered as the daemon's own; a streaming handler must be ported to
+        ``dockyard.http.web``.
     """
 
 
@@ -95,7 +100,7 @@ def authenticate_request(request, peer):
 
     Called for every request, before routing to the handler.
 
-    :param request: the ``aiohttp.web.Request``.
+    :param request: the ``dockyard.http.web.Request``.
     :param peer: a :class:`dockyard.identity.Peer` with what the transport knows about the
         connection: ``transport`` (``unix``/``tcp``/``tls``...), and where available the
         Unix peer credentials (``uid``, ``gid``, ``pid`` from SO_PEERCRED) and the TLS peer
@@ -113,7 +118,7 @@ def authorize_request(request, identity):
     Called for every request after ``authenticate_request``, before the handler runs
     (so a denied request changes nothing), including hijacked and streaming requests.
 
-    :param request: the ``aiohttp.web.Request``; ``request["route"]`` is the route template
+    :param request: the ``dockyard.http.web.Request``; ``request["route"]`` is the route template
         (e.g. ``/containers/{id}/start``), ``request["body_json"]`` the parsed JSON body or None.
     :param identity: the :class:`dockyard.identity.Identity` from ``authenticate_request``.
     :return: a :class:`dockyard.identity.Decision` or None to abstain. Any denial wins and
@@ -130,13 +135,13 @@ def request_finished(request, identity, response, duration):
     the handler returns, i.e. when the stream ended). The middleware only calls it when
     some plugin implements it, so it costs nothing otherwise.
 
-    :param request: the ``aiohttp.web.Request``; ``request["route"]`` is the route template,
+    :param request: the ``dockyard.http.web.Request``; ``request["route"]`` is the route template,
         ``request.match_info`` the object ids, ``request.get("body_json")`` the parsed JSON
         body when an ``authorize_request`` hook made the middleware read it,
         ``request.get("denied_by")`` the :class:`~dockyard.identity.Decision` that denied it.
     :param identity: the :class:`dockyard.identity.Identity` the request ran as (anonymous
         when no ``authenticate_request`` hook answered).
-    :param response: the ``aiohttp.web.StreamResponse`` sent (``response.status``).
+    :param response: the ``dockyard.http.web.StreamResponse`` sent (``response.status``).
     :param duration: seconds from the start of the middleware to the end of the handler.
 
     All implementations run; return values are ignored; an exception is logged and does
@@ -150,8 +155,8 @@ def request_observed(route, method, status, duration):
 
     Called once per request, when ``request_finished`` is (same moment, same requests), and
     also for every ``/_ping`` the fast path answers (:mod:`dockyard.api.fastpath`) without
-    building an ``aiohttp`` request: so a module that only counts costs a function call per
-    ping, where ``request_finished`` makes every ping take aiohttp's request path.
+    building a request object: so a module that only counts costs a function call per
+    ping, where ``request_finished`` makes every ping take the full request path.
 
     :param route: the route template (``/containers/{id}/json``, ``/_ping``), or None when
         the request matched no route (raw paths are unbounded: never use them as labels).
@@ -168,9 +173,9 @@ def request_observed(route, method, status, duration):
 def handle_exception(request, exception):
     """Render an exception raised while handling a request.
 
-    :param request: the ``aiohttp.web.Request``.
+    :param request: the ``dockyard.http.web.Request``.
     :param exception: the exception (a :class:`dockyard.errors.DockyardError` or a bug).
-    :return: an ``aiohttp.web.Response`` or None. The first non-None answer is sent. The
+    :return: an ``dockyard.http.web.Response`` or None. The first non-None answer is sent. The
         built-in renderer (Docker's ``{"message": ...}`` body) is registered like any
         plugin and runs last. May be async.
     """
@@ -221,7 +226,7 @@ def authorize_container(request, identity, action, privileges, target):
     Not called for what the daemon does by itself (restart policies, live-restore), nor when
     no module implements it (nothing is computed then).
 
-    :param request: the ``aiohttp.web.Request`` being served (``request["route"]``,
+    :param request: the ``dockyard.http.web.Request`` being served (``request["route"]``,
         ``request.get("body_json")``): for a build step, the ``/build`` request.
     :param identity: the :class:`dockyard.identity.Identity` of the request.
     :param action: one of the strings above.

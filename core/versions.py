@@ -1,5 +1,5 @@
-"""API versions: Docker's ``/vX.Y`` path prefix and the supported range (no aiohttp here, so
-plugins and the CLI can use it without loading the server)."""
+"""API versions: Docker's ``/vX.Y`` path prefix and the supported range (no HTTP layer here,
+so plugins and the CLI can use it without loading the server)."""
 
 from __future__ import annotations
 

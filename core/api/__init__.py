@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Iterable
 
-from aiohttp import web
+from ..http import web
 
 from ..plugins import call_hook
 from . import archive, containers, images, system
@@ -32,14 +31,12 @@ ROUTE_TABLES: list[Iterable[web.AbstractRouteDef]] = [system.routes, images.rout
 
 
 async def make_app(daemon: "Daemon") -> web.Application:
-    with warnings.catch_warnings():  # aiohttp deprecates router=, yet it is the one way to resolve prefixes once
-        warnings.simplefilter("ignore", DeprecationWarning)
-        middleware = make_middleware(daemon.plugins)
-        app = web.Application(
-            router=VersionedRouter(),
-            middlewares=[middleware],
-            client_max_size=0,  # image loads and archives stream large bodies
-        )
+    middleware = make_middleware(daemon.plugins)
+    app = web.Application(
+        router=VersionedRouter(),  # resolves /vX.Y prefixes once
+        middlewares=[middleware],
+        client_max_size=0,  # image loads and archives stream large bodies
+    )
     app[DAEMON] = daemon
     app[FAST_PATH] = lambda: FastPath(app, middleware, middleware.request_hooks, system.ping)
     for table in ROUTE_TABLES:

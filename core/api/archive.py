@@ -14,7 +14,7 @@ import asyncio
 import logging
 from typing import Any, Callable
 
-from aiohttp import web
+from ..http import web
 
 from ..containers import effective
 from ..errors import InvalidArgument

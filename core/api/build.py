@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from ..http import web
 
 from ..containers import effective
 from ..errors import DockyardError, InvalidArgument, NotSupported, Unavailable
@@ -257,7 +257,9 @@ async def build(request: web.Request) -> web.StreamResponse:
             log.exception("build failed")
         await response.write(json.dumps(error_message(exc)).encode() + b"\r\n")
     finally:
-        await asyncio.to_thread(shutil.rmtree, tmp, True)
+        # removed even if the handler is cancelled meanwhile (a client that hangs up on the
+        # error line): a cancelled to_thread whose thread had not started would never run it
+        await asyncio.shield(asyncio.to_thread(shutil.rmtree, tmp, True))
     if not response.prepared:
         await response.prepare(request)
     await response.write_eof()

@@ -9,7 +9,7 @@ import subprocess
 import time
 from typing import Any
 
-from aiohttp import web
+from ..http import web
 
 from ..errors import InvalidArgument, NoSuchContainer, NotSupported
 from ..lifecycle import State

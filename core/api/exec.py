@@ -8,7 +8,7 @@ import os
 import signal
 from typing import TYPE_CHECKING
 
-from aiohttp import web
+from ..http import web
 
 from ..containers import effective
 from ..containers.detachkeys import parse_detach_keys

@@ -1,13 +1,14 @@
 """A fast path for ``GET``/``HEAD /_ping`` (issue 18: request overhead).
 
-Docker clients ping before almost every command and health checkers ping in a loop. aiohttp's
+Docker clients ping before almost every command and health checkers ping in a loop. The
 full request path (a task per request, request and response objects, the router, the
-middleware chain, the header writer) costs ~25 us of CPU for a bare handler; the ping itself
-is constant. So the connection's parser is wrapped (:class:`FastParser`): a message that llhttp
-(aiohttp's own C parser: nothing here parses HTTP) reports as a complete ``GET`` or ``HEAD`` of
-``/_ping`` or ``/vX.Y/_ping`` (a supported version), HTTP/1.1, keep-alive, without a body,
-``Upgrade`` or ``Expect``, arriving on an idle connection that is not over its peer's cap, is
-answered right there, and aiohttp never sees it. Anything else goes the normal way.
+middleware chain, the header writer) costs tens of us of CPU for a bare handler; the ping itself
+is constant. So the connection (:class:`dockyard.http.server.HttpProtocol`) asks the fast path
+first: a message that llhttp (httptools: nothing here parses HTTP) reports as a complete ``GET``
+or ``HEAD`` of ``/_ping`` or ``/vX.Y/_ping`` (a supported version), HTTP/1.1, keep-alive,
+without a body, ``Upgrade`` or ``Expect``, arriving on an idle connection (no request running
+or queued, its writes not paused) that is not over its peer's cap, is answered right there,
+before a Request exists. Anything else goes the normal way.
 
 Guarantees kept:
 
@@ -15,14 +16,14 @@ Guarantees kept:
   implementations (``inactive_hooks`` may have taken a module's off the request path), the
   middleware would do nothing but add headers to the handler's response and call
   ``request_observed``: the answer is those bytes, made once from the real handler's response
-  and the middleware's headers (``Date`` per second, as aiohttp), and ``request_observed`` is
+  and the middleware's headers (``Date`` per second, as the server's), and ``request_observed`` is
   called here with the ping's route, method and status.
-* With any of them implemented, a real ``aiohttp.web.Request`` is made (same factory, the
-  route's match info) and the real middleware runs on it around the ping handler, so every
+* With any of them implemented, a real ``dockyard.http.web.Request`` is made (the
+  connection's, with the route's match info) and the real middleware runs on it around the ping handler, so every
   hook sees what it sees on the normal path. The middleware coroutine is stepped in place;
   when a hook really waits (an async implementation), it finishes in a task while the
-  connection's reading is paused, so responses stay in order.
-* Error answers (a denial, a failing hook) are written by aiohttp's own response writer.
+  connection's turn (requests after it wait in its queue), so responses stay in order.
+* Error answers (a denial, a failing hook) are written by the server's own response writer.
 
 ``GET /containers/json`` (with any query, ``/vX.Y`` or not) is answered the same way when no
 request hook is implemented (``docker ps`` and compose poll it): the list handler's own code
@@ -43,14 +44,7 @@ import logging
 import time
 from typing import Any, Callable
 
-from aiohttp import web
-from aiohttp.helpers import rfc822_formatted_time
-from aiohttp.http import HttpVersion11
-from aiohttp.http_writer import StreamWriter
-from aiohttp.streams import EMPTY_PAYLOAD
-from aiohttp.web_urldispatcher import UrlMappingMatchInfo
-
-from ..tasks import spawn
+from ..http import web
 from ..versions import check_version, split_version
 from .middleware import COMMON_HEADERS
 from .util import DAEMON
@@ -60,13 +54,6 @@ log = logging.getLogger("dockyard.api")
 PING = "/_ping"
 LIST = "/containers/json"
 MAX_VERSIONED = 64  # "/vX.Y/_ping" paths remembered as valid (clients use one or two)
-
-
-class _Unversioned:
-    __slots__ = ("rel_url", "method")
-
-    def __init__(self, rel_url: Any, method: str) -> None:
-        self.rel_url, self.method = rel_url, method
 
 
 def _drive(coro: Any) -> tuple[bool, Any]:
@@ -129,9 +116,9 @@ class FastPath:
                           + "".join(f"{k}: {v}\r\n" for k, v in COMMON_HEADERS.items())).encode("latin-1")
 
     def _route(self, method: str) -> Any:
-        resolve = web.UrlDispatcher.resolve  # the plain router's: the prefix is not there
-        done, info = _drive(resolve(self.app.router, _Unversioned(_url(PING), method)))  # type: ignore[arg-type]
-        assert done and info.route is not None and info.route.resource.canonical == PING, info
+        info = web.UrlDispatcher.lookup(self.app.router, method, PING)  # the plain router's: no prefix
+        resource = info.route.resource if info.route is not None else None
+        assert resource is not None and resource.canonical == PING, info
         return info.route
 
     def _list_route(self) -> Any:
@@ -141,9 +128,8 @@ class FastPath:
         from . import containers
 
         self.list_bytes, self.list_args = list_bytes, containers.list_args
-        resolve = web.UrlDispatcher.resolve
-        done, info = _drive(resolve(self.app.router, _Unversioned(_url(LIST), "GET")))  # type: ignore[arg-type]
-        route = info.route if done else None
+        info = web.UrlDispatcher.lookup(self.app.router, "GET", LIST)
+        route = info.route
         if route is None or route.resource is None or route.resource.canonical != LIST:
             return None
         return route if route.handler is containers.list_ else None
@@ -154,10 +140,10 @@ class FastPath:
         return list(app.middlewares) == [middleware] and not app.on_response_prepare and not app._subapps
 
     def answer(self, method: str) -> bytes:
-        """The whole response without hooks (Date per second, as aiohttp does)."""
+        """The whole response without hooks (Date per second, as the server's responses)."""
         now = int(time.time())
         if now != self._second:
-            date = self._date = rfc822_formatted_time().encode()
+            date = self._date = web.http_date().encode()
             self._answers = {m: self.heads[m] + b"Date: " + date + b"\r\n\r\n" + self.bodies[m]
                              for m in self.heads}
             self._second = now
@@ -192,17 +178,13 @@ class FastPath:
 
     # -- serving -------------------------------------------------------------------------
 
-    def serve(self, proto: Any, message: Any, payload: Any) -> bool:
-        """Answer ``message`` on ``proto`` if it is a fast one; False leaves it to aiohttp."""
-        method = getattr(message, "method", None)  # a parse error is an _ErrInfo
-        if method != "GET" and method != "HEAD":
-            return False
-        version = self.version_of(message.path)
+    def serve(self, proto: Any, method: str, target: str) -> bool:
+        """Answer the bodiless plain ``method target`` the connection ``proto`` just read (it
+        checked the message and that it is idle); False leaves it to the normal path."""
+        path, _, query = target.partition("?")
+        version = self.version_of(path) if not query else False
         if version is False:
-            return method == "GET" and self.list_route is not None and self.serve_list(proto, message, payload)
-        if not self.plain(proto, message, payload):
-            return False
-        proto._request_count += 1  # not the server's requests_count: pings are no work (api.janitor)
+            return method == "GET" and self.list_route is not None and self.serve_list(proto, path, query)
         if not self.hooked:
             observe = self.observe
             if observe is None:
@@ -214,9 +196,8 @@ class FastPath:
             proto.fast_answered()
             observe(PING, method, self.response.status, time.monotonic() - started)
             return True
-        request = proto._request_factory(message, payload, proto, StreamWriter(proto, proto._loop),
-                                         proto._task_handler)
-        info = UrlMappingMatchInfo({}, self.routes[method])
+        request = proto.build_request()
+        info = web.UrlMappingMatchInfo({}, self.routes[method])
         info.add_app(self.app)
         info.freeze()
         request._match_info = info
@@ -231,50 +212,31 @@ class FastPath:
         try:
             done, result = _drive(coro)
         except Exception:
-            log.exception("fast path failed for %s %s", method, message.path)
+            log.exception("fast path failed for %s %s", method, target)
             proto.force_close()
             return True
         if done and responses and result is self.response:
             proto.transport.write(self.answer(method))
             proto.fast_answered()
             return True
-        # a hook waits, or the answer is not the ping (a denial, an error): finish in a task,
-        # with reading paused so that the next request waits for this answer
-        proto.transport.pause_reading()
-        task = spawn(self._slow(proto, request, method, coro, done, result), f"fast-path answer to {method}")
-        proto.fast_tasks.add(task)
-        task.add_done_callback(proto.fast_tasks.discard)
+        # a hook waits, or the answer is not the ping (a denial, an error): the connection
+        # finishes it in its turn (requests after it wait), as any request
+        proto.start(request, lambda: self._slow(request, method, coro, done, result))
         return True
 
-    @staticmethod
-    def plain(proto: Any, message: Any, payload: Any) -> bool:
-        """A bodiless HTTP/1.1 keep-alive request on an idle connection under its cap."""
-        if (payload is not EMPTY_PAYLOAD or message.version != HttpVersion11 or message.should_close
-                or message.upgrade or message.chunked or "Expect" in message.headers):
-            return False
-        waiter = proto._waiter
-        # not idle: a request is in progress, queued, or the connection ends; or the client
-        # does not read its answers (writing paused): the normal path waits for it (drain)
-        # and so stops reading, where answering here would buffer without end
-        return not (waiter is None or waiter.done() or proto._messages or proto.over_cap or proto._close
-                    or proto._force_close or proto.transport is None or proto._paused)
-
-    def serve_list(self, proto: Any, message: Any, payload: Any) -> bool:
+    def serve_list(self, proto: Any, path: str, query: str) -> bool:
         """``GET /containers/json`` without request hooks (see the module docstring)."""
-        if self.hooked or self.version_of(message.path.partition("?")[0], LIST) is False:
-            return False
-        if not self.plain(proto, message, payload):
+        if self.hooked or self.version_of(path, LIST) is False:
             return False
         svc = getattr(self.app[DAEMON], "containers", None)
         if svc is None:
             return False
         started = time.monotonic()
         try:
-            body = self.list_bytes(svc, **self.list_args(message.url.query))
+            body = self.list_bytes(svc, **self.list_args(_query(query)))
         except Exception:  # the normal path answers it, errors through handle_exception
             return False
-        proto._request_count += 1
-        proto._manager.requests_count += 1  # work for the memory janitor (dockyard.api.janitor)
+        proto.server.requests_count += 1  # work for the memory janitor (dockyard.api.janitor)
         proto.transport.write(b"".join((self.list_head, b"Content-Length: %d\r\nDate: " % len(body), self.date(),
                                          b"\r\n\r\n", body)))
         proto.fast_answered()
@@ -282,49 +244,20 @@ class FastPath:
             self.observe(LIST, "GET", 200, time.monotonic() - started)
         return True
 
-    async def _slow(self, proto: Any, request: web.Request, method: str, coro: Any, done: bool, result: Any) -> None:
-        try:
-            response = result if done else await _finish(coro, result)
-            if response is self.response:
-                if proto.transport is not None:
-                    proto.transport.write(self.answer(method))
-            else:
-                await response.prepare(request)
-                await response.write_eof()
-                if not response.keep_alive:
-                    proto.force_close()
-                    return
-            proto.fast_answered()
-        except Exception:
-            log.exception("fast path failed for %s %s", method, request.path)
-            proto.force_close()
-        finally:
-            if proto.transport is not None and not proto._force_close:
-                proto.transport.resume_reading()
+    async def _slow(self, request: web.Request, method: str, coro: Any, done: bool, result: Any) -> Any:
+        """The rest of a hooked ping: None when the ping's own bytes were written, else the
+        response (a denial, an error) for the connection to send."""
+        response = result if done else await _finish(coro, result)
+        if response is self.response:
+            request.protocol.send(self.answer(method))
+            return None
+        return response
 
 
-def _url(path: str) -> Any:
-    from yarl import URL
-
-    return URL.build(path=path, encoded=True)
+_EMPTY_QUERY = web.MultiDict()
 
 
-class FastParser:
-    """aiohttp's request parser with the fast path between it and the connection handler."""
-
-    __slots__ = ("parser", "proto", "fast")
-
-    def __init__(self, parser: Any, proto: Any, fast: FastPath) -> None:
-        self.parser, self.proto, self.fast = parser, proto, fast
-
-    def feed_data(self, data: bytes) -> Any:
-        messages, upgraded, tail = self.parser.feed_data(data)
-        if len(messages) == 1 and not upgraded:
-            msg, payload = messages[0]
-            if self.fast.serve(self.proto, msg, payload):
-                self.parser.message_consumed()
-                return (), False, b""
-        return messages, upgraded, tail
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.parser, name)
+def _query(query: str) -> web.MultiDict:
+    if not query:
+        return _EMPTY_QUERY
+    return web.RelURL("", "", query).query

@@ -1,8 +1,8 @@
 """Hijacked connections: after ``101 UPGRADED`` the handler owns the raw socket.
 
-aiohttp closes a connection when the client half-closes it, but the docker CLI half-closes
-(``CloseWrite``) as soon as it has no more stdin to send, and still expects output. So after
-the 101 we put our own protocol on the transport: the client's EOF only ends the input, and
+The HTTP protocol closes a connection when the client half-closes it, but the docker CLI
+half-closes (``CloseWrite``) as soon as it has no more stdin to send, and still expects output.
+So after the 101 we put our own protocol on the transport: the client's EOF only ends the input, and
 output keeps flowing until the handler is done.
 
 docker-py reads a hijacked stream from the raw socket, under the buffered reader that parsed
@@ -12,8 +12,8 @@ output waits until the client has read the headers (:func:`headers_read`).
 
 A client that does not ask to upgrade (curl, plain HTTP libraries) gets what dockerd sends:
 ``200 OK`` and the raw stream, neither chunked nor with a length, ended by closing the
-connection (``Connection: close``). aiohttp would announce ``Transfer-Encoding: chunked`` for a
-body of unknown length, and the bytes written to the hijacked transport are no chunks.
+connection (``Connection: close``). A plain StreamResponse would announce ``Transfer-Encoding:
+chunked`` for a body of unknown length, and the bytes written to the hijacked transport are no chunks.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import struct
 import termios
 import time
 
-from aiohttp import web
+from ..http import web
 
 from ..versions import _vtuple
 from ..tasks import spawn
@@ -39,8 +39,8 @@ MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
 
 class RawStreamResponse(web.StreamResponse):
     """A response whose body is whatever is written to the transport until it is closed: no
-    chunked encoding, no Content-Length (aiohttp's WebSocketResponse turns the check off the
-    same way)."""
+    chunked encoding, no Content-Length (``dockyard.http.websocket``'s WebSocketResponse turns the
+    check off the same way)."""
 
     _length_check = False
 

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from typing import Any
 
-from aiohttp import web
+from ..http import web
 
 from .. import filters as F
 from ..errors import DockyardError, InvalidArgument, NotSupported, Unavailable
@@ -89,7 +89,12 @@ async def _save(request: web.Request, names: list[str]) -> web.StreamResponse:
     targets = svc.save_targets(names)
     # planned first: errors are still plain HTTP errors, and the size is the Content-Length
     # (a client sees a cut archive as one; no chunk framing)
-    archive = await asyncio.to_thread(svc.save_archive, targets)
+    planning = asyncio.ensure_future(asyncio.to_thread(svc.save_archive, targets))
+    try:
+        archive = await asyncio.shield(planning)
+    except asyncio.CancelledError:  # the client hung up (its handler is cancelled): close what was planned
+        planning.add_done_callback(lambda t: t.cancelled() or t.exception() is not None or t.result().close())
+        raise
     writing = None
     try:
         response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})

@@ -22,18 +22,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
-from aiohttp.log import access_logger
-from aiohttp.streams import EMPTY_PAYLOAD
-from aiohttp.web_protocol import RequestHandler
-from aiohttp.web_server import Server
+from ..http import web
 
 DEFAULT_MAX_JSON_BODY = 4 << 20
 DEFAULT_HEADER_TIMEOUT = 60.0
@@ -79,6 +74,14 @@ class Limits:
         conns.add(transport)
         return True
 
+    peer_of = staticmethod(lambda transport: peer_key(transport))
+
+    def timeout_response(self) -> bytes:
+        """The 408 for a head not complete within ``header_timeout``."""
+        return _raw_response(408, "Request Timeout",
+                             f"the request headers were not received within {self.header_timeout:g}s "
+                             "(api-header-timeout)")
+
     def release(self, peer: tuple[str, Any], transport: Any) -> None:
         conns = self.open.get(peer)
         if conns is not None:
@@ -120,99 +123,15 @@ def _raw_response(status: int, reason: str, message: str) -> bytes:
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
 
-class LimitedRequestHandler(RequestHandler):
-    """aiohttp's connection handler with the header timeout and the per-peer count."""
-
-    def __init__(self, manager: Server, *, limits: Limits, **kwargs: Any) -> None:
-        super().__init__(manager, **kwargs)
-        self.limits = limits
-        self.peer: tuple[str, Any] | None = None
-        self.counted: Any = None  # the transport counted for ``peer``
-        self.over_cap = False
-        self._header_timer: asyncio.TimerHandle | None = None
-        self.peer_info: Any = None  # the middleware's Peer for this connection (it cannot change)
-        self.fast_tasks: set[asyncio.Task[None]] = set()  # fast-path answers waiting on a hook
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        peer = peer_key(transport)
-        if self.limits.acquire(peer, transport):
-            self.peer, self.counted = peer, transport
-        else:
-            self.over_cap = True  # answered 429 by the middleware, then closed
-        super().connection_made(transport)
-        fast = getattr(self._manager, "fast", None)
-        if fast is not None and self._parser is not None:
-            from .fastpath import FastParser
-
-            self._parser = FastParser(self._parser, self, fast)  # type: ignore[assignment]  # duck-typed
-        self._arm_header_timer()
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self._cancel_header_timer()
-        if self.peer is not None:
-            self.limits.release(self.peer, self.counted)
-            self.peer = self.counted = None
-        super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        idle = self._waiter is not None and not self._waiter.done() and not self._upgraded
-        before = self._request_count
-        super().data_received(data)
-        if self._request_count != before:
-            self._cancel_header_timer()
-            if not data.endswith(b"\r\n\r\n") and (not self._messages or self._messages[-1][1] is EMPTY_PAYLOAD):
-                # a bodiless request and the start of the next head in one write: that head
-                # is timed from now (else it could wait until the idle timeout)
-                self._arm_header_timer()
-        elif idle and data and self._header_timer is None:
-            # the first bytes of the next request on a kept-alive connection, not a whole head
-            # yet (a whole one, the common case, needs no timer: arming one costs as much as a ping)
-            self._arm_header_timer()
-
-    def fast_answered(self) -> None:
-        """The fast path (:mod:`dockyard.api.fastpath`) answered a request: restart the
-        keep-alive clock as aiohttp does after each response."""
-        if self._keepalive_timeout > 0 and not self._force_close:
-            close_time = self._loop.time() + self._keepalive_timeout
-            self._next_keepalive_close_time = close_time
-            if self._keepalive_handle is None:
-                self._keepalive_handle = self._loop.call_at(close_time, self._process_keepalive)
-
-    def _arm_header_timer(self) -> None:
-        if self.limits.header_timeout and self._header_timer is None:
-            self._header_timer = self._loop.call_later(self.limits.header_timeout, self._header_timed_out)
-
-    def _cancel_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-
-    def _header_timed_out(self) -> None:
-        self._header_timer = None
-        if self.transport is None or self._force_close or self._current_request is not None or self._messages:
-            return
-        self.transport.write(_raw_response(
-            408, "Request Timeout",
-            f"the request headers were not received within {self.limits.header_timeout:g}s "
-            "(api-header-timeout)"))
-        self.force_close()
-
-
-class LimitedServer(Server):
-    limits: Limits
-    fast: Any = None  # dockyard.api.fastpath.FastPath, when the app allows it
-
-    def __call__(self) -> RequestHandler:
-        return LimitedRequestHandler(self, loop=self._loop, limits=self.limits, **self._kwargs)
-
-
 class LimitedAppRunner(web.AppRunner):
-    """``web.AppRunner`` whose connections are :class:`LimitedRequestHandler`\\ s."""
+    """``web.AppRunner`` whose connections (:class:`dockyard.http.server.HttpProtocol`) keep
+    these limits and take the app's fast path (none with an access log: ``--debug`` sees
+    every request), with the memory janitor running while it serves."""
 
     def __init__(self, app: web.Application, *, limits: Limits, **kwargs: Any) -> None:
         kwargs.setdefault("keepalive_timeout", limits.idle_timeout or 365 * 86400.0)
-        super().__init__(app, **kwargs)
-        self.limits = limits
+        super().__init__(app, limits=limits, **kwargs)
+        self.fast_path_factory = self.fast_path
 
     async def setup(self) -> None:
         await super().setup()
@@ -227,19 +146,12 @@ class LimitedAppRunner(web.AppRunner):
             janitor.stop()
         await super().cleanup()
 
-    async def _make_server(self) -> Server:
-        server = await super()._make_server()
-        server.__class__ = LimitedServer  # the same object: only how it makes handlers changes
-        server.limits = self.limits  # type: ignore[attr-defined]
-        server.fast = self.fast_path()  # type: ignore[attr-defined]
-        return server
-
     def fast_path(self) -> Any:
         from .fastpath import FastPath
 
         make = self.app.get(FAST_PATH) if FAST_PATH in self.app else None
-        if make is None or self._kwargs.get("access_log", access_logger) is not None:
-            return None  # an access log (dockyardd --debug) sees every request: no fast path
+        if make is None or self.access_log is not None:
+            return None
         fast = make()
         return fast if fast is not None and FastPath.usable(self.app, fast.middleware) else None
 

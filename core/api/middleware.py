@@ -12,7 +12,7 @@ import struct
 import time
 from typing import Any, Awaitable, Callable
 
-from aiohttp import web
+from ..http import web
 
 from .. import API_VERSION, __version__
 from ..containers.effective import REQUEST
@@ -102,7 +102,7 @@ def _limit_body(request: web.Request) -> None:
         return
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(limits.too_large_message(limit))
-    request._client_max_size = limit  # aiohttp raises HTTPRequestEntityTooLarge past it
+    request._client_max_size = limit  # request.read() raises HTTPRequestEntityTooLarge past it
 
 
 class HookCalls:

@@ -25,7 +25,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 import msgspec
-from aiohttp import web
+from ..http import web
 from msgspec import UNSET, UnsetType
 
 from ..errors import InvalidArgument

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from ..http import web
 
 from ..errors import InvalidArgument
 from .util import json_response, service_of

@@ -9,7 +9,7 @@ one after it is an ``errorDetail`` line, as dockerd does.
 
 from __future__ import annotations
 
-from aiohttp import web
+from ..http import web
 
 from ..errors import InvalidArgument, Unavailable
 from ..registry import Credentials, RegistryService, decode_registry_auth

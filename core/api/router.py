@@ -6,26 +6,15 @@ version it found is left in ``request["api_version_raw"]`` for the middleware.
 
 from __future__ import annotations
 
-from typing import Any
-
-from aiohttp import web
-
+from ..http import web
 from ..versions import split_version
 
 
-class _Unversioned:
-    """What route resolution reads from a request, with the prefix gone (cheaper than a clone)."""
-
-    __slots__ = ("rel_url", "method")
-
-    def __init__(self, rel_url: Any, method: str) -> None:
-        self.rel_url, self.method = rel_url, method
-
-
 class VersionedRouter(web.UrlDispatcher):
-    async def resolve(self, request: web.Request) -> web.UrlMappingMatchInfo:  # type: ignore[override]
-        version, path = split_version(request.rel_url.path)
+    def match_request(self, request: web.Request) -> web.UrlMappingMatchInfo:
+        version, path = split_version(request.path)
         request["api_version_raw"] = version
-        if version is not None:
-            return await super().resolve(_Unversioned(request.rel_url.with_path(path), request.method))  # type: ignore[arg-type]
-        return await super().resolve(request)
+        return self.lookup(request.method, path)
+
+    async def resolve(self, request: web.Request) -> web.UrlMappingMatchInfo:  # type: ignore[override]
+        return self.match_request(request)

@@ -8,7 +8,7 @@ there; joining or creating a swarm, and installing a managed plugin, are refused
 
 from __future__ import annotations
 
-from aiohttp import web
+from ..http import web
 
 from ..errors import NotFound, NotSupported, Unavailable
 from .util import json_response

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from aiohttp import web
+from ..http import web
 
 from .. import filters as F
 from ..errors import InvalidArgument
@@ -24,7 +24,7 @@ PING_HEADERS = {
 PING_BODY = b"OK"
 
 
-@routes.get("/_ping")  # also answers HEAD (aiohttp drops the body)
+@routes.get("/_ping")  # also answers HEAD (the server drops the body)
 async def ping(request: web.Request) -> web.Response:
     return web.Response(body=PING_BODY, content_type="text/plain", headers=PING_HEADERS)
 

@@ -8,7 +8,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import orjson
-from aiohttp import web
+from ..http import web
 
 from ..errors import DockyardError, InvalidArgument, NotSupported
 

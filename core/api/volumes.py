@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
+from ..http import web
 
 from ..containers import effective
 from .util import json_response, query_bool, service_of

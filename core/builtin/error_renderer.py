@@ -13,14 +13,14 @@ from ..errors import DockyardError
 from ..hookspecs import hookimpl
 
 if TYPE_CHECKING:  # hook modules are imported by the CLI too: keep the server out of it
-    from aiohttp import web
+    from ..http import web
 
 log = logging.getLogger("dockyard.api")
 
 
 @hookimpl(trylast=True)
 def handle_exception(request: "web.Request", exception: BaseException) -> "web.Response":
-    from aiohttp import web
+    from ..http import web
 
     from ..api.util import json_response
 

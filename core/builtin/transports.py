@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import web
+from ..http import web
 
 from ..config import DEFAULT_UNIX_SOCKET, DaemonConfig
 from ..errors import ConfigError
@@ -24,7 +24,7 @@ log = logging.getLogger("dockyard.transports")
 
 # listen(2) backlog of every API socket, dockerd's value: a burst of clients (200 at once)
 # queues instead of failing with EAGAIN while the loop is busy. The kernel caps it at
-# net.core.somaxconn (4096 on current kernels). aiohttp's default is 128.
+# net.core.somaxconn (4096 on current kernels). A site's default is 128.
 LISTEN_BACKLOG = 4096
 
 

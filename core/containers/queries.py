@@ -16,6 +16,7 @@ import orjson
 from .. import filters as F
 from ..errors import DockyardError, InvalidArgument, NoSuchContainer
 from ..lifecycle import State
+from ..tasks import spawn
 from . import hostconfig, logopts, ports
 from .record import Container, rfc3339
 
@@ -274,18 +275,36 @@ async def mounted(svc: ContainerService, c: Container) -> Any:
     """The container's root filesystem for the duration: a stopped container's is mounted
     here and unmounted when its last user is done (unless the container runs by then)."""
     svc.require_drivers()
+    # mounting and unmounting go to their end even if the handler is cancelled meanwhile (the
+    # HTTP server cancels the handler of a client that hangs up): a mount finished after the
+    # cancel is undone, an unmount is never dropped while it waits for the lock or a thread
+    mounting = asyncio.ensure_future(_mount(svc, c))
+    try:
+        path = await asyncio.shield(mounting)
+    except asyncio.CancelledError:
+        mounting.add_done_callback(lambda t: t.cancelled() or t.exception() is not None
+                                   or spawn(_unmounted(svc, c), f"unmount of {c.id[:12]}"))
+        raise
+    try:
+        yield Path(path)
+    finally:
+        await asyncio.shield(_unmounted(svc, c))
+
+
+async def _mount(svc: ContainerService, c: Container) -> str:
     async with svc.lock(c.id):
         if c.id not in svc.containers:
             raise NoSuchContainer(c.id)
         path = await asyncio.to_thread(svc.storage.mount, c.id)
         svc.fs_users[c.id] = svc.fs_users.get(c.id, 0) + 1
-    try:
-        yield Path(path)
-    finally:
-        async with svc.lock(c.id):
-            left = svc.fs_users.pop(c.id, 1) - 1
-            if left:
-                svc.fs_users[c.id] = left
-            elif c.id in svc.containers and c.state not in (State.RUNNING, State.PAUSED):
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(svc.storage.unmount, c.id)
+        return str(path)
+
+
+async def _unmounted(svc: ContainerService, c: Container) -> None:
+    async with svc.lock(c.id):
+        left = svc.fs_users.pop(c.id, 1) - 1
+        if left:
+            svc.fs_users[c.id] = left
+        elif c.id in svc.containers and c.state not in (State.RUNNING, State.PAUSED):
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(svc.storage.unmount, c.id)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-if TYPE_CHECKING:  # the CLI imports this package too: keep aiohttp out of its start-up
-    from aiohttp import web
+if TYPE_CHECKING:  # the CLI imports this package too: keep the server out of its start-up
+    from ..http import web
 
     from ..config import DaemonConfig
 
 
 @runtime_checkable
 class Transport(Protocol):
-    """Turns one ``-H`` URL into a listening aiohttp site.
+    """Turns one ``-H`` URL into a listening site (:mod:`dockyard.http.web`: ``UnixSite``,
+    ``TCPSite`` with ``ssl_context``, ``SockSite``, or a ``BaseSite`` of its own).
 
     The transport for a scheme (``unix``, ``tcp``, ``tls``) is constructed once, like any
     driver, with its ``[plugins.<scheme>]`` table. ``site()`` is awaited once per URL with

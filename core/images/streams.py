@@ -1,5 +1,5 @@
 """Byte-stream helpers: compression sniffing, hashing readers, iterator-as-file, and the
-bridges between an aiohttp request/response on the event loop and a worker thread."""
+bridges between a request/response (``dockyard.http.web``) on the event loop and a worker thread."""
 
 from __future__ import annotations
 

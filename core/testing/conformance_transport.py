@@ -1,6 +1,6 @@
 """TransportSuite: behavioural tests every transport driver (``dockyard.transports``) runs.
 
-A transport turns a ``-H`` URL into a listening aiohttp site. The suite serves a small app
+A transport turns a ``-H`` URL into a listening site (:mod:`dockyard.http.web`). The suite serves a small app
 through the driver and talks to it as a client would.
 
 Subclass it and provide three fixtures:
@@ -52,7 +52,7 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 def app() -> Any:
     """GET /ping -> "OK"; POST /echo -> the body; GET /peer -> what the server saw of the client."""
-    from aiohttp import web
+    from dockyard.http import web
 
     async def ping(request: web.Request) -> web.Response:
         return web.Response(text="OK")
@@ -118,7 +118,7 @@ class TransportSuite:
         """Start the driver's site for ``url``; call ``client(transport, site)`` in a thread
         while the loop serves; then clean up the runner and ``close()`` the driver. Returns
         ``client``'s result."""
-        from aiohttp import web
+        from dockyard.http import web
 
         async def main() -> Any:
             transport = transport_factory()
@@ -203,7 +203,7 @@ class TransportSuite:
     def test_refused_urls_leave_nothing(self, transport_factory, daemon_config):
         if not self.refused_urls:
             pytest.skip("no URL this transport must refuse")
-        from aiohttp import web
+        from dockyard.http import web
 
         async def main(url: str) -> None:
             transport = transport_factory()
@@ -262,7 +262,7 @@ class TransportSuite:
         and the second's close() never removes the first's file."""
         self._needs_file()
         path = urlsplit(listen_url).path
-        from aiohttp import web
+        from dockyard.http import web
 
         def client(transport, site):
             async def second() -> None:

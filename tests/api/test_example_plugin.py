@@ -71,6 +71,26 @@ def test_hook_register_routes(audited):
         assert status == 200 and "hello" in body
 
 
+def test_an_aiohttp_routedef_still_registers(audited):
+    """A plugin written against aiohttp.web: its RouteDef (method, path, handler) is taken
+    duck-typed, the handler gets the daemon's Request (the middleware's identity and route),
+    and the aiohttp response it returns, or exception it raises, is answered Docker-style."""
+    status, headers, body = get_full(audited, "/v1.44/example/legacy")
+    assert status == 200 and json.loads(body) == {"legacy": "uid:0", "route": "/example/legacy"}
+    assert headers["Api-Version"] == "1.44" and headers["Content-Type"].startswith("application/json")
+    status, headers, body = get_full(audited, "/example/legacy?conflict=1")
+    assert status == 409 and json.loads(body) == {"message": "Conflict"}
+
+
+def get_full(d, path):
+    conn = UnixHTTPConnection(str(d.socket), timeout=10)
+    conn.request("GET", path)
+    r = conn.getresponse()
+    body = r.read()
+    conn.close()
+    return r.status, r.headers, body
+
+
 def test_hook_authenticate_request(audited):
     status, body = get(audited, "/example/hello")
     assert body == {"hello": "uid:0", "uid": 0}  # SO_PEERCRED of this (root) test process

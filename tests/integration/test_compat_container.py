@@ -286,6 +286,40 @@ def test_attach_websocket(make_daemon, busybox_tar):
         client.close()
 
 
+def test_attach_websocket_aiohttp_client(make_daemon, busybox_tar):
+    """The same route through a client that needs no extra package (aiohttp's ws_connect, on
+    the Unix socket): the daemon's own WebSocket server sends the output as binary messages
+    and ends with a close handshake (code 1000)."""
+    import asyncio
+
+    import aiohttp
+
+    d = make_daemon()
+    d.load(busybox_tar)
+    client = d.docker_client()
+    try:
+        c = client.containers.create("busybox", "sh -c 'echo one; echo two >&2; echo three'")
+
+        async def attach() -> tuple[bytes, int | None]:
+            got = []
+            connector = aiohttp.UnixConnector(path=str(d.socket))
+            async with aiohttp.ClientSession(connector=connector) as s:
+                async with s.ws_connect(f"http://x/v1.44/containers/{c.id}/attach/ws"
+                                        "?stdout=1&stderr=1&stream=1&logs=1") as ws:
+                    await asyncio.to_thread(c.start)
+                    async for msg in ws:
+                        assert msg.type == aiohttp.WSMsgType.BINARY, msg
+                        got.append(msg.data)
+                    return b"".join(got), ws.close_code
+
+        out, code = asyncio.run(asyncio.wait_for(attach(), 60))
+        assert sorted(out.decode().split()) == ["one", "three", "two"]  # raw: no 8-byte frame headers
+        assert code == 1000
+        c.remove(force=True)
+    finally:
+        client.close()
+
+
 def test_hijacked_output_over_loopback_tcp_is_not_lost(make_daemon, busybox_tar):
     """docker-py parses the 101 headers with a buffered reader, then reads the raw socket:
     output sent before it read the headers was lost over TCP (10 of 15 attaches here). The

@@ -1,5 +1,5 @@
 """Issue 14, finding 7: the API sockets listen with dockerd's backlog (4096, capped by the
-kernel's ``net.core.somaxconn``), not aiohttp's 128: a burst of clients arriving while the
+kernel's ``net.core.somaxconn``), not a site's default 128: a burst of clients arriving while the
 daemon's loop is busy queues instead of failing with EAGAIN (Go clients connect non-blocking,
 so a full backlog is an immediate error for them)."""
 

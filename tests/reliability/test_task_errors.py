@@ -85,6 +85,10 @@ def test_no_fire_and_forget_task_outside_the_helper():
                "spawning = asyncio.ensure_future(asyncio.to_thread(",  # native: shielded, awaited or reaped
                "task = asyncio.ensure_future(result)",  # daemon._on_event: logged by _log_task_error
                "starting = asyncio.ensure_future(svc.start(e))",  # api/exec: awaited, or by the hijack's cleanup
-               "writing = asyncio.ensure_future(asyncio.to_thread(run))")  # api/images save: shielded, awaited
+               "writing = asyncio.ensure_future(asyncio.to_thread(run))",  # api/images save: shielded, awaited
+               # shielded and awaited; when the handler is cancelled (a client hung up) a done
+               # callback reads the result and closes (save's plan) or undoes (a mount) it
+               "planning = asyncio.ensure_future(asyncio.to_thread(svc.save_archive, targets))",
+               "mounting = asyncio.ensure_future(_mount(svc, c))")
     unknown = [s for s in sites if not any(a in s for a in awaited)]
     assert unknown == [], "use dockyard.tasks.spawn for a task nobody awaits:\n" + "\n".join(unknown)

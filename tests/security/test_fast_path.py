@@ -1,13 +1,13 @@
 """Attacks on the ``/_ping`` fast path (core/api/fastpath.py, issue 18), against a real daemon.
 
-The fast path answers a ping on the connection, before aiohttp's handler. Found here:
+The fast path answers a ping on the connection, before the server's handler path. Found here:
 
 * **no write backpressure**: the answer was written to the transport whatever its write buffer
   held. A client that pings one request at a time (waiting until the daemon has read each one,
   which it can see in its own socket's queue) and never reads the answers made the daemon
   buffer ~330 bytes per 35-byte ping without end (+9 MB in 20 s from one Python client; every
   ping restarts the idle clock, so no limit closed it). The normal path waits for the client
-  to read (aiohttp's drain) and then stops reading its requests. Now the fast path leaves a
+  to read (the server's drain) and then stops reading its requests. Now the fast path leaves a
   ping to the normal path while the transport's writing is paused, so the same client stalls.
 
 * **a head cut short behind a whole request** (one write: a request, then the first bytes of the

@@ -16,7 +16,7 @@ from asyncio import sslproto
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from dockyard.http import web
 
 from dockyard.builtin.transports import LISTEN_BACKLOG, parse_tcp
 from dockyard.errors import ConfigError
@@ -65,7 +65,7 @@ class HalfCloseSSLProtocol(sslproto.SSLProtocol):
     both by closing the whole connection, and ignores an application protocol that asks to keep
     it open. Here, when the application protocol's ``eof_received()`` returns true (the hijacked
     stream does), the connection stays open for writing until the application closes it;
-    aiohttp's request handler returns None and closes as before."""
+    the HTTP connection protocol (``dockyard.http.server``) returns None and closes as before."""
 
     _half_open = False
 
@@ -107,7 +107,8 @@ def _handshake_done(waiter: asyncio.Future) -> None:
 
 
 class TLSSite(web.TCPSite):
-    """aiohttp's TCPSite with :class:`HalfCloseSSLProtocol` wrapping each connection."""
+    """``dockyard.http.web.TCPSite`` with :class:`HalfCloseSSLProtocol` wrapping each connection
+    (the runner's server makes the HTTP protocol inside it)."""
 
     async def start(self) -> None:
         await web.BaseSite.start(self)
@@ -125,7 +126,8 @@ class TLSSite(web.TCPSite):
         self._server = await loop.create_server(protocol, self._host, self._port, backlog=self._backlog,
                                                 reuse_address=self._reuse_address, reuse_port=self._reuse_port)
         sockets = self._server.sockets
-        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+        if sockets:
+            self.address = sockets[0].getsockname()
 
 
 class TLSTransport:

@@ -297,7 +297,7 @@ def _privileged(body: Any) -> bool:
        route=st.sampled_from(["/containers/create", "/containers/{id}/exec", "/info", "/images/load"]),
        name=st.sampled_from(["x", "..", ".", "", "%2e", "a/b", "create"]), method=methods)
 def test_policy_decide_never_raises_and_denies_privileged(policy, body, version, route, name, method):
-    """``path`` is what the request said, ``route`` the template aiohttp matched it to."""
+    """``path`` is what the request said, ``route`` the template the router matched it to."""
     decision = policy.decide(method, route, version + route.replace("{id}", name), body, ROOT)
     if method == "POST" and route == "/containers/create" and (_privileged(body) or body is UNREADABLE):
         assert not decision.allow, (body, decision)

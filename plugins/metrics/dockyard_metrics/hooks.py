@@ -2,7 +2,7 @@
 events (``on_event``), and dockerd's ``metrics-addr`` listener (``startup``/``shutdown``).
 
 One daemon per process: the metrics live in this module from ``register_routes`` (the first
-hook the daemon calls) until ``shutdown``. aiohttp and prometheus-client are imported by the
+hook the daemon calls) until ``shutdown``. The HTTP layer and prometheus-client are imported by the
 hooks, not by the module: the CLI imports every hook module to find plugin commands.
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from dockyard.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from aiohttp import web
+    from dockyard.http import web
 
     from .metrics import Metrics
 
@@ -35,7 +35,7 @@ def _get(daemon: Any) -> Metrics:
 
 
 async def _serve(request: web.Request) -> web.Response:
-    from aiohttp import web
+    from dockyard.http import web
     from prometheus_client import CONTENT_TYPE_LATEST
 
     if _metrics is None:
@@ -70,7 +70,7 @@ def is_loopback(host: str) -> bool:
 
 @hookimpl
 def register_routes(daemon: Any) -> Any:
-    from aiohttp import web
+    from dockyard.http import web
 
     _get(daemon)
     return [web.get("/metrics", _serve)]
@@ -79,7 +79,7 @@ def register_routes(daemon: Any) -> Any:
 @hookimpl
 def request_observed(route: str | None, method: str, status: int, duration: float) -> None:
     """Plain values, not ``request_finished``: a ``/_ping`` answered by the fast path is counted
-    without an aiohttp request being built for it."""
+    without a request object being built for it."""
     if _metrics is not None:
         _metrics.observe(route, method, status, duration)
 
@@ -108,7 +108,7 @@ async def startup(daemon: Any) -> None:
     if not is_loopback(host):
         log.warning("metrics-addr %s is not a loopback address: anyone who can reach it reads the "
                     "metrics without authentication", addr)
-    from aiohttp import web
+    from dockyard.http import web
 
     app = web.Application()
     app.router.add_get("/metrics", _serve)

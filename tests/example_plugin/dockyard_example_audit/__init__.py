@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 
-from aiohttp import web
+from dockyard.http import web
 
 from dockyard import hookimpl
 from dockyard.identity import Decision, Identity
@@ -57,7 +57,22 @@ def register_routes(daemon):
         identity = request["identity"]
         return web.json_response({"hello": identity.name, "uid": identity.uid})
 
-    return routes
+    return [*routes, *_legacy_routes()]
+
+
+def _legacy_routes():
+    """A route as a plugin written against aiohttp.web makes it (before ``dockyard.http``):
+    its RouteDef still registers, the handler gets the daemon's Request, and the aiohttp
+    response it returns (or HTTP exception it raises) is answered as the daemon's own. New
+    plugins use ``dockyard.http.web`` (above); a streaming handler must."""
+    from aiohttp import web as aioweb
+
+    async def legacy(request):
+        if "conflict" in request.query:
+            raise aioweb.HTTPConflict(text="legacy conflict")
+        return aioweb.json_response({"legacy": request["identity"].name, "route": request["route"]})
+
+    return [aioweb.get("/example/legacy", legacy)]
 
 
 @hookimpl

@@ -1,0 +1,66 @@
+"""Hostile clients against the daemon's own HTTP/1.1 server (dockyard.http.server), found by
+attacking it from outside: each test is a way a client got more than the limits allow.
+
+The daemon runs with small limits from its TOML config file (header timeout 2 s, idle
+timeout 3 s) so that each is reached quickly.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.privileged
+
+# a bound on a hang, not an expectation
+HANG = 30
+
+
+@pytest.fixture
+def daemon(tmp_path, make_daemon):
+    conf = tmp_path / "dockyardd.toml"
+    conf.write_text('api-header-timeout = 2\napi-idle-timeout = 3\n')
+    return make_daemon("--config-file", str(conf), base=tmp_path / "d",
+                       env={"DOCKYARD_DISABLE_PLUGINS": "auth_tls"})
+
+
+def _connect(d) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(HANG)
+    s.connect(str(d.socket))
+    return s
+
+
+def _read_to_eof(s: socket.socket) -> bytes:
+    """Everything the daemon sends until it closes; a hang past HANG fails."""
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            raise AssertionError(f"the daemon kept the connection open; got {data[-200:]!r}") from None
+        except ConnectionResetError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_a_head_begun_while_a_request_runs_still_has_the_header_timeout(daemon):
+    """Slowloris behind a running request: a pipelined head started while the first request's
+    handler ran (here an /events stream that ends after 3-4 s) must still be cut off by the header
+    timeout once the connection is idle. It was not: the header timer fired while the handler
+    ran and did nothing, and the idle check skips a connection in the middle of a head, so the
+    connection stayed open forever with no timer."""
+    s = _connect(daemon)
+    until = int(time.time()) + 4  # ends after the 2 s header timer fired
+    s.sendall(b"GET /events?until=%d HTTP/1.1\r\nHost: d\r\n\r\n"
+              b"GET /_ping HTTP/1.1\r\nHost: d\r\nX-Slow: " % until)
+    data = _read_to_eof(s)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 200 "), data[:200]
+    # the partial head got its 408 (or a plain close), never an answer as a request
+    assert data.count(b"HTTP/1.1 ") == 1 or b"HTTP/1.1 408" in data, data[-300:]
