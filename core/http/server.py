@@ -238,7 +238,9 @@ class HttpProtocol(asyncio.Protocol):
             self._refuse(400, "Bad Request", f"malformed HTTP request: {_parser_message(err)}")
             return
         if self._in_head:
-            self._head_size += len(data)
+            # the read a head began in also held what came before it (pipelined requests, a body):
+            # counted from the next read (one read is bounded; complete fields by _fields_size)
+            self._head_size = 0 if self._head_size < 0 else self._head_size + len(data)
             if self._head_size > MAX_HEAD:
                 self._refuse(431, "Request Header Fields Too Large",
                              f"the request head is larger than {MAX_HEAD} bytes")
@@ -255,7 +257,7 @@ class HttpProtocol(asyncio.Protocol):
         self._url = []
         self._raw_headers = []
         self._in_head = True
-        self._head_size = 0
+        self._head_size = -1  # began in this read (see data_received)
         self._fields_size = 0
         if len(self.queue) >= MAX_PIPELINED:
             raise _Stop()
