@@ -307,16 +307,22 @@ class HttpProtocol(asyncio.Protocol):
             self._parsing = None
             return
         self._fast_candidate = False
+        if upgrade and chunked is not None:  # its end cannot be told from the stream after it
+            raise _Refuse(400, "Bad Request", "an Upgrade request's body needs a Content-Length, not chunked")
         if upgrade and length is not None and length != b"0":
             try:
                 self._upgrade_need = int(length)
             except ValueError:
                 raise _Refuse(400, "Bad Request", "invalid Content-Length") from None
             self._tail = []
+        elif upgrade:
+            self._tail = []  # no body: all that follows is the upgraded stream (RED)
         self._parsing = self._make_request(method, upgrade, keep_alive,
                                            has_body=upgrade or chunked is not None or (
                                                length is not None and length != b"0"),
                                            chunked=chunked is not None, expect=expect)
+        if upgrade and not self._upgrade_need:
+            self._parsing.content.feed_eof()
 
     def on_body(self, body: bytes) -> None:
         request = self._parsing
