@@ -450,7 +450,8 @@ class HttpProtocol(asyncio.Protocol):
             except Exception:
                 log.exception("error handling %s %s", request.method, request.path)
                 response = self._internal_error()
-            if self._pending_error is not None and self.response is None and self._parsing is None:
+            if self._pending_error is not None and self.response is None and self._parsing is None \
+                    and not request.content.is_eof():  # (RED) a whole body: the error is a later request's
                 # this request's own body was malformed: its 400, not what the handler made of it
                 error, self._pending_error = self._pending_error, None
                 self._write_and_close(error)

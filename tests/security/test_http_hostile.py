@@ -7,6 +7,7 @@ timeout 3 s) so that each is reached quickly.
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from pathlib import Path
@@ -127,3 +128,17 @@ def test_an_upgrade_request_with_a_chunked_body_is_answered(daemon):
     head = _answer_head(s)
     s.close()
     assert head.startswith(b"HTTP/1.1 400 "), head[:300]
+
+
+def test_requests_pipelined_before_a_malformed_one_are_answered_first(daemon):
+    """What the server promises (dockyard.http.server: "a parse error ... answered after what is
+    queued"): two good pipelined requests, then garbage, get 200, 200, then the 400. The first
+    request's handler took the later request's 400 for its own body's and sent it instead of
+    its answer, so the client lost both answers."""
+    s = _connect(daemon)
+    good = b"GET /version HTTP/1.1\r\nHost: d\r\n\r\n"
+    s.sendall(good + good + b"BOGUS\r\n\r\n")
+    data = _read_to_eof(s)
+    s.close()
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", data)  # /version's body has no such text
+    assert statuses == [b"200", b"200", b"400"], data[-300:]
