@@ -142,3 +142,56 @@ def test_requests_pipelined_before_a_malformed_one_are_answered_first(daemon):
     s.close()
     statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", data)  # /version's body has no such text
     assert statuses == [b"200", b"200", b"400"], data[-300:]
+
+
+def test_a_ping_flood_from_a_client_that_never_reads_is_not_buffered(tmp_path):
+    """WebSocket (attach/ws): every ping is answered by a pong; a client that sends pings and
+    never reads made the server queue every pong in memory (200k pings: +35 MB RSS, unbounded).
+    Reading now stops while the pongs wait to be sent, so the client is the one held."""
+    import asyncio
+    import base64
+    import os
+    import struct
+
+    from dockyard.http import web
+
+    transports: list = []
+
+    async def handler(request):
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        transports.append(request.transport)
+        async for _ in ws:
+            pass
+        return ws
+
+    async def go():
+        app = web.Application()
+        app.router.add_get("/ws", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        path = str(tmp_path / "ws.sock")
+        await web.UnixSite(runner, path).start()
+        try:
+            reader, writer = await asyncio.open_unix_connection(path)
+            key = base64.b64encode(os.urandom(16)).decode()
+            writer.write((f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+            mask = b"\x01\x02\x03\x04"
+            ping = struct.pack("!BB", 0x89, 0x80 | 125) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(b"p" * 125))
+            sent = 0
+            while sent < 400_000:  # 50 MB of pongs if all were answered into memory
+                writer.write(ping * 1000)
+                sent += 1000
+                try:
+                    await asyncio.wait_for(writer.drain(), 2)
+                except asyncio.TimeoutError:
+                    break  # the server stopped reading: held, as it should be
+            buffered = transports[0].get_write_buffer_size()
+            writer.transport.abort()
+            assert buffered < 8 << 20, f"{sent} pings sent, {buffered >> 20} MB of pongs buffered"
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(asyncio.wait_for(go(), 120))
