@@ -238,7 +238,9 @@ class HttpProtocol(asyncio.Protocol):
             self._refuse(400, "Bad Request", f"malformed HTTP request: {_parser_message(err)}")
             return
         if self._in_head:
-            self._head_size += len(data)
+            # the read a head began in also held what came before it (pipelined requests, a body):
+            # counted from the next read (one read is bounded; complete fields by _fields_size)
+            self._head_size = 0 if self._head_size < 0 else self._head_size + len(data)
             if self._head_size > MAX_HEAD:
                 self._refuse(431, "Request Header Fields Too Large",
                              f"the request head is larger than {MAX_HEAD} bytes")
@@ -255,7 +257,7 @@ class HttpProtocol(asyncio.Protocol):
         self._url = []
         self._raw_headers = []
         self._in_head = True
-        self._head_size = 0
+        self._head_size = -1  # began in this read (see data_received)
         self._fields_size = 0
         if len(self.queue) >= MAX_PIPELINED:
             raise _Stop()
@@ -305,16 +307,22 @@ class HttpProtocol(asyncio.Protocol):
             self._parsing = None
             return
         self._fast_candidate = False
+        if upgrade and chunked is not None:  # its end cannot be told from the stream after it
+            raise _Refuse(400, "Bad Request", "an Upgrade request's body needs a Content-Length, not chunked")
         if upgrade and length is not None and length != b"0":
             try:
                 self._upgrade_need = int(length)
             except ValueError:
                 raise _Refuse(400, "Bad Request", "invalid Content-Length") from None
             self._tail = []
+        elif upgrade:
+            self._tail = []  # no body: all that follows is the upgraded stream (RED)
         self._parsing = self._make_request(method, upgrade, keep_alive,
                                            has_body=upgrade or chunked is not None or (
                                                length is not None and length != b"0"),
                                            chunked=chunked is not None, expect=expect)
+        if upgrade and not self._upgrade_need:
+            self._parsing.content.feed_eof()
 
     def on_body(self, body: bytes) -> None:
         request = self._parsing
@@ -442,7 +450,8 @@ class HttpProtocol(asyncio.Protocol):
             except Exception:
                 log.exception("error handling %s %s", request.method, request.path)
                 response = self._internal_error()
-            if self._pending_error is not None and self.response is None and self._parsing is None:
+            if self._pending_error is not None and self.response is None and self._parsing is None \
+                    and not request.content.is_eof():  # (RED) a whole body: the error is a later request's
                 # this request's own body was malformed: its 400, not what the handler made of it
                 error, self._pending_error = self._pending_error, None
                 self._write_and_close(error)

@@ -219,6 +219,7 @@ class _Protocol(asyncio.Protocol):
         self.queue: asyncio.Queue[WSMessage] = asyncio.Queue()
         self.queued = 0
         self.paused = False
+        self.pong_paused = False  # reading stopped while pongs wait to be sent
         self.lost = False
         self.writable = asyncio.Event()
         self.writable.set()
@@ -255,6 +256,9 @@ class _Protocol(asyncio.Protocol):
             if ws.autoping:
                 if not ws._closing_sent:
                     self.transport.write(frame(OP_PONG, payload))
+                    if not self.writable.is_set() and not self.pong_paused:  # (RED) a client that does
+                        self.pong_paused = True  # not read its pongs: stop reading its pings till they go
+                        self.transport.pause_reading()
             else:
                 self.put(WSMessage(WSMsgType.PING, payload, ""), len(payload))
         elif op == OP_PONG:
@@ -305,6 +309,10 @@ class _Protocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.writable.set()
+        if self.pong_paused:
+            self.pong_paused = False
+            if not self.paused and not self.transport.is_closing():
+                self.transport.resume_reading()
 
     async def get(self) -> WSMessage:
         msg = await self.queue.get()
@@ -312,7 +320,7 @@ class _Protocol(asyncio.Protocol):
             self.queued -= len(msg.data.encode() if isinstance(msg.data, str) else msg.data)
         if self.paused and self.queued < self.LOW_WATER:
             self.paused = False
-            if not self.transport.is_closing():
+            if not self.transport.is_closing() and not self.pong_paused:
                 self.transport.resume_reading()
         return msg
 

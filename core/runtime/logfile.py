@@ -297,11 +297,21 @@ class LogReader:
             ino = os.fstat(cur.fileno()).st_ino
             history: list[LogRecord] = []
             offset = 0
-            for p in self.files()[:-1]:
+            last_ts = 0  # of the last record read from cur
+            if tail is None:  # (RED) the history streamed, not held whole: a follower costs no log-sized list
+                for p in self.files()[:-1]:
+                    with _open(p) as f:
+                        for r, _ in self._scan(f, 0):
+                            if r.timestamp_ns >= since_ns and (not until_ns or r.timestamp_ns <= until_ns):
+                                yield r
+                for r, offset in self._scan(cur, 0):  # noqa: B007  (the last offset: where following starts)
+                    last_ts = r.timestamp_ns
+                    if r.timestamp_ns >= since_ns and (not until_ns or r.timestamp_ns <= until_ns):
+                        yield r
+            for p in self.files()[:-1] if tail is not None else ():
                 with _open(p) as f:
                     history.extend(r for r, _ in self._scan(f, 0))
-            last_ts = 0  # of the last record read from cur
-            for r, offset in self._scan(cur, 0):  # noqa: B007  (the last offset: where following starts)
+            for r, offset in self._scan(cur, 0) if tail is not None else ():  # noqa: B007
                 history.append(r)
                 last_ts = r.timestamp_ns
             history = [r for r in history
