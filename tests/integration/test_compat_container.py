@@ -4,6 +4,7 @@ CLI see it (issue 15): TTY line discipline, kill, commit with pause, env, HOME, 
 Each test drives a real daemon with docker-py or the docker CLI; no timing assertions."""
 
 import io
+import time
 
 import pytest
 
@@ -84,6 +85,10 @@ def test_commit_with_pause_of_a_container_that_is_exiting(client):
 
 def test_commit_with_pause_running_container_unpauses(client):
     c = client.containers.run("busybox", "sh -c 'echo hi > /f; sleep 300'", detach=True)
+    for _ in range(200):  # the shell may not have written /f yet when run returns
+        if c.exec_run("cat /f").output == b"hi\n":
+            break
+        time.sleep(0.05)
     img = c.commit()  # pause=True
     c.reload()
     assert c.status == "running"
