@@ -475,7 +475,39 @@ def parse_target(target: str) -> tuple[str, str, str]:
     return path, raw, qs
 
 
-class Request(MutableMapping[str, Any]):
+class StateMapping(MutableMapping[Any, Any]):
+    """The mapping of a request's or the app's own state (``request["identity"]``,
+    ``app[DAEMON]``), as aiohttp's; always true, even when empty."""
+
+    __slots__ = ()
+    _state: dict[Any, Any]
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._state[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._state[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self._state[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._state)
+
+    def __len__(self) -> int:
+        return len(self._state)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._state
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self._state.get(key, default)
+
+    def __bool__(self) -> bool:
+        return True
+
+
+class Request(StateMapping):
     """One HTTP request (aiohttp's ``web.Request`` subset); also a mapping for per-request
     state (``request["identity"]``)."""
 
@@ -667,31 +699,6 @@ class Request(MutableMapping[str, Any]):
     async def json(self, *, loads: Callable[[str], Any] = json.loads) -> Any:
         return loads(await self.text())
 
-    # -- mapping of per-request state --
-
-    def __getitem__(self, key: str) -> Any:
-        return self._state[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self._state[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        del self._state[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._state)
-
-    def __len__(self) -> int:
-        return len(self._state)
-
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        return self._state.get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._state
-
-    def __bool__(self) -> bool:
-        return True
 
     def __eq__(self, other: object) -> bool:
         return self is other
@@ -1159,7 +1166,7 @@ def middleware(f: T) -> T:
     return f
 
 
-class Application(MutableMapping[Any, Any]):
+class Application(StateMapping):
     """The app: a mapping (``app[AppKey]``), a router, middlewares and signals."""
 
     def __init__(self, *, router: "UrlDispatcher | None" = None, middlewares: Iterable[Any] = (),
@@ -1204,29 +1211,6 @@ class Application(MutableMapping[Any, Any]):
         for cb in reversed(self.on_cleanup):
             await cb(self)
 
-    def __getitem__(self, key: Any) -> Any:
-        return self._state[key]
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self._state[key] = value
-
-    def __delitem__(self, key: Any) -> None:
-        del self._state[key]
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._state)
-
-    def __len__(self) -> int:
-        return len(self._state)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._state
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        return self._state.get(key, default)
-
-    def __bool__(self) -> bool:
-        return True
 
     def __eq__(self, other: object) -> bool:
         return self is other
