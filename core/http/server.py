@@ -150,7 +150,6 @@ class HttpProtocol(asyncio.Protocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
         self._idle_deadline = 0.0
-        self.fast_tasks: set[asyncio.Task[Any]] = set()  # kept for callers of the old fast path
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
