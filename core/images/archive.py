@@ -160,7 +160,7 @@ def extract(stream: BinaryIO, stage: Path, unpacker: "Unpacker | None" = None) -
                             spool.finish()
                         finally:
                             spool.close()
-                        digest = spool  # hashed by the unpacker or this thread: known at the end
+                        digest = spool  # hashed by the unpacker's thread: known at the end
                     else:
                         h = hashlib.sha256()
                         with open(dest, "wb", buffering=0) as f:
@@ -198,82 +198,42 @@ def _write_all(f: Any, data: bytes) -> None:
 
 SPOOL_MAX = 8 << 20  # bytes of layer data read ahead of the unpackers, all layers together (a peak
 # of the daemon's memory: 64 MiB was no faster, and ~25 MB more at the peak)
-HASH_LAG = SPOOL_MAX // 2  # bytes an unpacker has read that may wait for the reader to hash them
 
 
 class _Spool:
     """A layer member's bytes on their way from the archive reader to its unpacker: the
     reader ``put``s chunks (waiting while the unpackers are ``SPOOL_MAX`` behind), the
     unpacker reads them; ``close`` before ``finish`` (a bad or cut archive) fails the
-    unpacker, an unpacker that ``abandon``s the member makes the reader drop the rest.
-
-    The member's sha256 is taken by whichever of the two threads has time for it: every
-    chunk queues for hashing (``unhashed``, in the order put) and is hashed, in that order,
-    under ``hlock``. The reader hashes while the unpackers are ``SPOOL_MAX`` behind (instead
-    of only waiting: the unpacker is then the load's bottleneck), the unpacker once the
-    chunks it read and nobody hashed pass ``HASH_LAG`` (the reader is the bottleneck then)."""
+    unpacker, an unpacker that ``abandon``s the member makes the reader drop the rest."""
 
     def __init__(self, budget: "Unpacker") -> None:
         self.budget = budget
         self.cond = budget.cond
         self.chunks: collections.deque[bytes] = collections.deque()
-        self.queued = 0  # bytes in chunks
         self.done = self.closed = self.abandoned = False
+        # the member's sha256, taken by whoever consumes a chunk: the unpacker's thread in
+        # get() (the archive reader's thread is the load's bottleneck: hashing 200 MB is
+        # 0.13 s of it), the reader itself for what comes after an abandon
         self.hash = hashlib.sha256()
-        self.hlock = threading.Lock()
-        self.unhashed: collections.deque[bytes] = collections.deque()
-        self.unhashed_bytes = 0
-        self.drained = False  # the unpacker has read the whole member
-
-    def hash_some(self, keep: int, block: bool) -> None:
-        """Hash the oldest unhashed chunks until at most ``keep`` bytes are left unhashed;
-        nothing when another thread is at it and ``block`` is false."""
-        if not self.hlock.acquire(blocking=block):
-            return
-        try:
-            while True:
-                with self.cond:
-                    if self.unhashed_bytes <= keep or not self.unhashed:
-                        return
-                    chunk = self.unhashed.popleft()
-                    self.unhashed_bytes -= len(chunk)
-                self.hash.update(chunk)  # outside the condition: the other thread goes on
-        finally:
-            self.hlock.release()
+        self.drained = False  # the unpacker has read (and hashed) the whole member
 
     def put(self, chunk: bytes) -> None:
         with self.cond:
-            self.unhashed.append(chunk)
-            self.unhashed_bytes += len(chunk)
-        while True:
-            with self.cond:
-                if self.abandoned:
-                    break
-                if self.budget.buffered < SPOOL_MAX:
-                    self.chunks.append(chunk)
-                    self.queued += len(chunk)
-                    self.budget.buffered += len(chunk)
-                    self.cond.notify_all()
-                    return
-                behind = [s for s in self.budget.spools if s.unhashed]
-                if not behind:
-                    self.cond.wait()
-                    continue
-            for spool in behind:  # the unpackers are behind: hash for them meanwhile
-                spool.hash_some(0, block=False)
-            with self.cond:  # what is left unhashed is another thread's, at it now
-                if self.budget.buffered >= SPOOL_MAX and not self.abandoned:
-                    self.cond.wait(0.05)
-        self.hash_some(0, block=True)  # abandoned: the unpacker no longer takes any
+            while self.budget.buffered >= SPOOL_MAX and not self.abandoned:
+                self.cond.wait()
+            if not self.abandoned:
+                self.chunks.append(chunk)
+                self.budget.buffered += len(chunk)
+                self.cond.notify_all()
+                return
+        self.hash.update(chunk)  # abandoned: the unpacker no longer takes (or hashes) any
 
     def digest(self) -> str:
         """The member's sha256 (hex), once every chunk is hashed (after :meth:`finish`)."""
         with self.cond:
             while not (self.drained or self.abandoned):
                 self.cond.wait()
-        self.hash_some(0, block=True)
-        with self.hlock:
-            return self.hash.hexdigest()
+        return self.hash.hexdigest()
 
     def finish(self) -> None:
         with self.cond:
@@ -287,12 +247,13 @@ class _Spool:
 
     def abandon(self) -> None:
         with self.cond:
-            self.abandoned = True
-            self.budget.buffered -= self.queued
+            if not self.abandoned:
+                for chunk in self.chunks:  # in order: before any the reader hashes from now on
+                    self.hash.update(chunk)
+                self.abandoned = True
+            self.budget.buffered -= sum(map(len, self.chunks))
             self.chunks.clear()
-            self.queued = 0
             self.cond.notify_all()
-        self.hash_some(0, block=True)  # what it left, in order: before any the reader puts from now on
 
     def get(self) -> bytes:
         """The next chunk, ``b""`` at the member's end; raises if the reader gave up."""
@@ -301,7 +262,6 @@ class _Spool:
                 self.cond.wait()
             if self.chunks:
                 chunk = self.chunks.popleft()
-                self.queued -= len(chunk)
                 self.budget.buffered -= len(chunk)
                 self.cond.notify_all()
             elif self.done:
@@ -310,9 +270,7 @@ class _Spool:
                 return b""
             else:
                 raise BadArchive("invalid archive: unexpected end of data")
-            lag = self.unhashed_bytes - self.queued  # read by the unpacker, not hashed yet
-        if lag > HASH_LAG:  # the reader has no time for it: hash what was read (bounded memory)
-            self.hash_some(self.queued, block=lag > 2 * HASH_LAG)
+        self.hash.update(chunk)  # outside the lock: the reader goes on meanwhile
         return chunk
 
 
