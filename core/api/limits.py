@@ -22,13 +22,13 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..http import web
+from ..http.server import error_bytes
 
 DEFAULT_MAX_JSON_BODY = 4 << 20
 DEFAULT_HEADER_TIMEOUT = 60.0
@@ -78,7 +78,7 @@ class Limits:
 
     def timeout_response(self) -> bytes:
         """The 408 for a head not complete within ``header_timeout``."""
-        return _raw_response(408, "Request Timeout",
+        return error_bytes(408, "Request Timeout",
                              f"the request headers were not received within {self.header_timeout:g}s "
                              "(api-header-timeout)")
 
@@ -115,12 +115,6 @@ def peer_key(transport: Any) -> tuple[str, Any]:
     if isinstance(peername, (tuple, list)) and peername:
         return ("ip", peername[0])
     return ("peer", str(peername))
-
-
-def _raw_response(status: int, reason: str, message: str) -> bytes:
-    body = json.dumps({"message": message}).encode() + b"\n"
-    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
 
 class LimitedAppRunner(web.AppRunner):

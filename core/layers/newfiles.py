@@ -27,7 +27,6 @@ import errno
 import hashlib
 import logging
 import os
-import shutil
 import struct
 import subprocess
 import threading
@@ -48,14 +47,6 @@ MAX_BYTES = 4 << 20  # data per batch
 
 _lock = threading.Lock()
 _loaded: list[Any] = []  # [library or None] once tried
-
-
-def cache_dir() -> Path:
-    """The runtime shim's cache directory (``dockyard.runtime.native.shim_cache_dir``)."""
-    env = os.environ.get("DOCKYARD_SHIM_CACHE")
-    if env:
-        return Path(env)
-    return Path("/var/cache/dockyard") if os.geteuid() == 0 else Path.home() / ".cache" / "dockyard"
 
 
 def library() -> Any:
@@ -87,10 +78,12 @@ def _trusted(path: Path) -> bool:
 def _load() -> Any:
     import ctypes
 
+    from ..runtime.native import find_cc, shim_cache_dir
+
     src = SOURCE.read_bytes()
-    target = cache_dir() / f"libdockyard-newfiles-{hashlib.sha256(src).hexdigest()[:12]}.so"
+    target = shim_cache_dir() / f"libdockyard-newfiles-{hashlib.sha256(src).hexdigest()[:12]}.so"
     if not target.exists():
-        cc = shutil.which("cc") or shutil.which("gcc")
+        cc = find_cc()
         if cc is None:
             raise OSError("no C compiler (cc)")
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
