@@ -67,11 +67,11 @@ class _Refuse(Exception):
         self.code, self.reason, self.message = status, reason, message
 
 
-def error_bytes(status: int, reason: str, message: str, close: bool = True) -> bytes:
+def error_bytes(status: int, reason: str, message: str) -> bytes:
+    """A whole Docker-style error answer (``{"message": ...}``) that closes the connection."""
     body = json.dumps({"message": message}).encode() + b"\n"
     return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n{'Connection: close' + chr(13) + chr(10) if close else ''}\r\n"
-            ).encode() + body
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
 
 class Server:
@@ -606,10 +606,13 @@ class HttpProtocol(asyncio.Protocol):
             transport.writelines((b"%x\r\n" % size, data, b"\r\n"))
 
     async def drain(self) -> None:
-        if self.transport is None:
+        transport = self.transport
+        if transport is None:
             raise ConnectionResetError("Connection lost")
         if not self.writing_paused:
             return
+        if transport.get_protocol() is not self:
+            return  # taken over (attach, exec): resume_writing goes to the new protocol, not here
         waiter = self._drain_waiter
         if waiter is None or waiter.done():
             waiter = self._drain_waiter = self.loop.create_future()

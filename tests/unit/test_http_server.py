@@ -15,6 +15,8 @@ import socket
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+import pytest
+
 from dockyard.http import web
 
 Body = Callable[[Path, dict[str, Any]], Awaitable[None]]
@@ -467,3 +469,32 @@ def test_a_header_value_with_a_newline_cannot_split_the_response(tmp_path: Path)
         writer.close()
 
     run(tmp_path, body)
+
+
+def test_drain_after_a_takeover_does_not_wait_forever() -> None:
+    """A connection taken over (attach, exec: ``transport.set_protocol``) while its writing
+    was paused: the resume goes to the new protocol, so the handler's last drain (write_eof)
+    must not wait for one that never comes here."""
+    from dockyard.http.server import HttpProtocol, Server
+
+    class Transport:
+        protocol: Any = None
+
+        def get_protocol(self) -> Any:
+            return self.protocol
+
+        def get_extra_info(self, name: str, default: Any = None) -> Any:
+            return default
+
+    async def main() -> None:
+        proto = HttpProtocol(Server(web.Application()))
+        transport = Transport()
+        transport.protocol = proto
+        proto.connection_made(transport)  # type: ignore[arg-type]
+        proto.pause_writing()
+        with pytest.raises(asyncio.TimeoutError):  # still ours: the drain waits for the resume
+            await asyncio.wait_for(proto.drain(), 0.05)
+        transport.protocol = object()  # taken over
+        await asyncio.wait_for(proto.drain(), 5)
+
+    asyncio.run(main())
